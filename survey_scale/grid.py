@@ -1,0 +1,75 @@
+"""The common rest-frame wavelength grid of the cube (SPEC §1).
+
+Every spectrum in the cube is resampled onto one grid, uniform in log10 λ with LAMOST's native step of
+1e-4 dex, starting at 3750 Å: 3,802 pixels up to 8,999 Å (vacuum wavelengths, rest frame). The grid is
+defined here once; the cube records it in its attributes and refuses a store whose grid differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+LOG10_WAVE_START: float = float(np.log10(3750.0))
+"""log10 of the first pixel centre (Å)."""
+LOG10_WAVE_STEP: float = 1e-4
+"""Step of the grid in dex per pixel (LAMOST's native sampling)."""
+N_WAVE: int = 3802
+"""Number of pixels of the common grid."""
+
+GRID_ATTR_KEYS = ("grid_log10_wave_start", "grid_log10_wave_step", "grid_n_wave", "grid_medium")
+
+
+class GridMismatchError(ValueError):
+    """A store or an input was made for another wavelength grid."""
+
+
+def wavelength_grid() -> np.ndarray:
+    """Pixel-centre wavelengths of the common grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (3802,), float64, vacuum rest-frame wavelengths in Å.
+    """
+    return 10.0 ** (LOG10_WAVE_START + LOG10_WAVE_STEP * np.arange(N_WAVE))
+
+
+def log10_pixel_edges() -> np.ndarray:
+    """log10 of the pixel edges of the common grid, shape (3803,)."""
+    return LOG10_WAVE_START + LOG10_WAVE_STEP * (np.arange(N_WAVE + 1) - 0.5)
+
+
+def grid_attrs() -> dict[str, Any]:
+    """The attributes that record the grid in a store (SPEC §1)."""
+    return {
+        "grid_log10_wave_start": LOG10_WAVE_START,
+        "grid_log10_wave_step": LOG10_WAVE_STEP,
+        "grid_n_wave": N_WAVE,
+        "grid_medium": "vacuum, rest frame",
+    }
+
+
+def check_grid_attrs(attrs: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`GridMismatchError` unless ``attrs`` describe the common grid.
+
+    Parameters
+    ----------
+    attrs
+        Attributes of a store (or of an emulator file).
+    where
+        Name of the store or file, quoted in the error message.
+    """
+    missing = [k for k in GRID_ATTR_KEYS[:3] if k not in attrs]
+    if missing:
+        raise GridMismatchError(f"{where}: no wavelength grid recorded (missing attributes {missing})")
+    expected = grid_attrs()
+    for key in GRID_ATTR_KEYS[:3]:
+        got, want = attrs[key], expected[key]
+        if not np.isclose(float(got), float(want), rtol=0, atol=1e-12):
+            raise GridMismatchError(
+                f"{where}: wavelength grid differs from survey_scale's common grid: {key} = {got!r}, "
+                f"expected {want!r} (log10 step 1e-4 dex from 3750 Å, {N_WAVE} pixels)"
+            )
