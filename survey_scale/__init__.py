@@ -22,8 +22,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from survey_scale.cube import open_cube as open_cube
 
 _SUBMODULES = {
-    "io", "cube", "grid", "labels", "masks", "config", "runner", "ingest", "synth", "mock", "normalize",
-    "pca", "emission", "emulator", "fitting", "information", "distance", "model_grid",
+    "io",
+    "cube",
+    "grid",
+    "labels",
+    "masks",
+    "config",
+    "runner",
+    "ingest",
+    "synth",
+    "mock",
+    "normalize",
+    "pca",
+    "emission",
+    "emulator",
+    "fitting",
+    "information",
+    "distance",
+    "model_grid",
 }
 
 __all__ = ["__version__", "open_cube", *sorted(_SUBMODULES)]

@@ -73,8 +73,13 @@ class ModelGrid:
     def subset(self, index: Sequence[int] | np.ndarray) -> ModelGrid:
         """A grid with the rows ``index`` (same ranges, wavelengths and metadata)."""
         return ModelGrid(
-            self.labels[index], self.label_names, self.label_min, self.label_max, self.wave,
-            self.flux[index], dict(self.meta),
+            self.labels[index],
+            self.label_names,
+            self.label_min,
+            self.label_max,
+            self.wave,
+            self.flux[index],
+            dict(self.meta),
         )
 
 
@@ -106,8 +111,13 @@ def load_model_grid(path: str | Path) -> ModelGrid:
                 raise ValueError(f"{path}: not a model grid, missing arrays {missing}")
             meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
             return ModelGrid(
-                z["labels"], tuple(z["label_names"].tolist()), z["label_min"], z["label_max"], z["wave"],
-                z["flux"], meta,
+                z["labels"],
+                tuple(z["label_names"].tolist()),
+                z["label_min"],
+                z["label_max"],
+                z["wave"],
+                z["flux"],
+                meta,
             )
     except (OSError, ValueError) as exc:
         if isinstance(exc, ValueError) and str(exc).startswith(str(path)):

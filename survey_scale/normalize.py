@@ -33,7 +33,9 @@ _MIN_WEIGHT = 1e-3
 
 
 @lru_cache(maxsize=8)
-def _kernel_blocks(wave_key: tuple[float, int, float], length: float) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
+def _kernel_blocks(
+    wave_key: tuple[float, int, float], length: float
+) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
     start, n, step = wave_key
     wave = 10.0 ** (start + step * np.arange(n)) if step else wavelength_grid()
     blocks = []

@@ -181,9 +181,7 @@ def _coerce(series: pd.Series, col: Column, path: Path) -> pd.Series:
     bad = values.isna() & series.notna() & (series.astype("string").str.strip() != "")
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise CatalogError(
-            f"{path}: column {series.name!r} row {row}: {series.iloc[row]!r} is not a number"
-        )
+        raise CatalogError(f"{path}: column {series.name!r} row {row}: {series.iloc[row]!r} is not a number")
     if col.dtype.startswith("int"):
         if values.isna().any():
             if col.name == "obsid":

@@ -238,9 +238,7 @@ def _check_length(path: Path, raw: bytes, start: int, need: int) -> None:
         )
 
 
-def _from_coadd_lean(
-    path: Path, raw: bytes, primary: fits.Header, ext: fits.Header, start: int
-) -> LamostSpectrum:
+def _from_coadd_lean(path: Path, raw: bytes, primary: fits.Header, ext: fits.Header, start: int) -> LamostSpectrum:
     if ext.get("XTENSION", "").strip() != "BINTABLE":
         raise LamostReadError(path, "wrong_layout", "COADD extension is not a binary table")
     n_rows = int(ext.get("NAXIS2", 0))
@@ -284,7 +282,8 @@ def _from_image(path: Path, image: np.ndarray, header: fits.Header) -> LamostSpe
         return _assemble(path, header, columns, "image", wavelength_source="coeff")
     else:
         raise LamostReadError(
-            path, "missing_wavelength",
+            path,
+            "missing_wavelength",
             f"third image row is {row_names[2] if len(row_names) >= 3 else 'unnamed'!r}, not a wavelength, "
             "and the header has no COEFF0/COEFF1 to rebuild it",
         )

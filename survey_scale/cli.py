@@ -1,0 +1,136 @@
+"""The ``survey-scale`` command line (SPEC §11, §12).
+
+Every sub-command reads the YAML configuration (``--config``; the defaults otherwise), validated at start;
+command-line options override single keys. Long steps show a progress bar and the Dask dashboard link, and
+everything is logged to stderr and to ``<cube>/_survey_scale/logs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from survey_scale._version import __version__
+from survey_scale.config import Config, ConfigError, load_config
+
+log = logging.getLogger("survey_scale")
+
+
+def _setup_logging(level: str, cube: Path | None, command: str) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    root = logging.getLogger()
+    root.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("survey_scale").setLevel(level)
+    if cube is not None and cube.exists():
+        folder = cube / "_survey_scale" / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        file_handler = logging.FileHandler(folder / f"{command}-{stamp}.log")
+        file_handler.setFormatter(fmt)
+        root.addHandler(file_handler)
+
+
+def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
+    return load_config(getattr(args, "config", None), overrides)
+
+
+# --- commands ------------------------------------------------------------------------------------------
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from survey_scale.cube import create_cube
+    from survey_scale.ingest import ingest
+
+    config = _config(
+        args,
+        {
+            "cube.path": args.cube,
+            "ingest.input": args.input,
+            "ingest.catalog": args.catalog,
+            "ingest.crossmatch": args.crossmatch,
+            "ingest.release": args.release,
+            "cluster.n_workers": args.workers,
+        },
+    )
+    cube = Path(config.cube.path)
+    if config.ingest.input is None:
+        raise ConfigError("ingest: give the input folder (--input DIR or ingest.input in the configuration)")
+    if not (cube / "zarr.json").exists():
+        create_cube(cube, config.cube)
+    _setup_logging(config.log_level, cube, "ingest")
+    summaries = ingest(config, progress=not args.no_progress)
+    for summary in summaries:
+        print(summary.balance_line())
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from survey_scale.info import cube_info
+
+    print(cube_info(args.cube))
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="survey-scale",
+        description="Reprocess a LAMOST low-resolution release of hot stars into science catalogs.",
+    )
+    parser.add_argument("--version", action="version", version=f"survey_scale {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="ingest a folder of LAMOST FITS files into the cube (SPEC §2)")
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--input", type=Path, help="folder of LAMOST spectra (searched recursively)")
+    p.add_argument("--cube", type=Path, help="the cube's Zarr store (created if missing)")
+    p.add_argument("--catalog", type=Path, help="release catalog (CSV, FITS or Parquet)")
+    p.add_argument("--crossmatch", type=Path, help="cross-match table: Gaia, 2MASS, photometry")
+    p.add_argument("--release", help="release name (default: from the FITS header DATA_V)")
+    p.add_argument("--workers", type=int, help="Dask workers of the local cluster")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("info", help="counts per release, stages done, rejects by reason")
+    p.add_argument("cube", type=Path, help="the cube's Zarr store")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``survey-scale``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        _setup_logging("INFO", None, args.command)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, FileNotFoundError, NotImplementedError) as exc:
+        print(f"survey-scale {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from survey_scale.cube import CubeError
+        from survey_scale.grid import GridMismatchError
+        from survey_scale.io.catalog import CatalogError
+        from survey_scale.lock import StoreLockedError
+        from survey_scale.runner import StageError
+
+        if isinstance(exc, CubeError | GridMismatchError | CatalogError | StoreLockedError | StageError):
+            print(f"survey-scale {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The YAML configuration that drives every command (SPEC §11).
+
+One file (``configs/default.yaml`` documents every key) configures the cube, the cluster and each stage.
+It is validated when a command starts: an unknown key or a value of the wrong type stops the command with
+a message that names the key (``cube.shard_spectra: Input should be a valid integer``). Command-line
+options override single keys.
+
+Each stage's section is hashed into the provenance of every chunk it writes, so changing a stage's
+settings re-runs that stage (and only that stage) on the next ``survey-scale run``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CompressionConfig(_Section):
+    """Codec of the spectra variables (Blosc; SPEC §1)."""
+
+    cname: Literal["zstd", "lz4", "lz4hc", "zlib", "blosclz"] = "zstd"
+    clevel: int = Field(3, ge=0, le=9)
+    shuffle: Literal["bitshuffle", "shuffle", "noshuffle"] = "bitshuffle"
+
+
+class CubeConfig(_Section):
+    """Layout of the Zarr cube (SPEC §1)."""
+
+    path: Path = Path("work/cube.zarr")
+    shard_spectra: int = Field(8192, ge=1)
+    inner_chunk_spectra: int = Field(128, ge=1)
+    compression: CompressionConfig = CompressionConfig()
+
+    @model_validator(mode="after")
+    def _inner_divides_shard(self) -> CubeConfig:
+        if self.shard_spectra % self.inner_chunk_spectra:
+            raise ValueError(
+                f"inner_chunk_spectra ({self.inner_chunk_spectra}) must divide shard_spectra ({self.shard_spectra})"
+            )
+        return self
+
+
+class ClusterConfig(_Section):
+    """Where Dask runs (SPEC §11). Only ``local`` and ``address`` are available so far."""
+
+    kind: Literal["local", "address", "slurm", "kubernetes"] = "local"
+    n_workers: int | None = Field(None, ge=1, description="default: one per core")
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = "auto"
+    address: str | None = None
+    dashboard_address: str | None = ":0"
+    processes: bool = True
+
+    @model_validator(mode="after")
+    def _address_needs_address(self) -> ClusterConfig:
+        if self.kind == "address" and not self.address:
+            raise ValueError("cluster.kind 'address' needs cluster.address (e.g. tcp://scheduler:8786)")
+        return self
+
+
+class RunnerConfig(_Section):
+    """The chunk runner (shared by every stage)."""
+
+    lock_stale_after_s: float = Field(120.0, gt=0)
+    progress: bool = True
+
+
+class IngestConfig(_Section):
+    """Ingest of LAMOST FITS files (SPEC §2)."""
+
+    input: Path | None = None
+    patterns: list[str] = ["*.fits", "*.fits.gz", "*.fit", "*.fit.gz", "*.fits.bz2"]
+    catalog: Path | None = None
+    crossmatch: Path | None = None
+    release: str | None = Field(None, description="default: from the header DATA_V, else 'unknown'")
+    files_per_task: int = Field(256, ge=1)
+    rv_source: Literal["auto", "catalog", "header"] = "auto"
+    max_abs_rv: float = Field(1000.0, gt=0, description="km/s; larger |RV| is rejected")
+    min_coverage: float = Field(0.5, ge=0, le=1, description="fraction of the grid a spectrum must cover")
+    min_good_fraction: float = Field(
+        0.5, ge=0, le=1, description="fraction of an output pixel covered by good input pixels to keep its ivar"
+    )
+    mask_andmask: bool = True
+
+
+class Config(_Section):
+    """The whole configuration."""
+
+    cube: CubeConfig = CubeConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    runner: RunnerConfig = RunnerConfig()
+    ingest: IngestConfig = IngestConfig()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def section_hash(self, section: str) -> str:
+        """Hash of one section's values: the provenance key of the stage it configures."""
+        value = getattr(self, section).model_dump(mode="json")
+        return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(
+            f"{source}: {key}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else "")
+        )
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate a configuration file.
+
+    Parameters
+    ----------
+    path
+        YAML file; None gives the defaults.
+    overrides
+        Dotted keys set after reading, e.g. ``{"cube.path": "x.zarr"}`` (from command-line options).
+        ``None`` values are ignored.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, not YAML, or a key is unknown or of the wrong type; the message names the
+        file and the key.
+    """
+    source = str(path) if path else "<defaults>"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read configuration: {exc.strerror or exc}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: the configuration must be a mapping of sections")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: {dotted}: {part} is not a section")
+        node[leaf] = str(value) if isinstance(value, Path) else value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
