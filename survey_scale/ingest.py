@@ -246,7 +246,7 @@ def inspect_block(paths: list[str], out: str) -> int:
     table = pd.DataFrame([inspect_file(p) for p in paths]).reindex(columns=RECORD_COLUMNS)
     for col in RECORD_COLUMNS:
         if col in _HEADER_STRINGS or col in ("path", "status", "code", "reason", "layout"):
-            table[col] = table[col].fillna("").astype(str)
+            table[col] = table[col].map(lambda v: "" if pd.isna(v) else str(v))
         elif col in ("size", "mtime_ns"):
             table[col] = pd.to_numeric(table[col], errors="coerce").fillna(-1).astype("int64")
         else:
@@ -532,8 +532,14 @@ def plan_batch(
         ],
     )
 
-    # duplicates inside the batch (first path wins), then specids already in the cube
-    rec = rec.sort_values(["specid", "path"], kind="stable").reset_index(drop=True)
+    # duplicates inside the batch: the file under LAMOST's own name for the specid wins, then the first path
+    stems = [
+        f"spec-{int(lmjd)}-{planid}_sp{int(spid):02d}-{int(fib):03d}" if status == "ok" else ""
+        for lmjd, planid, spid, fib, status in rec[[*parts, "status"]].itertuples(index=False)
+    ]
+    canonical = [Path(p).name.split(".")[0] == stem for p, stem in zip(rec["path"], stems)]
+    rec["_alias"] = ~np.array(canonical, dtype=bool)
+    rec = rec.sort_values(["specid", "_alias", "path"], kind="stable").reset_index(drop=True)
     ok = rec["status"] == "ok"
     dup = pd.Series(False, index=rec.index)
     dup[ok] = rec.loc[ok, "specid"].duplicated(keep="first")

@@ -1,0 +1,55 @@
+"""Shared fixtures: the real LAMOST files, a Dask client, small cube configurations."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+
+from survey_scale.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+LAMOST_DIR = SHARED_DATA / "lamost"
+DR9_101001 = "spec-55859-F5902_sp01-001.fits.gz"
+DR7_101001 = "spec-55859-F5902_sp01-001_dr7.fits.gz"
+DR2_FLOAT64 = "spec-55916-B5591606_sp01-001.fits"
+
+
+@pytest.fixture(scope="session")
+def lamost_dir() -> Path:
+    """The folder of real LAMOST files (../shared/data/lamost); skips the test when it is absent."""
+    if not LAMOST_DIR.is_dir():
+        pytest.skip(f"real LAMOST files not found at {LAMOST_DIR} (../shared/data/lamost from the project root)")
+    return LAMOST_DIR
+
+
+@pytest.fixture
+def lamost_copy(lamost_dir: Path, tmp_path: Path) -> Path:
+    """A writable copy of the real files."""
+    target = tmp_path / "lamost"
+    shutil.copytree(lamost_dir, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A small in-process Dask cluster shared by the tests (threads: no process start-up cost)."""
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as c:
+            yield c
+
+
+def small_config(tmp_path: Path, **overrides) -> Config:
+    """A configuration with a tiny shard so that a few spectra span several chunks."""
+    values = {
+        "cube.path": str(tmp_path / "cube.zarr"),
+        "cube.shard_spectra": 4,
+        "cube.inner_chunk_spectra": 2,
+        "ingest.files_per_task": 3,
+        "runner.progress": False,
+    }
+    values.update(overrides)
+    return load_config(None, values)

@@ -1,0 +1,83 @@
+"""Release catalogs and cross-match tables in CSV, FITS and Parquet (SPEC §2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.table import Table
+
+from survey_scale.io.catalog import CatalogError, read_catalog, read_crossmatch
+
+CATALOG = pd.DataFrame(
+    {
+        "OBSID": [1, 2, 3],
+        "ra": [10.0, 20.0, 30.0],
+        "dec": [-5.0, 0.0, 5.0],
+        "SNRG": [50.0, -9999.0, 12.5],
+        "rv": [3.0, -7.5, 12.0],
+        "rv_err": [1.0, 2.0, 3.0],
+        "class": ["STAR", "STAR", "STAR"],
+    }
+)
+
+
+def _write(df: pd.DataFrame, path: Path) -> Path:
+    if path.suffix == ".csv":
+        df.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    else:
+        Table.from_pandas(df).write(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".fits", ".parquet"])
+def test_catalog_formats_read_alike(tmp_path: Path, suffix: str) -> None:
+    cat = read_catalog(_write(CATALOG, tmp_path / f"cat{suffix}"))
+    assert list(cat["obsid"]) == [1, 2, 3] and cat["obsid"].dtype == np.int64
+    assert np.isnan(cat["snr_g"].iloc[1])  # -9999 is LAMOST's missing value
+    assert cat["snr_g"].iloc[0] == 50.0 and list(cat["class"]) == ["STAR"] * 3
+    assert cat["rv"].tolist() == [3.0, -7.5, 12.0]
+
+
+def test_rv_from_redshift_when_absent(tmp_path: Path) -> None:
+    df = CATALOG.drop(columns=["rv", "rv_err"]).assign(z=[1e-4, 0.0, -1e-4])
+    cat = read_catalog(_write(df, tmp_path / "cat.csv"))
+    np.testing.assert_allclose(cat["rv"], [29.9792458, 0.0, -29.9792458], rtol=1e-6)
+
+
+def test_catalog_errors_name_file_and_row(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="no 'obsid' column"):
+        read_catalog(_write(CATALOG.drop(columns=["OBSID"]), tmp_path / "a.csv"))
+    bad = CATALOG.astype({"ra": object})
+    bad.loc[1, "ra"] = "twenty"
+    with pytest.raises(CatalogError, match=r"b\.csv: column 'ra' row 1: 'twenty' is not a number"):
+        read_catalog(_write(bad, tmp_path / "b.csv"))
+    with pytest.raises(CatalogError, match="unknown table format"):
+        read_catalog(_write(CATALOG, tmp_path / "c.csv").rename(tmp_path / "c.xlsx"))
+    with pytest.raises(CatalogError, match="not found"):
+        read_catalog(tmp_path / "missing.csv")
+
+
+def test_crossmatch_aliases_and_case(tmp_path: Path) -> None:
+    df = pd.DataFrame(
+        {
+            "obsid": [1, 2],
+            "gaia_source_id": [11, 22],
+            "parallax": [1.0, 0.5],
+            "phot_g_mean_mag": [12.0, 13.0],
+            "g_mag": [12.5, 13.5],
+            "j_m": [11.0, 12.0],
+            "ks_m": [10.5, np.nan],
+            "ks_msigcom": [0.02, np.nan],
+        }
+    )
+    xm = read_crossmatch(_write(df, tmp_path / "xm.parquet"))
+    assert xm["gaia_id"].tolist() == [11, 22]
+    assert xm["G"].tolist() == [12.0, 13.0] and xm["g"].tolist() == [12.5, 13.5]
+    assert xm["J"].tolist() == [11.0, 12.0] and np.isnan(xm["Ks"].iloc[1]) and xm["Ks_err"].iloc[0] == np.float32(0.02)
+    with pytest.raises(CatalogError, match="obsid 1 appears more than once"):
+        read_crossmatch(_write(pd.concat([df, df.iloc[:1]]), tmp_path / "dup.parquet"))
