@@ -28,7 +28,7 @@ def test_identity_on_the_grid() -> None:
 def test_known_spectrum_from_native_lamost_grid() -> None:
     # A smooth spectrum sampled on LAMOST's native grid: resampled values follow the function.
     func = lambda w: 1.0 + 0.3 * np.sin(w / 300.0)  # noqa: E731
-    out, ivar, mask, coverage = resample_to_grid(LAMOST_NATIVE, func(LAMOST_NATIVE), np.ones(3909))
+    out, ivar, _, coverage = resample_to_grid(LAMOST_NATIVE, func(LAMOST_NATIVE), np.ones(3909))
     np.testing.assert_allclose(out, func(GRID), atol=2e-4)
     assert coverage == 1.0 and np.all(ivar > 0)
 
