@@ -30,6 +30,8 @@ def _setup_logging(level: str, cube: Path | None, command: str) -> None:
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("survey_scale").setLevel(level)
+    for noisy in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if cube is not None and cube.exists():
         folder = cube / "_survey_scale" / "logs"
         folder.mkdir(parents=True, exist_ok=True)
@@ -80,6 +82,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    config = load_config(args.file)
+    if args.action == "check":
+        print(f"{args.file or '<defaults>'}: valid")
+    else:
+        print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from survey_scale.demo import run_demo
+
+    _setup_logging("INFO", None, "demo")
+    run_demo(args.workdir, n_stars=args.n_stars, seed=args.seed, progress=not args.no_progress)
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------------------
 
 
@@ -101,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="Dask workers of the local cluster")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("demo", help="mock release -> ingest -> pipeline -> report, in a work folder")
+    p.add_argument("--workdir", type=Path, default=Path("survey_scale_demo"), help="folder for everything")
+    p.add_argument("--n-stars", type=int, default=600, help="stars in the mock release")
+    p.add_argument("--seed", type=int, default=1, help="seed of the mock release")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config", help="check a configuration file, or show the effective configuration")
+    p.add_argument("action", choices=["check", "show"])
+    p.add_argument("file", type=Path, nargs="?", help="YAML configuration (default: built-in defaults)")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("info", help="counts per release, stages done, rejects by reason")
     p.add_argument("cube", type=Path, help="the cube's Zarr store")

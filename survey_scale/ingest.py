@@ -274,7 +274,7 @@ def load_chunk_files(start: int, stop: int, params: Mapping[str, Any]) -> dict[s
     return {"plan": rows, "spectra": spectra}
 
 
-def write_chunk(inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
+def resample_chunk(inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
     """Resample a chunk of planned spectra onto the grid and assemble their metadata (pure)."""
     rows: pd.DataFrame = inputs["plan"]
     n = len(rows)
@@ -310,10 +310,11 @@ def ingest_stage(plan_path: Path, row0: int, config: Config) -> Stage:
     return Stage(
         name="ingest",
         version=INGEST_STAGE_VERSION,
-        func=write_chunk,
+        func=resample_chunk,
         outputs=(*SPECTRA, *METADATA),
         params=params,
         load_inputs=load_chunk_files,
+        block_rows=config.ingest.files_per_task,
     )
 
 

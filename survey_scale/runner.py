@@ -136,6 +136,9 @@ class Stage:
     load_inputs
         Optional ``load_inputs(start, stop, params) -> dict`` used instead of reading cube variables (the
         ingest reads FITS files).
+    block_rows
+        If set, a chunk is computed in blocks of this many rows by separate tasks (spreading a chunk over
+        the workers) and written by one task that gathers them; default one task per chunk.
     """
 
     name: str
@@ -147,6 +150,7 @@ class Stage:
     models: Mapping[str, ModelRef] = field(default_factory=dict)
     dims: Mapping[str, int | Sequence[Any]] = field(default_factory=dict)
     load_inputs: Callable[[int, int, Mapping[str, Any]], dict[str, np.ndarray]] | None = None
+    block_rows: int | None = None
 
 
 class StageError(RuntimeError):
@@ -253,42 +257,52 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def run_chunk(cube: str, stage: Stage, start: int, stop: int, provenance: Mapping[str, Any]) -> dict[str, Any]:
-    """Compute and write one chunk of ``stage`` (runs on a Dask worker; also callable directly)."""
-    t0 = time.perf_counter()
-    cube_path = Path(cube)
-    root = open_group(cube_path, mode="r+")
+def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, StageResult]:
+    """Read the inputs of rows [start, stop) and call the stage on them (runs on a worker)."""
     if stage.load_inputs is not None:
         inputs = stage.load_inputs(start, stop, stage.params)
     else:
+        root = open_group(cube)
         inputs = {name: root[name][start:stop] for name in stage.inputs}
-    ctx = ChunkContext(start=start, stop=stop, models=_worker_models(stage.models))
-    result = stage.func(inputs, stage.params, ctx)
+    result = stage.func(inputs, stage.params, ChunkContext(start=start, stop=stop, models=_worker_models(stage.models)))
     n = stop - start
-    per_spectrum: dict[str, np.ndarray] = {}
     for out in stage.outputs:
         if out.name not in result.outputs:
             raise StageError(f"stage {stage.name} returned no {out.name!r} for rows {start}:{stop}")
-        value = np.asarray(result.outputs[out.name])
-        if value.shape[0] != n:
+        if np.shape(result.outputs[out.name])[0] != n:
             raise StageError(
-                f"stage {stage.name}: output {out.name!r} has {value.shape[0]} rows for chunk {start}:{stop} ({n})"
+                f"stage {stage.name}: output {out.name!r} has {np.shape(result.outputs[out.name])[0]} rows "
+                f"for rows {start}:{stop} ({n})"
             )
+    if any(not 0 <= row < n for row, _, _ in result.rejects):
+        raise StageError(f"stage {stage.name}: a reject row lies outside rows {start}:{stop}")
+    return start, result
+
+
+def write_chunk(
+    cube: str, stage: Stage, start: int, stop: int, provenance: Mapping[str, Any], *blocks: tuple[int, StageResult]
+) -> dict[str, Any]:
+    """Write one chunk from its blocks' results: region writes, chunk result file, then the marker."""
+    t0 = time.perf_counter()
+    cube_path = Path(cube)
+    root = open_group(cube_path, mode="r+")
+    blocks = tuple(sorted(blocks, key=lambda b: b[0]))
+    per_spectrum: dict[str, np.ndarray] = {}
+    for out in stage.outputs:
+        value = np.concatenate([np.asarray(r.outputs[out.name]) for _, r in blocks])
         if out.per_spectrum:
-            per_spectrum[out.name] = value.astype(out.dtype) if out.dtype != "str" else value.astype(str)
+            per_spectrum[out.name] = value.astype(str) if out.dtype == "str" else value.astype(out.dtype)
         else:
             root[out.name][start:stop] = value.astype(out.dtype, copy=False)
-    rows = np.array([r for r, _, _ in result.rejects], dtype=np.int64)
-    if rows.size and (rows.min() < 0 or rows.max() >= n):
-        raise StageError(f"stage {stage.name}: reject row outside chunk {start}:{stop}")
+    rejects = [(block_start + row, code, reason) for block_start, r in blocks for row, code, reason in r.rejects]
     buffer = io.BytesIO()
     np.savez(
         buffer,
         _start=np.int64(start),
         _stop=np.int64(stop),
-        _reject_row=rows + start,
-        _reject_code=np.array([c for _, c, _ in result.rejects], dtype=str),
-        _reject_reason=np.array([r for _, _, r in result.rejects], dtype=str),
+        _reject_row=np.array([row for row, _, _ in rejects], dtype=np.int64),
+        _reject_code=np.array([code for _, code, _ in rejects], dtype=str),
+        _reject_reason=np.array([reason for _, _, reason in rejects], dtype=str),
         **per_spectrum,
     )
     _atomic_bytes(_result_path(cube_path, stage.name, start), buffer.getvalue())
@@ -296,13 +310,13 @@ def run_chunk(cube: str, stage: Stage, start: int, stop: int, provenance: Mappin
         **provenance,
         "start": start,
         "stop": stop,
-        "n_rejects": len(result.rejects),
-        "seconds": round(time.perf_counter() - t0, 3),
+        "n_rejects": len(rejects),
+        "write_seconds": round(time.perf_counter() - t0, 3),
         "code_version": __version__,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     _atomic_bytes(_marker_path(cube_path, stage.name, start), json.dumps(marker, sort_keys=True).encode())
-    return {"start": start, "stop": stop, "n_rejects": len(result.rejects), "seconds": marker["seconds"]}
+    return {"start": start, "stop": stop, "n_rejects": len(rejects)}
 
 
 # --- client side ---------------------------------------------------------------------------------------
@@ -405,10 +419,20 @@ def run_stage(
     if pending:
         if stage.models:
             client.register_plugin(ModelPlugin(stage.models, thread_budget), name=MODEL_PLUGIN)
-        futures = [
-            client.submit(run_chunk, str(cube), stage, a, b, provenance, pure=False, key=f"{stage.name}-rows-{a}")
-            for a, b in pending
-        ]
+        futures = []
+        for a, b in pending:
+            step = stage.block_rows or (b - a)
+            blocks = [
+                client.submit(
+                    compute_block, str(cube), stage, s, min(s + step, b), pure=False, key=f"{stage.name}-block-{s}"
+                )
+                for s in range(a, b, step)
+            ]
+            futures.append(
+                client.submit(
+                    write_chunk, str(cube), stage, a, b, provenance, *blocks, pure=False, key=f"{stage.name}-rows-{a}"
+                )
+            )
         bar = tqdm(total=len(futures), desc=stage.name, unit="chunk", disable=not progress)
         for future in as_completed(futures):
             bar.update()
@@ -540,8 +564,9 @@ __all__ = [
     "StageResult",
     "StageSummary",
     "chunk_bounds",
+    "compute_block",
     "consolidate_stage",
     "rebuild_rejects",
-    "run_chunk",
     "run_stage",
+    "write_chunk",
 ]
