@@ -96,6 +96,36 @@ class IngestConfig(_Section):
     mask_andmask: bool = True
 
 
+class NormalizeConfig(_Section):
+    """Pseudo-continuum normalization (SPEC §3)."""
+
+    length: float = Field(50.0, gt=0, description="L of the Gaussian kernel, Å (P2 Eq. 2)")
+    block_spectra: int = Field(2048, ge=1, description="spectra per Dask task")
+    min_pixels: int = Field(500, ge=1, description="fewer usable normalized pixels: the spectrum is rejected")
+
+
+class PCAConfig(_Section):
+    """PCA reconstruction (SPEC §4)."""
+
+    n_components: int = Field(100, ge=1, description="K")
+    snr_column: str = "snr_g"
+    min_snr: float = Field(50.0, ge=0, description="training spectra: S/N above this")
+    max_train: int | None = Field(100_000, ge=100, description="random subset of the candidates (seeded)")
+    min_clean_fraction: float = Field(0.95, ge=0, le=1, description="training: usable clean-window pixels")
+    seed: int = 0
+    block_spectra: int = Field(2048, ge=1, description="spectra per Dask task")
+
+
+class EmissionConfig(_Section):
+    """Hα emission and erroneous-spectrum flags (SPEC §4, P1 §3 and Appendix A)."""
+
+    threshold: float | None = Field(None, description="Hα excess threshold; null = derived from the data")
+    n_sigma: float = Field(5.0, gt=0, description="derived threshold = median + n_sigma × 1.4826 MAD")
+    min_significance: float = Field(3.0, ge=0, description="excess / its error must also exceed this")
+    bad_chi2_threshold: float | None = Field(None, description="reduced χ² threshold; null = derived")
+    bad_n_sigma: float = Field(10.0, gt=0, description="derived: median + bad_n_sigma × MAD of log10 χ²")
+
+
 class Config(_Section):
     """The whole configuration."""
 
@@ -103,6 +133,9 @@ class Config(_Section):
     cluster: ClusterConfig = ClusterConfig()
     runner: RunnerConfig = RunnerConfig()
     ingest: IngestConfig = IngestConfig()
+    normalize: NormalizeConfig = NormalizeConfig()
+    pca: PCAConfig = PCAConfig()
+    emission: EmissionConfig = EmissionConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def section_hash(self, section: str) -> str:

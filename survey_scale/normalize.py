@@ -17,12 +17,16 @@ blocks of pixels and each block of output pixels is a dense BLAS product of the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
+from survey_scale.cube import PIXMASK_BITS
 from survey_scale.grid import wavelength_grid
-from survey_scale.masks import CONTINUUM_WINDOWS, window_mask
+from survey_scale.masks import CONTINUUM_WINDOWS, clean_window_mask, window_mask
+from survey_scale.runner import ChunkContext, Output, Stage, StageResult
 
 CONTINUUM_LENGTH = 50.0
 """L of P2 Eq. 2, in Å."""
@@ -142,3 +146,42 @@ def normalize_continuum(
         norm_flux = np.where(usable & np.isfinite(flux), flux / continuum, 1.0).astype(np.float32)
         norm_ivar = np.where(usable & good, ivar * continuum**2, 0.0).astype(np.float32)
     return norm_flux, norm_ivar, continuum
+
+
+# --- the §3 stage on the runner ------------------------------------------------------------------------
+
+NORMALIZE_VERSION = "1"
+
+
+def normalize_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
+    """Stage function: ``norm_flux``, ``norm_ivar`` of a chunk (pixels flagged NO_COVERAGE/INTERPOLATED are
+    already ivar = 0 and stay out of the continuum)."""
+    bad_bits = PIXMASK_BITS["NO_COVERAGE"] | PIXMASK_BITS["INTERPOLATED"]
+    norm_flux, norm_ivar, _ = normalize_continuum(
+        inputs["flux"], inputs["ivar"], (inputs["pixmask"] & bad_bits) == 0, length=params["length"]
+    )
+    usable = (norm_ivar > 0).sum(axis=1)
+    clean = clean_window_mask(wavelength_grid())
+    clean_fraction = (norm_ivar[:, clean] > 0).mean(axis=1).astype(np.float32)
+    rejects = [
+        (int(i), "no_continuum", f"only {int(usable[i])} pixels have a defined pseudo-continuum and ivar > 0")
+        for i in np.flatnonzero(usable < params["min_pixels"])
+    ]
+    return StageResult({"norm_flux": norm_flux, "norm_ivar": norm_ivar, "clean_fraction": clean_fraction}, rejects)
+
+
+def normalize_stage(length: float = CONTINUUM_LENGTH, block_spectra: int | None = 2048, min_pixels: int = 500) -> Stage:
+    """The §3 normalization as a runner stage (inputs ``flux``, ``ivar``, ``pixmask``)."""
+    return Stage(
+        name="normalize",
+        version=NORMALIZE_VERSION,
+        func=normalize_chunk,
+        inputs=("flux", "ivar", "pixmask"),
+        outputs=(
+            Output("norm_flux", "float32", ("spec", "wave"), {"long_name": "flux / pseudo-continuum (SPEC §3)"}),
+            Output("norm_ivar", "float32", ("spec", "wave"), {"long_name": "ivar * pseudo-continuum**2"}),
+            Output("clean_fraction", "float32", attrs={"long_name": "fraction of clean-window pixels usable"}),
+        ),
+        params={"length": float(length), "min_pixels": int(min_pixels), "windows": "masks.CONTINUUM_WINDOWS v1"},
+        block_rows=block_spectra,
+    )

@@ -453,6 +453,44 @@ def run_stage(
     )
 
 
+def _reduce_block(
+    cube: str, variables: tuple[str, ...], rows: np.ndarray, block: Callable[..., Any], params: Mapping[str, Any]
+) -> Any:
+    root = open_group(cube)
+    data = {name: root[name].get_orthogonal_selection((rows,)) for name in variables}
+    return block(data, params)
+
+
+def reduce_rows(
+    cube: str | Path,
+    variables: Sequence[str],
+    rows: np.ndarray,
+    block: Callable[[dict[str, np.ndarray], Mapping[str, Any]], Any],
+    combine: Callable[[Any, Any], Any],
+    client: Client,
+    params: Mapping[str, Any] | None = None,
+    block_rows: int = 2048,
+) -> Any:
+    """Map ``block`` over groups of the given rows and combine the results pairwise (a tree reduction).
+
+    Survey-wide reductions (the PCA's moments and Gram matrix, diagnostics over a selection) use it: each
+    task reads only its rows of ``variables`` from the cube, so no step holds the selection in memory, and
+    ``combine(a, b)`` keeps ``a`` (earlier rows) before ``b``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        raise ValueError("reduce_rows: no rows selected")
+    params = dict(params or {})
+    futures = [
+        client.submit(_reduce_block, str(cube), tuple(variables), rows[i : i + block_rows], block, params, pure=False)
+        for i in range(0, rows.size, block_rows)
+    ]
+    while len(futures) > 1:
+        paired = [client.submit(combine, a, b, pure=False) for a, b in zip(futures[0::2], futures[1::2])]
+        futures = paired + ([futures[-1]] if len(futures) % 2 else [])
+    return futures[0].result()
+
+
 def _load_results(cube: Path, stage: str) -> list[dict[str, np.ndarray]]:
     folder = meta_dir(cube) / "results" / stage
     results = []
@@ -567,6 +605,7 @@ __all__ = [
     "compute_block",
     "consolidate_stage",
     "rebuild_rejects",
+    "reduce_rows",
     "run_stage",
     "write_chunk",
 ]

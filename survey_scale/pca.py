@@ -1,0 +1,292 @@
+"""PCA reconstruction of normalized spectra (SPEC §4, P1 §3).
+
+Fit
+---
+Training spectra (good S/N, no emission; chosen by :mod:`survey_scale.pipeline`) are standardized per
+pixel (training mean and standard deviation; masked pixels set to the mean). Their Gram matrix
+G = Σ z zᵀ (P × P, P = 3,802) is accumulated block by block over the cube (a tree reduction of
+``reduce_rows``: memory does not grow with the number of training spectra), then
+
+- the clean-window covariance G_cc / M is diagonalized; its top K = 100 eigenvectors ξ are the principal
+  components (P1 Eq. 1–2), the coefficients of a spectrum are p = z_clean · ξ;
+- B (K × P) solves P B = X̄ᵀ in the least-squares sense for the training set. With P = Z_c ξ the normal
+  equations are exact and diagonal: PᵀP = M diag(λ), so B = diag(1/λ) ξᵀ G_c· / M — the least-squares
+  solution without forming P, computed from the same Gram matrix;
+- the full-range covariance G / M is diagonalized too (top K): non-emission spectra are reconstructed from
+  all their pixels, emission spectra from the clean windows only (SPEC §4);
+- the reconstruction error of each pixel, σ²_model, is the training residual variance (from G, λ and B)
+  minus the training spectra's mean noise variance.
+
+The model is a versioned artifact (``.npz`` without pickles, JSON metadata): its SHA-256 enters the
+provenance of every chunk projected with it.
+
+Stage
+-----
+``pca`` maps over the cube: coefficients ``pca_coeff`` (clean windows), the denoised ``pca_flux``, and the
+emission and erroneous-spectrum diagnostics and flags of :mod:`survey_scale.emission`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from survey_scale._version import __version__
+from survey_scale.emission import emission_flags, residual_statistics
+from survey_scale.runner import ChunkContext, ModelRef, Output, Stage, StageResult
+
+PCA_MODEL_VERSION = "1"
+PCA_STAGE_VERSION = "1"
+
+
+@dataclass
+class PCAModel:
+    """A fitted PCA (see the module docstring). Arrays are float64; P pixels, K components."""
+
+    mean: np.ndarray  # (P,) training mean of the normalized flux
+    std: np.ndarray  # (P,) training standard deviation (1 where undefined)
+    clean: np.ndarray  # (P,) bool, clean-window pixels
+    basis_clean: np.ndarray  # (P_clean, K) eigenvectors of the clean-window covariance
+    eig_clean: np.ndarray  # (K,)
+    reconstruction: np.ndarray  # (K, P) B: full spectra from clean-window coefficients
+    basis_full: np.ndarray  # (P, K) eigenvectors of the full-range covariance
+    eig_full: np.ndarray  # (K,)
+    model_var_clean: np.ndarray  # (P,) reconstruction error variance, clean-coefficient reconstruction
+    model_var_full: np.ndarray  # (P,) same for the full-range reconstruction
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_components(self) -> int:
+        return self.eig_clean.size
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model (``.npz``, no pickles; ``meta`` as JSON)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {k: getattr(self, k) for k in _ARRAYS}
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, meta=np.array(json.dumps(self.meta, sort_keys=True)), **arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> PCAModel:
+        """Read a model written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in (*_ARRAYS, "meta") if k not in z.files]
+            if missing:
+                raise ValueError(f"{path}: not a survey_scale PCA model (missing {missing})")
+            return cls(**{k: z[k] for k in _ARRAYS}, meta=json.loads(str(z["meta"])))
+
+
+_ARRAYS = (
+    "mean",
+    "std",
+    "clean",
+    "basis_clean",
+    "eig_clean",
+    "reconstruction",
+    "basis_full",
+    "eig_full",
+    "model_var_clean",
+    "model_var_full",
+)
+
+
+def load_pca_model(path: str) -> PCAModel:
+    """Loader used by the runner's worker plugin."""
+    return PCAModel.load(path)
+
+
+# --- fit: block functions for runner.reduce_rows, then the decomposition --------------------------------
+
+
+def _usable(flux: np.ndarray, ivar: np.ndarray) -> np.ndarray:
+    return (ivar > 0) & np.isfinite(flux) & np.isfinite(ivar)
+
+
+def moments_block(data: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Per-pixel counts, sums, sums of squares and noise variance of a block of training spectra."""
+    flux = data["norm_flux"].astype(np.float64)
+    ivar = data["norm_ivar"].astype(np.float64)
+    good = _usable(flux, ivar)
+    f = np.where(good, flux, 0.0)
+    return {
+        "n": good.sum(axis=0).astype(np.float64),
+        "sum": f.sum(axis=0),
+        "sumsq": (f * f).sum(axis=0),
+        "noise": np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0).sum(axis=0),
+        "rows": np.array(float(flux.shape[0])),
+    }
+
+
+def gram_block(data: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Gram matrix Σ z zᵀ of a block of standardized training spectra (masked pixels at the mean)."""
+    z = standardize(data["norm_flux"], data["norm_ivar"], params["mean"], params["std"])
+    return {"gram": (z.T @ z).astype(np.float64), "rows": np.array(float(z.shape[0]))}
+
+
+def add_results(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Combine two block results by summing each entry."""
+    return {k: a[k] + b[k] for k in a}
+
+
+def standardize(flux: np.ndarray, ivar: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(flux − mean) / std as float32, 0 (the mean) on unusable pixels."""
+    flux = np.asarray(flux, dtype=np.float32)
+    good = _usable(flux, np.asarray(ivar))
+    return np.where(good, (flux - mean.astype(np.float32)) / std.astype(np.float32), 0.0).astype(np.float32)
+
+
+def moments_to_mean_std(moments: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, standard deviation and mean noise variance per pixel from :func:`moments_block` sums."""
+    n = moments["n"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, moments["sum"] / n, 1.0)
+        var = np.where(n > 1, moments["sumsq"] / n - mean**2, 0.0)
+        noise = np.where(n > 0, moments["noise"] / n, 0.0)
+    std = np.sqrt(np.clip(var, 0.0, None))
+    std = np.where(std > 1e-6, std, 1.0)  # a constant or never-observed pixel carries no information
+    return mean, std, noise
+
+
+def pca_from_gram(
+    gram: np.ndarray,
+    n_rows: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    noise_var: np.ndarray,
+    clean: np.ndarray,
+    n_components: int,
+    meta: Mapping[str, Any] | None = None,
+) -> PCAModel:
+    """Decompose the training Gram matrix into the clean-window and full-range PCA (module docstring)."""
+    cov = gram / n_rows
+    k = n_components
+    idx = np.flatnonzero(clean)
+    p = cov.shape[0]
+
+    def top(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = matrix.shape[0]
+        values, vectors = scipy.linalg.eigh(matrix, subset_by_index=[n - k, n - 1])
+        order = np.argsort(values)[::-1]
+        vectors = vectors[:, order]
+        # a deterministic sign: the largest-|component| of each eigenvector is positive
+        signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(k)])
+        return np.clip(values[order], 1e-12, None), vectors * signs
+
+    eig_c, basis_c = top(cov[np.ix_(idx, idx)])
+    recon = (basis_c.T @ cov[idx, :]) / eig_c[:, None]  # B = diag(1/λ) ξᵀ G_c· / M
+    eig_f, basis_f = top(cov)
+    diag = np.diag(cov)
+    resid_c = diag - np.einsum("k,kp->p", eig_c, recon**2)
+    resid_f = diag - np.einsum("k,pk->p", eig_f, basis_f**2)
+    to_flux = std**2
+    model_var_c = np.clip(resid_c * to_flux - noise_var, 0.0, None)
+    model_var_f = np.clip(resid_f * to_flux - noise_var, 0.0, None)
+    info = {
+        "version": PCA_MODEL_VERSION,
+        "code_version": __version__,
+        "n_train": int(n_rows),
+        "n_components": k,
+        "n_pixels": p,
+        "n_clean": int(idx.size),
+        "explained_clean": float(eig_c.sum() / np.trace(cov[np.ix_(idx, idx)])),
+        "explained_full": float(eig_f.sum() / np.trace(cov)),
+        **dict(meta or {}),
+    }
+    return PCAModel(mean, std, clean, basis_c, eig_c, recon, basis_f, eig_f, model_var_c, model_var_f, info)
+
+
+# --- projection (pure, on a chunk) ------------------------------------------------------------------------
+
+
+def project(model: PCAModel, norm_flux: np.ndarray, norm_ivar: np.ndarray) -> dict[str, np.ndarray]:
+    """Coefficients and reconstructions of a batch of normalized spectra.
+
+    Returns
+    -------
+    dict
+        ``coeff`` (n, K) clean-window coefficients; ``recon_clean`` (n, P) the full spectrum from them
+        (X″ᵀ = P′B); ``recon_full`` (n, P) the reconstruction from all pixels; all float32.
+    """
+    z = standardize(norm_flux, norm_ivar, model.mean, model.std)
+    coeff = z[:, model.clean] @ model.basis_clean.astype(np.float32)
+    scale, mean = model.std.astype(np.float32), model.mean.astype(np.float32)
+    recon_clean = mean + scale * (coeff @ model.reconstruction.astype(np.float32))
+    basis_full = model.basis_full.astype(np.float32)
+    recon_full = mean + scale * ((z @ basis_full) @ basis_full.T)
+    return {"coeff": coeff, "recon_clean": recon_clean, "recon_full": recon_full}
+
+
+def diagnostics_block(data: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Residual statistics of a block of spectra against a PCA model (for thresholds; reduce_rows block)."""
+    model = params["model"]
+    rec = project(model, data["norm_flux"], data["norm_ivar"])
+    return residual_statistics(
+        data["norm_flux"], data["norm_ivar"], rec["recon_clean"], model.model_var_clean, model.clean
+    )
+
+
+def concat_results(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Combine two block results by concatenating each entry (a's rows first)."""
+    return {k: np.concatenate([a[k], b[k]]) for k in a}
+
+
+def pca_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
+    """Stage function: PCA coefficients, ``pca_flux``, Hα diagnostics and flags of a chunk (SPEC §4)."""
+    model: PCAModel = ctx.models["pca"]
+    flux, ivar = inputs["norm_flux"], inputs["norm_ivar"]
+    rec = project(model, flux, ivar)
+    stats = residual_statistics(flux, ivar, rec["recon_clean"], model.model_var_clean, model.clean)
+    thresholds = model.meta["thresholds"]
+    em, bad = emission_flags(
+        stats,
+        params["threshold"] if params["threshold"] is not None else thresholds["halpha_excess_threshold"],
+        params["min_significance"],
+        params["bad_chi2_threshold"] if params["bad_chi2_threshold"] is not None else thresholds["bad_chi2_threshold"],
+    )
+    pca_flux = np.where(em[:, None] == 1, rec["recon_clean"], rec["recon_full"])
+    rejects = [
+        (int(i), "no_pca_diagnostics", "no usable pixel in the Hα or clean windows: emission and χ² undefined")
+        for i in np.flatnonzero(~np.isfinite(stats["halpha_excess"]) | ~np.isfinite(stats["pca_chi2"]))
+    ]
+    return StageResult(
+        {"pca_coeff": rec["coeff"], "pca_flux": pca_flux, "em_flag": em, "bad_spectrum_flag": bad, **stats}, rejects
+    )
+
+
+def pca_stage(model_path: Path, n_components: int, emission: Mapping[str, Any], block_spectra: int) -> Stage:
+    """The §4 stage: inputs ``norm_flux``, ``norm_ivar``; the model file is loaded once per worker."""
+    f4 = "float32"
+    return Stage(
+        name="pca",
+        version=PCA_STAGE_VERSION,
+        func=pca_chunk,
+        inputs=("norm_flux", "norm_ivar"),
+        outputs=(
+            Output("pca_coeff", f4, ("spec", "pc"), {"long_name": "PCA coefficients from the clean windows"}),
+            Output("pca_flux", f4, ("spec", "wave"), {"long_name": "PCA-denoised normalized spectrum (SPEC §4)"}),
+            Output("halpha_excess", f4, attrs={"long_name": "mean(observed - reconstruction), 6557-6571 A"}),
+            Output("halpha_excess_err", f4, attrs={"long_name": "uncertainty of halpha_excess"}),
+            Output("halpha_chi2", f4, attrs={"long_name": "reduced chi2, 6400-6550 and 6590-6690 A"}),
+            Output("pca_chi2", f4, attrs={"long_name": "reduced chi2 over the clean windows"}),
+            Output("em_flag", "int8", attrs={"long_name": "1 = H-alpha emission (P1 Sect. 3)"}),
+            Output("bad_spectrum_flag", "int8", attrs={"long_name": "1 = erroneous spectrum (P1 App. A)"}),
+        ),
+        params={
+            "threshold": emission.get("threshold"),
+            "min_significance": emission["min_significance"],
+            "bad_chi2_threshold": emission.get("bad_chi2_threshold"),
+        },
+        models={"pca": ModelRef(str(model_path), load_pca_model)},
+        dims={"pc": n_components},
+        block_rows=block_spectra,
+    )

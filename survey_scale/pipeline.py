@@ -1,0 +1,225 @@
+"""The whole pipeline: every stage that is not done yet, in order (SPEC §11).
+
+``run_pipeline(config)`` takes the writer lock, starts the cluster of ``config.cluster`` and calls
+``run_pipeline_with_client(config, client)`` (the pair mirrors hats-import's ``pipeline`` /
+``pipeline_with_client``). Steps:
+
+1. ingest ``ingest.input`` if configured (an unfinished batch is completed first);
+2. ``normalize`` (§3) over all chunks not done;
+3. the PCA models (§4): pass 1 on the high-S/N candidates, their emission/erroneous flags, pass 2 without
+   the flagged ones — each model file is reused while its training set and settings are unchanged;
+4. ``pca`` (§4): coefficients, ``pca_flux``, Hα diagnostics and flags over all chunks not done.
+
+Each step is skipped when up to date (chunk markers carry the stage version, configuration hash and model
+hashes), so ``survey-scale run`` after an append processes only the new spectra, and a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from distributed import Client
+
+from survey_scale.config import Config
+from survey_scale.cube import create_cube, meta_dir, open_group, read_column, spec_length
+from survey_scale.emission import derive_thresholds, emission_flags
+from survey_scale.grid import wavelength_grid
+from survey_scale.ingest import IngestSummary, ingest_with_client
+from survey_scale.masks import clean_window_mask
+from survey_scale.normalize import normalize_stage
+from survey_scale.pca import (
+    PCAModel,
+    add_results,
+    concat_results,
+    diagnostics_block,
+    gram_block,
+    moments_block,
+    moments_to_mean_std,
+    pca_from_gram,
+    pca_stage,
+)
+from survey_scale.runner import StageSummary, reduce_rows, run_stage
+
+log = logging.getLogger(__name__)
+
+
+class PipelineError(RuntimeError):
+    """A step cannot run (e.g. too few training spectra); the message says what to change."""
+
+
+@dataclass
+class PipelineSummary:
+    """What a pipeline run did."""
+
+    ingest: list[IngestSummary] = field(default_factory=list)
+    stages: list[StageSummary] = field(default_factory=list)
+    models: dict[str, Path] = field(default_factory=dict)
+
+
+def _hash(*parts: Any) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(np.asarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+    return digest.hexdigest()[:16]
+
+
+def fit_pca(
+    cube: Path, rows: np.ndarray, n_components: int, client: Client, block_rows: int, meta: dict[str, Any]
+) -> PCAModel:
+    """Fit the §4 PCA on the normalized spectra of ``rows`` (two passes over them: moments, Gram)."""
+    variables = ("norm_flux", "norm_ivar")
+    moments = reduce_rows(cube, variables, rows, moments_block, add_results, client, block_rows=block_rows)
+    mean, std, noise = moments_to_mean_std(moments)
+    gram = reduce_rows(
+        cube, variables, rows, gram_block, add_results, client, {"mean": mean, "std": std}, block_rows=block_rows
+    )
+    clean = clean_window_mask(wavelength_grid())
+    return pca_from_gram(gram["gram"], int(gram["rows"]), mean, std, noise, clean, n_components, meta)
+
+
+def _diagnostics(cube: Path, rows: np.ndarray, model: PCAModel, client: Client, block_rows: int) -> dict:
+    scattered = client.scatter(model, broadcast=True)
+    return reduce_rows(
+        cube,
+        ("norm_flux", "norm_ivar"),
+        rows,
+        diagnostics_block,
+        concat_results,
+        client,
+        {"model": scattered},
+        block_rows=block_rows,
+    )
+
+
+def pca_candidates(cube: Path, config: Config) -> np.ndarray:
+    """Rows eligible for training: S/N above ``pca.min_snr`` and enough usable clean-window pixels."""
+    cfg = config.pca
+    root = open_group(cube)
+    if cfg.snr_column not in root:
+        raise PipelineError(f"{cube}: pca.snr_column {cfg.snr_column!r} is not a variable of the cube")
+    snr = read_column(root, cfg.snr_column).astype(np.float64)
+    clean_fraction = read_column(root, "clean_fraction")
+    rows = np.flatnonzero((snr > cfg.min_snr) & (clean_fraction >= cfg.min_clean_fraction))
+    if cfg.max_train is not None and rows.size > cfg.max_train:
+        rng = np.random.default_rng(cfg.seed)
+        rows = np.sort(rng.choice(rows, cfg.max_train, replace=False))
+    if rows.size < 2 * cfg.n_components:
+        raise PipelineError(
+            f"{cube}: only {rows.size} spectra have {cfg.snr_column} > {cfg.min_snr} and clean_fraction >= "
+            f"{cfg.min_clean_fraction}; the PCA needs at least {2 * cfg.n_components} (lower pca.min_snr or "
+            "pca.n_components)"
+        )
+    return rows
+
+
+def build_pca_models(cube: Path, config: Config, client: Client) -> Path:
+    """The two-pass PCA of SPEC §4; returns the final model's path (refitting only what changed)."""
+    cfg, em_cfg = config.pca, config.emission
+    rows = pca_candidates(cube, config)
+    specids = read_column(open_group(cube), "specid")[rows].astype(str)
+    norm_hash = open_group(cube)["norm_flux"].attrs.get("provenance_config_hash", "")
+    folder = meta_dir(cube) / "models"
+    key1 = _hash("pass1", specids, cfg.model_dump_json(), norm_hash)
+    path1, path2 = folder / "pca-pass1.npz", folder / "pca.npz"
+
+    def load_if(path: Path, key: str) -> PCAModel | None:
+        if path.exists():
+            model = PCAModel.load(path)
+            if model.meta.get("training_key") == key:
+                return model
+        return None
+
+    model1 = load_if(path1, key1)
+    if model1 is None:
+        log.info("PCA pass 1: fitting on %d spectra with %s > %s", rows.size, cfg.snr_column, cfg.min_snr)
+        model1 = fit_pca(
+            cube,
+            rows,
+            cfg.n_components,
+            client,
+            cfg.block_spectra,
+            {"pass": 1, "training_key": key1, "selection": f"{cfg.snr_column} > {cfg.min_snr}"},
+        )
+        model1.save(path1)
+    stats1 = _diagnostics(cube, rows, model1, client, cfg.block_spectra)
+    thr1 = derive_thresholds(stats1, em_cfg.n_sigma, em_cfg.bad_n_sigma)
+    em1, bad1 = emission_flags(
+        stats1,
+        em_cfg.threshold or thr1["halpha_excess_threshold"],
+        em_cfg.min_significance,
+        em_cfg.bad_chi2_threshold or thr1["bad_chi2_threshold"],
+    )
+    keep = (em1 == 0) & (bad1 == 0)
+    train2 = rows[keep]
+    key2 = _hash("pass2", key1, specids[keep], em_cfg.model_dump_json())
+    if load_if(path2, key2) is None:
+        log.info(
+            "PCA pass 2: %d of %d candidates flagged in pass 1 (emission %d, erroneous %d); refitting on %d",
+            (~keep).sum(),
+            rows.size,
+            em1.sum(),
+            bad1.sum(),
+            train2.size,
+        )
+        model2 = fit_pca(
+            cube,
+            train2,
+            cfg.n_components,
+            client,
+            cfg.block_spectra,
+            {
+                "pass": 2,
+                "training_key": key2,
+                "n_excluded_pass1": int((~keep).sum()),
+                "selection": f"{cfg.snr_column} > {cfg.min_snr}, not flagged by pass 1",
+            },
+        )
+        stats2 = _diagnostics(cube, rows, model2, client, cfg.block_spectra)
+        model2.meta["thresholds"] = derive_thresholds(stats2, em_cfg.n_sigma, em_cfg.bad_n_sigma)
+        model2.meta["threshold_rule"] = (
+            f"halpha_excess > median + {em_cfg.n_sigma} x 1.4826 MAD of the {rows.size} candidates' excess; "
+            f"pca_chi2 > 10**(median + {em_cfg.bad_n_sigma} x 1.4826 MAD of log10 pca_chi2)"
+        )
+        model2.save(path2)
+    return path2
+
+
+def run_pipeline_with_client(config: Config, client: Client, *, progress: bool = True) -> PipelineSummary:
+    """Run every step that is not done yet on ``client`` (the caller holds the writer lock)."""
+    cube = Path(config.cube.path)
+    summary = PipelineSummary()
+    summary.ingest = ingest_with_client(config, client, progress=progress)
+    if spec_length(open_group(cube)) == 0:
+        raise PipelineError(f"{cube}: the cube holds no spectra; ingest some first (ingest.input or --input)")
+    norm = config.normalize
+    summary.stages.append(
+        run_stage(cube, normalize_stage(norm.length, norm.block_spectra, norm.min_pixels), client, progress=progress)
+    )
+    model_path = build_pca_models(cube, config, client)
+    summary.models["pca"] = model_path
+    summary.stages.append(
+        run_stage(
+            cube,
+            pca_stage(model_path, config.pca.n_components, config.emission.model_dump(), config.pca.block_spectra),
+            client,
+            progress=progress,
+        )
+    )
+    return summary
+
+
+def run_pipeline(config: Config, *, progress: bool = True) -> PipelineSummary:
+    """Run the pipeline with the cluster of ``config.cluster``, under the cube's writer lock."""
+    from survey_scale.cluster import dask_client
+    from survey_scale.lock import WriterLock
+
+    cube = Path(config.cube.path)
+    if not (cube / "zarr.json").exists():
+        create_cube(cube, config.cube)
+    with WriterLock(cube, config.runner.lock_stale_after_s), dask_client(config.cluster) as client:
+        return run_pipeline_with_client(config, client, progress=progress)
