@@ -75,6 +75,22 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from survey_scale.pipeline import run_pipeline
+
+    config = _config(args, {"cube.path": args.cube, "ingest.input": args.input, "cluster.n_workers": args.workers})
+    _setup_logging(config.log_level, Path(config.cube.path), "run")
+    summary = run_pipeline(config, progress=not args.no_progress)
+    for ingest in summary.ingest:
+        print(ingest.balance_line())
+    for stage in summary.stages:
+        print(
+            f"{stage.stage}: {stage.n_computed} of {stage.n_chunks} chunks computed "
+            f"({stage.n_done_before} up to date), {stage.n_rejects} rejects, {stage.seconds:.1f} s"
+        )
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from survey_scale.info import cube_info
 
@@ -123,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_ingest)
 
+    p = sub.add_parser("run", help="every stage that is not done yet (ingest, normalize, PCA/emission, ...)")
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--cube", type=Path, help="the cube (overrides cube.path)")
+    p.add_argument("--input", type=Path, help="ingest this folder first (overrides ingest.input)")
+    p.add_argument("--workers", type=int, help="Dask workers of the local cluster")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
     p = sub.add_parser("demo", help="mock release -> ingest -> pipeline -> report, in a work folder")
     p.add_argument("--workdir", type=Path, default=Path("survey_scale_demo"), help="folder for everything")
     p.add_argument("--n-stars", type=int, default=600, help="stars in the mock release")
@@ -157,9 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from survey_scale.grid import GridMismatchError
         from survey_scale.io.catalog import CatalogError
         from survey_scale.lock import StoreLockedError
+        from survey_scale.pipeline import PipelineError
         from survey_scale.runner import StageError
 
-        if isinstance(exc, CubeError | GridMismatchError | CatalogError | StoreLockedError | StageError):
+        known = (CubeError, GridMismatchError, CatalogError, StoreLockedError, StageError, PipelineError)
+        if isinstance(exc, known):
             print(f"survey-scale {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise
