@@ -81,7 +81,7 @@ def pca_cube(tmp_path_factory, client) -> tuple[Path, dict]:
 
 
 def test_model_artifact(pca_cube) -> None:
-    path, ctx = pca_cube
+    _, ctx = pca_cube
     model = PCAModel.load(ctx["model"])
     assert model.basis_clean.shape == (clean_window_mask(WAVE).sum(), 12)
     assert model.reconstruction.shape == (12, WAVE.size) and model.basis_full.shape == (WAVE.size, 12)
