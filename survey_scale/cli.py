@@ -66,6 +66,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     cube = Path(config.cube.path)
     if config.ingest.input is None:
         raise ConfigError("ingest: give the input folder (--input DIR or ingest.input in the configuration)")
+    if not Path(config.ingest.input).is_dir():
+        raise FileNotFoundError(f"{config.ingest.input}: input folder not found")
     if not (cube / "zarr.json").exists():
         create_cube(cube, config.cube)
     _setup_logging(config.log_level, cube, "ingest")
