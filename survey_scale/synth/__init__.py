@@ -42,7 +42,7 @@ Physics (modules :mod:`.atmosphere`, :mod:`.lines`, :mod:`.spectrum`, :mod:`.lin
   batched FFT convolution, with radial velocities as exact Fourier phase shifts, then averaged into the
   3802 pixels of :func:`survey_scale.grid.wavelength_grid`.
 - *SED.* Eddington–Barbier flux with the same opacities, normalized to σT_eff⁴: Balmer/Paschen jumps that
-  peak for A stars and grow at low log g.
+  peak for A stars and, for A stars below ~9000 K, grow at low log g.
 - *ISM and tellurics* (:mod:`.ism`): Na I D, Ca II K/H and 17 DIBs scaled with E(B−V) by published
   relations; O₂ A/B and H₂O band envelopes scaled with airmass and PWV.
 

@@ -17,8 +17,9 @@ The surface flux (SED) uses the Eddington–Barbier relation for a grey-like atm
 opacity: at wavelength λ we see down to τ̄_λ = (2/3) κ_R / κ_λ, where the Eddington temperature law gives
 T_λ⁴ = ¾ T_eff⁴ (τ̄_λ + ⅔), and F_λ = π B_λ(T_λ), rescaled so that ∫ F_λ dλ = σ T_eff⁴ exactly. This
 produces a Balmer (and Paschen) jump that is largest for A stars, shrinks towards O stars (Thomson
-scattering) and F stars (H⁻), and grows at low log g — the behaviour of model atmospheres, at the ~20 %
-level in flux, not a replacement for ATLAS/TLUSTY fluxes.
+scattering) and F stars (H⁻), and in A stars cooler than ~9000 K grows at low log g (less H⁻ at low
+pressure) — the behaviour of model atmospheres, at the ~20 % level in flux, not a replacement for
+ATLAS/TLUSTY fluxes.
 
 All quantities are cgs; wavelengths in Å.
 """
@@ -136,21 +137,18 @@ def electron_pressure(temp: np.ndarray, pg: np.ndarray, he_per_h: np.ndarray, n_
 def _hydrogenic_bf(wave: np.ndarray, theta: np.ndarray, z: int) -> np.ndarray:
     """Bound-free cross-section per ion of a hydrogenic species, levels populated by Boltzmann (cm²).
 
-    ``wave`` (P,), ``theta`` = 5040/T (n,); returns (n, P), without stimulated emission.
+    ``wave`` (1, P) or (n, P) in Å, ``theta`` = 5040/T (n,); returns (n, P), without stimulated emission.
     """
     ip = 13.598 * z**2
-    out = np.zeros((theta.size, wave.size))
+    th = theta[:, None]
     lam3 = _ALPHA0 * z**4 * wave**3
+    out = np.zeros(np.broadcast_shapes(wave.shape, th.shape))
     for n in range(1, 11):
         edge = n**2 * _LYMAN_EDGE / z**2
-        active = (wave <= edge).astype(np.float64)
-        out += (lam3 * active / n**3)[None, :] * 10.0 ** (-theta * ip * (1.0 - 1.0 / n**2))[:, None]
+        out += np.where(wave <= edge, lam3 / n**3, 0.0) * 10.0 ** (-th * ip * (1.0 - 1.0 / n**2))
     # levels n > 10: Unsöld's integral over the (quasi-continuous) high levels
-    tail = (
-        10.0 ** (-theta * ip * (1.0 - 1.0 / 10.5**2)) - 10.0 ** (-theta * ip)
-    ) * _LOG_E / (2.0 * theta * ip)
-    out += lam3[None, :] * tail[:, None]
-    return out
+    tail = (10.0 ** (-th * ip * (1.0 - 1.0 / 10.5**2)) - 10.0 ** (-th * ip)) * _LOG_E / (2.0 * th * ip)
+    return out + lam3 * tail
 
 
 def _h_minus_bf_alpha(wave: np.ndarray) -> np.ndarray:
@@ -160,13 +158,16 @@ def _h_minus_bf_alpha(wave: np.ndarray) -> np.ndarray:
 
 
 def _h_minus_ff(wave: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """H⁻ free-free per neutral H atom per unit P_e (Gray eq. 8.13), clamped to its range of validity."""
+    """H⁻ free-free per neutral H atom per unit P_e (Gray eq. 8.13), clamped to its range of validity.
+
+    ``wave`` (1, P) or (n, P), ``theta`` (n,); returns (n, P).
+    """
     x = np.log10(np.clip(wave, 2600.0, 113900.0))
     f0 = -2.2763 - 1.6850 * x + 0.76661 * x**2 - 0.053346 * x**3
     f1 = 15.2827 - 9.2846 * x + 1.99381 * x**2 - 0.142631 * x**3
     f2 = -197.789 + 190.266 * x - 67.9775 * x**2 + 10.6913 * x**3 - 0.625151 * x**4
     lt = np.log10(np.clip(theta, 0.5, 3.6))[:, None]
-    return 1e-26 * 10.0 ** (f0[None, :] + f1[None, :] * lt + f2[None, :] * lt**2)
+    return 1e-26 * 10.0 ** (f0 + f1 * lt + f2 * lt**2)
 
 
 @dataclass(frozen=True)
@@ -185,13 +186,15 @@ class OpacityTerms:
 
     @classmethod
     def at(cls, wave: np.ndarray, temp: np.ndarray) -> OpacityTerms:
-        wave = np.atleast_1d(np.asarray(wave, dtype=np.float64))
+        """Terms at vacuum ``wave`` (Å): (P,) shared by all stars or (n, P) per star; ``temp`` (n,) in K."""
+        wave = np.asarray(wave, dtype=np.float64)
+        wave = wave.reshape(1, -1) if wave.ndim < 2 else wave
         theta = 5040.0 / temp
-        stim = -np.expm1(-HC_EV_A / wave[None, :] / (K_EV * temp[:, None]))
+        stim = -np.expm1(-HC_EV_A / wave / (K_EV * temp[:, None]))
         gaunt_free = _LOG_E / (2.0 * theta * 13.598) * 10.0 ** (-theta * 13.598)
-        h_ff = (_ALPHA0 * wave**3)[None, :] * gaunt_free[:, None]
+        h_ff = _ALPHA0 * wave**3 * gaunt_free[:, None]
         h = (_hydrogenic_bf(wave, theta, 1) + h_ff) * stim
-        hm_bf = 4.158e-10 * _h_minus_bf_alpha(wave)[None, :] * (theta**2.5 * 10.0 ** (0.754 * theta))[:, None]
+        hm_bf = 4.158e-10 * _h_minus_bf_alpha(wave) * (theta**2.5 * 10.0 ** (0.754 * theta))[:, None]
         h_minus = hm_bf * stim + _h_minus_ff(wave, theta)
         return cls(h=h, h_minus=h_minus, he2=_hydrogenic_bf(wave, theta, 2) * stim)
 
@@ -235,7 +238,7 @@ class Layer:
         return f_h1, self.he_per_h * f_he2, 1.0 - f_h1 + self.he_per_h * e_he
 
     def kappa(self, wave: np.ndarray) -> np.ndarray:
-        """Continuous opacity per hydrogen nucleus (cm²) at vacuum wavelengths ``wave`` (Å), shape (n, P)."""
+        """Continuous opacity per hydrogen nucleus (cm²) at vacuum ``wave`` (Å, (P,) or (n, P)), (n, P)."""
         return OpacityTerms.at(wave, self.temp).combine(self.pe, *self._state())
 
     def rosseland(self) -> np.ndarray:
@@ -295,10 +298,11 @@ def planck_lambda(wave: np.ndarray, temp: np.ndarray) -> np.ndarray:
     """Planck function B_λ in erg s⁻¹ cm⁻² Å⁻¹ sr⁻¹; ``wave`` (P,) in Å, ``temp`` broadcastable to (n, P)."""
     lam_cm = np.asarray(wave, dtype=np.float64) * 1e-8
     x = H_PLANCK * C_LIGHT / (lam_cm * K_BOLTZ * temp)
-    return 2.0 * H_PLANCK * C_LIGHT**2 / lam_cm**5 / np.expm1(x) * 1e-8
+    # e^-x / (1 − e^-x) instead of 1 / (e^x − 1): no overflow far in the Wien tail
+    return 2.0 * H_PLANCK * C_LIGHT**2 / lam_cm**5 * np.exp(-x) / -np.expm1(-x) * 1e-8
 
 
-_SED_NORM_WAVE = np.geomspace(50.0, 3.0e5, 600)
+_SED_NORM_WAVE = np.geomspace(50.0, 3.0e5, 2400)
 
 
 def _eddington_barbier_flux(
@@ -310,7 +314,10 @@ def _eddington_barbier_flux(
 
 
 def sed_from_photosphere(layer: Layer, wave: np.ndarray) -> np.ndarray:
-    """Surface flux F_λ (erg s⁻¹ cm⁻² Å⁻¹) of the stars of ``layer`` at vacuum ``wave`` (Å), shape (n, P)."""
+    """Surface flux F_λ (erg s⁻¹ cm⁻² Å⁻¹) of the stars of ``layer`` at vacuum ``wave`` (Å), shape (n, P).
+
+    ``wave`` is (P,) for all stars or (n, P) per star (e.g. Doppler-shifted rest-frame wavelengths).
+    """
     teff = layer.temp
     kappa_r = layer.rosseland()
     coarse = _eddington_barbier_flux(layer, teff, _SED_NORM_WAVE, kappa_r)

@@ -34,9 +34,6 @@ model grid's box) so that, e.g., cool companions of composite spectra down to 60
 
 MAX_RV = 2000.0
 """Largest |rv| (km s⁻¹) accepted: the synthesis margin (40 pixels ≈ 2760 km s⁻¹) must cover the shift."""
-RV_MARGIN = 32
-"""Pixels by which the SED is extended on each side before it is Doppler-shifted (> MAX_RV)."""
-
 CHUNK_SIZE = 256
 """Stars synthesized per vectorized batch (bounds memory at ~0.3 GB)."""
 
@@ -138,21 +135,9 @@ def synthesize(
 
 
 def _shifted_sed(photo: atm.Layer, rv: np.ndarray) -> np.ndarray:
-    """SED of ``photo`` on the common grid as seen at radial velocity ``rv``: F(λ / (1 + v/c)), (n, 3802).
-
-    The SED is computed on the grid extended by :data:`RV_MARGIN` pixels and shifted by linear interpolation
-    in log λ (the SED is smooth on the pixel scale; exact for rv = 0).
-    """
-    wave = wavelength_grid()
-    step = np.log10(wave[1] / wave[0])
-    ext = wave[0] * 10.0 ** (step * np.arange(-RV_MARGIN, wave.size + RV_MARGIN))
-    full = atm.sed_from_photosphere(photo, ext)
-    pos = np.arange(wave.size)[None, :] + RV_MARGIN - (np.log10(1.0 + rv / atm.C_KMS) / step)[:, None]
-    left = np.floor(pos).astype(np.int64)
-    frac = pos - left
-    lo = np.take_along_axis(full, left, axis=1)
-    hi = np.take_along_axis(full, np.minimum(left + 1, ext.size - 1), axis=1)
-    return lo + frac * (hi - lo)
+    """SED of ``photo`` on the common grid as seen at radial velocity ``rv``: F(λ / (1 + v/c)), (n, 3802)."""
+    rest = wavelength_grid()[None, :] / (1.0 + rv[:, None] / atm.C_KMS)
+    return atm.sed_from_photosphere(photo, rest if np.any(rv != 0.0) else rest[0])
 
 
 def sed(

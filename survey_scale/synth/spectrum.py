@@ -66,9 +66,7 @@ class FineGrid:
     """(Nf,) vacuum wavelengths of the sub-pixel centres, Å."""
     n_fft: int
     far_basis: np.ndarray
-    """(N_broad, Nf) far-wing basis 1/(γ_r^p + |Δλ|^p)."""
-    ref_width: np.ndarray
-    """(N_broad,) γ_r, Å."""
+    """(N_broad, Nf) far-wing basis 1/(γ_r^p + |Δλ|^p), γ_r the line's width at N_e = 10^14.3 cm⁻³."""
     pair_line: np.ndarray
     """(N_pairs,) line index of each (line, sub-pixel) pair of the windows."""
     pair_abs_dl_p: np.ndarray
@@ -140,7 +138,6 @@ def fine_grid() -> FineGrid:
         wave=wave,
         n_fft=scipy.fft.next_fast_len(n_fine + 2 * k * MARGIN, real=True),
         far_basis=far,
-        ref_width=ref,
         pair_line=lines_idx,
         pair_abs_dl_p=np.abs(pair_dl) ** p[lines_idx],
         pair_dl2=pair_dl**2,
