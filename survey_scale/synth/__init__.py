@@ -60,7 +60,8 @@ Limits (what is approximated)
 - The LSF has constant R (LAMOST's is closer to constant FWHM per arm and varies along the spectrum); the
   He I forbidden components, Stark shifts and line asymmetries are ignored.
 - Valid label range :data:`SYNTH_LIMITS` (wider than the model-grid box
-  :data:`survey_scale.labels.LABEL_RANGES`); |rv| ≤ 2000 km s⁻¹.
+  :data:`survey_scale.labels.LABEL_RANGES`); |rv| ≤ 2000 km s⁻¹; 500 ≤ R ≤ 4000 (the 3× oversampled grid
+  must resolve the LSF).
 
 Performance: ~900 normalized (~560 flux) spectra per second on 2 shared CPU cores, a 10,000-spectrum model
 grid in ~15 s (``benchmarks/bench_synth.py``).

@@ -32,6 +32,9 @@ SYNTH_LIMITS: dict[str, tuple[float, float]] = {
 model grid's box) so that, e.g., cool companions of composite spectra down to 6000 K can be made; below
 ~7000 K the line list (no molecules, few neutral metals) makes the spectra increasingly schematic."""
 
+RESOLUTION_RANGE = (500.0, 4000.0)
+"""Resolving powers accepted by :func:`synthesize`: beyond R ≈ 4000 the Gaussian LSF is no longer resolved
+by the 3× oversampled working grid and sub-pixel shifts would ring."""
 MAX_RV = 2000.0
 """Largest |rv| (km s⁻¹) accepted: the synthesis margin (40 pixels ≈ 2760 km s⁻¹) must cover the shift."""
 CHUNK_SIZE = 256
@@ -89,9 +92,11 @@ def synthesize(
         [Fe/H] (dex; Mg and Ca follow [Fe/H]). Accepted range: :data:`SYNTH_LIMITS`.
     resolution
         Resolving power R = λ/FWHM of the Gaussian LSF (constant in velocity), scalar or (n,) for
-        fibre-to-fibre scatter; default 1800 (the mean LAMOST LSF at 5000 Å).
+        fibre-to-fibre scatter, within :data:`RESOLUTION_RANGE` (500–4000); default 1800 (the mean
+        LAMOST LSF at 5000 Å). R is the resolution of the returned pixels (pixel integration included).
     rv
-        Radial velocity in km s⁻¹ (scalar or (n,)); positive shifts lines to the red. Default: rest frame.
+        Radial velocity in km s⁻¹ (scalar or (n,)), |rv| ≤ 2000; positive shifts lines to the red.
+        Default: rest frame.
     kind
         ``"normalized"``: flux divided by the true continuum (continuum = 1, no pseudo-continuum);
         ``"flux"``: surface flux F_λ in erg s⁻¹ cm⁻² Å⁻¹, i.e. ``sed(teff, logg, he_frac=...)`` (evaluated
@@ -114,8 +119,9 @@ def synthesize(
     arr = _as_labels(labels)
     n = arr.shape[0]
     res = _per_spectrum(resolution, n, DEFAULT_RESOLUTION, "resolution")
-    if np.any(res <= 0):
-        raise ValueError("synthesize: resolution must be positive")
+    if np.any((res < RESOLUTION_RANGE[0]) | (res > RESOLUTION_RANGE[1])):
+        raise ValueError(f"synthesize: resolution must lie in {RESOLUTION_RANGE} (the 3x oversampled grid "
+                         "resolves the LSF up to R = 4000)")
     vel = _per_spectrum(rv, n, 0.0, "rv")
     if np.any(np.abs(vel) > MAX_RV):
         raise ValueError(f"synthesize: |rv| must not exceed {MAX_RV} km/s")

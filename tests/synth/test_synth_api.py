@@ -48,7 +48,8 @@ def test_shapes_and_defaults(labels, star):
         ({"labels": [[np.nan] * 11]}, "NaN"),
         ({"kind": "density"}, "kind"),
         ({"resolution": [1800.0, 1800.0, 1800.0]}, "resolution"),
-        ({"resolution": -5.0}, "positive"),
+        ({"resolution": -5.0}, "resolution"),
+        ({"resolution": 6000.0}, "4000"),
         ({"rv": 5000.0}, "rv"),
     ],
 )
