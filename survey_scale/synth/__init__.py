@@ -10,6 +10,7 @@ Public interface::
     interstellar_transmission(ebv, wave=None, *, distance=None, resolution=1800.0) -> (n, P) in (0, 1]
     telluric_transmission(airmass, wave=None, pwv=None, *, resolution=1800.0)      -> (n, P) in (0, 1]
     make_model_grid(n, seed, *, resolution=1800.0, chunk_size=1024) -> survey_scale.model_grid.ModelGrid
+    draw_resolution(n, rng, mean=1800.0, scatter=0.08) -> (n,) per-fibre resolving powers for synthesize
 
 What it is
 ----------
@@ -69,13 +70,14 @@ grid in ~15 s (``benchmarks/bench_synth.py``).
 
 from __future__ import annotations
 
-from survey_scale.synth.core import DEFAULT_RESOLUTION, SYNTH_LIMITS, sed, synthesize
+from survey_scale.synth.core import DEFAULT_RESOLUTION, SYNTH_LIMITS, draw_resolution, sed, synthesize
 from survey_scale.synth.ism import interstellar_transmission, telluric_transmission
 from survey_scale.synth.modelgrid import make_model_grid, sample_labels
 
 __all__ = [
     "DEFAULT_RESOLUTION",
     "SYNTH_LIMITS",
+    "draw_resolution",
     "interstellar_transmission",
     "make_model_grid",
     "sample_labels",

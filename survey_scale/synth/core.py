@@ -37,6 +37,8 @@ RESOLUTION_RANGE = (500.0, 4000.0)
 by the 3× oversampled working grid and sub-pixel shifts would ring."""
 MAX_RV = 2000.0
 """Largest |rv| (km s⁻¹) accepted: the synthesis margin (40 pixels ≈ 2760 km s⁻¹) must cover the shift."""
+FIBRE_SCATTER = 0.08
+"""Default fractional fibre-to-fibre scatter of R used by :func:`draw_resolution`."""
 CHUNK_SIZE = 256
 """Stars synthesized per vectorized batch (bounds memory at ~0.3 GB)."""
 
@@ -138,6 +140,30 @@ def synthesize(
             norm = norm * _shifted_sed(photo, vel[a:b])
         out[a:b] = norm
     return out
+
+
+def draw_resolution(
+    n: int, rng: np.random.Generator, mean: float = DEFAULT_RESOLUTION, scatter: float = FIBRE_SCATTER
+) -> np.ndarray:
+    """Per-fibre resolving powers: log-normal about ``mean`` with fractional ``scatter``, clipped to ±3σ.
+
+    Parameters
+    ----------
+    n
+        Number of spectra.
+    rng
+        Random generator (``np.random.default_rng(seed)``).
+    mean, scatter
+        Median R and the standard deviation of ln R (default 1800 and 0.08: LAMOST LSFs vary from fibre to
+        fibre and exposure to exposure by several per cent, P2 §4.3; the value is an assumption of the mock).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n,) resolving powers for :func:`synthesize`'s ``resolution``.
+    """
+    z = np.clip(rng.standard_normal(n), -3.0, 3.0)
+    return np.clip(mean * np.exp(scatter * z), *RESOLUTION_RANGE)
 
 
 def _shifted_sed(photo: atm.Layer, rv: np.ndarray) -> np.ndarray:

@@ -30,7 +30,6 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 import scipy.sparse
-import scipy.special
 
 from survey_scale.grid import LOG10_WAVE_START, LOG10_WAVE_STEP, N_WAVE
 from survey_scale.synth import atmosphere as atm
@@ -203,9 +202,6 @@ def lsf_sigma_pixels(resolution: np.ndarray) -> np.ndarray:
                   * np.log(10.0) * LOG10_WAVE_STEP)
 
 
-_MIN_SIGMA2 = 1e-4
-
-
 def normalized_chunk(
     params: LineParameters,
     teff: np.ndarray,
@@ -214,7 +210,11 @@ def normalized_chunk(
     resolution: np.ndarray,
     rv: np.ndarray,
 ) -> np.ndarray:
-    """Normalized spectra (true continuum = 1) of one chunk of stars on the common grid, (n, 3802) float64."""
+    """Normalized spectra (true continuum = 1) of one chunk of stars on the common grid, (n, 3802) float32.
+
+    ``resolution`` (n,) must lie where the LSF is resolved by the working grid (R ≤ 4000, see
+    :data:`survey_scale.synth.core.RESOLUTION_RANGE`); ``rv`` (n,) in km s⁻¹.
+    """
     fg = fine_grid()
     n = teff.size
     k = OVERSAMPLE
@@ -232,7 +232,7 @@ def normalized_chunk(
 
     # Variances in sub-pixels²: the LSF minus the pixel box (1/12 px²) that the final binning adds; metal
     # lines add the Gaussian of thermal (Si-like mass) and micro-turbulent motions.
-    sig_lsf2 = np.maximum(k**2 * (lsf_sigma_pixels(resolution) ** 2 - 1.0 / 12.0), _MIN_SIGMA2)
+    sig_lsf2 = k**2 * (lsf_sigma_pixels(resolution) ** 2 - 1.0 / 12.0)
     v_th2 = 2.0 * atm.K_BOLTZ * teff / (28.0 * atm.AMU) * 1e-10
     sig_mic2 = (v_th2 + vmic**2) / 2.0 / _SUB_KMS**2
     # Frequencies where even the narrowest LSF of the chunk has damped the signal below 1e-12 are dropped.

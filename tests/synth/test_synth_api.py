@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from survey_scale.labels import LABEL_RANGES
-from survey_scale.synth import SYNTH_LIMITS, sample_labels, sed, synthesize
+from survey_scale.synth import SYNTH_LIMITS, draw_resolution, sample_labels, sed, synthesize
 from survey_scale.synth.atmosphere import SIGMA_SB, SOLAR_HE_FRAC
 
 C_KMS = 299792.458
@@ -127,3 +127,12 @@ def test_sed_refuses_bad_input():
         sed(-1.0, 4.0)
     with pytest.raises(ValueError, match="wave"):
         sed(10000.0, 4.0, np.array([[4000.0]]))
+
+
+def test_fibre_resolutions_scatter_about_the_mean_lsf():
+    r = draw_resolution(5000, np.random.default_rng(3))
+    assert np.median(r) == pytest.approx(1800.0, rel=0.01)
+    assert np.std(np.log(r)) == pytest.approx(0.08, rel=0.1)
+    assert r.min() >= 1800.0 * np.exp(-0.24) - 1e-9 and r.max() <= 1800.0 * np.exp(0.24) + 1e-9
+    assert np.array_equal(r, draw_resolution(5000, np.random.default_rng(3)))
+    assert synthesize(sample_labels(4, np.random.default_rng(0)), resolution=r[:4]).shape == (4, 3802)
