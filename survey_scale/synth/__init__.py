@@ -64,8 +64,8 @@ Limits (what is approximated)
   :data:`survey_scale.labels.LABEL_RANGES`); |rv| ≤ 2000 km s⁻¹; 500 ≤ R ≤ 4000 (the 3× oversampled grid
   must resolve the LSF).
 
-Performance: ~900 normalized (~560 flux) spectra per second on 2 shared CPU cores, a 10,000-spectrum model
-grid in ~15 s (``benchmarks/bench_synth.py``).
+Performance (``benchmarks/bench_synth.py``, 2 CPU cores shared with other jobs, load 2–3): ~1000–1400
+normalized and ~600–800 flux spectra per second, a 10,000-spectrum model grid in 15–19 s.
 """
 
 from __future__ import annotations
