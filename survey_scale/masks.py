@@ -165,12 +165,16 @@ STRONG_LINE_WINDOWS: tuple[Window, ...] = (
 )
 """Other strong stellar lines masked for the continuum (§3)."""
 
+_LSF_MARGIN = 2.5
+"""Å added to each interstellar window: ~1.5 σ of the R ≈ 1800 line-spread function at 6000 Å, so that the
+broadened feature, not only its intrinsic FWHM, is masked."""
+
 INTERSTELLAR_WINDOWS: tuple[Window, ...] = (
-    *(_around(n, c, max(fwhm, 2.0), "interstellar") for n, (c, fwhm) in DIB_CENTRES.items()),
-    Window("NaI_D", NA_I_D[0] - 4.0, NA_I_D[1] + 4.0, "interstellar"),
-    _around("CaII_K_ISM", CA_II_K, 4.0, "interstellar"),
+    *(_around(n, c, max(fwhm, 2.0) + _LSF_MARGIN, "interstellar") for n, (c, fwhm) in DIB_CENTRES.items()),
+    Window("NaI_D", NA_I_D[0] - 4.0 - _LSF_MARGIN, NA_I_D[1] + 4.0 + _LSF_MARGIN, "interstellar"),
+    _around("CaII_K_ISM", CA_II_K, 4.0 + _LSF_MARGIN, "interstellar"),
 )
-"""Diffuse interstellar bands, interstellar Na I D and Ca II K (§3, §5.3)."""
+"""Diffuse interstellar bands, interstellar Na I D and Ca II K (§3, §5.3), widened by the LSF."""
 
 EMISSION_WINDOWS: tuple[Window, ...] = (
     *HYDROGEN_WINDOWS,
