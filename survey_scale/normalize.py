@@ -31,7 +31,7 @@ from survey_scale.runner import ChunkContext, Output, Stage, StageResult
 CONTINUUM_LENGTH = 50.0
 """L of P2 Eq. 2, in Å."""
 _CUTOFF = 4.0
-_BLOCK = 256
+_BLOCK = 128
 _MIN_WEIGHT = 1e-3
 """Σ w below which the continuum is undefined (a masked stretch wider than ~2 L): ivar set to 0 there."""
 
@@ -95,15 +95,20 @@ def pseudo_continuum(
         1e-3 (no unmasked pixel within ~2 L).
     """
     flux = np.atleast_2d(np.asarray(flux, dtype=np.float32))
-    weight = np.broadcast_to(np.asarray(weight, dtype=np.float32), flux.shape)
     n, n_pix = flux.shape
-    stacked = np.concatenate([np.where(weight > 0, flux, 0.0).astype(np.float32) * weight, weight], axis=0)
-    sums = np.empty((2 * n, n_pix), dtype=np.float32)
+    # numerator (f·m) and denominator (m) rows stacked, so each block is one BLAS product
+    stacked = np.empty((2 * n, n_pix), dtype=np.float32)
+    weights = stacked[n:]
+    weights[...] = np.broadcast_to(np.asarray(weight, dtype=np.float32), flux.shape)
+    np.multiply(np.where(weights > 0, flux, np.float32(0.0)), weights, out=stacked[:n])
+    sums = np.empty_like(stacked)
     for a, b, lo, hi, kernel in _kernel_blocks(_wave_key(wave), float(length)):
         np.matmul(stacked[:, lo:hi], kernel, out=sums[:, a:b])
     numerator, weight_sum = sums[:n], sums[n:]
     with np.errstate(invalid="ignore", divide="ignore"):
-        continuum = np.where(weight_sum > _MIN_WEIGHT, numerator / weight_sum, np.nan).astype(np.float32)
+        continuum = np.divide(
+            numerator, weight_sum, out=np.full_like(numerator, np.nan), where=weight_sum > _MIN_WEIGHT
+        )
     return continuum, weight_sum
 
 
@@ -139,12 +144,11 @@ def normalize_continuum(
     good = (ivar > 0) & np.isfinite(flux) & np.isfinite(ivar)
     if pixel_ok is not None:
         good &= np.asarray(pixel_ok, dtype=bool)
-    weight = good & ~continuum_mask(wave)[None, :]
-    continuum, _ = pseudo_continuum(flux, weight, wave=wave, length=length)
-    usable = np.isfinite(continuum) & (continuum > 0)
+    continuum, _ = pseudo_continuum(flux, good & ~continuum_mask(wave)[None, :], wave=wave, length=length)
+    usable = continuum > 0  # False where NaN (undefined)
     with np.errstate(invalid="ignore", divide="ignore"):
-        norm_flux = np.where(usable & np.isfinite(flux), flux / continuum, 1.0).astype(np.float32)
-        norm_ivar = np.where(usable & good, ivar * continuum**2, 0.0).astype(np.float32)
+        norm_flux = np.divide(flux, continuum, out=np.ones_like(flux), where=usable & np.isfinite(flux))
+        norm_ivar = np.multiply(ivar, continuum * continuum, out=np.zeros_like(ivar), where=usable & good)
     return norm_flux, norm_ivar, continuum
 
 

@@ -147,9 +147,7 @@ def dissolved_fraction(n_eff: np.ndarray, n_last: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + (n_last / np.maximum(n_eff, 1e-9)) ** 12)
 
 
-def _hydrogenic_bf(
-    wave: np.ndarray, theta: np.ndarray, z: int, n_last: np.ndarray | None = None
-) -> np.ndarray:
+def _hydrogenic_bf(wave: np.ndarray, theta: np.ndarray, z: int, n_last: np.ndarray | None = None) -> np.ndarray:
     """Bound-free cross-section per ion of a hydrogenic species, levels populated by Boltzmann (cm²).
 
     ``wave`` (1, P) or (n, P) in Å, ``theta`` = 5040/T (n,); returns (n, P), without stimulated emission.
@@ -227,8 +225,11 @@ class OpacityTerms:
 
     def combine(self, pe: np.ndarray, f_h1: np.ndarray, he2_per_h: np.ndarray, x_e: np.ndarray) -> np.ndarray:
         """κ per H nucleus (cm²) for electron pressure ``pe``, H I fraction, N(He II)/N_H and N_e/N_H."""
-        return (f_h1[:, None] * (self.h + pe[:, None] * self.h_minus) + he2_per_h[:, None] * self.he2
-                + (SIGMA_THOMSON * x_e)[:, None])
+        return (
+            f_h1[:, None] * (self.h + pe[:, None] * self.h_minus)
+            + he2_per_h[:, None] * self.he2
+            + (SIGMA_THOMSON * x_e)[:, None]
+        )
 
 
 def _rosseland_weights(temp: np.ndarray) -> np.ndarray:
@@ -337,9 +338,7 @@ _SED_NORM_WAVE = np.geomspace(50.0, 3.0e5, 800)
 """Wavelengths (Å) of the bolometric normalization ∫ F_λ dλ = σ T_eff⁴ (trapezoid, accurate to ~5e-4)."""
 
 
-def _eddington_barbier_flux(
-    layer: Layer, teff: np.ndarray, wave: np.ndarray, kappa_r: np.ndarray
-) -> np.ndarray:
+def _eddington_barbier_flux(layer: Layer, teff: np.ndarray, wave: np.ndarray, kappa_r: np.ndarray) -> np.ndarray:
     tau = (2.0 / 3.0) * kappa_r[:, None] / layer.kappa(wave)
     t_lambda = teff[:, None] * (0.75 * (tau + 2.0 / 3.0)) ** 0.25
     return np.pi * planck_lambda(wave, t_lambda)

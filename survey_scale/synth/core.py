@@ -50,16 +50,19 @@ def _as_labels(labels: np.ndarray) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != N_LABELS:
-        raise ValueError(f"synthesize: labels must have shape (n, {N_LABELS}) in the order {LABEL_NAMES}, "
-                         f"got {np.shape(labels)}")
+        raise ValueError(
+            f"synthesize: labels must have shape (n, {N_LABELS}) in the order {LABEL_NAMES}, got {np.shape(labels)}"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError("synthesize: labels contain NaN or inf")
     for i, name in enumerate(LABEL_NAMES):
         lo, hi = SYNTH_LIMITS[name]
         bad = (arr[:, i] < lo) | (arr[:, i] > hi)
         if np.any(bad):
-            raise ValueError(f"synthesize: {name} outside the synthesizer's range [{lo}, {hi}] for "
-                             f"{int(bad.sum())} spectra (e.g. {arr[bad, i][0]!r})")
+            raise ValueError(
+                f"synthesize: {name} outside the synthesizer's range [{lo}, {hi}] for "
+                f"{int(bad.sum())} spectra (e.g. {arr[bad, i][0]!r})"
+            )
     return arr
 
 
@@ -122,8 +125,10 @@ def synthesize(
     n = arr.shape[0]
     res = _per_spectrum(resolution, n, DEFAULT_RESOLUTION, "resolution")
     if np.any((res < RESOLUTION_RANGE[0]) | (res > RESOLUTION_RANGE[1])):
-        raise ValueError(f"synthesize: resolution must lie in {RESOLUTION_RANGE} (the 3x oversampled grid "
-                         "resolves the LSF up to R = 4000)")
+        raise ValueError(
+            f"synthesize: resolution must lie in {RESOLUTION_RANGE} (the 3x oversampled grid "
+            "resolves the LSF up to R = 4000)"
+        )
     vel = _per_spectrum(rv, n, 0.0, "rv")
     if np.any(np.abs(vel) > MAX_RV):
         raise ValueError(f"synthesize: |rv| must not exceed {MAX_RV} km/s")
@@ -198,10 +203,10 @@ def sed(
         so a composite of two stars is R₁² F₁ + R₂² F₂ (up to the common factor 1/d²), and luminosity
         ratios are L₂/L₁ = R₂² T₂⁴ / (R₁² T₁⁴). No interstellar extinction.
     """
-    teff_a, logg_a = np.broadcast_arrays(np.atleast_1d(np.asarray(teff, dtype=np.float64)),
-                                         np.atleast_1d(np.asarray(logg, dtype=np.float64)))
-    he = np.broadcast_to(np.asarray(atm.SOLAR_HE_FRAC if he_frac is None else he_frac, dtype=np.float64),
-                         teff_a.shape)
+    teff_a, logg_a = np.broadcast_arrays(
+        np.atleast_1d(np.asarray(teff, dtype=np.float64)), np.atleast_1d(np.asarray(logg, dtype=np.float64))
+    )
+    he = np.broadcast_to(np.asarray(atm.SOLAR_HE_FRAC if he_frac is None else he_frac, dtype=np.float64), teff_a.shape)
     if not (np.all(np.isfinite(teff_a)) and np.all(teff_a > 0)):
         raise ValueError("sed: teff must be finite and positive")
     wave_a = wavelength_grid() if wave is None else np.asarray(wave, dtype=np.float64)

@@ -108,14 +108,17 @@ def interstellar_features(
     ca_k = CA_K_SATURATION * -np.expm1(-np.maximum(d_pc - 95.0, 0.0) / 2.78e3 / CA_K_SATURATION)
     ca_h = CA_H_SATURATION * -np.expm1(-np.maximum(d_pc - 102.0, 0.0) / 4.58e3 / CA_H_SATURATION)
     names = list(masks.DIB_CENTRES)
-    centres = np.array(
-        [*masks.NA_I_D, masks.CA_II_K, masks.CA_II_H, *(masks.DIB_CENTRES[k][0] for k in names)]
-    )
+    centres = np.array([*masks.NA_I_D, masks.CA_II_K, masks.CA_II_H, *(masks.DIB_CENTRES[k][0] for k in names)])
     fwhm = np.array([0.0, 0.0, 0.0, 0.0, *(masks.DIB_CENTRES[k][1] for k in names)])
-    ew = np.column_stack([
-        na_total * NA_D2_SHARE, na_total * (1.0 - NA_D2_SHARE), ca_k, ca_h,
-        *(DIB_STRENGTH[k] * ebv for k in names),
-    ])
+    ew = np.column_stack(
+        [
+            na_total * NA_D2_SHARE,
+            na_total * (1.0 - NA_D2_SHARE),
+            ca_k,
+            ca_h,
+            *(DIB_STRENGTH[k] * ebv for k in names),
+        ]
+    )
     return centres, fwhm, ew
 
 

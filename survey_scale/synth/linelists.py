@@ -50,8 +50,16 @@ SOLAR_LOG_EPS: dict[str, float] = {
 """Solar photospheric abundances log ε (Asplund et al. 2009)."""
 
 ATOMIC_MASS: dict[str, float] = {
-    "H": 1.008, "He": 4.003, "C": 12.011, "N": 14.007, "O": 15.999, "Mg": 24.305, "Si": 28.085,
-    "S": 32.06, "Ca": 40.078, "Fe": 55.845,
+    "H": 1.008,
+    "He": 4.003,
+    "C": 12.011,
+    "N": 14.007,
+    "O": 15.999,
+    "Mg": 24.305,
+    "Si": 28.085,
+    "S": 32.06,
+    "Ca": 40.078,
+    "Fe": 55.845,
 }
 """Atomic masses in u (thermal Doppler widths)."""
 
@@ -85,7 +93,14 @@ PARTITION: dict[str, tuple[float, ...]] = {
 the Boltzmann–Saha exponentials, not by U(T))."""
 
 ABUNDANCE_LABEL: dict[str, str] = {
-    "C": "c_h", "N": "n_h", "O": "o_h", "Si": "si_h", "S": "s_h", "Fe": "fe_h", "Mg": "fe_h", "Ca": "fe_h",
+    "C": "c_h",
+    "N": "n_h",
+    "O": "o_h",
+    "Si": "si_h",
+    "S": "s_h",
+    "Fe": "fe_h",
+    "Mg": "fe_h",
+    "Ca": "fe_h",
 }
 """Label that sets each metal's [X/H]; Mg and Ca follow [Fe/H]."""
 
@@ -525,16 +540,23 @@ def hydrogenic_wave(n_lower: int, n_upper: int, z: int = 1) -> float:
 
 
 _MASK_CENTRES = {
-    (2, 3): masks.BALMER_LINES["H_alpha"], (2, 4): masks.BALMER_LINES["H_beta"],
-    (2, 5): masks.BALMER_LINES["H_gamma"], (2, 6): masks.BALMER_LINES["H_delta"],
-    (2, 7): masks.BALMER_LINES["H_epsilon"], (2, 8): masks.BALMER_LINES["H8"],
-    (2, 9): masks.BALMER_LINES["H9"], (2, 10): masks.BALMER_LINES["H10"], (2, 11): masks.BALMER_LINES["H11"],
+    (2, 3): masks.BALMER_LINES["H_alpha"],
+    (2, 4): masks.BALMER_LINES["H_beta"],
+    (2, 5): masks.BALMER_LINES["H_gamma"],
+    (2, 6): masks.BALMER_LINES["H_delta"],
+    (2, 7): masks.BALMER_LINES["H_epsilon"],
+    (2, 8): masks.BALMER_LINES["H8"],
+    (2, 9): masks.BALMER_LINES["H9"],
+    (2, 10): masks.BALMER_LINES["H10"],
+    (2, 11): masks.BALMER_LINES["H11"],
     **{(3, int(name[2:])): c for name, c in masks.PASCHEN_LINES.items()},
 }
 # He II fine structure shifts the observed centres by ~0.1 Å from the Rydberg formula: use the mask centres.
 _HE_II_MASK_CENTRES = {
-    (3, 4): masks.HELIUM_II_LINES["HeII_4687"], (4, 7): masks.HELIUM_II_LINES["HeII_5413"],
-    (4, 9): masks.HELIUM_II_LINES["HeII_4543"], (4, 11): masks.HELIUM_II_LINES["HeII_4201"],
+    (3, 4): masks.HELIUM_II_LINES["HeII_4687"],
+    (4, 7): masks.HELIUM_II_LINES["HeII_5413"],
+    (4, 9): masks.HELIUM_II_LINES["HeII_4543"],
+    (4, 11): masks.HELIUM_II_LINES["HeII_4201"],
 }
 
 # He I (air λ, log gf, χ_low eV, quadratic-Stark half width in Å at N_e = 1e16 cm^-3). The widths grow with
@@ -595,8 +617,20 @@ def _build_broad_lines() -> BroadLineTable:
             gf = 2.0 * n_lower**2 * hydrogenic_f(n_lower, n_upper)
             chi = HYDROGEN_IP * (1.0 - 1.0 / n_lower**2)
             series = "H" if n_lower == 2 else "Pa"
-            rows.append((f"{series}{n_upper}", "H", 1, wave, np.log10(gf), chi, "hydrogenic",
-                         _hydrogenic_stark(wave, n_lower, n_upper, 1), n_upper, 2.5))
+            rows.append(
+                (
+                    f"{series}{n_upper}",
+                    "H",
+                    1,
+                    wave,
+                    np.log10(gf),
+                    chi,
+                    "hydrogenic",
+                    _hydrogenic_stark(wave, n_lower, n_upper, 1),
+                    n_upper,
+                    2.5,
+                )
+            )
     # He II: Pickering series (n_l = 4) and 3-4 (4686 Å); hydrogenic with Z = 2.
     he_ii_ip = IONIZATION_EV["He"][1]
     he_ii_transitions = ((3, 4), *((4, n) for n in range(6, 17)), (5, 9), (5, 10))
@@ -604,8 +638,20 @@ def _build_broad_lines() -> BroadLineTable:
         wave = _HE_II_MASK_CENTRES.get((n_lower, n_upper), hydrogenic_wave(n_lower, n_upper, z=2))
         gf = 2.0 * n_lower**2 * hydrogenic_f(n_lower, n_upper)
         chi = he_ii_ip * (1.0 - 1.0 / n_lower**2)
-        rows.append((f"HeII_{wave:.0f}", "He", 2, wave, np.log10(gf), chi, "hydrogenic",
-                     _hydrogenic_stark(wave, n_lower, n_upper, 2), n_upper, 2.5))
+        rows.append(
+            (
+                f"HeII_{wave:.0f}",
+                "He",
+                2,
+                wave,
+                np.log10(gf),
+                chi,
+                "hydrogenic",
+                _hydrogenic_stark(wave, n_lower, n_upper, 2),
+                n_upper,
+                2.5,
+            )
+        )
     for line in _HE_I_TABLE.strip().splitlines():
         lam, loggf, chi, stark = (float(v) for v in line.split())
         wave = float(air_to_vacuum(lam))
@@ -616,9 +662,16 @@ def _build_broad_lines() -> BroadLineTable:
         rows.append((f"CaII_{lam:.0f}", "Ca", 2, wave, loggf, chi, "damping", damp, 0, 2.0))
     cols = list(zip(*rows, strict=True))
     return BroadLineTable(
-        name=tuple(cols[0]), element=tuple(cols[1]), ion=np.array(cols[2]), wave=np.array(cols[3]),
-        log_gf=np.array(cols[4]), chi=np.array(cols[5]), kind=tuple(cols[6]), stark=np.array(cols[7]),
-        upper_n=np.array(cols[8]), wing_power=np.array(cols[9]),
+        name=tuple(cols[0]),
+        element=tuple(cols[1]),
+        ion=np.array(cols[2]),
+        wave=np.array(cols[3]),
+        log_gf=np.array(cols[4]),
+        chi=np.array(cols[5]),
+        kind=tuple(cols[6]),
+        stark=np.array(cols[7]),
+        upper_n=np.array(cols[8]),
+        wing_power=np.array(cols[9]),
     )
 
 

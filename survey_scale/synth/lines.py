@@ -120,9 +120,7 @@ def doppler_width(wave: np.ndarray, temp: np.ndarray, mass: np.ndarray, vmic: np
     return np.asarray(wave)[None, :] / atm.C_KMS * np.sqrt(v2)
 
 
-def _populations(
-    table: LineTable | BroadLineTable, layer: atm.Layer, abundances: dict[str, np.ndarray]
-) -> np.ndarray:
+def _populations(table: LineTable | BroadLineTable, layer: atm.Layer, abundances: dict[str, np.ndarray]) -> np.ndarray:
     """(n, L) N_X/N_H · f_stage / U of the lower level's ion, per line of ``table``."""
     n = layer.temp.size
     out = np.zeros((n, len(table)))
@@ -150,7 +148,7 @@ def line_areas(
     kt = atm.K_EV * layer.temp[:, None]
     boltz = np.exp(-table.chi[None, :] / kt)
     stim = -np.expm1(-atm.HC_EV_A / wave[None, :] / kt)
-    strength = _PI_R_E * (wave * 1e-8) ** 2 * 10.0 ** table.log_gf * 1e8
+    strength = _PI_R_E * (wave * 1e-8) ** 2 * 10.0**table.log_gf * 1e8
     pop = _populations(table, layer, abundances)
     return scale[None, :] * strength[None, :] * pop * boltz * stim / layer.kappa(wave)
 
@@ -177,8 +175,9 @@ class LineParameters:
 def _pseudo_voigt(fwhm_g: np.ndarray, fwhm_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Thompson, Cox & Hastings (1987) total FWHM and mixing parameter of a pseudo-Voigt profile."""
     fg, fl = fwhm_g, fwhm_l
-    f = (fg**5 + 2.69269 * fg**4 * fl + 2.42843 * fg**3 * fl**2 + 4.47163 * fg**2 * fl**3
-         + 0.07842 * fg * fl**4 + fl**5) ** 0.2
+    f = (
+        fg**5 + 2.69269 * fg**4 * fl + 2.42843 * fg**3 * fl**2 + 4.47163 * fg**2 * fl**3 + 0.07842 * fg * fl**4 + fl**5
+    ) ** 0.2
     r = fl / f
     return f, np.clip(1.36603 * r - 0.47719 * r**2 + 0.11116 * r**3, 0.0, 1.0)
 
@@ -204,18 +203,18 @@ def _dissolution(layer: atm.Layer) -> np.ndarray:
     return 1.0 - atm.dissolved_fraction(n_eff, atm.inglis_teller(layer.n_e)[:, None])
 
 
-_SCALES_BROAD = np.array([
-    SCALE_HYDROGEN if e == "H" else (SCALE_HELIUM if i == 1 else SCALE_HE_II) if e == "He" else SCALE_METALS
-    for e, i in zip(BROAD_LINES.element, BROAD_LINES.ion, strict=True)
-])
+_SCALES_BROAD = np.array(
+    [
+        SCALE_HYDROGEN if e == "H" else (SCALE_HELIUM if i == 1 else SCALE_HE_II) if e == "He" else SCALE_METALS
+        for e, i in zip(BROAD_LINES.element, BROAD_LINES.ion, strict=True)
+    ]
+)
 _SCALES_METAL = np.full(len(METAL_LINES), SCALE_METALS)
 _MASS_BROAD = np.array([ATOMIC_MASS[e] for e in BROAD_LINES.element])
 _MASS_METAL = np.array([ATOMIC_MASS[e] for e in METAL_LINES.element])
 
 
-def line_parameters(
-    photo: atm.Layer, vmic: np.ndarray, abundance_labels: dict[str, np.ndarray]
-) -> LineParameters:
+def line_parameters(photo: atm.Layer, vmic: np.ndarray, abundance_labels: dict[str, np.ndarray]) -> LineParameters:
     """All per-star line parameters of the synthesizer.
 
     Parameters

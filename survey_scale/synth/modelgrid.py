@@ -77,8 +77,9 @@ def sample_labels(n: int, rng: np.random.Generator) -> np.ndarray:
     u = rng.uniform(size=n)
     on_ms = branch < MAIN_SEQUENCE_SHARE
     evolved = (~on_ms) & (branch < MAIN_SEQUENCE_SHARE + EVOLVED_SHARE)
-    logg = np.where(on_ms, tams + u * (zams - tams),
-                    np.where(evolved, lo_lim + u * (tams - lo_lim), lo_lim + u * (g_hi - lo_lim)))
+    logg = np.where(
+        on_ms, tams + u * (zams - tams), np.where(evolved, lo_lim + u * (tams - lo_lim), lo_lim + u * (g_hi - lo_lim))
+    )
     labels[:, col["teff"]] = teff
     labels[:, col["logg"]] = logg
     for name in LABEL_NAMES:
@@ -88,8 +89,9 @@ def sample_labels(n: int, rng: np.random.Generator) -> np.ndarray:
     return labels
 
 
-def normalized_model_spectra(labels: np.ndarray, resolution: float = DEFAULT_RESOLUTION,
-                             chunk_size: int = 1024) -> np.ndarray:
+def normalized_model_spectra(
+    labels: np.ndarray, resolution: float = DEFAULT_RESOLUTION, chunk_size: int = 1024
+) -> np.ndarray:
     """Noiseless spectra of ``labels`` normalized like observed spectra (SPEC §3), (n, 3802) float32."""
     labels = np.atleast_2d(labels)
     out = np.empty((labels.shape[0], wavelength_grid().size), dtype=np.float32)
@@ -99,8 +101,7 @@ def normalized_model_spectra(labels: np.ndarray, resolution: float = DEFAULT_RES
     return out
 
 
-def make_model_grid(n: int, seed: int, *, resolution: float = DEFAULT_RESOLUTION,
-                    chunk_size: int = 1024) -> ModelGrid:
+def make_model_grid(n: int, seed: int, *, resolution: float = DEFAULT_RESOLUTION, chunk_size: int = 1024) -> ModelGrid:
     """A model grid of ``n`` synthetic spectra for training the emulator (SPEC §5.1, §10).
 
     Parameters
@@ -133,12 +134,12 @@ def make_model_grid(n: int, seed: int, *, resolution: float = DEFAULT_RESOLUTION
         "n_spectra": int(n),
         "resolution": float(resolution),
         "lsf": f"Gaussian, constant resolving power R = {float(resolution):g} (mean LAMOST LSF at 5000 Å), "
-               "no fibre-to-fibre scatter",
+        "no fibre-to-fibre scatter",
         "normalization": f"survey_scale.normalize.normalize_continuum (SPEC §3, L = {CONTINUUM_LENGTH:g} Å) "
-                         "of the flux spectrum with ivar = 1",
+        "of the flux spectrum with ivar = 1",
         "sampling": "survey_scale.synth.modelgrid.sample_labels: analytic stand-in for MIST equal-EEP "
-                    "(T_eff log-uniform; log g 65% main sequence, 25% evolved to the Eddington-like limit, "
-                    "10% uniform to 5); other labels uniform in LABEL_RANGES",
+        "(T_eff log-uniform; log g 65% main sequence, 25% evolved to the Eddington-like limit, "
+        "10% uniform to 5); other labels uniform in LABEL_RANGES",
         "noise": "none",
         "rv_km_s": 0.0,
         "synthesizer": "survey_scale.synth (one-layer LTE Milne-Eddington synthesizer; see its docstring)",

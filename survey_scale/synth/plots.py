@@ -58,9 +58,7 @@ _LOGG_DIFF = 0.2
 """log g is differenced over ±0.1 dex and scaled to 1 dex (a full-dex step would not be a derivative)."""
 
 
-def gradient_spectra(
-    star: dict[str, float] | None = None, steps: dict[str, float] | None = None
-) -> np.ndarray:
+def gradient_spectra(star: dict[str, float] | None = None, steps: dict[str, float] | None = None) -> np.ndarray:
     """Central finite differences f(l + Δl/2) − f(l − Δl/2) for every label, (11, 3802).
 
     Parameters

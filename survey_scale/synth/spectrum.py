@@ -115,8 +115,7 @@ def fine_grid() -> FineGrid:
     lines_idx, sub_idx = np.nonzero(np.abs(dl) <= half_window[:, None])
     pair_dl = dl[lines_idx, sub_idx]
     rel = np.abs(pair_dl) / half_window[lines_idx]
-    taper = np.where(rel <= _TAPER_START, 1.0,
-                     np.cos(0.5 * np.pi * (rel - _TAPER_START) / (1.0 - _TAPER_START)) ** 2)
+    taper = np.where(rel <= _TAPER_START, 1.0, np.cos(0.5 * np.pi * (rel - _TAPER_START) / (1.0 - _TAPER_START)) ** 2)
     scatter = scipy.sparse.csr_matrix(
         (np.ones(lines_idx.size), (sub_idx, np.arange(lines_idx.size))), shape=(n_fine, lines_idx.size)
     )
@@ -130,9 +129,7 @@ def fine_grid() -> FineGrid:
     cols = np.flatnonzero(inside)
     rows = np.concatenate([left, left + 1])
     vals = np.concatenate([(1.0 - frac) / sub_width[left], frac / sub_width[left + 1]])
-    deposit = scipy.sparse.csr_matrix(
-        (vals, (rows, np.concatenate([cols, cols]))), shape=(n_fine, len(METAL_LINES))
-    )
+    deposit = scipy.sparse.csr_matrix((vals, (rows, np.concatenate([cols, cols]))), shape=(n_fine, len(METAL_LINES)))
     return FineGrid(
         wave=wave,
         n_fft=scipy.fft.next_fast_len(n_fine + 2 * k * MARGIN, real=True),
@@ -164,8 +161,9 @@ def broad_opacity(params: LineParameters, fg: FineGrid) -> np.ndarray:
     core = (-4.0 * np.log(2.0) / params.broad_fwhm**2).astype(np.float32)[:, lp]
     core *= fg.pair_dl2
     np.exp(core, out=core)
-    core *= ((1.0 - params.broad_mix) * params.broad_area * (2.0 * np.sqrt(np.log(2.0) / np.pi))
-             / params.broad_fwhm).astype(np.float32)[:, lp]
+    core *= (
+        (1.0 - params.broad_mix) * params.broad_area * (2.0 * np.sqrt(np.log(2.0) / np.pi)) / params.broad_fwhm
+    ).astype(np.float32)[:, lp]
     window += core
     window *= fg.pair_taper
     eta += (fg.scatter @ window.T).T
@@ -189,8 +187,9 @@ def rotation_kernel(vsini: np.ndarray, n_fft: int) -> np.ndarray:
     v_sub = np.maximum(np.asarray(vsini, dtype=np.float64) / _SUB_KMS, 1e-9)
     half = int(np.ceil(v_sub.max() + 0.5))
     offsets = np.arange(-half, half + 1)
-    kernel = (_rotation_cdf((offsets[None, :] + 0.5) / v_sub[:, None])
-              - _rotation_cdf((offsets[None, :] - 0.5) / v_sub[:, None]))
+    kernel = _rotation_cdf((offsets[None, :] + 0.5) / v_sub[:, None]) - _rotation_cdf(
+        (offsets[None, :] - 0.5) / v_sub[:, None]
+    )
     out = np.zeros((v_sub.size, n_fft), dtype=np.float32)
     out[:, offsets % n_fft] = kernel
     return out
@@ -198,8 +197,9 @@ def rotation_kernel(vsini: np.ndarray, n_fft: int) -> np.ndarray:
 
 def lsf_sigma_pixels(resolution: np.ndarray) -> np.ndarray:
     """σ (pixels of the common grid) of a Gaussian LSF of resolving power R = λ/FWHM."""
-    return 1.0 / (np.asarray(resolution, dtype=np.float64) * 2.0 * np.sqrt(2.0 * np.log(2.0))
-                  * np.log(10.0) * LOG10_WAVE_STEP)
+    return 1.0 / (
+        np.asarray(resolution, dtype=np.float64) * 2.0 * np.sqrt(2.0 * np.log(2.0)) * np.log(10.0) * LOG10_WAVE_STEP
+    )
 
 
 def normalized_chunk(
