@@ -227,17 +227,12 @@ def project(model: PCAModel, norm_flux: np.ndarray, norm_ivar: np.ndarray) -> di
 
 
 def diagnostics_block(data: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Residual statistics of a block of spectra against a PCA model (for thresholds; reduce_rows block)."""
+    """Residual statistics of a block of spectra against a PCA model (for thresholds; a map_rows block)."""
     model = params["model"]
     rec = project(model, data["norm_flux"], data["norm_ivar"])
     return residual_statistics(
         data["norm_flux"], data["norm_ivar"], rec["recon_clean"], model.model_var_clean, model.clean
     )
-
-
-def concat_results(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Combine two block results by concatenating each entry (a's rows first)."""
-    return {k: np.concatenate([a[k], b[k]]) for k in a}
 
 
 def pca_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:

@@ -35,7 +35,6 @@ from survey_scale.normalize import normalize_stage
 from survey_scale.pca import (
     PCAModel,
     add_results,
-    concat_results,
     diagnostics_block,
     gram_block,
     moments_block,
@@ -43,7 +42,7 @@ from survey_scale.pca import (
     pca_from_gram,
     pca_stage,
 )
-from survey_scale.runner import StageSummary, reduce_rows, run_stage
+from survey_scale.runner import StageSummary, map_rows, reduce_rows, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +83,11 @@ def fit_pca(
 
 def _diagnostics(cube: Path, rows: np.ndarray, model: PCAModel, client: Client, block_rows: int) -> dict:
     scattered = client.scatter(model, broadcast=True)
-    return reduce_rows(
+    return map_rows(
         cube,
         ("norm_flux", "norm_ivar"),
         rows,
         diagnostics_block,
-        concat_results,
         client,
         {"model": scattered},
         block_rows=block_rows,

@@ -461,6 +461,13 @@ def _reduce_block(
     return block(data, params)
 
 
+def _row_blocks(rows: np.ndarray, block_rows: int) -> list[np.ndarray]:
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        raise ValueError("no rows selected")
+    return [rows[i : i + block_rows] for i in range(0, rows.size, block_rows)]
+
+
 def reduce_rows(
     cube: str | Path,
     variables: Sequence[str],
@@ -471,24 +478,46 @@ def reduce_rows(
     params: Mapping[str, Any] | None = None,
     block_rows: int = 2048,
 ) -> Any:
-    """Map ``block`` over groups of the given rows and combine the results pairwise (a tree reduction).
+    """Map ``block`` over groups of the given rows and fold the results with ``combine`` as they finish.
 
-    Survey-wide reductions (the PCA's moments and Gram matrix, diagnostics over a selection) use it: each
-    task reads only its rows of ``variables`` from the cube, so no step holds the selection in memory, and
-    ``combine(a, b)`` keeps ``a`` (earlier rows) before ``b``.
+    Survey-wide reductions (the PCA's moments and Gram matrix) use it: each task reads only its rows of
+    ``variables`` from the cube, and two finished results are combined as soon as both exist, so the
+    number of partial results alive at once stays near the number of workers whatever the selection size.
+    ``combine`` must be commutative and associative (a sum).
     """
-    rows = np.asarray(rows, dtype=np.int64)
-    if rows.size == 0:
-        raise ValueError("reduce_rows: no rows selected")
     params = dict(params or {})
     futures = [
-        client.submit(_reduce_block, str(cube), tuple(variables), rows[i : i + block_rows], block, params, pure=False)
-        for i in range(0, rows.size, block_rows)
+        client.submit(_reduce_block, str(cube), tuple(variables), group, block, params, pure=False)
+        for group in _row_blocks(rows, block_rows)
     ]
-    while len(futures) > 1:
-        paired = [client.submit(combine, a, b, pure=False) for a, b in zip(futures[0::2], futures[1::2])]
-        futures = paired + ([futures[-1]] if len(futures) % 2 else [])
-    return futures[0].result()
+    finished = as_completed(futures)
+    waiting = None
+    for future in finished:
+        if waiting is None:
+            waiting = future
+        else:
+            finished.add(client.submit(combine, waiting, future, pure=False))
+            waiting = None
+    return waiting.result()
+
+
+def map_rows(
+    cube: str | Path,
+    variables: Sequence[str],
+    rows: np.ndarray,
+    block: Callable[[dict[str, np.ndarray], Mapping[str, Any]], dict[str, np.ndarray]],
+    client: Client,
+    params: Mapping[str, Any] | None = None,
+    block_rows: int = 2048,
+) -> dict[str, np.ndarray]:
+    """Map ``block`` over groups of the given rows and concatenate its (small) per-row outputs in row order."""
+    params = dict(params or {})
+    futures = [
+        client.submit(_reduce_block, str(cube), tuple(variables), group, block, params, pure=False)
+        for group in _row_blocks(rows, block_rows)
+    ]
+    parts = client.gather(futures)
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 def _load_results(cube: Path, stage: str) -> list[dict[str, np.ndarray]]:
@@ -604,6 +633,7 @@ __all__ = [
     "chunk_bounds",
     "compute_block",
     "consolidate_stage",
+    "map_rows",
     "rebuild_rejects",
     "reduce_rows",
     "run_stage",
