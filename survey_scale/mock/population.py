@@ -252,15 +252,15 @@ class PatchyExtinction:
 def selection_probability(g_mag: np.ndarray) -> np.ndarray:
     """Relative probability that a hot star of apparent G gets a LAMOST fibre (LSS-GAC-like).
 
-    A soft bright limit near G = 10 (plates avoid saturated stars), the survey's faint limit near G = 17.8
-    (r ≈ 17.8, Liu et al. 2014), and a mild decline 10^(−0.1 (G − 14)) fainter than G = 14 for the lower
-    targeting completeness of faint stars. With the Galaxy model it gives G ≈ 10–17.5 peaking near 13.5–14
-    (P2 §2, Fig. 2).
+    A soft bright limit near G = 10.3 (plates avoid saturated stars), the survey's faint limit near
+    G = 17.8 (r ≈ 17.8, Liu et al. 2014), and a mild decline 10^(−0.05 (G − 14)) fainter than G = 14 for
+    the lower targeting completeness of faint stars. With the Galaxy model it gives G ≈ 10–17.5 with a
+    median and peak near 13.5–14 (P2 §2, Fig. 2).
     """
     g_mag = np.asarray(g_mag, dtype=np.float64)
-    bright = 1.0 / (1.0 + np.exp(-(g_mag - 10.0) / 0.4))
+    bright = 1.0 / (1.0 + np.exp(-(g_mag - 10.3) / 0.3))
     faint = 1.0 / (1.0 + np.exp((g_mag - 17.8) / 0.25))
-    decline = 10.0 ** (-0.1 * np.clip(g_mag - 14.0, 0.0, None))
+    decline = 10.0 ** (-0.05 * np.clip(g_mag - 14.0, 0.0, None))
     return bright * faint * decline
 
 
@@ -440,12 +440,12 @@ def _sample_distances(
     return dist, ebv, np.isfinite(dist)
 
 
-def snr_from_g(g_mag: np.ndarray, g_sky: float = 15.5, snr14: float = 72.0) -> np.ndarray:
+def snr_from_g(g_mag: np.ndarray, g_sky: float = 15.5, snr14: float = 76.0) -> np.ndarray:
     """Median S/N per pixel (g band) a LAMOST visit reaches on a star of apparent G in good conditions.
 
     Photon noise of the star plus sky background: S/N = S₀ f / √(f + b), f = 10^(−0.4 (G − 14)),
     b = 10^(−0.4 (G_sky − 14)), the sky being equivalent to a G = 15.5 star per fibre and S₀ set so that a
-    G = 14 star reaches 72. The schedule multiplies by 10^(N(0, 0.08) − Exp(0.32)) per visit (weather,
+    G = 14 star reaches 76. The schedule multiplies by 10^(N(0, 0.08) − Exp(0.32)) per visit (weather,
     seeing, fibre losses), which with the G distribution gives S/N per spectrum with a median near 40 and
     a peak of log S/N near 1.8 (P2 §2: median 37, peak 63).
     """
