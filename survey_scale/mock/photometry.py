@@ -365,12 +365,23 @@ def bolometric_correction_ks(teff: np.ndarray) -> np.ndarray:
 
 
 def dwarf_logg(teff: np.ndarray) -> np.ndarray:
-    """Surface gravity log g (cgs) of the mean dwarf of that Teff, from the table's mass and radius."""
+    """Surface gravity log g (cgs) of the mean dwarf of that Teff (K).
+
+    A cubic in log Teff fitted to log g = log g_sun + log(M/M_sun) − 2 log(R/R_sun) of the Pecaut & Mamajek
+    rows F5V–O3V (6550–45900 K, rms 0.04 dex); smoothing removes the table's row-to-row jitter, which would
+    otherwise show as steps in the mock's main sequence. Teff is clipped to that range.
+    """
+    coeffs = _dwarf_logg_coeffs()
+    logt = np.log10(np.clip(np.asarray(teff, dtype=np.float64), 6550.0, 45900.0))
+    return np.polyval(coeffs, logt)
+
+
+@lru_cache(maxsize=1)
+def _dwarf_logg_coeffs() -> np.ndarray:
     cols = _colour_table()
     logg = 4.438 + np.log10(cols["Msun"]) - 2.0 * np.log10(cols["R_Rsun"])
-    logt = np.log10(np.asarray(teff, dtype=np.float64))
-    ok = np.isfinite(logg)
-    return np.interp(logt, cols["logT"][ok], logg[ok])
+    sel = np.isfinite(logg) & (cols["logT"] >= np.log10(6550.0) - 1e-9)
+    return np.polyfit(cols["logT"][sel], logg[sel], 3)
 
 
 def dwarf_from_mass(mass: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -144,19 +144,16 @@ def spectral_subclass(teff: np.ndarray) -> np.ndarray:
 
 
 def star_id_from_radec(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """P1 Table 1 star ids "Sdddmmss±ddmmss" (RA and Dec in degrees, arcmin, arcsec; truncated)."""
-
-    def dms(value: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        total = np.floor(np.abs(value) * 3600.0 + 1e-6).astype(np.int64)
-        return total // 3600, (total // 60) % 60, total % 60
-
-    rd, rm, rs = dms(np.mod(ra, 360.0))
-    dd, dm, ds = dms(dec)
-    sign = np.where(np.asarray(dec) < 0, "-", "+")
+    """P1 Table 1 star ids "Sdddmmss±ddmmss": RA and Dec in degrees, arcmin, arcsec, rounded to the
+    arcsecond (the same rule as the ingest's star ids, so truth and cube agree)."""
+    ra_s = np.rint(np.mod(np.asarray(ra, dtype=np.float64), 360.0) * 3600.0).astype(np.int64) % (360 * 3600)
+    dec = np.asarray(dec, dtype=np.float64)
+    dec_s = np.rint(np.abs(dec) * 3600.0).astype(np.int64)
+    sign = np.where(dec < 0, "-", "+")
     return np.array(
         [
-            f"S{a:03d}{b:02d}{c:02d}{s}{d:02d}{e:02d}{f:02d}"
-            for a, b, c, s, d, e, f in zip(rd, rm, rs, sign, dd, dm, ds, strict=True)
+            f"S{r // 3600:03d}{r // 60 % 60:02d}{r % 60:02d}{s}{d // 3600:02d}{d // 60 % 60:02d}{d % 60:02d}"
+            for r, d, s in zip(ra_s, dec_s, sign, strict=True)
         ]
     )
 
@@ -305,8 +302,10 @@ def _draw_teff_logg(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nd
 
     Teff: p(Teff) ∝ Teff⁻³ on [7000, 45000] K (80 % below 15,000 K, 3 % above 30,000 K). log g:
     main sequence (86 %), uniform in age-like fraction u^0.7 between the ZAMS (mean dwarf + 0.12 dex) and
-    0.6 dex below it; 12 % giants/subgiants between 0.5 and 1.8 dex below the ZAMS; 2 % supergiants
-    within 0.8 dex of the Eddington-parallel lower limit :func:`logg_lower_limit`.
+    0.6 dex below it; 12 % giants/subgiants between 0.5 and 1.8 dex below the ZAMS (but ≥ 0.5 dex above the
+    lower limit); 2 % supergiants within 0.8 dex of the Eddington-parallel lower limit
+    :func:`logg_lower_limit` (and ≥ 0.4 dex below the ZAMS). Where a class has no room (the hottest stars)
+    the star stays on the main sequence.
     """
     lo, hi = LABEL_RANGES["teff"][0], LABEL_RANGES["teff"][1]
     u = rng.random(n)
@@ -314,13 +313,20 @@ def _draw_teff_logg(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nd
     zams = ph.dwarf_logg(teff) + 0.12
     floor = logg_lower_limit(teff)
     state = rng.choice(3, size=n, p=[0.86, 0.12, 0.02])
+    # Giants need room between the supergiant zone and the main sequence; the hottest stars have none and
+    # stay on the main sequence.
+    giant_top = zams - 0.5
+    giant_bottom = np.maximum(zams - 1.8, floor + 0.5)
+    state = np.where((state == 1) & (giant_bottom >= giant_top), 0, state)
+    sg_top = np.minimum(floor + 0.8, zams - 0.4)
+    state = np.where((state == 2) & (sg_top <= floor), 0, state)
     logg = np.empty(n)
     ms = state == 0
     logg[ms] = zams[ms] - 0.6 * rng.random(ms.sum()) ** 0.7
     gi = state == 1
-    logg[gi] = zams[gi] - rng.uniform(0.5, 1.8, gi.sum())
+    logg[gi] = rng.uniform(giant_bottom[gi], giant_top[gi])
     sg = state == 2
-    logg[sg] = floor[sg] + rng.uniform(0.0, 0.8, sg.sum())
+    logg[sg] = rng.uniform(floor[sg], sg_top[sg])
     logg = np.clip(np.maximum(logg, floor), LABEL_RANGES["logg"][0], LABEL_RANGES["logg"][1])
     return teff, logg, state
 

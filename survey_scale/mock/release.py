@@ -348,11 +348,15 @@ def make_release(
     t0 = time.perf_counter()
     duplicates = []
     if "duplicate_specid" in kinds:
+        # The copy is a gzipped twin of an uncompressed file: both names are LAMOST's own, and the copy sorts
+        # after the original, so an ingest that keeps the first canonical path rejects the copy.
         rng_dup = _rng(seed, 4)
-        ok = np.flatnonzero((visits["invalid_kind"] == "").to_numpy())
-        for _ in range(kinds.count("duplicate_specid")):
-            src = visits.iloc[int(rng_dup.choice(ok))]
-            duplicates.append(_write_duplicate(spec_dir, src))
+        ok = np.flatnonzero(((visits["invalid_kind"] == "") & ~visits["gzip"]).to_numpy())
+        if ok.size == 0:
+            ok = np.flatnonzero((visits["invalid_kind"] == "").to_numpy())
+        picks = rng_dup.choice(ok, size=kinds.count("duplicate_specid"), replace=False)
+        for pick in np.sort(picks):
+            duplicates.append(_write_duplicate(spec_dir, visits.iloc[int(pick)]))
 
     # --- tables -----------------------------------------------------------------------------------------
     truth = _truth_table(visits, stars, release, duplicates)
@@ -582,11 +586,11 @@ def _write_visit(spec_dir: Path, v: pd.Series, meta: dict[str, Any], arrays: dic
 
 
 def _write_duplicate(spec_dir: Path, src: pd.Series) -> dict[str, Any]:
-    """Copy a valid file under its other name (``.fits`` ↔ ``.fits.gz``): one spectrum, two file names."""
+    """Copy a valid file under its other LAMOST name (``.fits`` → ``.fits.gz``, or the reverse when every
+    file is gzipped): one spectrum, two file names, one specid."""
     import gzip
 
-    written = spec_dir / src["fitsname_written"]
-    raw = written.read_bytes()
+    raw = (spec_dir / src["fitsname_written"]).read_bytes()
     if src["gzip"]:
         data, name, gz = gzip.decompress(raw), src["fitsname"], False
     else:

@@ -13,7 +13,7 @@ For each visit (batched, vectorized over spectra) :func:`observe` builds, in ord
    (:func:`survey_scale.mock.photometry.reddening_transmission`).
 4. **Atmosphere** — telluric O2 and H2O bands for the plan's airmass and water vapour, at rest in the
    observatory frame: LAMOST wavelengths are heliocentric, so a telluric line sits at λ_t (1 + v_corr/c)
-   with v_corr the heliocentric correction (the plan's mean; fibres of a 5° plate differ by < 0.5 km/s).
+   with v_corr the visit's heliocentric correction.
 5. **Instrument** — counts C = k F T(λ) with a two-arm throughput T (dichroic at 5900 Å), noise
    σ_C² = C + B(λ) with a sky background B (flat in the g band, brighter in the red, with sky lines), k
    set so that the median S/N per pixel over 4000–5500 Å (the g band) equals the visit's S/N exactly
@@ -36,10 +36,10 @@ spectrum shifted by v′ with 1 + v′/c = (1 + v/c) 10^δ gives, at its common-
 F_rest(λ_{j+58} / (1 + v/c)) = F_obs at native pixel i = j + 58: the shift and the resampling are exact,
 with no interpolation. Native pixels 0–57 (3700–3749 Å) and 3860–3908 (9000–9099 Å) lie outside the
 synthesizer's range; there the continuum comes from ``synth.sed`` (evaluated on an extended grid and
-shifted by linear interpolation of the smooth continuum, error < 10⁻⁶) times the synthesized normalized
-flux at the nearest covered pixel, held constant. Those pixels fall outside the common grid after the
-ingest's rest-frame shift unless |v| ≳ 20 km/s at the blue end, where the first common-grid pixel is a
-continuum-only extrapolation (masked by every fit, λ < 3820 Å).
+shifted by linear interpolation of the smooth continuum, error < 10⁻⁶) times the median normalized flux of
+the 20 nearest synthesized pixels, held constant (no lines). After the ingest's shift to the rest frame
+these pixels touch the common grid only at its very ends — its first pixel when v < −21.6 km/s, its last
+pixel otherwise — both masked by every fit (λ < 3820 Å, λ > 8880 Å).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import pandas as pd
 
 from survey_scale import masks
 from survey_scale.grid import LOG10_WAVE_START, N_WAVE
-from survey_scale.labels import LABEL_NAMES, LABEL_RANGES
+from survey_scale.labels import LABEL_NAMES
 from survey_scale.mock import photometry as ph
 
 C_KMS: float = 299792.458
@@ -143,12 +143,12 @@ class VisitInputs:
         Heliocentric radial velocities (km/s) of the components at the visit.
     resolution
         Resolving power R of the visit's Gaussian LSF.
-    ebv
-        E(B−V) (mag) toward the star.
+    ebv, distance_pc
+        E(B−V) (mag) toward the star and its distance (pc; sets the interstellar Ca II strength).
     v_helio_corr
         astropy heliocentric correction (km/s) of the visit (tellurics sit at λ_t (1 + v/c)).
     airmass, pwv_mm
-        Telluric parameters of the visit's plan.
+        Telluric parameters of the visit (those of its plan).
     snr
         Target median S/N per pixel over 4000–5500 Å.
     g_mag
@@ -157,8 +157,6 @@ class VisitInputs:
         Emission equivalent widths (Å, > 0 for emission; 0 for none) and intrinsic width.
     corrupt_kind
         "" or one of :data:`survey_scale.mock.schedule.CORRUPTION_KINDS`.
-    plan_key
-        Visits with equal keys share one telluric spectrum (same plan, airmass, water vapour).
     seeds
         (n,) integers; visit i draws its noise and pipeline defects from
         ``SeedSequence([seed_base, 4, seeds[i]])``.
@@ -172,6 +170,7 @@ class VisitInputs:
     rv2: np.ndarray
     resolution: np.ndarray
     ebv: np.ndarray
+    distance_pc: np.ndarray
     v_helio_corr: np.ndarray
     airmass: np.ndarray
     pwv_mm: np.ndarray
@@ -182,7 +181,6 @@ class VisitInputs:
     pa_ew: np.ndarray
     em_sigma_kms: np.ndarray
     corrupt_kind: np.ndarray
-    plan_key: np.ndarray
     seeds: np.ndarray
 
 
@@ -226,7 +224,9 @@ def _extended_wave() -> np.ndarray:
     return 10.0 ** (NATIVE_COEFF0 + NATIVE_COEFF1 * (np.arange(NATIVE_NPIX + 2 * _EXT) - _EXT))
 
 
-def continuum_native(teff: np.ndarray, logg: np.ndarray, rv_kms: np.ndarray) -> np.ndarray:
+def continuum_native(
+    teff: np.ndarray, logg: np.ndarray, rv_kms: np.ndarray, he_frac: np.ndarray | None = None
+) -> np.ndarray:
     """Surface continuum F_λ (``synth.sed``) on the native grid at the stars' rest wavelengths λ/(1+v/c).
 
     Parameters
@@ -235,6 +235,8 @@ def continuum_native(teff: np.ndarray, logg: np.ndarray, rv_kms: np.ndarray) -> 
         (n,) labels.
     rv_kms
         (n,) radial velocities.
+    he_frac
+        (n,) N_He/N_tot (the synthesizer's SED depends on it slightly); default solar.
 
     Returns
     -------
@@ -244,9 +246,10 @@ def continuum_native(teff: np.ndarray, logg: np.ndarray, rv_kms: np.ndarray) -> 
     from survey_scale.synth import sed
 
     wave_ext = _extended_wave()
-    cont_ext = np.asarray(
-        sed(np.asarray(teff, dtype=np.float64), np.asarray(logg, dtype=np.float64), wave_ext)
-    )
+    teff = np.asarray(teff, dtype=np.float64)
+    logg = np.asarray(logg, dtype=np.float64)
+    with np.errstate(over="ignore"):  # exp() overflows in the far-UV Wien tail of the SED's norm: flux 0
+        cont_ext = np.asarray(sed(teff, logg, wave_ext, he_frac=he_frac))
     # Rest wavelength of native pixel i sits at extended index i + EXT - log10(1+z)/step (fractional).
     shift = np.log10(1.0 + np.asarray(rv_kms, dtype=np.float64) / C_KMS) / NATIVE_COEFF1
     pos = np.arange(NATIVE_NPIX)[None, :] + _EXT - shift[:, None]
@@ -278,31 +281,35 @@ def stellar_flux_native(
     from survey_scale.synth import synthesize
 
     labels = np.asarray(labels, dtype=np.float64)
-    cont = continuum_native(labels[:, 0], labels[:, 1], rv_kms)
-    inner = np.asarray(
-        synthesize(
-            labels,
-            resolution=np.asarray(resolution, dtype=np.float64),
-            rv=synth_velocity(rv_kms),
-            kind="flux",
-        ),
-        dtype=np.float64,
-    )
+    cont = continuum_native(labels[:, 0], labels[:, 1], rv_kms, he_frac=labels[:, 4])
+    with np.errstate(over="ignore"):  # the SED's normalization integral overflows exp() far in the UV: 0 flux
+        inner = np.asarray(
+            synthesize(
+                labels,
+                resolution=np.asarray(resolution, dtype=np.float64),
+                rv=synth_velocity(rv_kms),
+                kind="flux",
+            ),
+            dtype=np.float64,
+        )
     lo, hi = NATIVE_OFFSET, NATIVE_OFFSET + N_WAVE
     flux = cont.copy()
     flux[:, lo:hi] = inner
-    # Outside the synthesizer's range: continuum × the normalized flux of the nearest covered pixels.
-    blue_norm = np.mean(inner[:, :3] / cont[:, lo : lo + 3], axis=1)
-    red_norm = np.mean(inner[:, -3:] / cont[:, hi - 3 : hi], axis=1)
+    # Outside the synthesizer's range: the continuum × the median normalized flux of the 20 nearest covered
+    # pixels (a pseudo-continuum level that ignores single line cores, e.g. H12 at 3751 Å).
+    blue_norm = np.median(inner[:, :20] / cont[:, lo : lo + 20], axis=1)
+    red_norm = np.median(inner[:, -20:] / cont[:, hi - 20 : hi], axis=1)
     flux[:, :lo] *= blue_norm[:, None]
     flux[:, hi:] *= red_norm[:, None]
     return flux, cont
 
 
-def _clip_to_grid(labels: np.ndarray) -> np.ndarray:
+def _clip_to_synth(labels: np.ndarray) -> np.ndarray:
+    from survey_scale.synth import SYNTH_LIMITS
+
     out = labels.copy()
     for k, name in enumerate(LABEL_NAMES):
-        lo, hi = LABEL_RANGES[name]
+        lo, hi = SYNTH_LIMITS[name]
         out[:, k] = np.clip(out[:, k], lo, hi)
     return out
 
@@ -312,40 +319,44 @@ def composite_flux(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """R1² F1 + R2² F2 on the native grid, each component at its own velocity.
 
-    Secondaries cooler than the synthesizer's 7000 K limit contribute their continuum only (``synth.sed``):
-    a few per cent of the light at most, whose weak metal lines the mock omits (a documented limit).
+    Secondaries cooler than the synthesizer's lower limit (6000 K, ``synth.SYNTH_LIMITS``) contribute their
+    continuum only (``synth.sed``): at most a few per cent of the light of a hot primary, whose weak metal
+    and molecular lines the mock omits (a documented limit).
 
     Returns
     -------
     flux, continuum, light_frac2
-        (n, 3909) composite flux and continuum (erg s⁻¹ cm⁻² Å⁻¹ R_sun²), and the (n,) g-band light fraction
-        of the secondary.
+        (n, 3909) composite flux and continuum (erg s⁻¹ cm⁻² Å⁻¹ R_sun²), and the (n,) fraction of the
+        4000–5500 Å stellar flux that comes from the secondary.
     """
+    from survey_scale.synth import SYNTH_LIMITS
+
     n = inputs.labels1.shape[0]
-    f1, c1 = stellar_flux_native(_clip_to_grid(inputs.labels1), inputs.rv1, inputs.resolution)
+    f1, c1 = stellar_flux_native(_clip_to_synth(inputs.labels1), inputs.rv1, inputs.resolution)
     r1sq = (inputs.radius1**2)[:, None]
     flux, cont = r1sq * f1, r1sq * c1
     light2 = np.zeros(n)
-    binary = np.isfinite(inputs.radius2) & np.all(np.isfinite(inputs.labels2[:, :2]), axis=1)
+    binary = np.isfinite(inputs.radius2) & np.all(np.isfinite(inputs.labels2[:, :5]), axis=1)
     if binary.any():
         idx = np.flatnonzero(binary)
-        lab2 = inputs.labels2[idx]
-        hot = lab2[:, 0] >= LABEL_RANGES["teff"][0]
+        lab2 = _clip_to_synth(inputs.labels2[idx])
+        hot = inputs.labels2[idx, 0] >= SYNTH_LIMITS["teff"][0]
         f2 = np.empty((idx.size, NATIVE_NPIX))
         c2 = np.empty((idx.size, NATIVE_NPIX))
         if hot.any():
             f2[hot], c2[hot] = stellar_flux_native(
-                _clip_to_grid(lab2[hot]), inputs.rv2[idx][hot], inputs.resolution[idx][hot]
+                lab2[hot], inputs.rv2[idx][hot], inputs.resolution[idx][hot]
             )
         if (~hot).any():
+            cool_lab = inputs.labels2[idx][~hot]
             cool = continuum_native(
-                lab2[~hot, 0], np.clip(lab2[~hot, 1], None, LABEL_RANGES["logg"][1]), inputs.rv2[idx][~hot]
+                cool_lab[:, 0], cool_lab[:, 1], inputs.rv2[idx][~hot], he_frac=cool_lab[:, 4]
             )
             f2[~hot], c2[~hot] = cool, cool
         r2sq = (inputs.radius2[idx] ** 2)[:, None]
         flux[idx] += r2sq * f2
         cont[idx] += r2sq * c2
-        g = _window(SNR_BAND_WINDOWS["g"])
+        g = _WINDOWS["g"]
         light2[idx] = (r2sq[:, 0] * f2[:, g].sum(axis=1)) / flux[idx][:, g].sum(axis=1)
     return flux, cont, light2
 
@@ -353,6 +364,9 @@ def composite_flux(
 def _window(band: tuple[float, float]) -> np.ndarray:
     wave = native_wavelength()
     return (wave >= band[0]) & (wave <= band[1])
+
+
+_WINDOWS: dict[str, np.ndarray] = {name: _window(band) for name, band in SNR_BAND_WINDOWS.items()}
 
 
 # --- emission, ISM, tellurics -------------------------------------------------------------------------------
@@ -391,23 +405,36 @@ def emission_spectrum(inputs: VisitInputs, continuum: np.ndarray) -> np.ndarray:
     return out
 
 
+def interstellar_native(inputs: VisitInputs) -> np.ndarray:
+    """Interstellar line transmission (n, 3909) on the native grid at the visits' resolving powers.
+
+    The ISM is at rest in the heliocentric frame (v_ISM = 0, a simplification: anti-centre clouds move by
+    ≲ 20 km/s); Ca II uses the star's distance (Megier et al. 2005, via ``synth.interstellar_transmission``).
+    """
+    from survey_scale.synth import interstellar_transmission
+
+    wave = native_wavelength()
+    out = np.empty((inputs.rv1.size, NATIVE_NPIX))
+    for i in range(inputs.rv1.size):  # one call per visit: the LSF (resolution) is per visit; ~0.3 ms each
+        out[i] = interstellar_transmission(
+            inputs.ebv[i : i + 1], wave=wave, distance=inputs.distance_pc[i : i + 1],
+            resolution=float(inputs.resolution[i]),
+        )[0]  # fmt: skip
+    return out
+
+
 def telluric_native(inputs: VisitInputs) -> np.ndarray:
-    """Telluric transmission (n, 3909) on the heliocentric native grid, one evaluation per plan."""
+    """Telluric transmission (n, 3909) on the heliocentric native grid: bands sit at λ_t (1 + v_corr/c)."""
     from survey_scale.synth import telluric_transmission
 
     wave = native_wavelength()
     out = np.empty((inputs.rv1.size, NATIVE_NPIX))
-    keys, inverse = np.unique(inputs.plan_key, return_inverse=True)
-    for k in range(keys.size):
-        members = np.flatnonzero(inverse == k)
-        v = float(np.mean(inputs.v_helio_corr[members]))
-        topo = wave / (1.0 + v / C_KMS)
-        trans = np.asarray(
-            telluric_transmission(
-                np.array([inputs.airmass[members[0]]]), wave=topo, pwv=np.array([inputs.pwv_mm[members[0]]])
-            )
-        )
-        out[members] = trans.reshape(1, -1)
+    for i in range(inputs.rv1.size):
+        topo = wave / (1.0 + inputs.v_helio_corr[i] / C_KMS)
+        out[i] = telluric_transmission(
+            inputs.airmass[i : i + 1], wave=topo, pwv=inputs.pwv_mm[i : i + 1],
+            resolution=float(inputs.resolution[i]),
+        )[0]  # fmt: skip
     return out
 
 
@@ -432,20 +459,16 @@ def observe(inputs: VisitInputs, seed_base: int, *, keep_intermediate: bool = Fa
     -------
     ObservedBatch
     """
-    from survey_scale.synth import interstellar_transmission
-
     wave = native_wavelength()
     n = inputs.rv1.size
     stellar, cont, light2 = composite_flux(inputs)
     f_obs = stellar + emission_spectrum(inputs, cont)
-    ism = np.asarray(interstellar_transmission(inputs.ebv, wave=wave))
     redden = ph.reddening_transmission(wave, inputs.ebv)
-    tell = telluric_native(inputs)
-    f_obs = f_obs * ism * redden * tell
+    f_obs = f_obs * interstellar_native(inputs) * redden * telluric_native(inputs)
     cont_obs = cont * redden  # the smooth continuum the pipeline's normalization divides out
 
     throughput = instrument_throughput(wave)
-    gwin = _window(SNR_BAND_WINDOWS["g"])
+    gwin = _WINDOWS["g"]
     x = (np.log10(wave) - np.log10(wave[0])) / (np.log10(wave[-1]) - np.log10(wave[0])) * 2.0 - 1.0
     legendre = np.stack([x, 0.5 * (3 * x**2 - 1), 0.5 * (5 * x**3 - 3 * x)])
     step = 1.0 / (1.0 + np.exp(-(wave - 5900.0) / 15.0))
@@ -481,8 +504,8 @@ def observe(inputs: VisitInputs, seed_base: int, *, keep_intermediate: bool = Fa
         andmask[i], ormask[i] = amask, omask
         norm[i] = obs / (scale * cal * cont_obs[i])
         good = iv > 0
-        for b, window in enumerate(SNR_BAND_WINDOWS.values()):
-            sel = _window(window) & good
+        for b, name in enumerate(SNR_BAND_WINDOWS):
+            sel = _WINDOWS[name] & good
             snr_bands[i, b] = float(np.median(obs[sel] * np.sqrt(iv[sel]))) if sel.any() else 0.0
         corrupt_info.append(info)
     return ObservedBatch(
@@ -586,6 +609,7 @@ def visit_inputs(visits: pd.DataFrame, stars: pd.DataFrame) -> VisitInputs:
         rv2=np.where(binary, visits["rv2"].to_numpy(dtype=np.float64), np.nan),
         resolution=visits["resolution"].to_numpy(dtype=np.float64),
         ebv=st["ebv"].to_numpy(dtype=np.float64),
+        distance_pc=st["distance_pc"].to_numpy(dtype=np.float64),
         v_helio_corr=visits["v_helio_corr"].to_numpy(dtype=np.float64),
         airmass=visits["airmass"].to_numpy(dtype=np.float64),
         pwv_mm=visits["pwv_mm"].to_numpy(dtype=np.float64),
@@ -596,6 +620,5 @@ def visit_inputs(visits: pd.DataFrame, stars: pd.DataFrame) -> VisitInputs:
         pa_ew=visits["pa_ew"].to_numpy(dtype=np.float64),
         em_sigma_kms=st["em_sigma_kms"].to_numpy(dtype=np.float64),
         corrupt_kind=visits["corrupt_kind"].to_numpy(),
-        plan_key=(visits["lmjd"].astype(str) + "|" + visits["planid"]).to_numpy(),
         seeds=visits["visit_seed"].to_numpy(dtype=np.int64),
     )
