@@ -309,16 +309,28 @@ def lamost_header_entries(meta: Mapping[str, Any], layout: str) -> list[HeaderEn
         ("TSOURCE", "MOCK_HOT", "Name of input catalog", None),
         ("TCOMMENT", "-", "Target information", None),
         ("TFROM", "LRS_HOT", "Target catalog", None),
-        ("FIBERTYP", "Obj", "Fiber type of object", None),
-        ("FIBERMAS", 0, "Bitmask of warning values, 0 means all is well", None),
-        ("MAGTYPE", "gri", "Magnitude type of object", None),
-        ("MAG1", float(g("MAG1", 99.0)), "[mag] Mag1 of object", ".2f"),
-        ("MAG2", float(g("MAG2", 99.0)), "[mag] Mag2 of object", ".2f"),
-        ("MAG3", float(g("MAG3", 99.0)), "[mag] Mag3 of object", ".2f"),
-        ("MAG4", 99.0, "[mag] Mag4 of object", ".2f"),
-        ("MAG5", 99.0, "[mag] Mag5 of object", ".2f"),
-        ("MAG6", 99.0, "[mag] Mag6 of object", ".2f"),
-        ("MAG7", 99.0, "[mag] Mag7 of object", ".2f"),
+    ]
+    if layout == "image":  # DR7 names: magnitudes of the input catalogue, 99 when absent
+        e += [
+            ("FIBERTYP", "Obj", "Fiber type of object", None),
+            ("FIBERMAS", 0, "Bitmask of warning values, 0 means all is well", None),
+            ("MAGTYPE", "gri", "Magnitude type of object", None),
+            ("MAG1", float(g("MAG1", 99.0)), "[mag] Mag1 of object", ".2f"),
+            ("MAG2", float(g("MAG2", 99.0)), "[mag] Mag2 of object", ".2f"),
+            ("MAG3", float(g("MAG3", 99.0)), "[mag] Mag3 of object", ".2f"),
+            *((f"MAG{k}", 99.0, f"[mag] Mag{k} of object", ".2f") for k in range(4, 8)),
+        ]
+    else:  # DR9 names: Pan-STARRS-like g, r, i, z, y; -999 when absent
+        mags = [float(g(key, 99.0)) for key in ("MAG1", "MAG2", "MAG3")] + [99.0, 99.0]
+        e += [
+            ("FIB_TYPE", "Obj", "Fiber type of object", None),
+            ("FIB_MASK", 0, "Bitmask of warning values, 0 means good", None),
+            *(
+                (f"MAG_PS_{band}", m if m < 99.0 else -999.0, "[mag] Magnitude of object", ".2f")
+                for band, m in zip("GRIZY", mags, strict=True)
+            ),
+        ]
+    e += [
         ("OBS_TYPE", "OBJ", "The type of target (OBJ, FLAT, ARC or BIAS)", None),
         ("OBSCOMM", "Science", "Science or Test", None),
         ("RADECSYS", "FK5", "Equatorial coordinate system", None),
