@@ -223,11 +223,11 @@ class PatchyExtinction:
 
     ξ(l, b) = √(2/K) Σ_k cos(k·(l cos b, b) + φ_k) with K = 64 plane waves whose wavelengths are
     log-uniform in 1°–10°: a unit-variance Gaussian random field; the column is multiplied by
-    exp(σ ξ − σ²/2) (mean 1), σ = 0.45. Seeded by the *galaxy seed* so that two releases of one mock
+    exp(σ ξ − σ²/2) (mean 1), σ = 0.35. Seeded by the *galaxy seed* so that two releases of one mock
     Galaxy share their clouds.
     """
 
-    def __init__(self, galaxy_seed: int, sigma: float = 0.45, n_modes: int = 64) -> None:
+    def __init__(self, galaxy_seed: int, sigma: float = 0.35, n_modes: int = 64) -> None:
         rng = np.random.default_rng(np.random.SeedSequence([int(galaxy_seed), 7301]))
         wavelength = 10 ** rng.uniform(0.0, 1.0, n_modes)
         angle = rng.uniform(0.0, 2 * np.pi, n_modes)
@@ -537,12 +537,20 @@ def _draw_candidates(
     mks1 = absolute_mag_ks(teff, logg, log_mass)
 
     # Unresolved binaries: flat q in [q_min, 1] (Sana et al. 2012 find f(q) ∝ q^-0.1, nearly flat, for O
-    # stars; Moe & Di Stefano 2017 similar for B stars); the secondary sits on the mean dwarf sequence.
+    # stars; Moe & Di Stefano 2017 similar for B stars). The secondary (mass q M1) is placed relative to the
+    # mean dwarf of its mass as the primary is relative to the mean dwarf of its own, damped by q^4 (lower
+    # masses evolve much more slowly): twins (q → 1) are identical stars, low-q companions are dwarfs.
     binary = rng.random(m) < config.binary_fraction
     q = np.where(binary, rng.uniform(config.q_min, 1.0, m), np.nan)
-    mass2 = np.where(binary, 10.0**log_mass * q, np.nan)
-    teff2, logg2, radius2 = ph.dwarf_from_mass(np.where(binary, mass2, 1.0))
-    teff2, logg2, radius2 = (np.where(binary, a, np.nan) for a in (teff2, logg2, radius2))
+    q_eff = np.where(binary, q, 1.0)
+    mass1 = 10.0**log_mass
+    teff_d1, logg_d1, _ = ph.dwarf_from_mass(mass1)
+    teff_d2, logg_d2, _ = ph.dwarf_from_mass(mass1 * q_eff)
+    age = q_eff**4
+    teff2 = np.where(binary, teff_d2 * (teff / teff_d1) ** age, np.nan)
+    logg2 = np.where(binary, logg_d2 + (logg - logg_d1) * age, np.nan)
+    mass2 = np.where(binary, mass1 * q_eff, np.nan)
+    radius2 = np.where(binary, radius_from_mass(np.log10(mass2), logg2), np.nan)
     log_l2 = 2.0 * np.log10(radius2) + 4.0 * np.log10(teff2 / TEFF_SUN)
     bc2 = ph.bolometric_correction_ks(np.where(binary, teff2, 1e4))
     mks2 = np.where(binary, ph.SUN_MBOL - 2.5 * log_l2 - bc2, np.nan)
