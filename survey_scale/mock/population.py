@@ -446,19 +446,25 @@ def _sample_distances(
     return dist, ebv, np.isfinite(dist)
 
 
+SNR_CEILING: float = 800.0
+"""Flat-fielding and sky-subtraction systematics cap the S/N per pixel of the brightest stars."""
+
+
 def snr_from_g(g_mag: np.ndarray, g_sky: float = 15.5, snr14: float = 76.0) -> np.ndarray:
     """Median S/N per pixel (g band) a LAMOST visit reaches on a star of apparent G in good conditions.
 
     Photon noise of the star plus sky background: S/N = S₀ f / √(f + b), f = 10^(−0.4 (G − 14)),
     b = 10^(−0.4 (G_sky − 14)), the sky being equivalent to a G = 15.5 star per fibre and S₀ set so that a
-    G = 14 star reaches 76. The schedule multiplies by 10^(N(0, 0.08) − Exp(0.32)) per visit (weather,
-    seeing, fibre losses), which with the G distribution gives S/N per spectrum with a median near 40 and
-    a peak of log S/N near 1.8 (P2 §2: median 37, peak 63).
+    G = 14 star reaches 76; combined in quadrature with a systematic ceiling of :data:`SNR_CEILING`. The
+    schedule multiplies by 10^(N(0, 0.08) − Exp(0.32)) per visit (weather, seeing, fibre losses), which with
+    the G distribution gives S/N per spectrum with a median near 40 and a peak of log S/N near 1.8 (P2 §2:
+    median 37, peak 63).
     """
     f = 10.0 ** (-0.4 * (np.asarray(g_mag, dtype=np.float64) - 14.0))
     b = 10.0 ** (-0.4 * (g_sky - 14.0))
     s0 = snr14 * np.sqrt(1.0 + b)
-    return s0 * f / np.sqrt(f + b)
+    photon = s0 * f / np.sqrt(f + b)
+    return 1.0 / np.sqrt(1.0 / photon**2 + 1.0 / SNR_CEILING**2)
 
 
 def _kinematics(

@@ -47,6 +47,7 @@ class ScheduleConfig:
     corrupted_fraction: float = 0.01
     snr_scatter_dex: float = 0.08
     snr_loss_dex: float = 0.32
+    snr_min: float = 2.0
     resolution_mean: float = 1800.0
     resolution_sd: float = 120.0
     resolution_range: tuple[float, float] = (1400.0, 2200.0)
@@ -238,10 +239,21 @@ def make_visits(
     am = airmass(st["field_dec"].to_numpy(), hour_angle)
     v_corr = heliocentric_correction(st["ra"].to_numpy(), st["dec"].to_numpy(), obs_mjd)
 
-    snr = st["snr_base"].to_numpy() * 10.0 ** (
+    base_snr = st["snr_base"].to_numpy()
+    snr = base_snr * 10.0 ** (
         rng.normal(0.0, config.snr_scatter_dex, m) - rng.exponential(config.snr_loss_dex, m)
     )
-    snr = np.clip(snr, 2.0, 999.0)
+    # LAMOST releases few spectra below S/N ~ 2: redraw the condition losses there (a truncated
+    # distribution, not a pile-up at the limit); the faintest stars that cannot reach it keep S/N = 2.
+    for _ in range(20):
+        low = snr < config.snr_min
+        if not low.any():
+            break
+        snr[low] = base_snr[low] * 10.0 ** (
+            rng.normal(0.0, config.snr_scatter_dex, low.sum())
+            - rng.exponential(config.snr_loss_dex, low.sum())
+        )
+    snr = np.maximum(snr, config.snr_min)
     resolution = np.clip(
         rng.normal(config.resolution_mean, config.resolution_sd, m), *config.resolution_range
     )
