@@ -674,8 +674,14 @@ def _truth_table(
 
 
 def _catalog_table(visits: pd.DataFrame, stars: pd.DataFrame) -> pd.DataFrame:
-    """The release catalog (LAMOST column names), one row per catalogued spectrum."""
+    """The release catalog (LAMOST column names), one row per catalogued spectrum.
+
+    The spectrum with an out-of-range RA in its header has it in its catalog row too (LAMOST builds the
+    catalog from the headers), so an ingest that prefers catalog values still sees it.
+    """
     st = stars.set_index("star_index").loc[visits["star_index"].to_numpy()]
+    ra = np.round(st["ra"].to_numpy(), 6)
+    ra = np.where((visits["invalid_kind"] == "header_out_of_range").to_numpy(), 400.0, ra)
     return pd.DataFrame(
         {
             "obsid": visits["obsid"].to_numpy(),
@@ -686,7 +692,7 @@ def _catalog_table(visits: pd.DataFrame, stars: pd.DataFrame) -> pd.DataFrame:
             "planid": visits["planid"].to_numpy(),
             "spid": visits["spid"].to_numpy(),
             "fiberid": visits["fiberid"].to_numpy(),
-            "ra": np.round(st["ra"].to_numpy(), 6),
+            "ra": ra,
             "dec": np.round(st["dec"].to_numpy(), 6),
             "snru": visits["snru"].to_numpy(),
             "snrg": visits["snrg"].to_numpy(),

@@ -132,6 +132,7 @@ def test_invalid_inputs(release_a: ReleaseSummary) -> None:
     )
     assert read_lamost(spectra / bad.loc["header_out_of_range", "fitsname"]).header["RA"] == 400.0
     cat = pd.read_csv(release_a.outdir / "catalog.csv")
+    assert cat.loc[cat["obsid"] == bad.loc["header_out_of_range", "obsid"], "ra"].item() == 400.0
     xm = pd.read_parquet(release_a.outdir / "crossmatch.parquet")
     orphan_file = bad.loc["no_catalog_row"]
     read_lamost(spectra / orphan_file["fitsname"])  # a valid file ...
