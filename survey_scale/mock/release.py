@@ -184,7 +184,8 @@ def make_release(
     Parameters
     ----------
     outdir
-        Output directory (created; existing files of the same names are overwritten).
+        Output directory (created). A folder holding an earlier mock release is replaced; one holding
+        other spectra is refused (``FileExistsError``).
     n_stars
         Number of new stars (≥ 1). Each has 1 visit, or 2–5 for ~30 % of them.
     seed
@@ -219,6 +220,7 @@ def make_release(
     timings: dict[str, float] = {}
     outdir = Path(outdir)
     spec_dir = outdir / "spectra"
+    _prepare_outdir(outdir, previous)
     spec_dir.mkdir(parents=True, exist_ok=True)
     if not 0.0 <= image_fraction <= 1.0 or not 0.0 <= gzip_fraction <= 1.0:
         raise ValueError("image_fraction and gzip_fraction must be within [0, 1]")
@@ -441,6 +443,39 @@ def make_release(
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
+OUTPUT_TABLES: tuple[str, ...] = (
+    "catalog.csv", "crossmatch.parquet", "truth.parquet", "truth_stars.parquet", "release.json",
+)  # fmt: skip
+
+
+def _prepare_outdir(outdir: Path, previous: str | Path | None) -> None:
+    """Refuse to write into a folder holding anything but an earlier mock release; clear such a release.
+
+    A folder whose ``spectra/`` has files is replaced only if its ``release.json`` says this generator wrote
+    it (so a folder of real LAMOST files is never touched).
+    """
+    if previous is not None and Path(previous).resolve() == outdir.resolve():
+        raise ValueError(f"{outdir}: a release cannot extend itself (previous= is the output folder)")
+    spec_dir = outdir / "spectra"
+    if not spec_dir.is_dir() or not any(spec_dir.iterdir()):
+        return
+    meta_path = outdir / "release.json"
+    try:
+        generator = json.loads(meta_path.read_text()).get("generator")
+    except (OSError, ValueError):
+        generator = None
+    if generator != "survey_scale.mock.make_release":
+        raise FileExistsError(
+            f"{spec_dir} already holds files and {meta_path} does not describe a mock release: "
+            "write the mock release to an empty or new folder"
+        )
+    for path in spec_dir.iterdir():
+        if path.is_file() and path.name.startswith("spec-"):
+            path.unlink()
+    for name in OUTPUT_TABLES:
+        (outdir / name).unlink(missing_ok=True)
+
+
 def _processing_date(max_lmjd: int) -> str:
     """The header DATE ("file created"): 120 days after the last night at 00:00:00 UTC — fixed, so the bytes
     do not depend on when the release is generated."""
@@ -640,7 +675,7 @@ def _truth_table(
     for name in ("ra", "dec", "ebv", "distance_pc", "mks", "mks_system", "G_true", "Ks_true"):
         t[name] = st[name].to_numpy()
     t["binary"] = st["binary"].to_numpy(dtype=bool)
-    for name in ("q", "teff2", "logg2", "vmic2", "vsini2", "he_frac2", "mass", "mass2", "radius", "radius2"):
+    for name in ("q", *(f"{label}2" for label in LABEL_NAMES), "mass", "mass2", "radius", "radius2"):
         t[name] = st[name].to_numpy()
     t["light_frac2_g"] = visits["light_frac2_g"].to_numpy()
     t["emission"] = st["emission"].to_numpy(dtype=bool)
@@ -659,15 +694,19 @@ def _truth_table(
     t["duplicate_of"] = ""
     rows = []
     for dup in duplicates:
-        row = t.loc[dup["source_index"]].copy()
-        row["duplicate_of"] = row["fitsname"]
-        row["fitsname"] = dup["fitsname_written"]
-        row["gzip"] = dup["gzip"]
-        row["invalid"] = True
-        row["invalid_kind"] = "duplicate_specid"
-        row["expected_reject"] = "duplicate_specid"
-        row["structural"] = False
-        rows.append(row)
+        # Two names, one spectrum: the ingest keeps the name that sorts first (".fits" before ".fits.gz");
+        # the other is the expected duplicate_specid reject (normally the copy).
+        src = int(dup["source_index"])
+        original = t.loc[src].copy()
+        copy = original.copy()
+        copy["fitsname"], copy["gzip"] = dup["fitsname_written"], dup["gzip"]
+        keep, reject = (original, copy) if original["fitsname"] < copy["fitsname"] else (copy, original)
+        reject = reject.copy()
+        reject["duplicate_of"] = keep["fitsname"]
+        reject["invalid"], reject["structural"] = True, False
+        reject["invalid_kind"] = reject["expected_reject"] = "duplicate_specid"
+        t.loc[src] = keep
+        rows.append(reject)
     if rows:
         t = pd.concat([t, pd.DataFrame(rows)], ignore_index=True)
     return t

@@ -211,3 +211,30 @@ def test_fractions_of_a_larger_release(tmp_path: Path) -> None:
     assert 28 < truth["snrg"].median() < 55
     ratio = truth["snrg"] / truth["snr"]
     assert ratio.median() == pytest.approx(1.0, abs=0.02)
+
+
+def test_rewrite_replaces_a_mock_release_but_refuses_other_folders(tmp_path: Path) -> None:
+    first = make_release(tmp_path / "r", 8, 1, n_invalid=0)
+    before = _files(first.outdir)
+    make_release(tmp_path / "r", 8, 2, n_invalid=0)  # an earlier mock release is replaced
+    make_release(tmp_path / "r", 8, 1, n_invalid=0)
+    assert _files(tmp_path / "r") == before
+    foreign = tmp_path / "real" / "spectra"
+    foreign.mkdir(parents=True)
+    (foreign / "spec-55859-F5902_sp01-001.fits").write_bytes(b"SIMPLE  =")
+    with pytest.raises(FileExistsError):
+        make_release(tmp_path / "real", 8, 1)
+    assert (foreign / "spec-55859-F5902_sp01-001.fits").exists()
+    with pytest.raises(ValueError):
+        make_release(tmp_path / "r", 8, 1, previous=tmp_path / "r")
+
+
+def test_duplicate_reject_is_the_name_that_sorts_last(tmp_path: Path) -> None:
+    rel = make_release(tmp_path / "gz", 6, 2, gzip_fraction=1.0, n_invalid=12)
+    truth = _truth(rel)
+    dup = truth[truth["invalid_kind"] == "duplicate_specid"].iloc[0]
+    kept = truth[(truth["specid"] == dup["specid"]) & ~truth["invalid"]].iloc[0]
+    assert kept["fitsname"] < dup["fitsname"] and dup["duplicate_of"] == kept["fitsname"]
+    assert (rel.outdir / "spectra" / dup["fitsname"]).is_file() and (
+        rel.outdir / "spectra" / kept["fitsname"]
+    ).is_file()
