@@ -291,10 +291,8 @@ def _draw_fields(rng: np.random.Generator, n_fields: int) -> pd.DataFrame:
         out_b.append(b_deg[ok])
         out_ra.append(icrs.ra.deg[ok])
         out_dec.append(icrs.dec.deg[ok])
-    cat = lambda xs: np.concatenate(xs)[:n_fields]  # noqa: E731
-    return pd.DataFrame(
-        {"field_l": cat(out_l), "field_b": cat(out_b), "field_ra": cat(out_ra), "field_dec": cat(out_dec)}
-    )
+    columns = {"field_l": out_l, "field_b": out_b, "field_ra": out_ra, "field_dec": out_dec}
+    return pd.DataFrame({name: np.concatenate(parts)[:n_fields] for name, parts in columns.items()})
 
 
 def _draw_teff_logg(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

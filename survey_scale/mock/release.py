@@ -401,6 +401,7 @@ def make_release(
         "n_valid_files": valid_files,
         "n_invalid": len(kinds),
         "invalid": {k: EXPECTED_REJECT[k] for k in kinds},
+        "invalid_counts": {k: kinds.count(k) for k in dict.fromkeys(kinds)},
         "counts": counts,
         "options": {
             "image_fraction": image_fraction,
