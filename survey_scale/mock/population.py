@@ -53,8 +53,9 @@ class PopulationConfig:
         Lower end of the flat mass-ratio distribution q ∈ [q_min, 1].
     field_radius_deg
         Radius of a LAMOST plate field (deg).
-    stars_per_field
-        Mean number of mock stars per field (sets the number of fields).
+    stars_per_field, min_fields
+        Mean number of mock stars per field, and the fewest fields (so that small releases still sample
+        several sight lines): n_fields = max(min_fields, ⌈n_stars / stars_per_field⌉).
     mks_scatter
         Intrinsic scatter (mag) of MKs around the (Teff, log g) relation.
     """
@@ -66,6 +67,7 @@ class PopulationConfig:
     q_min: float = 0.1
     field_radius_deg: float = 2.5
     stars_per_field: int = 120
+    min_fields: int = 12
     mks_scatter: float = 0.10
 
 
@@ -635,7 +637,7 @@ def make_population(
     config = config or PopulationConfig()
     galaxy_seed = seed if galaxy_seed is None else galaxy_seed
     patchy = PatchyExtinction(galaxy_seed)
-    n_fields = max(1, int(np.ceil(n_stars / config.stars_per_field)))
+    n_fields = max(config.min_fields, int(np.ceil(n_stars / config.stars_per_field)))
     fields = _draw_fields(_rng(seed, 1), n_fields)
 
     rng_cand = _rng(seed, 2)
