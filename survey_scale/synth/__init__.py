@@ -10,6 +10,7 @@ Public interface::
     interstellar_transmission(ebv, wave=None, *, distance=None, resolution=1800.0) -> (n, P) in (0, 1]
     telluric_transmission(airmass, wave=None, pwv=None, *, resolution=1800.0)      -> (n, P) in (0, 1]
     make_model_grid(n, seed, *, resolution=1800.0, chunk_size=1024) -> survey_scale.model_grid.ModelGrid
+    draw_resolution(n, rng, mean=1800.0, scatter=0.08) -> (n,) per-fibre resolving powers for synthesize
 
 What it is
 ----------
@@ -42,7 +43,7 @@ Physics (modules :mod:`.atmosphere`, :mod:`.lines`, :mod:`.spectrum`, :mod:`.lin
   batched FFT convolution, with radial velocities as exact Fourier phase shifts, then averaged into the
   3802 pixels of :func:`survey_scale.grid.wavelength_grid`.
 - *SED.* Eddington–Barbier flux with the same opacities, normalized to σT_eff⁴: Balmer/Paschen jumps that
-  peak for A stars and grow at low log g.
+  peak for A stars and, for A stars below ~9000 K, grow at low log g.
 - *ISM and tellurics* (:mod:`.ism`): Na I D, Ca II K/H and 17 DIBs scaled with E(B−V) by published
   relations; O₂ A/B and H₂O band envelopes scaled with airmass and PWV.
 
@@ -60,21 +61,23 @@ Limits (what is approximated)
 - The LSF has constant R (LAMOST's is closer to constant FWHM per arm and varies along the spectrum); the
   He I forbidden components, Stark shifts and line asymmetries are ignored.
 - Valid label range :data:`SYNTH_LIMITS` (wider than the model-grid box
-  :data:`survey_scale.labels.LABEL_RANGES`); |rv| ≤ 2000 km s⁻¹.
+  :data:`survey_scale.labels.LABEL_RANGES`); |rv| ≤ 2000 km s⁻¹; 500 ≤ R ≤ 4000 (the 3× oversampled grid
+  must resolve the LSF).
 
-Performance: ~900 normalized (~560 flux) spectra per second on 2 shared CPU cores, a 10,000-spectrum model
-grid in ~15 s (``benchmarks/bench_synth.py``).
+Performance (``benchmarks/bench_synth.py``, 2 CPU cores shared with other jobs, load 2–3): ~1000–1400
+normalized and ~600–800 flux spectra per second, a 10,000-spectrum model grid in 15–19 s.
 """
 
 from __future__ import annotations
 
-from survey_scale.synth.core import DEFAULT_RESOLUTION, SYNTH_LIMITS, sed, synthesize
+from survey_scale.synth.core import DEFAULT_RESOLUTION, SYNTH_LIMITS, draw_resolution, sed, synthesize
 from survey_scale.synth.ism import interstellar_transmission, telluric_transmission
 from survey_scale.synth.modelgrid import make_model_grid, sample_labels
 
 __all__ = [
     "DEFAULT_RESOLUTION",
     "SYNTH_LIMITS",
+    "draw_resolution",
     "interstellar_transmission",
     "make_model_grid",
     "sample_labels",

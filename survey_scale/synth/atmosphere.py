@@ -17,8 +17,9 @@ The surface flux (SED) uses the Eddington–Barbier relation for a grey-like atm
 opacity: at wavelength λ we see down to τ̄_λ = (2/3) κ_R / κ_λ, where the Eddington temperature law gives
 T_λ⁴ = ¾ T_eff⁴ (τ̄_λ + ⅔), and F_λ = π B_λ(T_λ), rescaled so that ∫ F_λ dλ = σ T_eff⁴ exactly. This
 produces a Balmer (and Paschen) jump that is largest for A stars, shrinks towards O stars (Thomson
-scattering) and F stars (H⁻), and grows at low log g — the behaviour of model atmospheres, at the ~20 %
-level in flux, not a replacement for ATLAS/TLUSTY fluxes.
+scattering) and F stars (H⁻), and in A stars cooler than ~9000 K grows at low log g (less H⁻ at low
+pressure) — the behaviour of model atmospheres, at the ~20 % level in flux, not a replacement for
+ATLAS/TLUSTY fluxes.
 
 All quantities are cgs; wavelengths in Å.
 """
@@ -133,24 +134,45 @@ def electron_pressure(temp: np.ndarray, pg: np.ndarray, he_per_h: np.ndarray, n_
     return 10.0 ** (0.5 * (lo + hi))
 
 
-def _hydrogenic_bf(wave: np.ndarray, theta: np.ndarray, z: int) -> np.ndarray:
+def inglis_teller(n_e: np.ndarray) -> np.ndarray:
+    """Principal quantum number of the last undissolved hydrogen level, log N_e = 23.26 − 7.5 log n."""
+    return 10.0 ** ((23.26 - np.log10(n_e)) / 7.5)
+
+
+def dissolved_fraction(n_eff: np.ndarray, n_last: np.ndarray) -> np.ndarray:
+    """Probability that a hydrogenic level of (effective) quantum number ``n_eff`` is dissolved.
+
+    A smooth step, 1/(1 + (n_last/n_eff)^12), the complement of the survival factor applied to the lines.
+    """
+    return 1.0 / (1.0 + (n_last / np.maximum(n_eff, 1e-9)) ** 12)
+
+
+def _hydrogenic_bf(
+    wave: np.ndarray, theta: np.ndarray, z: int, n_last: np.ndarray | None = None
+) -> np.ndarray:
     """Bound-free cross-section per ion of a hydrogenic species, levels populated by Boltzmann (cm²).
 
-    ``wave`` (P,), ``theta`` = 5040/T (n,); returns (n, P), without stimulated emission.
+    ``wave`` (1, P) or (n, P) in Å, ``theta`` = 5040/T (n,); returns (n, P), without stimulated emission.
+    With ``n_last`` (n,), the Inglis–Teller level of each star, every edge extends redwards as transitions
+    to dissolved upper levels (effective quantum number n* of the upper state, in the spirit of the
+    occupation-probability formalism of Hummer & Mihalas 1988); without it the edges are sharp.
     """
     ip = 13.598 * z**2
-    out = np.zeros((theta.size, wave.size))
+    th = theta[:, None]
     lam3 = _ALPHA0 * z**4 * wave**3
+    out = np.zeros(np.broadcast_shapes(wave.shape, th.shape))
     for n in range(1, 11):
         edge = n**2 * _LYMAN_EDGE / z**2
-        active = (wave <= edge).astype(np.float64)
-        out += (lam3 * active / n**3)[None, :] * 10.0 ** (-theta * ip * (1.0 - 1.0 / n**2))[:, None]
+        if n_last is None:
+            active = np.where(wave <= edge, 1.0, 0.0)
+        else:
+            # (n_last / n*)² with n* = n / (z √(1 − edge/λ)), the effective upper level of the transition
+            q = (n_last[:, None] * z / n) ** 2 * (1.0 - edge / wave)
+            active = np.where(wave <= edge, 1.0, 1.0 / (1.0 + (q * q * q) ** 2))
+        out += active * lam3 / n**3 * 10.0 ** (-th * ip * (1.0 - 1.0 / n**2))
     # levels n > 10: Unsöld's integral over the (quasi-continuous) high levels
-    tail = (
-        10.0 ** (-theta * ip * (1.0 - 1.0 / 10.5**2)) - 10.0 ** (-theta * ip)
-    ) * _LOG_E / (2.0 * theta * ip)
-    out += lam3[None, :] * tail[:, None]
-    return out
+    tail = (10.0 ** (-th * ip * (1.0 - 1.0 / 10.5**2)) - 10.0 ** (-th * ip)) * _LOG_E / (2.0 * th * ip)
+    return out + lam3 * tail
 
 
 def _h_minus_bf_alpha(wave: np.ndarray) -> np.ndarray:
@@ -160,13 +182,16 @@ def _h_minus_bf_alpha(wave: np.ndarray) -> np.ndarray:
 
 
 def _h_minus_ff(wave: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """H⁻ free-free per neutral H atom per unit P_e (Gray eq. 8.13), clamped to its range of validity."""
+    """H⁻ free-free per neutral H atom per unit P_e (Gray eq. 8.13), clamped to its range of validity.
+
+    ``wave`` (1, P) or (n, P), ``theta`` (n,); returns (n, P).
+    """
     x = np.log10(np.clip(wave, 2600.0, 113900.0))
     f0 = -2.2763 - 1.6850 * x + 0.76661 * x**2 - 0.053346 * x**3
     f1 = 15.2827 - 9.2846 * x + 1.99381 * x**2 - 0.142631 * x**3
     f2 = -197.789 + 190.266 * x - 67.9775 * x**2 + 10.6913 * x**3 - 0.625151 * x**4
     lt = np.log10(np.clip(theta, 0.5, 3.6))[:, None]
-    return 1e-26 * 10.0 ** (f0[None, :] + f1[None, :] * lt + f2[None, :] * lt**2)
+    return 1e-26 * 10.0 ** (f0 + f1 * lt + f2 * lt**2)
 
 
 @dataclass(frozen=True)
@@ -184,16 +209,21 @@ class OpacityTerms:
     """He II bound-free per He II ion, with stimulated emission."""
 
     @classmethod
-    def at(cls, wave: np.ndarray, temp: np.ndarray) -> OpacityTerms:
-        wave = np.atleast_1d(np.asarray(wave, dtype=np.float64))
+    def at(cls, wave: np.ndarray, temp: np.ndarray, n_last: np.ndarray | None = None) -> OpacityTerms:
+        """Terms at vacuum ``wave`` (Å): (P,) shared by all stars or (n, P) per star; ``temp`` (n,) in K.
+
+        ``n_last`` (n,): Inglis–Teller level for the dissolution of the bound-free edges (sharp if None).
+        """
+        wave = np.asarray(wave, dtype=np.float64)
+        wave = wave.reshape(1, -1) if wave.ndim < 2 else wave
         theta = 5040.0 / temp
-        stim = -np.expm1(-HC_EV_A / wave[None, :] / (K_EV * temp[:, None]))
+        stim = -np.expm1(-HC_EV_A / wave / (K_EV * temp[:, None]))
         gaunt_free = _LOG_E / (2.0 * theta * 13.598) * 10.0 ** (-theta * 13.598)
-        h_ff = (_ALPHA0 * wave**3)[None, :] * gaunt_free[:, None]
-        h = (_hydrogenic_bf(wave, theta, 1) + h_ff) * stim
-        hm_bf = 4.158e-10 * _h_minus_bf_alpha(wave)[None, :] * (theta**2.5 * 10.0 ** (0.754 * theta))[:, None]
+        h_ff = _ALPHA0 * wave**3 * gaunt_free[:, None]
+        h = (_hydrogenic_bf(wave, theta, 1, n_last) + h_ff) * stim
+        hm_bf = 4.158e-10 * _h_minus_bf_alpha(wave) * (theta**2.5 * 10.0 ** (0.754 * theta))[:, None]
         h_minus = hm_bf * stim + _h_minus_ff(wave, theta)
-        return cls(h=h, h_minus=h_minus, he2=_hydrogenic_bf(wave, theta, 2) * stim)
+        return cls(h=h, h_minus=h_minus, he2=_hydrogenic_bf(wave, theta, 2, n_last) * stim)
 
     def combine(self, pe: np.ndarray, f_h1: np.ndarray, he2_per_h: np.ndarray, x_e: np.ndarray) -> np.ndarray:
         """κ per H nucleus (cm²) for electron pressure ``pe``, H I fraction, N(He II)/N_H and N_e/N_H."""
@@ -235,11 +265,15 @@ class Layer:
         return f_h1, self.he_per_h * f_he2, 1.0 - f_h1 + self.he_per_h * e_he
 
     def kappa(self, wave: np.ndarray) -> np.ndarray:
-        """Continuous opacity per hydrogen nucleus (cm²) at vacuum wavelengths ``wave`` (Å), shape (n, P)."""
-        return OpacityTerms.at(wave, self.temp).combine(self.pe, *self._state())
+        """Continuous opacity per hydrogen nucleus (cm²) at vacuum ``wave`` (Å, (P,) or (n, P)), (n, P).
+
+        Bound-free edges are smeared by the dissolution of high levels at this layer's N_e.
+        """
+        terms = OpacityTerms.at(wave, self.temp, inglis_teller(self.n_e))
+        return terms.combine(self.pe, *self._state())
 
     def rosseland(self) -> np.ndarray:
-        """Rosseland mean opacity per hydrogen nucleus (cm²), shape (n,)."""
+        """Rosseland mean opacity per hydrogen nucleus (cm²), shape (n,), with sharp bound-free edges."""
         kappa = OpacityTerms.at(_ROSSELAND_WAVE, self.temp).combine(self.pe, *self._state())
         return 1.0 / (_rosseland_weights(self.temp) / kappa).sum(axis=1)
 
@@ -295,10 +329,12 @@ def planck_lambda(wave: np.ndarray, temp: np.ndarray) -> np.ndarray:
     """Planck function B_λ in erg s⁻¹ cm⁻² Å⁻¹ sr⁻¹; ``wave`` (P,) in Å, ``temp`` broadcastable to (n, P)."""
     lam_cm = np.asarray(wave, dtype=np.float64) * 1e-8
     x = H_PLANCK * C_LIGHT / (lam_cm * K_BOLTZ * temp)
-    return 2.0 * H_PLANCK * C_LIGHT**2 / lam_cm**5 / np.expm1(x) * 1e-8
+    # e^-x / (1 − e^-x) instead of 1 / (e^x − 1): no overflow far in the Wien tail
+    return 2.0 * H_PLANCK * C_LIGHT**2 / lam_cm**5 * np.exp(-x) / -np.expm1(-x) * 1e-8
 
 
-_SED_NORM_WAVE = np.geomspace(50.0, 3.0e5, 600)
+_SED_NORM_WAVE = np.geomspace(50.0, 3.0e5, 800)
+"""Wavelengths (Å) of the bolometric normalization ∫ F_λ dλ = σ T_eff⁴ (trapezoid, accurate to ~5e-4)."""
 
 
 def _eddington_barbier_flux(
@@ -310,7 +346,10 @@ def _eddington_barbier_flux(
 
 
 def sed_from_photosphere(layer: Layer, wave: np.ndarray) -> np.ndarray:
-    """Surface flux F_λ (erg s⁻¹ cm⁻² Å⁻¹) of the stars of ``layer`` at vacuum ``wave`` (Å), shape (n, P)."""
+    """Surface flux F_λ (erg s⁻¹ cm⁻² Å⁻¹) of the stars of ``layer`` at vacuum ``wave`` (Å), shape (n, P).
+
+    ``wave`` is (P,) for all stars or (n, P) per star (e.g. Doppler-shifted rest-frame wavelengths).
+    """
     teff = layer.temp
     kappa_r = layer.rosseland()
     coarse = _eddington_barbier_flux(layer, teff, _SED_NORM_WAVE, kappa_r)

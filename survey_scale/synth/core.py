@@ -32,11 +32,13 @@ SYNTH_LIMITS: dict[str, tuple[float, float]] = {
 model grid's box) so that, e.g., cool companions of composite spectra down to 6000 K can be made; below
 ~7000 K the line list (no molecules, few neutral metals) makes the spectra increasingly schematic."""
 
+RESOLUTION_RANGE = (500.0, 4000.0)
+"""Resolving powers accepted by :func:`synthesize`: beyond R ≈ 4000 the Gaussian LSF is no longer resolved
+by the 3× oversampled working grid and sub-pixel shifts would ring."""
 MAX_RV = 2000.0
 """Largest |rv| (km s⁻¹) accepted: the synthesis margin (40 pixels ≈ 2760 km s⁻¹) must cover the shift."""
-RV_MARGIN = 32
-"""Pixels by which the SED is extended on each side before it is Doppler-shifted (> MAX_RV)."""
-
+FIBRE_SCATTER = 0.08
+"""Default fractional fibre-to-fibre scatter of R used by :func:`draw_resolution`."""
 CHUNK_SIZE = 256
 """Stars synthesized per vectorized batch (bounds memory at ~0.3 GB)."""
 
@@ -92,9 +94,11 @@ def synthesize(
         [Fe/H] (dex; Mg and Ca follow [Fe/H]). Accepted range: :data:`SYNTH_LIMITS`.
     resolution
         Resolving power R = λ/FWHM of the Gaussian LSF (constant in velocity), scalar or (n,) for
-        fibre-to-fibre scatter; default 1800 (the mean LAMOST LSF at 5000 Å).
+        fibre-to-fibre scatter, within :data:`RESOLUTION_RANGE` (500–4000); default 1800 (the mean
+        LAMOST LSF at 5000 Å). R is the resolution of the returned pixels (pixel integration included).
     rv
-        Radial velocity in km s⁻¹ (scalar or (n,)); positive shifts lines to the red. Default: rest frame.
+        Radial velocity in km s⁻¹ (scalar or (n,)), |rv| ≤ 2000; positive shifts lines to the red.
+        Default: rest frame.
     kind
         ``"normalized"``: flux divided by the true continuum (continuum = 1, no pseudo-continuum);
         ``"flux"``: surface flux F_λ in erg s⁻¹ cm⁻² Å⁻¹, i.e. ``sed(teff, logg, he_frac=...)`` (evaluated
@@ -117,8 +121,9 @@ def synthesize(
     arr = _as_labels(labels)
     n = arr.shape[0]
     res = _per_spectrum(resolution, n, DEFAULT_RESOLUTION, "resolution")
-    if np.any(res <= 0):
-        raise ValueError("synthesize: resolution must be positive")
+    if np.any((res < RESOLUTION_RANGE[0]) | (res > RESOLUTION_RANGE[1])):
+        raise ValueError(f"synthesize: resolution must lie in {RESOLUTION_RANGE} (the 3x oversampled grid "
+                         "resolves the LSF up to R = 4000)")
     vel = _per_spectrum(rv, n, 0.0, "rv")
     if np.any(np.abs(vel) > MAX_RV):
         raise ValueError(f"synthesize: |rv| must not exceed {MAX_RV} km/s")
@@ -137,22 +142,34 @@ def synthesize(
     return out
 
 
-def _shifted_sed(photo: atm.Layer, rv: np.ndarray) -> np.ndarray:
-    """SED of ``photo`` on the common grid as seen at radial velocity ``rv``: F(λ / (1 + v/c)), (n, 3802).
+def draw_resolution(
+    n: int, rng: np.random.Generator, mean: float = DEFAULT_RESOLUTION, scatter: float = FIBRE_SCATTER
+) -> np.ndarray:
+    """Per-fibre resolving powers: log-normal about ``mean`` with fractional ``scatter``, clipped to ±3σ.
 
-    The SED is computed on the grid extended by :data:`RV_MARGIN` pixels and shifted by linear interpolation
-    in log λ (the SED is smooth on the pixel scale; exact for rv = 0).
+    Parameters
+    ----------
+    n
+        Number of spectra.
+    rng
+        Random generator (``np.random.default_rng(seed)``).
+    mean, scatter
+        Median R and the standard deviation of ln R (default 1800 and 0.08: LAMOST LSFs vary from fibre to
+        fibre and exposure to exposure by several per cent, P2 §4.3; the value is an assumption of the mock).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n,) resolving powers for :func:`synthesize`'s ``resolution``.
     """
-    wave = wavelength_grid()
-    step = np.log10(wave[1] / wave[0])
-    ext = wave[0] * 10.0 ** (step * np.arange(-RV_MARGIN, wave.size + RV_MARGIN))
-    full = atm.sed_from_photosphere(photo, ext)
-    pos = np.arange(wave.size)[None, :] + RV_MARGIN - (np.log10(1.0 + rv / atm.C_KMS) / step)[:, None]
-    left = np.floor(pos).astype(np.int64)
-    frac = pos - left
-    lo = np.take_along_axis(full, left, axis=1)
-    hi = np.take_along_axis(full, np.minimum(left + 1, ext.size - 1), axis=1)
-    return lo + frac * (hi - lo)
+    z = np.clip(rng.standard_normal(n), -3.0, 3.0)
+    return np.clip(mean * np.exp(scatter * z), *RESOLUTION_RANGE)
+
+
+def _shifted_sed(photo: atm.Layer, rv: np.ndarray) -> np.ndarray:
+    """SED of ``photo`` on the common grid as seen at radial velocity ``rv``: F(λ / (1 + v/c)), (n, 3802)."""
+    rest = wavelength_grid()[None, :] / (1.0 + rv[:, None] / atm.C_KMS)
+    return atm.sed_from_photosphere(photo, rest if np.any(rv != 0.0) else rest[0])
 
 
 def sed(

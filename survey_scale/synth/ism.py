@@ -136,7 +136,8 @@ def interstellar_transmission(
         (P,) vacuum wavelengths (Å) in the observer's frame of the interstellar medium; default the common
         grid.
     distance
-        Distance in pc (scalar or (n,)) for the Ca II lines (Megier et al. 2005); default from E(B−V).
+        Distance in pc for the Ca II lines (Megier et al. 2005), broadcast against ``ebv``; default from
+        E(B−V).
     resolution
         Resolving power of the Gaussian LSF the features are broadened with.
 
@@ -148,7 +149,9 @@ def interstellar_transmission(
     ebv_a = _as_column(ebv, "ebv")
     if np.any(ebv_a < 0):
         raise ValueError("interstellar_transmission: ebv must be >= 0")
-    dist = None if distance is None else np.broadcast_to(_as_column(distance, "distance"), ebv_a.shape)
+    dist = None
+    if distance is not None:
+        ebv_a, dist = np.broadcast_arrays(ebv_a, _as_column(distance, "distance"))
     wave_a = wavelength_grid() if wave is None else np.asarray(wave, dtype=np.float64)
     centres, fwhm, ew = interstellar_features(ebv_a, dist)
     return np.exp(-_gaussian_features(wave_a, centres, fwhm, ew, resolution))
@@ -183,7 +186,7 @@ def telluric_transmission(
     wave
         (P,) vacuum wavelengths (Å) in the observatory frame; default the common grid.
     pwv
-        Precipitable water vapour in mm, scalar or (n,); default 5 mm.
+        Precipitable water vapour in mm, broadcast against ``airmass``; default 5 mm.
     resolution
         Resolving power that sets the sharpness of the O₂ band heads.
 
@@ -195,7 +198,7 @@ def telluric_transmission(
     x = _as_column(airmass, "airmass")
     if np.any(x < 1.0):
         raise ValueError("telluric_transmission: airmass must be >= 1")
-    water = np.broadcast_to(_as_column(DEFAULT_PWV if pwv is None else pwv, "pwv"), x.shape)
+    x, water = np.broadcast_arrays(x, _as_column(DEFAULT_PWV if pwv is None else pwv, "pwv"))
     if np.any(water < 0):
         raise ValueError("telluric_transmission: pwv must be >= 0")
     wave_a = wavelength_grid() if wave is None else np.asarray(wave, dtype=np.float64)

@@ -67,9 +67,10 @@ _LOG_GAMMA_STARK = -5.7
 def max_depth(wave: np.ndarray, teff: np.ndarray) -> np.ndarray:
     """Maximum line depth d_max = 1 − B_λ(0.78 T_eff) / B_λ(T_eff).
 
-    ``wave`` (P,) in Å, ``teff`` (n,) in K; returns (n, P).
+    ``wave`` (P,) in Å, ``teff`` (n,) in K; returns (n, P) in the floating type of ``wave``.
     """
-    x = atm.HC_EV_A / np.asarray(wave, dtype=np.float64)[None, :] / (atm.K_EV * np.asarray(teff)[:, None])
+    wave, teff = np.asarray(wave), np.asarray(teff)
+    x = (atm.HC_EV_A / wave)[None, :] / (atm.K_EV * teff)[:, None].astype(wave.dtype)
     return 1.0 - np.expm1(x) / np.expm1(x / BOUNDARY_TEMP_FACTOR)
 
 
@@ -196,12 +197,11 @@ def _pressure_width(layer: atm.Layer) -> np.ndarray:
 
 def _dissolution(layer: atm.Layer) -> np.ndarray:
     """(n, N_broad) survival factor of hydrogenic upper levels against the Inglis–Teller limit."""
-    n_it = 10.0 ** ((23.26 - np.log10(layer.n_e)) / 7.5)
     upper = BROAD_LINES.upper_n.astype(np.float64)
     # Upper-level n scaled by Z: He II levels dissolve like hydrogen levels of n/Z.
     z = np.where(np.asarray(BROAD_LINES.element) == "He", 2.0, 1.0)
-    ratio = np.where(upper > 0, upper / z, 0.0)[None, :] / n_it[:, None]
-    return 1.0 / (1.0 + ratio**12)
+    n_eff = np.where(upper > 0, upper / z, 0.0)[None, :]
+    return 1.0 - atm.dissolved_fraction(n_eff, atm.inglis_teller(layer.n_e)[:, None])
 
 
 _SCALES_BROAD = np.array([

@@ -108,7 +108,9 @@ def make_model_grid(n: int, seed: int, *, resolution: float = DEFAULT_RESOLUTION
     n
         Number of spectra.
     seed
-        Seed of ``np.random.default_rng`` for the label draws (the spectra are deterministic).
+        Seed of ``np.random.default_rng`` for the label draws. The same (n, seed, resolution, chunk_size)
+        give bit-identical grids; another ``chunk_size`` may change the normalized flux by rounding
+        (~1e-6) in the BLAS products of the normalization.
     resolution
         Resolving power of the LSF (default the mean LAMOST LSF, R = 1800).
     chunk_size

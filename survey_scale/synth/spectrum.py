@@ -30,7 +30,6 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 import scipy.sparse
-import scipy.special
 
 from survey_scale.grid import LOG10_WAVE_START, LOG10_WAVE_STEP, N_WAVE
 from survey_scale.synth import atmosphere as atm
@@ -66,9 +65,7 @@ class FineGrid:
     """(Nf,) vacuum wavelengths of the sub-pixel centres, Å."""
     n_fft: int
     far_basis: np.ndarray
-    """(N_broad, Nf) far-wing basis 1/(γ_r^p + |Δλ|^p)."""
-    ref_width: np.ndarray
-    """(N_broad,) γ_r, Å."""
+    """(N_broad, Nf) far-wing basis 1/(γ_r^p + |Δλ|^p), γ_r the line's width at N_e = 10^14.3 cm⁻³."""
     pair_line: np.ndarray
     """(N_pairs,) line index of each (line, sub-pixel) pair of the windows."""
     pair_abs_dl_p: np.ndarray
@@ -139,34 +136,38 @@ def fine_grid() -> FineGrid:
     return FineGrid(
         wave=wave,
         n_fft=scipy.fft.next_fast_len(n_fine + 2 * k * MARGIN, real=True),
-        far_basis=far,
-        ref_width=ref,
+        far_basis=far.astype(np.float32),
         pair_line=lines_idx,
-        pair_abs_dl_p=np.abs(pair_dl) ** p[lines_idx],
-        pair_dl2=pair_dl**2,
-        pair_far=far[lines_idx, sub_idx],
-        pair_taper=taper,
-        scatter=scatter,
+        pair_abs_dl_p=(np.abs(pair_dl) ** p[lines_idx]).astype(np.float32),
+        pair_dl2=(pair_dl**2).astype(np.float32),
+        pair_far=far[lines_idx, sub_idx].astype(np.float32),
+        pair_taper=taper.astype(np.float32),
+        scatter=scatter.astype(np.float32),
         deposit=deposit,
     )
 
 
 def broad_opacity(params: LineParameters, fg: FineGrid) -> np.ndarray:
-    """η of the resolved lines on the fine grid, (n, Nf)."""
+    """η of the resolved lines on the fine grid, (n, Nf) float32."""
     p = BROAD_LINES.wing_power
     gamma = 0.5 * params.broad_fwhm
     wing = params.broad_mix * params.broad_area * gamma ** (p - 1.0) / _wing_norm(p)
-    eta = wing @ fg.far_basis
+    eta = wing.astype(np.float32) @ fg.far_basis
 
+    # window corrections: exact pseudo-Voigt minus the far-wing basis, tapered (float32, in place)
     lp = fg.pair_line
-    g_pair = gamma[:, lp]
-    wing_pair = wing[:, lp]
-    exact_wing = 1.0 / (g_pair ** p[lp] + fg.pair_abs_dl_p)
-    core_norm = (1.0 - params.broad_mix) * params.broad_area * (2.0 * np.sqrt(np.log(2.0) / np.pi)) \
-        / params.broad_fwhm
-    fwhm2 = params.broad_fwhm[:, lp] ** 2
-    core = core_norm[:, lp] * np.exp(-4.0 * np.log(2.0) * fg.pair_dl2 / fwhm2)
-    window = (wing_pair * (exact_wing - fg.pair_far) + core) * fg.pair_taper
+    window = (gamma**p).astype(np.float32)[:, lp]
+    window += fg.pair_abs_dl_p
+    np.reciprocal(window, out=window)
+    window -= fg.pair_far
+    window *= wing.astype(np.float32)[:, lp]
+    core = (-4.0 * np.log(2.0) / params.broad_fwhm**2).astype(np.float32)[:, lp]
+    core *= fg.pair_dl2
+    np.exp(core, out=core)
+    core *= ((1.0 - params.broad_mix) * params.broad_area * (2.0 * np.sqrt(np.log(2.0) / np.pi))
+             / params.broad_fwhm).astype(np.float32)[:, lp]
+    window += core
+    window *= fg.pair_taper
     eta += (fg.scatter @ window.T).T
     return eta
 
@@ -201,9 +202,6 @@ def lsf_sigma_pixels(resolution: np.ndarray) -> np.ndarray:
                   * np.log(10.0) * LOG10_WAVE_STEP)
 
 
-_MIN_SIGMA2 = 1e-4
-
-
 def normalized_chunk(
     params: LineParameters,
     teff: np.ndarray,
@@ -212,14 +210,18 @@ def normalized_chunk(
     resolution: np.ndarray,
     rv: np.ndarray,
 ) -> np.ndarray:
-    """Normalized spectra (true continuum = 1) of one chunk of stars on the common grid, (n, 3802) float64."""
+    """Normalized spectra (true continuum = 1) of one chunk of stars on the common grid, (n, 3802) float32.
+
+    ``resolution`` (n,) must lie where the LSF is resolved by the working grid (R ≤ 4000, see
+    :data:`survey_scale.synth.core.RESOLUTION_RANGE`); ``rv`` (n,) in km s⁻¹.
+    """
     fg = fine_grid()
     n = teff.size
     k = OVERSAMPLE
     n_fine = fg.wave.size
 
     eta = broad_opacity(params, fg)
-    depth = max_depth(fg.wave, teff) * eta / (1.0 + eta)
+    depth = max_depth(fg.wave.astype(np.float32), teff.astype(np.float32)) * (eta / (1.0 + eta))
     metal = (fg.deposit @ params.metal_ew.T).T
 
     stack = np.zeros((2 * n, fg.n_fft), dtype=np.float32)
@@ -230,7 +232,7 @@ def normalized_chunk(
 
     # Variances in sub-pixels²: the LSF minus the pixel box (1/12 px²) that the final binning adds; metal
     # lines add the Gaussian of thermal (Si-like mass) and micro-turbulent motions.
-    sig_lsf2 = np.maximum(k**2 * (lsf_sigma_pixels(resolution) ** 2 - 1.0 / 12.0), _MIN_SIGMA2)
+    sig_lsf2 = k**2 * (lsf_sigma_pixels(resolution) ** 2 - 1.0 / 12.0)
     v_th2 = 2.0 * atm.K_BOLTZ * teff / (28.0 * atm.AMU) * 1e-10
     sig_mic2 = (v_th2 + vmic**2) / 2.0 / _SUB_KMS**2
     # Frequencies where even the narrowest LSF of the chunk has damped the signal below 1e-12 are dropped.
