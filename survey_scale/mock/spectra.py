@@ -450,8 +450,9 @@ def observe(inputs: VisitInputs, seed_base: int, *, keep_intermediate: bool = Fa
         The batch's :class:`VisitInputs`.
     seed_base
         Release-level seed; each visit's randomness comes from
-        ``SeedSequence([seed_base, 4, inputs.seeds[i]])``, so a visit's spectrum does not depend on the
-        batch it was made in.
+        ``SeedSequence([seed_base, 4, inputs.seeds[i]])``, so a visit's noise and defects do not depend on
+        the batch it was made in (its synthesized flux only in the last bits, from batched FFTs; the same
+        batch size gives byte-identical files).
     keep_intermediate
         Also return the composite stellar flux (for tests).
 

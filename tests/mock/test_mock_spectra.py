@@ -108,7 +108,8 @@ def test_same_seed_same_spectrum_independent_of_batch() -> None:
     np.testing.assert_array_equal(spx.observe(_inputs(4), 3).flux, a.flux)
     full = _inputs(4)
     single = _inputs(1, rv1=full.rv1[2:3], seeds=np.array([2]))  # visit 2 alone, same seed
-    np.testing.assert_array_equal(spx.observe(single, 3).flux[0], a.flux[2])
+    # the same noise and defects; the synthesizer's batched FFTs may differ in the last float32 bit
+    np.testing.assert_allclose(spx.observe(single, 3).flux[0], a.flux[2], rtol=1e-5)
     assert not np.array_equal(spx.observe(_inputs(4), 4).flux, a.flux)
 
 
