@@ -52,7 +52,8 @@ Physics of the population (what is drawn, and from what)
   1–50 Å; Hβ in 70 % (0.1–0.3 × Hα), Paschen in 30 % (0.02–0.08 × Hα each); ±10 % between visits;
   near-IR disc excess in J, H, Ks.
 - **Visits.** ~30 % of stars have 2–5 visits on different nights; S/N = f(G) × 10^(N(0, 0.08) − Exp(0.32))
-  gives a median near 40 and a log S/N peak near 1.8 (P2: 37 and 63); per-visit LSF R ~ N(1800, 120);
+  gives a median near 40 and a log S/N peak near 1.8 (P2: 37 and 63); per-visit LSF R log-normal about
+  1800 with 8 % scatter (``synth.draw_resolution``, as the model grids);
   ~1 % corrupted spectra (flux jumps, artefacts, mis-calibrated wavelength segments; P1 Fig. 15).
 - **Spectra** (:mod:`.spectra`): the synthesizer's flux on LAMOST's native log-linear grid (exact
   Doppler mapping), emission, ISM lines, F99 reddening, tellurics in the observatory frame, a two-arm

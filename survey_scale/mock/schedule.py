@@ -38,8 +38,10 @@ class ScheduleConfig:
     snr_scatter_dex, snr_loss_dex
         Per-visit S/N: snr_base × 10^(N(0, σ) − Exp(λ)); the exponential term is the loss to clouds, seeing,
         moon and fibre positioning, and gives the low-S/N tail of P2 Fig. 2.
-    resolution_mean, resolution_sd, resolution_range
-        Per-visit (fibre, exposure) resolving power R of the Gaussian LSF.
+    resolution_mean, resolution_scatter
+        Per-visit (fibre, exposure) resolving power R of the Gaussian LSF, drawn by
+        ``synth.draw_resolution`` (log-normal about the mean with this fractional scatter) — the same
+        distribution as the synthesizer's model grids.
     season_days
         Length of the period (days) over which one release's nights are spread.
     """
@@ -49,8 +51,7 @@ class ScheduleConfig:
     snr_loss_dex: float = 0.32
     snr_min: float = 2.0
     resolution_mean: float = 1800.0
-    resolution_sd: float = 120.0
-    resolution_range: tuple[float, float] = (1400.0, 2200.0)
+    resolution_scatter: float = 0.08
     season_days: int = 600
 
 
@@ -177,6 +178,8 @@ def make_visits(
         ``helio_rv``, ``v_helio_corr``, ``snr``, ``resolution``, ``rv`` (primary), ``rv2``, ``rv_meas``,
         ``rv_err``, ``ha_ew``, ``hb_ew``, ``pa_ew``, ``corrupted``, ``corrupt_kind``.
     """
+    from survey_scale.synth import draw_resolution
+
     config = config or ScheduleConfig()
     base = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
     rng = np.random.default_rng(base)
@@ -254,9 +257,7 @@ def make_visits(
             - rng.exponential(config.snr_loss_dex, low.sum())
         )
     snr = np.maximum(snr, config.snr_min)
-    resolution = np.clip(
-        rng.normal(config.resolution_mean, config.resolution_sd, m), *config.resolution_range
-    )
+    resolution = draw_resolution(m, rng, mean=config.resolution_mean, scatter=config.resolution_scatter)
 
     rv1, rv2 = component_rvs(st, obs_mjd)
     # The LAMOST pipeline measures one velocity per spectrum: for a composite it is pulled toward the

@@ -58,7 +58,8 @@ def test_snr_distribution_like_p2(visits: pd.DataFrame) -> None:
 
 def test_resolution_and_conditions(visits: pd.DataFrame) -> None:
     r = visits["resolution"]
-    assert r.between(1400, 2200).all() and abs(r.mean() - 1800) < 20 and r.std() > 50
+    assert r.between(1800 * np.exp(-0.24) - 1, 1800 * np.exp(0.24) + 1).all()
+    assert abs(np.median(r) - 1800) < 20 and 0.06 < np.std(np.log(r)) < 0.1
     assert visits["airmass"].between(1.0, 3.0).all()
     assert visits["helio_rv"].abs().max() < 31.0
     # all fibres of a plan share the exposure
