@@ -31,7 +31,7 @@ def _setup_logging(level: str, cube: Path | None, command: str) -> None:
     root.setLevel(logging.WARNING)
     logging.getLogger("survey_scale").setLevel(level)
     for noisy in ("distributed", "bokeh", "tornado"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     if cube is not None and cube.exists():
         folder = cube / "_survey_scale" / "logs"
         folder.mkdir(parents=True, exist_ok=True)
@@ -93,6 +93,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mock(args: argparse.Namespace) -> int:
+    from survey_scale.mock import make_release
+
+    out = Path(args.outdir)
+    summary = make_release(
+        out,
+        args.n_stars,
+        args.seed,
+        release=args.release,
+        previous=args.previous,
+        image_fraction=args.image_fraction,
+        gzip_fraction=args.gzip_fraction,
+        n_invalid=0 if args.no_invalid else None,
+    )
+    print(
+        f"mock release {summary.release} (seed {summary.seed}) in {out}: {summary.n_files} files "
+        f"({summary.n_valid_files} valid spectra of {summary.n_stars} stars, {summary.n_invalid} "
+        f"invalid inputs); ingest with: survey-scale ingest --input {out / 'spectra'} --catalog "
+        f"{out / 'catalog.csv'} --crossmatch {out / 'crossmatch.parquet'} --cube CUBE"
+    )
+    if args.model_grid:
+        from survey_scale.model_grid import save_model_grid
+        from survey_scale.synth import make_model_grid
+
+        path = save_model_grid(make_model_grid(args.model_grid, args.seed), out / "model_grid.npz")
+        print(f"model grid of {args.model_grid} spectra: {path}")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    written: list[Path] = []
+    if args.kind == "synth":
+        from survey_scale.synth.plots import plot_example_spectra, plot_gradient_spectra
+
+        written += [
+            plot_example_spectra(out / "synth_example_spectra.png"),
+            plot_gradient_spectra(out / "synth_gradient_spectra.png"),
+        ]
+    elif args.kind == "mock":
+        import pandas as pd
+
+        from survey_scale.mock import plot_observations, plot_population
+
+        written += [
+            plot_population(pd.read_parquet(args.source / "truth_stars.parquet"), out / "mock_population.png"),
+            plot_observations(pd.read_parquet(args.source / "truth.parquet"), out / "mock_observations.png"),
+        ]
+    elif args.kind == "emission":
+        from survey_scale.cube import meta_dir
+        from survey_scale.plots import plot_emission_diagram, plot_reconstructions
+
+        model = meta_dir(args.source) / "models" / "pca.npz"
+        written += [
+            plot_emission_diagram(args.source, model, out / "emission_diagram.png"),
+            plot_reconstructions(args.source, out / "pca_reconstructions.png"),
+        ]
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from survey_scale.info import cube_info
 
@@ -141,6 +203,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_ingest)
 
+    p = sub.add_parser("mock", help="write a mock LAMOST release: spectra, catalog, cross-match, truth (SPEC §10)")
+    p.add_argument("outdir", type=Path, help="output folder (an earlier mock release there is replaced)")
+    p.add_argument("--n-stars", type=int, required=True, help="number of new stars (~1.5 visits each)")
+    p.add_argument("--seed", type=int, required=True, help="seed: the same seed gives byte-identical files")
+    p.add_argument("--release", default="MOCK1", help="release name (DATA_V of the files)")
+    p.add_argument("--previous", type=Path, help="an earlier mock release whose stars get new visits")
+    p.add_argument("--image-fraction", type=float, default=0.3, help="fraction in the DR1-DR7 image layout")
+    p.add_argument("--gzip-fraction", type=float, default=0.5, help="fraction of files gzipped")
+    p.add_argument("--no-invalid", action="store_true", help="write no deliberately invalid inputs")
+    p.add_argument(
+        "--model-grid",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write OUTDIR/model_grid.npz with N noiseless spectra for the emulator",
+    )
+    p.set_defaults(func=cmd_mock)
+
+    p = sub.add_parser("figures", help="write PNG figures: synth, mock (SOURCE = release), emission (SOURCE = cube)")
+    p.add_argument("kind", choices=["synth", "mock", "emission"])
+    p.add_argument("source", type=Path, nargs="?", help="the mock release or the cube the figures are made of")
+    p.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG files")
+    p.set_defaults(func=cmd_figures)
+
     p = sub.add_parser("run", help="every stage that is not done yet (ingest, normalize, PCA/emission, ...)")
     p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
     p.add_argument("--cube", type=Path, help="the cube (overrides cube.path)")
@@ -151,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="mock release -> ingest -> pipeline -> report, in a work folder")
     p.add_argument("--workdir", type=Path, default=Path("survey_scale_demo"), help="folder for everything")
-    p.add_argument("--n-stars", type=int, default=600, help="stars in the mock release")
+    p.add_argument("--n-stars", type=int, default=1000, help="stars in the mock release")
     p.add_argument("--seed", type=int, default=1, help="seed of the mock release")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

@@ -1,4 +1,14 @@
-"""``survey-scale demo``: the whole pipeline on one machine, end to end (SPEC §11, §12)."""
+"""``survey-scale demo``: the whole pipeline on one machine, from a fresh mock release (SPEC §10–§12).
+
+Steps (everything under ``--workdir``):
+
+1. write a mock release (``mock/``: LAMOST FITS files, catalog, cross-match table, truth) and a model grid;
+2. write ``config.yaml`` for it and run the pipeline (``survey-scale run --config``): ingest → normalize →
+   PCA/emission → emulator → label fit;
+3. write the figures (``figures/``) and print ``survey-scale info``.
+
+Re-running the demo in the same folder starts from a fresh mock and cube.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +16,60 @@ import logging
 import shutil
 from pathlib import Path
 
+import yaml
+
 from survey_scale.config import load_config
+from survey_scale.cube import meta_dir
 from survey_scale.info import cube_info
-from survey_scale.ingest import ingest
+from survey_scale.mock import make_release, plot_observations, plot_population
+from survey_scale.pipeline import run_pipeline
 
 log = logging.getLogger(__name__)
 
-REAL_FILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "lamost"
+
+def demo_config(workdir: Path) -> dict:
+    """The demo's configuration: the defaults, pointed at the mock release, with a smaller PCA."""
+    mock = workdir / "mock"
+    return {
+        "cube": {"path": str(workdir / "cube.zarr")},
+        "ingest": {
+            "input": str(mock / "spectra"),
+            "catalog": str(mock / "catalog.csv"),
+            "crossmatch": str(mock / "crossmatch.parquet"),
+        },
+        "pca": {"n_components": 50},
+    }
 
 
-def run_demo(workdir: str | Path, *, n_stars: int = 600, seed: int = 1, progress: bool = True) -> Path:
-    """Ingest the real LAMOST files of ../shared/data/lamost into a fresh cube and print ``info``.
+def run_demo(workdir: str | Path, *, n_stars: int = 1000, seed: int = 1, progress: bool = True) -> Path:
+    """Run the demo in ``workdir`` and return the cube's path."""
+    import pandas as pd
 
-    Returns the cube's path.
-    """
     workdir = Path(workdir)
-    cube = workdir / "cube.zarr"
-    if cube.exists():
-        shutil.rmtree(cube)
+    for old in ("cube.zarr", "figures"):
+        if (workdir / old).exists():
+            shutil.rmtree(workdir / old)
     workdir.mkdir(parents=True, exist_ok=True)
-    if not REAL_FILES.is_dir():
-        raise FileNotFoundError(f"demo: the real LAMOST files are expected in {REAL_FILES}")
-    config = load_config(None, {"cube.path": str(cube), "ingest.input": str(REAL_FILES)})
-    for summary in ingest(config, progress=progress):
-        print(summary.balance_line())
+    summary = make_release(workdir / "mock", n_stars, seed, release="MOCK1")
+    print(f"mock release: {summary.n_files} files, {summary.n_valid_files} valid spectra of {summary.n_stars} stars")
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(demo_config(workdir), sort_keys=False))
+    config = load_config(config_path)
+    result = run_pipeline(config, progress=progress)
+    for ingest in result.ingest:
+        print(ingest.balance_line())
+    cube = Path(config.cube.path)
+    figures = workdir / "figures"
+    figures.mkdir()
+    truth = workdir / "mock"
+    from survey_scale.plots import plot_emission_diagram, plot_reconstructions
+
+    written = [
+        plot_population(pd.read_parquet(truth / "truth_stars.parquet"), figures / "mock_population.png"),
+        plot_observations(pd.read_parquet(truth / "truth.parquet"), figures / "mock_observations.png"),
+        plot_emission_diagram(cube, meta_dir(cube) / "models" / "pca.npz", figures / "emission_diagram.png"),
+        plot_reconstructions(cube, figures / "pca_reconstructions.png"),
+    ]
     print(cube_info(cube))
+    print("figures:\n  " + "\n  ".join(str(p) for p in written))
     return cube

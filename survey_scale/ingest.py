@@ -166,6 +166,11 @@ def _as_number(value: Any) -> float:
         return np.nan
 
 
+def _specid_from_name(path: str) -> str:
+    match = _FILENAME.search(Path(path).name)
+    return make_specid(*match.groups()) if match else ""
+
+
 def header_metadata(sp: LamostSpectrum) -> dict[str, Any]:
     """Metadata of one spectrum from its header (NaN / "" when missing), plus the wavelength range."""
     meta: dict[str, Any] = {}
@@ -467,8 +472,11 @@ def plan_batch(
             rec["rv_cat"] = pd.to_numeric(joined["rv"], errors="coerce").where(found)
         if "rv_err" in joined:
             rec["rv_err_cat"] = pd.to_numeric(joined["rv_err"], errors="coerce").where(found)
-        used = set(joined.loc[found, "catalog_row"].astype(int))
-        orphans = cat[~cat["catalog_row"].isin(used) & ~cat["specid"].isin(existing_specids)]
+        # A catalog row has a file if any input — accepted or rejected — carries its obsid or its specid
+        # (from the header, or from the file name when the file could not be read).
+        file_specids = set(rec["specid"]) | {_specid_from_name(p) for p in rec["path"]}
+        has_file = cat["obsid"].isin(rec.loc[rec["obsid"] > 0, "obsid"]) | cat["specid"].isin(file_specids)
+        orphans = cat[~has_file & ~cat["specid"].isin(existing_specids)]
         catalog_rejects.append(
             pd.DataFrame(
                 {

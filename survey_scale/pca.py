@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.linalg
+import torch
 
 from survey_scale._version import __version__
 from survey_scale.emission import emission_flags, residual_statistics
@@ -174,9 +174,10 @@ def pca_from_gram(
     p = cov.shape[0]
 
     def top(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = matrix.shape[0]
-        values, vectors = scipy.linalg.eigh(matrix, subset_by_index=[n - k, n - 1])
-        order = np.argsort(values)[::-1]
+        # torch's divide-and-conquer eigh (exact, float64) is several times faster here than LAPACK's subset
+        # drivers through scipy for the 3,802² matrix
+        values, vectors = (t.numpy() for t in torch.linalg.eigh(torch.from_numpy(np.ascontiguousarray(matrix))))
+        order = np.argsort(values)[::-1][:k]
         vectors = vectors[:, order]
         # a deterministic sign: the largest-|component| of each eigenvector is positive
         signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(k)])

@@ -486,11 +486,11 @@ def reduce_rows(
     ``combine`` must be commutative and associative (a sum).
     """
     params = dict(params or {})
-    futures = [
+    # Only as_completed holds the futures: a result is released as soon as it has been combined.
+    finished = as_completed(
         client.submit(_reduce_block, str(cube), tuple(variables), group, block, params, pure=False)
         for group in _row_blocks(rows, block_rows)
-    ]
-    finished = as_completed(futures)
+    )
     waiting = None
     for future in finished:
         if waiting is None:

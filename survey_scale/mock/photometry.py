@@ -447,9 +447,7 @@ def photometric_error(band: str, mag: np.ndarray, r_mag: np.ndarray | None = Non
     """
     floor, s1, s2, m_ref = _ERROR_MODEL[band]
     mag = np.asarray(mag, dtype=np.float64)
-    sigma = np.sqrt(
-        floor**2 + (s1 * 10 ** (0.2 * (mag - m_ref))) ** 2 + (s2 * 10 ** (0.4 * (mag - m_ref))) ** 2
-    )
+    sigma = np.sqrt(floor**2 + (s1 * 10 ** (0.2 * (mag - m_ref))) ** 2 + (s2 * 10 ** (0.4 * (mag - m_ref))) ** 2)
     if band in ("g", "r", "i") and r_mag is not None:
         sigma = np.where(np.asarray(r_mag) < APASS_BRIGHT_LIMIT, np.hypot(sigma, 0.04), sigma)
     return sigma
@@ -476,6 +474,4 @@ def parallax_zero_point(g_mag: np.ndarray) -> np.ndarray:
     ϖ_obs = ϖ_true − 0.0528 + 0.00421 (G − 12.2) mas, i.e. the pipeline's correction
     ϖ_corr = ϖ + 0.0528 − 0.00421 (G − 12.2) recovers the truth.
     """
-    return PARALLAX_ZP_OFFSET_MAS + PARALLAX_ZP_SLOPE_MAS * (
-        np.asarray(g_mag, dtype=np.float64) - PARALLAX_ZP_G_REF
-    )
+    return PARALLAX_ZP_OFFSET_MAS + PARALLAX_ZP_SLOPE_MAS * (np.asarray(g_mag, dtype=np.float64) - PARALLAX_ZP_G_REF)

@@ -163,9 +163,7 @@ def star_id_from_radec(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
 def lamost_designation(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     """LAMOST DESIG strings "LAMOST Jhhmmss.ss±ddmmss.s" (truncated, as the pipeline writes them)."""
     out = []
-    for a, d in zip(
-        np.mod(np.asarray(ra, dtype=np.float64), 360.0), np.asarray(dec, dtype=np.float64), strict=True
-    ):
+    for a, d in zip(np.mod(np.asarray(ra, dtype=np.float64), 360.0), np.asarray(dec, dtype=np.float64), strict=True):
         cs = int(np.floor(a / 15.0 * 360000.0 + 1e-6))  # hundredths of a second of time
         h, rem = divmod(cs, 360000)
         m, rem = divmod(rem, 6000)
@@ -183,9 +181,7 @@ def lamost_designation(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
 # --- Galaxy model ----------------------------------------------------------------------------------------
 
 
-def _galactocentric_rz(
-    dist_kpc: np.ndarray, l_deg: np.ndarray, b_deg: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _galactocentric_rz(dist_kpc: np.ndarray, l_deg: np.ndarray, b_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lr, br = np.radians(l_deg), np.radians(b_deg)
     x = dist_kpc * np.cos(br) * np.cos(lr)
     y = dist_kpc * np.cos(br) * np.sin(lr)
@@ -423,9 +419,7 @@ def _sample_distances(
             [rho_dust[:, :1] * d_kpc[0], rho_dust[:, :1] * d_kpc[0] + np.cumsum(seg, axis=1)], axis=1
         )
         ebv_grid = EBV_PER_KPC * patch[sl, None] * column + ebv_local[sl, None]
-        g_app = (
-            abs_g[sl, None] + 5.0 * np.log10(d_kpc * 100.0)[None, :] + ph.EXTINCTION_COEFFS["G"] * ebv_grid
-        )
+        g_app = abs_g[sl, None] + 5.0 * np.log10(d_kpc * 100.0)[None, :] + ph.EXTINCTION_COEFFS["G"] * ebv_grid
         weight = d_kpc[None, :] ** 3 * rho_star * selection_probability(g_app)
         total = weight.sum(axis=1)
         ok = total > 1e-300 * n_grid
@@ -682,9 +676,7 @@ def make_population(
 
     rng_vis = _rng(seed, 10)
     multi = rng_vis.random(n) < config.multi_visit_fraction
-    extra = rng_vis.choice(
-        4, size=n, p=np.asarray(config.visit_count_probs) / np.sum(config.visit_count_probs)
-    )
+    extra = rng_vis.choice(4, size=n, p=np.asarray(config.visit_count_probs) / np.sum(config.visit_count_probs))
     s["n_visits"] = np.where(multi, 2 + extra, 1).astype(np.int64)
     s["snr_base"] = snr_from_g(s["G_true"])
     return pd.DataFrame({c: s[c] for c in STAR_COLUMNS})

@@ -262,9 +262,7 @@ def make_release(
 
     # --- invalid inputs: extra visits of random stars (all but the duplicate, which copies a valid file) --
     kinds = (
-        list(INVALID_KINDS)
-        if n_invalid is None
-        else [INVALID_KINDS[i % len(INVALID_KINDS)] for i in range(n_invalid)]
+        list(INVALID_KINDS) if n_invalid is None else [INVALID_KINDS[i % len(INVALID_KINDS)] for i in range(n_invalid)]
     )
     extra_kinds = [k for k in kinds if k != "duplicate_specid"]
     rng_inv = _rng(seed, 2)
@@ -417,9 +415,7 @@ def make_release(
         "lmjd_range": [int(visits["lmjd"].min()), int(visits["lmjd"].max())],
         "max_lmjd": max(int(visits["lmjd"].max()), int(prev_meta["max_lmjd"]) if prev_meta else 0),
         "max_obsid": max(int(visits["obsid"].max()), int(prev_meta["max_obsid"]) if prev_meta else 0),
-        "max_star_index": max(
-            int(stars["star_index"].max()), int(prev_meta["max_star_index"]) if prev_meta else 0
-        ),
+        "max_star_index": max(int(stars["star_index"].max()), int(prev_meta["max_star_index"]) if prev_meta else 0),
     }
     (outdir / "release.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     timings["tables"] = time.perf_counter() - t0
@@ -526,9 +522,7 @@ def _header_meta(
     exptime = float(plan["exptime"])
     sub = exptime / 3.0
     mid_local_min = (float(v["obs_mjd"]) + 8.0 / 24.0) * 1440.0
-    starts = [
-        int(np.floor(mid_local_min - 1.5 * sub / 60.0 - 1.0 + k * (sub / 60.0 + 1.0))) for k in range(3)
-    ]
+    starts = [int(np.floor(mid_local_min - 1.5 * sub / 60.0 - 1.0 + k * (sub / 60.0 + 1.0))) for k in range(3)]
     begin = float(v["obs_mjd"]) - (1.5 * sub + 60.0) / 86400.0
     end = float(v["obs_mjd"]) + (1.5 * sub + 60.0) / 86400.0
     mags = [star.get(b) for b in ("g", "r", "i")]
@@ -754,9 +748,7 @@ def _catalog_table(visits: pd.DataFrame, stars: pd.DataFrame) -> pd.DataFrame:
 def _crossmatch_table(visits: pd.DataFrame, stars: pd.DataFrame) -> pd.DataFrame:
     """Gaia DR2 / 2MASS / g,r,i values of each catalogued spectrum's star (NaN where missing)."""
     st = stars.set_index("star_index").loc[visits["star_index"].to_numpy()]
-    out = pd.DataFrame(
-        {"obsid": visits["obsid"].to_numpy(), "gaia_source_id": st["gaia_source_id"].to_numpy()}
-    )
+    out = pd.DataFrame({"obsid": visits["obsid"].to_numpy(), "gaia_source_id": st["gaia_source_id"].to_numpy()})
     out["ra"] = st["ra"].to_numpy()
     out["dec"] = st["dec"].to_numpy()
     for name, source in _XMATCH_SOURCE.items():

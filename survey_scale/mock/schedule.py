@@ -66,9 +66,7 @@ def plan_class(g_mag: np.ndarray) -> np.ndarray:
     return np.where(g_mag < 14.0, "B", np.where(g_mag < 16.3, "M", "F"))
 
 
-def plan_id(
-    field_ra: np.ndarray, field_dec: np.ndarray, cls: np.ndarray, night_rank: np.ndarray
-) -> np.ndarray:
+def plan_id(field_ra: np.ndarray, field_dec: np.ndarray, cls: np.ndarray, night_rank: np.ndarray) -> np.ndarray:
     """LSS-GAC-style plan ids "GAC<RA:03d><N|S><|Dec|:02d><class><k>", e.g. "GAC086N28B1"."""
     out = []
     for ra, dec, c, k in zip(field_ra, field_dec, cls, night_rank, strict=True):
@@ -79,18 +77,13 @@ def plan_id(
 
 def make_specid(lmjd: np.ndarray, planid: np.ndarray, spid: np.ndarray, fiberid: np.ndarray) -> np.ndarray:
     """``"<LMJD>-<PLANID>-<SPID:02d>-<FIBERID:03d>"`` (P1 Table 1, SPEC §1)."""
-    return np.array(
-        [f"{a}-{b}-{c:02d}-{d:03d}" for a, b, c, d in zip(lmjd, planid, spid, fiberid, strict=True)]
-    )
+    return np.array([f"{a}-{b}-{c:02d}-{d:03d}" for a, b, c, d in zip(lmjd, planid, spid, fiberid, strict=True)])
 
 
 def make_fitsname(lmjd: np.ndarray, planid: np.ndarray, spid: np.ndarray, fiberid: np.ndarray) -> np.ndarray:
     """LAMOST file names without compression suffix: ``spec-<LMJD>-<PLANID>_sp<SS>-<FFF>.fits``."""
     return np.array(
-        [
-            f"spec-{a}-{b}_sp{c:02d}-{d:03d}.fits"
-            for a, b, c, d in zip(lmjd, planid, spid, fiberid, strict=True)
-        ]
+        [f"spec-{a}-{b}_sp{c:02d}-{d:03d}.fits" for a, b, c, d in zip(lmjd, planid, spid, fiberid, strict=True)]
     )
 
 
@@ -184,9 +177,7 @@ def make_visits(
     base = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
     rng = np.random.default_rng(base)
     n_visits = stars["n_visits"].to_numpy() if n_visits is None else np.asarray(n_visits)
-    first = (
-        np.ones(len(stars), dtype=np.int64) if first_visit_number is None else np.asarray(first_visit_number)
-    )
+    first = np.ones(len(stars), dtype=np.int64) if first_visit_number is None else np.asarray(first_visit_number)
     g_mag = stars["G_true"].to_numpy()
 
     # Fields: stars sharing a plate centre. Each field gets max(visits) + 1 nights in the season.
@@ -243,9 +234,7 @@ def make_visits(
     v_corr = heliocentric_correction(st["ra"].to_numpy(), st["dec"].to_numpy(), obs_mjd)
 
     base_snr = st["snr_base"].to_numpy()
-    snr = base_snr * 10.0 ** (
-        rng.normal(0.0, config.snr_scatter_dex, m) - rng.exponential(config.snr_loss_dex, m)
-    )
+    snr = base_snr * 10.0 ** (rng.normal(0.0, config.snr_scatter_dex, m) - rng.exponential(config.snr_loss_dex, m))
     # LAMOST releases few spectra below S/N ~ 2: redraw the condition losses there (a truncated
     # distribution, not a pile-up at the limit); the faintest stars that cannot reach it keep S/N = 2.
     for _ in range(20):
@@ -253,8 +242,7 @@ def make_visits(
         if not low.any():
             break
         snr[low] = base_snr[low] * 10.0 ** (
-            rng.normal(0.0, config.snr_scatter_dex, low.sum())
-            - rng.exponential(config.snr_loss_dex, low.sum())
+            rng.normal(0.0, config.snr_scatter_dex, low.sum()) - rng.exponential(config.snr_loss_dex, low.sum())
         )
     snr = np.maximum(snr, config.snr_min)
     resolution = draw_resolution(m, rng, mean=config.resolution_mean, scatter=config.resolution_scatter)
@@ -263,9 +251,7 @@ def make_visits(
     # The LAMOST pipeline measures one velocity per spectrum: for a composite it is pulled toward the
     # secondary by its optical light fraction. Errors grow with noise and line width (hot, fast rotators).
     binary = st["binary"].to_numpy(dtype=bool)
-    light2 = np.where(
-        binary, 1.0 / (1.0 + 10.0 ** (-0.4 * (st["abs_G_2"].to_numpy() - st["abs_G_1"].to_numpy()))), 0.0
-    )
+    light2 = np.where(binary, 1.0 / (1.0 + 10.0 ** (-0.4 * (st["abs_G_2"].to_numpy() - st["abs_G_1"].to_numpy()))), 0.0)
     light2 = np.nan_to_num(light2)
     rv_true_blend = np.where(binary, (1 - light2) * rv1 + light2 * np.nan_to_num(rv2), rv1)
     rv_err = np.sqrt(3.0**2 + (150.0 / snr) ** 2) * (1.0 + st["vsini"].to_numpy() / 200.0)

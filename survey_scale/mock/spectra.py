@@ -344,14 +344,10 @@ def composite_flux(
         f2 = np.empty((idx.size, NATIVE_NPIX))
         c2 = np.empty((idx.size, NATIVE_NPIX))
         if hot.any():
-            f2[hot], c2[hot] = stellar_flux_native(
-                lab2[hot], inputs.rv2[idx][hot], inputs.resolution[idx][hot]
-            )
+            f2[hot], c2[hot] = stellar_flux_native(lab2[hot], inputs.rv2[idx][hot], inputs.resolution[idx][hot])
         if (~hot).any():
             cool_lab = inputs.labels2[idx][~hot]
-            cool = continuum_native(
-                cool_lab[:, 0], cool_lab[:, 1], inputs.rv2[idx][~hot], he_frac=cool_lab[:, 4]
-            )
+            cool = continuum_native(cool_lab[:, 0], cool_lab[:, 1], inputs.rv2[idx][~hot], he_frac=cool_lab[:, 4])
             f2[~hot], c2[~hot] = cool, cool
         r2sq = (inputs.radius2[idx] ** 2)[:, None]
         flux[idx] += r2sq * f2

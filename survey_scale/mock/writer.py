@@ -119,9 +119,7 @@ def _entries_to_cards(entries: Sequence[HeaderEntry]) -> list[str]:
     return [format_card(k, v, c, f) for k, v, c, f in entries]
 
 
-def image_hdu_bytes(
-    entries: Sequence[HeaderEntry], rows: Sequence[np.ndarray], *, bitpix: int = -32
-) -> bytes:
+def image_hdu_bytes(entries: Sequence[HeaderEntry], rows: Sequence[np.ndarray], *, bitpix: int = -32) -> bytes:
     """A DR1–DR7 primary-image file: (len(rows), n_pix) float array plus the LAMOST header ``entries``.
 
     Parameters
@@ -213,9 +211,7 @@ def spectrum_bytes(
     if layout == "image":
         return image_hdu_bytes(entries, [arrays[name] for name in IMAGE_ROWS])
     if layout == "coadd":
-        cols = {
-            name: arrays[name] if name in arrays else np.ones_like(arrays["FLUX"]) for name in COADD_COLUMNS
-        }
+        cols = {name: arrays[name] if name in arrays else np.ones_like(arrays["FLUX"]) for name in COADD_COLUMNS}
         return coadd_bytes(entries, cols)
     raise ValueError(f"unknown layout {layout!r}; expected 'image' or 'coadd'")
 
