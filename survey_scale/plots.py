@@ -82,7 +82,7 @@ def plot_reconstructions(cube: str | Path, path: str | Path, rows: tuple[int, in
     clean = clean_window_mask(wave)
     fig, axes = plt.subplots(len([r for r in rows if r >= 0]), 1, figsize=(11, 6), sharex=True, squeeze=False)
     for ax, row in zip(axes[:, 0], [r for r in rows if r >= 0]):
-        sp = ds.isel(spec=row)
+        sp = ds.isel(spec=row).compute()
         flux = np.where(sp.norm_ivar.values > 0, sp.norm_flux.values, np.nan)
         _shade_runs(ax, wave, clean, color="tab:blue", alpha=0.12, lw=0)
         ax.plot(wave, flux, c="k", lw=0.6, label="observed (normalized)")

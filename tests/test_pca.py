@@ -146,3 +146,17 @@ def test_rerun_is_skipped_and_a_new_model_reruns(pca_cube, client) -> None:
     assert Path(new_path).stat().st_mtime_ns != mtime  # emission settings changed: pass 2 refitted
     summary = run_stage(path, pca_stage(new_path, 12, changed.emission.model_dump(), 128), client, progress=False)
     assert summary.n_computed == summary.n_chunks == 3
+
+
+def test_emission_figures_are_written(pca_cube, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from survey_scale.plots import plot_emission_diagram, plot_reconstructions
+
+    path, ctx = pca_cube
+    for figure in (
+        plot_emission_diagram(path, ctx["model"], tmp_path / "em.png"),
+        plot_reconstructions(path, tmp_path / "rec.png"),
+    ):
+        with Image.open(figure) as image:
+            assert image.size[0] > 500 and image.size[1] > 400
