@@ -98,15 +98,19 @@ def main() -> None:
     root = zarr.open_group(str(cube))
     t_loop = numpy_loop(root["flux"][: args.n_loop].astype(np.float64), root["ivar"][: args.n_loop].astype(np.float64))
     rate_loop = args.n_loop / t_loop
-    with LocalCluster(n_workers=available_cores(), threads_per_worker=1, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=available_cores(), threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         t0 = time.perf_counter()
         summary = run_stage(cube, normalize_stage(), client, progress=False)
         t_runner = time.perf_counter() - t0
         rate_runner = args.n_spectra / t_runner
         print(f"normalize, per-spectrum numpy loop:   {rate_loop:9.1f} spectra/s  ({args.n_loop} spectra)")
-        print(f"normalize, runner ({summary.n_chunks} chunks, read+write): {rate_runner:9.1f} spectra/s  "
-              f"= {rate_runner / rate_loop:.0f}x the loop")
+        print(
+            f"normalize, runner ({summary.n_chunks} chunks, read+write): {rate_runner:9.1f} spectra/s  "
+            f"= {rate_runner / rate_loop:.0f}x the loop"
+        )
 
         sampler = MemorySampler()
         rng = np.random.default_rng(args.seed)
@@ -119,9 +123,11 @@ def main() -> None:
                 model = fit_pca(cube, rows, 100, client, 2048, {"benchmark": True})
             elapsed = time.perf_counter() - t0
             peak = sampler.to_pandas()[f"pca-{size}"].max()
-            print(f"PCA fit, {rows.size:6,} training spectra: {elapsed:6.1f} s, cluster memory peak "
-                  f"{peak / 2**20:7.0f} MiB ({(peak - baseline) / 2**20:+.0f} MiB over idle); "
-                  f"explained (clean) {model.meta['explained_clean']:.3f}")
+            print(
+                f"PCA fit, {rows.size:6,} training spectra: {elapsed:6.1f} s, cluster memory peak "
+                f"{peak / 2**20:7.0f} MiB ({(peak - baseline) / 2**20:+.0f} MiB over idle); "
+                f"explained (clean) {model.meta['explained_clean']:.3f}"
+            )
 
 
 if __name__ == "__main__":
