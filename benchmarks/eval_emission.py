@@ -16,11 +16,11 @@ PCA/emission with the default configuration, joins the cube to ``truth.parquet``
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from survey_scale.config import load_config
@@ -85,7 +85,7 @@ def main() -> None:
     )
     print("recall vs true EW(Hα):")
     edges = [0, 1, 1.5, 2, 3, 5, 10, 20, 60]
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         sel = table["emission"].astype(bool) & (ew > lo) & (ew <= hi)
         if sel.any():
             print(f"  {lo:5.1f}-{hi:<5.1f} Å: {flag[sel].mean():.3f}  (n = {int(sel.sum())})")
