@@ -291,9 +291,16 @@ def open_cube(path: str | Path, *, chunks: Mapping[str, int] | None = None) -> x
                 str(path), consolidated=True, chunks={"spec": shard_spectra(root)}, drop_variables=sorted(others)
             )
             rest = xr.open_zarr(str(path), consolidated=True, chunks={}, drop_variables=sorted(by_shard))
-        return xr.merge([spectra, rest], combine_attrs="override", compat="override", join="exact")
-    with _quiet_zarr():
-        return xr.open_zarr(str(path), consolidated=True, chunks=dict(chunks))
+        ds = xr.merge([spectra, rest], combine_attrs="override", compat="override", join="exact")
+    else:
+        with _quiet_zarr():
+            ds = xr.open_zarr(str(path), consolidated=True, chunks=dict(chunks))
+    # Variable-length strings decode as numpy's StringDType, which many tools (``astype(str)``, pandas
+    # < 3) do not take yet; object arrays of str work everywhere.
+    for name, var in ds.variables.items():
+        if var.dtype.kind == "T":
+            ds[name] = var.astype(object)
+    return ds
 
 
 def open_rejects(path: str | Path) -> pd.DataFrame:

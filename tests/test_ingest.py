@@ -418,3 +418,60 @@ def test_stale_lock_of_a_dead_process_is_broken(tmp_path: Path, caplog) -> None:
 
     with pytest.raises(StoreLockedError, match="pid 1 on elsewhere"):
         WriterLock(config.cube.path).acquire()
+
+
+# --- the mock release through the real ingest ------------------------------------------------------------
+
+
+def test_mock_releases_through_the_ingest(tmp_path: Path, client) -> None:
+    from survey_scale.mock import make_release
+
+    first = make_release(tmp_path / "mock1", 60, seed=4, release="MOCK1")
+    second = make_release(tmp_path / "mock2", 30, seed=5, release="MOCK2", previous=first.outdir, n_invalid=0)
+    summaries = []
+    for rel in (first, second):
+        config = small_config(
+            tmp_path,
+            **{
+                "cube.shard_spectra": 64,
+                "cube.inner_chunk_spectra": 16,
+                "ingest.input": str(rel.outdir / "spectra"),
+                "ingest.catalog": str(rel.outdir / "catalog.csv"),
+                "ingest.crossmatch": str(rel.outdir / "crossmatch.parquet"),
+            },
+        )
+        (summary,) = run_ingest(config, client)
+        summaries.append(summary)
+    truth = pd.concat([pd.read_parquet(r.outdir / "truth.parquet") for r in (first, second)], ignore_index=True)
+    ds = open_cube(small_config(tmp_path).cube.path)
+    rejects = open_rejects(small_config(tmp_path).cube.path)
+
+    # exactly the invalid inputs are rejected, each with the code the truth expects
+    expected = truth[truth["invalid"]]
+    got = dict(zip((Path(s).name if "#row=" not in s else "catalog-row" for s in rejects["source"]), rejects["code"]))
+    assert sorted(rejects["code"]) == sorted(expected["expected_reject"])
+    for name, code in zip(expected["fitsname"], expected["expected_reject"]):
+        if code != "catalog_row_without_file":
+            assert got[name] == code
+    # every ingested spectrum joins the truth, with its star, release and RV
+    joined = pd.DataFrame(
+        {
+            "specid": ds.specid.values.astype(str),
+            "star_id": ds.star_id.values.astype(str),
+            "release": ds.release.values.astype(str),
+            "rv": ds.rv.values,
+        }
+    ).merge(truth[~truth["invalid"]], on="specid", how="left", suffixes=("", "_truth"), validate="one_to_one")
+    assert joined["star_index"].notna().all() and not joined["invalid"].any()
+    assert (joined["star_id"] == joined["star_id_truth"]).all()
+    assert (joined["release"] == joined["release_truth"]).all()
+    np.testing.assert_allclose(joined["rv"], joined["rv_meas"], atol=0.006)  # the catalog writes 2 decimals
+    # the second release added only its own spectra, some of them new visits of release-1 stars
+    assert summaries[0].n_new == first.n_valid_files and summaries[1].n_new == second.n_valid_files
+    assert summaries[1].rows[0] == summaries[0].rows[1]
+    revisited = set(joined.loc[joined["release"] == "MOCK2", "star_id"]) & set(
+        joined.loc[joined["release"] == "MOCK1", "star_id"]
+    )
+    assert len(revisited) == second.n_revisited_stars > 0
+    for s in summaries:
+        assert s.n_files == s.n_ingested + s.n_rejected

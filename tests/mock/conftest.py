@@ -26,6 +26,4 @@ def release_a_again(tmp_path_factory: pytest.TempPathFactory) -> ReleaseSummary:
 @pytest.fixture(scope="session")
 def release_next(tmp_path_factory: pytest.TempPathFactory, release_a: ReleaseSummary) -> ReleaseSummary:
     """A second release extending ``release_a``: revisits plus 25 new stars, no invalid inputs."""
-    return make_release(
-        tmp_path_factory.mktemp("rel") / "next", 25, 5, "MOCK2", previous=release_a.outdir, n_invalid=0
-    )
+    return make_release(tmp_path_factory.mktemp("rel") / "next", 25, 5, "MOCK2", previous=release_a.outdir, n_invalid=0)

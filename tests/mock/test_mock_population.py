@@ -40,9 +40,7 @@ def test_columns_and_ids(stars: pd.DataFrame) -> None:
     assert all(re.fullmatch(r"LAMOST J\d{6}\.\d{2}[+-]\d{6}\.\d", s) for s in stars["designation"])
     # the ingest's rule: RA/Dec rounded to the arcsecond
     ra_s = np.rint(stars["ra"].to_numpy() * 3600).astype(int)
-    assert [int(s[1:4]) * 3600 + int(s[4:6]) * 60 + int(s[6:8]) for s in stars["star_id"]] == list(
-        ra_s % 1296000
-    )
+    assert [int(s[1:4]) * 3600 + int(s[4:6]) * 60 + int(s[6:8]) for s in stars["star_id"]] == list(ra_s % 1296000)
 
 
 def test_fractions_within_sampling_error(stars: pd.DataFrame) -> None:

@@ -24,9 +24,7 @@ def _truth(rel: ReleaseSummary) -> pd.DataFrame:
     return pd.read_parquet(rel.outdir / "truth.parquet")
 
 
-def test_same_seed_gives_byte_identical_files(
-    release_a: ReleaseSummary, release_a_again: ReleaseSummary
-) -> None:
+def test_same_seed_gives_byte_identical_files(release_a: ReleaseSummary, release_a_again: ReleaseSummary) -> None:
     a, b = _files(release_a.outdir), _files(release_a_again.outdir)
     assert a.keys() == b.keys() and len(a) > 50
     different = [name for name in a if a[name] != b[name]]
@@ -127,9 +125,7 @@ def test_invalid_inputs(release_a: ReleaseSummary) -> None:
         assert err.value.code == bad.loc[kind, "expected_reject"] == EXPECTED_REJECT[kind]
     assert np.all(np.isnan(read_lamost(spectra / bad.loc["all_nan_flux", "fitsname"]).flux))
     assert np.any(read_lamost(spectra / bad.loc["negative_ivar", "fitsname"]).ivar < 0)
-    assert np.any(
-        np.diff(read_lamost(spectra / bad.loc["wavelength_not_increasing", "fitsname"]).wavelength) <= 0
-    )
+    assert np.any(np.diff(read_lamost(spectra / bad.loc["wavelength_not_increasing", "fitsname"]).wavelength) <= 0)
     assert read_lamost(spectra / bad.loc["header_out_of_range", "fitsname"]).header["RA"] == 400.0
     cat = pd.read_csv(release_a.outdir / "catalog.csv")
     assert cat.loc[cat["obsid"] == bad.loc["header_out_of_range", "obsid"], "ra"].item() == 400.0

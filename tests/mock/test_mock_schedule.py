@@ -38,9 +38,7 @@ def test_identifiers(visits: pd.DataFrame) -> None:
 
 def test_repeat_visits_on_different_nights(stars: pd.DataFrame, visits: pd.DataFrame) -> None:
     counts = visits.groupby("star_index").size()
-    np.testing.assert_array_equal(
-        counts.reindex(stars["star_index"]).to_numpy(), stars["n_visits"].to_numpy()
-    )
+    np.testing.assert_array_equal(counts.reindex(stars["star_index"]).to_numpy(), stars["n_visits"].to_numpy())
     assert not visits.duplicated(["star_index", "lmjd"]).any()
     for _, group in visits.groupby("star_index"):
         assert sorted(group["visit"]) == list(range(1, len(group) + 1))
@@ -98,7 +96,5 @@ def test_corrupted_fraction(visits: pd.DataFrame) -> None:
 
 def test_visit_numbers_continue(stars: pd.DataFrame) -> None:
     few = stars.iloc[:10]
-    v = sch.make_visits(
-        few, 1, n_visits=np.ones(10, int), first_visit_number=np.full(10, 4), lmjd_start=60000
-    )
+    v = sch.make_visits(few, 1, n_visits=np.ones(10, int), first_visit_number=np.full(10, 4), lmjd_start=60000)
     assert (v["visit"] == 4).all() and v["lmjd"].min() >= 60000

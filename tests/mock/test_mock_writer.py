@@ -182,9 +182,7 @@ def test_structural_invalid_files_fail_with_their_codes(tmp_path) -> None:
             "wrong_shape",
         ),
         "no_ivar.fits": (
-            wr.coadd_bytes(
-                wr.lamost_header_entries(META, "coadd"), {k: v for k, v in arrays.items() if k != "IVAR"}
-            ),
+            wr.coadd_bytes(wr.lamost_header_entries(META, "coadd"), {k: v for k, v in arrays.items() if k != "IVAR"}),
             "missing_column",
         ),
     }

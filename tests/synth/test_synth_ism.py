@@ -38,8 +38,16 @@ def test_interstellar_features_only_inside_their_bands(wave):
     assert np.all(trans[1:, near].min(axis=0) < 1.0)
 
 
-@pytest.mark.parametrize("centre", [masks.NA_I_D[0], masks.CA_II_K, masks.DIB_CENTRES["DIB_5782"][0],
-                                    masks.DIB_CENTRES["DIB_4430"][0], masks.DIB_CENTRES["DIB_8623"][0]])
+@pytest.mark.parametrize(
+    "centre",
+    [
+        masks.NA_I_D[0],
+        masks.CA_II_K,
+        masks.DIB_CENTRES["DIB_5782"][0],
+        masks.DIB_CENTRES["DIB_4430"][0],
+        masks.DIB_CENTRES["DIB_8623"][0],
+    ],
+)
 def test_features_deepen_with_reddening(wave, centre):
     ebv = np.array([0.02, 0.1, 0.3, 0.8, 2.0])
     trans = interstellar_transmission(ebv)

@@ -117,8 +117,14 @@ def test_microturbulence_desaturates_strong_lines_only(star, wave):
     assert strong[0] > 50 * weak[0]
 
 
-ELEMENT_OF_LABEL = {"c_h": ("C",), "n_h": ("N",), "o_h": ("O",), "si_h": ("Si",), "s_h": ("S",),
-                    "fe_h": ("Fe", "Mg", "Ca")}
+ELEMENT_OF_LABEL = {
+    "c_h": ("C",),
+    "n_h": ("N",),
+    "o_h": ("O",),
+    "si_h": ("Si",),
+    "s_h": ("S",),
+    "fe_h": ("Fe", "Mg", "Ca"),
+}
 
 
 @pytest.mark.parametrize("teff", [9000.0, 18000.0, 30000.0])

@@ -41,8 +41,7 @@ def test_gradient_spectra_have_the_structure_of_p2_fig3(wave):
     # v sin i: both signs (cores fill in, wings deepen), a few per mille per 20 km/s
     assert grad["vsini"].max() > 1e-3 and grad["vsini"].min() < -1e-3
     # abundance signatures are at the per-cent level per dex, on the element's own lines
-    for label, element in (("c_h", "C"), ("n_h", "N"), ("o_h", "O"), ("si_h", "Si"), ("s_h", "S"),
-                           ("fe_h", "Fe")):
+    for label, element in (("c_h", "C"), ("n_h", "N"), ("o_h", "O"), ("si_h", "Si"), ("s_h", "S"), ("fe_h", "Fe")):
         g = grad[label]
         assert 0.005 < np.abs(g).max() < 0.06, label
         assert g.min() < -0.005 and g.max() < 1e-4, label  # more of an element deepens its lines
