@@ -119,9 +119,9 @@ class PCAConfig(_Section):
 class EmissionConfig(_Section):
     """Hα emission and erroneous-spectrum flags (SPEC §4, P1 §3 and Appendix A)."""
 
-    threshold: float | None = Field(None, description="Hα excess threshold; null = derived from the data")
-    n_sigma: float = Field(5.0, gt=0, description="derived threshold = median + n_sigma × 1.4826 MAD")
-    min_significance: float = Field(3.0, ge=0, description="excess / its error must also exceed this")
+    threshold: float | None = Field(None, description="fixed Hα excess threshold; null = per-spectrum, derived")
+    n_sigma: float = Field(4.0, gt=0, description="derived: offset + n_sigma × √(err² + model σ²)")
+    train_n_sigma: float = Field(2.5, gt=0, description="pass 1: candidates above this n-sigma leave training")
     bad_chi2_threshold: float | None = Field(None, description="reduced χ² threshold; null = derived")
     bad_n_sigma: float = Field(10.0, gt=0, description="derived: median + bad_n_sigma × MAD of log10 χ²")
 

@@ -3,21 +3,28 @@
 For each spectrum, with its normalized flux f, inverse variance w and the PCA reconstruction r built from
 the clean windows only (so that emission cannot leak into it):
 
-- ``halpha_excess`` = mean(f − r) over 6557–6571 Å (P1 Fig. 3, horizontal axis), with
-  ``halpha_excess_err`` from the pixel noise and the reconstruction's own error;
+- ``halpha_excess`` = mean(f − r) over 6557–6571 Å (P1 Fig. 3, horizontal axis);
+- ``halpha_excess_err``: its measurement error — the pixel noise of the window plus the noise the clean
+  windows' pixels propagate into the reconstruction through the PCA coefficients (it dominates at low S/N);
 - ``halpha_chi2`` = reduced χ² of f vs r over 6400–6550 and 6590–6690 Å (P1 Fig. 3, vertical axis);
-- ``pca_chi2`` = reduced χ² of f vs r over all clean-window pixels, the erroneous-spectrum diagnostic of
-  P1 Appendix A (flux jumps, wrong wavelength calibration).
+- ``pca_chi2`` = reduced χ² of f vs r over the clean-window pixels, the erroneous-spectrum diagnostic of
+  P1 Appendix A (flux jumps, wrong wavelength calibration, artefacts).
 
-The variance of every residual is 1/w + σ²_model, where σ²_model is the reconstruction error of the PCA
-measured on its training spectra (noise removed), so χ² stays near 1 at any S/N for a good spectrum.
+The χ² use a per-pixel variance 1/w + σ²_model, with σ²_model the PCA's reconstruction error measured on
+its training spectra (their noise removed), so χ² stays near 1 at any S/N for a good spectrum.
 
-Flags. ``em_flag = 1`` when the excess is above a threshold **and** at least ``min_significance`` times its
-error. The default threshold is derived from the data: median + 5 × 1.4826 × MAD of the excess of the
-high-S/N PCA candidates (emission stars are a minority there, so the robust statistics describe the
-non-emission majority), i.e. a robust 5σ cut. ``bad_spectrum_flag = 1`` when ``pca_chi2`` exceeds median +
-10 × 1.4826 × MAD of log10 χ² over the same candidates ("very large", P1 Appendix A). Both thresholds are
-stored with the PCA model that produced them.
+Thresholds, derived from the data (P1 draws one by eye on Fig. 3). Over the high-S/N PCA candidates
+(non-emission stars are the large majority) we measure the robust centre of the excess, ``excess_offset``
+(the median), and its robust scatter beyond the measurement error, ``excess_model_sigma``
+(√(σ²_MAD − median err²), σ_MAD = 1.4826 × MAD): how well the clean windows predict Hα. A spectrum is an
+emission star when
+
+    halpha_excess > excess_offset + n_sigma × √(halpha_excess_err² + excess_model_sigma²)     (n_sigma = 4)
+
+— a robust n-sigma cut that rises with the noise at low S/N; at high S/N it is the fixed threshold
+``excess_offset + n_sigma × excess_model_sigma`` drawn on the Fig. 3 analogue. A fixed threshold can be
+configured instead (``emission.threshold``). ``bad_spectrum_flag = 1`` when ``pca_chi2`` exceeds
+10^(median + 10 × 1.4826 × MAD of log10 χ²) of the candidates ("very large", P1 Appendix A).
 """
 
 from __future__ import annotations
@@ -32,9 +39,9 @@ from survey_scale.masks import HALPHA_CHI2_WINDOWS, HALPHA_EXCESS_WINDOW, window
 MAD_TO_SIGMA = 1.4826
 
 
-def _masks(wave: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    wave = wavelength_grid() if wave is None else wave
-    return window_mask(wave, (HALPHA_EXCESS_WINDOW,)), window_mask(wave, HALPHA_CHI2_WINDOWS)
+def excess_window(wave: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the Hα excess window (6557–6571 Å)."""
+    return window_mask(wavelength_grid() if wave is None else wave, (HALPHA_EXCESS_WINDOW,))
 
 
 def residual_statistics(
@@ -43,6 +50,8 @@ def residual_statistics(
     reconstruction: np.ndarray,
     model_var: np.ndarray,
     clean: np.ndarray,
+    n_components: int,
+    excess_weights: np.ndarray,
     wave: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Hα excess, its error, Hα-region χ² and clean-window χ² of a batch of spectra.
@@ -57,6 +66,11 @@ def residual_statistics(
         (P,) variance of the reconstruction error (normalized flux units squared).
     clean
         (P,) boolean clean-window mask.
+    n_components
+        K, the degrees of freedom the projection takes from the clean-window χ².
+    excess_weights
+        (P_clean,) d(mean reconstruction over the excess window) / d(flux) of each clean pixel
+        (:func:`survey_scale.pca.excess_weights`): the coefficients' noise propagated to the excess.
     wave
         (P,) wavelengths in Å (default: the common grid).
 
@@ -66,57 +80,73 @@ def residual_statistics(
         ``halpha_excess``, ``halpha_excess_err``, ``halpha_chi2``, ``pca_chi2`` (each (n,) float32; NaN where
         no pixel of the window is usable).
     """
-    excess_window, chi2_windows = _masks(wave)
+    wave = wavelength_grid() if wave is None else wave
+    in_excess, in_chi2 = excess_window(wave), window_mask(wave, HALPHA_CHI2_WINDOWS)
     good = (norm_ivar > 0) & np.isfinite(norm_flux)
     with np.errstate(divide="ignore", invalid="ignore"):
-        var = np.where(good, 1.0 / np.where(good, norm_ivar, 1.0) + model_var[None, :], np.inf)
+        noise_var = np.where(good, 1.0 / np.where(good, norm_ivar, 1.0), 0.0)
         resid = np.where(good, norm_flux - reconstruction, 0.0)
-        chi = resid**2 / var
+        chi = np.where(good, resid**2 / (noise_var + model_var[None, :]), 0.0)
 
-        g = good & excess_window
+        g = good & in_excess
         n = g.sum(axis=1)
         excess = np.where(g, resid, 0.0).sum(axis=1) / n
-        excess_err = np.sqrt(np.where(g, var, 0.0).sum(axis=1)) / n
-
-        def reduced(window: np.ndarray) -> np.ndarray:
-            use = good & window
-            return np.where(use, chi, 0.0).sum(axis=1) / use.sum(axis=1)
-
+        recon_var = noise_var[:, clean] @ (excess_weights.astype(np.float64) ** 2)
+        excess_err = np.sqrt(np.where(g, noise_var, 0.0).sum(axis=1) / n**2 + recon_var)
+        n_chi2 = (good & in_chi2).sum(axis=1)
+        n_clean = (good & clean).sum(axis=1)
         out = {
             "halpha_excess": excess,
             "halpha_excess_err": excess_err,
-            "halpha_chi2": reduced(chi2_windows),
-            "pca_chi2": reduced(clean),
+            "halpha_chi2": np.where(in_chi2, chi, 0.0).sum(axis=1) / n_chi2,
+            "pca_chi2": chi[:, clean].sum(axis=1) / (n_clean - n_components),
         }
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
-def robust_threshold(values: np.ndarray, n_sigma: float) -> float:
-    """median + n_sigma × 1.4826 × MAD of the finite ``values``."""
+def robust_center_scale(values: np.ndarray) -> tuple[float, float]:
+    """Median and 1.4826 × MAD of the finite ``values``."""
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if values.size == 0:
-        raise ValueError("robust_threshold: no finite values")
-    median = np.median(values)
-    return float(median + n_sigma * MAD_TO_SIGMA * np.median(np.abs(values - median)))
+        raise ValueError("robust statistics of an empty selection")
+    median = float(np.median(values))
+    return median, float(MAD_TO_SIGMA * np.median(np.abs(values - median)))
 
 
-def derive_thresholds(stats: Mapping[str, np.ndarray], n_sigma: float, bad_n_sigma: float) -> dict[str, float]:
-    """Default thresholds from the diagnostics of the PCA candidates (see module docstring)."""
-    log_chi2 = np.log10(np.clip(np.asarray(stats["pca_chi2"], dtype=np.float64), 1e-6, None))
+def derive_thresholds(stats: Mapping[str, np.ndarray], bad_n_sigma: float) -> dict[str, float]:
+    """Emission and erroneous-spectrum thresholds from the diagnostics of the PCA candidates (module doc)."""
+    offset, scale = robust_center_scale(stats["halpha_excess"])
+    err2 = float(np.nanmedian(np.asarray(stats["halpha_excess_err"], dtype=np.float64) ** 2))
+    centre, spread = robust_center_scale(np.log10(np.clip(np.asarray(stats["pca_chi2"], dtype=np.float64), 1e-6, None)))
     return {
-        "halpha_excess_threshold": robust_threshold(stats["halpha_excess"], n_sigma),
-        "bad_chi2_threshold": float(10.0 ** robust_threshold(log_chi2, bad_n_sigma)),
+        "excess_offset": offset,
+        "excess_model_sigma": float(np.sqrt(max(scale**2 - err2, 0.0))),
+        "bad_chi2_threshold": float(10.0 ** (centre + bad_n_sigma * spread)),
     }
 
 
+def excess_threshold(stats: Mapping[str, np.ndarray], thresholds: Mapping[str, float], n_sigma: float) -> np.ndarray:
+    """Per-spectrum Hα-excess threshold: offset + n_sigma × √(err² + model σ²)."""
+    err = np.asarray(stats["halpha_excess_err"], dtype=np.float64)
+    return thresholds["excess_offset"] + n_sigma * np.sqrt(err**2 + thresholds["excess_model_sigma"] ** 2)
+
+
 def emission_flags(
-    stats: Mapping[str, np.ndarray], excess_threshold: float, min_significance: float, bad_chi2_threshold: float
+    stats: Mapping[str, np.ndarray],
+    thresholds: Mapping[str, float],
+    n_sigma: float,
+    fixed_threshold: float | None = None,
+    bad_chi2_threshold: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``em_flag`` and ``bad_spectrum_flag`` (int8, 0/1) from the diagnostics and thresholds."""
-    excess = np.asarray(stats["halpha_excess"])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        significant = excess / np.asarray(stats["halpha_excess_err"]) > min_significance
-        em = (excess > excess_threshold) & significant
-        bad = np.asarray(stats["pca_chi2"]) > bad_chi2_threshold
+    """``em_flag`` and ``bad_spectrum_flag`` (int8, 0/1) from the diagnostics and thresholds.
+
+    ``fixed_threshold`` / ``bad_chi2_threshold`` (configuration) replace the derived ones when given.
+    """
+    excess = np.asarray(stats["halpha_excess"], dtype=np.float64)
+    limit = fixed_threshold if fixed_threshold is not None else excess_threshold(stats, thresholds, n_sigma)
+    bad_limit = bad_chi2_threshold if bad_chi2_threshold is not None else thresholds["bad_chi2_threshold"]
+    with np.errstate(invalid="ignore"):
+        em = excess > limit
+        bad = np.asarray(stats["pca_chi2"]) > bad_limit
     return em.astype(np.int8), bad.astype(np.int8)

@@ -176,8 +176,10 @@ INTERSTELLAR_WINDOWS: tuple[Window, ...] = (
 )
 """Diffuse interstellar bands, interstellar Na I D and Ca II K (§3, §5.3), widened by the LSF."""
 
+_EMITTING_HYDROGEN = ("H_alpha", "H_beta", "H_gamma", *PASCHEN_LINES)
+
 EMISSION_WINDOWS: tuple[Window, ...] = (
-    *HYDROGEN_WINDOWS,
+    *(w for w in HYDROGEN_WINDOWS if w.name in _EMITTING_HYDROGEN),
     *(_around(n, c, 10.0, "emission") for n, c in HELIUM_I_LINES.items()),
     _around("HeII_4687_em", HELIUM_II_LINES["HeII_4687"], 10.0, "emission"),
     *(_around(f"FeII_{int(c)}", c, 8.0, "emission") for c in FE_II_EMISSION),
@@ -185,7 +187,12 @@ EMISSION_WINDOWS: tuple[Window, ...] = (
     _around("OI_8449_em", O_I_8446, 10.0, "emission"),
     *(_around(f"CaII_{int(c)}_em", c, 10.0, "emission") for c in CA_II_TRIPLET),
 )
-"""Where emission-line stars (Be, Herbig Ae/Be, H II contamination) may show emission (P1 §3)."""
+"""Where emission-line stars (Be, Herbig Ae/Be, H II contamination) may show emission (P1 §3): Hα, Hβ, Hγ,
+the Paschen series (often with the Ca II triplet), He I, He II 4686, Fe II, O I. The higher Balmer lines
+(Hδ and up) stay in the clean windows: the Balmer decrement makes their emission weak except in the
+strongest emitters (which the Hα excess flags anyway), and their Stark profiles carry most of the Teff and
+log g information that lets the PCA predict the Hα absorption from the clean windows (on the mock they
+halve the scatter of the Hα excess of non-emission stars)."""
 
 FIT_WINDOWS: tuple[Window, ...] = (
     *INTERSTELLAR_WINDOWS,

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from survey_scale._version import __version__
-from survey_scale.emission import emission_flags, residual_statistics
+from survey_scale.emission import emission_flags, excess_window, residual_statistics
 from survey_scale.runner import ChunkContext, ModelRef, Output, Stage, StageResult
 
 PCA_MODEL_VERSION = "1"
@@ -241,36 +241,51 @@ def project(model: PCAModel, norm_flux: np.ndarray, norm_ivar: np.ndarray) -> di
     return {"coeff": coeff, "recon_clean": recon_clean, "recon_full": recon_full}
 
 
+def excess_weights(model: PCAModel) -> np.ndarray:
+    """(P_clean,) derivative of the reconstruction's mean over the Hα excess window w.r.t. each clean pixel.
+
+    mean_W(r) = const + Σ_k p_k a_k with a_k = mean_W(std · B_k) and p = ξᵀ z_clean, z = (f − mean)/std, so
+    the derivative is (ξ a) / std_clean; the reconstruction's noise variance is Σ_i weight_i² σ_i².
+    """
+    window = excess_window()
+    a = (model.reconstruction[:, window] * model.std[window]).mean(axis=1)
+    return (model.basis_clean @ a) / model.std[model.clean]
+
+
+def diagnostics(model: PCAModel, norm_flux: np.ndarray, norm_ivar: np.ndarray) -> tuple[dict, dict]:
+    """Projection (:func:`project`) and residual statistics (:mod:`survey_scale.emission`) of a batch."""
+    rec = project(model, norm_flux, norm_ivar)
+    stats = residual_statistics(
+        norm_flux,
+        norm_ivar,
+        rec["recon_clean"],
+        model.model_var_clean,
+        model.clean,
+        model.n_components,
+        excess_weights(model),
+    )
+    return rec, stats
+
+
 def diagnostics_block(data: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Residual statistics of a block of spectra against a PCA model (for thresholds; a map_rows block)."""
-    model = params["model"]
-    rec = project(model, data["norm_flux"], data["norm_ivar"])
-    return residual_statistics(
-        data["norm_flux"], data["norm_ivar"], rec["recon_clean"], model.model_var_clean, model.clean
-    )
+    return diagnostics(params["model"], data["norm_flux"], data["norm_ivar"])[1]
 
 
 def pca_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
     """Stage function: PCA coefficients, ``pca_flux``, Hα diagnostics and flags of a chunk (SPEC §4)."""
     model: PCAModel = ctx.models["pca"]
-    flux, ivar = inputs["norm_flux"], inputs["norm_ivar"]
-    rec = project(model, flux, ivar)
-    stats = residual_statistics(flux, ivar, rec["recon_clean"], model.model_var_clean, model.clean)
-    thresholds = model.meta["thresholds"]
+    rec, stats = diagnostics(model, inputs["norm_flux"], inputs["norm_ivar"])
     em, bad = emission_flags(
-        stats,
-        params["threshold"] if params["threshold"] is not None else thresholds["halpha_excess_threshold"],
-        params["min_significance"],
-        params["bad_chi2_threshold"] if params["bad_chi2_threshold"] is not None else thresholds["bad_chi2_threshold"],
+        stats, model.meta["thresholds"], params["n_sigma"], params["threshold"], params["bad_chi2_threshold"]
     )
     pca_flux = np.where(em[:, None] == 1, rec["recon_clean"], rec["recon_full"])
     rejects = [
         (int(i), "no_pca_diagnostics", "no usable pixel in the Hα or clean windows: emission and χ² undefined")
         for i in np.flatnonzero(~np.isfinite(stats["halpha_excess"]) | ~np.isfinite(stats["pca_chi2"]))
     ]
-    return StageResult(
-        {"pca_coeff": rec["coeff"], "pca_flux": pca_flux, "em_flag": em, "bad_spectrum_flag": bad, **stats}, rejects
-    )
+    outputs = {"pca_coeff": rec["coeff"], "pca_flux": pca_flux, "em_flag": em, "bad_spectrum_flag": bad, **stats}
+    return StageResult(outputs, rejects)
 
 
 def pca_stage(model_path: Path, n_components: int, emission: Mapping[str, Any], block_spectra: int) -> Stage:
@@ -293,7 +308,7 @@ def pca_stage(model_path: Path, n_components: int, emission: Mapping[str, Any], 
         ),
         params={
             "threshold": emission.get("threshold"),
-            "min_significance": emission["min_significance"],
+            "n_sigma": emission["n_sigma"],
             "bad_chi2_threshold": emission.get("bad_chi2_threshold"),
         },
         models={"pca": ModelRef(str(model_path), load_pca_model)},

@@ -145,13 +145,9 @@ def build_pca_models(cube: Path, config: Config, client: Client) -> Path:
         )
         model1.save(path1)
     stats1 = _diagnostics(cube, rows, model1, client, cfg.block_spectra)
-    thr1 = derive_thresholds(stats1, em_cfg.n_sigma, em_cfg.bad_n_sigma)
-    em1, bad1 = emission_flags(
-        stats1,
-        em_cfg.threshold or thr1["halpha_excess_threshold"],
-        em_cfg.min_significance,
-        em_cfg.bad_chi2_threshold or thr1["bad_chi2_threshold"],
-    )
+    # Pass 1 knows emission stars only roughly (13 % of them trained it): drop generously, at train_n_sigma.
+    thr1 = derive_thresholds(stats1, em_cfg.bad_n_sigma)
+    em1, bad1 = emission_flags(stats1, thr1, em_cfg.train_n_sigma, em_cfg.threshold, em_cfg.bad_chi2_threshold)
     keep = (em1 == 0) & (bad1 == 0)
     train2 = rows[keep]
     key2 = _hash("pass2", key1, specids[keep], em_cfg.model_dump_json())
@@ -177,11 +173,12 @@ def build_pca_models(cube: Path, config: Config, client: Client) -> Path:
                 "selection": f"{cfg.snr_column} > {cfg.min_snr}, not flagged by pass 1",
             },
         )
-        stats2 = _diagnostics(cube, rows, model2, client, cfg.block_spectra)
-        model2.meta["thresholds"] = derive_thresholds(stats2, em_cfg.n_sigma, em_cfg.bad_n_sigma)
+        stats2 = _diagnostics(cube, train2, model2, client, cfg.block_spectra)
+        model2.meta["thresholds"] = derive_thresholds(stats2, em_cfg.bad_n_sigma)
         model2.meta["threshold_rule"] = (
-            f"halpha_excess > median + {em_cfg.n_sigma} x 1.4826 MAD of the {rows.size} candidates' excess; "
-            f"pca_chi2 > 10**(median + {em_cfg.bad_n_sigma} x 1.4826 MAD of log10 pca_chi2)"
+            f"em_flag: halpha_excess > excess_offset + n_sigma x sqrt(halpha_excess_err^2 + excess_model_sigma^2), "
+            f"offset and model sigma robust over the {train2.size} unflagged candidates; bad_spectrum_flag: "
+            f"pca_chi2 > 10**(median + {em_cfg.bad_n_sigma} x 1.4826 MAD of their log10 pca_chi2)"
         )
         model2.save(path2)
     return path2

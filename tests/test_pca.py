@@ -88,7 +88,7 @@ def test_model_artifact(pca_cube) -> None:
     np.testing.assert_allclose(model.basis_clean.T @ model.basis_clean, np.eye(12), atol=1e-8)
     assert model.meta["pass"] == 2 and model.meta["n_excluded_pass1"] > 0
     assert np.all(np.diff(model.eig_clean) <= 0) and np.all(np.diff(model.eig_full) <= 0)
-    assert {"halpha_excess_threshold", "bad_chi2_threshold"} <= set(model.meta["thresholds"])
+    assert set(model.meta["thresholds"]) == {"excess_offset", "excess_model_sigma", "bad_chi2_threshold"}
     pass1 = PCAModel.load(Path(ctx["model"]).with_name("pca-pass1.npz"))
     assert model.meta["n_train"] == pass1.meta["n_train"] - model.meta["n_excluded_pass1"]
 
