@@ -113,6 +113,7 @@ class PCAConfig(_Section):
     max_train: int | None = Field(100_000, ge=100, description="random subset of the candidates (seeded)")
     min_clean_fraction: float = Field(0.95, ge=0, le=1, description="training: usable clean-window pixels")
     seed: int = 0
+    n_refits: int = Field(2, ge=0, description="refits without the stars the previous pass flagged (P1: 1)")
     block_spectra: int = Field(2048, ge=1, description="spectra per Dask task")
 
 
@@ -120,7 +121,7 @@ class EmissionConfig(_Section):
     """Hα emission and erroneous-spectrum flags (SPEC §4, P1 §3 and Appendix A)."""
 
     threshold: float | None = Field(None, description="fixed Hα excess threshold; null = per-spectrum, derived")
-    n_sigma: float = Field(4.0, gt=0, description="derived: offset + n_sigma × √(err² + model σ²)")
+    n_sigma: float = Field(3.5, gt=0, description="derived: offset + n_sigma × √(err² + model σ²)")
     train_n_sigma: float = Field(2.5, gt=0, description="pass 1: candidates above this n-sigma leave training")
     bad_chi2_threshold: float | None = Field(None, description="reduced χ² threshold; null = derived")
     bad_n_sigma: float = Field(10.0, gt=0, description="derived: median + bad_n_sigma × MAD of log10 χ²")

@@ -4,8 +4,8 @@ For each spectrum, with its normalized flux f, inverse variance w and the PCA re
 the clean windows only (so that emission cannot leak into it):
 
 - ``halpha_excess`` = mean(f − r) over 6557–6571 Å (P1 Fig. 3, horizontal axis);
-- ``halpha_excess_err``: its measurement error — the pixel noise of the window plus the noise the clean
-  windows' pixels propagate into the reconstruction through the PCA coefficients (it dominates at low S/N);
+- ``halpha_excess_err``: its measurement error — the pixel noise of the window plus the uncertainty of the
+  reconstruction, from the posterior variance of the PCA coefficients (it dominates at low S/N);
 - ``halpha_chi2`` = reduced χ² of f vs r over 6400–6550 and 6590–6690 Å (P1 Fig. 3, vertical axis);
 - ``pca_chi2`` = reduced χ² of f vs r over the clean-window pixels, the erroneous-spectrum diagnostic of
   P1 Appendix A (flux jumps, wrong wavelength calibration, artefacts).
@@ -14,9 +14,10 @@ The χ² use a per-pixel variance 1/w + σ²_model, with σ²_model the PCA's re
 its training spectra (their noise removed), so χ² stays near 1 at any S/N for a good spectrum.
 
 Thresholds, derived from the data (P1 draws one by eye on Fig. 3). Over the high-S/N PCA candidates
-(non-emission stars are the large majority) we measure the robust centre of the excess, ``excess_offset``
-(the median), and its robust scatter beyond the measurement error, ``excess_model_sigma``
-(√(σ²_MAD − median err²), σ_MAD = 1.4826 × MAD): how well the clean windows predict Hα. A spectrum is an
+(non-emission stars are the large majority) we measure the centre of the excess, ``excess_offset`` (the
+median), and its scatter beyond the measurement error, ``excess_model_sigma`` = √(σ² − median err²) with
+σ = median − 15.87th percentile, measured on the side emission cannot reach, so that the weak emitters
+left among the candidates do not inflate it: how well the clean windows predict Hα. A spectrum is an
 emission star when
 
     halpha_excess > excess_offset + n_sigma × √(halpha_excess_err² + excess_model_sigma²)     (n_sigma = 4)
@@ -51,7 +52,7 @@ def residual_statistics(
     model_var: np.ndarray,
     clean: np.ndarray,
     n_components: int,
-    excess_weights: np.ndarray,
+    recon_excess_var: np.ndarray,
     wave: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Hα excess, its error, Hα-region χ² and clean-window χ² of a batch of spectra.
@@ -68,9 +69,9 @@ def residual_statistics(
         (P,) boolean clean-window mask.
     n_components
         K, the degrees of freedom the projection takes from the clean-window χ².
-    excess_weights
-        (P_clean,) d(mean reconstruction over the excess window) / d(flux) of each clean pixel
-        (:func:`survey_scale.pca.excess_weights`): the coefficients' noise propagated to the excess.
+    recon_excess_var
+        (n,) variance of the reconstruction's mean over the excess window, from the coefficients' posterior
+        variance (:func:`survey_scale.pca.project`).
     wave
         (P,) wavelengths in Å (default: the common grid).
 
@@ -91,8 +92,7 @@ def residual_statistics(
         g = good & in_excess
         n = g.sum(axis=1)
         excess = np.where(g, resid, 0.0).sum(axis=1) / n
-        recon_var = noise_var[:, clean] @ (excess_weights.astype(np.float64) ** 2)
-        excess_err = np.sqrt(np.where(g, noise_var, 0.0).sum(axis=1) / n**2 + recon_var)
+        excess_err = np.sqrt(np.where(g, noise_var, 0.0).sum(axis=1) / n**2 + recon_excess_var)
         n_chi2 = (good & in_chi2).sum(axis=1)
         n_clean = (good & clean).sum(axis=1)
         out = {
@@ -116,7 +116,10 @@ def robust_center_scale(values: np.ndarray) -> tuple[float, float]:
 
 def derive_thresholds(stats: Mapping[str, np.ndarray], bad_n_sigma: float) -> dict[str, float]:
     """Emission and erroneous-spectrum thresholds from the diagnostics of the PCA candidates (module doc)."""
-    offset, scale = robust_center_scale(stats["halpha_excess"])
+    excess = np.asarray(stats["halpha_excess"], dtype=np.float64)
+    offset = float(np.nanmedian(excess))
+    # the scatter from the side emission cannot reach: median − 15.87th percentile (1 σ for a Gaussian)
+    scale = offset - float(np.nanpercentile(excess, 100 * 0.158655))
     err2 = float(np.nanmedian(np.asarray(stats["halpha_excess_err"], dtype=np.float64) ** 2))
     centre, spread = robust_center_scale(np.log10(np.clip(np.asarray(stats["pca_chi2"], dtype=np.float64), 1e-6, None)))
     return {

@@ -226,30 +226,46 @@ def pca_from_gram(
 def project(model: PCAModel, norm_flux: np.ndarray, norm_ivar: np.ndarray) -> dict[str, np.ndarray]:
     """Coefficients and reconstructions of a batch of normalized spectra.
 
+    The coefficients are Wiener-filtered projections: with z the standardized spectrum (masked pixels at
+    the mean), σ²_k = Σ_i ξ_ik² var(z_i) the noise of the plain projection ξ_kᵀz (P1) and λ_k the
+    component's variance over the training set, p_k = λ_k / (λ_k + σ²_k) · ξ_kᵀz — the posterior mean under
+    the PCA's own Gaussian prior. At high S/N it is P1's projection; at low S/N it keeps noise out of the
+    reconstruction instead of amplifying it, and ``coeff_var`` = λ_k σ²_k / (λ_k + σ²_k) is its posterior
+    variance (propagated into the Hα excess error).
+
     Returns
     -------
     dict
-        ``coeff`` (n, K) clean-window coefficients; ``recon_clean`` (n, P) the full spectrum from them
-        (X″ᵀ = P′B); ``recon_full`` (n, P) the reconstruction from all pixels; all float32.
+        ``coeff`` (n, K) and ``coeff_var`` (n, K) clean-window coefficients and their variance;
+        ``recon_clean`` (n, P) the full spectrum from them (X″ᵀ = P′B); ``recon_full`` (n, P) the
+        reconstruction from all pixels (full-range components, same filter); all float32.
     """
     z = standardize(norm_flux, norm_ivar, model.mean, model.std)
-    coeff = z[:, model.clean] @ model.basis_clean.astype(np.float32)
+    good = _usable(np.asarray(norm_flux), np.asarray(norm_ivar))
+    with np.errstate(divide="ignore"):
+        z_var = np.where(good, 1.0 / (np.where(good, norm_ivar, 1.0) * model.std**2), 0.0).astype(np.float32)
+
+    def wiener(zz: np.ndarray, vv: np.ndarray, basis: np.ndarray, eig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        basis = basis.astype(np.float32)
+        raw, noise = zz @ basis, vv @ (basis * basis)
+        prior = eig.astype(np.float32)
+        return raw * (prior / (prior + noise)), prior * noise / (prior + noise)
+
+    coeff, coeff_var = wiener(z[:, model.clean], z_var[:, model.clean], model.basis_clean, model.eig_clean)
+    full, _ = wiener(z, z_var, model.basis_full, model.eig_full)
     scale, mean = model.std.astype(np.float32), model.mean.astype(np.float32)
-    recon_clean = mean + scale * (coeff @ model.reconstruction.astype(np.float32))
-    basis_full = model.basis_full.astype(np.float32)
-    recon_full = mean + scale * ((z @ basis_full) @ basis_full.T)
-    return {"coeff": coeff, "recon_clean": recon_clean, "recon_full": recon_full}
+    return {
+        "coeff": coeff,
+        "coeff_var": coeff_var,
+        "recon_clean": mean + scale * (coeff @ model.reconstruction.astype(np.float32)),
+        "recon_full": mean + scale * (full @ model.basis_full.T.astype(np.float32)),
+    }
 
 
-def excess_weights(model: PCAModel) -> np.ndarray:
-    """(P_clean,) derivative of the reconstruction's mean over the Hα excess window w.r.t. each clean pixel.
-
-    mean_W(r) = const + Σ_k p_k a_k with a_k = mean_W(std · B_k) and p = ξᵀ z_clean, z = (f − mean)/std, so
-    the derivative is (ξ a) / std_clean; the reconstruction's noise variance is Σ_i weight_i² σ_i².
-    """
+def excess_loadings(model: PCAModel) -> np.ndarray:
+    """(K,) a_k = d(mean reconstruction over the Hα excess window) / d(coefficient k) = mean_W(std · B_k)."""
     window = excess_window()
-    a = (model.reconstruction[:, window] * model.std[window]).mean(axis=1)
-    return (model.basis_clean @ a) / model.std[model.clean]
+    return (model.reconstruction[:, window] * model.std[window]).mean(axis=1)
 
 
 def diagnostics(model: PCAModel, norm_flux: np.ndarray, norm_ivar: np.ndarray) -> tuple[dict, dict]:
@@ -262,7 +278,7 @@ def diagnostics(model: PCAModel, norm_flux: np.ndarray, norm_ivar: np.ndarray) -
         model.model_var_clean,
         model.clean,
         model.n_components,
-        excess_weights(model),
+        rec["coeff_var"] @ excess_loadings(model).astype(np.float32) ** 2,
     )
     return rec, stats
 

@@ -86,11 +86,12 @@ def test_model_artifact(pca_cube) -> None:
     assert model.basis_clean.shape == (clean_window_mask(WAVE).sum(), 12)
     assert model.reconstruction.shape == (12, WAVE.size) and model.basis_full.shape == (WAVE.size, 12)
     np.testing.assert_allclose(model.basis_clean.T @ model.basis_clean, np.eye(12), atol=1e-8)
-    assert model.meta["pass"] == 2 and model.meta["n_excluded_pass1"] > 0
+    assert model.meta["final_pass"] == model.meta["pass"] >= 2 and model.meta["n_excluded"] > 0
     assert np.all(np.diff(model.eig_clean) <= 0) and np.all(np.diff(model.eig_full) <= 0)
     assert set(model.meta["thresholds"]) == {"excess_offset", "excess_model_sigma", "bad_chi2_threshold"}
     pass1 = PCAModel.load(Path(ctx["model"]).with_name("pca-pass1.npz"))
-    assert model.meta["n_train"] == pass1.meta["n_train"] - model.meta["n_excluded_pass1"]
+    assert pass1.meta["n_excluded"] == 0
+    assert model.meta["n_train"] == pass1.meta["n_train"] - model.meta["n_excluded"]
 
 
 def test_reconstruction_residuals_consistent_with_noise(pca_cube) -> None:
@@ -143,7 +144,7 @@ def test_rerun_is_skipped_and_a_new_model_reruns(pca_cube, client) -> None:
         },
     )
     new_path = build_pca_models(path, changed, client)
-    assert Path(new_path).stat().st_mtime_ns != mtime  # emission settings changed: pass 2 refitted
+    assert Path(new_path).stat().st_mtime_ns != mtime  # emission settings changed: the passes are refitted
     summary = run_stage(path, pca_stage(new_path, 12, changed.emission.model_dump(), 128), client, progress=False)
     assert summary.n_computed == summary.n_chunks == 3
 
