@@ -33,19 +33,22 @@ def _shade_runs(ax: plt.Axes, wave: np.ndarray, mask: np.ndarray, **style) -> No
         ax.axvspan(wave[lo], wave[hi - 1], **style)
 
 
-def plot_emission_diagram(cube: str | Path, model_path: str | Path, path: str | Path, n_sigma: float = 4.0) -> Path:
+def plot_emission_diagram(cube: str | Path, model_path: str | Path, path: str | Path) -> Path:
     """P1 Fig. 3 analogue: Hα excess vs Hα-region reduced χ², the emission threshold drawn.
 
-    The line is the threshold of a noiseless spectrum (offset + n_sigma × model σ); a spectrum's own threshold
-    is higher by its measurement error (:mod:`survey_scale.emission`)."""
+    The line is the threshold of a noiseless spectrum (offset + n_sigma × model σ, n_sigma as the ``pca``
+    stage ran); a spectrum's own threshold is higher by its measurement error (:mod:`survey_scale.emission`).
+    """
     ds = open_cube(cube)
     excess = ds.halpha_excess.values
     chi2 = ds.halpha_chi2.values
     em = ds.em_flag.values == 1
     bad = ds.bad_spectrum_flag.values == 1
     thresholds = PCAModel.load(model_path).meta["thresholds"]
-    n_sigma = float(n_sigma)
-    threshold = thresholds["excess_offset"] + n_sigma * thresholds["excess_model_sigma"]
+    params = ds.attrs["stages"]["pca"]["params"]
+    threshold = params["threshold"]
+    if threshold is None:
+        threshold = thresholds["excess_offset"] + params["n_sigma"] * thresholds["excess_model_sigma"]
     fig, ax = plt.subplots(figsize=(6.5, 5))
     quiet = ~em & ~bad
     ax.scatter(excess[quiet], chi2[quiet], s=3, c="0.4", label=f"no emission ({quiet.sum()})", rasterized=True)

@@ -549,7 +549,12 @@ def consolidate_stage(cube: str | Path, stage: Stage, provenance: Mapping[str, A
         expected = int(r["_stop"])
     if expected != n and any(o.per_spectrum for o in stage.outputs):
         raise StageError(f"{cube}: stage {stage.name}: rows {expected}:{n} have no results yet")
-    stamp = {**provenance, "code_version": __version__, "updated": datetime.now(UTC).isoformat(timespec="seconds")}
+    stamp = {
+        **provenance,
+        "params": json.loads(json.dumps(dict(stage.params), default=str)),
+        "code_version": __version__,
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     attrs_prov = {
         f"provenance_{k}": (json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in stamp.items()
     }
