@@ -29,7 +29,7 @@ from survey_scale.model_grid import load_model_grid
 
 
 def jacobian_timing(em: E.Emulator, n: int, device: str | None, repeat: int = 3) -> dict[str, float]:
-    """Seconds per spectrum of the analytic and the autograd (torch.func.jacfwd) Jacobian."""
+    """Seconds per spectrum of the analytic and the autograd (forward-mode torch.func.jvp) Jacobian."""
     x = torch.from_numpy(np.random.default_rng(0).uniform(-0.4, 0.4, (n, em.n_labels))).float()
     x = x.to(E.resolve_device(device))
     out = {}
@@ -74,9 +74,8 @@ def main() -> None:
         f"grid: {source}: {grid.n_spectra} spectra × {grid.wave.size} pixels, {len(grid.label_names)} labels "
         f"({time.perf_counter() - t:.1f} s to make/read)"
     )
-    print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {E.resolve_device(args.device)}"
-    )
+    dev = E.resolve_device(args.device)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {dev}")
     archs = ["perpixel", "shared"] if args.arch == "both" else [args.arch]
     results = {}
     for arch in archs:
@@ -94,6 +93,9 @@ def main() -> None:
             seed=args.seed,
         )
         m = em.meta
+        if args.save_dir:
+            path = em.save(Path(args.save_dir) / f"emulator_{arch}.npz")
+            print(f"  saved {path}")
         jt = jacobian_timing(em, 64, args.device)
         results[arch] = {
             "hidden": list(hidden),
@@ -121,9 +123,6 @@ def main() -> None:
             f"  Jacobian per spectrum: analytic {1e3 * jt['analytic']:.2f} ms, autograd (jacfwd) "
             f"{1e3 * jt['autograd']:.2f} ms → analytic {jt['autograd'] / jt['analytic']:.1f}× faster"
         )
-        if args.save_dir:
-            path = em.save(Path(args.save_dir) / f"emulator_{arch}.npz")
-            print(f"  saved {path}")
     if args.json:
         Path(args.json).write_text(json.dumps({"grid": source, "results": results}, indent=2))
 

@@ -21,7 +21,7 @@ The fit needs ∂f/∂x at every pixel. For the per-pixel network each pixel is 
 so reverse mode *per pixel* is one extra batched matmul of the size of the forward pass; autograd (one
 backward pass per output pixel, or forward mode with L tangents) costs ~L times more. For the shared
 network the Jacobian is forward mode, J = W_out · diag(σ′) · W · diag(σ′) · W_0, one large GEMM.
-Both are written out by hand in :meth:`_TorchNet.block` and evaluated pixel block by pixel block so the
+Both are written out by hand in :meth:`_Kernel.block` and evaluated pixel block by pixel block so the
 activations stay in cache (``benchmarks/bench_emulator.py`` measures analytic vs autograd).
 
 File formats
@@ -481,21 +481,24 @@ class Emulator:
         """Flux (n, P) and Jacobian ∂f/∂x (n, P, L) w.r.t. the **scaled** labels x (n, L), float32.
 
         ``method="analytic"`` (used by the fitter: reverse mode per pixel / forward mode for the shared
-        network, blockwise) or ``"autograd"`` (:func:`torch.func.jacfwd` of the plain forward, kept for
-        comparison and checks).
+        network, blockwise) or ``"autograd"``: forward-mode automatic differentiation of the plain forward
+        (:func:`torch.func.jvp`, one pass per label, the whole batch at once since rows are independent),
+        kept for comparison and checks. (``vmap(jacfwd)`` would broadcast the per-pixel weights over the
+        batch: ~100 GB for P2's network and 64 spectra.)
         """
         x = x.to(torch.float32)
         net = self.torch_net(x.device)
         if method == "autograd":
-
-            def one(xi: torch.Tensor) -> torch.Tensor:
-                return net.forward_autograd(xi.unsqueeze(0))[0]
-
+            cols = []
             with warnings.catch_warnings():
                 # torch.func's first use triggers torch's own torch.jit.script deprecation warning
                 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
-                jac = torch.func.vmap(torch.func.jacfwd(one))(x)
-            return net.forward(x), jac
+                for i in range(x.shape[1]):
+                    tangent = torch.zeros_like(x)
+                    tangent[:, i] = 1.0
+                    f, col = torch.func.jvp(net.forward_autograd, (x,), (tangent,))
+                    cols.append(col)
+            return f.detach(), torch.stack(cols, dim=2).detach()
         if method != "analytic":
             raise ValueError(f"method must be 'analytic' or 'autograd', got {method!r}")
         return net.kernel().jacobian(x)

@@ -96,8 +96,9 @@ class FitResult:
         Names of the L labels.
     info
         Run figures: ``rows_evaluated`` (model+Jacobian evaluations of one spectrum), ``n_problems``
-        (spectra × starts), ``n_pixels_used``, ``seconds``, ``flops`` (matmul FLOPs, see
-        :func:`flops_per_evaluation`), ``device``, ``batch_size``.
+        (spectra × starts), ``n_pixels_used``, ``seconds`` (whole call), ``seconds_lm`` (the
+        Levenberg–Marquardt loop), ``flops`` (matmul FLOPs of the loop, see :func:`flops_per_evaluation`),
+        ``device``, ``batch_size``, ``pixel_block``.
     """
 
     labels: np.ndarray
@@ -414,6 +415,7 @@ def fit_spectra(
         spec_of = torch.arange(n_use, device=dev).repeat(k)
         block = pixel_block or kern.default_block(min(batch_size, k * n_use))
         info["pixel_block"] = block
+        t_lm = time.perf_counter()
         res = _levenberg_marquardt(
             kern,
             y_d,
@@ -429,6 +431,9 @@ def fit_spectra(
             batch=batch_size,
             block=block,
         )
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        info["seconds_lm"] = time.perf_counter() - t_lm
         info["rows_evaluated"] = res["rows"]
         info["iterations_loop"] = res["loops"]
         info["flops"] = res["rows"] * flops_per_evaluation(em, int(pix_used.size))["total"]
