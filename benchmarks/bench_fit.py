@@ -20,10 +20,22 @@ Examples::
     PYTHONPATH=. python benchmarks/bench_fit.py                   # both architectures, 2000 spectra
     PYTHONPATH=. python benchmarks/bench_fit.py --arch shared --n 5000 --device cuda
 
-Timings on a shared machine are noisy: compare figures of one run, not across runs.
+Timings on a shared machine are noisy: compare figures of one run, not across runs. When other processes
+load the cores, ``--threads 1`` avoids OpenMP threads waiting on a descheduled sibling (measured here: 25×
+slower with 2 threads while another process held one of the 2 cores).
 """
 
 from __future__ import annotations
+
+import os
+import sys
+
+if "--threads" in sys.argv:
+    # numpy's BLAS (the curve_fit loop's forward) reads its thread count at import: set it first, so that
+    # both sides of the comparison use the same number of threads
+    _n = sys.argv[sys.argv.index("--threads") + 1]
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _n
 
 import argparse
 import json

@@ -373,7 +373,7 @@ def fit_labels(
         ``snr`` (n,)
             S/N used for the flag.
         ``model_flux`` (n, P) float32
-            Emulator spectrum at the combined labels.
+            Emulator spectrum at the combined labels (with the raw, unclipped vsini).
         ``full_labels``, ``full_errors`` (n, L); ``full_cov`` (n, L, L); ``full_chi2_red``, ``full_n_iter``,
         ``full_converged`` (n,)
             The full-spectrum fit (after the re-fit where done).
