@@ -292,7 +292,7 @@ def fit_spectra(
     n_starts: int = 1,
     bounds: tuple[Any, Any] = (-0.5, 0.5),
     tol: float = 1e-3,
-    lambda0: float = 1e-3,
+    lambda0: float = 0.1,
     batch_size: int | None = None,
     pixel_block: int | None = None,
     seed: int = 0,
@@ -326,7 +326,9 @@ def fit_spectra(
     tol
         Convergence threshold on the Gauss–Newton decrement, in units of χ² (scaled by max(1, χ²_red)).
     lambda0
-        Initial Marquardt damping (relative to diag JᵀWJ).
+        Initial Marquardt damping (relative to diag JᵀWJ). 0.1 rather than the textbook 1e-3: cautious
+        first steps from a distant start fell into fewer wrong local minima (on the synthesizer-trained
+        emulator from the grid centre, S/N 50: 1.5 % instead of 2.4 % of 2000 fits) at the same cost.
     batch_size
         Spectra evaluated together (the active set). Default 512 on CPU, 8192 on CUDA.
     pixel_block
