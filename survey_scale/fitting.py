@@ -98,7 +98,7 @@ class FitResult:
         Run figures: ``rows_evaluated`` (model+Jacobian evaluations of one spectrum), ``n_problems``
         (spectra × starts), ``n_pixels_used``, ``seconds`` (whole call), ``seconds_lm`` (the
         Levenberg–Marquardt loop), ``flops`` (matmul FLOPs of the loop, see :func:`flops_per_evaluation`),
-        ``device``, ``batch_size``, ``pixel_block``.
+        ``steps_accepted`` (of the ``sum(n_iter)`` trial steps), ``device``, ``batch_size``, ``pixel_block``.
     """
 
     labels: np.ndarray
@@ -438,6 +438,7 @@ def fit_spectra(
         info["seconds_lm"] = time.perf_counter() - t_lm
         info["rows_evaluated"] = res["rows"]
         info["iterations_loop"] = res["loops"]
+        info["steps_accepted"] = res["accepted"]
         info["flops"] = res["rows"] * flops_per_evaluation(em, int(pix_used.size))["total"]
         c2 = res["chi2"].view(k, n_use)
         win = torch.argmin(torch.nan_to_num(c2, nan=torch.inf), dim=0)
@@ -530,6 +531,7 @@ def _levenberg_marquardt(
     next_new = 0
     rows = 0
     loops = 0
+    accepted = 0
     while True:
         n_new = min(batch - running.numel(), n_prob - next_new)
         new = torch.arange(next_new, next_new + n_new, device=dev)
@@ -563,6 +565,7 @@ def _levenberg_marquardt(
             lam[running] = torch.where(acc, (lam_r * shrink).clamp_min(_LAM_MIN), lam_r * nu_r)
             nu[running] = torch.where(acc, torch.full_like(nu_r, 2.0), nu_r * 2.0)
             ia = running[acc]
+            accepted += int(ia.numel())
             x[ia], chi2[ia], a_mat[ia], g[ia] = trial[acc], new_c[acc], a_t[:nr][acc], g_t[:nr][acc]
             noise[ia] = _NOISE * s_t[:nr][acc]
             n_iter[running] += 1
@@ -605,4 +608,5 @@ def _levenberg_marquardt(
         "status": status,
         "rows": rows,
         "loops": loops,
+        "accepted": accepted,
     }
