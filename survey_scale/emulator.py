@@ -22,7 +22,9 @@ so reverse mode *per pixel* is one extra batched matmul of the size of the forwa
 backward pass per output pixel, or forward mode with L tangents) costs ~L times more. For the shared
 network the Jacobian is forward mode, J = W_out · diag(σ′) · W · diag(σ′) · W_0, one large GEMM.
 Both are written out by hand in :meth:`_Kernel.block` and evaluated pixel block by pixel block so the
-activations stay in cache (``benchmarks/bench_emulator.py`` measures analytic vs autograd).
+activations stay in cache. Measured with ``benchmarks/bench_emulator.py`` (1 CPU thread, 64 spectra,
+3802 pixels): per-pixel (100, 100) 3.1 ms per spectrum analytic vs 119 ms by forward-mode autograd (38×);
+shared (300, 300) 0.54 vs 1.43 ms (2.6×). The analytic path is the one used.
 
 File formats
 ------------
