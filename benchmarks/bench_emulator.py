@@ -120,7 +120,7 @@ def main() -> None:
             f"(core {100 * m['valid_sigma_deep_gauss']:.3f} %)   [P2: 0.165 % / 0.586 %]"
         )
         print(
-            f"  Jacobian per spectrum: analytic {1e3 * jt['analytic']:.2f} ms, autograd (jacfwd) "
+            f"  Jacobian per spectrum: analytic {1e3 * jt['analytic']:.2f} ms, autograd (forward-mode jvp) "
             f"{1e3 * jt['autograd']:.2f} ms → analytic {jt['autograd'] / jt['analytic']:.1f}× faster"
         )
     if args.json:

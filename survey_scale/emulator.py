@@ -876,10 +876,6 @@ class _PerPixelParams(torch.nn.Module):
         return _TorchNet("perpixel", activation, m[0:-2:2], m[1:-2:2], m[-2], m[-1])
 
 
-def _train_forward(net: _TorchNet, x: torch.Tensor) -> torch.Tensor:
-    return net.forward_autograd(x)
-
-
 def train(
     grid: ModelGrid,
     architecture: str = "perpixel",
@@ -1012,7 +1008,7 @@ def train(
             tot = 0.0
             for net, (p0, p1) in zip(nets, bounds, strict=True):
                 for i in range(0, x_va.shape[0], 1024):
-                    pred = _train_forward(net, x_va[i : i + 1024])
+                    pred = net.forward_autograd(x_va[i : i + 1024])
                     tot += float(loss_fn(pred, y_va[i : i + 1024, p0:p1], reduction="sum"))
             return tot / (x_va.shape[0] * n_pix)
 
@@ -1031,7 +1027,7 @@ def train(
         xb, yb = x_tr[idx], y_tr[idx]
         opt.zero_grad(set_to_none=True)
         for net, (p0, p1) in zip(nets, bounds, strict=True):
-            pred = _train_forward(net, xb)
+            pred = net.forward_autograd(xb)
             # sum over chunks of the per-chunk losses = the loss over all pixels (mean over batch × pixels)
             (loss_fn(pred, yb[:, p0:p1], reduction="sum") / (xb.shape[0] * n_pix)).backward()
         opt.step()
