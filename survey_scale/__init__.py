@@ -40,6 +40,10 @@ _SUBMODULES = {
     "information",
     "distance",
     "model_grid",
+    "procedure",
+    "labels_stage",
+    "pipeline",
+    "plots",
 }
 
 __all__ = ["__version__", "open_cube", *sorted(_SUBMODULES)]

@@ -127,6 +127,33 @@ class EmissionConfig(_Section):
     bad_n_sigma: float = Field(10.0, gt=0, description="derived: median + bad_n_sigma × MAD of log10 χ²")
 
 
+class EmulatorConfig(_Section):
+    """The spectral emulator (SPEC §5.1): an existing file, or trained on a model grid."""
+
+    path: Path | None = Field(None, description="emulator file (own or public Payne .npz); null = train one")
+    model_grid: Path | None = Field(None, description="model grid (.npz); null = made by the synthesizer")
+    grid_size: int = Field(10000, ge=20, description="spectra of the synthesized model grid")
+    grid_seed: int = 0
+    architecture: Literal["shared", "perpixel"] = "shared"
+    hidden: list[int] | None = Field(None, description="hidden widths; null = the architecture's default")
+    epochs: int = Field(2000, ge=1)
+    patience: int = Field(40, ge=1, description="evaluations without improvement before stopping")
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(256, ge=1)
+    device: str | None = Field(None, description="null = CUDA if available, else CPU")
+    seed: int = 0
+
+
+class FitConfig(_Section):
+    """The label fit (SPEC §5.3)."""
+
+    device: str | None = Field(None, description="null = CUDA if available, else CPU")
+    bounds: float = Field(0.55, gt=0, description="fit box in scaled labels (±0.5 is the grid's range)")
+    max_iter: int = Field(100, ge=1)
+    n_starts: int = Field(1, ge=1)
+    block_spectra: int = Field(1024, ge=1, description="spectra per Dask task")
+
+
 class Config(_Section):
     """The whole configuration."""
 
@@ -137,6 +164,8 @@ class Config(_Section):
     normalize: NormalizeConfig = NormalizeConfig()
     pca: PCAConfig = PCAConfig()
     emission: EmissionConfig = EmissionConfig()
+    emulator: EmulatorConfig = EmulatorConfig()
+    fit: FitConfig = FitConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def section_hash(self, section: str) -> str:

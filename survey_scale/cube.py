@@ -224,8 +224,8 @@ def resize_spec(path: str | Path, n: int) -> None:
 def write_column(root: zarr.Group, name: str, values: np.ndarray, attrs: Mapping[str, Any]) -> None:
     """(Re)write a whole per-spectrum variable as one chunk.
 
-    Strings are stored as variable-length UTF-8; the fill value is NaN for floats, −1 for integers and ""
-    for strings.
+    Strings are stored as variable-length UTF-8; the fill value is NaN for floats, −1 for signed and 0 for
+    unsigned integers, and "" for strings.
     """
     values = np.asarray(values)
     if name in root:
@@ -237,6 +237,8 @@ def write_column(root: zarr.Group, name: str, values: np.ndarray, attrs: Mapping
         dtype, fill = values.dtype, np.nan
     elif values.dtype.kind == "b":
         dtype, fill = values.dtype, False
+    elif values.dtype.kind == "u":
+        dtype, fill = values.dtype, 0
     else:
         dtype, fill = values.dtype, -1
     array = root.create_array(

@@ -38,6 +38,7 @@ def demo_config(workdir: Path) -> dict:
             "crossmatch": str(mock / "crossmatch.parquet"),
         },
         "pca": {"n_components": 50},
+        "emulator": {"grid_size": 4000, "architecture": "shared"},
     }
 
 

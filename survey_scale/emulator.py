@@ -506,9 +506,7 @@ class Emulator:
         return net.kernel().jacobian(x)
 
     # -- numpy interface ------------------------------------------------------------------------------
-    def predict(
-        self, labels: np.ndarray, device: str | torch.device | None = None, batch: int = 1024
-    ) -> np.ndarray:
+    def predict(self, labels: np.ndarray, device: str | torch.device | None = None, batch: int = 1024) -> np.ndarray:
         """Normalized flux for physical labels (SPEC §12).
 
         Parameters
@@ -529,9 +527,7 @@ class Emulator:
         one = lab.ndim == 1
         lab = np.atleast_2d(lab)
         if lab.shape[1] != self.n_labels:
-            raise ValueError(
-                f"predict: labels have {lab.shape[1]} columns, the emulator takes {self.n_labels}"
-            )
+            raise ValueError(f"predict: labels have {lab.shape[1]} columns, the emulator takes {self.n_labels}")
         net = self.torch_net(device)
         out = np.empty((lab.shape[0], self.n_pixels), dtype=np.float32)
         x = self.scale(lab).astype(np.float32)
@@ -541,9 +537,7 @@ class Emulator:
                 out[i : i + batch] = net.forward(xt).cpu().numpy()
         return out[0] if one else out
 
-    def jacobian(
-        self, labels: np.ndarray, device: str | torch.device | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def jacobian(self, labels: np.ndarray, device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Flux (n, P) and ∂f/∂label (n, P, L) per **physical** unit of each label, float32 numpy."""
         lab = np.atleast_2d(np.asarray(labels, dtype=np.float64))
         net = self.torch_net(device)
@@ -647,9 +641,7 @@ def _shape_error(path: Path, msg: str) -> EmulatorFormatError:
     return EmulatorFormatError(f"{path}: {msg}")
 
 
-def load(
-    path: str | Path, wave: np.ndarray | None = None, label_names: Sequence[str] | None = None
-) -> Emulator:
+def load(path: str | Path, wave: np.ndarray | None = None, label_names: Sequence[str] | None = None) -> Emulator:
     """Read an emulator: the own format or a public Payne ``.npz`` (SPEC §5.1, §12).
 
     Parameters
@@ -696,9 +688,7 @@ def _layer_arrays(path: Path, arrays: dict[str, np.ndarray]) -> tuple[list[np.nd
         bs.append(arrays[f"b_array_{k}"])
         k += 1
     if k < 2:
-        raise _shape_error(
-            path, f"not an emulator file: needs w_array_0, w_array_1, … (found {sorted(arrays)})"
-        )
+        raise _shape_error(path, f"not an emulator file: needs w_array_0, w_array_1, … (found {sorted(arrays)})")
     for name in ("x_min", "x_max"):
         if name not in arrays:
             raise _shape_error(path, f"missing array {name!r}")
@@ -751,9 +741,7 @@ def _from_payne(
         architecture, activation = "perpixel", "sigmoid"
         n_pix, h1, nl = w0.shape
         if nl != n_lab:
-            raise _shape_error(
-                path, f"w_array_0 has shape {w0.shape}: last axis {nl} ≠ {n_lab} labels (x_min)"
-            )
+            raise _shape_error(path, f"w_array_0 has shape {w0.shape}: last axis {nl} ≠ {n_lab} labels (x_min)")
         if bs[0].shape != (n_pix, h1):
             raise _shape_error(path, f"b_array_0 has shape {bs[0].shape}, expected ({n_pix}, {h1})")
         w1, b1 = ws[1], bs[1]
@@ -793,9 +781,7 @@ def _from_payne(
                 )
             hidden_w, hidden_b, ow, ob = [w0, w1], [bs[0], b1], w2, b2
         else:
-            raise _shape_error(
-                path, f"per-pixel layout with {len(ws)} weight arrays is not supported (1 or 2 hidden)"
-            )
+            raise _shape_error(path, f"per-pixel layout with {len(ws)} weight arrays is not supported (1 or 2 hidden)")
     elif w0.ndim == 2:
         architecture, activation = "shared", "leaky_relu"
         if w0.shape[1] != n_lab:
@@ -836,9 +822,7 @@ def _from_payne(
         label_names = LABEL_NAMES if n_lab == len(LABEL_NAMES) else tuple(f"label_{i}" for i in range(n_lab))
     meta = {"source": f"public Payne npz {path.name}", "layout": f"{architecture}/{len(hidden_w)} hidden"}
     try:
-        return Emulator(
-            architecture, activation, hidden_w, hidden_b, ow, ob, x_min, x_max, label_names, wave, meta
-        )
+        return Emulator(architecture, activation, hidden_w, hidden_b, ow, ob, x_min, x_max, label_names, wave, meta)
     except ValueError as exc:
         raise _shape_error(path, str(exc)) from exc
 
@@ -851,9 +835,7 @@ def _from_payne(
 class _PerPixelParams(torch.nn.Module):
     """Per-pixel network weights as one parameter set per pixel chunk (chunks train independently)."""
 
-    def __init__(
-        self, sizes: Sequence[int], n_pix: int, chunk: int, gen: torch.Generator, mean_flux: torch.Tensor
-    ):
+    def __init__(self, sizes: Sequence[int], n_pix: int, chunk: int, gen: torch.Generator, mean_flux: torch.Tensor):
         super().__init__()
         self.bounds = [(p0, min(p0 + chunk, n_pix)) for p0 in range(0, n_pix, chunk)]
         self.chunks = torch.nn.ModuleList()
@@ -953,9 +935,7 @@ def train(
     perm = rng.permutation(n)
     n_valid = max(1, round(valid_fraction * n))
     if n - n_valid < 1:
-        raise ValueError(
-            f"train: a grid of {n} spectra is too small for a {valid_fraction:.0%} validation split"
-        )
+        raise ValueError(f"train: a grid of {n} spectra is too small for a {valid_fraction:.0%} validation split")
     i_valid, i_train = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
     x_min, x_max = grid.label_min, grid.label_max
     x_all = ((grid.labels - x_min) / (x_max - x_min) - 0.5).astype(np.float32)

@@ -211,9 +211,7 @@ def _model_flux(kern: _Kernel, x: torch.Tensor, batch: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _reduced_system(
-    a_mat: torch.Tensor, g: torch.Tensor, free: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _reduced_system(a_mat: torch.Tensor, g: torch.Tensor, free: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero the rows/columns of fixed labels (unit diagonal there) so they do not move."""
     ff = free.to(a_mat.dtype)
     a_red = a_mat * ff.unsqueeze(2) * ff.unsqueeze(1)
@@ -221,9 +219,7 @@ def _reduced_system(
     return a_red + eye, g * ff
 
 
-def _solve_scaled(
-    a_mat: torch.Tensor, g: torch.Tensor, lam: torch.Tensor, ridge: float = 1e-12
-) -> torch.Tensor:
+def _solve_scaled(a_mat: torch.Tensor, g: torch.Tensor, lam: torch.Tensor, ridge: float = 1e-12) -> torch.Tensor:
     """Solve (A + λ D) δ = g with D = diag(A) (Marquardt), in the unit-diagonal scaling, batched.
 
     A label with zero curvature gets δ = 0 (its g is 0 too). Cholesky first; the rare failures (numerically
@@ -356,8 +352,7 @@ def fit_spectra(
     n_lab = em.n_labels
     if n_pix != em.n_pixels or ivar.shape != flux.shape:
         raise ValueError(
-            f"fit_spectra: flux {flux.shape} and ivar {ivar.shape} must be (n, {em.n_pixels}) "
-            f"(the emulator's pixels)"
+            f"fit_spectra: flux {flux.shape} and ivar {ivar.shape} must be (n, {em.n_pixels}) (the emulator's pixels)"
         )
     good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
     if mask is not None:
@@ -383,8 +378,7 @@ def fit_spectra(
             n_starts = init.shape[0]
         else:
             raise ValueError(
-                f"fit_spectra: init has shape {init.shape}, expected ({n_spec}, {n_lab}) or "
-                f"(k, {n_spec}, {n_lab})"
+                f"fit_spectra: init has shape {init.shape}, expected ({n_spec}, {n_lab}) or (k, {n_spec}, {n_lab})"
             )
         starts = em.scale(starts)
     starts = np.where(np.isfinite(starts), starts, 0.5 * (lo + hi))

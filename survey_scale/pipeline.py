@@ -8,7 +8,9 @@
 2. ``normalize`` (§3) over all chunks not done;
 3. the PCA models (§4): pass 1 on the high-S/N candidates, their emission/erroneous flags, pass 2 without
    the flagged ones — each model file is reused while its training set and settings are unchanged;
-4. ``pca`` (§4): coefficients, ``pca_flux``, Hα diagnostics and flags over all chunks not done.
+4. ``pca`` (§4): coefficients, ``pca_flux``, Hα diagnostics and flags over all chunks not done;
+5. the emulator (§5.1): ``emulator.path``, or one trained on a model grid (cached while unchanged);
+6. ``fit`` (§5.3): labels, errors, covariances, χ², flags and ``model_flux`` over all chunks not done.
 
 Each step is skipped when up to date (chunk markers carry the stage version, configuration hash and model
 hashes), so ``survey-scale run`` after an append processes only the new spectra, and a killed run resumes.
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 from distributed import Client
 
+from survey_scale.cluster import thread_budget
 from survey_scale.config import Config
 from survey_scale.cube import create_cube, meta_dir, open_group, read_column, spec_length
 from survey_scale.emission import derive_thresholds, emission_flags
@@ -42,7 +45,7 @@ from survey_scale.pca import (
     pca_from_gram,
     pca_stage,
 )
-from survey_scale.runner import StageSummary, map_rows, reduce_rows, run_stage
+from survey_scale.runner import StageSummary, file_sha256, map_rows, reduce_rows, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +190,60 @@ def build_pca_models(cube: Path, config: Config, client: Client) -> Path:
     return final
 
 
+def build_emulator(cube: Path, config: Config) -> Path:
+    """The emulator file for the fit: ``emulator.path``, or one trained on the model grid (SPEC §5.1).
+
+    A trained emulator is cached in the cube's models folder with a key of its grid and settings, and
+    reused while they do not change.
+    """
+    cfg = config.emulator
+    if cfg.path is not None:
+        if not Path(cfg.path).is_file():
+            raise PipelineError(f"emulator.path {cfg.path}: file not found")
+        return Path(cfg.path)
+    from survey_scale.emulator import load as load_emulator
+    from survey_scale.emulator import train
+    from survey_scale.model_grid import load_model_grid, save_model_grid
+
+    folder = meta_dir(cube) / "models"
+    if cfg.model_grid is not None:
+        grid_path = Path(cfg.model_grid)
+    else:
+        grid_path = folder / f"model_grid-{cfg.grid_size}-{cfg.grid_seed}.npz"
+        if not grid_path.exists():
+            from survey_scale.synth import make_model_grid
+
+            log.info("emulator: synthesizing a model grid of %d spectra (seed %d)", cfg.grid_size, cfg.grid_seed)
+            save_model_grid(make_model_grid(cfg.grid_size, cfg.grid_seed), grid_path)
+    key = _hash(file_sha256(grid_path), cfg.model_dump_json(exclude={"path", "device"}))
+    path = folder / f"emulator-{cfg.architecture}.npz"
+    if path.exists() and load_emulator(path).meta.get("training_key") == key:
+        return path
+    grid = load_model_grid(grid_path)
+    log.info("emulator: training the %s architecture on %d spectra", cfg.architecture, grid.n_spectra)
+    em = train(
+        grid,
+        cfg.architecture,
+        hidden=cfg.hidden,
+        epochs=cfg.epochs,
+        patience=cfg.patience,
+        lr=cfg.learning_rate,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        seed=cfg.seed,
+        log=lambda line: log.info("emulator: %s", line),
+    )
+    em.meta["training_key"] = key
+    em.meta["model_grid"] = str(grid_path)
+    em.save(path)
+    log.info(
+        "emulator: validation precision %.3f %% overall, %.3f %% where flux < 0.95 (P2: 0.165 %%, 0.586 %%)",
+        100 * em.meta["valid_sigma"],
+        100 * em.meta["valid_sigma_deep"],
+    )
+    return path
+
+
 def run_pipeline_with_client(config: Config, client: Client, *, progress: bool = True) -> PipelineSummary:
     """Run every step that is not done yet on ``client`` (the caller holds the writer lock)."""
     cube = Path(config.cube.path)
@@ -206,6 +263,22 @@ def run_pipeline_with_client(config: Config, client: Client, *, progress: bool =
             pca_stage(model_path, config.pca.n_components, config.emission.model_dump(), config.pca.block_spectra),
             client,
             progress=progress,
+        )
+    )
+    emulator_path = build_emulator(cube, config)
+    summary.models["emulator"] = emulator_path
+    from survey_scale.emulator import load as load_emulator
+    from survey_scale.labels_stage import fit_stage
+
+    label_names = tuple(load_emulator(emulator_path).label_names)
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    summary.stages.append(
+        run_stage(
+            cube,
+            fit_stage(emulator_path, label_names, config.fit.model_dump()),
+            client,
+            progress=progress,
+            thread_budget=thread_budget(n_workers, config.cluster.threads_per_worker),
         )
     )
     return summary

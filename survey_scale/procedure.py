@@ -83,12 +83,7 @@ def air_to_vacuum(wave_air: np.ndarray | float) -> np.ndarray:
     """
     w = np.asarray(wave_air, dtype=np.float64)
     s2 = (1e4 / w) ** 2
-    n = (
-        1.0
-        + 8.336624212083e-5
-        + 2.408926869968e-2 / (130.1065924522 - s2)
-        + 1.599740894897e-4 / (38.92568793293 - s2)
-    )
+    n = 1.0 + 8.336624212083e-5 + 2.408926869968e-2 / (130.1065924522 - s2) + 1.599740894897e-4 / (38.92568793293 - s2)
     return w * n
 
 
@@ -266,9 +261,7 @@ def _estimate_snr(norm_flux: np.ndarray, norm_ivar: np.ndarray, wave: np.ndarray
     sel = (wave >= 4000.0) & (wave <= 5500.0)
     if not sel.any():
         sel = np.ones(wave.shape, dtype=bool)
-    snr = np.where(
-        norm_ivar[:, sel] > 0, norm_flux[:, sel] * np.sqrt(np.clip(norm_ivar[:, sel], 0, None)), np.nan
-    )
+    snr = np.where(norm_ivar[:, sel] > 0, norm_flux[:, sel] * np.sqrt(np.clip(norm_ivar[:, sel], 0, None)), np.nan)
     with np.errstate(all="ignore"):
         import warnings
 
@@ -386,9 +379,7 @@ def fit_labels(
     wave = np.asarray(wave, dtype=np.float64)
     n, n_pix = flux.shape
     if ivar.shape != flux.shape or wave.shape != (n_pix,):
-        raise ValueError(
-            f"fit_labels: norm_flux {flux.shape}, norm_ivar {ivar.shape}, wave {wave.shape} disagree"
-        )
+        raise ValueError(f"fit_labels: norm_flux {flux.shape}, norm_ivar {ivar.shape}, wave {wave.shape} disagree")
     if em.n_pixels != n_pix or not np.allclose(em.wave, wave, rtol=1e-7, atol=1e-4):
         raise ValueError(
             f"fit_labels: the emulator's pixel grid ({em.n_pixels} pixels, "
@@ -453,9 +444,7 @@ def fit_labels(
     model = np.full((n, n_pix), np.nan, dtype=np.float32)
     if ok.any():
         model[ok] = em.predict(labels[ok], device=device)
-    w_fit = np.where(fit_mask | ~np.isfinite(flux) | ~np.isfinite(ivar), 0.0, np.clip(ivar, 0, None)).astype(
-        np.float64
-    )
+    w_fit = np.where(fit_mask | ~np.isfinite(flux) | ~np.isfinite(ivar), 0.0, np.clip(ivar, 0, None)).astype(np.float64)
     with np.errstate(invalid="ignore"):
         chi2 = np.where(ok, (w_fit * (np.nan_to_num(flux) - model.astype(np.float64)) ** 2).sum(1), np.nan)
     dof = (w_fit > 0).sum(1) - em.n_labels
@@ -469,9 +458,7 @@ def fit_labels(
         vsini_raw = labels[:, iv].copy()
         flags[vsini_raw < 0] |= FLAG_VSINI_NEGATIVE
         labels[:, iv] = np.where(np.isfinite(vsini_raw), np.maximum(vsini_raw, 0.0), np.nan)
-    snr_used = (
-        _estimate_snr(flux, ivar, wave) if snr is None else np.asarray(snr, dtype=np.float64).reshape(n)
-    )
+    snr_used = _estimate_snr(flux, ivar, wave) if snr is None else np.asarray(snr, dtype=np.float64).reshape(n)
     flags[labels[:, it] < TEFF_MIN_FLAG] |= FLAG_TEFF_LT_7000
     flags[~(snr_used >= SNR_MIN_FLAG)] |= FLAG_SNR_LT_5
     converged = full.converged & (hmask.converged | ~np.isfinite(hmask.labels).all(1))
