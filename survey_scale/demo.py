@@ -63,13 +63,24 @@ def run_demo(workdir: str | Path, *, n_stars: int = 1000, seed: int = 1, progres
     figures = workdir / "figures"
     figures.mkdir()
     truth = workdir / "mock"
-    from survey_scale.plots import plot_emission_diagram, plot_reconstructions
+    from survey_scale.cli import fiducial_b_star
+    from survey_scale.emulator import load as load_emulator
+    from survey_scale.information import plot_cramer_rao, plot_gradient_spectra
+    from survey_scale.plots import plot_emission_diagram, plot_example_fits, plot_kiel, plot_reconstructions
 
     written = [
         plot_population(pd.read_parquet(truth / "truth_stars.parquet"), figures / "mock_population.png"),
         plot_observations(pd.read_parquet(truth / "truth.parquet"), figures / "mock_observations.png"),
         plot_emission_diagram(cube, meta_dir(cube) / "models" / "pca.npz", figures / "emission_diagram.png"),
         plot_reconstructions(cube, figures / "pca_reconstructions.png"),
+        plot_example_fits(cube, figures / "example_fits.png"),
+        plot_kiel(cube, figures / "kiel.png"),
+    ]
+    em = load_emulator(result.models["emulator"])
+    b_star = fiducial_b_star(em.label_names)
+    written += [
+        plot_gradient_spectra(em, b_star, figures / "emulator_gradient_spectra.png"),
+        plot_cramer_rao(em, b_star, figures / "emulator_cramer_rao.png", snr=100),
     ]
     print(cube_info(cube))
     print("figures:\n  " + "\n  ".join(str(p) for p in written))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -106,4 +107,73 @@ def plot_reconstructions(cube: str | Path, path: str | Path, rows: tuple[int, in
     axes[0, 0].legend(fontsize=8, loc="lower right")
     axes[-1, 0].set_xlabel("rest-frame vacuum wavelength (Å); clean windows shaded")
     fig.suptitle("PCA reconstruction from the clean windows (P1 Fig. 2 analogue)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] | None = None) -> Path:
+    """P2 Fig. 8 analogue: spectra with their best-fit emulator model, the fit's masked regions shaded
+    (and, for a star with an H-masked weight, the hydrogen windows). Default: the highest-S/N B star and
+    the highest-S/N early A star (Teff 8,000–11,000 K)."""
+    from survey_scale.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
+
+    ds = open_cube(cube)
+    wave = ds.wave.values
+    labels = ds.labels.values
+    names = list(ds.label.values)
+    teff = labels[:, names.index("teff")]
+    snr = np.where(np.isfinite(ds.snr_g.values), ds.snr_g.values, -1)
+    if rows is None:
+        picks = []
+        for lo, hi in ((11000.0, 30000.0), (8000.0, 11000.0)):
+            sel = np.flatnonzero((teff > lo) & (teff < hi) & (ds.em_flag.values == 0))
+            if sel.size:
+                picks.append(int(sel[np.argmax(snr[sel])]))
+        rows = tuple(picks)
+    fit_mask = window_mask(wave, FIT_WINDOWS)
+    h_mask = window_mask(wave, HYDROGEN_WINDOWS)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(11, 3.2 * len(rows)), sharex=True, squeeze=False)
+    for ax, row in zip(axes[:, 0], rows):
+        sp = ds.isel(spec=row).compute()
+        flux = np.where(sp.norm_ivar.values > 0, sp.norm_flux.values, np.nan)
+        _shade_runs(ax, wave, fit_mask, color="0.8", alpha=0.6, lw=0)
+        if float(sp.w_hmask) > 0:
+            _shade_runs(ax, wave, h_mask & ~fit_mask, color="tab:orange", alpha=0.15, lw=0)
+        ax.plot(wave, flux, c="k", lw=0.6, label="spectrum (normalized)")
+        ax.plot(wave, sp.model_flux.values, c="tab:red", lw=0.8, label="best-fit model")
+        lab = dict(zip(names, sp.labels.values))
+        ax.set_title(
+            f"{sp.specid.item()}: Teff {lab['teff']:.0f} K, log g {lab['logg']:.2f}, vsini {lab['vsini']:.0f} km/s, "
+            f"[Fe/H] {lab['fe_h']:.2f}; S/N_g {float(sp.snr_g):.0f}, χ²_red {float(sp.chi2_red):.2f}, "
+            f"ω_H {float(sp.w_hmask):.2f}",
+            fontsize=8,
+        )
+        ax.set_ylim(0.3, 1.25)
+        ax.set_ylabel("normalized flux")
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    axes[-1, 0].set_xlabel("rest-frame vacuum wavelength (Å); grey: masked in every fit; orange: H-masked fit")
+    fig.suptitle("Example label fits (P2 Fig. 8 analogue)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_kiel(cube: str | Path, path: str | Path, min_snr: float = 20.0) -> Path:
+    """P2 Fig. 13 analogue: Teff–log g of the fitted spectra with S/N > ``min_snr`` (unflagged fits)."""
+    ds = open_cube(cube)
+    names = list(ds.label.values)
+    labels = ds.labels.values
+    ok = (ds.snr_g.values > min_snr) & (ds.fit_flags.values == 0) & np.all(np.isfinite(labels), axis=1)
+    teff, logg = labels[ok, names.index("teff")], labels[ok, names.index("logg")]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    points = ax.scatter(teff, logg, s=3, c=labels[ok, names.index("fe_h")], cmap="viridis", rasterized=True)
+    fig.colorbar(points, ax=ax, label="[Fe/H]")
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.invert_yaxis()
+    ticks = [
+        t for t in (7000, 10000, 15000, 20000, 30000, 45000) if teff.size and teff.min() * 0.9 < t < teff.max() * 1.1
+    ]
+    ax.set_xticks(ticks, [f"{t // 1000}k" for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("Teff (K)")
+    ax.set_ylabel("log g")
+    ax.set_title(f"Kiel diagram of the label fits ({ok.sum()} spectra, S/N > {min_snr:.0f}; P2 Fig. 13)", fontsize=9)
     return _save(fig, path)
