@@ -301,9 +301,7 @@ def test_toy_grid(small_grid):
     ("arch", "hidden", "epochs", "lr", "batch"),
     [("shared", (24, 24), 25, 5e-3, 64), ("perpixel", (5, 5), 6, 2e-2, 32)],
 )
-def test_training_reduces_validation_error_and_reports_precision(
-    small_grid, arch, hidden, epochs, lr, batch, tmp_path
-):
+def test_training_reduces_validation_error_and_reports_precision(small_grid, arch, hidden, epochs, lr, batch, tmp_path):
     em = E.train(small_grid, arch, hidden=hidden, epochs=epochs, patience=50, lr=lr, batch_size=batch, seed=3)
     m = em.meta
     hist = [v for _, v in m["history"]]

@@ -167,9 +167,7 @@ def test_bounds_are_enforced(inf_em):
     assert np.all(res.labels_scaled <= 0.4) and np.all(res.labels_scaled >= -0.4)
     assert res.at_bound[:, 1].all() and not res.at_bound[:, 0].any()
     assert res.converged.all()
-    per_label = F.fit_spectra(
-        inf_em, flux, ivar, bounds=(-0.5 * np.ones(N_LAB), [0.5, 0.47, 0.5, 0.5, 0.5, 0.5])
-    )
+    per_label = F.fit_spectra(inf_em, flux, ivar, bounds=(-0.5 * np.ones(N_LAB), [0.5, 0.47, 0.5, 0.5, 0.5, 0.5]))
     assert np.all(per_label.labels_scaled[:, 1] <= 0.47)
     with pytest.raises(ValueError, match="bounds"):
         F.fit_spectra(inf_em, flux, ivar, bounds=(0.1, -0.1))

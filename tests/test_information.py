@@ -43,9 +43,7 @@ def test_cramer_rao_is_inverse_fisher_and_scales_with_snr(em):
     # a scalar S/N is σ = 1/(S/N) at every pixel, the same as the explicit ivar
     np.testing.assert_allclose(I.cramer_rao(em, lab, np.full(em.n_pixels, 2500.0)), cov, rtol=1e-10)
     # σ_CR ∝ 1/(S/N)
-    np.testing.assert_allclose(
-        np.sqrt(np.diag(I.cramer_rao(em, lab, 100.0))), 0.5 * np.sqrt(np.diag(cov)), rtol=1e-8
-    )
+    np.testing.assert_allclose(np.sqrt(np.diag(I.cramer_rao(em, lab, 100.0))), 0.5 * np.sqrt(np.diag(cov)), rtol=1e-8)
     # masking pixels removes information
     mask = np.zeros(em.n_pixels, bool)
     mask[::2] = True

@@ -218,18 +218,13 @@ def test_fit_labels_end_to_end(em):
     assert out["corr"].shape == (n, len(P2_TABLE5_CORRELATIONS)) and out["model_flux"].shape == flux.shape
     assert np.all(np.abs(out["corr"]) <= 1.0)
     i, j = LABEL_NAMES.index("teff"), LABEL_NAMES.index("logg")
-    np.testing.assert_allclose(
-        out["corr"][:, 0], out["cov"][:, i, j] / (out["errors"][:, i] * out["errors"][:, j])
-    )
+    np.testing.assert_allclose(out["corr"][:, 0], out["cov"][:, i, j] / (out["errors"][:, i] * out["errors"][:, j]))
     assert out["converged"].mean() > 0.95
     # combination formula, and the weights are where P2 puts them
     w = out["w_hmask"]
     assert np.all(
         (w > 0)
-        == (
-            np.abs(out["hmask_labels"][:, IT] - 9500.0)
-            < np.where(out["full_labels"][:, IT] > 9500.0, 2500.0, 1500.0)
-        )
+        == (np.abs(out["hmask_labels"][:, IT] - 9500.0) < np.where(out["full_labels"][:, IT] > 9500.0, 2500.0, 1500.0))
     )
     comb = w[:, None] * out["hmask_labels"] + (1 - w)[:, None] * out["full_labels"]
     np.testing.assert_allclose(np.delete(out["labels"], IV, 1), np.delete(comb, IV, 1))
