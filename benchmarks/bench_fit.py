@@ -87,9 +87,7 @@ def get_emulator(arch: str, path: str | None, train_time: float, device: str | N
     )
 
 
-def curve_fit_loop(
-    em: E.Emulator, flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray
-) -> tuple[np.ndarray, float]:
+def curve_fit_loop(em: E.Emulator, flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
     """Per-spectrum TRF fits with the float64 numpy forward; returns the scaled labels and the seconds."""
     out = np.empty((flux.shape[0], em.n_labels))
     t = time.perf_counter()
@@ -112,9 +110,7 @@ def curve_fit_loop(
     return out, time.perf_counter() - t
 
 
-def chi2_numpy(
-    em: E.Emulator, x: np.ndarray, flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray
-) -> np.ndarray:
+def chi2_numpy(em: E.Emulator, x: np.ndarray, flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray) -> np.ndarray:
     w = np.where(mask, 0.0, ivar.astype(np.float64))
     return np.array([np.sum(w[i] * (flux[i] - em.forward_numpy(x[i])) ** 2) for i in range(x.shape[0])])
 
