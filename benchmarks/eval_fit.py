@@ -72,8 +72,8 @@ def main() -> None:
     em = load(result.models["emulator"])
     print(
         f"emulator {result.models['emulator'].name}: validation σ {100 * em.meta['valid_sigma']:.3f} % all, "
-        f"{100 * em.meta['valid_sigma_deep']:.3f} % flux < 0.95 (Gaussian core {100 * em.meta['valid_sigma_gauss']:.3f} "
-        f"/ {100 * em.meta['valid_sigma_deep_gauss']:.3f} %)"
+        f"{100 * em.meta['valid_sigma_deep']:.3f} % flux < 0.95 "
+        f"(Gaussian core {100 * em.meta['valid_sigma_gauss']:.3f} / {100 * em.meta['valid_sigma_deep_gauss']:.3f} %)"
     )
 
     ds = open_cube(cube)
