@@ -582,20 +582,7 @@ def visit_inputs(visits: pd.DataFrame, stars: pd.DataFrame) -> VisitInputs:
     """Assemble :class:`VisitInputs` for ``visits`` rows from the star table (joined on ``star_index``)."""
     st = stars.set_index("star_index").loc[visits["star_index"].to_numpy()]
     labels1 = st[list(LABEL_NAMES)].to_numpy(dtype=np.float64)
-    sec_names = [
-        "teff2",
-        "logg2",
-        "vmic2",
-        "vsini2",
-        "he_frac2",
-        "c_h2",
-        "n_h2",
-        "o_h2",
-        "si_h2",
-        "s_h2",
-        "fe_h2",
-    ]
-    labels2 = st[sec_names].to_numpy(dtype=np.float64)
+    labels2 = st[[f"{name}2" for name in LABEL_NAMES]].to_numpy(dtype=np.float64)
     binary = st["binary"].to_numpy(dtype=bool)
     return VisitInputs(
         labels1=labels1,
