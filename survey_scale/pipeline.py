@@ -6,8 +6,8 @@
 
 1. ingest ``ingest.input`` if configured (an unfinished batch is completed first);
 2. ``normalize`` (§3) over all chunks not done;
-3. the PCA models (§4): pass 1 on the high-S/N candidates, their emission/erroneous flags, pass 2 without
-   the flagged ones — each model file is reused while its training set and settings are unchanged;
+3. the PCA models (§4): pass 1 on the high-S/N candidates, then refits without the stars each pass flags
+   as emission or erroneous — each model file is reused while its training set and settings are unchanged;
 4. ``pca`` (§4): coefficients, ``pca_flux``, Hα diagnostics and flags over all chunks not done;
 5. the emulator (§5.1): ``emulator.path``, or one trained on a model grid (cached while unchanged);
 6. ``fit`` (§5.3): labels, errors, covariances, χ², flags and ``model_flux`` over all chunks not done.
@@ -31,9 +31,13 @@ from survey_scale.cluster import thread_budget
 from survey_scale.config import Config
 from survey_scale.cube import create_cube, meta_dir, open_group, read_column, spec_length
 from survey_scale.emission import derive_thresholds, emission_flags
+from survey_scale.emulator import load as load_emulator
+from survey_scale.emulator import train
 from survey_scale.grid import wavelength_grid
 from survey_scale.ingest import IngestSummary, ingest_with_client
+from survey_scale.labels_stage import fit_stage
 from survey_scale.masks import clean_window_mask
+from survey_scale.model_grid import load_model_grid, save_model_grid
 from survey_scale.normalize import normalize_stage
 from survey_scale.pca import (
     PCAModel,
@@ -46,6 +50,7 @@ from survey_scale.pca import (
     pca_stage,
 )
 from survey_scale.runner import StageSummary, file_sha256, map_rows, reduce_rows, run_stage
+from survey_scale.synth import make_model_grid
 
 log = logging.getLogger(__name__)
 
@@ -201,18 +206,12 @@ def build_emulator(cube: Path, config: Config) -> Path:
         if not Path(cfg.path).is_file():
             raise PipelineError(f"emulator.path {cfg.path}: file not found")
         return Path(cfg.path)
-    from survey_scale.emulator import load as load_emulator
-    from survey_scale.emulator import train
-    from survey_scale.model_grid import load_model_grid, save_model_grid
-
     folder = meta_dir(cube) / "models"
     if cfg.model_grid is not None:
         grid_path = Path(cfg.model_grid)
     else:
         grid_path = folder / f"model_grid-{cfg.grid_size}-{cfg.grid_seed}.npz"
         if not grid_path.exists():
-            from survey_scale.synth import make_model_grid
-
             log.info("emulator: synthesizing a model grid of %d spectra (seed %d)", cfg.grid_size, cfg.grid_seed)
             save_model_grid(make_model_grid(cfg.grid_size, cfg.grid_seed), grid_path)
     key = _hash(file_sha256(grid_path), cfg.model_dump_json(exclude={"path", "device"}))
@@ -267,9 +266,6 @@ def run_pipeline_with_client(config: Config, client: Client, *, progress: bool =
     )
     emulator_path = build_emulator(cube, config)
     summary.models["emulator"] = emulator_path
-    from survey_scale.emulator import load as load_emulator
-    from survey_scale.labels_stage import fit_stage
-
     label_names = tuple(load_emulator(emulator_path).label_names)
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     summary.stages.append(
