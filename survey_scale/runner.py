@@ -245,7 +245,9 @@ def _worker_models(models: Mapping[str, ModelRef]) -> dict[str, Any]:
         plugin = get_worker().plugins.get(MODEL_PLUGIN)
     except ValueError:  # not on a worker (called directly)
         plugin = None
-    if plugin is not None and set(plugin.loaded) >= set(models):
+    if plugin is not None and all(
+        name in plugin.loaded and plugin.models[name].path == ref.path for name, ref in models.items()
+    ):
         return {name: plugin.loaded[name] for name in models}
     return {name: ref.loader(ref.path) for name, ref in models.items()}
 
