@@ -114,6 +114,9 @@ class PCAConfig(_Section):
     min_clean_fraction: float = Field(0.95, ge=0, le=1, description="training: usable clean-window pixels")
     seed: int = 0
     n_refits: int = Field(2, ge=0, description="refits without the stars the previous pass flagged (P1: 1)")
+    max_component_share: float = Field(
+        0.1, gt=0, le=1, description="refits also drop spectra carrying more of one component's variance"
+    )
     block_spectra: int = Field(2048, ge=1, description="spectra per Dask task")
 
 

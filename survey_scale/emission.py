@@ -20,7 +20,7 @@ median), and its scatter beyond the measurement error, ``excess_model_sigma`` = 
 left among the candidates do not inflate it: how well the clean windows predict Hα. A spectrum is an
 emission star when
 
-    halpha_excess > excess_offset + n_sigma × √(halpha_excess_err² + excess_model_sigma²)     (n_sigma = 4)
+    halpha_excess > excess_offset + n_sigma × √(halpha_excess_err² + excess_model_sigma²)     (n_sigma = 3.5)
 
 — a robust n-sigma cut that rises with the noise at low S/N; at high S/N it is the fixed threshold
 ``excess_offset + n_sigma × excess_model_sigma`` drawn on the Fig. 3 analogue. A fixed threshold can be

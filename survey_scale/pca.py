@@ -283,9 +283,23 @@ def diagnostics(model: PCAModel, norm_flux: np.ndarray, norm_ivar: np.ndarray) -
     return rec, stats
 
 
+def component_share(model: PCAModel, coeff: np.ndarray) -> np.ndarray:
+    """(n,) the largest share of one component's training variance that each spectrum carries.
+
+    max_k p_k² / (N λ_k), with p the clean-window coefficients, λ_k the component's variance over the N
+    training spectra. Least squares lets one outlier among the training spectra (a flux jump, a ripple, a
+    wrong-wavelength segment) own a component of its own, which then reconstructs that defect in every
+    spectrum that has it, hiding it from ``pca_chi2``; on the mock such spectra carry 10–70 % of a
+    component's variance, a good spectrum at most a few per cent.
+    """
+    n_train = float(model.meta.get("n_train", 1))
+    return (np.asarray(coeff, dtype=np.float64) ** 2 / (n_train * model.eig_clean)).max(axis=1).astype(np.float32)
+
+
 def diagnostics_block(data: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Residual statistics of a block of spectra against a PCA model (for thresholds; a map_rows block)."""
-    return diagnostics(params["model"], data["norm_flux"], data["norm_ivar"])[1]
+    """Residual statistics and :func:`component_share` of a block of spectra (for the passes of the fit)."""
+    rec, stats = diagnostics(params["model"], data["norm_flux"], data["norm_ivar"])
+    return {**stats, "component_share": component_share(params["model"], rec["coeff"])}
 
 
 def pca_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:

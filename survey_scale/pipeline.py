@@ -127,11 +127,13 @@ def build_pca_models(cube: Path, config: Config, client: Client) -> Path:
     """The iterated PCA of SPEC §4; returns the final model's path (refitting only what changed).
 
     Pass 1 trains on every candidate (S/N above ``pca.min_snr``); each refit trains on the candidates that
-    the previous pass did not flag (emission beyond ``emission.train_n_sigma``, or erroneous), and stops
-    early when that set no longer changes. P1 found one refit enough on real spectra; on the mock, whose
-    pass 1 is trained by 13 % emission stars with EW up to 50 Å, a second refit halves the scatter of the Hα
-    prediction, hence ``pca.n_refits: 2``. The final model carries the flag thresholds derived from its
-    unflagged candidates. Every pass is saved (``pca-passN.npz``) and reused while its inputs are unchanged.
+    the previous pass did not flag (emission beyond ``emission.train_n_sigma``, erroneous, or carrying more
+    than ``pca.max_component_share`` of one component's variance — a defect the PCA learnt to reconstruct,
+    see :func:`survey_scale.pca.component_share`), and stops early when that set no longer changes. P1
+    found one refit enough on real spectra; on the mock, whose pass 1 is trained by 13 % emission stars
+    with EW up to 50 Å, a second refit halves the scatter of the Hα prediction, hence ``pca.n_refits: 2``.
+    The final model carries the flag thresholds derived from its unflagged candidates. Every pass is saved
+    (``pca-passN.npz``) and reused while its inputs are unchanged.
     """
     cfg, em_cfg = config.pca, config.emission
     rows = pca_candidates(cube, config)
@@ -170,13 +172,15 @@ def build_pca_models(cube: Path, config: Config, client: Client) -> Path:
             em_cfg.threshold,
             em_cfg.bad_chi2_threshold,
         )
-        unflagged = rows[(em == 0) & (bad == 0)]
+        outlier = stats.pop("component_share") > cfg.max_component_share
+        unflagged = rows[(em == 0) & (bad == 0) & ~outlier]
         log.info(
-            "PCA pass %d: %d candidates flagged (emission %d, erroneous %d)",
+            "PCA pass %d: %d candidates flagged (emission %d, erroneous %d, owning a component %d)",
             n,
             rows.size - unflagged.size,
             int(em.sum()),
             int(bad.sum()),
+            int(outlier.sum()),
         )
         if n == cfg.n_refits + 1 or np.array_equal(unflagged, train):
             break
