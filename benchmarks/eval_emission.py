@@ -8,7 +8,7 @@ PCA/emission with the default configuration, joins the cube to ``truth.parquet``
 - the false-positive rate on non-emission spectra;
 - recall as a function of the true EW;
 - recall of the corrupted spectra (flux jumps, wrong-wavelength segments, artefacts) by
-  ``bad_spectrum_flag``, per kind, and its false-positive rate on clean spectra.
+  ``bad_spectrum_flag``, per kind and per S/N bin, and its false-positive rate on clean spectra.
 
     python benchmarks/eval_emission.py --n-stars 5000 --seed 2026
 """
@@ -60,7 +60,7 @@ def main() -> None:
         },
     )
     t0 = time.perf_counter()
-    run_pipeline(config, progress=False)
+    run_pipeline(config, progress=False, until="pca")
     print(f"pipeline (ingest, normalize, PCA/emission) in {time.perf_counter() - t0:.0f} s")
 
     ds = open_cube(cube)
@@ -99,6 +99,13 @@ def main() -> None:
     )
     for kind, group in table[corrupted].groupby("corrupt_kind"):
         print(f"  {kind:<18} {bad[group.index].mean():.3f}  (n = {len(group)})")
+    print("  by S/N (snr_g): recall of corrupted | flagged clean")
+    for lo, hi in itertools.pairwise([0, 10, 30, 100, float("inf")]):
+        sel = (table["snr_g"] >= lo) & (table["snr_g"] < hi)
+        print(
+            f"  {lo:5.0f}-{hi:<5.0f} {bad[sel & corrupted].mean():.3f} (n = {int((sel & corrupted).sum())}) | "
+            f"{bad[sel & ~corrupted].mean():.4f} (n = {int((sel & ~corrupted).sum())})"
+        )
 
 
 if __name__ == "__main__":

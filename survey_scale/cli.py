@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _config(args, {"cube.path": args.cube, "ingest.input": args.input, "cluster.n_workers": args.workers})
     _setup_logging(config.log_level, Path(config.cube.path), "run")
-    summary = run_pipeline(config, progress=not args.no_progress)
+    summary = run_pipeline(config, progress=not args.no_progress, until=args.until)
     for ingest in summary.ingest:
         print(ingest.balance_line())
     for stage in summary.stages:
@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cube", type=Path, help="the cube (overrides cube.path)")
     p.add_argument("--input", type=Path, help="ingest this folder first (overrides ingest.input)")
     p.add_argument("--workers", type=int, help="Dask workers of the local cluster")
+    p.add_argument(
+        "--until", choices=["ingest", "normalize", "pca", "fit"], default="fit", help="last step to run (default: fit)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 

@@ -127,7 +127,9 @@ class EmissionConfig(_Section):
     n_sigma: float = Field(3.5, gt=0, description="derived: offset + n_sigma × √(err² + model σ²)")
     train_n_sigma: float = Field(2.5, gt=0, description="pass 1: candidates above this n-sigma leave training")
     bad_chi2_threshold: float | None = Field(None, description="reduced χ² threshold; null = derived")
-    bad_n_sigma: float = Field(10.0, gt=0, description="derived: median + bad_n_sigma × MAD of log10 χ²")
+    bad_n_sigma: float = Field(20.0, gt=0, description="derived: median + bad_n_sigma × MAD of log10 χ²")
+    bad_local_z_threshold: float | None = Field(None, description="worst local misfit threshold; null = derived")
+    bad_local_n_sigma: float = Field(4.0, gt=0, description="derived: median + bad_local_n_sigma × MAD of log10 z")
 
 
 class EmulatorConfig(_Section):

@@ -307,7 +307,12 @@ def pca_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: 
     model: PCAModel = ctx.models["pca"]
     rec, stats = diagnostics(model, inputs["norm_flux"], inputs["norm_ivar"])
     em, bad = emission_flags(
-        stats, model.meta["thresholds"], params["n_sigma"], params["threshold"], params["bad_chi2_threshold"]
+        stats,
+        model.meta["thresholds"],
+        params["n_sigma"],
+        params["threshold"],
+        params["bad_chi2_threshold"],
+        params["bad_local_z_threshold"],
     )
     pca_flux = np.where(em[:, None] == 1, rec["recon_clean"], rec["recon_full"])
     rejects = [
@@ -333,6 +338,7 @@ def pca_stage(model_path: Path, n_components: int, emission: Mapping[str, Any], 
             Output("halpha_excess_err", f4, attrs={"long_name": "uncertainty of halpha_excess"}),
             Output("halpha_chi2", f4, attrs={"long_name": "reduced chi2, 6400-6550 and 6590-6690 A"}),
             Output("pca_chi2", f4, attrs={"long_name": "reduced chi2 over the clean windows"}),
+            Output("pca_local_z", f4, attrs={"long_name": "significance of the worst ~50 A clean-window misfit"}),
             Output("em_flag", "int8", attrs={"long_name": "1 = H-alpha emission (P1 Sect. 3)"}),
             Output("bad_spectrum_flag", "int8", attrs={"long_name": "1 = erroneous spectrum (P1 App. A)"}),
         ),
@@ -340,6 +346,7 @@ def pca_stage(model_path: Path, n_components: int, emission: Mapping[str, Any], 
             "threshold": emission.get("threshold"),
             "n_sigma": emission["n_sigma"],
             "bad_chi2_threshold": emission.get("bad_chi2_threshold"),
+            "bad_local_z_threshold": emission.get("bad_local_z_threshold"),
         },
         models={"pca": ModelRef(str(model_path), load_pca_model)},
         dims={"pc": n_components},

@@ -167,10 +167,11 @@ def build_pca_models(cube: Path, config: Config, client: Client) -> Path:
         stats = _diagnostics(cube, rows, model, client, cfg.block_spectra)
         em, bad = emission_flags(
             stats,
-            derive_thresholds(stats, em_cfg.bad_n_sigma),
+            derive_thresholds(stats, em_cfg.bad_n_sigma, em_cfg.bad_local_n_sigma),
             em_cfg.train_n_sigma,
             em_cfg.threshold,
             em_cfg.bad_chi2_threshold,
+            em_cfg.bad_local_z_threshold,
         )
         outlier = stats.pop("component_share") > cfg.max_component_share
         unflagged = rows[(em == 0) & (bad == 0) & ~outlier]
@@ -187,11 +188,14 @@ def build_pca_models(cube: Path, config: Config, client: Client) -> Path:
         train = unflagged
     final = folder / "pca.npz"
     keep = np.isin(rows, unflagged)
-    model.meta["thresholds"] = derive_thresholds({k: v[keep] for k, v in stats.items()}, em_cfg.bad_n_sigma)
+    model.meta["thresholds"] = derive_thresholds(
+        {k: v[keep] for k, v in stats.items()}, em_cfg.bad_n_sigma, em_cfg.bad_local_n_sigma
+    )
     model.meta["threshold_rule"] = (
         "em_flag: halpha_excess > excess_offset + n_sigma x sqrt(halpha_excess_err^2 + excess_model_sigma^2); "
-        f"offset, model sigma and the chi2 limit measured on the {int(keep.sum())} candidates the final pass "
-        f"did not flag; bad_spectrum_flag: pca_chi2 > 10**(median + {em_cfg.bad_n_sigma} x 1.4826 MAD of log10 chi2)"
+        f"offset, model sigma and the limits below measured on the {int(keep.sum())} candidates the final pass "
+        f"did not flag; bad_spectrum_flag: pca_chi2 > 10**(median + {em_cfg.bad_n_sigma} x 1.4826 MAD of log10 "
+        f"chi2) or pca_local_z > 10**(median + {em_cfg.bad_local_n_sigma} x 1.4826 MAD of log10 z)"
     )
     model.meta["final_pass"] = n
     if not final.exists() or PCAModel.load(final).meta != model.meta:
@@ -247,17 +251,29 @@ def build_emulator(cube: Path, config: Config) -> Path:
     return path
 
 
-def run_pipeline_with_client(config: Config, client: Client, *, progress: bool = True) -> PipelineSummary:
-    """Run every step that is not done yet on ``client`` (the caller holds the writer lock)."""
+STEPS = ("ingest", "normalize", "pca", "fit")
+"""The pipeline's steps in order (``until`` of :func:`run_pipeline`)."""
+
+
+def run_pipeline_with_client(
+    config: Config, client: Client, *, progress: bool = True, until: str = "fit"
+) -> PipelineSummary:
+    """Run every step up to ``until`` that is not done yet on ``client`` (the caller holds the writer lock)."""
+    if until not in STEPS:
+        raise PipelineError(f"until must be one of {', '.join(STEPS)}, got {until!r}")
     cube = Path(config.cube.path)
     summary = PipelineSummary()
     summary.ingest = ingest_with_client(config, client, progress=progress)
     if spec_length(open_group(cube)) == 0:
         raise PipelineError(f"{cube}: the cube holds no spectra; ingest some first (ingest.input or --input)")
+    if until == "ingest":
+        return summary
     norm = config.normalize
     summary.stages.append(
         run_stage(cube, normalize_stage(norm.length, norm.block_spectra, norm.min_pixels), client, progress=progress)
     )
+    if until == "normalize":
+        return summary
     model_path = build_pca_models(cube, config, client)
     summary.models["pca"] = model_path
     summary.stages.append(
@@ -268,6 +284,8 @@ def run_pipeline_with_client(config: Config, client: Client, *, progress: bool =
             progress=progress,
         )
     )
+    if until == "pca":
+        return summary
     emulator_path = build_emulator(cube, config)
     summary.models["emulator"] = emulator_path
     label_names = tuple(load_emulator(emulator_path).label_names)
@@ -284,8 +302,9 @@ def run_pipeline_with_client(config: Config, client: Client, *, progress: bool =
     return summary
 
 
-def run_pipeline(config: Config, *, progress: bool = True) -> PipelineSummary:
-    """Run the pipeline with the cluster of ``config.cluster``, under the cube's writer lock."""
+def run_pipeline(config: Config, *, progress: bool = True, until: str = "fit") -> PipelineSummary:
+    """Run the pipeline up to the step ``until`` (:data:`STEPS`) with the cluster of ``config.cluster``, under
+    the cube's writer lock."""
     from survey_scale.cluster import dask_client
     from survey_scale.lock import WriterLock
 
@@ -293,4 +312,4 @@ def run_pipeline(config: Config, *, progress: bool = True) -> PipelineSummary:
     if not (cube / "zarr.json").exists():
         create_cube(cube, config.cube)
     with WriterLock(cube, config.runner.lock_stale_after_s), dask_client(config.cluster) as client:
-        return run_pipeline_with_client(config, client, progress=progress)
+        return run_pipeline_with_client(config, client, progress=progress, until=until)

@@ -99,7 +99,12 @@ def test_model_artifact(pca_cube) -> None:
     np.testing.assert_allclose(model.basis_clean.T @ model.basis_clean, np.eye(12), atol=1e-8)
     assert model.meta["final_pass"] == model.meta["pass"] >= 2 and model.meta["n_excluded"] > 0
     assert np.all(np.diff(model.eig_clean) <= 0) and np.all(np.diff(model.eig_full) <= 0)
-    assert set(model.meta["thresholds"]) == {"excess_offset", "excess_model_sigma", "bad_chi2_threshold"}
+    assert set(model.meta["thresholds"]) == {
+        "excess_offset",
+        "excess_model_sigma",
+        "bad_chi2_threshold",
+        "bad_local_z_threshold",
+    }
     pass1 = PCAModel.load(Path(ctx["model"]).with_name("pca-pass1.npz"))
     assert pass1.meta["n_excluded"] == 0
     assert model.meta["n_train"] == pass1.meta["n_train"] - model.meta["n_excluded"]
@@ -172,3 +177,23 @@ def test_emission_figures_are_written(pca_cube, tmp_path: Path) -> None:
     ):
         with Image.open(figure) as image:
             assert image.size[0] > 500 and image.size[1] > 400
+
+
+def test_local_significance_finds_a_local_defect_that_chi2_misses() -> None:
+    from survey_scale.emission import LOCAL_WINDOW_PIXELS, local_significance
+
+    rng = np.random.default_rng(3)
+    n, p = 200, 3000
+    var = np.full((n, p), 0.01**2)
+    resid = rng.normal(0.0, 0.01, (n, p))
+    use = np.ones((n, p), bool)
+    use[:, 1000:1100] = False  # a masked gap: no run there counts
+    resid[0, 2000:2060] += 0.02  # a 2 σ offset over 60 pixels: χ² of the spectrum rises by only ~8 %
+    resid[1, 1000:1100] += 1.0  # inside the masked gap: invisible
+    z = local_significance(resid, var, use)
+    # a pure-noise run has z ~ N(0, 1); its maximum over ~3,000 runs stays below ~5
+    assert np.all(z[2:] < 5.5) and np.median(z[2:]) > 2.0
+    assert z[0] > 2 * np.sqrt(LOCAL_WINDOW_PIXELS) * 0.9
+    assert z[1] < 5.5
+    chi2 = (resid**2 / var)[:, use[0]].mean(axis=1)
+    assert chi2[0] < 1.15

@@ -44,8 +44,12 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     first = make_release(tmp_path / "mock1", 120, seed=21, release="MOCK1")
     config = _config(tmp_path, first.outdir)
     create_cube(config.cube.path, config.cube)
+    partial = run_pipeline_with_client(config, client, progress=False, until="pca")
+    assert [s.stage for s in partial.stages] == ["normalize", "pca"] and set(partial.models) == {"pca"}
+    assert "labels" not in open_cube(config.cube.path)
     summary = run_pipeline_with_client(config, client, progress=False)
     assert [s.stage for s in summary.stages] == ["normalize", "pca", "fit"]
+    assert [s.n_computed for s in summary.stages[:2]] == [0, 0]
     assert set(summary.models) == {"pca", "emulator"}
     ds = open_cube(config.cube.path)
     n = ds.sizes["spec"]
