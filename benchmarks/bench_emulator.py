@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--arch", choices=["perpixel", "shared", "both"], default="both")
     ap.add_argument("--hidden-perpixel", type=int, nargs="+", default=[100, 100])
     ap.add_argument("--hidden-shared", type=int, nargs="+", default=[300, 300])
+    ap.add_argument("--activation", choices=list(E.ACTIVATIONS), help="default: the architecture's default")
     ap.add_argument("--epochs", type=int, default=2000)
     ap.add_argument("--max-time", type=float, default=300.0, help="seconds per architecture (default 300)")
     ap.add_argument("--patience", type=int, default=40)
@@ -84,6 +85,7 @@ def main() -> None:
             grid,
             arch,
             hidden=hidden,
+            activation=args.activation,
             epochs=args.epochs,
             max_time=args.max_time,
             patience=args.patience,
