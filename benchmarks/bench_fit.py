@@ -71,7 +71,7 @@ def matmul_peak(device: torch.device, size: int = 2048, repeat: int = 5) -> floa
 def get_emulator(arch: str, path: str | None, train_time: float, device: str | None) -> E.Emulator:
     if path:
         return E.load(path)
-    hidden = (100, 100) if arch == "perpixel" else (300, 300)
+    hidden = E.DEFAULT_HIDDEN[arch]
     grid = E.toy_model_grid(1000 if arch == "perpixel" else 3000, seed=1)
     return E.train(
         grid,
