@@ -11,12 +11,14 @@ Architectures
     pixels with weights of shape (pixels, hidden_out, hidden_in). P2 uses two hidden layers of 100 units.
 ``shared``
     One network for all pixels: labels → hidden layers → all P pixels (the later public Payne layout, there
-    with two hidden layers and leaky-ReLU of slope 0.01). survey_scale's default is three hidden layers of
-    300 sigmoid units: sigmoid keeps χ² smooth for the fit, and on the mock's 10,000-spectrum model grid
-    (2 CPU cores) three layers reach a validation σ of 0.149 % (0.287 % where flux < 0.95) in 954 s, where
-    two layers of 300 stop at 0.211 % / 0.417 % (1,124 s), two of 600 at 0.219 % / 0.435 % and two
-    leaky-ReLU layers of 300 at 0.300 % / 0.652 % (P2's per-pixel networks: 0.165 % / 0.586 %). The third
-    layer adds ~7 % to a fit iteration, which is about 5× cheaper than with the per-pixel network of P2.
+    with leaky-ReLU of slope 0.01). survey_scale's default is two hidden layers of 300 sigmoid units (sigmoid
+    keeps χ² smooth for the fit). On the mock's 10,000-spectrum model grid (2 CPU cores) it reaches a
+    validation σ of 0.211 % (0.417 % where flux < 0.95) in 1,124 s; two layers of 600 stop at 0.219 % /
+    0.435 %, two leaky-ReLU layers of 300 at 0.300 % / 0.652 % (P2's per-pixel networks: 0.165 % /
+    0.586 %). Three layers of 300 (``hidden: [300, 300, 300]``) reached 0.149 % / 0.287 % in 954 s, but
+    only after a plateau of ~40 epochs at the mean spectrum, which on the 4,000-spectrum demo grid outlasted
+    the early-stopping patience (3.5 %): not yet the default. A fit iteration with the shared network is
+    about 5× cheaper than with the per-pixel network of P2.
 
 Jacobian
 --------
@@ -78,7 +80,7 @@ FORMAT = "survey_scale.emulator/1"
 ARCHITECTURES = ("perpixel", "shared")
 ACTIVATIONS = ("sigmoid", "leaky_relu")
 LEAKY_SLOPE = 0.01
-DEFAULT_HIDDEN = {"perpixel": (100, 100), "shared": (300, 300, 300)}
+DEFAULT_HIDDEN = {"perpixel": (100, 100), "shared": (300, 300)}
 DEFAULT_ACTIVATION = {"perpixel": "sigmoid", "shared": "sigmoid"}
 """Sigmoid for both: a leaky-ReLU network is piecewise linear, so χ² has kinks where a unit switches and the
 Gauss–Newton model fails there (on a toy grid 1–12 % of Levenberg–Marquardt fits stalled at kinks, against
@@ -899,7 +901,7 @@ def train(
         ``label_min``/``label_max`` become the emulator's ``x_min``/``x_max``.
     architecture
         ``"perpixel"`` (P2: per-pixel networks, default hidden (100, 100)) or ``"shared"`` (one network,
-        default hidden (300, 300, 300)); both default to sigmoid units (:data:`DEFAULT_ACTIVATION`).
+        default hidden (300, 300)); both default to sigmoid units (:data:`DEFAULT_ACTIVATION`).
     hidden, activation
         Hidden widths and activation (``"sigmoid"`` or ``"leaky_relu"``).
     loss

@@ -27,10 +27,10 @@ the cores: OpenMP threads waiting on a descheduled sibling made a 2-thread fit 2
 
 Performance (``benchmarks/bench_fit.py``, 2000 spectra at S/N 50 from the grid centre, 2943 unmasked
 pixels, 2-core AVX-512 VM shared with other jobs, so ±30 %): the P2 per-pixel (100, 100) network runs at
-~58 % and the shared (300, 300, 300) network at 61–64 % of the fp32 matmul peak measured in the same run;
-per spectrum-evaluation (model + Jacobian + normal equations) they cost 132 and 26 MFLOP. With the shared
-network trained on the mock's model grid (11 labels) the fit runs 293 spectra/s on 1 thread and 537 on 2,
-against 33.5 spectra/s for the per-spectrum ``curve_fit`` loop at its best (1 thread).
+~58 % and the shared (300, 300) network at ~60 % of the fp32 matmul peak measured in the same run; per
+spectrum-evaluation (model + Jacobian + normal equations) they cost 132 and 24 MFLOP. With an emulator
+trained on the mock's model grid (11 labels, shared (300, 300, 300)) the fit runs 293 spectra/s on 1 thread
+and 537 on 2, against 33.5 spectra/s for the per-spectrum ``curve_fit`` loop at its best (1 thread).
 """
 
 from __future__ import annotations

@@ -203,6 +203,10 @@ def build_pca_models(cube: Path, config: Config, client: Client) -> Path:
     return final
 
 
+STALLED_EMULATOR_SIGMA = 0.01
+"""A trained emulator less precise than this (1 % of the flux, ~6× P2's) gets a warning in the log."""
+
+
 def build_emulator(cube: Path, config: Config) -> Path:
     """The emulator file for the fit: ``emulator.path``, or one trained on the model grid (SPEC §5.1).
 
@@ -248,6 +252,15 @@ def build_emulator(cube: Path, config: Config) -> Path:
         100 * em.meta["valid_sigma"],
         100 * em.meta["valid_sigma_deep"],
     )
+    if em.meta["valid_sigma"] > STALLED_EMULATOR_SIGMA:
+        log.warning(
+            "emulator %s: validation precision %.2f %% is far from what the fit needs (P2: 0.165 %%); training "
+            "stopped (%s) before the network learnt the spectra — raise emulator.patience or emulator.epochs, "
+            "or give a trained emulator in emulator.path",
+            path,
+            100 * em.meta["valid_sigma"],
+            em.meta["stop_reason"],
+        )
     return path
 
 
