@@ -122,55 +122,10 @@ def cmd_mock(args: argparse.Namespace) -> int:
     return 0
 
 
-def fiducial_b_star(label_names: Sequence[str]) -> list[float]:
-    """The fiducial B star of P2 Figs. 3–5 (Teff 18,000 K, log g 4.0, [X/H] = 0, vsini 100 km/s)."""
-    values = {"teff": 18000.0, "logg": 4.0, "vmic": 2.0, "vsini": 100.0, "he_frac": 0.085}
-    return [values.get(name, 0.0) for name in label_names]
-
-
 def cmd_figures(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    written: list[Path] = []
-    if args.kind == "synth":
-        from survey_scale.synth.plots import plot_example_spectra, plot_gradient_spectra
+    from survey_scale.plots import write_figures
 
-        written += [
-            plot_example_spectra(out / "synth_example_spectra.png"),
-            plot_gradient_spectra(out / "synth_gradient_spectra.png"),
-        ]
-    elif args.kind == "mock":
-        import pandas as pd
-
-        from survey_scale.mock import plot_observations, plot_population
-
-        written += [
-            plot_population(pd.read_parquet(args.source / "truth_stars.parquet"), out / "mock_population.png"),
-            plot_observations(pd.read_parquet(args.source / "truth.parquet"), out / "mock_observations.png"),
-        ]
-    elif args.kind == "fits":
-        from survey_scale.plots import plot_example_fits, plot_kiel
-
-        written += [plot_example_fits(args.source, out / "example_fits.png"), plot_kiel(args.source, out / "kiel.png")]
-    elif args.kind == "emulator":
-        from survey_scale.emulator import load
-        from survey_scale.information import plot_cramer_rao, plot_gradient_spectra
-
-        em = load(args.source)
-        b_star = fiducial_b_star(em.label_names)
-        written += [
-            plot_gradient_spectra(em, b_star, out / "emulator_gradient_spectra.png"),
-            plot_cramer_rao(em, b_star, out / "emulator_cramer_rao.png", snr=100),
-        ]
-    elif args.kind == "emission":
-        from survey_scale.cube import meta_dir
-        from survey_scale.plots import plot_emission_diagram, plot_reconstructions
-
-        model = meta_dir(args.source) / "models" / "pca.npz"
-        written += [
-            plot_emission_diagram(args.source, model, out / "emission_diagram.png"),
-            plot_reconstructions(args.source, out / "pca_reconstructions.png"),
-        ]
-    for path in written:
+    for path in write_figures(args.kind, args.source, args.out):
         print(path)
     return 0
 
@@ -245,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "figures",
         help="write PNG figures: synth; mock SOURCE=release; emission|fits SOURCE=cube; emulator SOURCE=file",
     )
-    p.add_argument("kind", choices=["synth", "mock", "emission", "fits", "emulator"])
+    p.add_argument("kind", choices=["synth", "mock", "emission", "fits", "emulator"], help="what to draw")
     p.add_argument("source", type=Path, nargs="?", help="the mock release, cube or emulator file to plot")
     p.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG files")
     p.set_defaults(func=cmd_figures)

@@ -2,9 +2,9 @@
 
 Steps (everything under ``--workdir``):
 
-1. write a mock release (``mock/``: LAMOST FITS files, catalog, cross-match table, truth) and a model grid;
+1. write a mock release (``mock/``: LAMOST FITS files, catalog, cross-match table, truth);
 2. write ``config.yaml`` for it and run the pipeline (``survey-scale run --config``): ingest → normalize →
-   PCA/emission → emulator → label fit;
+   PCA/emission → emulator (trained on a synthesized model grid) → label fit;
 3. write the figures (``figures/``) and print ``survey-scale info``.
 
 Re-running the demo in the same folder starts from a fresh mock and cube.
@@ -19,10 +19,10 @@ from pathlib import Path
 import yaml
 
 from survey_scale.config import load_config
-from survey_scale.cube import meta_dir
 from survey_scale.info import cube_info
-from survey_scale.mock import make_release, plot_observations, plot_population
+from survey_scale.mock import make_release
 from survey_scale.pipeline import run_pipeline
+from survey_scale.plots import write_figures
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ def demo_config(workdir: Path) -> dict:
 
 def run_demo(workdir: str | Path, *, n_stars: int = 1000, seed: int = 1, progress: bool = True) -> Path:
     """Run the demo in ``workdir`` and return the cube's path."""
-    import pandas as pd
-
     workdir = Path(workdir)
     for old in ("cube.zarr", "figures"):
         if (workdir / old).exists():
@@ -61,26 +59,11 @@ def run_demo(workdir: str | Path, *, n_stars: int = 1000, seed: int = 1, progres
         print(ingest.balance_line())
     cube = Path(config.cube.path)
     figures = workdir / "figures"
-    figures.mkdir()
-    truth = workdir / "mock"
-    from survey_scale.cli import fiducial_b_star
-    from survey_scale.emulator import load as load_emulator
-    from survey_scale.information import plot_cramer_rao, plot_gradient_spectra
-    from survey_scale.plots import plot_emission_diagram, plot_example_fits, plot_kiel, plot_reconstructions
-
     written = [
-        plot_population(pd.read_parquet(truth / "truth_stars.parquet"), figures / "mock_population.png"),
-        plot_observations(pd.read_parquet(truth / "truth.parquet"), figures / "mock_observations.png"),
-        plot_emission_diagram(cube, meta_dir(cube) / "models" / "pca.npz", figures / "emission_diagram.png"),
-        plot_reconstructions(cube, figures / "pca_reconstructions.png"),
-        plot_example_fits(cube, figures / "example_fits.png"),
-        plot_kiel(cube, figures / "kiel.png"),
-    ]
-    em = load_emulator(result.models["emulator"])
-    b_star = fiducial_b_star(em.label_names)
-    written += [
-        plot_gradient_spectra(em, b_star, figures / "emulator_gradient_spectra.png"),
-        plot_cramer_rao(em, b_star, figures / "emulator_cramer_rao.png", snr=100),
+        *write_figures("mock", workdir / "mock", figures),
+        *write_figures("emission", cube, figures),
+        *write_figures("fits", cube, figures),
+        *write_figures("emulator", result.models["emulator"], figures),
     ]
     print(cube_info(cube))
     print("figures:\n  " + "\n  ".join(str(p) for p in written))

@@ -1,11 +1,12 @@
 """Figures of a run, as PNG (SPEC §11 report; the paper figures that apply).
 
 Each function reads what it needs from the cube (or a model) and writes one PNG with matplotlib's Agg
-backend; ``survey-scale figures`` calls them.
+backend; :func:`write_figures` groups them by kind for ``survey-scale figures`` and the demo.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -177,3 +178,60 @@ def plot_kiel(cube: str | Path, path: str | Path, min_snr: float = 20.0) -> Path
     ax.set_ylabel("log g")
     ax.set_title(f"Kiel diagram of the label fits ({ok.sum()} spectra, S/N > {min_snr:.0f}; P2 Fig. 13)", fontsize=9)
     return _save(fig, path)
+
+
+FIGURE_KINDS = ("synth", "mock", "emission", "fits", "emulator")
+"""What :func:`write_figures` draws: synth (no source); mock (a mock release); emission and fits (a cube);
+emulator (an emulator file)."""
+
+
+def fiducial_b_star(label_names: Sequence[str]) -> list[float]:
+    """The fiducial B star of P2 Figs. 3–5 (Teff 18,000 K, log g 4.0, [X/H] = 0, vsini 100 km/s)."""
+    values = {"teff": 18000.0, "logg": 4.0, "vmic": 2.0, "vsini": 100.0, "he_frac": 0.085}
+    return [values.get(name, 0.0) for name in label_names]
+
+
+def write_figures(kind: str, source: str | Path | None, out: str | Path) -> list[Path]:
+    """Write the PNG figures of one ``kind`` (:data:`FIGURE_KINDS`) of ``source`` into ``out``."""
+    out = Path(out)
+    if kind == "synth":
+        from survey_scale.synth.plots import plot_example_spectra, plot_gradient_spectra
+
+        return [
+            plot_example_spectra(out / "synth_example_spectra.png"),
+            plot_gradient_spectra(out / "synth_gradient_spectra.png"),
+        ]
+    if source is None or not Path(source).exists():
+        what = "no source given" if source is None else f"{source} not found"
+        raise FileNotFoundError(f"figures {kind}: {what} (give the mock release, cube or emulator file to plot)")
+    source = Path(source)
+    if kind == "mock":
+        import pandas as pd
+
+        from survey_scale.mock import plot_observations, plot_population
+
+        return [
+            plot_population(pd.read_parquet(source / "truth_stars.parquet"), out / "mock_population.png"),
+            plot_observations(pd.read_parquet(source / "truth.parquet"), out / "mock_observations.png"),
+        ]
+    if kind == "emission":
+        from survey_scale.cube import meta_dir
+
+        model = meta_dir(source) / "models" / "pca.npz"
+        return [
+            plot_emission_diagram(source, model, out / "emission_diagram.png"),
+            plot_reconstructions(source, out / "pca_reconstructions.png"),
+        ]
+    if kind == "fits":
+        return [plot_example_fits(source, out / "example_fits.png"), plot_kiel(source, out / "kiel.png")]
+    if kind == "emulator":
+        from survey_scale.emulator import load
+        from survey_scale.information import plot_cramer_rao, plot_gradient_spectra
+
+        em = load(source)
+        b_star = fiducial_b_star(em.label_names)
+        return [
+            plot_gradient_spectra(em, b_star, out / "emulator_gradient_spectra.png"),
+            plot_cramer_rao(em, b_star, out / "emulator_cramer_rao.png", snr=100),
+        ]
+    raise ValueError(f"figures: unknown kind {kind!r}; one of {', '.join(FIGURE_KINDS)}")

@@ -89,3 +89,14 @@ def test_a_store_with_another_grid_is_refused(tmp_path: Path, capsys) -> None:
     zarr.open_group(str(cube), mode="r+").attrs["grid_log10_wave_step"] = 2e-4
     assert main(["info", str(cube)]) == 2
     assert "grid_log10_wave_step" in capsys.readouterr().err
+
+
+def test_figures_are_written_and_a_missing_source_is_an_error(tmp_path: Path, capsys) -> None:
+    assert main(["figures", "synth", "--out", str(tmp_path)]) == 0
+    written = capsys.readouterr().out.split()
+    assert [Path(p).name for p in written] == ["synth_example_spectra.png", "synth_gradient_spectra.png"]
+    assert all(Path(p).stat().st_size > 10_000 for p in written)
+    assert main(["figures", "fits", "--out", str(tmp_path)]) == 2
+    assert "figures fits: no source given" in capsys.readouterr().err
+    assert main(["figures", "emission", str(tmp_path / "absent.zarr"), "--out", str(tmp_path)]) == 2
+    assert "absent.zarr not found" in capsys.readouterr().err
