@@ -194,6 +194,7 @@ def fiducial_b_star(label_names: Sequence[str]) -> list[float]:
 def write_figures(kind: str, source: str | Path | None, out: str | Path) -> list[Path]:
     """Write the PNG figures of one ``kind`` (:data:`FIGURE_KINDS`) of ``source`` into ``out``."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     if kind == "synth":
         from survey_scale.synth.plots import plot_example_spectra, plot_gradient_spectra
 

@@ -92,7 +92,7 @@ def test_a_store_with_another_grid_is_refused(tmp_path: Path, capsys) -> None:
 
 
 def test_figures_are_written_and_a_missing_source_is_an_error(tmp_path: Path, capsys) -> None:
-    assert main(["figures", "synth", "--out", str(tmp_path)]) == 0
+    assert main(["figures", "synth", "--out", str(tmp_path / "new" / "figs")]) == 0  # folders are made
     written = capsys.readouterr().out.split()
     assert [Path(p).name for p in written] == ["synth_example_spectra.png", "synth_gradient_spectra.png"]
     assert all(Path(p).stat().st_size > 10_000 for p in written)
