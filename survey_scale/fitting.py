@@ -446,7 +446,9 @@ def fit_spectra(
         win = torch.argmin(torch.nan_to_num(c2, nan=torch.inf), dim=0)
         sel = win * n_use + torch.arange(n_use, device=dev)
         cov_u = _covariance(res["A"][sel])
-        x_best[idx_spec] = res["x"][sel].cpu().numpy()
+        x_best[idx_spec] = np.where(
+            np.isfinite(res["chi2"][sel].cpu().numpy())[:, None], res["x"][sel].cpu().numpy(), np.nan
+        )
         cov_s[idx_spec] = cov_u.cpu().numpy()
         chi2[idx_spec] = res["chi2"][sel].cpu().numpy()
         n_iter[idx_spec] = res["n_iter"][sel].cpu().numpy()
@@ -573,6 +575,13 @@ def _levenberg_marquardt(
             n_iter[running] += 1
 
         # convergence test and next step for every problem in flight
+        finite = torch.isfinite(chi2[probs]) & torch.isfinite(a_mat[probs]).flatten(1).all(1)
+        finite &= torch.isfinite(g[probs]).all(1)
+        if not bool(finite.all()):
+            # a non-finite evaluation (an overflowing ivar, a NaN model) carries no information and cannot
+            # improve: zero curvature (undetermined labels) and it stops below as stalled
+            broken = probs[~finite]
+            a_mat[broken], g[broken], chi2[broken] = 0.0, 0.0, torch.inf
         xc, ac, gc = x[probs], a_mat[probs], g[probs]
         fixed = ((xc <= lo + eps_b) & (gc < 0)) | ((xc >= hi - eps_b) & (gc > 0))
         a_red, g_red = _reduced_system(ac, gc, ~fixed)
@@ -581,9 +590,9 @@ def _levenberg_marquardt(
         scale = torch.clamp(chi2[probs] / dof[spec_of[probs]], min=1.0)
         # converged when a full Gauss–Newton step would gain less than tol (or less than the χ² noise of
         # the float32 model, below which gains cannot be verified)
-        conv = (dec <= torch.maximum(tol * scale, noise[probs])) | ~torch.isfinite(chi2[probs])
+        conv = (dec <= torch.maximum(tol * scale, noise[probs])) & finite
         over = n_iter[probs] >= max_iter
-        stall = lam[probs] > _LAM_MAX
+        stall = (lam[probs] > _LAM_MAX) | ~finite
         done = conv | over | stall
         status[probs] = (
             torch.where(conv, STATUS_CONVERGED, torch.where(over, STATUS_MAX_ITER, STATUS_STALLED))

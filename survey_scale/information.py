@@ -151,9 +151,8 @@ def correlation(cov: np.ndarray) -> np.ndarray:
     sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
     with np.errstate(invalid="ignore", divide="ignore"):
         out = cov / (sd[..., :, None] * sd[..., None, :])
-    out[..., ~np.isfinite(sd), :] = np.nan
-    out[..., :, ~np.isfinite(sd)] = np.nan
-    return out
+    undetermined = ~np.isfinite(sd)
+    return np.where(undetermined[..., :, None] | undetermined[..., None, :], np.nan, out)
 
 
 def _display_step(em: Emulator, name: str, i: int) -> tuple[float, str]:

@@ -37,6 +37,7 @@ import torch
 
 from survey_scale.emulator import Emulator
 from survey_scale.fitting import FitResult, fit_spectra
+from survey_scale.information import correlation
 from survey_scale.labels import P2_TABLE5_CORRELATIONS
 from survey_scale.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
 
@@ -274,8 +275,12 @@ def _estimate_snr(norm_flux: np.ndarray, norm_ivar: np.ndarray, wave: np.ndarray
 def _combine(full: FitResult, hmask: FitResult, w1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     w = np.where(np.isfinite(w1), w1, 0.0)
     labels = w[:, None] * hmask.labels + (1.0 - w)[:, None] * full.labels
-    cov = (w**2)[:, None, None] * hmask.cov + (1.0 - w**2)[:, None, None] * full.cov
-    # where the H-masked fit failed (no data) fall back on the full fit, and vice versa
+    # a zero weight must drop its fit's covariance even where that holds inf (an undetermined label)
+    w2 = (w**2)[:, None, None]
+    with np.errstate(invalid="ignore"):  # 0 × inf, discarded by the where
+        cov = np.where(w2 > 0, w2 * hmask.cov, 0.0) + np.where(w2 < 1, (1.0 - w2) * full.cov, 0.0)
+    # where the H-masked fit failed (no data) fall back on the full fit (the full fit uses a superset of
+    # its pixels, so the converse cannot happen)
     only_full = ~np.isfinite(hmask.labels).all(1) & np.isfinite(full.labels).all(1)
     labels[only_full], cov[only_full] = full.labels[only_full], full.cov[only_full]
     return labels, cov
@@ -283,12 +288,11 @@ def _combine(full: FitResult, hmask: FitResult, w1: np.ndarray) -> tuple[np.ndar
 
 def _pairs_corr(cov: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     idx = {n: i for i, n in enumerate(names)}
+    corr = correlation(cov)
     out = np.full((cov.shape[0], len(P2_TABLE5_CORRELATIONS)), np.nan)
     for k, (a, b) in enumerate(P2_TABLE5_CORRELATIONS):
         if a in idx and b in idx:
-            i, j = idx[a], idx[b]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[:, k] = cov[:, i, j] / np.sqrt(cov[:, i, i] * cov[:, j, j])
+            out[:, k] = corr[:, idx[a], idx[b]]
     return out
 
 
@@ -394,7 +398,8 @@ def fit_labels(
     h_mask = fit_mask | window_mask(wave, HYDROGEN_WINDOWS)[None, :]
 
     # 1. initial Teff from line indices, clipped into the box (log-uniform clip of Eq. 4's range)
-    idx = line_indices(flux, wave, ivar)
+    usable_ivar = np.where(bad, 0.0, ivar)  # the pixels the fits use
+    idx = line_indices(flux, wave, usable_ivar)
     with np.errstate(over="ignore", invalid="ignore"):
         t0 = teff_from_indices(idx[:, 0], idx[:, 1], idx[:, 2])
     lo_s, hi_s = (
@@ -458,14 +463,15 @@ def fit_labels(
         vsini_raw = labels[:, iv].copy()
         flags[vsini_raw < 0] |= FLAG_VSINI_NEGATIVE
         labels[:, iv] = np.where(np.isfinite(vsini_raw), np.maximum(vsini_raw, 0.0), np.nan)
-    snr_used = _estimate_snr(flux, ivar, wave) if snr is None else np.asarray(snr, dtype=np.float64).reshape(n)
+    snr_used = _estimate_snr(flux, usable_ivar, wave) if snr is None else np.asarray(snr, dtype=np.float64).reshape(n)
     flags[labels[:, it] < TEFF_MIN_FLAG] |= FLAG_TEFF_LT_7000
     flags[~(snr_used >= SNR_MIN_FLAG)] |= FLAG_SNR_LT_5
     converged = full.converged & (hmask.converged | ~np.isfinite(hmask.labels).all(1))
     flags[~converged] |= FLAG_NOT_CONVERGED
     flags[~ok] |= FLAG_NO_DATA
     flags[refit] |= FLAG_REFIT
-    at_bound = (w1[:, None] > 0) & hmask.at_bound | (w1[:, None] < 1) & full.at_bound
+    w_used = np.nan_to_num(w1)[:, None]  # the weight _combine used (NaN → full fit only)
+    at_bound = (w_used > 0) & hmask.at_bound | (w_used < 1) & full.at_bound
     flags[at_bound.any(1)] |= FLAG_AT_BOUND
 
     with np.errstate(invalid="ignore"):

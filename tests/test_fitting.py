@@ -254,3 +254,12 @@ def test_same_optimum_as_curve_fit(inf_em, toy11_em, which):
         chi_ours = np.sum(ivar[i] * (y - em.forward_numpy(res.labels_scaled[i])) ** 2)
         worse += chi_ours > chi_ref * (1 + 1e-3)
     assert worse <= 2
+
+
+def test_an_overflowing_chi2_is_not_reported_as_converged(inf_em):
+    flux, ivar = noisy(inf_em, np.zeros((2, N_LAB)), 50, seed=10)
+    ivar[1] = 3e38  # float32 χ² overflows to inf at the start
+    res = F.fit_spectra(inf_em, flux, ivar)
+    assert res.converged[0] and res.status[0] == F.STATUS_CONVERGED
+    assert not res.converged[1] and res.status[1] == F.STATUS_STALLED
+    assert np.isnan(res.labels[1]).all() and np.isfinite(res.labels[0]).all()

@@ -76,6 +76,10 @@ def test_label_without_information_gets_infinite_variance(em):
     assert np.isinf(cov[-1, -1]) and np.all(np.isfinite(np.diag(cov)[:-1]))
     corr = I.correlation(cov)
     assert np.isnan(corr[-1]).all() and np.allclose(np.diag(corr)[:-1], 1.0)
+    # batched: only the spectrum with the undetermined label gets NaN, in that row and column
+    batch = I.correlation(np.stack([np.where(np.isfinite(cov), cov, 1.0), cov, cov]))
+    assert np.isfinite(batch[0]).all() and np.isnan(batch[1:, -1]).all() and np.isnan(batch[1:, :, -1]).all()
+    np.testing.assert_allclose(batch[1, :-1, :-1], corr[:-1, :-1])
 
 
 def test_plots_are_written(em, tmp_path):

@@ -260,3 +260,16 @@ def test_fit_labels_rejects_other_grid(em):
     flux = np.ones((2, WAVE.size - 1), np.float32)
     with pytest.raises(ValueError, match="pixel grid"):
         Pr.fit_labels(em, flux, flux, WAVE[:-1])
+
+
+def test_combination_ignores_an_undetermined_label_of_a_zero_weight_fit() -> None:
+    L = len(LABEL_NAMES)
+    full, hmask = _fake_result(np.zeros((3, L))), _fake_result(np.ones((3, L)))
+    hmask.cov[:, 2, 2] = np.inf  # the H-masked fit cannot determine label 2
+    labels, cov = Pr._combine(full, hmask, np.array([0.0, np.nan, 0.5]))
+    # weight 0 (and NaN → 0): the full fit alone, finite although the H-masked variance is inf
+    np.testing.assert_array_equal(cov[:2], full.cov[:2])
+    np.testing.assert_array_equal(labels[:2], full.labels[:2])
+    assert np.isinf(cov[2, 2, 2]) and cov[2, 0, 0] == pytest.approx(0.25 * 1 + 0.75 * 1)
+    corr = Pr._pairs_corr(cov, LABEL_NAMES)
+    assert np.isfinite(corr[:2]).all()
