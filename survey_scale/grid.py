@@ -73,3 +73,25 @@ def check_grid_attrs(attrs: Mapping[str, Any], where: str) -> None:
                 f"{where}: wavelength grid differs from survey_scale's common grid: {key} = {got!r}, "
                 f"expected {want!r} (log10 step 1e-4 dex from 3750 Å, {N_WAVE} pixels)"
             )
+
+
+def air_to_vacuum(wave_air: np.ndarray | float) -> np.ndarray:
+    """Air → vacuum wavelengths in Å: the inverse of Morton (2000, ApJS 130, 403) by N. Piskunov (VALD).
+
+    n = 1 + 8.336624212083e-5 + 2.408926869968e-2/(130.1065924522 − s²)
+          + 1.599740894897e-4/(38.92568793293 − s²),
+    with s = 10⁴/λ_air (µm⁻¹); λ_vac = n λ_air. Round trip with the forward Morton formula
+    (:func:`vacuum_to_air`) to ~1e-4 Å over 2000–10⁵ Å.
+    """
+    w = np.asarray(wave_air, dtype=np.float64)
+    s2 = (1e4 / w) ** 2
+    n = 1.0 + 8.336624212083e-5 + 2.408926869968e-2 / (130.1065924522 - s2) + 1.599740894897e-4 / (38.92568793293 - s2)
+    return w * n
+
+
+def vacuum_to_air(wave_vac: np.ndarray | float) -> np.ndarray:
+    """Vacuum → air wavelengths in Å (Morton 2000, the IAU standard)."""
+    w = np.asarray(wave_vac, dtype=np.float64)
+    s2 = (1e4 / w) ** 2
+    n = 1.0 + 8.34254e-5 + 2.406147e-2 / (130.0 - s2) + 1.5998e-4 / (38.9 - s2)
+    return w / n

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from survey_scale import masks
+from survey_scale.grid import air_to_vacuum
 
 RYDBERG_H = 109677.583
 """Rydberg constant for hydrogen, cm⁻¹ (reduced mass included)."""
@@ -105,30 +106,6 @@ ABUNDANCE_LABEL: dict[str, str] = {
 """Label that sets each metal's [X/H]; Mg and Ca follow [Fe/H]."""
 
 METALS: tuple[str, ...] = ("C", "N", "O", "Mg", "Si", "S", "Ca", "Fe")
-
-
-def air_to_vacuum(wave_air: np.ndarray | float) -> np.ndarray:
-    """Convert air wavelengths (Å) to vacuum (inverse Morton 2000 formula, as in VALD).
-
-    Parameters
-    ----------
-    wave_air
-        Air wavelengths in Å (above 2000 Å).
-
-    Returns
-    -------
-    numpy.ndarray
-        Vacuum wavelengths in Å.
-    """
-    wave_air = np.asarray(wave_air, dtype=np.float64)
-    s2 = (1e4 / wave_air) ** 2
-    n = (
-        1.0
-        + 8.336624212083e-5
-        + 2.408926869968e-2 / (1.301065924522e2 - s2)
-        + 1.599740894897e-4 / (3.892568793293e1 - s2)
-    )
-    return wave_air * n
 
 
 # element ion(1 = neutral) lambda_air[Å] log_gf chi_low[eV]
