@@ -614,7 +614,6 @@ def _levenberg_marquardt(
         "x": x,
         "chi2": chi2,
         "A": a_mat,
-        "g": g,
         "n_iter": n_iter,
         "status": status,
         "rows": rows,

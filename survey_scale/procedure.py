@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from survey_scale.emulator import Emulator
-from survey_scale.fitting import FitResult, fit_spectra
+from survey_scale.fitting import FitResult, _as_bounds, fit_spectra
 from survey_scale.grid import air_to_vacuum
 from survey_scale.information import correlation
 from survey_scale.labels import P2_TABLE5_CORRELATIONS
@@ -381,12 +381,8 @@ def fit_labels(
     idx = line_indices(flux, wave, usable_ivar)
     with np.errstate(over="ignore", invalid="ignore"):
         t0 = teff_from_indices(idx[:, 0], idx[:, 1], idx[:, 2])
-    lo_s, hi_s = (
-        np.broadcast_to(np.asarray(bounds[0], float), (em.n_labels,)),
-        np.broadcast_to(np.asarray(bounds[1], float), (em.n_labels,)),
-    )
-    t_lo = em.unscale(np.full(em.n_labels, lo_s))[it]
-    t_hi = em.unscale(np.full(em.n_labels, hi_s))[it]
+    lo_s, hi_s = _as_bounds(bounds, em.n_labels)
+    t_lo, t_hi = em.unscale(lo_s)[it], em.unscale(hi_s)[it]
     t0 = np.where(np.isfinite(t0), np.clip(t0, t_lo, t_hi), np.nan)
     init = np.full((n, em.n_labels), np.nan)  # NaN → centre of the range
     init[:, it] = t0
