@@ -1,7 +1,7 @@
 """Emulator training time and validation precision for both architectures (SPEC §5.1, P2 Fig. 6).
 
 Trains the per-pixel (P2) and the shared network on a model grid — a file (``--grid path.npz``, the format
-of :mod:`survey_scale.model_grid`) or the analytic toy grid — and prints the training time, the number of
+of :mod:`survey_scale.science.model_grid`) or the analytic toy grid — and prints the training time, the number of
 steps, why training stopped and the validation precision (σ of emulator − model flux over all pixels and
 where flux < 0.95; P2: 0.165 % and 0.586 %). Also times the Jacobian (analytic blockwise vs autograd
 forward mode) of each trained network.
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from survey_scale import emulator as E
-from survey_scale.model_grid import load_model_grid
+from survey_scale.science import emulator as E
+from survey_scale.science.model_grid import load_model_grid
 
 
 def jacobian_timing(em: E.Emulator, n: int, device: str | None, repeat: int = 3) -> dict[str, float]:

@@ -7,12 +7,12 @@ For each architecture (per-pixel P2 network and the shared network) the benchmar
    trained),
 2. makes ``--n`` spectra from it (labels uniform in the inner 80 % of the grid, Gaussian noise at
    ``--snr``) and masks the §5.3 fit windows,
-3. times :func:`survey_scale.fitting.fit_spectra` from the grid centre → spectra/s,
+3. times :func:`survey_scale.science.fitting.fit_spectra` from the grid centre → spectra/s,
 4. times ``scipy.optimize.curve_fit(method='trf')`` one spectrum at a time on a subset (``--n-ref``) with
    the emulator's float64 numpy forward (as the public Payne code fits), same start, same bounds → spectra/s
    extrapolated, the speed-up, and how often curve_fit found a χ² lower than ours by > 0.1 %,
 5. reports the LM loop's achieved matmul FLOP rate (forward + Jacobian + normal equations per evaluated
-   spectrum, :func:`survey_scale.fitting.flops_per_evaluation`) against the fp32 matmul peak measured in
+   spectrum, :func:`survey_scale.science.fitting.flops_per_evaluation`) against the fp32 matmul peak measured in
    the same run (a 2048³ ``torch.mm``, best of several, before and after).
 
 Examples::
@@ -46,9 +46,9 @@ import numpy as np
 import torch
 from scipy.optimize import curve_fit
 
-from survey_scale import emulator as E
-from survey_scale import fitting as F
-from survey_scale.masks import FIT_WINDOWS, window_mask
+from survey_scale.core.masks import FIT_WINDOWS, window_mask
+from survey_scale.science import emulator as E
+from survey_scale.science import fitting as F
 
 
 def matmul_peak(device: torch.device, size: int = 2048, repeat: int = 5) -> float:

@@ -4,8 +4,9 @@ Builds N gzipped DR9-layout files (copies of the real ../shared/data/lamost file
 cached in benchmarks/out/), then measures in the same run:
 
 - baseline: open each file with astropy and read its arrays (one process, no other work);
-- full ingest: a fresh cube, ``ingest_with_client`` on a LocalCluster sized to the machine (inspect, plan,
-  allocate, read + resample + write), timed with the cluster already running, and with its start-up.
+- full ingest: a fresh cube, ``run_pipeline_with_client(..., until="ingest")`` on a LocalCluster sized to the
+  machine (inspect, plan, allocate, read + resample + write), timed with the cluster already running, and
+  with its start-up.
 
 Prints files/s of both, their ratio (goal: the full ingest reaches >= 80 % of the read-only rate) and the
 cube's bytes per spectrum on disk.
@@ -24,12 +25,12 @@ import numpy as np
 from astropy.io import fits
 from distributed import Client, LocalCluster
 
-from survey_scale.cluster import available_cores
 from survey_scale.config import load_config
-from survey_scale.cube import create_cube
-from survey_scale.info import spectra_bytes, store_bytes
-from survey_scale.ingest import ingest_with_client
+from survey_scale.engine.cluster import available_cores
 from survey_scale.io.lamost import relabel_lamost_file
+from survey_scale.pipeline import run_pipeline_with_client
+from survey_scale.products.info import spectra_bytes, store_bytes
+from survey_scale.store.cube import create_cube
 
 HERE = Path(__file__).resolve().parent
 REAL = HERE.parent.parent / "shared" / "data" / "lamost"
@@ -94,7 +95,7 @@ def main() -> None:
     if cube.exists():
         shutil.rmtree(cube)
     config = load_config(
-        None, {"cube.path": str(cube), "ingest.input": str(args.out / "inputs"), "cluster.n_workers": n_workers}
+        None, {"cube.path": str(cube), "ingest.input": str(args.out / "inputs"), "cluster.local.n_workers": n_workers}
     )
     create_cube(cube, config.cube)
     t_start = time.perf_counter()
@@ -103,7 +104,7 @@ def main() -> None:
         Client(cluster) as client,
     ):
         t_ready = time.perf_counter()
-        (summary,) = ingest_with_client(config, client, progress=False)
+        (summary,) = run_pipeline_with_client(config, client, progress=False, until="ingest").ingest
         t_done = time.perf_counter()
     assert summary.n_new == len(paths), summary
 

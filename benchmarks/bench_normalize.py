@@ -26,14 +26,15 @@ import zarr
 from distributed import Client, LocalCluster
 from distributed.diagnostics import MemorySampler
 
-from survey_scale.cluster import available_cores
 from survey_scale.config import CubeConfig
-from survey_scale.cube import create_cube, resize_spec, write_column
-from survey_scale.grid import wavelength_grid
-from survey_scale.labels import LABEL_NAMES, LABEL_RANGES
-from survey_scale.normalize import CONTINUUM_LENGTH, continuum_mask, normalize_stage
-from survey_scale.pipeline import fit_pca
-from survey_scale.runner import run_stage
+from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.labels import LABEL_NAMES, LABEL_RANGES
+from survey_scale.engine.cluster import available_cores
+from survey_scale.engine.runner import DaskEngine, run_stage
+from survey_scale.science.normalize import CONTINUUM_LENGTH, continuum_mask
+from survey_scale.stages.normalize import normalize_stage
+from survey_scale.stages.pca import fit_pca
+from survey_scale.store.cube import create_cube, resize_spec, write_column
 from survey_scale.synth import synthesize
 
 HERE = Path(__file__).resolve().parent
@@ -120,7 +121,7 @@ def main() -> None:
             baseline = sum(w["metrics"]["memory"] for w in client.scheduler_info()["workers"].values())
             t0 = time.perf_counter()
             with sampler.sample(f"pca-{size}", interval=0.2):
-                model = fit_pca(cube, rows, 100, client, 2048, {"benchmark": True})
+                model = fit_pca(DaskEngine(cube, client, progress=False), rows, 100, 2048, {"benchmark": True})
             elapsed = time.perf_counter() - t0
             peak = sampler.to_pandas()[f"pca-{size}"].max()
             print(

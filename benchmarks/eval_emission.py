@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from survey_scale.config import load_config
-from survey_scale.cube import open_cube
 from survey_scale.mock import make_release
 from survey_scale.pipeline import run_pipeline
+from survey_scale.store.cube import open_cube
 
 HERE = Path(__file__).resolve().parent
 

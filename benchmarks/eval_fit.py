@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from survey_scale.config import load_config
-from survey_scale.cube import open_cube
 from survey_scale.mock import make_release
 from survey_scale.pipeline import run_pipeline
+from survey_scale.store.cube import open_cube
 
 HERE = Path(__file__).resolve().parent
 SNR_BINS = ((0, 20), (20, 50), (50, 100), (100, np.inf))
@@ -67,7 +67,7 @@ def main() -> None:
         f"mock {args.n_stars} stars (seed {args.seed}); pipeline {time.perf_counter() - t0:.0f} s, "
         f"fit stage {fit.seconds:.0f} s for {open_cube(cube).sizes['spec']} spectra"
     )
-    from survey_scale.emulator import load
+    from survey_scale.science.emulator import load
 
     em = load(result.models["emulator"])
     print(

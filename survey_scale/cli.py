@@ -11,12 +11,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from survey_scale._version import __version__
 from survey_scale.config import Config, ConfigError, load_config
+from survey_scale.core.errors import SurveyScaleError
+from survey_scale.stages.registry import default_registry
 
 log = logging.getLogger("survey_scale")
 
@@ -33,10 +34,9 @@ def _setup_logging(level: str, cube: Path | None, command: str) -> None:
     for noisy in ("distributed", "bokeh", "tornado"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     if cube is not None and cube.exists():
-        folder = cube / "_survey_scale" / "logs"
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        file_handler = logging.FileHandler(folder / f"{command}-{stamp}.log")
+        from survey_scale.store.bookkeeping import Bookkeeping
+
+        file_handler = logging.FileHandler(Bookkeeping(cube).log_path(command))
         file_handler.setFormatter(fmt)
         root.addHandler(file_handler)
 
@@ -49,8 +49,8 @@ def _config(args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from survey_scale.cube import create_cube
-    from survey_scale.ingest import ingest
+    from survey_scale.pipeline import run_pipeline
+    from survey_scale.store.cube import create_cube
 
     config = _config(
         args,
@@ -60,7 +60,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             "ingest.catalog": args.catalog,
             "ingest.crossmatch": args.crossmatch,
             "ingest.release": args.release,
-            "cluster.n_workers": args.workers,
+            "cluster.local.n_workers": args.workers,
         },
     )
     cube = Path(config.cube.path)
@@ -71,8 +71,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not (cube / "zarr.json").exists():
         create_cube(cube, config.cube)
     _setup_logging(config.log_level, cube, "ingest")
-    summaries = ingest(config, progress=not args.no_progress)
-    for summary in summaries:
+    for summary in run_pipeline(config, progress=not args.no_progress, until="ingest").ingest:
         print(summary.balance_line())
     return 0
 
@@ -80,7 +79,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from survey_scale.pipeline import run_pipeline
 
-    config = _config(args, {"cube.path": args.cube, "ingest.input": args.input, "cluster.n_workers": args.workers})
+    config = _config(
+        args, {"cube.path": args.cube, "ingest.input": args.input, "cluster.local.n_workers": args.workers}
+    )
     _setup_logging(config.log_level, Path(config.cube.path), "run")
     summary = run_pipeline(config, progress=not args.no_progress, until=args.until)
     for ingest in summary.ingest:
@@ -114,7 +115,7 @@ def cmd_mock(args: argparse.Namespace) -> int:
         f"{out / 'catalog.csv'} --crossmatch {out / 'crossmatch.parquet'} --cube CUBE"
     )
     if args.model_grid:
-        from survey_scale.model_grid import save_model_grid
+        from survey_scale.science.model_grid import save_model_grid
         from survey_scale.synth import make_model_grid
 
         path = save_model_grid(make_model_grid(args.model_grid, args.seed), out / "model_grid.npz")
@@ -123,7 +124,7 @@ def cmd_mock(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from survey_scale.plots import write_figures
+    from survey_scale.products.figures import write_figures
 
     for path in write_figures(args.kind, args.source, args.out):
         print(path)
@@ -131,7 +132,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from survey_scale.info import cube_info
+    from survey_scale.products.info import cube_info
 
     print(cube_info(args.cube))
     return 0
@@ -205,14 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG files")
     p.set_defaults(func=cmd_figures)
 
-    p = sub.add_parser("run", help="every stage that is not done yet (ingest, normalize, PCA/emission, ...)")
+    p = sub.add_parser("run", help="every step that is not done yet: " + ", ".join(default_registry().names()))
     p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
     p.add_argument("--cube", type=Path, help="the cube (overrides cube.path)")
     p.add_argument("--input", type=Path, help="ingest this folder first (overrides ingest.input)")
     p.add_argument("--workers", type=int, help="Dask workers of the local cluster")
-    p.add_argument(
-        "--until", choices=["ingest", "normalize", "pca", "fit"], default="fit", help="last step to run (default: fit)"
-    )
+    steps = default_registry().names()
+    p.add_argument("--until", choices=steps, help=f"last step to run (default: {steps[-1]}, all of them)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
@@ -242,22 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _setup_logging("INFO", None, args.command)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, NotImplementedError) as exc:
+    except (SurveyScaleError, FileNotFoundError) as exc:
         print(f"survey-scale {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        from survey_scale.cube import CubeError
-        from survey_scale.grid import GridMismatchError
-        from survey_scale.io.catalog import CatalogError
-        from survey_scale.lock import StoreLockedError
-        from survey_scale.pipeline import PipelineError
-        from survey_scale.runner import StageError
-
-        known = (CubeError, GridMismatchError, CatalogError, StoreLockedError, StageError, PipelineError)
-        if isinstance(exc, known):
-            print(f"survey-scale {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

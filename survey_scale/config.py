@@ -11,16 +11,20 @@ settings re-runs that stage (and only that stage) on the next ``survey-scale run
 
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from survey_scale.core.errors import SurveyScaleError
+from survey_scale.core.files import stable_hash
 
-class ConfigError(ValueError):
+log = logging.getLogger(__name__)
+
+
+class ConfigError(SurveyScaleError, ValueError):
     """The configuration is invalid; the message names the file and the key."""
 
 
@@ -53,29 +57,67 @@ class CubeConfig(_Section):
         return self
 
 
-class ClusterConfig(_Section):
-    """Where Dask runs (SPEC §11). Only ``local`` and ``address`` are available so far."""
+class LocalClusterConfig(_Section):
+    """``cluster.kind: local``: a Dask LocalCluster on this machine."""
 
-    kind: Literal["local", "address", "slurm", "kubernetes"] = "local"
     n_workers: int | None = Field(None, ge=1, description="default: one per core")
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
-    address: str | None = None
     dashboard_address: str | None = ":0"
     processes: bool = True
 
+
+class AddressClusterConfig(_Section):
+    """``cluster.kind: address``: a running Dask scheduler."""
+
+    scheduler: str | None = Field(None, description="e.g. tcp://scheduler:8786")
+
+
+_LOCAL_KEYS = tuple(LocalClusterConfig.model_fields)
+
+
+class ClusterConfig(_Section):
+    """Where Dask runs (SPEC §11): ``kind`` picks one of the sub-sections, one per cluster kind.
+
+    ``slurm`` and ``kubernetes`` come with the cluster deployment. The flat keys of earlier versions
+    (``cluster.n_workers``, ``cluster.address: tcp://...``) still work and log a deprecation.
+    """
+
+    kind: Literal["local", "address"] = "local"
+    local: LocalClusterConfig = LocalClusterConfig()
+    address: AddressClusterConfig = AddressClusterConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in _LOCAL_KEYS:
+            if key in data:
+                _deprecated(f"cluster.{key}", f"cluster.local.{key}")
+                data["local"] = {**(data.get("local") or {}), key: data.pop(key)}
+        if "address" in data and not isinstance(data["address"], dict | AddressClusterConfig):
+            _deprecated("cluster.address (a string)", "cluster.address.scheduler")
+            data["address"] = {"scheduler": data["address"]}
+        return data
+
     @model_validator(mode="after")
-    def _address_needs_address(self) -> ClusterConfig:
-        if self.kind == "address" and not self.address:
-            raise ValueError("cluster.kind 'address' needs cluster.address (e.g. tcp://scheduler:8786)")
+    def _address_needs_scheduler(self) -> ClusterConfig:
+        if self.kind == "address" and not self.address.scheduler:
+            raise ValueError("cluster.kind 'address' needs cluster.address.scheduler (e.g. tcp://scheduler:8786)")
         return self
+
+
+def _deprecated(old: str, new: str) -> None:
+    log.warning("configuration key %s is deprecated: use %s", old, new)
 
 
 class RunnerConfig(_Section):
     """The chunk runner (shared by every stage)."""
 
     lock_stale_after_s: float = Field(120.0, gt=0)
-    progress: bool = True
+    progress: bool = Field(True, description="progress bars on long steps (--no-progress turns them off)")
 
 
 class IngestConfig(_Section):
@@ -175,8 +217,7 @@ class Config(_Section):
 
     def section_hash(self, section: str) -> str:
         """Hash of one section's values: the provenance key of the stage it configures."""
-        value = getattr(self, section).model_dump(mode="json")
-        return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+        return stable_hash(getattr(self, section).model_dump(mode="json"))
 
 
 def _format_error(exc: ValidationError, source: str) -> str:

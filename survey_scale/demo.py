@@ -19,10 +19,10 @@ from pathlib import Path
 import yaml
 
 from survey_scale.config import load_config
-from survey_scale.info import cube_info
 from survey_scale.mock import make_release
 from survey_scale.pipeline import run_pipeline
-from survey_scale.plots import write_figures
+from survey_scale.products.figures import write_figures
+from survey_scale.products.info import cube_info
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import zarr
 
 from survey_scale.cli import build_parser, main
 from survey_scale.config import CubeConfig
-from survey_scale.cube import create_cube
+from survey_scale.store.cube import create_cube
 
 COMMANDS = ("ingest", "info", "run", "demo", "config")
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from survey_scale.config import load_config
-from survey_scale.cube import create_cube, open_cube
-from survey_scale.info import cube_info
 from survey_scale.mock import make_release
 from survey_scale.pipeline import run_pipeline_with_client
+from survey_scale.products.info import cube_info
+from survey_scale.store.cube import create_cube, open_cube
 
 
 def _config(tmp_path: Path, release: Path):

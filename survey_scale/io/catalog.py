@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from survey_scale.core.errors import SurveyScaleError
+
 LAMOST_MISSING = -9999.0
 
 
@@ -122,7 +124,7 @@ CROSSMATCH_COLUMNS: tuple[Column, ...] = (
 _CASE_SENSITIVE = {"G", "g", "G_err", "g_err"}
 
 
-class CatalogError(ValueError):
+class CatalogError(SurveyScaleError, ValueError):
     """A catalog or cross-match table cannot be used; the message names the file and column or row."""
 
 

@@ -34,13 +34,15 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from survey_scale.core.errors import SurveyScaleError
+
 BLOCK = 2880
 CARD = 80
 COADD_COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK")
 _SKIP_CARDS = {"COMMENT", "HISTORY", ""}
 
 
-class LamostReadError(ValueError):
+class LamostReadError(SurveyScaleError, ValueError):
     """A file is not a readable LAMOST spectrum.
 
     Attributes

@@ -14,7 +14,8 @@ Usage::
 
 Modules: :mod:`.population` (the stars), :mod:`.photometry` (bands, extinction coefficients, colours),
 :mod:`.schedule` (plans, nights, fibres, S/N, velocities), :mod:`.spectra` (observed spectra),
-:mod:`.writer` (FITS bytes), :mod:`.release` (orchestration, tables), :mod:`.plots` (figures).
+:mod:`.writer` (FITS bytes), :mod:`.release` (orchestration, tables); its figures are in
+:mod:`survey_scale.products.figures.mock`.
 
 Physics of the population (what is drawn, and from what)
 --------------------------------------------------------
@@ -30,7 +31,7 @@ Physics of the population (what is drawn, and from what)
 - **Labels.** Teff ∝ Teff⁻³ on 7,000–45,000 K (80 % below 15,000 K); log g on the main sequence (86 %),
   giants (12 %) or supergiants (2 %) relative to the Pecaut & Mamajek (2013) dwarf sequence; vsini, vmic,
   N_He/N_tot and abundances (radial gradient, Am/Si peculiar stars) as documented in
-  :func:`.population._draw_other_labels`, all within :data:`survey_scale.labels.LABEL_RANGES`.
+  :func:`.population._draw_other_labels`, all within :data:`survey_scale.core.labels.LABEL_RANGES`.
 - **MKs** = M_bol,sun − 2.5 log(L) − BC_Ks(Teff), L = M ℒ with ℒ = Teff⁴/g, the mass a smooth function of
   (Teff, log g): a fit to the Pecaut & Mamajek dwarfs (reproduced to 0.1 mag) blended into the
   flux-weighted gravity–luminosity relation of Kudritzki et al. for evolved stars; plus 0.1 mag of
@@ -75,7 +76,6 @@ Limits (what the mock does not do)
 from __future__ import annotations
 
 from survey_scale.mock.photometry import EXTINCTION_COEFFS
-from survey_scale.mock.plots import plot_observations, plot_population
 from survey_scale.mock.population import PopulationConfig, make_population
 from survey_scale.mock.release import INVALID_KINDS, ReleaseSummary, make_release
 from survey_scale.mock.schedule import ScheduleConfig, make_visits
@@ -89,6 +89,4 @@ __all__ = [
     "make_population",
     "make_release",
     "make_visits",
-    "plot_observations",
-    "plot_population",
 ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from survey_scale.labels import LABEL_NAMES, LABEL_RANGES
+from survey_scale.core.labels import LABEL_NAMES, LABEL_RANGES
 from survey_scale.mock import photometry as ph
 
 R_SUN_GC_KPC: float = 8.1
@@ -340,7 +340,7 @@ def _draw_other_labels(
     - Metallicity: a radial gradient −0.06 dex/kpc around −0.05 dex at the Sun, cosmic scatter 0.10 dex;
       each [X/H] = that + N(0, 0.08) (C offset −0.10, N +0.25 for evolved stars). Am stars (10 % of
       7,000–10,000 K slow rotators): [Fe/H] +0.2–0.5; Si stars (5 % of 9,000–14,000 K): [Si/H] +0.3–1.0.
-    All clipped to :data:`survey_scale.labels.LABEL_RANGES`.
+    All clipped to :data:`survey_scale.core.labels.LABEL_RANGES`.
     """
     n = teff.size
     sin_i = np.sqrt(1.0 - rng.random(n) ** 2)

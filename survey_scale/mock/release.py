@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from survey_scale._version import __version__
-from survey_scale.labels import LABEL_NAMES
+from survey_scale.core.labels import LABEL_NAMES
 from survey_scale.mock import photometry as ph
 from survey_scale.mock import population as pop
 from survey_scale.mock import schedule as sch

@@ -20,12 +20,13 @@ name in the gzip header, for the same reason.
 from __future__ import annotations
 
 import gzip
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from survey_scale.core.files import atomic_write_bytes
 
 BLOCK = 2880
 CARD = 80
@@ -229,10 +230,7 @@ def write_bytes(path: str | Path, data: bytes, *, compress: bool, level: int = 6
         if not path.name.endswith(".gz"):
             path = path.with_name(path.name + ".gz")
         data = gzip.compress(data, compresslevel=level, mtime=0)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)  # a killed run never leaves a half-written spectrum under its final name
-    return path
+    return atomic_write_bytes(path, data)  # a killed run never leaves a half-written spectrum under its name
 
 
 # --- LAMOST header ------------------------------------------------------------------------------------------

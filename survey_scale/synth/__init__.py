@@ -9,7 +9,7 @@ Public interface::
     sed(teff, logg, wave=None, *, he_frac=None)                  -> (n, P) F_λ, erg s⁻¹ cm⁻² Å⁻¹
     interstellar_transmission(ebv, wave=None, *, distance=None, resolution=1800.0) -> (n, P) in (0, 1]
     telluric_transmission(airmass, wave=None, pwv=None, *, resolution=1800.0)      -> (n, P) in (0, 1]
-    make_model_grid(n, seed, *, resolution=1800.0, chunk_size=1024) -> survey_scale.model_grid.ModelGrid
+    make_model_grid(n, seed, *, resolution=1800.0, chunk_size=1024) -> survey_scale.science.model_grid.ModelGrid
     draw_resolution(n, rng, mean=1800.0, scatter=0.08) -> (n,) per-fibre resolving powers for synthesize
 
 What it is
@@ -41,7 +41,7 @@ Physics (modules :mod:`.atmosphere`, :mod:`.lines`, :mod:`.spectrum`, :mod:`.lin
   profile, ε = 0.6), a Gaussian LSF of constant resolving power R (default 1800 at all λ; per-spectrum R for
   fibre scatter) and, for metal lines, thermal + micro-turbulent Gaussians are applied per spectrum by
   batched FFT convolution, with radial velocities as exact Fourier phase shifts, then averaged into the
-  3802 pixels of :func:`survey_scale.grid.wavelength_grid`.
+  3802 pixels of :func:`survey_scale.core.grid.wavelength_grid`.
 - *SED.* Eddington–Barbier flux with the same opacities, normalized to σT_eff⁴: Balmer/Paschen jumps that
   peak for A stars and, for A stars below ~9000 K, grow at low log g.
 - *ISM and tellurics* (:mod:`.ism`): Na I D, Ca II K/H and 17 DIBs scaled with E(B−V) by published
@@ -61,7 +61,7 @@ Limits (what is approximated)
 - The LSF has constant R (LAMOST's is closer to constant FWHM per arm and varies along the spectrum); the
   He I forbidden components, Stark shifts and line asymmetries are ignored.
 - Valid label range :data:`SYNTH_LIMITS` (wider than the model-grid box
-  :data:`survey_scale.labels.LABEL_RANGES`); |rv| ≤ 2000 km s⁻¹; 500 ≤ R ≤ 4000 (the 3× oversampled grid
+  :data:`survey_scale.core.labels.LABEL_RANGES`); |rv| ≤ 2000 km s⁻¹; 500 ≤ R ≤ 4000 (the 3× oversampled grid
   must resolve the LSF).
 
 Performance (``benchmarks/bench_synth.py``, 2 CPU cores shared with other jobs, load 2–3): ~1000–1400
@@ -72,7 +72,7 @@ from __future__ import annotations
 
 from survey_scale.synth.core import DEFAULT_RESOLUTION, SYNTH_LIMITS, draw_resolution, sed, synthesize
 from survey_scale.synth.ism import interstellar_transmission, telluric_transmission
-from survey_scale.synth.modelgrid import make_model_grid, sample_labels
+from survey_scale.synth.synthetic_grid import make_model_grid, sample_labels
 
 __all__ = [
     "DEFAULT_RESOLUTION",

@@ -6,8 +6,8 @@ from typing import Literal
 
 import numpy as np
 
-from survey_scale.grid import wavelength_grid
-from survey_scale.labels import LABEL_NAMES, N_LABELS
+from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.labels import LABEL_NAMES, N_LABELS
 from survey_scale.synth import atmosphere as atm
 from survey_scale.synth.lines import line_parameters
 from survey_scale.synth.spectrum import normalized_chunk
@@ -28,7 +28,7 @@ SYNTH_LIMITS: dict[str, tuple[float, float]] = {
     "s_h": (-5.0, 2.0),
     "fe_h": (-5.0, 2.0),
 }
-"""Labels accepted by :func:`synthesize`: somewhat wider than :data:`survey_scale.labels.LABEL_RANGES` (the
+"""Labels accepted by :func:`synthesize`: somewhat wider than :data:`survey_scale.core.labels.LABEL_RANGES` (the
 model grid's box) so that, e.g., cool companions of composite spectra down to 6000 K can be made; below
 ~7000 K the line list (no molecules, few neutral metals) makes the spectra increasingly schematic."""
 
@@ -92,7 +92,7 @@ def synthesize(
     Parameters
     ----------
     labels
-        (n, 11) or (11,) physical labels in :data:`survey_scale.labels.LABEL_NAMES` order: T_eff (K),
+        (n, 11) or (11,) physical labels in :data:`survey_scale.core.labels.LABEL_NAMES` order: T_eff (K),
         log g (cgs dex), v_mic (km s⁻¹), v sin i (km s⁻¹), N_He/N_tot, [C/H], [N/H], [O/H], [Si/H], [S/H],
         [Fe/H] (dex; Mg and Ca follow [Fe/H]). Accepted range: :data:`SYNTH_LIMITS`.
     resolution
@@ -112,7 +112,7 @@ def synthesize(
     Returns
     -------
     numpy.ndarray
-        (n, 3802) float32 on :func:`survey_scale.grid.wavelength_grid` (vacuum Å). Always 2-D.
+        (n, 3802) float32 on :func:`survey_scale.core.grid.wavelength_grid` (vacuum Å). Always 2-D.
 
     Notes
     -----

@@ -15,7 +15,7 @@ Interstellar features (``interstellar_transmission``), equivalent widths W as fu
   reddening rate in the Galactic plane. Their fit covers stars within ~1 kpc; beyond, W saturates
   smoothly, W = W_s (1 − exp(−W_lin/W_s)) with W_s = 0.6 Å (K) and 0.4 Å (H) (Ca II has a scale height of
   ~0.8 kpc, Smoker et al. 2003, and strong components saturate).
-- Diffuse interstellar bands of :data:`survey_scale.masks.DIB_CENTRES` with W = a · E(B−V): a = 0.61 Å mag⁻¹
+- Diffuse interstellar bands of :data:`survey_scale.core.masks.DIB_CENTRES` with W = a · E(B−V): a = 0.61 Å mag⁻¹
   (λ5780) and 1.26 Å mag⁻¹ (λ6284) from Yuan & Liu (2012, MNRAS 425, 1763, SDSS low-resolution spectra) and
   0.37 Å mag⁻¹ (λ8620, E(B−V) = 2.72 W, Munari et al. 2008, A&A 488, 969); the other bands have
   representative ratios of the right order (Friedman et al. 2011, ApJ 727, 33 and the DIB catalogue of
@@ -27,7 +27,7 @@ R ~ 1800, τ = W × (area-normalized profile), which preserves W for weak featur
 
 Telluric bands (``telluric_transmission``) are envelopes of the O₂ B (6869 Å) and A (7596 Å) band heads —
 a sharp LSF-broadened edge at the head and an exponential fall-off along the P branch — and of the H₂O
-bands at 7160–7340 Å and 8125–8350 Å, confined to :data:`survey_scale.masks.TELLURIC_BANDS`. Their optical
+bands at 7160–7340 Å and 8125–8350 Å, confined to :data:`survey_scale.core.masks.TELLURIC_BANDS`. Their optical
 depths scale as airmass^0.55 (O₂; saturated band, square-root-like curve of growth) and
 (airmass · PWV / 5 mm)^0.6 (H₂O), with peak transmissions at airmass 1 and PWV = 5 mm of about 0.45 (A band),
 0.75 (B band), 0.85 and 0.88 (H₂O) — typical of low-resolution spectra from a mid-latitude site such as
@@ -39,8 +39,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
-from survey_scale import masks
-from survey_scale.grid import wavelength_grid
+from survey_scale.core import masks
+from survey_scale.core.grid import wavelength_grid
 
 DIB_STRENGTH: dict[str, float] = {
     "DIB_4430": 1.9,
@@ -61,7 +61,7 @@ DIB_STRENGTH: dict[str, float] = {
     "DIB_7226": 0.25,
     "DIB_8623": 0.37,
 }
-"""Equivalent width per unit E(B−V) (Å mag⁻¹) of each band of :data:`survey_scale.masks.DIB_CENTRES`."""
+"""Equivalent width per unit E(B−V) (Å mag⁻¹) of each band of :data:`survey_scale.core.masks.DIB_CENTRES`."""
 
 NA_D_E0 = 10.0**-1.85
 """E(B−V) scale of the Na I D relation (Poznanski et al. 2012)."""
@@ -196,7 +196,7 @@ def telluric_transmission(
     Returns
     -------
     numpy.ndarray
-        (n, P) transmission in (0, 1]; exactly 1 outside :data:`survey_scale.masks.TELLURIC_BANDS`.
+        (n, P) transmission in (0, 1]; exactly 1 outside :data:`survey_scale.core.masks.TELLURIC_BANDS`.
     """
     x = _as_column(airmass, "airmass")
     if np.any(x < 1.0):

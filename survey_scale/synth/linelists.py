@@ -11,7 +11,7 @@ makes which lines, how strong, at which excitation), not abundance-grade atomic 
   transitions, typically within a few tenths of a dex; they were compiled for this mock and have not been
   checked line by line against the databases, so do not use them for abundance work.
 - Hydrogen and He II lines are generated from the Rydberg formula (hydrogenic energies, exact vacuum
-  wavelengths); line centres that :mod:`survey_scale.masks` defines are taken from there.
+  wavelengths); line centres that :mod:`survey_scale.core.masks` defines are taken from there.
 - Ionization energies (NIST) and partition functions (values near 10⁴ K, held constant) of the ions.
 - Solar abundances: Asplund et al. (2009, ARA&A 47, 481), log ε(H) = 12.
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from survey_scale import masks
-from survey_scale.grid import air_to_vacuum
+from survey_scale.core import masks
+from survey_scale.core.grid import air_to_vacuum
 
 RYDBERG_H = 109677.583
 """Rydberg constant for hydrogen, cm⁻¹ (reduced mass included)."""

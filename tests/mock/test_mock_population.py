@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from survey_scale.labels import LABEL_NAMES, LABEL_RANGES
+from survey_scale.core.labels import LABEL_NAMES, LABEL_RANGES
 from survey_scale.mock import photometry as ph
 from survey_scale.mock import population as pop
 

@@ -12,8 +12,8 @@ import pytest
 from survey_scale.io.catalog import read_catalog, read_crossmatch
 from survey_scale.io.lamost import LamostReadError, read_lamost
 from survey_scale.mock import spectra as spx
-from survey_scale.mock.plots import plot_observations, plot_population
 from survey_scale.mock.release import EXPECTED_REJECT, INVALID_KINDS, ReleaseSummary, make_release
+from survey_scale.products.figures.mock import plot_observations, plot_population
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -44,7 +44,7 @@ def test_layout_of_the_release(release_a: ReleaseSummary) -> None:
     truth = _truth(release_a)
     on_disk = sorted(p.name for p in (out / "spectra").iterdir())
     assert on_disk == sorted(truth.loc[truth["file_written"], "fitsname"])
-    assert not list((out / "spectra").glob("*.part"))
+    assert not list((out / "spectra").glob(".*.tmp"))
     meta = json.loads((out / "release.json").read_text())
     assert meta["seed"] == 3 and meta["release"] == "MOCK1" and meta["n_files"] == len(on_disk)
     assert meta["invalid"] == {k: EXPECTED_REJECT[k] for k in INVALID_KINDS}

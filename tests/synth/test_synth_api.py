@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from survey_scale.labels import LABEL_RANGES
+from survey_scale.core.labels import LABEL_RANGES
 from survey_scale.synth import SYNTH_LIMITS, draw_resolution, sample_labels, sed, synthesize
 from survey_scale.synth.atmosphere import SIGMA_SB, SOLAR_HE_FRAC
 

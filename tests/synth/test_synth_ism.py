@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from survey_scale import masks
+from survey_scale.core import masks
 from survey_scale.synth import interstellar_transmission, telluric_transmission
 from survey_scale.synth.ism import DIB_STRENGTH, NA_D_E0, NA_D_SLOPE, TRUNCATE_SIGMA
 

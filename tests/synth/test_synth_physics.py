@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from survey_scale import masks
+from survey_scale.core import masks
 from survey_scale.synth import sample_labels, synthesize
 from survey_scale.synth.linelists import lines_of
 

@@ -1,0 +1,78 @@
+"""Figures: the one home of every plot (PNG via matplotlib's Agg backend).
+
+- :mod:`.cube`: emission diagram, PCA reconstructions, example fits, Kiel diagram (from a cube);
+- :mod:`.emulator`: gradient spectra and Cramér–Rao bound of an emulator;
+- :mod:`.synth`: example spectra and gradient spectra of the synthesizer;
+- :mod:`.mock`: the mock population and its observations.
+
+:func:`write_figures` writes one kind of them (``survey-scale figures KIND SOURCE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from survey_scale.store.bookkeeping import Bookkeeping
+
+FIGURE_KINDS = ("synth", "mock", "emission", "fits", "emulator")
+"""What :func:`write_figures` draws: synth (no source); mock (a mock release); emission and fits (a cube);
+emulator (an emulator file)."""
+
+
+def fiducial_b_star(label_names: Sequence[str]) -> list[float]:
+    """The fiducial B star of P2 Figs. 3–5 (Teff 18,000 K, log g 4.0, [X/H] = 0, vsini 100 km/s)."""
+    values = {"teff": 18000.0, "logg": 4.0, "vmic": 2.0, "vsini": 100.0, "he_frac": 0.085}
+    return [values.get(name, 0.0) for name in label_names]
+
+
+def write_figures(kind: str, source: str | Path | None, out: str | Path) -> list[Path]:
+    """Write the PNG figures of one ``kind`` (:data:`FIGURE_KINDS`) of ``source`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if kind == "synth":
+        from survey_scale.products.figures.synth import plot_example_spectra, plot_synth_gradients
+
+        return [
+            plot_example_spectra(out / "synth_example_spectra.png"),
+            plot_synth_gradients(out / "synth_gradient_spectra.png"),
+        ]
+    if source is None or not Path(source).exists():
+        what = "no source given" if source is None else f"{source} not found"
+        raise FileNotFoundError(f"figures {kind}: {what} (give the mock release, cube or emulator file to plot)")
+    source = Path(source)
+    from survey_scale.products.figures import cube as cube_figures
+
+    if kind == "mock":
+        import pandas as pd
+
+        from survey_scale.products.figures.mock import plot_observations, plot_population
+
+        return [
+            plot_population(pd.read_parquet(source / "truth_stars.parquet"), out / "mock_population.png"),
+            plot_observations(pd.read_parquet(source / "truth.parquet"), out / "mock_observations.png"),
+        ]
+    if kind == "emission":
+        from survey_scale.stages.pca import PCA_MODEL_FILE
+
+        model = Bookkeeping(source).model_path(PCA_MODEL_FILE)
+        return [
+            cube_figures.plot_emission_diagram(source, model, out / "emission_diagram.png"),
+            cube_figures.plot_reconstructions(source, out / "pca_reconstructions.png"),
+        ]
+    if kind == "fits":
+        return [
+            cube_figures.plot_example_fits(source, out / "example_fits.png"),
+            cube_figures.plot_kiel(source, out / "kiel.png"),
+        ]
+    if kind == "emulator":
+        from survey_scale.products.figures.emulator import plot_cramer_rao, plot_emulator_gradients
+        from survey_scale.science.emulator import load
+
+        em = load(source)
+        b_star = fiducial_b_star(em.label_names)
+        return [
+            plot_emulator_gradients(em, b_star, out / "emulator_gradient_spectra.png"),
+            plot_cramer_rao(em, b_star, out / "emulator_cramer_rao.png", snr=100),
+        ]
+    raise ValueError(f"figures: unknown kind {kind!r}; one of {', '.join(FIGURE_KINDS)}")

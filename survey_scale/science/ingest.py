@@ -1,0 +1,475 @@
+"""The ingest's science, pure (SPEC §2): read and check one LAMOST file, and plan a batch.
+
+- :func:`inspect_file` reads a file completely, checks it (structure, all-NaN flux, negative ivar,
+  wavelength order) and extracts its header metadata; :func:`inspect_files` does a block of files.
+- :func:`plan_batch` builds specids from the headers, joins the release catalog (by obsid, or by specid for
+  files without OBSID), takes the radial velocity (catalog, else Z·c from the header), checks header ranges
+  and grid coverage, drops specids already in the cube, reports duplicates, and gives each accepted file a
+  row (sorted by specid); every rejected file or catalog row gets a reason a person can act on.
+  :func:`join_crossmatch` adds the Gaia / 2MASS / photometry columns.
+
+The orchestration (inspect on the cluster → plan → allocate → write) is :mod:`survey_scale.stages.ingest`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from survey_scale.config import Config
+from survey_scale.io.catalog import CATALOG_COLUMNS, CROSSMATCH_COLUMNS, read_catalog, read_crossmatch
+from survey_scale.io.lamost import LamostReadError, LamostSpectrum, read_lamost
+from survey_scale.science.resample import C_KMS, grid_coverage
+
+# --- per-spectrum metadata written by the ingest ------------------------------------------------------
+
+_CATALOG = {c.name: c for c in CATALOG_COLUMNS}
+_XMATCH = {c.name: c for c in CROSSMATCH_COLUMNS}
+
+
+@dataclass(frozen=True)
+class MetadataColumn:
+    """A per-spectrum column of the cube written by the ingest: name, dtype (``"str"`` or numpy) and attributes."""
+
+    name: str
+    dtype: str
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+def _col(name: str, dtype: str, unit: str, description: str) -> MetadataColumn:
+    return MetadataColumn(
+        name, dtype, {"units": unit, "long_name": description} if unit else {"long_name": description}
+    )
+
+
+METADATA: tuple[MetadataColumn, ...] = (
+    _col("specid", "str", "", "LAMOST spectrum id date-planid-spid-fiberid"),
+    _col("obsid", "int64", "", "LAMOST unique spectrum id (-1 if the file has none)"),
+    _col("fitsname", "str", "", "name of the LAMOST FITS file"),
+    _col("source_path", "str", "", "absolute path of the ingested file"),
+    _col("star_id", "str", "", "star id from RA/Dec, Sdddmmss+ddmmss"),
+    _col("release", "str", "", "data release"),
+    _col("batch", "int32", "", "ingest batch that added the spectrum"),
+    _col("layout", "str", "", "FITS layout: image (DR1-DR7) or coadd (DR8+)"),
+    _col("lmjd", "int32", "d", "local MJD of the plan"),
+    _col("planid", "str", "", "LAMOST plan id"),
+    _col("spid", "int16", "", "spectrograph id"),
+    _col("fiberid", "int16", "", "fibre id"),
+    _col("ra", "float64", "deg", "right ascension (J2000)"),
+    _col("dec", "float64", "deg", "declination (J2000)"),
+    _col("mjd", "float64", "d", "modified Julian day of the observation"),
+    *(_col(f"snr_{b}", "float32", "", f"S/N per pixel, {b} band") for b in "ugriz"),
+    _col("rv", "float32", "km s-1", "heliocentric radial velocity used for the rest-frame shift"),
+    _col("rv_err", "float32", "km s-1", "radial velocity uncertainty"),
+    _col("rv_source", "str", "", "catalog or header (Z*c)"),
+    _col("z", "float64", "", "redshift in the header"),
+    _col("class", "str", "", "LAMOST class"),
+    _col("subclass", "str", "", "LAMOST subclass"),
+    _col("coverage", "float32", "", "fraction of the common grid covered by the spectrum"),
+    *(
+        _col(c.name, "int64" if c.dtype == "int64" else "float32", c.unit, c.description)
+        for c in CROSSMATCH_COLUMNS
+        if c.name != "obsid"
+    ),
+)
+"""Per-spectrum variables the ingest writes (all present in every cube; NaN / −1 / "" when unknown)."""
+
+_FILL = {"str": "", "int64": -1, "int32": -1, "int16": -1, "float32": np.nan, "float64": np.nan}
+
+
+# --- small pure helpers --------------------------------------------------------------------------------
+
+
+def make_specid(lmjd: int, planid: str, spid: int, fiberid: int) -> str:
+    """LAMOST specid "date-planid-spid-fiberid", e.g. ``55859-F5902-01-001`` (date = local MJD)."""
+    return f"{int(lmjd)}-{planid}-{int(spid):02d}-{int(fiberid):03d}"
+
+
+def make_star_id(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """Star ids "Sdddmmss±ddmmss" from RA and Dec in degrees (rounded to the arcsecond; P1 Table 1)."""
+    ra = np.asarray(ra, dtype=np.float64)
+    dec = np.asarray(dec, dtype=np.float64)
+    ok = np.isfinite(ra) & np.isfinite(dec)
+    ra_s = np.rint(np.where(ok, ra % 360.0, 0) * 3600).astype(np.int64) % (360 * 3600)
+    dec_s = np.rint(np.abs(np.where(ok, dec, 0)) * 3600).astype(np.int64)
+    sign = np.where(np.where(ok, dec, 0) < 0, "-", "+")
+    out = [
+        f"S{r // 3600:03d}{r // 60 % 60:02d}{r % 60:02d}{s}{d // 3600:02d}{d // 60 % 60:02d}{d % 60:02d}"
+        if good
+        else ""
+        for r, d, s, good in zip(ra_s, dec_s, sign, ok)
+    ]
+    return np.array(out, dtype=object)
+
+
+_FILENAME = re.compile(r"spec-(\d+)-(.+?)_sp(\d+)-(\d+)", re.IGNORECASE)
+
+_HEADER_KEYS: dict[str, tuple[str, ...]] = {
+    "obsid": ("OBSID",),
+    "lmjd": ("LMJD",),
+    "planid": ("PLANID",),
+    "spid": ("SPID",),
+    "fiberid": ("FIBERID",),
+    "ra": ("RA", "RA_OBS"),
+    "dec": ("DEC", "DEC_OBS"),
+    "mjd": ("MJD",),
+    "snr_u": ("SNRU", "SN_U"),
+    "snr_g": ("SNRG", "SN_G"),
+    "snr_r": ("SNRR", "SN_R"),
+    "snr_i": ("SNRI", "SN_I"),
+    "snr_z": ("SNRZ", "SN_Z"),
+    "z": ("Z",),
+    "z_err": ("Z_ERR",),
+    "class": ("CLASS",),
+    "subclass": ("SUBCLASS",),
+    "data_v": ("DATA_V",),
+}
+_HEADER_STRINGS = {"planid", "class", "subclass", "data_v"}
+
+
+def _as_number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _specid_from_name(path: str) -> str:
+    match = _FILENAME.search(Path(path).name)
+    return make_specid(*match.groups()) if match else ""
+
+
+def header_metadata(sp: LamostSpectrum) -> dict[str, Any]:
+    """Metadata of one spectrum from its header (NaN / "" when missing), plus the wavelength range."""
+    meta: dict[str, Any] = {}
+    for name, keys in _HEADER_KEYS.items():
+        value = sp.get(*keys)
+        meta[name] = ("" if value is None else str(value)) if name in _HEADER_STRINGS else _as_number(value)
+    if np.isnan(meta["lmjd"]) or not meta["planid"]:
+        match = _FILENAME.search(Path(sp.path).name)  # early files: take the specid parts from the name
+        if match:
+            meta["lmjd"], meta["planid"] = float(match.group(1)), match.group(2)
+            meta["spid"], meta["fiberid"] = float(match.group(3)), float(match.group(4))
+    finite = np.isfinite(sp.wavelength)
+    meta["wave_min"] = float(sp.wavelength[finite].min()) if finite.any() else np.nan
+    meta["wave_max"] = float(sp.wavelength[finite].max()) if finite.any() else np.nan
+    meta["layout"] = sp.layout
+    return meta
+
+
+def check_content(sp: LamostSpectrum) -> tuple[str, str] | None:
+    """Content checks of a read spectrum; ``(code, reason)`` of the first failure, or None."""
+    n = sp.flux.size
+    if n < 100:
+        return "wrong_shape", f"only {n} pixels (a LAMOST spectrum has ~3,900)"
+    if not np.all(np.isfinite(sp.wavelength)):
+        return "bad_wavelength", "wavelength array has non-finite values"
+    if not np.all(np.diff(sp.wavelength) > 0):
+        i = int(np.flatnonzero(np.diff(sp.wavelength) <= 0)[0])
+        return "wavelength_not_increasing", f"wavelength does not increase at pixel {i} ({sp.wavelength[i]:.2f} Å)"
+    if not np.any(np.isfinite(sp.flux)):
+        return "all_nan_flux", "flux is NaN at every pixel"
+    negative = np.isfinite(sp.ivar) & (sp.ivar < 0)
+    if negative.any():
+        return (
+            "negative_ivar",
+            f"inverse variance is negative at {int(negative.sum())} pixel(s), "
+            f"first at pixel {int(np.flatnonzero(negative)[0])}",
+        )
+    if not np.any((sp.ivar > 0) & np.isfinite(sp.flux)):
+        return "no_valid_pixels", "no pixel has ivar > 0 and a finite flux"
+    return None
+
+
+def inspect_file(path: str) -> dict[str, Any]:
+    """Read and check one file; its metadata and ``status`` (``ok`` or ``rejected`` with code/reason)."""
+    record: dict[str, Any] = {"path": path}
+    try:
+        stat = os.stat(path)
+        record.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        sp = read_lamost(path)
+    except LamostReadError as exc:
+        return {**record, "status": "rejected", "code": exc.code, "reason": exc.message}
+    except OSError as exc:
+        return {**record, "status": "rejected", "code": "unreadable", "reason": str(exc)}
+    record.update(header_metadata(sp))
+    problem = check_content(sp)
+    if problem:
+        return {**record, "status": "rejected", "code": problem[0], "reason": problem[1]}
+    return {**record, "status": "ok", "code": "", "reason": ""}
+
+
+RECORD_COLUMNS = (
+    "path",
+    "status",
+    "code",
+    "reason",
+    "size",
+    "mtime_ns",
+    *_HEADER_KEYS,
+    "wave_min",
+    "wave_max",
+    "layout",
+)
+"""Columns of an inspect record (one per file)."""
+
+
+def inspect_files(paths: list[str]) -> pd.DataFrame:
+    """Inspect a block of files: one record per file (:data:`RECORD_COLUMNS`, typed for Parquet)."""
+    table = pd.DataFrame([inspect_file(p) for p in paths]).reindex(columns=RECORD_COLUMNS)
+    for col in RECORD_COLUMNS:
+        if col in _HEADER_STRINGS or col in ("path", "status", "code", "reason", "layout"):
+            table[col] = table[col].map(lambda v: "" if pd.isna(v) else str(v))
+        elif col in ("size", "mtime_ns"):
+            table[col] = pd.to_numeric(table[col], errors="coerce").fillna(-1).astype("int64")
+        else:
+            table[col] = pd.to_numeric(table[col], errors="coerce").astype("float64")
+    return table
+
+
+def find_files(folder: Path, patterns: list[str]) -> list[Path]:
+    """All files under ``folder`` (recursively) matching any of ``patterns``, sorted, absolute."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: input folder not found")
+    found = {p.resolve() for pattern in patterns for p in folder.rglob(pattern) if p.is_file()}
+    return sorted(found)
+
+
+def _release_name(data_v: Any, configured: str | None) -> str:
+    if configured:
+        return configured
+    text = str(data_v or "").strip()
+    return re.sub(r"^LAMOST\s+", "", text) or "unknown"
+
+
+def _reject_frame(records: pd.DataFrame, batch: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "stage": "ingest",
+            "source": records["path"].astype(str),
+            "specid": records.get("specid", pd.Series("", index=records.index)).fillna("").astype(str),
+            "code": records["code"].astype(str),
+            "reason": records["reason"].astype(str),
+            "batch": batch,
+        }
+    )
+
+
+def _reject(rec: pd.DataFrame, mask: pd.Series, code: str, reasons: Any) -> None:
+    rec.loc[mask, "status"] = "rejected"
+    rec.loc[mask, "code"] = code
+    rec.loc[mask, "reason"] = reasons
+
+
+def plan_batch(
+    records: pd.DataFrame,
+    existing_specids: set[str],
+    config: Config,
+    batch: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Decide the rows and rejects of a batch from its inspect records (pure, deterministic).
+
+    Parameters
+    ----------
+    records
+        One inspect record per file (:data:`RECORD_COLUMNS`).
+    existing_specids
+        Specids already in the cube.
+    config
+        Configuration (``ingest`` section: catalog, RV source and limits).
+    batch
+        Batch number.
+
+    Returns
+    -------
+    plan, rejects, already
+        Accepted files with the cube's metadata columns, sorted by specid; file and catalog-row rejects
+        (:data:`survey_scale.store.cube.REJECT_COLUMNS`); files whose specid is already in the cube.
+    """
+    cfg = config.ingest
+    rec = records.reindex(columns=list(RECORD_COLUMNS)).reset_index(drop=True)
+    ok = rec["status"] == "ok"
+
+    # specid from the header (or from the file name, for early files without LMJD/PLANID)
+    parts = ["lmjd", "planid", "spid", "fiberid"]
+    has_id = ok & rec[["lmjd", "spid", "fiberid"]].notna().all(axis=1) & (rec["planid"].fillna("") != "")
+    _reject(
+        rec, ok & ~has_id, "missing_header_key", "header lacks LMJD/PLANID/SPID/FIBERID and the file name has no specid"
+    )
+    ok = rec["status"] == "ok"
+    rec["specid"] = ""
+    rec.loc[ok, "specid"] = [make_specid(*v) for v in rec.loc[ok, parts].itertuples(index=False)]
+    rec["obsid"] = rec["obsid"].fillna(-1).astype(np.int64)
+    rec["rv_cat"] = np.nan
+    rec["rv_err_cat"] = np.nan
+
+    # catalog: join by obsid where the file has one, else by specid
+    catalog_rejects = []
+    if cfg.catalog is not None:
+        cat = read_catalog(cfg.catalog).reset_index(names="catalog_row")
+        cat["specid"] = (
+            [make_specid(*v) for v in cat[parts].itertuples(index=False)] if set(parts) <= set(cat.columns) else ""
+        )
+        dup = (cat["obsid"] > 0) & cat["obsid"].duplicated(keep=False)
+        keyed = pd.concat(
+            [
+                cat[(cat["obsid"] > 0) & ~dup].set_axis("o" + cat.loc[(cat["obsid"] > 0) & ~dup, "obsid"].astype(str)),
+                cat[cat["specid"] != ""]
+                .drop_duplicates("specid", keep=False)
+                .pipe(lambda c: c.set_axis("s" + c["specid"])),
+            ]
+        )
+        keyed = keyed[~keyed.index.duplicated()]
+        key = np.where(rec["obsid"] > 0, "o" + rec["obsid"].astype(str), "s" + rec["specid"])
+        joined = keyed.reindex(key).set_axis(rec.index)
+        found = ok & joined["catalog_row"].notna()
+        ambiguous = ok & ~found & rec["obsid"].isin(cat.loc[dup, "obsid"])
+        _reject(
+            rec,
+            ambiguous,
+            "ambiguous_catalog_row",
+            [f"obsid {o} appears in more than one row of {cfg.catalog}" for o in rec.loc[ambiguous, "obsid"]],
+        )
+        missing = ok & ~found & ~ambiguous
+        _reject(
+            rec,
+            missing,
+            "no_catalog_row",
+            [
+                f"no row of {cfg.catalog} has obsid {o} (or specid {s}); add it to the catalog or ingest without one"
+                for o, s in zip(rec.loc[missing, "obsid"], rec.loc[missing, "specid"])
+            ],
+        )
+        for col in joined.columns:
+            if col in _CATALOG and col not in ("obsid", *parts, "rv", "rv_err"):
+                # the catalog's values take precedence over the header's where it has them
+                rec[col] = joined[col].where(found & joined[col].notna(), rec[col] if col in rec else np.nan)
+        if "rv" in joined:
+            rec["rv_cat"] = pd.to_numeric(joined["rv"], errors="coerce").where(found)
+        if "rv_err" in joined:
+            rec["rv_err_cat"] = pd.to_numeric(joined["rv_err"], errors="coerce").where(found)
+        # A catalog row has a file if any input — accepted or rejected — carries its obsid or its specid
+        # (from the header, or from the file name when the file could not be read).
+        file_specids = set(rec["specid"]) | {_specid_from_name(p) for p in rec["path"]}
+        has_file = cat["obsid"].isin(rec.loc[rec["obsid"] > 0, "obsid"]) | cat["specid"].isin(file_specids)
+        orphans = cat[~has_file & ~cat["specid"].isin(existing_specids)]
+        catalog_rejects.append(
+            pd.DataFrame(
+                {
+                    "stage": "ingest",
+                    "source": [f"{cfg.catalog}#row={r}" for r in orphans["catalog_row"]],
+                    "specid": orphans["specid"].astype(str),
+                    "code": np.where(
+                        orphans["obsid"].isin(cat.loc[dup, "obsid"]),
+                        "duplicate_catalog_row",
+                        "catalog_row_without_file",
+                    ),
+                    "reason": [
+                        f"catalog row {r} (obsid {o}) has no file in {cfg.input}"
+                        for r, o in zip(orphans["catalog_row"], orphans["obsid"])
+                    ],
+                    "batch": batch,
+                }
+            )
+        )
+    ok = rec["status"] == "ok"
+
+    # radial velocity: the catalog's, else Z·c from the header
+    use_cat = rec["rv_cat"].notna() & (cfg.rv_source != "header")
+    header_ok = cfg.rv_source != "catalog"
+    rec["rv"] = np.where(use_cat, rec["rv_cat"], rec["z"] * C_KMS if header_ok else np.nan)
+    rec["rv_err"] = np.where(use_cat, rec["rv_err_cat"], rec["z_err"] * C_KMS if header_ok else np.nan)
+    rec["rv_source"] = np.where(use_cat, "catalog", np.where(rec["rv"].notna(), "header", ""))
+
+    # header values and coverage of the grid
+    ra, dec, rv = rec["ra"], rec["dec"], rec["rv"]
+    bad_pos = ok & ~((ra >= 0) & (ra < 360) & (dec >= -90) & (dec <= 90))
+    _reject(
+        rec,
+        bad_pos,
+        "header_out_of_range",
+        [f"RA/Dec ({a}, {d}) missing or outside [0, 360) × [-90, 90] deg" for a, d in zip(ra[bad_pos], dec[bad_pos])],
+    )
+    ok = rec["status"] == "ok"
+    bad_rv = ok & ~(rv.abs() <= cfg.max_abs_rv)
+    _reject(
+        rec,
+        bad_rv,
+        "rv_out_of_range",
+        [
+            f"radial velocity {v:.0f} km/s ({src or 'none'}) is missing or beyond ±{cfg.max_abs_rv:.0f} km/s "
+            f"(class {c or '?'}); raise ingest.max_abs_rv to keep it"
+            for v, src, c in zip(rv[bad_rv], rec.loc[bad_rv, "rv_source"], rec.loc[bad_rv, "class"])
+        ],
+    )
+    ok = rec["status"] == "ok"
+    factor = 1.0 + rv.fillna(0) / C_KMS
+    rec["coverage"] = grid_coverage(rec["wave_min"].fillna(0) / factor, rec["wave_max"].fillna(0) / factor)
+    low = ok & (rec["coverage"] < cfg.min_coverage)
+    _reject(
+        rec,
+        low,
+        "no_overlap",
+        [
+            f"rest-frame wavelengths cover {c:.0%} of the 3750–9000 Å grid "
+            f"(< ingest.min_coverage {cfg.min_coverage:.0%})"
+            for c in rec.loc[low, "coverage"]
+        ],
+    )
+
+    # duplicates inside the batch: the file under LAMOST's own name for the specid wins, then the first path
+    stems = [
+        f"spec-{int(lmjd)}-{planid}_sp{int(spid):02d}-{int(fib):03d}" if status == "ok" else ""
+        for lmjd, planid, spid, fib, status in rec[[*parts, "status"]].itertuples(index=False)
+    ]
+    canonical = [Path(p).name.split(".")[0] == stem for p, stem in zip(rec["path"], stems)]
+    rec["_alias"] = ~np.array(canonical, dtype=bool)
+    rec = rec.sort_values(["specid", "_alias", "path"], kind="stable").reset_index(drop=True)
+    ok = rec["status"] == "ok"
+    dup = pd.Series(False, index=rec.index)
+    dup[ok] = rec.loc[ok, "specid"].duplicated(keep="first")
+    first = rec[ok & ~dup].set_index("specid")["path"]
+    _reject(
+        rec,
+        dup,
+        "duplicate_specid",
+        [f"specid {s} is also in {first[s]} (ingested once, from that file)" for s in rec.loc[dup, "specid"]],
+    )
+    ok = rec["status"] == "ok"
+    already = rec[ok & rec["specid"].isin(existing_specids)]
+    accepted = rec[ok & ~rec["specid"].isin(existing_specids)].reset_index(drop=True)
+
+    # the plan: path, size, mtime and the cube's metadata columns (a fixed schema)
+    accepted["fitsname"] = [Path(p).name for p in accepted["path"]]
+    accepted["source_path"] = accepted["path"]
+    accepted["star_id"] = make_star_id(accepted["ra"], accepted["dec"])
+    accepted["release"] = [_release_name(v, cfg.release) for v in accepted["data_v"]]
+    accepted["batch"] = batch
+    plan = accepted[["path", "size", "mtime_ns"]].copy()
+    for out in METADATA:
+        values = accepted[out.name] if out.name in accepted else pd.Series(_FILL[out.dtype], index=accepted.index)
+        if out.dtype == "str":
+            plan[out.name] = values.fillna("").astype(str).str.strip()
+        else:
+            plan[out.name] = pd.to_numeric(values, errors="coerce").fillna(_FILL[out.dtype]).astype(out.dtype)
+    rejects = pd.concat([_reject_frame(rec[rec["status"] == "rejected"], batch), *catalog_rejects], ignore_index=True)
+    return plan, rejects, already
+
+
+def join_crossmatch(plan: pd.DataFrame, path: Path | None) -> pd.DataFrame:
+    if path is None or plan.empty:
+        return plan
+    xm = read_crossmatch(path).set_index("obsid")
+    joined = plan[["obsid"]].join(xm, on="obsid")
+    for name, col in _XMATCH.items():
+        if name == "obsid" or name not in joined:
+            continue
+        dtype = "int64" if col.dtype == "int64" else "float32"
+        plan[name] = pd.to_numeric(joined[name], errors="coerce").fillna(_FILL[dtype]).astype(dtype)
+    return plan

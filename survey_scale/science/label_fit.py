@@ -1,0 +1,502 @@
+"""The label procedure of P2 §4.4–§4.5 and §5.1 as a pure function (SPEC §5.3).
+
+:func:`fit_labels` takes a batch of continuum-normalized spectra on one pixel grid and returns the
+per-spectrum outputs of the pipeline's fit stage (no files, no Dask; the runner maps it over the cube):
+
+1. initial Teff from the line indices of Ca II 3933, H I + Ca II 3967 and H I 4101 (P2 §4.4, Eq. 4), the
+   other labels at the centre of the emulator's range (:func:`initial_teff`);
+2. the full fit with the §5.3 mask (:data:`survey_scale.core.masks.FIT_WINDOWS`: DIBs, Na I D, Ca II K, the
+   blue and red edges, the dichroic region, telluric bands) plus bad pixels;
+3. the hydrogen-masked fit (the same mask plus :data:`survey_scale.core.masks.HYDROGEN_WINDOWS`, Balmer and
+   Paschen), from the same start;
+4. the re-fit of P2 footnote 4: where the two Teff straddle 9,500 K (one above, one below), the full fit is
+   redone starting from the H-masked labels and replaces the first full fit;
+5. the Hann-weighted combination of P2 Eq. 5–7 (:func:`hann_weight`);
+6. the final-sample flags of P2 §5.1 (Teff < 7000 K, S/N < 5) and vsini reported as max(0, vsini) with the
+   raw value kept.
+
+Wavelengths
+-----------
+P2 quotes air wavelengths (the index windows of §4.4); the cube's grid is in vacuum. The windows are
+converted with the inverse of the Morton (2000) IAU formula (:func:`air_to_vacuum`; +1.1 Å at 3930 Å).
+
+Covariance of the combined labels
+---------------------------------
+l = ω1 l_H + (1 − ω1) l_full. Both are maximum-likelihood estimates from the same spectrum, the full fit
+using a superset of the H-masked fit's pixels, so the full fit is the efficient one and, in the linear
+regime, Cov(l_full, l_H) = Cov(l_full) (Hausman 1978). Hence
+Cov(l) = ω1² C_H + (1 − ω1²) C_full, which is C_full at ω1 = 0 and C_H at ω1 = 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from survey_scale.core.grid import air_to_vacuum
+from survey_scale.core.labels import P2_TABLE5_CORRELATIONS
+from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
+from survey_scale.science.emulator import Emulator
+from survey_scale.science.fitting import FitResult, fit_spectra, scaled_bounds
+from survey_scale.science.information_content import correlation
+
+HANN_CENTRE = 9500.0
+"""Teff (K) where the hydrogen-line gradients reverse (A0 stars) and the Hann weight peaks (P2 §4.5)."""
+HANN_LENGTH_HOT = 5000.0
+"""Hann length L (K) when the full-spectrum Teff > 9,500 K: ω1 = 0 above 12,000 K (P2 §4.5)."""
+HANN_LENGTH_COOL = 3000.0
+"""Hann length L (K) when the full-spectrum Teff ≤ 9,500 K: ω1 = 0 below 8,000 K (P2 §4.5)."""
+
+TEFF_MIN_FLAG = 7000.0
+SNR_MIN_FLAG = 5.0
+
+FLAG_TEFF_LT_7000 = 1
+FLAG_SNR_LT_5 = 2
+FLAG_NOT_CONVERGED = 4
+FLAG_NO_DATA = 8
+FLAG_VSINI_NEGATIVE = 16
+FLAG_REFIT = 32
+FLAG_AT_BOUND = 64
+FLAG_BITS = {
+    FLAG_TEFF_LT_7000: "teff_lt_7000: combined Teff < 7000 K (P2 §5.1 discards these)",
+    FLAG_SNR_LT_5: "snr_lt_5: S/N < 5 (P2 §5.1 discards these)",
+    FLAG_NOT_CONVERGED: "not_converged: the full, H-masked or re-fit did not pass the convergence test",
+    FLAG_NO_DATA: "no_data: too few usable pixels to fit",
+    FLAG_VSINI_NEGATIVE: "vsini_negative: raw vsini < 0, reported as 0 (P2 §5.1)",
+    FLAG_REFIT: "refit: full fit redone from the H-masked labels (P2 footnote 4)",
+    FLAG_AT_BOUND: "at_bound: a label of the combined result sits at a bound of the fit box",
+}
+"""Bits of the ``flags`` output."""
+
+# ---------------------------------------------------------------------------------------------------------
+# line indices and the initial Teff (P2 §4.4)
+# ---------------------------------------------------------------------------------------------------------
+
+
+LINE_INDEX_WINDOWS_AIR: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
+    # name: (line band, blue continuum window, red continuum window), air Å, P2 §4.4. P2 gives the
+    # continuum windows; the line is integrated over the gap between them.
+    "C3933": ((3922.0, 3946.0), (3912.0, 3922.0), (3946.0, 3956.0)),
+    "C3967": ((3956.0, 3980.0), (3946.0, 3956.0), (3980.0, 3990.0)),
+    "C4101": ((4090.0, 4114.0), (4080.0, 4090.0), (4114.0, 4124.0)),
+}
+"""Line-index windows of P2 §4.4 in **air** wavelengths (as published)."""
+
+LINE_INDEX_WINDOWS: dict[str, tuple[tuple[float, float], ...]] = {
+    name: tuple((float(air_to_vacuum(lo)), float(air_to_vacuum(hi))) for lo, hi in wins)
+    for name, wins in LINE_INDEX_WINDOWS_AIR.items()
+}
+"""The same windows in **vacuum** Å (the cube's grid), converted with :func:`air_to_vacuum`."""
+
+# P2 Eq. 4: log10 Teff = Σ c · C3933^i C3967^j C4101^k, (i, j, k) → c
+EQ4_COEFFICIENTS: dict[tuple[int, int, int], float] = {
+    (0, 0, 0): 4.71047,
+    (1, 0, 0): -4.43455e-2,
+    (0, 1, 0): -5.37380e-2,
+    (0, 0, 1): 3.46889e-2,
+    (2, 0, 0): -5.68345e-3,
+    (0, 2, 0): -1.26749e-2,
+    (0, 0, 2): -2.40555e-2,
+    (1, 1, 0): 1.26779e-2,
+    (1, 0, 1): -4.19722e-2,
+    (0, 1, 1): 2.34087e-2,
+    (1, 1, 1): 8.44885e-4,
+    (2, 1, 0): -9.98430e-4,
+    (2, 0, 1): 2.23513e-3,
+    (1, 2, 0): 6.24433e-4,
+    (1, 0, 2): 1.40913e-3,
+    (0, 2, 1): -1.78560e-3,
+    (0, 1, 2): 1.85542e-3,
+    (3, 0, 0): 5.01277e-4,
+    (0, 3, 0): 5.10836e-4,
+    (0, 0, 3): 1.52060e-4,
+}
+"""Coefficients of P2 Eq. 4 (20 terms of a complete cubic in the three indices).
+
+The typeset paper prints the 5.10836 × 10⁻⁴ term as "C²3967" next to "C³3933" and "C³4101"; a square of
+C3967 already appears (−1.26749 × 10⁻²) and a third-order polynomial in three variables has exactly 20
+terms, so it is read as the cube C3967³ (the missing term).
+"""
+
+
+def _pixel_widths(wave: np.ndarray) -> np.ndarray:
+    edges = np.concatenate(
+        [[1.5 * wave[0] - 0.5 * wave[1]], 0.5 * (wave[1:] + wave[:-1]), [1.5 * wave[-1] - 0.5 * wave[-2]]]
+    )
+    return np.diff(edges)
+
+
+def line_indices(norm_flux: np.ndarray, wave: np.ndarray, norm_ivar: np.ndarray | None = None) -> np.ndarray:
+    """Equivalent widths (Å) of Ca II 3933, H I + Ca II 3967 and H I 4101 (P2 §4.4).
+
+    For each line the local continuum is the straight line through the mean fluxes of the blue and red
+    continuum windows (placed at the mean wavelength of the pixels averaged); EW = Σ (1 − f/f_c) Δλ over
+    the line band. Pixels with ivar = 0
+    (when ``norm_ivar`` is given) or non-finite flux are skipped: the band's EW is the mean depth of the
+    good pixels times the band width.
+
+    Parameters
+    ----------
+    norm_flux
+        (n, P) or (P,) normalized flux.
+    wave
+        (P,) vacuum wavelengths (Å).
+    norm_ivar
+        Optional (n, P) inverse variance.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 3) or (3,) float64 [C3933, C3967, C4101] in Å; NaN where a window has no good pixel.
+    """
+    flux = np.asarray(norm_flux, dtype=np.float64)
+    one = flux.ndim == 1
+    flux = np.atleast_2d(flux)
+    wave = np.asarray(wave, dtype=np.float64)
+    good = np.isfinite(flux)
+    if norm_ivar is not None:
+        good &= np.atleast_2d(np.asarray(norm_ivar)) > 0
+    dlam = _pixel_widths(wave)
+    out = np.full((flux.shape[0], 3), np.nan)
+    for j, (band, blue, red) in enumerate(LINE_INDEX_WINDOWS.values()):
+
+        def mean_in(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+            # mean flux of the good pixels and their mean wavelength (the abscissa of that mean)
+            sel = (wave >= lo) & (wave < hi)
+            g = good[:, sel]
+            cnt = g.sum(1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                f_mean = np.where(cnt > 0, np.where(g, flux[:, sel], 0.0).sum(1) / cnt, np.nan)
+                w_mean = np.where(cnt > 0, (g * wave[sel]).sum(1) / cnt, np.nan)
+            return f_mean, w_mean
+
+        (fb, cb), (fr, cr) = mean_in(*blue), mean_in(*red)
+        sel = (wave >= band[0]) & (wave < band[1])
+        cont = fb[:, None] + (fr - fb)[:, None] * (wave[sel] - cb[:, None]) / (cr - cb)[:, None]
+        g = good[:, sel] & (cont > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            depth = np.where(g, 1.0 - flux[:, sel] / cont, 0.0)
+            frac = np.where(g.any(1), (depth * dlam[sel]).sum(1) / (g * dlam[sel]).sum(1), np.nan)
+        out[:, j] = frac * dlam[sel].sum()
+    return out[0] if one else out
+
+
+def teff_from_indices(c3933: np.ndarray, c3967: np.ndarray, c4101: np.ndarray) -> np.ndarray:
+    """P2 Eq. 4: Teff (K) from the three equivalent widths (Å), without any clipping."""
+    a, b, c = (np.asarray(v, dtype=np.float64) for v in (c3933, c3967, c4101))
+    log_t = np.zeros(np.broadcast(a, b, c).shape)
+    for (i, j, k), coef in EQ4_COEFFICIENTS.items():
+        log_t = log_t + coef * a**i * b**j * c**k
+    return 10.0**log_t
+
+
+def initial_teff(norm_flux: np.ndarray, wave: np.ndarray, norm_ivar: np.ndarray | None = None) -> np.ndarray:
+    """Initial Teff (K) of P2 §4.4: Eq. 4 applied to :func:`line_indices` (NaN where an index is missing).
+
+    Eq. 4 is an empirical cubic fitted to LAMOST stars; far outside its calibration (e.g. emission-line
+    stars, very noisy spectra) it returns extreme values, which :func:`fit_labels` clips into the
+    emulator's range before using them as starting points.
+    """
+    idx = line_indices(norm_flux, wave, norm_ivar)
+    return teff_from_indices(idx[..., 0], idx[..., 1], idx[..., 2])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Hann combination (P2 Eq. 5–7)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def hann_weight(teff_hmask: np.ndarray, teff_full: np.ndarray) -> np.ndarray:
+    """Weight ω1 of the H-masked labels (P2 Eq. 6); the full-spectrum labels get ω2 = 1 − ω1 (Eq. 7).
+
+    ω1 = cos²(π x / L) for |x| ≤ L/2, else 0, with x = Teff_Hmasked − 9500 K and L = 5000 K when
+    Teff_full > 9500 K, 3000 K otherwise. ω1 = 1 at Teff_H = 9500 K; ω1 = 0 for Teff_H ≥ 12,000 K (hot
+    side) or ≤ 8,000 K (cool side). NaN Teff gives NaN.
+    """
+    th = np.asarray(teff_hmask, dtype=np.float64)
+    tf = np.asarray(teff_full, dtype=np.float64)
+    length = np.where(tf > HANN_CENTRE, HANN_LENGTH_HOT, HANN_LENGTH_COOL)
+    x = th - HANN_CENTRE
+    with np.errstate(invalid="ignore"):
+        w = np.where(np.abs(x) <= 0.5 * length, np.cos(np.pi * x / length) ** 2, 0.0)
+    return np.where(np.isfinite(th) & np.isfinite(tf), w, np.nan)
+
+
+def straddles(teff_full: np.ndarray, teff_hmask: np.ndarray) -> np.ndarray:
+    """True where the two Teff lie on opposite sides of 9,500 K (P2 footnote 4: re-fit these)."""
+    tf = np.asarray(teff_full, dtype=np.float64)
+    th = np.asarray(teff_hmask, dtype=np.float64)
+    return ((th < HANN_CENTRE) & (tf > HANN_CENTRE)) | ((th > HANN_CENTRE) & (tf < HANN_CENTRE))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the procedure
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _estimate_snr(norm_flux: np.ndarray, norm_ivar: np.ndarray, wave: np.ndarray) -> np.ndarray:
+    """Median per-pixel S/N of the normalized spectrum over 4000–5500 Å (≈ SDSS g), ivar > 0 pixels."""
+    sel = (wave >= 4000.0) & (wave <= 5500.0)
+    if not sel.any():
+        sel = np.ones(wave.shape, dtype=bool)
+    snr = np.where(norm_ivar[:, sel] > 0, norm_flux[:, sel] * np.sqrt(np.clip(norm_ivar[:, sel], 0, None)), np.nan)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out = np.nanmedian(snr, axis=1)
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def _combine(full: FitResult, hmask: FitResult, w1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w = np.where(np.isfinite(w1), w1, 0.0)
+    labels = w[:, None] * hmask.labels + (1.0 - w)[:, None] * full.labels
+    # a zero weight must drop its fit's covariance even where that holds inf (an undetermined label)
+    w2 = (w**2)[:, None, None]
+    with np.errstate(invalid="ignore"):  # 0 × inf, discarded by the where
+        cov = np.where(w2 > 0, w2 * hmask.cov, 0.0) + np.where(w2 < 1, (1.0 - w2) * full.cov, 0.0)
+    # where the H-masked fit failed (no data) fall back on the full fit (the full fit uses a superset of
+    # its pixels, so the converse cannot happen)
+    only_full = ~np.isfinite(hmask.labels).all(1) & np.isfinite(full.labels).all(1)
+    labels[only_full], cov[only_full] = full.labels[only_full], full.cov[only_full]
+    return labels, cov
+
+
+def _pairs_corr(cov: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    idx = {n: i for i, n in enumerate(names)}
+    corr = correlation(cov)
+    out = np.full((cov.shape[0], len(P2_TABLE5_CORRELATIONS)), np.nan)
+    for k, (a, b) in enumerate(P2_TABLE5_CORRELATIONS):
+        if a in idx and b in idx:
+            out[:, k] = corr[:, idx[a], idx[b]]
+    return out
+
+
+def fit_labels(
+    em: Emulator,
+    norm_flux: np.ndarray,
+    norm_ivar: np.ndarray,
+    wave: np.ndarray,
+    pixmask: np.ndarray | None = None,
+    device: str | torch.device | None = None,
+    *,
+    snr: np.ndarray | None = None,
+    bounds: tuple[Any, Any] = (-0.55, 0.55),
+    max_iter: int = 100,
+    n_starts: int = 1,
+    batch_size: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Labels of a batch of spectra by the P2 §4.4–§4.5 procedure (SPEC §5.3). Pure function.
+
+    Parameters
+    ----------
+    em
+        Emulator on the spectra's pixel grid (``em.wave`` must equal ``wave``).
+    norm_flux, norm_ivar
+        (n, P) continuum-normalized flux and inverse variance (SPEC §3).
+    wave
+        (P,) vacuum rest-frame wavelengths (Å).
+    pixmask
+        Optional (n, P) pixel flags (the cube's uint8 ``pixmask``, or bool); any nonzero value excludes
+        the pixel.
+    device
+        Torch device (``None``: CUDA if available, else CPU).
+    snr
+        Optional (n,) S/N per spectrum (the cube's ``snr_g``) for the S/N < 5 flag. Default: the median
+        per-pixel S/N of the normalized spectrum over 4000–5500 Å.
+    bounds
+        Fit box in scaled label units (default ±0.55: 5 % extrapolation beyond the grid on each side, so
+        that e.g. Teff below the grid's 7,000 K and vsini < 0 can be reached and flagged as P2 does).
+    max_iter, n_starts, batch_size
+        Passed to :func:`survey_scale.science.fitting.fit_spectra`.
+
+    Returns
+    -------
+    dict
+        Per-spectrum outputs (n spectra, L labels in ``em.label_names`` order; physical units of
+        :data:`survey_scale.core.labels.LABEL_UNITS`; NaN where there is no result):
+
+        ``labels`` (n, L)
+            Combined labels l = ω1 l_H + (1 − ω1) l_full (P2 Eq. 5), with vsini reported as max(0, vsini).
+        ``errors`` (n, L)
+            √diag(cov).
+        ``cov`` (n, L, L)
+            Covariance of the combined labels, ω1² C_H + (1 − ω1²) C_full (module docstring).
+        ``corr`` (n, 10)
+            Correlation coefficients of the P2 Table 5 pairs, in the order of
+            :data:`survey_scale.core.labels.P2_TABLE5_CORRELATIONS`.
+        ``chi2``, ``chi2_red`` (n,)
+            χ² and χ²/dof of the combined-label model over the full-fit pixels (dof = n_good − L).
+        ``n_iter`` (n,) int32
+            Total Levenberg–Marquardt iterations (full + H-masked + re-fit).
+        ``converged`` (n,) bool
+            Every fit that entered the result converged.
+        ``flags`` (n,) uint8
+            Bit mask, :data:`FLAG_BITS`.
+        ``vsini_raw`` (n,)
+            Combined vsini before clipping at 0 (km/s).
+        ``teff_init`` (n,)
+            Initial Teff from the line indices (K), after clipping into the fit box.
+        ``line_indices`` (n, 3)
+            C3933, C3967, C4101 equivalent widths (Å).
+        ``w_hmask`` (n,)
+            Hann weight ω1 of the H-masked labels.
+        ``refit`` (n,) bool
+            The footnote-4 re-fit replaced the first full fit.
+        ``snr`` (n,)
+            S/N used for the flag.
+        ``model_flux`` (n, P) float32
+            Emulator spectrum at the combined labels (with the raw, unclipped vsini).
+        ``full_labels``, ``full_errors`` (n, L); ``full_cov`` (n, L, L); ``full_chi2_red``, ``full_n_iter``,
+        ``full_converged`` (n,)
+            The full-spectrum fit (after the re-fit where done).
+        ``hmask_labels``, ``hmask_errors``, ``hmask_cov``, ``hmask_chi2_red``, ``hmask_n_iter``,
+        ``hmask_converged``
+            The hydrogen-masked fit.
+    """
+    flux = np.atleast_2d(np.asarray(norm_flux, dtype=np.float32))
+    ivar = np.atleast_2d(np.asarray(norm_ivar, dtype=np.float32))
+    wave = np.asarray(wave, dtype=np.float64)
+    n, n_pix = flux.shape
+    if ivar.shape != flux.shape or wave.shape != (n_pix,):
+        raise ValueError(f"fit_labels: norm_flux {flux.shape}, norm_ivar {ivar.shape}, wave {wave.shape} disagree")
+    if em.n_pixels != n_pix or not np.allclose(em.wave, wave, rtol=1e-7, atol=1e-4):
+        raise ValueError(
+            f"fit_labels: the emulator's pixel grid ({em.n_pixels} pixels, "
+            f"{em.wave[0]:.2f}–{em.wave[-1]:.2f} Å) "
+            f"differs from the spectra's ({n_pix} pixels, {wave[0]:.2f}–{wave[-1]:.2f} Å)"
+        )
+    if "teff" not in em.label_names:
+        raise ValueError("fit_labels: the emulator has no 'teff' label")
+    it = em.label_names.index("teff")
+    bad = np.zeros((n, n_pix), dtype=bool) if pixmask is None else np.asarray(pixmask) != 0
+    fit_mask = window_mask(wave, FIT_WINDOWS)[None, :] | bad
+    h_mask = fit_mask | window_mask(wave, HYDROGEN_WINDOWS)[None, :]
+
+    # 1. initial Teff from line indices, clipped into the box (log-uniform clip of Eq. 4's range)
+    usable_ivar = np.where(bad, 0.0, ivar)  # the pixels the fits use
+    idx = line_indices(flux, wave, usable_ivar)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t0 = teff_from_indices(idx[:, 0], idx[:, 1], idx[:, 2])
+    lo_s, hi_s = scaled_bounds(bounds, em.n_labels)
+    t_lo, t_hi = em.unscale(lo_s)[it], em.unscale(hi_s)[it]
+    t0 = np.where(np.isfinite(t0), np.clip(t0, t_lo, t_hi), np.nan)
+    init = np.full((n, em.n_labels), np.nan)  # NaN → centre of the range
+    init[:, it] = t0
+    kw = {
+        "device": device,
+        "max_iter": max_iter,
+        "n_starts": n_starts,
+        "bounds": bounds,
+        "batch_size": batch_size,
+    }
+
+    # 2.–3. full and hydrogen-masked fits
+    full = fit_spectra(em, flux, ivar, mask=fit_mask, init=init, return_model_flux=False, **kw)
+    hmask = fit_spectra(em, flux, ivar, mask=h_mask, init=init, return_model_flux=False, **kw)
+    n_iter = full.n_iter.astype(np.int64) + hmask.n_iter
+
+    # 4. footnote 4: re-fit the full spectrum from the H-masked labels where the Teff straddle 9500 K
+    refit = straddles(full.labels[:, it], hmask.labels[:, it])
+    if refit.any():
+        sel = np.flatnonzero(refit)
+        again = fit_spectra(
+            em,
+            flux[sel],
+            ivar[sel],
+            mask=fit_mask[sel],
+            init=hmask.labels[sel],
+            return_model_flux=False,
+            **kw,
+        )
+        _replace_rows(full, sel, again)
+        n_iter[sel] += again.n_iter
+
+    # 5. Hann combination
+    w1 = hann_weight(hmask.labels[:, it], full.labels[:, it])
+    labels, cov = _combine(full, hmask, w1)
+
+    # model at the combined labels, χ² over the full-fit pixels
+    ok = np.isfinite(labels).all(1)
+    model = np.full((n, n_pix), np.nan, dtype=np.float32)
+    if ok.any():
+        model[ok] = em.predict(labels[ok], device=device)
+    w_fit = np.where(fit_mask | ~np.isfinite(flux) | ~np.isfinite(ivar), 0.0, np.clip(ivar, 0, None)).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        chi2 = np.where(ok, (w_fit * (np.nan_to_num(flux) - model.astype(np.float64)) ** 2).sum(1), np.nan)
+    dof = (w_fit > 0).sum(1) - em.n_labels
+    chi2_red = np.where(ok & (dof > 0), chi2 / np.maximum(dof, 1), np.nan)
+
+    # 6. flags and vsini
+    vsini_raw = np.full(n, np.nan)
+    flags = np.zeros(n, dtype=np.uint8)
+    if "vsini" in em.label_names:
+        iv = em.label_names.index("vsini")
+        vsini_raw = labels[:, iv].copy()
+        flags[vsini_raw < 0] |= FLAG_VSINI_NEGATIVE
+        labels[:, iv] = np.where(np.isfinite(vsini_raw), np.maximum(vsini_raw, 0.0), np.nan)
+    snr_used = _estimate_snr(flux, usable_ivar, wave) if snr is None else np.asarray(snr, dtype=np.float64).reshape(n)
+    flags[labels[:, it] < TEFF_MIN_FLAG] |= FLAG_TEFF_LT_7000
+    flags[~(snr_used >= SNR_MIN_FLAG)] |= FLAG_SNR_LT_5
+    converged = full.converged & (hmask.converged | ~np.isfinite(hmask.labels).all(1))
+    flags[~converged] |= FLAG_NOT_CONVERGED
+    flags[~ok] |= FLAG_NO_DATA
+    flags[refit] |= FLAG_REFIT
+    w_used = np.nan_to_num(w1)[:, None]  # the weight _combine used (NaN → full fit only)
+    at_bound = (w_used > 0) & hmask.at_bound | (w_used < 1) & full.at_bound
+    flags[at_bound.any(1)] |= FLAG_AT_BOUND
+
+    with np.errstate(invalid="ignore"):
+        errors = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    return {
+        "labels": labels,
+        "errors": errors,
+        "cov": cov,
+        "corr": _pairs_corr(cov, em.label_names),
+        "chi2": chi2,
+        "chi2_red": chi2_red,
+        "n_iter": n_iter.astype(np.int32),
+        "converged": converged,
+        "flags": flags,
+        "vsini_raw": vsini_raw,
+        "teff_init": t0,
+        "line_indices": idx,
+        "w_hmask": w1,
+        "refit": refit,
+        "snr": snr_used,
+        "model_flux": model,
+        "full_labels": full.labels,
+        "full_errors": full.errors,
+        "full_cov": full.cov,
+        "full_chi2_red": full.chi2_red,
+        "full_n_iter": full.n_iter,
+        "full_converged": full.converged,
+        "hmask_labels": hmask.labels,
+        "hmask_errors": hmask.errors,
+        "hmask_cov": hmask.cov,
+        "hmask_chi2_red": hmask.chi2_red,
+        "hmask_n_iter": hmask.n_iter,
+        "hmask_converged": hmask.converged,
+    }
+
+
+def _replace_rows(res: FitResult, rows: np.ndarray, new: FitResult) -> None:
+    for name in (
+        "labels",
+        "cov",
+        "errors",
+        "chi2",
+        "chi2_red",
+        "n_iter",
+        "status",
+        "n_good",
+        "dof",
+        "labels_scaled",
+        "at_bound",
+        "start",
+    ):
+        getattr(res, name)[rows] = getattr(new, name)
+    res.converged[rows] = new.converged

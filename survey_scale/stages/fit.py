@@ -1,0 +1,133 @@
+"""The label fit of SPEC §5.3 as a stage on the runner: :func:`survey_scale.science.label_fit.fit_labels` per chunk.
+
+Inputs ``norm_flux``, ``norm_ivar``, ``pixmask`` and ``snr_g``; the emulator is a model file loaded once
+per worker (:class:`survey_scale.engine.runner.ModelPlugin`), and its SHA-256 is part of every chunk's
+provenance, so a new emulator re-runs the fit. Outputs (``label`` = the emulator's label names):
+
+===================  =======================  ===========================================================
+variable             dims, dtype              meaning
+===================  =======================  ===========================================================
+labels               spec, label; float32     combined labels (P2 Eq. 5–7), vsini ≥ 0 (physical units)
+label_err            spec, label; float32     √diag(cov)
+label_cov            spec, label, label2; f4  covariance of the combined labels
+labels_full          spec, label; float32     full-spectrum fit (after the footnote-4 re-fit)
+labels_hmask         spec, label; float32     hydrogen-masked fit
+corr_<a>_<b>         spec; float32            the 10 correlation coefficients of P2 Table 5
+chi2_red             spec; float32            reduced χ² of the combined model over the full-fit pixels
+fit_n_iter           spec; int32              Levenberg–Marquardt iterations (all fits)
+fit_converged        spec; int8               1 if every fit that entered the result converged
+fit_flags            spec; uint8              bits of :data:`survey_scale.science.label_fit.FLAG_BITS`
+vsini_raw            spec; float32            combined vsini before clipping at 0
+teff_init            spec; float32            initial Teff from the line indices (P2 Eq. 4)
+w_hmask              spec; float32            Hann weight of the H-masked labels
+model_flux           spec, wave; float32      the emulator spectrum at the combined labels
+===================  =======================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from survey_scale.config import Config, FitConfig
+from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.labels import LABEL_UNITS, P2_TABLE5_CORRELATIONS
+from survey_scale.engine.contracts import ChunkContext, Engine, ModelRef, Output, Stage, StageResult, StageSummary
+from survey_scale.science.emulator import load as load_emulator
+from survey_scale.science.fitting import set_threads
+from survey_scale.science.label_fit import FLAG_BITS, FLAG_NO_DATA, fit_labels
+
+FIT_STAGE_VERSION = "1"
+CORR_NAMES = tuple(f"corr_{a}_{b}" for a, b in P2_TABLE5_CORRELATIONS)
+
+
+def load_emulator_model(path: str) -> Any:
+    """Loader of the runner's worker plugin."""
+    return load_emulator(path)
+
+
+def fit_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
+    """Stage function: the §5.3 procedure on a chunk of normalized spectra."""
+    em = ctx.models["emulator"]
+    out = fit_labels(
+        em,
+        inputs["norm_flux"],
+        inputs["norm_ivar"],
+        wavelength_grid(),
+        pixmask=inputs["pixmask"],
+        device=params["device"],
+        snr=inputs["snr_g"],
+        bounds=(-params["bounds"], params["bounds"]),
+        max_iter=params["max_iter"],
+        n_starts=params["n_starts"],
+    )
+    outputs = {
+        "labels": out["labels"],
+        "label_err": out["errors"],
+        "label_cov": out["cov"],
+        "labels_full": out["full_labels"],
+        "labels_hmask": out["hmask_labels"],
+        "chi2_red": out["chi2_red"],
+        "fit_n_iter": out["n_iter"],
+        "fit_converged": out["converged"].astype(np.int8),
+        "fit_flags": out["flags"],
+        "vsini_raw": out["vsini_raw"],
+        "teff_init": out["teff_init"],
+        "w_hmask": out["w_hmask"],
+        "model_flux": out["model_flux"],
+        **{name: out["corr"][:, i] for i, name in enumerate(CORR_NAMES)},
+    }
+    rejects = [
+        (int(i), "no_fit", "too few usable normalized pixels to fit the labels; labels are NaN")
+        for i in np.flatnonzero(out["flags"] & FLAG_NO_DATA)
+    ]
+    return StageResult(outputs, rejects)
+
+
+def fit_stage(emulator_path: Path, label_names: tuple[str, ...], fit: FitConfig) -> Stage:
+    """The §5.3 stage for an emulator file and the ``fit`` configuration section."""
+    f4 = "float32"
+    units = ", ".join(f"{n} [{LABEL_UNITS.get(n, '?')}]" for n in label_names)
+    flags = "; ".join(f"{bit}: {text}" for bit, text in FLAG_BITS.items())
+    return Stage(
+        name="fit",
+        version=FIT_STAGE_VERSION,
+        func=fit_chunk,
+        inputs=("norm_flux", "norm_ivar", "pixmask", "snr_g"),
+        outputs=(
+            Output("labels", f4, ("spec", "label"), {"long_name": "stellar labels (P2 Eq. 5-7)", "units": units}),
+            Output("label_err", f4, ("spec", "label"), {"long_name": "formal label uncertainties"}),
+            Output("label_cov", f4, ("spec", "label", "label2"), {"long_name": "label covariance"}),
+            Output("labels_full", f4, ("spec", "label"), {"long_name": "labels of the full-spectrum fit"}),
+            Output("labels_hmask", f4, ("spec", "label"), {"long_name": "labels of the H-masked fit"}),
+            *(Output(n, f4, attrs={"long_name": f"correlation coefficient {n[5:]} (P2 Table 5)"}) for n in CORR_NAMES),
+            Output("chi2_red", f4, attrs={"long_name": "reduced chi2 of the label fit"}),
+            Output("fit_n_iter", "int32", attrs={"long_name": "Levenberg-Marquardt iterations"}),
+            Output("fit_converged", "int8", attrs={"long_name": "1 = converged"}),
+            Output("fit_flags", "uint8", attrs={"long_name": "label fit flags", "flag_meanings": flags}),
+            Output("vsini_raw", f4, attrs={"long_name": "vsini before clipping at 0", "units": "km s-1"}),
+            Output("teff_init", f4, attrs={"long_name": "initial Teff from line indices (P2 Eq. 4)", "units": "K"}),
+            Output("w_hmask", f4, attrs={"long_name": "Hann weight of the H-masked labels (P2 Eq. 6)"}),
+            Output("model_flux", f4, ("spec", "wave"), {"long_name": "emulator spectrum at the labels"}),
+        ),
+        params={
+            "device": fit.device,
+            "bounds": fit.bounds,
+            "max_iter": fit.max_iter,
+            "n_starts": fit.n_starts,
+        },
+        models={"emulator": ModelRef(str(emulator_path), load_emulator_model)},
+        dims={"label": label_names, "label2": label_names},
+        block_rows=fit.block_spectra,
+        worker_setup=set_threads,
+    )
+
+
+def run(config: Config, engine: Engine) -> StageSummary:
+    """Registry step ``fit``: the stage with the emulator of step ``emulator``."""
+    path = engine.models["emulator"]
+    label_names = tuple(load_emulator(path).label_names)
+    return engine.run_stage(fit_stage(path, label_names, config.fit))

@@ -1,0 +1,260 @@
+"""Ingest LAMOST FITS files into the cube: the source step of the pipeline (SPEC §2).
+
+An ingest adds one **batch** (a directory of files, with or without the release catalog and cross-match
+table) in four resumable steps, each recorded under ``<cube>/_survey_scale/ingest/batch-NNNN/``:
+
+1. **inspect** (tasks on the cluster, blocks of ``ingest.files_per_task`` files): read every new file
+   completely, check it and extract its header metadata (:func:`survey_scale.science.ingest.inspect_file`).
+   Files already in the cube (same path) are not read again. Each block's result is saved, so a re-run
+   skips it.
+2. **plan** (:func:`survey_scale.science.ingest.plan_batch`, in the client): specids, the catalog and
+   cross-match joins, radial velocities, range and coverage checks, duplicates; each accepted file gets a
+   row (sorted by specid), each rejected file or catalog row a reason. The plan is saved before the cube
+   changes.
+3. **allocate**: grow every per-spectrum array of the cube to the new length.
+4. **write** (the ``ingest`` stage on :mod:`survey_scale.engine.runner`): per shard-aligned chunk, re-read the
+   planned files, shift to the rest frame, resample flux and ivar onto the grid
+   (:func:`survey_scale.science.resample.resample_to_grid`) and write them with the metadata.
+
+Every file found ends up in the cube or in ``rejects``: ``n_files = n_ingested + n_rejected``, where
+``n_ingested`` counts new spectra and those already in the cube. A re-ingest of the same directory is a
+no-op; a killed ingest resumes its pending batch and ends with the same store as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from survey_scale.config import Config
+from survey_scale.core.files import atomic_write
+from survey_scale.engine.contracts import ChunkContext, Engine, Output, Stage, StageResult
+from survey_scale.io.lamost import read_lamost
+from survey_scale.science.ingest import (
+    METADATA,
+    RECORD_COLUMNS,
+    find_files,
+    inspect_files,
+    join_crossmatch,
+    plan_batch,
+)
+from survey_scale.science.resample import resample_to_grid, rest_frame
+
+log = logging.getLogger(__name__)
+
+INGEST_STAGE_VERSION = "1"
+
+SPECTRA: tuple[Output, ...] = (
+    Output("flux", "float32", ("spec", "wave")),
+    Output("ivar", "float32", ("spec", "wave")),
+    Output("pixmask", "uint8", ("spec", "wave")),
+)
+METADATA_OUTPUTS: tuple[Output, ...] = tuple(Output(c.name, c.dtype, ("spec",), c.attrs) for c in METADATA)
+"""Per-spectrum variables the ingest writes (all present in every cube; NaN / −1 / "" when unknown)."""
+
+
+def inspect_block(paths: list[str], out: str) -> int:
+    """Inspect a block of files (on a worker) and save the records as Parquet at ``out``, atomically."""
+    table = inspect_files(paths)
+    atomic_write(out, lambda tmp: table.to_parquet(tmp, index=False))
+    return len(table)
+
+
+# --- the write stage (pure function on a chunk) ------------------------------------------------------
+
+
+def load_chunk_files(start: int, stop: int, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Inputs of one write chunk: the planned rows and their spectra, read again from the files."""
+    plan = pd.read_parquet(params["plan"])
+    rows = plan.iloc[start - params["row0"] : stop - params["row0"]]
+    spectra = []
+    for path, size, mtime in zip(rows["path"], rows["size"], rows["mtime_ns"]):
+        stat = os.stat(path)
+        if stat.st_size != size or stat.st_mtime_ns != mtime:
+            raise RuntimeError(f"{path}: the file changed after it was inspected; re-run the ingest")
+        spectra.append(read_lamost(path))
+    return {"plan": rows, "spectra": spectra}
+
+
+def resample_chunk(inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
+    """Resample a chunk of planned spectra onto the grid and assemble their metadata (pure)."""
+    rows: pd.DataFrame = inputs["plan"]
+    n = len(rows)
+    flux = np.empty((n, 3802), np.float32)
+    ivar = np.empty_like(flux)
+    pixmask = np.empty(flux.shape, np.uint8)
+    coverage = np.empty(n, np.float32)
+    for i, (sp, rv) in enumerate(zip(inputs["spectra"], rows["rv"].to_numpy(np.float64))):
+        flux[i], ivar[i], pixmask[i], coverage[i] = resample_to_grid(
+            rest_frame(sp.wavelength, rv),
+            sp.flux,
+            sp.ivar,
+            sp.andmask,
+            sp.ormask,
+            min_good_fraction=params["min_good_fraction"],
+            mask_andmask=params["mask_andmask"],
+        )
+    outputs: dict[str, np.ndarray] = {"flux": flux, "ivar": ivar, "pixmask": pixmask, "coverage": coverage}
+    for out in METADATA:
+        if out.name not in outputs:
+            outputs[out.name] = rows[out.name].to_numpy()
+    return StageResult(outputs)
+
+
+def ingest_stage(plan_path: Path, row0: int, config: Config) -> Stage:
+    """The ``ingest`` write stage for a planned batch."""
+    params = {
+        "plan": str(plan_path),
+        "row0": row0,
+        "min_good_fraction": config.ingest.min_good_fraction,
+        "mask_andmask": config.ingest.mask_andmask,
+    }
+    return Stage(
+        name="ingest",
+        version=INGEST_STAGE_VERSION,
+        func=resample_chunk,
+        outputs=(*SPECTRA, *METADATA_OUTPUTS),
+        params=params,
+        load_inputs=load_chunk_files,
+        block_rows=config.ingest.files_per_task,
+    )
+
+
+# --- planning ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestSummary:
+    """Counts of one ingest (SPEC §2): ``n_files = n_new + n_already + n_rejected``."""
+
+    batch: int
+    n_files: int
+    n_new: int
+    n_already: int
+    n_rejected: int
+    n_catalog_rejected: int
+    rows: tuple[int, int]
+
+    @property
+    def n_ingested(self) -> int:
+        return self.n_new + self.n_already
+
+    def balance_line(self) -> str:
+        ok = "holds" if self.n_files == self.n_ingested + self.n_rejected else "DOES NOT HOLD"
+        return (
+            f"batch {self.batch}: n_files = n_ingested + n_rejected: {self.n_files} = {self.n_ingested} + "
+            f"{self.n_rejected} ({self.n_new} new, {self.n_already} already in the cube) — {ok}; "
+            f"{self.n_catalog_rejected} catalog row(s) rejected"
+        )
+
+
+# --- orchestration: inspect -> plan -> allocate -> write ------------------------------------------------
+
+
+def ingest_batches(config: Config, engine: Engine) -> list[IngestSummary]:
+    """Ingest ``config.ingest.input`` into the engine's cube (registry step ``ingest``).
+
+    A batch left unfinished by an earlier, interrupted ingest is completed first (with its own inputs).
+    """
+    summaries = []
+    for batch_dir in engine.bookkeeping.batch_dirs():
+        state = engine.bookkeeping.batch_state(batch_dir)
+        if state["phase"] != "complete":
+            log.info(
+                "resuming unfinished ingest batch %d (input %s)", state["batch"], state["config"]["ingest"]["input"]
+            )
+            pending = Config.model_validate(state["config"])
+            summaries.append(_run_batch(pending, engine, batch_dir, state))
+    if config.ingest.input is not None:
+        batch_dir, state = engine.bookkeeping.new_batch(
+            {"phase": "inspect", "config": json.loads(config.model_dump_json())}
+        )
+        summaries.append(_run_batch(config, engine, batch_dir, state))
+    return summaries
+
+
+def _run_batch(config: Config, engine: Engine, batch_dir: Path, state: dict[str, Any]) -> IngestSummary:
+    cfg = config.ingest
+    bookkeeping = engine.bookkeeping
+    batch = state["batch"]
+    if state["phase"] == "inspect":
+        if "todo" not in state:  # the file list is fixed at the first attempt, so a resume sees the same blocks
+            files = find_files(Path(cfg.input), cfg.patterns)
+            known = set(engine.read_column("source_path")) if engine.n_spectra() else set()
+            todo = [str(p) for p in files if str(p) not in known]
+            state = bookkeeping.set_batch_state(
+                batch_dir, state, n_files=len(files), n_skipped_by_path=len(files) - len(todo), todo=todo
+            )
+        records = _inspect(engine, state["todo"], batch_dir, cfg.files_per_task)
+        existing = set(engine.read_column("specid")) if engine.n_spectra() else set()
+        n_old = engine.n_spectra()
+        plan, rejects, already = plan_batch(records, existing, config, batch)
+        plan = join_crossmatch(plan, cfg.crossmatch)
+        plan.to_parquet(batch_dir / "plan.parquet", index=False)
+        _record_rejects(engine, batch, rejects)
+        state = bookkeeping.set_batch_state(
+            batch_dir,
+            state,
+            phase="planned",
+            n_old=n_old,
+            n_new=len(plan),
+            n_already=len(already) + state["n_skipped_by_path"],
+            n_rejected=int((rejects["source"].isin(records["path"])).sum()),
+            n_catalog_rejected=int((~rejects["source"].isin(records["path"])).sum()),
+        )
+    n_old, n_new = state["n_old"], state["n_new"]
+    if state["phase"] == "planned":
+        if engine.n_spectra() != n_old + n_new:
+            engine.resize(n_old + n_new)
+        state = bookkeeping.set_batch_state(batch_dir, state, phase="allocated")
+    if state["phase"] == "allocated":
+        if n_new:
+            engine.run_stage(ingest_stage(batch_dir / "plan.parquet", n_old, config), rows=(n_old, n_old + n_new))
+        else:
+            bookkeeping.rebuild_rejects()
+        state = bookkeeping.set_batch_state(batch_dir, state, phase="complete")
+    summary = IngestSummary(
+        batch,
+        state["n_files"],
+        n_new,
+        state["n_already"],
+        state["n_rejected"],
+        state["n_catalog_rejected"],
+        (n_old, n_old + n_new),
+    )
+    log.info(summary.balance_line())
+    return summary
+
+
+def _inspect(engine: Engine, paths: list[str], batch_dir: Path, per_task: int) -> pd.DataFrame:
+    folder = batch_dir / "inspect"
+    folder.mkdir(exist_ok=True)
+    blocks = [paths[i : i + per_task] for i in range(0, len(paths), per_task)]
+    targets = [folder / f"block-{i:06d}.parquet" for i in range(len(blocks))]
+    pending = [(b, str(t)) for b, t in zip(blocks, targets) if not t.exists()]
+    log.info(
+        "inspect: %d files in %d blocks (%d already inspected)", len(paths), len(blocks), len(blocks) - len(pending)
+    )
+    engine.map_tasks("inspect", inspect_block, pending)
+    if not targets:
+        return pd.DataFrame(columns=list(RECORD_COLUMNS))
+    return pd.concat([pd.read_parquet(t) for t in targets], ignore_index=True)
+
+
+def _record_rejects(engine: Engine, batch: int, rejects: pd.DataFrame) -> None:
+    seen = set(rejects["source"])
+    # A file rejected by an earlier batch and seen again now is judged by this batch alone.
+    for name, table in engine.bookkeeping.recorded_rejects().items():
+        if name.startswith("ingest-batch-"):
+            kept = table[~table["source"].isin(seen)]
+            if len(kept) != len(table):
+                engine.bookkeeping.record_rejects(name, kept)
+    engine.bookkeeping.record_rejects(f"ingest-batch-{batch:04d}", rejects)

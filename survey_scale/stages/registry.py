@@ -1,0 +1,128 @@
+"""The registry of pipeline steps: what ``survey-scale run`` does, in order (SPEC §11).
+
+Each :class:`~survey_scale.engine.contracts.Step` names the function that runs it (``"module:function"``,
+imported only when the step runs) and what it requires and produces — cube variables, or ``model:<name>``
+files. :meth:`Registry.ordered` sorts the steps so that each runs after the steps producing what it needs
+(registry order breaks ties); ``--until`` takes its choices from :meth:`Registry.names`.
+
+Adding a stage: a science module (``survey_scale/science/``), a stage module (``survey_scale/stages/``)
+with a ``run(config, engine)``, its configuration section (:mod:`survey_scale.config`), and one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from survey_scale.engine.contracts import PipelineError, Step
+
+INGEST_OUTPUTS = ("flux", "ivar", "pixmask", "specid", "star_id", "source_path", "snr_g", "mjd", "release")
+NORMALIZE_OUTPUTS = ("norm_flux", "norm_ivar", "clean_fraction")
+PCA_OUTPUTS = ("pca_coeff", "pca_flux", "halpha_excess", "halpha_excess_err", "halpha_chi2", "pca_chi2")
+PCA_OUTPUTS += ("pca_local_z", "em_flag", "bad_spectrum_flag")
+FIT_OUTPUTS = ("labels", "label_err", "label_cov", "labels_full", "labels_hmask", "chi2_red", "fit_flags")
+FIT_OUTPUTS += ("fit_n_iter", "fit_converged", "vsini_raw", "teff_init", "w_hmask", "model_flux")
+
+
+class Registry:
+    """An ordered collection of pipeline steps with unique names."""
+
+    def __init__(self, steps: Iterable[Step] = ()) -> None:
+        self._steps: dict[str, Step] = {}
+        for step in steps:
+            self.add(step)
+
+    def add(self, step: Step) -> Registry:
+        """Add ``step`` (a name already present is refused)."""
+        if step.name in self._steps:
+            raise PipelineError(f"pipeline step {step.name!r} is registered twice")
+        self._steps[step.name] = step
+        return self
+
+    def ordered(self) -> list[Step]:
+        """The steps, each after every step that produces something it requires (stable otherwise).
+
+        Raises
+        ------
+        PipelineError
+            If the requirements form a cycle.
+        """
+        producers: dict[str, set[str]] = {}
+        for step in self._steps.values():
+            for item in step.produces:
+                producers.setdefault(item, set()).add(step.name)
+        needs = {
+            step.name: {p for item in step.requires for p in producers.get(item, ()) if p != step.name}
+            for step in self._steps.values()
+        }
+        order: list[Step] = []
+        done: set[str] = set()
+        while len(order) < len(self._steps):
+            ready = [s for s in self._steps.values() if s.name not in done and needs[s.name] <= done]
+            if not ready:
+                left = sorted(set(self._steps) - done)
+                raise PipelineError(f"pipeline steps {', '.join(left)} require each other (a cycle)")
+            order.append(ready[0])
+            done.add(ready[0].name)
+        return order
+
+    def names(self) -> list[str]:
+        """Step names in run order (the choices of ``--until``)."""
+        return [step.name for step in self.ordered()]
+
+    def until(self, name: str | None) -> list[Step]:
+        """The steps in run order up to and including ``name`` (all of them for None)."""
+        steps = self.ordered()
+        if name is None:
+            return steps
+        names = [s.name for s in steps]
+        if name not in names:
+            raise PipelineError(f"until must be one of {', '.join(names)}, got {name!r}")
+        return steps[: names.index(name) + 1]
+
+
+def default_registry() -> Registry:
+    """The pipeline of SPEC §2–§5: ingest, normalize, the PCA model and stage, the emulator, the label fit."""
+    return Registry(
+        [
+            Step(
+                "ingest",
+                "survey_scale.stages.ingest:ingest_batches",
+                produces=INGEST_OUTPUTS,
+                description="LAMOST FITS files -> cube (§2)",
+            ),
+            Step(
+                "normalize",
+                "survey_scale.stages.normalize:run",
+                requires=("flux", "ivar", "pixmask"),
+                produces=NORMALIZE_OUTPUTS,
+                description="pseudo-continuum normalization (§3)",
+            ),
+            Step(
+                "pca_model",
+                "survey_scale.stages.pca:run_model",
+                requires=("norm_flux", "norm_ivar", "clean_fraction", "snr_g"),
+                produces=("model:pca",),
+                description="the iterated PCA fit (§4)",
+            ),
+            Step(
+                "pca",
+                "survey_scale.stages.pca:run",
+                requires=("norm_flux", "norm_ivar", "model:pca"),
+                produces=PCA_OUTPUTS,
+                description="PCA reconstruction, emission and erroneous-spectrum flags (§4)",
+            ),
+            Step(
+                "emulator",
+                "survey_scale.stages.emulator:run",
+                produces=("model:emulator",),
+                description="the spectral emulator: given, or trained on a model grid (§5.1)",
+            ),
+            Step(
+                "fit",
+                "survey_scale.stages.fit:run",
+                requires=("norm_flux", "norm_ivar", "pixmask", "snr_g", "model:emulator"),
+                produces=FIT_OUTPUTS,
+                description="the label fit (§5.3)",
+            ),
+        ]
+    )

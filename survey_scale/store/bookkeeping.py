@@ -1,0 +1,235 @@
+"""The bookkeeping of a cube: the one owner of the ``_survey_scale/`` folder (a resume plan, SPEC §1, §11).
+
+Everything the engine needs to resume a killed run, to skip what is up to date and to explain a cube lives
+here and is written only through :class:`Bookkeeping`::
+
+    _survey_scale/
+      markers/<stage>/rows-<start>.json    done marker of a chunk: its provenance (written last)
+      results/<stage>/rows-<start>.npz     a chunk's per-spectrum outputs and rejects
+      models/<file>                        model files (PCA passes, emulator, model grid)
+      reductions/<name>.npz                cached survey-wide reductions with the key of their inputs
+      rejects/<source>.parquet             rejects recorded outside stage chunks (ingest: files, catalog rows)
+      ingest/batch-NNNN/                   an ingest batch: state.json, inspect/ blocks, plan.parquet
+      logs/<command>-<time>.log            command logs
+      writer.lock                          the writer lock (:mod:`survey_scale.store.lock`)
+
+Every file is written atomically (:func:`survey_scale.core.files.atomic_write`); a chunk's marker is written
+after its result, so a chunk is either done (marked, fully written) or redone whole.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from survey_scale._version import __version__
+from survey_scale.core.files import atomic_write, atomic_write_bytes, atomic_write_json
+from survey_scale.store.cube import META_GROUP, REJECT_COLUMNS, open_group, read_column, spec_length, write_rejects
+
+
+class Bookkeeping:
+    """The ``_survey_scale/`` folder of the cube at ``cube`` (see the module docstring for its layout)."""
+
+    def __init__(self, cube: str | Path) -> None:
+        self.cube = Path(cube)
+        self.root = self.cube / META_GROUP
+
+    # --- layout -----------------------------------------------------------------------------------------
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "writer.lock"
+
+    @property
+    def rejects_dir(self) -> Path:
+        return self.root / "rejects"
+
+    def model_path(self, name: str) -> Path:
+        """The model file ``name`` (e.g. ``pca.npz``)."""
+        return self.models_dir / name
+
+    def _marker_path(self, stage: str, start: int) -> Path:
+        return self.root / "markers" / stage / f"rows-{start:010d}.json"
+
+    def _result_path(self, stage: str, start: int) -> Path:
+        return self.root / "results" / stage / f"rows-{start:010d}.npz"
+
+    def log_path(self, command: str) -> Path:
+        """A new log file for ``command`` (its folder created)."""
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        return self.logs_dir / f"{command}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.log"
+
+    # --- stage chunks ------------------------------------------------------------------------------------
+
+    def marker_matches(self, stage: str, start: int, stop: int, provenance: Mapping[str, Any]) -> bool:
+        """True if rows [start, stop) carry a done marker of ``stage`` with this provenance."""
+        try:
+            marker = json.loads(self._marker_path(stage, start).read_text())
+        except (OSError, ValueError):
+            return False
+        return marker.get("stop") == stop and all(marker.get(k) == v for k, v in provenance.items())
+
+    def record_chunk(
+        self,
+        stage: str,
+        start: int,
+        stop: int,
+        per_spectrum: Mapping[str, np.ndarray],
+        rejects: list[tuple[int, str, str]],
+        provenance: Mapping[str, Any],
+        started: float,
+    ) -> None:
+        """Save a written chunk's per-spectrum outputs and rejects (rows in the cube), then its done marker."""
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            _start=np.int64(start),
+            _stop=np.int64(stop),
+            _reject_row=np.array([row for row, _, _ in rejects], dtype=np.int64),
+            _reject_code=np.array([code for _, code, _ in rejects], dtype=str),
+            _reject_reason=np.array([reason for _, _, reason in rejects], dtype=str),
+            **per_spectrum,
+        )
+        atomic_write_bytes(self._result_path(stage, start), buffer.getvalue())
+        marker = {
+            **provenance,
+            "start": start,
+            "stop": stop,
+            "n_rejects": len(rejects),
+            "write_seconds": round(time.perf_counter() - started, 3),
+            "code_version": __version__,
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        atomic_write_bytes(self._marker_path(stage, start), json.dumps(marker, sort_keys=True).encode())
+
+    def chunk_results(self, stage: str) -> list[dict[str, np.ndarray]]:
+        """The saved chunk results of ``stage`` in row order."""
+        results = []
+        for path in sorted((self.root / "results" / stage).glob("rows-*.npz")):
+            with np.load(path, allow_pickle=False) as z:
+                results.append({k: z[k] for k in z.files})
+        return results
+
+    def stages_done(self) -> dict[str, dict[str, int]]:
+        """Per stage with markers: chunks and rows marked done (any provenance)."""
+        out = {}
+        for stage_dir in sorted(p for p in (self.root / "markers").glob("*") if p.is_dir()):
+            markers = [json.loads(p.read_text()) for p in stage_dir.glob("rows-*.json")]
+            out[stage_dir.name] = {
+                "chunks_done": len(markers),
+                "rows_done": sum(m["stop"] - m["start"] for m in markers),
+            }
+        return out
+
+    # --- rejects -----------------------------------------------------------------------------------------
+
+    def record_rejects(self, name: str, table: pd.DataFrame) -> None:
+        """Save rejects found outside stage chunks (columns :data:`REJECT_COLUMNS`) as ``rejects/<name>``."""
+        atomic_write(self.rejects_dir / f"{name}.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+
+    def recorded_rejects(self) -> dict[str, pd.DataFrame]:
+        """Every table saved by :meth:`record_rejects`, by name."""
+        return {p.stem: pd.read_parquet(p) for p in sorted(self.rejects_dir.glob("*.parquet"))}
+
+    def rebuild_rejects(self) -> pd.DataFrame:
+        """Rebuild the cube's ``rejects`` table from every source and return it.
+
+        Sources: the chunk results of every stage (their specids looked up in the cube) and the tables of
+        :meth:`record_rejects` (the ingest's files that never became rows).
+        """
+        frames = list(self.recorded_rejects().values())
+        root = open_group(self.cube)
+        specids = read_column(root, "specid") if "specid" in root else None
+        n = spec_length(root)
+        for stage_dir in sorted(p for p in (self.root / "results").glob("*") if p.is_dir()):
+            for r in self.chunk_results(stage_dir.name):
+                keep = r["_reject_row"] < n
+                if not keep.any():
+                    continue
+                rows = r["_reject_row"][keep]
+                ids = specids[rows].astype(str) if specids is not None else rows.astype(str)
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "stage": stage_dir.name,
+                            "source": ids,
+                            "specid": ids,
+                            "code": r["_reject_code"][keep],
+                            "reason": r["_reject_reason"][keep],
+                            "batch": -1,
+                        }
+                    )
+                )
+        table = (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame({c: pd.Series(dtype=object) for c in REJECT_COLUMNS})
+        )
+        table = table.reindex(columns=list(REJECT_COLUMNS))
+        table["batch"] = table["batch"].fillna(-1).astype(np.int64)
+        for col in ("stage", "source", "specid", "code", "reason"):
+            table[col] = table[col].fillna("").astype(str)
+        write_rejects(self.cube, table)
+        return table
+
+    # --- ingest batches ----------------------------------------------------------------------------------
+
+    def batch_dirs(self) -> list[Path]:
+        """The ingest batches' folders, in order."""
+        return sorted((self.root / "ingest").glob("batch-*"))
+
+    def new_batch(self, state: Mapping[str, Any]) -> tuple[Path, dict[str, Any]]:
+        """A new ingest batch folder (numbered after the last) with its initial ``state``."""
+        existing = self.batch_dirs()
+        batch = int(existing[-1].name.split("-")[1]) + 1 if existing else 1
+        batch_dir = self.root / "ingest" / f"batch-{batch:04d}"
+        batch_dir.mkdir(parents=True)
+        return batch_dir, self.set_batch_state(batch_dir, {"batch": batch, **state})
+
+    @staticmethod
+    def batch_state(batch_dir: Path) -> dict[str, Any]:
+        """A batch's saved state (``phase``: inspect → planned → allocated → complete)."""
+        return json.loads((batch_dir / "state.json").read_text())
+
+    @staticmethod
+    def set_batch_state(batch_dir: Path, state: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
+        """Save a batch's state with ``changes`` applied, and return it."""
+        state = {**state, **changes}
+        atomic_write_json(batch_dir / "state.json", state)
+        return state
+
+    # --- cached reductions -------------------------------------------------------------------------------
+
+    def load_reduction(self, name: str, key: str) -> dict[str, np.ndarray] | None:
+        """The stored result of reduction ``name`` if it was computed with ``key``, else None."""
+        path = self.root / "reductions" / f"{name}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["_key"]) != key:
+                    return None
+                return {k: z[k] for k in z.files if not k.startswith("_")}
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def save_reduction(self, name: str, key: str, result: Mapping[str, np.ndarray]) -> None:
+        """Store the result of reduction ``name`` with its key and provenance (code version, time)."""
+        buffer = io.BytesIO()
+        provenance = {"code_version": __version__, "updated": datetime.now(UTC).isoformat(timespec="seconds")}
+        np.savez(buffer, _key=np.array(key), _provenance=np.array(json.dumps(provenance)), **result)
+        atomic_write_bytes(self.root / "reductions" / f"{name}.npz", buffer.getvalue())

@@ -1,0 +1,334 @@
+"""The cube: one Zarr (format 3) store with every spectrum and every per-spectrum result (SPEC §1).
+
+Layout
+------
+- dims ``spec`` (one entry per spectrum = per visit) and ``wave`` (the common grid of
+  :mod:`survey_scale.core.grid`, a coordinate in Å), plus small extra dims added by later stages
+  (``label``, ``label2``, ``pc``).
+- spectra variables (``spec``, ``wave``): ``flux`` and ``ivar`` (float32), ``pixmask`` (uint8 bit flags,
+  :data:`PIXMASK_BITS`); later stages add ``norm_flux``, ``norm_ivar``, ``pca_flux``, ``model_flux``.
+  Each is stored as Zarr shards of ``cube.shard_spectra`` spectra (one Dask chunk = one shard, ~125 MB of
+  float32 for 8,192 spectra) holding inner chunks of ``cube.inner_chunk_spectra`` spectra, compressed with
+  Blosc-zstd and bit-shuffle.
+- per-spectrum variables (``spec``): identifiers, observation, cross-match and results. Each is one
+  chunk: it is rewritten whole by the runner's consolidation step, so reading a column is one request.
+- ``rejects`` (a sub-group): every input or spectrum that could not be ingested or processed, with the
+  stage and a reason (``survey_scale.open_rejects``).
+- ``_survey_scale`` (a sub-group): bookkeeping, owned by :mod:`survey_scale.store.bookkeeping` — done
+  markers, per-chunk results, models, ingest plans, logs, the writer lock. Users never need it.
+
+The grid is recorded in the root attributes and checked on every open; a store with another grid is
+refused. Every metadata change ends with a re-consolidation, so plain ``xarray.open_zarr(path)`` always
+sees the current layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle
+
+from survey_scale._version import __version__
+from survey_scale.config import CubeConfig
+from survey_scale.core.errors import SurveyScaleError
+from survey_scale.core.grid import N_WAVE, PIXMASK_BITS, check_grid_attrs, grid_attrs, wavelength_grid
+
+META_GROUP = "_survey_scale"
+REJECTS_GROUP = "rejects"
+SPECTRA_VARS = ("flux", "ivar", "pixmask")
+
+REJECT_COLUMNS = ("stage", "source", "specid", "code", "reason", "batch")
+
+
+class CubeError(SurveyScaleError, ValueError):
+    """The store is not a survey_scale cube, or not one this code can use."""
+
+
+@contextlib.contextmanager
+def _quiet_zarr() -> Iterator[None]:
+    # Bookkeeping folders under _survey_scale are plain files, not Zarr nodes; zarr warns when it walks
+    # them, and consolidated metadata for format 3 is flagged as not yet in the spec. Both are expected.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy.*")
+        warnings.filterwarnings("ignore", message=".*Consolidated metadata is currently not part.*")
+        yield
+
+
+def spectra_codec(cname: str = "zstd", clevel: int = 3, shuffle: str = "bitshuffle", typesize: int = 4) -> BloscCodec:
+    """The Blosc codec for spectra variables."""
+    return BloscCodec(cname=cname, clevel=clevel, shuffle=BloscShuffle[shuffle], typesize=typesize)
+
+
+def create_cube(path: str | Path, config: CubeConfig) -> zarr.Group:
+    """Create an empty cube (zero spectra) with the common grid and the spectra variables.
+
+    Raises
+    ------
+    CubeError
+        If ``path`` exists and is not empty.
+    """
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        raise CubeError(f"{path}: cannot create a cube here: the folder exists and is not empty")
+    with _quiet_zarr():
+        root = zarr.open_group(str(path), mode="w", zarr_format=3)
+        root.attrs.update(
+            {
+                **grid_attrs(),
+                "title": "survey_scale cube of LAMOST low-resolution spectra",
+                "survey_scale_version": __version__,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "shard_spectra": config.shard_spectra,
+                "inner_chunk_spectra": config.inner_chunk_spectra,
+                "compression": config.compression.model_dump(),
+                "stages": {},
+            }
+        )
+        wave = root.create_array(
+            "wave", shape=(N_WAVE,), dtype="f8", chunks=(N_WAVE,), dimension_names=("wave",), fill_value=np.nan
+        )
+        wave[:] = wavelength_grid()
+        wave.attrs.update({"units": "Angstrom", "long_name": "vacuum rest-frame wavelength"})
+        for name, dtype, attrs in (
+            ("flux", "f4", {"units": "LAMOST relative flux", "long_name": "flux on the common grid"}),
+            ("ivar", "f4", {"units": "flux**-2", "long_name": "inverse variance of flux"}),
+            (
+                "pixmask",
+                "u1",
+                {
+                    "long_name": "pixel bit mask",
+                    "flag_masks": list(PIXMASK_BITS.values()),
+                    "flag_meanings": " ".join(PIXMASK_BITS),
+                },
+            ),
+        ):
+            create_spectra_array(root, name, dtype, config, attrs)
+        root.create_group(META_GROUP).attrs["description"] = "survey_scale bookkeeping (markers, plans, lock)"
+    consolidate(path)
+    return root
+
+
+def create_spectra_array(
+    root: zarr.Group,
+    name: str,
+    dtype: str,
+    config: CubeConfig | Mapping[str, Any],
+    attrs: Mapping[str, Any],
+    extra_dims: tuple[tuple[str, int], ...] = (("wave", N_WAVE),),
+    n_spec: int | None = None,
+) -> zarr.Array:
+    """Create a (spec, ...) array sharded along ``spec`` (SPEC §1 chunking).
+
+    A (spec, wave) array is sharded: one shard = ``shard_spectra`` spectra, inner chunks of
+    ``inner_chunk_spectra``. Arrays with small trailing dims (labels, covariances, PCA coefficients) use plain
+    chunks of ``shard_spectra`` spectra (a few MB each).
+    """
+    if isinstance(config, CubeConfig):
+        shard, inner, comp = config.shard_spectra, config.inner_chunk_spectra, config.compression.model_dump()
+    else:
+        shard, inner, comp = config["shard_spectra"], config["inner_chunk_spectra"], config["compression"]
+    n = n_spec if n_spec is not None else spec_length(root)
+    tail = tuple(size for _, size in extra_dims)
+    itemsize = np.dtype(dtype).itemsize
+    codec = spectra_codec(comp["cname"], comp["clevel"], comp["shuffle"], itemsize)
+    fill = np.nan if np.dtype(dtype).kind == "f" else 0
+    sharded = any(d == "wave" for d, _ in extra_dims)
+    array = root.create_array(
+        name,
+        shape=(n, *tail),
+        dtype=dtype,
+        chunks=(inner if sharded else shard, *tail),
+        shards=(shard, *tail) if sharded else None,
+        compressors=[codec],
+        dimension_names=("spec", *(d for d, _ in extra_dims)),
+        fill_value=fill,
+    )
+    array.attrs.update(dict(attrs))
+    return array
+
+
+def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
+    """Open a cube's root Zarr group after checking that it is a cube on the common grid.
+
+    Raises
+    ------
+    CubeError
+        If there is no cube at ``path``.
+    survey_scale.core.grid.GridMismatchError
+        If the store records another wavelength grid.
+    """
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise CubeError(f"{path}: no survey_scale cube here (no zarr.json); create one with `survey-scale ingest`")
+    with _quiet_zarr():
+        root = zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
+    check_grid_attrs(root.attrs, str(path))
+    if "wave" not in root or root["wave"].shape != (N_WAVE,):
+        raise CubeError(f"{path}: the cube has no 'wave' coordinate of {N_WAVE} pixels")
+    return root
+
+
+def spec_length(root: zarr.Group) -> int:
+    """Number of spectra in the cube (length of the ``spec`` dim of ``flux``)."""
+    return int(root["flux"].shape[0]) if "flux" in root else 0
+
+
+def shard_spectra(root: zarr.Group) -> int:
+    """Spectra per shard (= per Dask chunk) of this cube."""
+    return int(root.attrs["shard_spectra"])
+
+
+def spec_arrays(root: zarr.Group) -> list[zarr.Array]:
+    """All arrays of the root group whose first dimension is ``spec``."""
+    return [a for _, a in root.arrays() if (a.metadata.dimension_names or (None,))[0] == "spec"]
+
+
+def resize_spec(path: str | Path, n: int) -> None:
+    """Set the length of the ``spec`` dim of every per-spectrum array to ``n`` (then re-consolidate).
+
+    Growing keeps the data and leaves the new rows at the fill value (NaN, 0 or "") until a stage writes
+    them; this is the allocation step before region writes.
+    """
+    root = open_group(path, mode="r+")
+    for array in spec_arrays(root):
+        if array.shape[0] != n:
+            array.resize((n, *array.shape[1:]))
+    consolidate(path)
+
+
+def write_column(root: zarr.Group, name: str, values: np.ndarray, attrs: Mapping[str, Any]) -> None:
+    """(Re)write a whole per-spectrum variable as one chunk.
+
+    Strings are stored as variable-length UTF-8; the fill value is NaN for floats, −1 for signed and 0 for
+    unsigned integers, and "" for strings.
+    """
+    values = np.asarray(values)
+    if name in root:
+        del root[name]
+    n = values.shape[0]
+    if values.dtype.kind in "USO":
+        dtype, fill, values = str, "", values.astype(object)
+    elif values.dtype.kind == "f":
+        dtype, fill = values.dtype, np.nan
+    elif values.dtype.kind == "b":
+        dtype, fill = values.dtype, False
+    elif values.dtype.kind == "u":
+        dtype, fill = values.dtype, 0
+    else:
+        dtype, fill = values.dtype, -1
+    array = root.create_array(
+        name, shape=(n,), dtype=dtype, chunks=(max(n, 1),), dimension_names=("spec",), fill_value=fill
+    )
+    if n:
+        array[:] = values
+    array.attrs.update(dict(attrs))
+
+
+def read_column(root: zarr.Group, name: str) -> np.ndarray:
+    """A whole per-spectrum variable as numpy (strings as an object array of ``str``)."""
+    values = np.asarray(root[name][:])
+    return values.astype(object) if values.dtype.kind in "TUSO" else values
+
+
+def consolidate(path: str | Path) -> None:
+    """Re-write the store's consolidated metadata (after any change of arrays or attributes)."""
+    with _quiet_zarr():
+        zarr.consolidate_metadata(str(path))
+
+
+def open_cube(path: str | Path, *, chunks: Mapping[str, int] | None = None) -> xr.Dataset:
+    """Open a cube as a lazy, Dask-backed :class:`xarray.Dataset` (SPEC §12).
+
+    Parameters
+    ----------
+    path
+        The cube's Zarr store.
+    chunks
+        Dask chunks; default one chunk per shard along ``spec`` (and the whole ``wave`` axis).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``spec``, ``wave`` (and ``label``, ... once later stages ran); per-spectrum metadata and
+        results are data variables; ``wave`` is the wavelength coordinate in Å.
+
+    Examples
+    --------
+    >>> ds = ss.open_cube("work/cube.zarr")
+    >>> visits = ds.isel(spec=np.flatnonzero(ds.star_id.values == "S0661558+323730"))
+    >>> dr9 = ds.where(ds.release == "DR9", drop=True)
+    """
+    root = open_group(path)
+    if chunks is None:
+        # Spectra variables: one Dask chunk per shard. Per-spectrum variables: their one stored chunk.
+        by_shard = {name for name, a in root.arrays() if "wave" in (a.metadata.dimension_names or ())[1:]}
+        others = {name for name, _ in root.arrays()} - by_shard - {"wave"}
+        with _quiet_zarr():
+            spectra = xr.open_zarr(
+                str(path), consolidated=True, chunks={"spec": shard_spectra(root)}, drop_variables=sorted(others)
+            )
+            rest = xr.open_zarr(str(path), consolidated=True, chunks={}, drop_variables=sorted(by_shard))
+        ds = xr.merge([spectra, rest], combine_attrs="override", compat="override", join="exact")
+    else:
+        with _quiet_zarr():
+            ds = xr.open_zarr(str(path), consolidated=True, chunks=dict(chunks))
+    # Variable-length strings decode as numpy's StringDType, which many tools (``astype(str)``, pandas
+    # < 3) do not take yet; object arrays of str work everywhere.
+    for name, var in ds.variables.items():
+        if var.dtype.kind == "T":
+            ds[name] = var.astype(object)
+    return ds
+
+
+def open_rejects(path: str | Path) -> pd.DataFrame:
+    """Every input or spectrum that could not be ingested or processed, one row each.
+
+    Columns: ``stage`` (``ingest``, ``normalize``, ...), ``source`` (the input file, or the specid),
+    ``specid`` (when known), ``code`` (short reason for grouping), ``reason`` (what is wrong and what to do),
+    ``batch`` (the ingest batch, or -1).
+    """
+    root = open_group(path)
+    if REJECTS_GROUP not in root:
+        return pd.DataFrame({c: pd.Series(dtype=int if c == "batch" else object) for c in REJECT_COLUMNS})
+    group = root[REJECTS_GROUP]
+    return pd.DataFrame({c: np.asarray(group[c][:]) if group[c].shape[0] else [] for c in REJECT_COLUMNS})
+
+
+def write_rejects(path: str | Path, rejects: pd.DataFrame) -> None:
+    """Replace the cube's rejects table with ``rejects`` (columns :data:`REJECT_COLUMNS`)."""
+    root = open_group(path, mode="r+")
+    if REJECTS_GROUP in root:
+        del root[REJECTS_GROUP]
+    group = root.create_group(REJECTS_GROUP)
+    group.attrs["description"] = "inputs and spectra that could not be ingested or processed (SPEC §1)"
+    rejects = rejects.sort_values(["stage", "batch", "source"], kind="stable").reset_index(drop=True)
+    for col in REJECT_COLUMNS:
+        values = rejects[col].to_numpy(dtype=np.int64 if col == "batch" else object)
+        n = len(values)
+        arr = group.create_array(
+            col,
+            shape=(n,),
+            chunks=(max(n, 1),),
+            dtype=np.int64 if col == "batch" else str,
+            dimension_names=("reject",),
+            fill_value=-1 if col == "batch" else "",
+        )
+        if n:
+            arr[:] = values
+
+
+def update_stage_attrs(path: str | Path, stage: str, provenance: Mapping[str, Any]) -> None:
+    """Record a stage's provenance in the root attributes (``attrs['stages'][stage]``)."""
+    root = open_group(path, mode="r+")
+    stages = dict(root.attrs.get("stages", {}))
+    stages[stage] = dict(provenance)
+    root.attrs["stages"] = stages

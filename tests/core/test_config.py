@@ -1,0 +1,99 @@
+"""The YAML configuration: defaults, documentation, validation messages that name the key (SPEC §11)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from survey_scale.config import Config, ConfigError, load_config
+
+DEFAULT = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+
+
+def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= _keys(annotation, f"{prefix}{name}.")
+        else:
+            keys.add(f"{prefix}{name}")
+    return keys
+
+
+def _yaml_keys(data: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for name, value in data.items():
+        keys |= _yaml_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else {f"{prefix}{name}"}
+    return keys
+
+
+def test_default_yaml_documents_every_key_with_the_builtin_defaults() -> None:
+    data = yaml.safe_load(DEFAULT.read_text())
+    assert _yaml_keys(data) == _keys(Config)
+    assert load_config(DEFAULT) == Config()
+    for line in DEFAULT.read_text().splitlines():
+        if ":" in line and not line.lstrip().startswith("#") and not line.rstrip().endswith(":"):
+            assert "#" in line, f"undocumented key: {line}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("cube:\n  shard_spectrum: 10\n", r"cube\.shard_spectrum: unknown key"),
+        ("cube:\n  shard_spectra: many\n", r"cube\.shard_spectra: Input should be a valid integer.*'many'"),
+        ("ingest:\n  rv_source: guess\n", r"ingest\.rv_source: Input should be 'auto', 'catalog' or 'header'"),
+        ("cluster:\n  kind: address\n", r"cluster: .*needs cluster\.address"),
+        ("cube:\n  shard_spectra: 100\n  inner_chunk_spectra: 64\n", r"inner_chunk_spectra \(64\) must divide"),
+        ("nonsense: 1\n", r"nonsense: unknown key"),
+        ("- a list\n", r"must be a mapping"),
+        ("cube: [unclosed\n", r"not valid YAML"),
+    ],
+)
+def test_invalid_configuration_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_overrides_and_missing_file(tmp_path: Path) -> None:
+    config = load_config(None, {"cube.path": tmp_path / "x.zarr", "cluster.n_workers": 3, "ingest.release": None})
+    assert (
+        config.cube.path == tmp_path / "x.zarr"
+        and config.cluster.local.n_workers == 3
+        and config.ingest.release is None
+    )
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config(tmp_path / "absent.yaml")
+    assert Config().section_hash("ingest") != load_config(None, {"ingest.max_abs_rv": 500}).section_hash("ingest")
+
+
+def test_cluster_has_one_section_per_kind_and_the_flat_keys_still_work(caplog) -> None:
+    config = load_config(None, {"cluster.kind": "address", "cluster.address.scheduler": "tcp://h:8786"})
+    assert config.cluster.address.scheduler == "tcp://h:8786" and config.cluster.local.n_workers is None
+    with caplog.at_level("WARNING", logger="survey_scale.config"):
+        old = load_config(None, {"cluster.kind": "address", "cluster.address": "tcp://h:8786", "cluster.n_workers": 3})
+    assert old.cluster.address.scheduler == "tcp://h:8786" and old.cluster.local.n_workers == 3
+    assert "cluster.n_workers is deprecated: use cluster.local.n_workers" in caplog.text
+    assert "use cluster.address.scheduler" in caplog.text
+    with pytest.raises(ConfigError, match=r"needs cluster\.address\.scheduler"):
+        load_config(None, {"cluster.kind": "address"})
+    with pytest.raises(ConfigError, match=r"cluster\.kind"):
+        load_config(None, {"cluster.kind": "slurm"})
+
+
+def test_the_previous_default_yaml_still_loads(tmp_path: Path) -> None:
+    """Every key of the configuration file of earlier versions (flat ``cluster`` keys) keeps working."""
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "cluster:\n  kind: local\n  n_workers: null\n  threads_per_worker: 1\n  memory_limit: auto\n"
+        "  address: null\n  dashboard_address: ':0'\n  processes: true\nrunner:\n  progress: false\n"
+    )
+    config = load_config(old)
+    assert config.cluster.local.threads_per_worker == 1 and config.cluster.address.scheduler is None
+    assert config.runner.progress is False

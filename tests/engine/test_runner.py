@@ -1,0 +1,129 @@
+"""The chunk runner: region writes, done markers, provenance, resume, consolidation, rejects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from survey_scale.config import CubeConfig
+from survey_scale.engine.contracts import ModelRef, Output, Stage, StageError, StageResult
+from survey_scale.engine.runner import chunk_bounds, run_stage
+from survey_scale.store.cube import create_cube, open_cube, open_rejects, resize_spec
+
+
+def _toy(inputs, params, ctx):
+    flux = inputs["flux"]
+    if np.any(flux == -999.0):
+        raise ValueError("sentinel value found")
+    mean = flux.mean(axis=1) * params["scale"] + (ctx.models["offset"] if ctx.models else 0.0)
+    rejects = [(i, "negative_mean", f"mean flux {m:.2f} < 0") for i, m in enumerate(mean) if m < 0]
+    return StageResult({"flux_mean": mean, "scaled": flux * params["scale"]}, rejects)
+
+
+def _load_offset(path: str) -> float:
+    return float(Path(path).read_text())
+
+
+def toy_stage(scale: float = 2.0, model: Path | None = None) -> Stage:
+    return Stage(
+        name="toy",
+        version="1",
+        func=_toy,
+        inputs=("flux",),
+        outputs=(Output("flux_mean", "float32", attrs={"units": "x"}), Output("scaled", "float32", ("spec", "wave"))),
+        params={"scale": scale},
+        models={"offset": ModelRef(str(model), _load_offset)} if model else {},
+    )
+
+
+@pytest.fixture
+def cube(tmp_path: Path) -> Path:
+    path = tmp_path / "cube.zarr"
+    create_cube(path, CubeConfig(shard_spectra=4, inner_chunk_spectra=2))
+    resize_spec(path, 10)
+    root = zarr.open_group(str(path), mode="r+")
+    rng = np.random.default_rng(1)
+    flux = rng.normal(1.0, 0.1, (10, 3802)).astype(np.float32)
+    flux[7] -= 2.0  # one spectrum with a negative mean: the toy stage rejects it
+    root["flux"][:] = flux
+    return path
+
+
+def test_chunk_bounds_align_to_shards() -> None:
+    assert chunk_bounds(0, 10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert chunk_bounds(6, 13, 4) == [(6, 8), (8, 12), (12, 13)]
+    assert chunk_bounds(4, 4, 4) == []
+
+
+def test_run_writes_outputs_markers_and_provenance(cube: Path, client) -> None:
+    summary = run_stage(cube, toy_stage(), client, progress=False)
+    assert (summary.n_chunks, summary.n_computed, summary.n_rejects) == (3, 3, 1)
+    ds = open_cube(cube)
+    flux = ds.flux.values
+    np.testing.assert_allclose(ds.flux_mean.values, flux.mean(axis=1) * 2.0, rtol=1e-6)
+    np.testing.assert_array_equal(ds.scaled.values, flux * 2.0)
+    root = zarr.open_group(str(cube))
+    assert root["flux_mean"].chunks == (10,)  # a per-spectrum output is one chunk
+    assert root["scaled"].shards == (4, 3802) and root["scaled"].chunks == (2, 3802)
+    assert ds.scaled.data.chunks[0] == (4, 4, 2)  # one Dask chunk per shard
+    assert ds.flux_mean.attrs["units"] == "x" and ds.flux_mean.attrs["provenance_stage_version"] == "1"
+    assert ds.attrs["stages"]["toy"]["config_hash"] == ds.flux_mean.attrs["provenance_config_hash"]
+    marker = json.loads((cube / "_survey_scale/markers/toy/rows-0000000004.json").read_text())
+    assert (marker["start"], marker["stop"], marker["stage"]) == (4, 8, "toy")
+    rejects = open_rejects(cube)
+    assert rejects[["stage", "source", "code"]].values.tolist() == [["toy", "7", "negative_mean"]]
+
+
+def test_rerun_skips_done_chunks_and_recomputes_stale_ones(cube: Path, client) -> None:
+    run_stage(cube, toy_stage(), client, progress=False)
+    before = open_cube(cube).scaled.values
+    assert run_stage(cube, toy_stage(), client, progress=False).n_computed == 0
+    (cube / "_survey_scale/markers/toy/rows-0000000004.json").unlink()
+    assert run_stage(cube, toy_stage(), client, progress=False).n_computed == 1
+    np.testing.assert_array_equal(open_cube(cube).scaled.values, before)
+    summary = run_stage(cube, toy_stage(scale=3.0), client, progress=False)
+    assert summary.n_computed == 3
+    np.testing.assert_allclose(open_cube(cube).scaled.values, before * 1.5, rtol=1e-6)
+
+
+def test_model_hash_in_provenance_and_loaded_on_workers(cube: Path, tmp_path: Path, client) -> None:
+    model = tmp_path / "offset.txt"
+    model.write_text("10.0")
+    run_stage(cube, toy_stage(model=model), client, progress=False)
+    ds = open_cube(cube)
+    np.testing.assert_allclose(ds.flux_mean.values, ds.flux.values.mean(axis=1) * 2 + 10, rtol=1e-6)
+    assert "offset" in json.loads(ds.flux_mean.attrs["provenance_model_hashes"])
+    assert run_stage(cube, toy_stage(model=model), client, progress=False).n_computed == 0
+    model.write_text("20.0")  # a changed model makes every chunk stale
+    assert run_stage(cube, toy_stage(model=model), client, progress=False).n_computed == 3
+    np.testing.assert_allclose(open_cube(cube).flux_mean.values, ds.flux.values.mean(axis=1) * 2 + 20, rtol=1e-6)
+
+
+def test_failed_chunk_is_reported_and_the_rest_kept(cube: Path, client) -> None:
+    root = zarr.open_group(str(cube), mode="r+")
+    good = root["flux"][5, 0]
+    root["flux"][5, 0] = -999.0
+    with pytest.raises(StageError, match=r"(?s)1 chunk\(s\) failed.*rows 4: ValueError: sentinel"):
+        run_stage(cube, toy_stage(), client, progress=False)
+    assert sorted(p.name for p in (cube / "_survey_scale/markers/toy").iterdir()) == [
+        "rows-0000000000.json",
+        "rows-0000000008.json",
+    ]
+    root["flux"][5, 0] = good
+    assert run_stage(cube, toy_stage(), client, progress=False).n_computed == 1
+
+
+def test_appended_rows_compute_only_new_chunks(cube: Path, client) -> None:
+    run_stage(cube, toy_stage(), client, progress=False)
+    resize_spec(cube, 14)
+    zarr.open_group(str(cube), mode="r+")["flux"][10:14] = np.ones((4, 3802), np.float32)
+    summary = run_stage(cube, toy_stage(), client, progress=False)
+    # the partial shard 8:10 grew to 8:12 (recomputed), 12:14 is new; 0:4 and 4:8 are kept
+    assert (summary.n_chunks, summary.n_computed) == (4, 2)
+    ds = open_cube(cube)
+    assert ds.sizes["spec"] == 14
+    np.testing.assert_allclose(ds.flux_mean.values[10:], 2.0)

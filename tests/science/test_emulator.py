@@ -1,0 +1,334 @@
+"""Emulator: formats (own and public Payne layouts), forward, Jacobian, training (SPEC §5.1)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from survey_scale.core.grid import N_WAVE, wavelength_grid
+from survey_scale.core.labels import LABEL_NAMES
+from survey_scale.science import emulator as E
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def leaky(z):
+    return np.where(z > 0, z, 0.01 * z)
+
+
+def random_emulator(arch, n_pix=57, n_lab=4, hidden=(6, 5), activation="sigmoid", seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = (n_lab, *hidden)
+    ws, bs = [], []
+    for fan_in, fan_out in itertools.pairwise(sizes):
+        shape = (n_pix, fan_out, fan_in) if arch == "perpixel" else (fan_out, fan_in)
+        ws.append(rng.normal(0, 1.0 / np.sqrt(fan_in), shape))
+        bs.append(rng.normal(0, 0.3, shape[:-1]))
+    ow = rng.normal(0, 0.2, (n_pix, hidden[-1]))
+    ob = 1.0 + rng.normal(0, 0.05, n_pix)
+    x_min = rng.uniform(-2, 0, n_lab)
+    x_max = x_min + rng.uniform(0.5, 3, n_lab)
+    names = [f"l{i}" for i in range(n_lab)]
+    wave = np.linspace(4000.0, 4500.0, n_pix)
+    return E.Emulator(arch, activation, ws, bs, ow, ob, x_min, x_max, names, wave, {"note": "test"})
+
+
+# ------------------------------------------------------------------------------------------------ formats
+
+
+@pytest.mark.parametrize("arch", ["perpixel", "shared"])
+def test_save_load_roundtrip_bit_identical(tmp_path, arch):
+    em = random_emulator(arch)
+    path = em.save(tmp_path / "em.npz")
+    back = E.load(path)
+    labels = em.unscale(np.random.default_rng(1).uniform(-0.5, 0.5, (9, em.n_labels)))
+    assert np.array_equal(em.predict(labels), back.predict(labels))
+    assert back.label_names == em.label_names and back.architecture == arch
+    assert np.array_equal(back.x_min, em.x_min) and np.array_equal(back.x_max, em.x_max)
+    assert np.array_equal(back.wave, em.wave) and back.meta == em.meta
+    assert back.content_hash() == em.content_hash()
+    # no pickled objects: the file reads with allow_pickle=False and has a JSON header
+    with np.load(path, allow_pickle=False) as z:
+        head = json.loads(str(z["header"]))
+    assert head["format"] == E.FORMAT and head["architecture"] == arch and head["hidden"] == [6, 5]
+
+
+def _payne_file(tmp_path, name, arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def test_load_public_payne_perpixel_one_hidden(tmp_path):
+    rng = np.random.default_rng(2)
+    P, H, L = N_WAVE, 3, 11
+    w0, b0 = rng.normal(size=(P, H, L)), rng.normal(size=(P, H))
+    w1, b1 = rng.normal(size=(P, H)), rng.normal(size=P)
+    x_min, x_max = np.zeros(L), np.arange(1.0, L + 1)
+    path = _payne_file(
+        tmp_path,
+        "pp1.npz",
+        dict(w_array_0=w0, w_array_1=w1, b_array_0=b0, b_array_1=b1, x_min=x_min, x_max=x_max),
+    )
+    em = E.load(path)
+    assert em.architecture == "perpixel" and em.hidden == (3,)
+    assert em.label_names == LABEL_NAMES  # 11 labels: the P2 order
+    assert np.array_equal(em.wave, wavelength_grid())  # 3802 pixels: the common grid by default
+    lab = x_min + (x_max - x_min) * rng.random((3, L))
+    for i in range(3):
+        x = (lab[i] - x_min) / (x_max - x_min) - 0.5
+        # the public Payne code, verbatim in spirit
+        inside = np.einsum("ijk,k->ij", w0, x) + b0
+        ref = np.einsum("ij,ij->i", w1, sigmoid(inside)) + b1
+        np.testing.assert_allclose(em.predict(lab[i]), ref, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_load_public_payne_perpixel_two_hidden(tmp_path, transposed):
+    rng = np.random.default_rng(3)
+    P, H1, H2, L = 40, 5, 4, 3
+    w0, b0 = rng.normal(size=(P, H1, L)), rng.normal(size=(P, H1))
+    w1, b1 = rng.normal(size=(P, H2, H1)), rng.normal(size=(P, H2))
+    w2, b2 = rng.normal(size=(P, H2)), rng.normal(size=P)
+    x_min, x_max = np.array([1.0, 2.0, 3.0]), np.array([2.0, 5.0, 4.0])
+    wave = np.linspace(5000, 5100, P)
+    stored = np.transpose(w1, (0, 2, 1)) if transposed else w1  # (P, H1, H2) is recognised from shapes
+    path = _payne_file(
+        tmp_path,
+        "pp2.npz",
+        dict(
+            w_array_0=w0,
+            w_array_1=stored,
+            w_array_2=w2,
+            b_array_0=b0,
+            b_array_1=b1,
+            b_array_2=b2,
+            x_min=x_min,
+            x_max=x_max,
+        ),
+    )
+    em = E.load(path, wave=wave)
+    assert em.hidden == (H1, H2) and em.label_names == ("label_0", "label_1", "label_2")
+    lab = np.array([1.3, 4.1, 3.9])
+    x = (lab - x_min) / (x_max - x_min) - 0.5
+    a1 = sigmoid(np.einsum("phl,l->ph", w0, x) + b0)
+    a2 = sigmoid(np.einsum("pjk,pk->pj", w1, a1) + b1)
+    ref = np.einsum("pj,pj->p", w2, a2) + b2
+    np.testing.assert_allclose(em.predict(lab), ref, rtol=2e-5, atol=2e-5)
+
+
+def test_load_ting2018_variant(tmp_path):
+    rng = np.random.default_rng(4)
+    P, H, L = 30, 6, 2
+    w0, b0, w1, b1 = (
+        rng.normal(size=(P, H, L)),
+        rng.normal(size=(P, H)),
+        rng.normal(size=(P, H)),
+        rng.normal(size=P),
+    )
+    w2, b2 = rng.normal(size=P), rng.normal(size=P)
+    path = _payne_file(
+        tmp_path,
+        "t18.npz",
+        dict(
+            w_array_0=w0,
+            w_array_1=w1,
+            w_array_2=w2,
+            b_array_0=b0,
+            b_array_1=b1,
+            b_array_2=b2,
+            x_min=np.zeros(L),
+            x_max=np.ones(L),
+        ),
+    )
+    em = E.load(path, wave=np.arange(P) + 4000.0)
+    x = np.array([0.2, -0.3])
+    inside = np.einsum("ijk,k->ij", w0, x) + b0
+    outside = np.einsum("ik,ik->i", w1, sigmoid(inside)) + b1
+    ref = w2 * sigmoid(outside) + b2
+    np.testing.assert_allclose(em.predict(x + 0.5), ref, rtol=2e-5, atol=2e-5)
+
+
+def test_load_public_payne_shared_leaky_relu(tmp_path):
+    rng = np.random.default_rng(5)
+    P, H, L = N_WAVE, 7, 11
+    w0, b0 = rng.normal(size=(H, L)), rng.normal(size=H)
+    w1, b1 = rng.normal(size=(H, H)), rng.normal(size=H)
+    w2, b2 = rng.normal(size=(P, H)) * 0.1, rng.normal(size=P)
+    x_min, x_max = -np.ones(L), np.ones(L) * 3
+    path = _payne_file(
+        tmp_path,
+        "shared.npz",
+        dict(
+            w_array_0=w0,
+            w_array_1=w1,
+            w_array_2=w2,
+            b_array_0=b0,
+            b_array_1=b1,
+            b_array_2=b2,
+            x_min=x_min,
+            x_max=x_max,
+        ),
+    )
+    em = E.load(path)
+    assert em.architecture == "shared" and em.activation == "leaky_relu"
+    lab = rng.uniform(-1, 3, (4, L))
+    x = (lab - x_min) / (x_max - x_min) - 0.5
+    ref = np.stack(
+        [np.einsum("ij,j->i", w2, leaky(np.einsum("ij,j->i", w1, leaky(w0 @ xi + b0)) + b1)) + b2 for xi in x]
+    )
+    np.testing.assert_allclose(em.predict(lab), ref, rtol=2e-5, atol=2e-5)
+    # the float64 numpy forward (reference model of the curve_fit loop) agrees too
+    np.testing.assert_allclose(em.forward_numpy(x), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_layout_errors_name_file_and_array(tmp_path):
+    rng = np.random.default_rng(6)
+    P, H, L = 20, 3, 2
+    good = dict(
+        w_array_0=rng.normal(size=(P, H, L)),
+        w_array_1=rng.normal(size=(P, H)),
+        b_array_0=rng.normal(size=(P, H)),
+        b_array_1=rng.normal(size=P),
+        x_min=np.zeros(L),
+        x_max=np.ones(L),
+    )
+    # no wavelength and not the common grid's pixel count
+    p = _payne_file(tmp_path, "nowave.npz", good)
+    with pytest.raises(E.EmulatorFormatError, match=r"nowave\.npz.*20 pixels"):
+        E.load(p)
+    assert E.load(p, wave=np.arange(P) + 4000.0).n_pixels == P
+    cases = {
+        "badb0.npz": dict(good, b_array_0=rng.normal(size=(P, H + 1))),
+        "badw1.npz": dict(good, w_array_1=rng.normal(size=(P + 1, H))),
+        "labels.npz": dict(good, x_min=np.zeros(L + 1), x_max=np.ones(L + 1)),
+        "w0ndim.npz": dict(good, w_array_0=rng.normal(size=(P,))),
+    }
+    expected = {
+        "badb0.npz": "b_array_0",
+        "badw1.npz": "w_array_1",
+        "labels.npz": "w_array_0",
+        "w0ndim.npz": "w_array_0",
+    }
+    for name, arrays in cases.items():
+        with pytest.raises(E.EmulatorFormatError, match=name.replace(".", r"\.") + ".*" + expected[name]):
+            E.load(_payne_file(tmp_path, name, arrays), wave=np.arange(P) + 4000.0)
+    missing = {k: v for k, v in good.items() if k != "x_max"}
+    with pytest.raises(E.EmulatorFormatError, match="x_max"):
+        E.load(_payne_file(tmp_path, "nox.npz", missing), wave=np.arange(P) + 4000.0)
+    # object arrays would need unpickling: refused
+    p = tmp_path / "pickle.npz"
+    np.savez(p, w_array_0=np.array([{"a": 1}], dtype=object), x_min=np.zeros(1))
+    with pytest.raises(E.EmulatorFormatError, match="unpickling"):
+        E.load(p)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(E.EmulatorFormatError, match="junk"):
+        E.load(tmp_path / "junk.npz")
+
+
+# ------------------------------------------------------------------------------------------- derivatives
+
+
+@pytest.mark.parametrize(
+    ("arch", "hidden", "activation"),
+    [
+        ("perpixel", (6, 5), "sigmoid"),
+        ("perpixel", (7,), "sigmoid"),
+        ("perpixel", (4, 3, 5), "sigmoid"),
+        ("shared", (9, 8), "sigmoid"),
+        ("shared", (9, 8), "leaky_relu"),
+    ],
+)
+def test_jacobian_matches_finite_differences(arch, hidden, activation):
+    em = random_emulator(arch, hidden=hidden, activation=activation, seed=7)
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-0.4, 0.4, (5, em.n_labels))
+    f, jac = em.jacobian_torch(torch.from_numpy(x))
+    h = 1e-6
+    for i in range(em.n_labels):
+        dx = np.zeros(em.n_labels)
+        dx[i] = h
+        fd = (em.forward_numpy(x + dx) - em.forward_numpy(x - dx)) / (2 * h)  # float64 central difference
+        np.testing.assert_allclose(jac[:, :, i].numpy(), fd, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(f.numpy(), em.forward_numpy(x), rtol=1e-5, atol=1e-5)
+    _, jac2 = em.jacobian_torch(torch.from_numpy(x), method="autograd")
+    np.testing.assert_allclose(jac.numpy(), jac2.numpy(), rtol=1e-5, atol=1e-5)
+    # physical-unit Jacobian = scaled Jacobian / range
+    _, jphys = em.jacobian(em.unscale(x))
+    np.testing.assert_allclose(jphys, jac.numpy() / (em.x_max - em.x_min), rtol=1e-5, atol=1e-6)
+
+
+def test_predict_torch_is_differentiable():
+    em = random_emulator("shared", seed=9)
+    lab = torch.tensor(em.unscale(np.zeros((2, em.n_labels))), requires_grad=True)
+    em.predict_torch(lab).sum().backward()
+    assert lab.grad is not None and torch.isfinite(lab.grad).all()
+    with pytest.raises(ValueError, match="columns"):
+        em.predict(np.zeros((2, em.n_labels + 1)))
+    assert em.predict(em.unscale(np.zeros(em.n_labels))).shape == (em.n_pixels,)
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def small_grid():
+    wave = wavelength_grid()[(wavelength_grid() > 4000) & (wavelength_grid() < 4500)]  # 511 pixels
+    return E.toy_model_grid(700, seed=11, wave=wave)
+
+
+def test_toy_grid(small_grid):
+    g = small_grid
+    assert g.labels.shape == (700, 11) and g.flux.shape == (700, g.wave.size)
+    assert np.all((g.flux > 0) & (g.flux <= 1))
+    assert np.all((g.labels >= g.label_min) & (g.labels <= g.label_max))
+    again = E.toy_model_grid(700, seed=11, wave=g.wave)
+    assert np.array_equal(again.flux, g.flux)
+    # every label changes the spectrum
+    base = np.tile(0.5 * (g.label_min + g.label_max), (11, 1))
+    bumped = base + np.diag(0.2 * (g.label_max - g.label_min))
+    diff = np.abs(E.toy_spectra(bumped, g.wave) - E.toy_spectra(base, g.wave)).max(1)
+    assert np.all(diff > 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("arch", "hidden", "epochs", "lr", "batch"),
+    [("shared", (24, 24), 25, 5e-3, 64), ("perpixel", (5, 5), 6, 2e-2, 32)],
+)
+def test_training_reduces_validation_error_and_reports_precision(small_grid, arch, hidden, epochs, lr, batch, tmp_path):
+    em = E.train(small_grid, arch, hidden=hidden, epochs=epochs, patience=50, lr=lr, batch_size=batch, seed=3)
+    m = em.meta
+    hist = [v for _, v in m["history"]]
+    assert len(hist) == epochs and hist[-1] < 0.5 * hist[0]
+    assert m["n_train"] == 630 and m["n_valid"] == 70  # 90/10 split
+    for key in (
+        "valid_sigma",
+        "valid_sigma_deep",
+        "valid_sigma_gauss",
+        "valid_sigma_deep_gauss",
+        "train_seconds",
+    ):
+        assert np.isfinite(m[key]) and m[key] > 0
+    # the reported precision is the residual scatter on the held-out spectra (recomputed here)
+    rng = np.random.default_rng(3)
+    i_valid = np.sort(rng.permutation(700)[:70])
+    res = em.predict(small_grid.labels[i_valid]) - small_grid.flux[i_valid]
+    assert m["valid_sigma"] == pytest.approx(float(np.std(res.astype(np.float64))), rel=1e-6)
+    # better than predicting the mean spectrum
+    assert m["valid_sigma"] < 0.8 * np.std(small_grid.flux[i_valid] - small_grid.flux.mean(0))
+    # saved and re-loaded with its training figures
+    back = E.load(em.save(tmp_path / "trained.npz"))
+    assert back.meta["valid_sigma"] == m["valid_sigma"] and back.architecture == arch
+
+
+def test_training_is_seeded(small_grid):
+    kw = dict(hidden=(8, 8), epochs=3, batch_size=128, seed=5)
+    a, b = E.train(small_grid, "shared", **kw), E.train(small_grid, "shared", **kw)
+    assert all(np.array_equal(x, y) for x, y in zip(a.weights, b.weights, strict=True))
+    assert np.array_equal(a.out_weight, b.out_weight)

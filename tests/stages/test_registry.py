@@ -1,0 +1,103 @@
+"""The registry of pipeline steps: order from requirements, ``--until`` from the registry, and a new stage
+added with no edit to the pipeline or the CLI (a toy science function, stage and registry entry)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from survey_scale import cli
+from survey_scale.config import CubeConfig, load_config
+from survey_scale.engine.contracts import ChunkContext, Engine, Output, PipelineError, Stage, StageResult, Step
+from survey_scale.pipeline import run_pipeline_with_client
+from survey_scale.stages.registry import Registry, default_registry
+from survey_scale.store.cube import create_cube, open_cube, open_group, resize_spec
+
+# --- the toy: one science function, one stage module, one registry entry ----------------------------------
+
+
+def line_depth(norm_flux: np.ndarray) -> np.ndarray:
+    """Science: the deepest point of each normalized spectrum below the continuum, 1 − min(norm_flux)."""
+    finite = np.isfinite(norm_flux).any(axis=1)
+    deepest = np.nanmin(np.where(finite[:, None], norm_flux, 1.0), axis=1)
+    return np.where(finite, 1.0 - deepest, np.nan).astype(np.float32)
+
+
+def line_depth_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
+    depth = line_depth(inputs["norm_flux"])
+    rejects = [(int(i), "no_depth", "no finite pixel") for i in np.flatnonzero(~np.isfinite(depth))]
+    return StageResult({"line_depth": depth}, rejects)
+
+
+def run_line_depth(config: Any, engine: Engine) -> Any:
+    return engine.run_stage(
+        Stage("line_depth", "1", line_depth_chunk, inputs=("norm_flux",), outputs=(Output("line_depth", "float32"),))
+    )
+
+
+TOY = Step("line_depth", run_line_depth, requires=("norm_flux",), produces=("line_depth",), description="toy")
+
+
+def test_default_order_and_until_choices() -> None:
+    names = default_registry().names()
+    assert names == ["ingest", "normalize", "pca_model", "pca", "emulator", "fit"]
+    run = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["run"]._actions if a.dest == "until")
+    assert list(run.choices) == names
+
+
+def test_order_follows_requirements_not_insertion() -> None:
+    steps = [
+        Step("b", "m:f", requires=("x",), produces=("y",)),
+        Step("c", "m:f", produces=("z",)),
+        Step("a", "m:f", produces=("x",)),
+    ]
+    assert Registry(steps).names() == ["c", "a", "b"]
+    assert Registry(steps).until("a") == [steps[1], steps[2]]
+    with pytest.raises(PipelineError, match="cycle"):
+        Registry(
+            [Step("p", "m:f", requires=("q",), produces=("p",)), Step("q", "m:f", requires=("p",), produces=("q",))]
+        ).names()
+    with pytest.raises(PipelineError, match="registered twice"):
+        Registry(steps).add(steps[0])
+    with pytest.raises(PipelineError, match="until must be one of"):
+        Registry(steps).until("nope")
+
+
+def test_a_new_stage_runs_with_no_edit_to_the_pipeline_or_the_cli(tmp_path: Path, client, monkeypatch) -> None:
+    # the chunk function alone, on numpy
+    flux = np.ones((3, 3802), np.float32)
+    flux[1, 100] = 0.25
+    flux[2] = np.nan
+    result = line_depth_chunk({"norm_flux": flux}, {}, ChunkContext(0, 3, {}))
+    np.testing.assert_allclose(result.outputs["line_depth"][:2], [0.0, 0.75])
+    assert [r[:2] for r in result.rejects] == [(2, "no_depth")]
+
+    # registered after the fit, it still runs right after what it requires, and --until offers it
+    registry = default_registry().add(TOY)
+    names = registry.names()
+    assert names.index("line_depth") > names.index("normalize")
+    monkeypatch.setattr(cli, "default_registry", lambda: registry)
+    assert cli.build_parser().parse_args(["run", "--until", "line_depth"]).until == "line_depth"
+
+    # run on a cube: ingest (nothing to ingest) -> normalize -> line_depth, and the fit is never reached
+    cube = tmp_path / "cube.zarr"
+    create_cube(cube, CubeConfig(shard_spectra=4, inner_chunk_spectra=2))
+    resize_spec(cube, 6)
+    root = open_group(cube, mode="r+")
+    rng = np.random.default_rng(0)
+    root["flux"][:] = rng.normal(100.0, 1.0, (6, 3802)).astype(np.float32)
+    root["ivar"][:] = 1.0
+    root["pixmask"][:] = 0
+    config = load_config(None, {"cube.path": str(cube), "normalize.block_spectra": 2})
+    only = Registry(s for s in registry.ordered() if s.name in ("ingest", "normalize", "line_depth"))
+    summary = run_pipeline_with_client(config, client, progress=False, until="line_depth", registry=only)
+    assert [s.stage for s in summary.stages] == ["normalize", "line_depth"]
+    ds = open_cube(cube)
+    np.testing.assert_allclose(ds.line_depth.values, line_depth(ds.norm_flux.values), rtol=0)
+    assert ds.attrs["stages"]["line_depth"]["stage_version"] == "1" and "labels" not in ds
+    again = run_pipeline_with_client(config, client, progress=False, until="line_depth", registry=only)
+    assert [s.n_computed for s in again.stages] == [0, 0]  # up to date: nothing recomputed

@@ -1,0 +1,123 @@
+"""The layers of the package and what each may import (every import statement, lazy ones included).
+
+core → io / science / synth / mock → store → engine → stages → products → application (see
+``survey_scale/__init__.py``): science imports neither Dask, Zarr nor the engine; the engine imports neither
+science nor torch; a stage module reaches the engine only through its contracts.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "survey_scale"
+
+LAYERS: dict[str, tuple[str, ...]] = {
+    "core": ("survey_scale.core", "survey_scale.config", "survey_scale._version"),
+    "science": ("survey_scale.io", "survey_scale.science", "survey_scale.synth", "survey_scale.mock"),
+    "store": ("survey_scale.store",),
+    "engine": ("survey_scale.engine",),
+    "stages": ("survey_scale.stages",),
+    "products": ("survey_scale.products",),
+    "application": ("survey_scale.pipeline", "survey_scale.cli", "survey_scale.demo", "survey_scale"),
+}
+
+MAY_IMPORT: dict[str, set[str]] = {
+    "core": {"core"},
+    "science": {"core", "science"},
+    "store": {"core", "store"},
+    "engine": {"core", "store", "engine"},
+    "stages": {"core", "science", "stages", "engine.contracts"},
+    "products": {"core", "science", "store", "engine", "stages", "products"},
+    "application": set(LAYERS) | {"engine.contracts"},
+}
+
+THIRD_PARTY_BANNED: dict[str, set[str]] = {
+    "core": {"dask", "distributed", "zarr", "xarray", "torch", "matplotlib"},
+    "science": {"dask", "distributed", "zarr", "xarray", "matplotlib"},
+    "store": {"distributed", "torch", "matplotlib"},
+    "engine": {"torch", "matplotlib"},
+    "stages": {"dask", "distributed", "zarr", "xarray", "matplotlib"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> str:
+    best = max(
+        ((layer, prefix) for layer, prefixes in LAYERS.items() for prefix in prefixes if _under(module, prefix)),
+        key=lambda lp: len(lp[1]),
+    )
+    return best[0]
+
+
+def _under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """Every module an import statement of ``path`` names (absolute; relative ones resolved)."""
+    out = []
+    package = module_name(path).rsplit(".", 0 if path.name == "__init__.py" else 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], base]).strip(".")
+            out += [(node.lineno, base)]
+            # ``from survey_scale.science import emulator`` names the sub-module too
+            out += [(node.lineno, f"{base}.{alias.name}") for alias in node.names if base.startswith("survey_scale")]
+    return out
+
+
+def allowed(target_layer: str, target: str, rules: set[str]) -> bool:
+    return target_layer in rules or any(_under(target, f"survey_scale.{rule}") for rule in rules if "." in rule)
+
+
+def test_every_module_has_a_layer() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        assert layer_of(module_name(path)) in LAYERS
+
+
+def test_imports_follow_the_layers() -> None:
+    known = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    violations = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = module_name(path)
+        layer = layer_of(source)
+        for line, target in imports(path):
+            where = f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}"
+            top = target.split(".")[0]
+            if top in THIRD_PARTY_BANNED.get(layer, set()):
+                violations.append(f"{where} ({layer} may not import {top})")
+            if top == "survey_scale" and target in known:
+                target_layer = layer_of(target)
+                if not allowed(target_layer, target, MAY_IMPORT[layer]):
+                    violations.append(f"{where} ({layer} may not import the {target_layer} layer)")
+    assert not violations, "layer violations:\n" + "\n".join(violations)
+
+
+@pytest.mark.parametrize(
+    ("modules", "banned"),
+    [
+        (["survey_scale.engine.contracts", "survey_scale.stages.registry"], ["distributed", "zarr", "torch"]),
+        (["survey_scale.science.normalize", "survey_scale.science.pca", "survey_scale.synth"], ["distributed", "zarr"]),
+        (["survey_scale.engine.runner", "survey_scale.engine.cluster"], ["torch"]),
+        (["survey_scale.cli"], ["torch", "distributed", "zarr"]),
+    ],
+)
+def test_what_an_import_pulls_in(modules: list[str], banned: list[str]) -> None:
+    """Transitively: the contracts and registry pull in no Dask, Zarr or torch (``survey-scale --help`` stays
+    light); science no Dask or Zarr; the engine no torch."""
+    code = f"import sys; import {', '.join(modules)}; print(','.join(m for m in {banned!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "", f"importing {modules} loads {loaded}"
