@@ -8,24 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from survey_scale.core.masks import HALPHA_CHI2_WINDOWS, HALPHA_EXCESS_WINDOW, clean_window_mask
+from survey_scale.products.figures.common import plt, save_png
 from survey_scale.science.pca import PCAModel
 from survey_scale.store.cube import open_cube
-
-
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def _shade_runs(ax: plt.Axes, wave: np.ndarray, mask: np.ndarray, **style) -> None:
@@ -71,7 +60,7 @@ def plot_emission_diagram(cube: str | Path, model_path: str | Path, path: str | 
     ax.set_ylabel(f"reduced χ², {windows} Å")
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title("Emission-line identification (P1 Fig. 3 analogue)", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path, tight=True)
 
 
 def plot_reconstructions(cube: str | Path, path: str | Path, rows: tuple[int, int] | None = None) -> Path:
@@ -107,7 +96,7 @@ def plot_reconstructions(cube: str | Path, path: str | Path, rows: tuple[int, in
     axes[0, 0].legend(fontsize=8, loc="lower right")
     axes[-1, 0].set_xlabel("rest-frame vacuum wavelength (Å); clean windows shaded")
     fig.suptitle("PCA reconstruction from the clean windows (P1 Fig. 2 analogue)", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path, tight=True)
 
 
 def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] | None = None) -> Path:
@@ -152,7 +141,7 @@ def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] 
     axes[0, 0].legend(fontsize=8, loc="lower right")
     axes[-1, 0].set_xlabel("rest-frame vacuum wavelength (Å); grey: masked in every fit; orange: H-masked fit")
     fig.suptitle("Example label fits (P2 Fig. 8 analogue)", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path, tight=True)
 
 
 def plot_kiel(cube: str | Path, path: str | Path, min_snr: float = 20.0) -> Path:
@@ -176,4 +165,4 @@ def plot_kiel(cube: str | Path, path: str | Path, min_snr: float = 20.0) -> Path
     ax.set_xlabel("Teff (K)")
     ax.set_ylabel("log g")
     ax.set_title(f"Kiel diagram of the label fits ({ok.sum()} spectra, S/N > {min_snr:.0f}; P2 Fig. 13)", fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path, tight=True)

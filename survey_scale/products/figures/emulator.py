@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from survey_scale.core.labels import LABEL_UNITS
+from survey_scale.products.figures.common import plt, save_png
 from survey_scale.science.emulator import Emulator
 from survey_scale.science.information_content import correlation, cramer_rao, gradient_spectra
 
@@ -36,11 +37,6 @@ def plot_emulator_gradients(
     Δl is P2's display step (1000 K, 5 km/s for vmic, 20 km/s for vsini, 0.05 for N_He/N_tot, 1 dex for
     log g and abundances; 10 % of the range for other labels).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     lab = np.asarray(labels, dtype=np.float64).ravel()
     grad = gradient_spectra(em, lab, device=device)
     n_lab = em.n_labels
@@ -56,11 +52,7 @@ def plot_emulator_gradients(
     desc = ", ".join(f"{n}={v:.4g}" for n, v in zip(em.label_names, lab, strict=True))
     axes[0].set_title(f"gradient spectra ∂f/∂l × Δl at {desc}", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_cramer_rao(
@@ -73,11 +65,6 @@ def plot_cramer_rao(
 ) -> Path:
     """Plot the Cramér–Rao precision √diag(F⁻¹) per label at S/N ``snr`` and the correlation matrix
     (P2 Figs. 4–5 analogue), PNG. Teff is shown in units of 1000 K as in P2 Fig. 4."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     lab = np.asarray(labels, dtype=np.float64).ravel()
     cov = cramer_rao(em, lab, snr, mask=mask, device=device)
     sd = np.sqrt(np.diag(cov))
@@ -100,8 +87,4 @@ def plot_cramer_rao(
                 ax2.text(j, i, f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=5)
     fig.colorbar(im, ax=ax2, fraction=0.046, label="correlation coefficient")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

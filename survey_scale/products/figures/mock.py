@@ -14,17 +14,11 @@ import numpy as np
 import pandas as pd
 
 from survey_scale.mock.population import R_SUN_GC_KPC
+from survey_scale.products.figures.common import plt, save_png
 
 
 def _figure(ncols: int, width: float = 11.0, height: float = 4.8):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110)
-    axes = fig.subplots(1, ncols)
-    return fig, axes
+    return plt.subplots(1, ncols, figsize=(width, height), dpi=110)
 
 
 def plot_population(truth_stars: pd.DataFrame, path: str | Path) -> Path:
@@ -82,8 +76,7 @@ def plot_population(truth_stars: pd.DataFrame, path: str | Path) -> Path:
     ax_kiel.set_title(f"Kiel diagram ({len(truth_stars)} stars)")
     fig.colorbar(sc, ax=ax_kiel, label=r"$M_{K_s}$ (mag)")
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return save_png(fig, path)
 
 
 def plot_observations(truth: pd.DataFrame, path: str | Path) -> Path:
@@ -109,5 +102,4 @@ def plot_observations(truth: pd.DataFrame, path: str | Path) -> Path:
     ax_e.set_ylabel("E(B−V) (mag)")
     ax_e.set_title("reddening grows with distance")
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return save_png(fig, path)

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from survey_scale.core import masks
 from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES, LABEL_TEX, LABEL_UNITS
+from survey_scale.products.figures.common import plt, save_png
 from survey_scale.synth.core import synthesize
 from survey_scale.synth.gradients import FIDUCIAL_B_STAR, GRADIENT_STEPS, gradient_spectra
 
@@ -53,8 +50,6 @@ def plot_example_spectra(
     pathlib.Path
         ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     labels = np.array([[t, 4.0, 2.0, 50.0, 0.085, 0, 0, 0, 0, 0, 0] for t in teffs], dtype=np.float64)
     flux = synthesize(labels)
     wave = wavelength_grid()
@@ -74,9 +69,7 @@ def plot_example_spectra(
     ax.set_title("survey_scale.synth: log g = 4, solar abundances, v sin i = 50 km/s, R = 1800")
     zoom.set_title("3850–4750 Å")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_synth_gradients(path: str | Path) -> Path:
@@ -92,8 +85,6 @@ def plot_synth_gradients(path: str | Path) -> Path:
     pathlib.Path
         ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     grad = gradient_spectra()
     wave = wavelength_grid()
     fig, axes = plt.subplots(len(LABEL_NAMES), 1, figsize=(14, 2.0 * len(LABEL_NAMES)), sharex=True)
@@ -112,6 +103,4 @@ def plot_synth_gradients(path: str | Path) -> Path:
         f"v sin i = {star['vsini']:g} km/s, v_mic = {star['vmic']:g} km/s, R = 1800 (cf. P2 Fig. 3)"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)
