@@ -71,7 +71,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not (cube / "zarr.json").exists():
         create_cube(cube, config.cube)
     _setup_logging(config.log_level, cube, "ingest")
-    for summary in run_pipeline(config, progress=not args.no_progress, until="ingest").ingest:
+    summaries = run_pipeline(config, progress=not args.no_progress, until="ingest", require_spectra=False).ingest
+    for summary in summaries:
         print(summary.balance_line())
     return 0
 

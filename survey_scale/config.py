@@ -93,13 +93,15 @@ class ClusterConfig(_Section):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        for key in _LOCAL_KEYS:
-            if key in data:
-                _deprecated(f"cluster.{key}", f"cluster.local.{key}")
-                data["local"] = {**(data.get("local") or {}), key: data.pop(key)}
+        flat = {key: data.pop(key) for key in _LOCAL_KEYS if key in data}
+        renamed = [f"cluster.{key} -> cluster.local.{key}" for key in flat]
+        if flat:  # a key given in the new spelling too (e.g. --workers) wins
+            data["local"] = {**flat, **(data.get("local") or {})}
         if "address" in data and not isinstance(data["address"], dict | AddressClusterConfig):
-            _deprecated("cluster.address (a string)", "cluster.address.scheduler")
+            renamed.append("cluster.address -> cluster.address.scheduler")
             data["address"] = {"scheduler": data["address"]}
+        if renamed:
+            log.warning("deprecated configuration keys (they still work; rename them): %s", "; ".join(renamed))
         return data
 
     @model_validator(mode="after")
@@ -107,10 +109,6 @@ class ClusterConfig(_Section):
         if self.kind == "address" and not self.address.scheduler:
             raise ValueError("cluster.kind 'address' needs cluster.address.scheduler (e.g. tcp://scheduler:8786)")
         return self
-
-
-def _deprecated(old: str, new: str) -> None:
-    log.warning("configuration key %s is deprecated: use %s", old, new)
 
 
 class RunnerConfig(_Section):

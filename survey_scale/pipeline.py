@@ -55,30 +55,41 @@ def run_pipeline_with_client(
     progress: bool = True,
     until: str | None = None,
     registry: Registry | None = None,
+    require_spectra: bool = True,
 ) -> PipelineSummary:
     """Run every step up to ``until`` (default: all) on ``client``; the caller holds the writer lock.
 
     Raises
     ------
     PipelineError
-        If ``until`` is not a step, or a step that reads spectra finds the cube empty.
+        If ``until`` is not a step, a step needs a model that no earlier step made, or (``require_spectra``)
+        the cube holds no spectra after a step — ``survey-scale ingest`` allows an ingest that adds none.
     """
     steps = (registry or default_registry()).until(until)
     engine = DaskEngine(Path(config.cube.path), client, progress=progress and config.runner.progress)
     summary = PipelineSummary(models=engine.models)
     for step in steps:
-        needs_spectra = any(not item.startswith("model:") for item in step.requires)
-        if needs_spectra and engine.n_spectra() == 0:
+        missing = [item[6:] for item in step.requires if item.startswith("model:") and item[6:] not in engine.models]
+        if missing:
             raise PipelineError(
-                f"{engine.cube}: the cube holds no spectra; ingest some first (ingest.input or --input)"
+                f"step {step.name} needs the model(s) {', '.join(missing)}, which no step before it made"
             )
         log.debug("step %s: %s", step.name, step.description)
         summary.results[step.name] = step.resolve()(config, engine)
+        if require_spectra and engine.n_spectra() == 0:
+            raise PipelineError(
+                f"{engine.cube}: the cube holds no spectra; ingest some first (ingest.input or --input)"
+            )
     return summary
 
 
 def run_pipeline(
-    config: Config, *, progress: bool = True, until: str | None = None, registry: Registry | None = None
+    config: Config,
+    *,
+    progress: bool = True,
+    until: str | None = None,
+    registry: Registry | None = None,
+    require_spectra: bool = True,
 ) -> PipelineSummary:
     """Run the pipeline up to the step ``until`` with the cluster of ``config.cluster``, under the cube's
     writer lock (the cube is created if missing)."""
@@ -89,4 +100,6 @@ def run_pipeline(
     if not (cube / "zarr.json").exists():
         create_cube(cube, config.cube)
     with WriterLock(cube, config.runner.lock_stale_after_s), dask_client(config.cluster) as client:
-        return run_pipeline_with_client(config, client, progress=progress, until=until, registry=registry)
+        return run_pipeline_with_client(
+            config, client, progress=progress, until=until, registry=registry, require_spectra=require_spectra
+        )

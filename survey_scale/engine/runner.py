@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -94,20 +95,14 @@ def chunk_bounds(start: int, stop: int, shard: int) -> list[tuple[int, int]]:
 class ModelPlugin(WorkerPlugin):
     """Loads a stage's model files once on each worker (``setup``) and keeps them for its tasks."""
 
-    def __init__(
-        self,
-        models: Mapping[str, ModelRef],
-        thread_budget: int | None = None,
-        worker_setup: Callable[[int], None] | None = None,
-    ) -> None:
+    def __init__(self, models: Mapping[str, ModelRef], worker_setup: Callable[[], None] | None = None) -> None:
         self.models = dict(models)
-        self.thread_budget = thread_budget
         self.worker_setup = worker_setup
         self.loaded: dict[str, Any] = {}
 
     def setup(self, worker: Any) -> None:
-        if self.worker_setup is not None and self.thread_budget:
-            self.worker_setup(self.thread_budget)
+        if self.worker_setup is not None:
+            self.worker_setup()
         self.loaded = {name: ref.loader(ref.path) for name, ref in self.models.items()}
 
 
@@ -171,21 +166,9 @@ def _read_rows(cube: str, variables: tuple[str, ...], rows: np.ndarray) -> dict[
     return {name: root[name].get_orthogonal_selection((rows,)) for name in variables}
 
 
-def _row_task(
-    cube: str, variables: tuple[str, ...], rows: np.ndarray, block: RowBlock, params: Mapping[str, Any]
-) -> Any:
-    return block(_read_rows(cube, variables, rows), params)
-
-
-def _star_task(
-    cube: str,
-    variables: tuple[str, ...],
-    rows: np.ndarray,
-    star: np.ndarray,
-    block: StarBlock,
-    params: Mapping[str, Any],
-) -> Any:
-    return block(_read_rows(cube, variables, rows), star, params)
+def _block_task(cube: str, variables: tuple[str, ...], rows: np.ndarray, block: Callable[..., Any], *args: Any) -> Any:
+    """Read ``variables`` at ``rows`` and return ``block(data, *args)`` (runs on a worker)."""
+    return block(_read_rows(cube, variables, rows), *args)
 
 
 def _row_blocks(rows: np.ndarray, block_rows: int) -> list[np.ndarray]:
@@ -286,8 +269,8 @@ class DaskEngine:
         n_rejects = 0
         if pending:
             if stage.models:
-                plugin = ModelPlugin(stage.models, thread_budget(client), stage.worker_setup)
-                client.register_plugin(plugin, name=MODEL_PLUGIN)
+                setup = partial(stage.worker_setup, thread_budget(client)) if stage.worker_setup else None
+                client.register_plugin(ModelPlugin(stage.models, setup), name=MODEL_PLUGIN)
             futures = []
             for a, b in pending:
                 step = stage.block_rows or (b - a)
@@ -324,7 +307,7 @@ class DaskEngine:
                 f"{cube}: stage {stage.name}: {len(failures)} chunk(s) failed (finished chunks are kept; fix the "
                 "cause and re-run to resume):\n  " + "\n  ".join(failures)
             )
-        consolidate_stage(cube, stage, provenance)
+        consolidate_stage(self.bookkeeping, stage, provenance)
         return StageSummary(
             stage.name, len(chunks), len(chunks) - len(pending), len(pending), n_rejects, time.perf_counter() - t0
         )
@@ -358,10 +341,11 @@ class DaskEngine:
         Each task reads only its rows of ``variables`` from the cube, and two finished results are combined
         as soon as both exist, so the number of partial results alive at once stays near the number of
         workers whatever the selection size. ``combine`` must be commutative and associative (a sum).
+        ``params`` are sent to every worker once (a model, say), not with every task.
         """
-        params = dict(params or {})
+        params = self._broadcast(params)
         futures = (
-            self.client.submit(_row_task, str(self.cube), tuple(variables), group, block, params, pure=False)
+            self.client.submit(_block_task, str(self.cube), tuple(variables), group, block, params, pure=False)
             for group in _row_blocks(rows, block_rows)
         )
         return _fold(self.client, futures, combine)
@@ -374,13 +358,10 @@ class DaskEngine:
         params: Mapping[str, Any] | None = None,
         block_rows: int = 2048,
     ) -> dict[str, np.ndarray]:
-        """Map ``block`` over groups of the given rows and concatenate its (small) per-row outputs in row order.
-
-        ``params`` are sent to every worker once (a model, say), not with every task.
-        """
+        """Map ``block`` over groups of the given rows and concatenate its (small) per-row outputs in row order."""
         params = self._broadcast(params)
         futures = [
-            self.client.submit(_row_task, str(self.cube), tuple(variables), group, block, params, pure=False)
+            self.client.submit(_block_task, str(self.cube), tuple(variables), group, block, params, pure=False)
             for group in _row_blocks(rows, block_rows)
         ]
         parts = self.client.gather(futures)
@@ -405,7 +386,7 @@ class DaskEngine:
         groups = star_groups(star_id, block_rows)
         params = self._broadcast(params)
         futures = [
-            self.client.submit(_star_task, str(self.cube), tuple(variables), rows, star, block, params, pure=False)
+            self.client.submit(_block_task, str(self.cube), tuple(variables), rows, block, star, params, pure=False)
             for rows, star in groups
         ]
         if combine is not None:
@@ -431,7 +412,9 @@ class DaskEngine:
     def read_column(self, name: str) -> np.ndarray:
         root = open_group(self.cube)
         if name not in root:
-            raise PipelineError(f"{self.cube}: the cube has no variable {name!r}")
+            raise PipelineError(
+                f"{self.cube}: the cube has no variable {name!r} (check the configuration's column names)"
+            )
         return read_column(root, name)
 
     def variable_attrs(self, name: str) -> dict[str, Any]:
@@ -503,7 +486,7 @@ def _ensure_outputs(cube: Path, stage: Stage) -> None:
         consolidate(cube)
 
 
-def consolidate_stage(cube: str | Path, stage: Stage, provenance: Mapping[str, Any] | None = None) -> None:
+def consolidate_stage(bookkeeping: Bookkeeping, stage: Stage, provenance: Mapping[str, Any]) -> None:
     """Write a stage's per-spectrum outputs from all chunk results, its provenance and the rejects table.
 
     Raises
@@ -511,9 +494,7 @@ def consolidate_stage(cube: str | Path, stage: Stage, provenance: Mapping[str, A
     StageError
         If the chunk results do not cover every row of the cube (the stage is not finished).
     """
-    cube = Path(cube)
-    bookkeeping = Bookkeeping(cube)
-    provenance = dict(provenance or stage_provenance(stage))
+    cube = bookkeeping.cube
     root = open_group(cube, mode="r+")
     n = spec_length(root)
     results = [r for r in bookkeeping.chunk_results(stage.name) if int(r["_start"]) < n]

@@ -601,16 +601,18 @@ class Emulator:
 
     def save(self, path: str | Path) -> Path:
         """Write the emulator in the own format (module docstring) and return the path."""
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, np.ndarray] = {
+            "header": np.array(json.dumps(self.header(), sort_keys=True)),
+            "x_min": self.x_min,
+            "x_max": self.x_max,
+            "wave": self.wave,
+        }
         for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             arrays[f"w_array_{k}"] = w
             arrays[f"b_array_{k}"] = b
         k = len(self.weights)
         arrays[f"w_array_{k}"] = self.out_weight
         arrays[f"b_array_{k}"] = self.out_bias
-        header = np.array(json.dumps(self.header(), sort_keys=True))
-
-        arrays.update(header=header, x_min=self.x_min, x_max=self.x_max, wave=self.wave)
         return atomic_write(path, lambda tmp: save_npz(tmp, arrays))
 
     def content_hash(self) -> str:

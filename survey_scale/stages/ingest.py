@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 
 from survey_scale.config import Config
-from survey_scale.core.files import atomic_write
 from survey_scale.engine.contracts import ChunkContext, Engine, Output, Stage, StageResult
 from survey_scale.io.lamost import read_lamost
 from survey_scale.science.ingest import (
@@ -61,10 +60,10 @@ METADATA_OUTPUTS: tuple[Output, ...] = tuple(Output(c.name, c.dtype, ("spec",), 
 """Per-spectrum variables the ingest writes (all present in every cube; NaN / −1 / "" when unknown)."""
 
 
-def inspect_block(paths: list[str], out: str) -> int:
-    """Inspect a block of files (on a worker) and save the records as Parquet at ``out``, atomically."""
+def inspect_block(paths: list[str], out: Path, save: Callable[[Path, pd.DataFrame], None]) -> int:
+    """Inspect a block of files (on a worker) and have the bookkeeping's ``save`` write the records to ``out``."""
     table = inspect_files(paths)
-    atomic_write(out, lambda tmp: table.to_parquet(tmp, index=False))
+    save(out, table)
     return len(table)
 
 
@@ -198,7 +197,7 @@ def _run_batch(config: Config, engine: Engine, batch_dir: Path, state: dict[str,
         n_old = engine.n_spectra()
         plan, rejects, already = plan_batch(records, existing, config, batch)
         plan = join_crossmatch(plan, cfg.crossmatch)
-        plan.to_parquet(batch_dir / "plan.parquet", index=False)
+        bookkeeping.save_table(bookkeeping.plan_path(batch_dir), plan)
         _record_rejects(engine, batch, rejects)
         state = bookkeeping.set_batch_state(
             batch_dir,
@@ -217,7 +216,8 @@ def _run_batch(config: Config, engine: Engine, batch_dir: Path, state: dict[str,
         state = bookkeeping.set_batch_state(batch_dir, state, phase="allocated")
     if state["phase"] == "allocated":
         if n_new:
-            engine.run_stage(ingest_stage(batch_dir / "plan.parquet", n_old, config), rows=(n_old, n_old + n_new))
+            stage = ingest_stage(bookkeeping.plan_path(batch_dir), n_old, config)
+            engine.run_stage(stage, rows=(n_old, n_old + n_new))
         else:
             bookkeeping.rebuild_rejects()
         state = bookkeeping.set_batch_state(batch_dir, state, phase="complete")
@@ -235,11 +235,10 @@ def _run_batch(config: Config, engine: Engine, batch_dir: Path, state: dict[str,
 
 
 def _inspect(engine: Engine, paths: list[str], batch_dir: Path, per_task: int) -> pd.DataFrame:
-    folder = batch_dir / "inspect"
-    folder.mkdir(exist_ok=True)
+    bookkeeping = engine.bookkeeping
     blocks = [paths[i : i + per_task] for i in range(0, len(paths), per_task)]
-    targets = [folder / f"block-{i:06d}.parquet" for i in range(len(blocks))]
-    pending = [(b, str(t)) for b, t in zip(blocks, targets) if not t.exists()]
+    targets = [bookkeeping.inspect_path(batch_dir, i) for i in range(len(blocks))]
+    pending = [(b, t, bookkeeping.save_table) for b, t in zip(blocks, targets) if not t.exists()]
     log.info(
         "inspect: %d files in %d blocks (%d already inspected)", len(paths), len(blocks), len(blocks) - len(pending)
     )

@@ -61,13 +61,12 @@ def fit_pca(engine: Engine, rows: np.ndarray, n_components: int, block_rows: int
     return pca_from_gram(gram["gram"], int(gram["rows"]), mean, std, noise, clean, n_components, meta)
 
 
-def pca_candidates(engine: Engine, config: PCAConfig) -> np.ndarray:
+def pca_candidates(engine: Engine, cfg: PCAConfig) -> np.ndarray:
     """Rows eligible for training: S/N above ``pca.min_snr`` and enough usable clean-window pixels."""
-    cfg = config
     try:
         snr = engine.read_column(cfg.snr_column).astype(np.float64)
-    except PipelineError as exc:
-        raise PipelineError(f"{engine.cube}: pca.snr_column {cfg.snr_column!r} is not a variable of the cube") from exc
+    except PipelineError:  # name the configuration key that points at the missing variable
+        raise PipelineError(f"{engine.cube}: pca.snr_column {cfg.snr_column!r} is not a variable of the cube") from None
     clean_fraction = engine.read_column("clean_fraction")
     rows = np.flatnonzero((snr > cfg.min_snr) & (clean_fraction >= cfg.min_clean_fraction))
     if cfg.max_train is not None and rows.size > cfg.max_train:

@@ -19,7 +19,6 @@ after its result, so a chunk is either done (marked, fully written) or redone wh
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from survey_scale._version import __version__
-from survey_scale.core.files import atomic_write, atomic_write_bytes, atomic_write_json
+from survey_scale.core.files import atomic_write, atomic_write_bytes, atomic_write_json, save_npz
 from survey_scale.store.cube import META_GROUP, REJECT_COLUMNS, open_group, read_column, spec_length, write_rejects
 
 
@@ -96,17 +95,15 @@ class Bookkeeping:
         started: float,
     ) -> None:
         """Save a written chunk's per-spectrum outputs and rejects (rows in the cube), then its done marker."""
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            _start=np.int64(start),
-            _stop=np.int64(stop),
-            _reject_row=np.array([row for row, _, _ in rejects], dtype=np.int64),
-            _reject_code=np.array([code for _, code, _ in rejects], dtype=str),
-            _reject_reason=np.array([reason for _, _, reason in rejects], dtype=str),
+        arrays = {
+            "_start": np.int64(start),
+            "_stop": np.int64(stop),
+            "_reject_row": np.array([row for row, _, _ in rejects], dtype=np.int64),
+            "_reject_code": np.array([code for _, code, _ in rejects], dtype=str),
+            "_reject_reason": np.array([reason for _, _, reason in rejects], dtype=str),
             **per_spectrum,
-        )
-        atomic_write_bytes(self._result_path(stage, start), buffer.getvalue())
+        }
+        atomic_write(self._result_path(stage, start), lambda tmp: save_npz(tmp, arrays))
         marker = {
             **provenance,
             "start": start,
@@ -141,7 +138,7 @@ class Bookkeeping:
 
     def record_rejects(self, name: str, table: pd.DataFrame) -> None:
         """Save rejects found outside stage chunks (columns :data:`REJECT_COLUMNS`) as ``rejects/<name>``."""
-        atomic_write(self.rejects_dir / f"{name}.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+        self.save_table(self.rejects_dir / f"{name}.parquet", table)
 
     def recorded_rejects(self) -> dict[str, pd.DataFrame]:
         """Every table saved by :meth:`record_rejects`, by name."""
@@ -203,6 +200,21 @@ class Bookkeeping:
         return batch_dir, self.set_batch_state(batch_dir, {"batch": batch, **state})
 
     @staticmethod
+    def inspect_path(batch_dir: Path, block: int) -> Path:
+        """Where block ``block`` of a batch's inspect records goes."""
+        return batch_dir / "inspect" / f"block-{block:06d}.parquet"
+
+    @staticmethod
+    def plan_path(batch_dir: Path) -> Path:
+        """A batch's plan: its accepted files and the rows they get."""
+        return batch_dir / "plan.parquet"
+
+    @staticmethod
+    def save_table(path: Path, table: pd.DataFrame) -> None:
+        """Write a bookkeeping table (Parquet) atomically."""
+        atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
+
+    @staticmethod
     def batch_state(batch_dir: Path) -> dict[str, Any]:
         """A batch's saved state (``phase``: inspect → planned → allocated → complete)."""
         return json.loads((batch_dir / "state.json").read_text())
@@ -229,7 +241,6 @@ class Bookkeeping:
 
     def save_reduction(self, name: str, key: str, result: Mapping[str, np.ndarray]) -> None:
         """Store the result of reduction ``name`` with its key and provenance (code version, time)."""
-        buffer = io.BytesIO()
         provenance = {"code_version": __version__, "updated": datetime.now(UTC).isoformat(timespec="seconds")}
-        np.savez(buffer, _key=np.array(key), _provenance=np.array(json.dumps(provenance)), **result)
-        atomic_write_bytes(self.root / "reductions" / f"{name}.npz", buffer.getvalue())
+        arrays = {"_key": np.array(key), "_provenance": np.array(json.dumps(provenance)), **result}
+        atomic_write(self.root / "reductions" / f"{name}.npz", lambda tmp: save_npz(tmp, arrays))

@@ -13,7 +13,7 @@ Layout
 - per-spectrum variables (``spec``): identifiers, observation, cross-match and results. Each is one
   chunk: it is rewritten whole by the runner's consolidation step, so reading a column is one request.
 - ``rejects`` (a sub-group): every input or spectrum that could not be ingested or processed, with the
-  stage and a reason (``survey_scale.open_rejects``).
+  stage and a reason (``survey_scale.cube.open_rejects``).
 - ``_survey_scale`` (a sub-group): bookkeeping, owned by :mod:`survey_scale.store.bookkeeping` — done
   markers, per-chunk results, models, ingest plans, logs, the writer lock. Users never need it.
 

@@ -128,6 +128,8 @@ def make_model_grid(n: int, seed: int, *, resolution: float = DEFAULT_RESOLUTION
         raise ValueError("make_model_grid: n must be >= 1")
     labels = sample_labels(n, np.random.default_rng(seed))
     flux = normalized_model_spectra(labels, resolution=resolution, chunk_size=chunk_size)
+    # The module paths in these texts are those of earlier versions, kept as they were: the text is part of the
+    # grid file, whose hash keys the emulator trained on it.
     meta = {
         "producer": f"survey_scale.synth.make_model_grid (survey_scale {__version__})",
         "seed": int(seed),

@@ -79,8 +79,10 @@ def test_cluster_has_one_section_per_kind_and_the_flat_keys_still_work(caplog) -
     with caplog.at_level("WARNING", logger="survey_scale.config"):
         old = load_config(None, {"cluster.kind": "address", "cluster.address": "tcp://h:8786", "cluster.n_workers": 3})
     assert old.cluster.address.scheduler == "tcp://h:8786" and old.cluster.local.n_workers == 3
-    assert "cluster.n_workers is deprecated: use cluster.local.n_workers" in caplog.text
-    assert "use cluster.address.scheduler" in caplog.text
+    assert "cluster.n_workers -> cluster.local.n_workers" in caplog.text
+    assert "cluster.address -> cluster.address.scheduler" in caplog.text
+    both = {"cluster.n_workers": 3, "cluster.local.n_workers": 8}  # --workers over an old file's key
+    assert load_config(None, both).cluster.local.n_workers == 8
     with pytest.raises(ConfigError, match=r"needs cluster\.address\.scheduler"):
         load_config(None, {"cluster.kind": "address"})
     with pytest.raises(ConfigError, match=r"cluster\.kind"):

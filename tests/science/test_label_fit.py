@@ -51,7 +51,7 @@ def test_straddles():
 def test_eq4_reproduces_hand_computed_value():
     a, b, c = 1.5, 8.0, 10.0  # C3933, C3967, C4101 in Å
     # P2 Eq. 4 typed term by term from the paper (the C3967 cubic term is printed with exponent 2, a typo:
-    # it is the missing cubic term of a complete third-order polynomial, see procedure.EQ4_COEFFICIENTS)
+    # it is the missing cubic term of a complete third-order polynomial, see label_fit.EQ4_COEFFICIENTS)
     log_t = (
         4.71047
         - 4.43455e-2 * a

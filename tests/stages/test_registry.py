@@ -76,14 +76,14 @@ def test_a_new_stage_runs_with_no_edit_to_the_pipeline_or_the_cli(tmp_path: Path
     np.testing.assert_allclose(result.outputs["line_depth"][:2], [0.0, 0.75])
     assert [r[:2] for r in result.rejects] == [(2, "no_depth")]
 
-    # registered after the fit, it still runs right after what it requires, and --until offers it
+    # registered last, it runs after what it requires (and, like every step, after the steps registered
+    # before it: --until runs a prefix of the order), and --until offers it
     registry = default_registry().add(TOY)
-    names = registry.names()
-    assert names.index("line_depth") > names.index("normalize")
+    assert registry.names()[-2:] == ["fit", "line_depth"]
     monkeypatch.setattr(cli, "default_registry", lambda: registry)
     assert cli.build_parser().parse_args(["run", "--until", "line_depth"]).until == "line_depth"
 
-    # run on a cube: ingest (nothing to ingest) -> normalize -> line_depth, and the fit is never reached
+    # run on a cube with the steps it needs: ingest (nothing to ingest) -> normalize -> line_depth
     cube = tmp_path / "cube.zarr"
     create_cube(cube, CubeConfig(shard_spectra=4, inner_chunk_spectra=2))
     resize_spec(cube, 6)
@@ -101,3 +101,24 @@ def test_a_new_stage_runs_with_no_edit_to_the_pipeline_or_the_cli(tmp_path: Path
     assert ds.attrs["stages"]["line_depth"]["stage_version"] == "1" and "labels" not in ds
     again = run_pipeline_with_client(config, client, progress=False, until="line_depth", registry=only)
     assert [s.n_computed for s in again.stages] == [0, 0]  # up to date: nothing recomputed
+
+
+def test_registry_entries_name_what_their_stages_write() -> None:
+    """``produces`` orders the steps: it must be among the stage's real outputs (no drift)."""
+    from survey_scale.config import Config
+    from survey_scale.stages.fit import fit_stage
+    from survey_scale.stages.ingest import METADATA_OUTPUTS, SPECTRA
+    from survey_scale.stages.normalize import normalize_stage
+    from survey_scale.stages.pca import pca_stage
+
+    config = Config()
+    outputs = {
+        "ingest": [o.name for o in (*SPECTRA, *METADATA_OUTPUTS)],
+        "normalize": [o.name for o in normalize_stage(config.normalize).outputs],
+        "pca": [o.name for o in pca_stage(Path("m.npz"), config.pca, config.emission).outputs],
+        "fit": [o.name for o in fit_stage(Path("e.npz"), ("teff",), config.fit).outputs],
+    }
+    steps = {s.name: s for s in default_registry().ordered()}
+    for name, names in outputs.items():
+        assert set(steps[name].produces) <= set(names), name
+    assert steps["pca_model"].produces == ("model:pca",) and steps["emulator"].produces == ("model:emulator",)
