@@ -83,16 +83,10 @@ def run_pipeline_with_client(
     return summary
 
 
-def run_pipeline(
-    config: Config,
-    *,
-    progress: bool = True,
-    until: str | None = None,
-    registry: Registry | None = None,
-    require_spectra: bool = True,
-) -> PipelineSummary:
-    """Run the pipeline up to the step ``until`` with the cluster of ``config.cluster``, under the cube's
-    writer lock (the cube is created if missing)."""
+def run_pipeline(config: Config, **options: Any) -> PipelineSummary:
+    """Run the pipeline with the cluster of ``config.cluster``, under the cube's writer lock (the cube is
+    created if missing); ``options`` (``progress``, ``until``, ``registry``, ``require_spectra``) as for
+    :func:`run_pipeline_with_client`."""
     from survey_scale.engine.cluster import dask_client
     from survey_scale.store.lock import WriterLock
 
@@ -100,6 +94,4 @@ def run_pipeline(
     if not (cube / "zarr.json").exists():
         create_cube(cube, config.cube)
     with WriterLock(cube, config.runner.lock_stale_after_s), dask_client(config.cluster) as client:
-        return run_pipeline_with_client(
-            config, client, progress=progress, until=until, registry=registry, require_spectra=require_spectra
-        )
+        return run_pipeline_with_client(config, client, **options)
