@@ -177,8 +177,16 @@ class Engine(Protocol):
         """Map ``stage`` over the chunks not yet done with its provenance."""
         ...
 
-    def map_tasks(self, name: str, func: Callable[..., Any], items: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Run ``func(*item)`` for every item on the cluster and return the results in order."""
+    def map_tasks(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        items: Sequence[tuple[Any, ...]],
+        sizes: Sequence[int] | None = None,
+        unit: str = "task",
+    ) -> list[Any]:
+        """Run ``func(*item)`` for every item on the cluster and return the results in order (the progress
+        bar counts ``sizes`` in ``unit``, or tasks)."""
         ...
 
     def reduce_rows(

@@ -312,12 +312,21 @@ class DaskEngine:
             stage.name, len(chunks), len(chunks) - len(pending), len(pending), n_rejects, time.perf_counter() - t0
         )
 
-    def map_tasks(self, name: str, func: Callable[..., Any], items: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Run ``func(*item)`` for every item on the cluster (a progress bar per item); results in order."""
+    def map_tasks(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        items: Sequence[tuple[Any, ...]],
+        sizes: Sequence[int] | None = None,
+        unit: str = "task",
+    ) -> list[Any]:
+        """Run ``func(*item)`` for every item on the cluster; results in order. The progress bar counts
+        ``sizes`` (e.g. files per task) in ``unit`` if given, else tasks."""
         futures = [self.client.submit(func, *item, pure=False) for item in items]
-        with tqdm(total=len(futures), desc=name, unit="task", disable=not self.progress) as bar:
-            for _ in as_completed(futures):
-                bar.update()
+        size_of = dict(zip((f.key for f in futures), sizes or [1] * len(futures), strict=True))
+        with tqdm(total=sum(size_of.values()), desc=name, unit=unit, disable=not self.progress) as bar:
+            for future in as_completed(futures):
+                bar.update(size_of[future.key])
         return self.client.gather(futures)
 
     # --- reductions

@@ -242,7 +242,7 @@ def _inspect(engine: Engine, paths: list[str], batch_dir: Path, per_task: int) -
     log.info(
         "inspect: %d files in %d blocks (%d already inspected)", len(paths), len(blocks), len(blocks) - len(pending)
     )
-    engine.map_tasks("inspect", inspect_block, pending)
+    engine.map_tasks("inspect", inspect_block, pending, sizes=[len(block) for block, _, _ in pending], unit="file")
     if not targets:
         return pd.DataFrame(columns=list(RECORD_COLUMNS))
     return pd.concat([pd.read_parquet(t) for t in targets], ignore_index=True)
