@@ -134,6 +134,10 @@ class IngestConfig(_Section):
         0.5, ge=0, le=1, description="fraction of an output pixel covered by good input pixels to keep its ivar"
     )
     mask_andmask: bool = True
+    max_file_bytes: int = Field(
+        64 * 2**20, ge=2880, description="a file larger than this, decompressed, is rejected (gzip bombs)"
+    )
+    file_time_limit_s: float | None = Field(10.0, gt=0, description="reading one file may take this long")
 
 
 class NormalizeConfig(_Section):

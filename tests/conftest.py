@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import zarr
 from distributed import Client, LocalCluster
 
 from survey_scale.config import Config, load_config
@@ -53,3 +57,33 @@ def small_config(tmp_path: Path, **overrides) -> Config:
     }
     values.update(overrides)
     return load_config(None, values)
+
+
+def store_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a store except the bookkeeping group, as numpy (strings as str)."""
+    root = zarr.open_group(str(path), mode="r")
+    out = {}
+    for name, array in root.arrays():
+        values = np.asarray(array[:])
+        out[name] = values.astype(object) if values.dtype.kind in "TO" else values
+    return out
+
+
+def assert_same_arrays(a: Path, b: Path, skip: tuple[str, ...] = ()) -> None:
+    left, right = store_arrays(a), store_arrays(b)
+    assert set(left) == set(right)
+    for name in left:
+        if name not in skip:
+            np.testing.assert_array_equal(left[name], right[name], err_msg=name)
+
+
+def cli_process(*args: str, **kw) -> subprocess.Popen:
+    """``survey-scale ARGS`` in a process group of its own (so that a test can SIGKILL it with its workers)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "survey_scale.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )

@@ -147,6 +147,18 @@ class StageSummary:
     seconds: float
 
 
+@dataclass(frozen=True)
+class TaskFailure:
+    """A task of :meth:`Engine.map_tasks` that failed: the exception's type name and message.
+
+    ``kind`` ``"KilledWorker"`` means the worker process died running it (killed, out of memory, crashed)
+    on every worker that tried.
+    """
+
+    kind: str
+    message: str
+
+
 RowBlock = Callable[[dict[str, np.ndarray], Mapping[str, Any]], Any]
 """``block(data, params)``: ``data`` maps each variable to its values at the block's rows."""
 
@@ -184,9 +196,11 @@ class Engine(Protocol):
         items: Sequence[tuple[Any, ...]],
         sizes: Sequence[int] | None = None,
         unit: str = "task",
+        errors: str = "raise",
     ) -> list[Any]:
         """Run ``func(*item)`` for every item on the cluster and return the results in order (the progress
-        bar counts ``sizes`` in ``unit``, or tasks)."""
+        bar counts ``sizes`` in ``unit``, or tasks). ``errors="return"``: a failed task's result is a
+        :class:`TaskFailure` instead of an exception that stops the run."""
         ...
 
     def reduce_rows(

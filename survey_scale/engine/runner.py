@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from survey_scale._version import __version__
 from survey_scale.core.files import file_sha256, stable_hash
+from survey_scale.core.grid import N_WAVE
 from survey_scale.engine.cluster import thread_budget
 from survey_scale.engine.contracts import (
     ChunkContext,
@@ -51,6 +52,7 @@ from survey_scale.engine.contracts import (
     StageResult,
     StageSummary,
     StarBlock,
+    TaskFailure,
 )
 from survey_scale.store.bookkeeping import Bookkeeping
 from survey_scale.store.cube import (
@@ -106,6 +108,22 @@ class ModelPlugin(WorkerPlugin):
         self.loaded = {name: ref.loader(ref.path) for name, ref in self.models.items()}
 
 
+def _register(client: Client, plugin: ModelPlugin, attempts: int = 3) -> None:
+    """Register ``plugin`` on every worker (and every worker that joins later, e.g. one its nanny restarts).
+
+    A worker dying during the broadcast closes its connection: the registration is tried again.
+    """
+    for attempt in range(attempts):
+        try:
+            client.register_plugin(plugin, name=MODEL_PLUGIN)
+            return
+        except OSError as exc:  # distributed's CommClosedError
+            if attempt == attempts - 1:
+                raise
+            log.warning("registering the model plugin failed (%s); trying again", exc)
+            time.sleep(1.0)
+
+
 def _worker_models(models: Mapping[str, ModelRef]) -> dict[str, Any]:
     if not models:
         return {}
@@ -120,14 +138,69 @@ def _worker_models(models: Mapping[str, ModelRef]) -> dict[str, Any]:
     return {name: ref.loader(ref.path) for name, ref in models.items()}
 
 
-def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, StageResult]:
-    """Read the inputs of rows [start, stop) and call the stage on them (runs on a worker)."""
+def _block_inputs(cube: str, stage: Stage, start: int, stop: int) -> dict[str, Any]:
     if stage.load_inputs is not None:
-        inputs = stage.load_inputs(start, stop, stage.params)
-    else:
-        root = open_group(cube)
-        inputs = {name: root[name][start:stop] for name in stage.inputs}
-    result = stage.func(inputs, stage.params, ChunkContext(start=start, stop=stop, models=_worker_models(stage.models)))
+        return stage.load_inputs(start, stop, stage.params)
+    root = open_group(cube)
+    return {name: root[name][start:stop] for name in stage.inputs}
+
+
+def _call_stage(cube: str, stage: Stage, start: int, stop: int, models: Mapping[str, Any]) -> StageResult:
+    inputs = _block_inputs(cube, stage, start, stop)
+    return stage.func(inputs, stage.params, ChunkContext(start=start, stop=stop, models=models))
+
+
+def _failed_row(stage: Stage, exc: Exception) -> StageResult:
+    """Outputs of one spectrum the stage failed on: fill values (NaN, −1, 0, "") and a reject naming the cause."""
+    sizes = {d: (s if isinstance(s, int) else len(s)) for d, s in stage.dims.items()} | {"wave": N_WAVE}
+    outputs = {}
+    for out in stage.outputs:
+        dtype = np.dtype(str if out.dtype == "str" else out.dtype)
+        fill = {"f": np.nan, "i": -1, "U": ""}.get(dtype.kind, 0)
+        outputs[out.name] = np.full((1, *(sizes[d] for d in out.dims[1:])), fill, dtype=dtype)
+    code = getattr(exc, "code", None) or "stage_error"
+    reason = f"stage {stage.name} failed on this spectrum: {type(exc).__name__}: {exc}"
+    return StageResult(outputs, [(0, str(code), reason)])
+
+
+def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, StageResult]:
+    """Read the inputs of rows [start, stop) and call the stage on them (runs on a worker).
+
+    If the stage raises, the rows are computed one by one: a spectrum that makes the stage fail is
+    rejected with the exception as its reason (its outputs at the fill values), and the rest of the block
+    is kept. A result that breaks the stage contract (a missing output, a wrong length) is a bug and raises.
+    """
+    models = _worker_models(stage.models)
+    try:
+        result = _call_stage(cube, stage, start, stop, models)
+    except Exception as exc:
+        log.warning(
+            "%s: rows %d:%d failed (%s: %s); computing them one by one",
+            stage.name,
+            start,
+            stop,
+            type(exc).__name__,
+            exc,
+        )
+        parts = []
+        for row in range(start, stop):
+            try:
+                part = _call_stage(cube, stage, row, row + 1, models)
+                _check_result(stage, part, row, row + 1)
+            except StageError:
+                raise
+            except Exception as row_exc:
+                part = _failed_row(stage, row_exc)
+            parts.append(part)
+        result = StageResult(
+            {out.name: np.concatenate([np.asarray(p.outputs[out.name]) for p in parts]) for out in stage.outputs},
+            [(i + row, code, reason) for i, p in enumerate(parts) for row, code, reason in p.rejects],
+        )
+    _check_result(stage, result, start, stop)
+    return start, result
+
+
+def _check_result(stage: Stage, result: StageResult, start: int, stop: int) -> None:
     n = stop - start
     for out in stage.outputs:
         if out.name not in result.outputs:
@@ -139,7 +212,6 @@ def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, 
             )
     if any(not 0 <= row < n for row, _, _ in result.rejects):
         raise StageError(f"stage {stage.name}: a reject row lies outside rows {start}:{stop}")
-    return start, result
 
 
 def write_chunk(
@@ -270,7 +342,7 @@ class DaskEngine:
         if pending:
             if stage.models:
                 setup = partial(stage.worker_setup, thread_budget(client)) if stage.worker_setup else None
-                client.register_plugin(ModelPlugin(stage.models, setup), name=MODEL_PLUGIN)
+                _register(client, ModelPlugin(stage.models, setup))
             futures = []
             for a, b in pending:
                 step = stage.block_rows or (b - a)
@@ -319,15 +391,26 @@ class DaskEngine:
         items: Sequence[tuple[Any, ...]],
         sizes: Sequence[int] | None = None,
         unit: str = "task",
+        errors: str = "raise",
     ) -> list[Any]:
-        """Run ``func(*item)`` for every item on the cluster; results in order. The progress bar counts
-        ``sizes`` (e.g. files per task) in ``unit`` if given, else tasks."""
+        """Run ``func(*item)`` for every item on the cluster; results in order.
+
+        The progress bar counts ``sizes`` (e.g. files per task) in ``unit`` if given, else tasks. With
+        ``errors="return"`` a task that raised, or whose worker died, gives a :class:`TaskFailure` and the
+        others go on; with ``"raise"`` the first failure is raised.
+        """
         futures = [self.client.submit(func, *item, pure=False) for item in items]
         size_of = dict(zip((f.key for f in futures), sizes or [1] * len(futures), strict=True))
         with tqdm(total=sum(size_of.values()), desc=name, unit=unit, disable=not self.progress) as bar:
             for future in as_completed(futures):
                 bar.update(size_of[future.key])
-        return self.client.gather(futures)
+        if errors == "raise":
+            return self.client.gather(futures)
+        results = []
+        for future in futures:
+            exc = future.exception() if future.status == "error" else None
+            results.append(future.result() if exc is None else TaskFailure(type(exc).__name__, str(exc)))
+        return results
 
     # --- reductions
 

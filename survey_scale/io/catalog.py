@@ -4,6 +4,13 @@ Both tables are read from CSV, FITS (first table HDU) or Parquet, chosen by the 
 are matched case-insensitively against the aliases below (LAMOST's and Gaia/2MASS's own names, and the
 cube's names) and renamed to the cube's names. Values of −9999 (LAMOST's missing value) become NaN.
 
+Untrusted input never stops the read for one bad row: :func:`read_catalog` and :func:`read_crossmatch` return
+``(table, row_rejects)``. A row with a bad value (a non-number in a numeric column, an obsid that is empty or
+not an integer; in the cross-match table, an obsid on several rows) is left out of the table and reported in
+``row_rejects`` (columns :data:`REJECT_COLUMNS`, source ``"{path}#row={i}"``, ``i`` the 0-based data row).
+Only problems of the whole table (unreadable file, unknown format, no ``obsid`` column) raise
+:class:`CatalogError`.
+
 Release catalog (one row per spectrum), joined to the files by ``obsid`` — or, for files whose header
 carries no OBSID (early DR1–DR2 files), by ``specid`` built from ``lmjd``, ``planid``, ``spid``,
 ``fiberid``:
@@ -160,7 +167,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise CatalogError(f"{path}: unknown table format {suffixes!r} (use .csv, .fits or .parquet)")
 
 
-def _rename(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) -> pd.DataFrame:
+def _rename(
+    df: pd.DataFrame, columns: tuple[Column, ...], path: Path
+) -> tuple[pd.DataFrame, dict[int, list[tuple[str, str]]]]:
+    """Rename and type the recognized columns; the problems of each bad row (row -> ``(column, text)``)."""
     exact = {c.name: c for c in columns}
     by_lower: dict[str, Column] = {}
     for col in columns:
@@ -169,70 +179,161 @@ def _rename(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) -> pd.Dat
             if not (col.name in _CASE_SENSITIVE and alias == col.name.lower()):
                 by_lower.setdefault(alias.lower(), col)
     out: dict[str, pd.Series] = {}
+    problems: dict[int, list[tuple[str, str]]] = {}
     for raw in df.columns:
         col = exact.get(str(raw)) or by_lower.get(str(raw).lower())
         if col is not None and col.name not in out:
-            out[col.name] = _coerce(df[raw], col, path)
-    return pd.DataFrame(out, index=df.index)
+            out[col.name], bad = _coerce(df[raw], col, path)
+            for row, text in bad:
+                problems.setdefault(row, []).append((col.name, text))
+    return pd.DataFrame(out, index=df.index), problems
 
 
-def _coerce(series: pd.Series, col: Column, path: Path) -> pd.Series:
+def _show(value: object) -> str:
+    """A table value as a person reads it: strings quoted, numpy scalars as plain numbers."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _coerce(series: pd.Series, col: Column, path: Path) -> tuple[pd.Series, list[tuple[int, str]]]:
+    """The column in its cube dtype, and ``(row, problem)`` for each value that is not of that type.
+
+    A bad value is replaced by the column's fill (−1 or NaN) so that the dtype holds; its row is left out by
+    the caller.
+    """
     if col.dtype == "str":
-        return series.astype("string").str.strip().fillna("")
+        return series.astype("string").str.strip().fillna(""), []
     values = pd.to_numeric(series, errors="coerce")
-    bad = values.isna() & series.notna() & (series.astype("string").str.strip() != "")
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise CatalogError(f"{path}: column {series.name!r} row {row}: {series.iloc[row]!r} is not a number")
+    text = series.astype("string").str.strip()
+    bad = (values.isna() & series.notna() & (text != "")).to_numpy()
+    problems = [
+        (int(i), f"{path}: column {series.name!r} row {i}: {_show(series.iloc[i])} is not a number")
+        for i in np.flatnonzero(bad)
+    ]
     if col.dtype.startswith("int"):
-        if values.isna().any():
-            if col.name == "obsid":
-                row = int(np.flatnonzero(values.isna().to_numpy())[0])
-                raise CatalogError(f"{path}: column 'obsid' row {row} is empty")
-            return values.fillna(-1).astype(col.dtype)
-        return values.astype(col.dtype)
+        empty = values.isna().to_numpy() & ~bad
+        if values.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                fractional = (values.notna() & ((values % 1 != 0) | (values.abs() >= 2.0**63))).to_numpy()
+            problems += [
+                (int(i), f"{path}: column {series.name!r} row {i}: {_show(series.iloc[i])} is not an integer")
+                for i in np.flatnonzero(fractional)
+            ]
+            values = values.where(~fractional)
+        if col.name == "obsid":
+            problems += [
+                (int(i), f"{path}: column {series.name!r} row {i} is empty (every row needs an obsid)")
+                for i in np.flatnonzero(empty)
+            ]
+        return values.fillna(-1).astype(col.dtype), problems
     values = values.astype("float64").where(values != LAMOST_MISSING)
-    return values.astype(col.dtype)
+    return values.astype(col.dtype), problems
 
 
-def read_catalog(path: str | Path) -> pd.DataFrame:
+REJECT_COLUMNS = ("stage", "source", "specid", "code", "reason", "batch")
+"""Columns of the row rejects returned by :func:`read_catalog` and :func:`read_crossmatch`: those of the cube's
+rejects table (``survey_scale.store.cube.REJECT_COLUMNS``, which this layer may not import)."""
+
+
+def _row_rejects(path: Path, rows: dict[int, tuple[str, str]]) -> pd.DataFrame:
+    """Rejects of table rows (row position -> ``(code, reason)``), sorted by row; ``batch`` −1 (set by the caller)."""
+    order = sorted(rows)
+    return pd.DataFrame(
+        {
+            "stage": pd.Series(["ingest"] * len(order), dtype=object),
+            "source": pd.Series([f"{path}#row={i}" for i in order], dtype=object),
+            "specid": pd.Series([""] * len(order), dtype=object),
+            "code": pd.Series([rows[i][0] for i in order], dtype=object),
+            "reason": pd.Series([rows[i][1] for i in order], dtype=object),
+            "batch": pd.Series([-1] * len(order), dtype=np.int64),
+        },
+        columns=list(REJECT_COLUMNS),
+    )
+
+
+def _read(
+    path: Path, columns: tuple[Column, ...], what: str, code: str
+) -> tuple[pd.DataFrame, dict[int, tuple[str, str]], set[int]]:
+    """Read, rename and type a table; raise for a whole-table problem.
+
+    Returns the table (all rows), the rows with a bad value (row -> ``(code, reason)``) and, among them, those
+    whose obsid itself is bad.
+    """
+    df, problems = _rename(read_table(path).reset_index(drop=True), columns, path)
+    if "obsid" not in df:
+        raise CatalogError(f"{path}: {what} has no 'obsid' column (needed to join)")
+    rejected = {
+        row: (code, "; ".join(text for _, text in found) + "; the row is left out") for row, found in problems.items()
+    }
+    bad_obsid = {row for row, found in problems.items() if any(name == "obsid" for name, _ in found)}
+    return df, rejected, bad_obsid
+
+
+def read_catalog(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a release catalog and rename its columns to the cube's names (see module docstring).
+
+    A row with a bad value (a non-number in a numeric column, an obsid that is empty or not an integer) does
+    not stop the read: it is left out of the table and reported as a row reject (code ``bad_catalog_value``,
+    reason naming the file, row, column and value).
 
     Returns
     -------
-    pandas.DataFrame
-        One row per catalog entry with the recognized columns; ``obsid`` is always present.
+    table : pandas.DataFrame
+        One row per usable catalog entry with the recognized columns; ``obsid`` is always present. The index
+        is each row's position in the file (0-based, header excluded), so row numbers stay those of the file.
+    row_rejects : pandas.DataFrame
+        One row per rejected catalog row, columns :data:`REJECT_COLUMNS`: ``stage`` "ingest", ``source``
+        ``"{path}#row={i}"``, ``specid`` "", ``batch`` −1 (the caller sets its batch).
 
     Raises
     ------
     CatalogError
-        If the table is unreadable or has no ``obsid`` column.
+        If the table is unreadable or has no ``obsid`` column (problems of the whole table).
     """
     path = Path(path)
-    df = _rename(read_table(path), CATALOG_COLUMNS, path)
-    if "obsid" not in df:
-        raise CatalogError(f"{path}: release catalog has no 'obsid' column (needed to join files)")
+    df, rejected, _ = _read(path, CATALOG_COLUMNS, "release catalog", "bad_catalog_value")
+    df = df.drop(index=list(rejected))
     if "rv" not in df and "z" in df:
         df["rv"] = (df["z"] * 299792.458).astype("float32")
         if "z_err" in df:
             df["rv_err"] = (df["z_err"] * 299792.458).astype("float32")
-    return df
+    return df, _row_rejects(path, rejected)
 
 
-def read_crossmatch(path: str | Path) -> pd.DataFrame:
+def read_crossmatch(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a cross-match table (Gaia, 2MASS, photometry) and rename its columns to the cube's names.
+
+    Bad rows do not stop the read; they are left out of the table and reported as row rejects:
+
+    - ``bad_crossmatch_value``: a non-number in a numeric column, an obsid that is empty or not an integer;
+    - ``duplicate_crossmatch_row``: an obsid on more than one row. Which row holds its values is ambiguous,
+      so *all* its rows are rejected, each reason naming the rows. The spectra of that obsid are not
+      rejected: they simply get no cross-match values (−1 / NaN), as photometry is optional.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        The usable rows (unique obsids), indexed by their position in the file (0-based, header excluded).
+    row_rejects : pandas.DataFrame
+        One row per rejected row, columns :data:`REJECT_COLUMNS` (``batch`` −1: the caller sets its batch).
 
     Raises
     ------
     CatalogError
-        If the table is unreadable, has no ``obsid`` column or repeats an obsid.
+        If the table is unreadable or has no ``obsid`` column (problems of the whole table).
     """
     path = Path(path)
-    df = _rename(read_table(path), CROSSMATCH_COLUMNS, path)
-    if "obsid" not in df:
-        raise CatalogError(f"{path}: cross-match table has no 'obsid' column (needed to join)")
-    dup = df["obsid"].duplicated()
-    if dup.any():
-        row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise CatalogError(f"{path}: row {row}: obsid {int(df['obsid'].iloc[row])} appears more than once")
-    return df
+    df, rejected, bad_obsid = _read(path, CROSSMATCH_COLUMNS, "cross-match table", "bad_crossmatch_value")
+    usable = df.drop(index=list(bad_obsid))
+    dup = usable[usable["obsid"].duplicated(keep=False)]
+    for obsid, index in dup.groupby("obsid").groups.items():
+        rows = sorted(int(r) for r in index)
+        text = (
+            f"obsid {int(obsid)} appears more than once (rows {', '.join(map(str, rows))}): which row holds its "
+            "values is ambiguous, so all its rows are left out and its spectra get no cross-match values"
+        )
+        for row in rows:
+            if row in rejected:
+                rejected[row] = (rejected[row][0], f"{rejected[row][1]}; also, {text}")
+            else:
+                rejected[row] = ("duplicate_crossmatch_row", f"{path}: row {row}: {text}")
+    return df.drop(index=list(rejected)), _row_rejects(path, rejected)

@@ -4,9 +4,9 @@
   wavelength order) and extracts its header metadata; :func:`inspect_files` does a block of files.
 - :func:`plan_batch` builds specids from the headers, joins the release catalog (by obsid, or by specid for
   files without OBSID), takes the radial velocity (catalog, else Z·c from the header), checks header ranges
-  and grid coverage, drops specids already in the cube, reports duplicates, and gives each accepted file a
-  row (sorted by specid); every rejected file or catalog row gets a reason a person can act on.
-  :func:`join_crossmatch` adds the Gaia / 2MASS / photometry columns.
+  and grid coverage, drops specids already in the cube, reports duplicates, gives each accepted file a
+  row (sorted by specid) and joins the Gaia / 2MASS / photometry columns of the cross-match table; every
+  rejected file, catalog row or cross-match row gets a reason a person can act on.
 
 The orchestration (inspect on the cluster → plan → allocate → write) is :mod:`survey_scale.stages.ingest`.
 """
@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from survey_scale.config import Config
-from survey_scale.io.catalog import CATALOG_COLUMNS, CROSSMATCH_COLUMNS, read_catalog, read_crossmatch
+from survey_scale.io.catalog import (
+    CATALOG_COLUMNS,
+    CROSSMATCH_COLUMNS,
+    REJECT_COLUMNS,
+    read_catalog,
+    read_crossmatch,
+)
 from survey_scale.io.lamost import LamostReadError, LamostSpectrum, read_lamost
 from survey_scale.science.resample import C_KMS, grid_coverage
 
@@ -187,19 +193,34 @@ def check_content(sp: LamostSpectrum) -> tuple[str, str] | None:
     return None
 
 
-def inspect_file(path: str) -> dict[str, Any]:
-    """Read and check one file; its metadata and ``status`` (``ok`` or ``rejected`` with code/reason)."""
+def inspect_file(path: str, **read_options: Any) -> dict[str, Any]:
+    """Read and check one file; its metadata and ``status`` (``ok`` or ``rejected`` with code/reason).
+
+    ``read_options`` go to :func:`survey_scale.io.lamost.read_lamost` (``max_bytes``, ``time_limit_s``).
+
+    Never raises for a bad file: a :class:`LamostReadError` gives its own code, an ``OSError`` ``unreadable``,
+    and any other exception while reading or checking the file (from astropy, or a bug) ``read_error`` with
+    the exception's type and message — so one bad file cannot stop the inspection of its block.
+    """
     record: dict[str, Any] = {"path": path}
     try:
         stat = os.stat(path)
         record.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
-        sp = read_lamost(path)
+        sp = read_lamost(path, **read_options)
+        meta = header_metadata(sp)
+        problem = check_content(sp)
     except LamostReadError as exc:
         return {**record, "status": "rejected", "code": exc.code, "reason": exc.message}
     except OSError as exc:
         return {**record, "status": "rejected", "code": "unreadable", "reason": str(exc)}
-    record.update(header_metadata(sp))
-    problem = check_content(sp)
+    except Exception as exc:  # untrusted input: whatever a reader raises becomes a reject of this file
+        return {
+            **record,
+            "status": "rejected",
+            "code": "read_error",
+            "reason": f"unexpected error while reading or checking the file: {type(exc).__name__}: {exc}",
+        }
+    record.update(meta)
     if problem:
         return {**record, "status": "rejected", "code": problem[0], "reason": problem[1]}
     return {**record, "status": "ok", "code": "", "reason": ""}
@@ -220,9 +241,17 @@ RECORD_COLUMNS = (
 """Columns of an inspect record (one per file)."""
 
 
-def inspect_files(paths: list[str]) -> pd.DataFrame:
+def inspect_files(paths: list[str], **read_options: Any) -> pd.DataFrame:
     """Inspect a block of files: one record per file (:data:`RECORD_COLUMNS`, typed for Parquet)."""
-    table = pd.DataFrame([inspect_file(p) for p in paths]).reindex(columns=RECORD_COLUMNS)
+    return records_frame([inspect_file(p, **read_options) for p in paths])
+
+
+def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Inspect records (dicts as :func:`inspect_file` gives, keys may be missing) as a typed table.
+
+    Columns :data:`RECORD_COLUMNS`: strings "" when missing, ``size``/``mtime_ns`` −1, numbers NaN.
+    """
+    table = pd.DataFrame(records).reindex(columns=RECORD_COLUMNS)
     for col in RECORD_COLUMNS:
         if col in _HEADER_STRINGS or col in ("path", "status", "code", "reason", "layout"):
             table[col] = table[col].map(lambda v: "" if pd.isna(v) else str(v))
@@ -282,15 +311,22 @@ def plan_batch(
     existing_specids
         Specids already in the cube.
     config
-        Configuration (``ingest`` section: catalog, RV source and limits).
+        Configuration (``ingest`` section: catalog, cross-match table, RV source and limits).
     batch
         Batch number.
 
     Returns
     -------
     plan, rejects, already
-        Accepted files with the cube's metadata columns, sorted by specid; file and catalog-row rejects
-        (:data:`survey_scale.store.cube.REJECT_COLUMNS`); files whose specid is already in the cube.
+        Accepted files with the cube's metadata columns (cross-match columns included), sorted by specid;
+        the rejects (:data:`survey_scale.store.cube.REJECT_COLUMNS`) of files, of catalog rows and of
+        cross-match rows (bad values, duplicate obsids; a row's source is ``"{table}#row={i}"``); files whose
+        specid is already in the cube.
+
+    Raises
+    ------
+    survey_scale.io.catalog.CatalogError
+        Only for a problem of a whole table (unreadable, no ``obsid`` column); a bad row is a reject.
     """
     cfg = config.ingest
     rec = records.reindex(columns=list(RECORD_COLUMNS)).reset_index(drop=True)
@@ -312,7 +348,9 @@ def plan_batch(
     # catalog: join by obsid where the file has one, else by specid
     catalog_rejects = []
     if cfg.catalog is not None:
-        cat = read_catalog(cfg.catalog).reset_index(names="catalog_row")
+        cat, row_rejects = read_catalog(cfg.catalog)
+        catalog_rejects.append(row_rejects.assign(batch=batch))
+        cat = cat.reset_index(names="catalog_row")  # the index is the row's position in the file
         cat["specid"] = (
             [make_specid(*v) for v in cat[parts].itertuples(index=False)] if set(parts) <= set(cat.columns) else ""
         )
@@ -337,12 +375,19 @@ def plan_batch(
             [f"obsid {o} appears in more than one row of {cfg.catalog}" for o in rec.loc[ambiguous, "obsid"]],
         )
         missing = ok & ~found & ~ambiguous
+        left_out = (
+            f" ({len(row_rejects)} row(s) of the catalog were left out for bad values, see their rejects; "
+            "fix the row if one is this file's)"
+            if len(row_rejects)
+            else ""
+        )
         _reject(
             rec,
             missing,
             "no_catalog_row",
             [
                 f"no row of {cfg.catalog} has obsid {o} (or specid {s}); add it to the catalog or ingest without one"
+                f"{left_out}"
                 for o, s in zip(rec.loc[missing, "obsid"], rec.loc[missing, "specid"])
             ],
         )
@@ -383,7 +428,8 @@ def plan_batch(
     # radial velocity: the catalog's, else Z·c from the header
     use_cat = rec["rv_cat"].notna() & (cfg.rv_source != "header")
     header_ok = cfg.rv_source != "catalog"
-    rec["rv"] = np.where(use_cat, rec["rv_cat"], rec["z"] * C_KMS if header_ok else np.nan)
+    rv_values = np.where(use_cat, rec["rv_cat"], rec["z"] * C_KMS if header_ok else np.nan)
+    rec["rv"] = pd.to_numeric(pd.Series(rv_values, index=rec.index), errors="coerce").astype("float64")
     rec["rv_err"] = np.where(use_cat, rec["rv_err_cat"], rec["z_err"] * C_KMS if header_ok else np.nan)
     rec["rv_source"] = np.where(use_cat, "catalog", np.where(rec["rv"].notna(), "header", ""))
 
@@ -397,13 +443,24 @@ def plan_batch(
         [f"RA/Dec ({a}, {d}) missing or outside [0, 360) × [-90, 90] deg" for a, d in zip(ra[bad_pos], dec[bad_pos])],
     )
     ok = rec["status"] == "ok"
+    no_rv = ok & ~np.isfinite(rv)
+    _reject(
+        rec,
+        no_rv,
+        "no_rv",
+        [
+            _no_rv_reason(o, s, z, r, cfg.rv_source, cfg.catalog)
+            for o, s, z, r in rec.loc[no_rv, ["obsid", "specid", "z", "rv_cat"]].itertuples(index=False)
+        ],
+    )
+    ok = rec["status"] == "ok"
     bad_rv = ok & ~(rv.abs() <= cfg.max_abs_rv)
     _reject(
         rec,
         bad_rv,
         "rv_out_of_range",
         [
-            f"radial velocity {v:.0f} km/s ({src or 'none'}) is missing or beyond ±{cfg.max_abs_rv:.0f} km/s "
+            f"radial velocity {v:.0f} km/s ({src}) is beyond ±{cfg.max_abs_rv:.0f} km/s "
             f"(class {c or '?'}); raise ingest.max_abs_rv to keep it"
             for v, src, c in zip(rv[bad_rv], rec.loc[bad_rv, "rv_source"], rec.loc[bad_rv, "class"])
         ],
@@ -458,18 +515,55 @@ def plan_batch(
             plan[out.name] = values.fillna("").astype(str).str.strip()
         else:
             plan[out.name] = pd.to_numeric(values, errors="coerce").fillna(_FILL[out.dtype]).astype(out.dtype)
-    rejects = pd.concat([_reject_frame(rec[rec["status"] == "rejected"], batch), *catalog_rejects], ignore_index=True)
-    return plan, rejects, already
+    xmatch_rejects = []
+    if cfg.crossmatch is not None:
+        xm, row_rejects = read_crossmatch(cfg.crossmatch)
+        plan = _add_crossmatch(plan, xm)
+        xmatch_rejects.append(row_rejects.assign(batch=batch))
+    frames = [_reject_frame(rec[rec["status"] == "rejected"], batch), *catalog_rejects, *xmatch_rejects]
+    rejects = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
+    return plan, rejects.reindex(columns=list(REJECT_COLUMNS)), already
 
 
-def join_crossmatch(plan: pd.DataFrame, path: Path | None) -> pd.DataFrame:
-    if path is None or plan.empty:
+def _no_rv_reason(obsid: int, specid: str, z: float, rv_cat: float, rv_source: str, catalog: Path | None) -> str:
+    """Why a spectrum has no usable radial velocity, and what would give it one."""
+    who = f"obsid {obsid}" if obsid > 0 else f"specid {specid}"
+    z, rv_cat = _as_number(z), _as_number(rv_cat)
+    if catalog is None:
+        cat = "no release catalog is configured (ingest.catalog)"
+    elif np.isnan(rv_cat):
+        cat = f"the catalog {catalog} has no rv for {who}"
+    else:
+        cat = f"the catalog's rv for {who} is {rv_cat} (not finite)"
+    header = "the header Z is missing or NaN" if np.isnan(z) else f"the header Z is {z} (not finite)"
+    add = f"add the rv (km/s) of {who} to the release catalog (column rv, ingest.catalog)"
+    if rv_source == "catalog":
+        if np.isfinite(z):
+            advice = f"{add}, or set ingest.rv_source to 'auto' to fall back on the header's Z·c"
+        else:
+            advice = f"{add} ({header} too, so no other ingest.rv_source would help)"
+        return f"no radial velocity: ingest.rv_source is 'catalog' and {cat}; {advice}"
+    if rv_source == "header":
+        if np.isfinite(rv_cat):
+            advice = "set ingest.rv_source to 'auto' (or 'catalog') to use the catalog's rv"
+        else:
+            advice = f"{add} and set ingest.rv_source to 'auto'"
+        return f"no radial velocity: ingest.rv_source is 'header' and {header}; {advice}"
+    return f"no radial velocity: {cat} and {header}; {add}"
+
+
+def _add_crossmatch(plan: pd.DataFrame, xm: pd.DataFrame) -> pd.DataFrame:
+    """The plan with the cross-match columns of ``xm`` (unique obsids) filled where its obsid matches."""
+    if plan.empty:
         return plan
-    xm = read_crossmatch(path).set_index("obsid")
-    joined = plan[["obsid"]].join(xm, on="obsid")
+    plan = plan.copy()
+    table = xm.set_index("obsid")
+    obsid = plan["obsid"].where(plan["obsid"] > 0).to_numpy()  # a file without OBSID (-1) has no cross-match row
     for name, col in _XMATCH.items():
-        if name == "obsid" or name not in joined:
+        if name == "obsid" or name not in table:
             continue
         dtype = "int64" if col.dtype == "int64" else "float32"
-        plan[name] = pd.to_numeric(joined[name], errors="coerce").fillna(_FILL[dtype]).astype(dtype)
+        # nullable Int64 keeps large ids (Gaia source_id > 2**53) exact where a spectrum has no row
+        values = table[name].astype("Int64" if dtype == "int64" else "float64").reindex(obsid)
+        plan[name] = values.fillna(_FILL[dtype]).astype(dtype).to_numpy()
     return plan

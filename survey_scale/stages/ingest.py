@@ -28,6 +28,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,16 @@ import numpy as np
 import pandas as pd
 
 from survey_scale.config import Config
-from survey_scale.engine.contracts import ChunkContext, Engine, Output, Stage, StageResult
-from survey_scale.io.lamost import read_lamost
+from survey_scale.core.grid import N_WAVE, PIXMASK_BITS
+from survey_scale.engine.contracts import ChunkContext, Engine, Output, Stage, StageResult, TaskFailure
+from survey_scale.io.lamost import LamostReadError, LamostSpectrum, read_lamost
 from survey_scale.science.ingest import (
     METADATA,
     RECORD_COLUMNS,
     find_files,
     inspect_files,
-    join_crossmatch,
     plan_batch,
+    records_frame,
 )
 from survey_scale.science.resample import resample_to_grid, rest_frame
 
@@ -60,9 +62,11 @@ METADATA_OUTPUTS: tuple[Output, ...] = tuple(Output(c.name, c.dtype, ("spec",), 
 """Per-spectrum variables the ingest writes (all present in every cube; NaN / −1 / "" when unknown)."""
 
 
-def inspect_block(paths: list[str], out: Path, save: Callable[[Path, pd.DataFrame], None]) -> int:
+def inspect_block(
+    paths: list[str], out: Path, save: Callable[[Path, pd.DataFrame], None], read_options: Mapping[str, Any]
+) -> int:
     """Inspect a block of files (on a worker) and have the bookkeeping's ``save`` write the records to ``out``."""
-    table = inspect_files(paths)
+    table = inspect_files(paths, **read_options)
     save(out, table)
     return len(table)
 
@@ -71,41 +75,62 @@ def inspect_block(paths: list[str], out: Path, save: Callable[[Path, pd.DataFram
 
 
 def load_chunk_files(start: int, stop: int, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Inputs of one write chunk: the planned rows and their spectra, read again from the files."""
+    """Inputs of one write chunk: the planned rows and their spectra, read again from the files.
+
+    A file that cannot be read again (changed or gone since it was inspected) is given as its
+    :class:`LamostReadError`, so that the chunk rejects that row and keeps the others.
+    """
     plan = pd.read_parquet(params["plan"])
     rows = plan.iloc[start - params["row0"] : stop - params["row0"]]
-    spectra = []
+    spectra: list[LamostSpectrum | LamostReadError] = []
     for path, size, mtime in zip(rows["path"], rows["size"], rows["mtime_ns"]):
-        stat = os.stat(path)
-        if stat.st_size != size or stat.st_mtime_ns != mtime:
-            raise RuntimeError(f"{path}: the file changed after it was inspected; re-run the ingest")
-        spectra.append(read_lamost(path))
+        try:
+            stat = os.stat(path)
+            if stat.st_size != size or stat.st_mtime_ns != mtime:
+                raise LamostReadError(path, "changed_since_inspect", "the file changed after it was inspected")
+            spectra.append(read_lamost(path, **params["read_options"]))
+        except LamostReadError as exc:
+            spectra.append(exc)
+        except OSError as exc:
+            spectra.append(LamostReadError(path, "unreadable", f"cannot be read again: {exc}"))
     return {"plan": rows, "spectra": spectra}
 
 
 def resample_chunk(inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
-    """Resample a chunk of planned spectra onto the grid and assemble their metadata (pure)."""
+    """Resample a chunk of planned spectra onto the grid and assemble their metadata (pure).
+
+    A spectrum that cannot be read or resampled keeps its row and metadata, with NaN flux, zero ivar and
+    every pixel NO_COVERAGE, and is rejected with the file and the cause.
+    """
     rows: pd.DataFrame = inputs["plan"]
     n = len(rows)
-    flux = np.empty((n, 3802), np.float32)
-    ivar = np.empty_like(flux)
-    pixmask = np.empty(flux.shape, np.uint8)
-    coverage = np.empty(n, np.float32)
+    flux = np.full((n, N_WAVE), np.nan, np.float32)
+    ivar = np.zeros_like(flux)
+    pixmask = np.full(flux.shape, PIXMASK_BITS["NO_COVERAGE"], np.uint8)
+    coverage = np.zeros(n, np.float32)
+    rejects = []
     for i, (sp, rv) in enumerate(zip(inputs["spectra"], rows["rv"].to_numpy(np.float64))):
-        flux[i], ivar[i], pixmask[i], coverage[i] = resample_to_grid(
-            rest_frame(sp.wavelength, rv),
-            sp.flux,
-            sp.ivar,
-            sp.andmask,
-            sp.ormask,
-            min_good_fraction=params["min_good_fraction"],
-            mask_andmask=params["mask_andmask"],
-        )
+        if isinstance(sp, LamostReadError):
+            rejects.append((i, sp.code, f"{sp.path}: {sp.message}"))
+            continue
+        try:
+            flux[i], ivar[i], pixmask[i], coverage[i] = resample_to_grid(
+                rest_frame(sp.wavelength, rv),
+                sp.flux,
+                sp.ivar,
+                sp.andmask,
+                sp.ormask,
+                min_good_fraction=params["min_good_fraction"],
+                mask_andmask=params["mask_andmask"],
+            )
+        except Exception as exc:  # one spectrum must not cost its chunk
+            flux[i], ivar[i], pixmask[i], coverage[i] = np.nan, 0.0, PIXMASK_BITS["NO_COVERAGE"], 0.0
+            rejects.append((i, "resample_error", f"{sp.path}: resampling failed: {type(exc).__name__}: {exc}"))
     outputs: dict[str, np.ndarray] = {"flux": flux, "ivar": ivar, "pixmask": pixmask, "coverage": coverage}
     for out in METADATA:
         if out.name not in outputs:
             outputs[out.name] = rows[out.name].to_numpy()
-    return StageResult(outputs)
+    return StageResult(outputs, rejects)
 
 
 def ingest_stage(plan_path: Path, row0: int, config: Config) -> Stage:
@@ -115,6 +140,7 @@ def ingest_stage(plan_path: Path, row0: int, config: Config) -> Stage:
         "row0": row0,
         "min_good_fraction": config.ingest.min_good_fraction,
         "mask_andmask": config.ingest.mask_andmask,
+        "read_options": read_options(config),
     }
     return Stage(
         name="ingest",
@@ -192,11 +218,10 @@ def _run_batch(config: Config, engine: Engine, batch_dir: Path, state: dict[str,
             state = bookkeeping.set_batch_state(
                 batch_dir, state, n_files=len(files), n_skipped_by_path=len(files) - len(todo), todo=todo
             )
-        records = _inspect(engine, state["todo"], batch_dir, cfg.files_per_task)
+        records = _inspect(engine, state["todo"], batch_dir, cfg.files_per_task, read_options(config))
         existing = set(engine.read_column("specid")) if engine.n_spectra() else set()
         n_old = engine.n_spectra()
         plan, rejects, already = plan_batch(records, existing, config, batch)
-        plan = join_crossmatch(plan, cfg.crossmatch)
         bookkeeping.save_table(bookkeeping.plan_path(batch_dir), plan)
         _record_rejects(engine, batch, rejects)
         state = bookkeeping.set_batch_state(
@@ -234,18 +259,59 @@ def _run_batch(config: Config, engine: Engine, batch_dir: Path, state: dict[str,
     return summary
 
 
-def _inspect(engine: Engine, paths: list[str], batch_dir: Path, per_task: int) -> pd.DataFrame:
+def read_options(config: Config) -> dict[str, Any]:
+    """Limits of :func:`survey_scale.io.lamost.read_lamost` for untrusted files (``ingest`` section)."""
+    return {"max_bytes": config.ingest.max_file_bytes, "time_limit_s": config.ingest.file_time_limit_s}
+
+
+def _inspect(
+    engine: Engine, paths: list[str], batch_dir: Path, per_task: int, options: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Inspect records of every file, block by block; a block that fails is inspected again file by file."""
     bookkeeping = engine.bookkeeping
     blocks = [paths[i : i + per_task] for i in range(0, len(paths), per_task)]
     targets = [bookkeeping.inspect_path(batch_dir, i) for i in range(len(blocks))]
-    pending = [(b, t, bookkeeping.save_table) for b, t in zip(blocks, targets) if not t.exists()]
+    pending = [(b, t, bookkeeping.save_table, options) for b, t in zip(blocks, targets) if not t.exists()]
     log.info(
         "inspect: %d files in %d blocks (%d already inspected)", len(paths), len(blocks), len(blocks) - len(pending)
     )
-    engine.map_tasks("inspect", inspect_block, pending, sizes=[len(block) for block, _, _ in pending], unit="file")
+    sizes = [len(item[0]) for item in pending]
+    results = engine.map_tasks("inspect", inspect_block, pending, sizes=sizes, unit="file", errors="return")
+    for (block, target, _, _), result in zip(pending, results):
+        if isinstance(result, TaskFailure):
+            bookkeeping.save_table(target, _inspect_alone(engine, block, result, options))
     if not targets:
         return pd.DataFrame(columns=list(RECORD_COLUMNS))
     return pd.concat([pd.read_parquet(t) for t in targets], ignore_index=True)
+
+
+def _inspect_alone(
+    engine: Engine, paths: list[str], block_failure: TaskFailure, options: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Records of a block whose task failed, each file inspected by a task of its own.
+
+    The block failed because one of its files crashed or killed the worker (a worker that dies takes its
+    whole task with it); alone, the others read normally and the culprit is rejected: ``worker_died`` if its
+    worker died again, ``read_error`` if it raised.
+    """
+    log.warning("inspect: a block of %d files failed (%s); inspecting them one by one", len(paths), block_failure.kind)
+    alone = partial(inspect_files, **options)
+    results = engine.map_tasks("inspect alone", alone, [([p],) for p in paths], unit="file", errors="return")
+    records = []
+    for path, result in zip(paths, results):
+        if not isinstance(result, TaskFailure):
+            records.extend(result.to_dict("records"))
+            continue
+        died = result.kind == "KilledWorker"
+        reason = (
+            "the worker reading this file died (killed, out of memory or crashed) every time it was tried"
+            if died
+            else f"reading the file failed: {result.kind}: {result.message}"
+        )
+        records.append(
+            {"path": path, "status": "rejected", "code": "worker_died" if died else "read_error", "reason": reason}
+        )
+    return records_frame(records)
 
 
 def _record_rejects(engine: Engine, batch: int, rejects: pd.DataFrame) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -103,18 +104,31 @@ def test_model_hash_in_provenance_and_loaded_on_workers(cube: Path, tmp_path: Pa
     np.testing.assert_allclose(open_cube(cube).flux_mean.values, ds.flux.values.mean(axis=1) * 2 + 20, rtol=1e-6)
 
 
-def test_failed_chunk_is_reported_and_the_rest_kept(cube: Path, client) -> None:
+def test_a_spectrum_that_makes_the_stage_fail_is_rejected_and_its_chunk_kept(cube: Path, client) -> None:
     root = zarr.open_group(str(cube), mode="r+")
-    good = root["flux"][5, 0]
     root["flux"][5, 0] = -999.0
-    with pytest.raises(StageError, match=r"(?s)1 chunk\(s\) failed.*rows 4: ValueError: sentinel"):
-        run_stage(cube, toy_stage(), client, progress=False)
-    assert sorted(p.name for p in (cube / "_survey_scale/markers/toy").iterdir()) == [
-        "rows-0000000000.json",
-        "rows-0000000008.json",
-    ]
-    root["flux"][5, 0] = good
-    assert run_stage(cube, toy_stage(), client, progress=False).n_computed == 1
+    summary = run_stage(cube, toy_stage(), client, progress=False)
+    assert summary.n_computed == summary.n_chunks == 3  # nothing stops: every chunk is done
+    ds = open_cube(cube)
+    assert np.isnan(ds.flux_mean.values[5]) and np.isnan(ds.scaled.values[5]).all()
+    others = np.r_[4, 6, 7]
+    np.testing.assert_allclose(ds.flux_mean.values[others], 2 * ds.flux.values[others].mean(axis=1), rtol=1e-6)
+    rejects = open_rejects(cube).set_index("specid")
+    assert (
+        rejects.loc["5", "code"] == "stage_error" and "ValueError: sentinel value found" in rejects.loc["5", "reason"]
+    )
+
+
+def _broken(inputs, params, ctx):
+    return StageResult({"flux_mean": np.zeros(1), "scaled": inputs["flux"]})  # wrong length: a bug
+
+
+def test_a_stage_that_breaks_its_contract_fails_and_finished_chunks_are_kept(cube: Path, client) -> None:
+    stage = toy_stage()
+    run_stage(cube, stage, client, progress=False)
+    broken = Stage(**{**stage.__dict__, "func": _broken, "version": "2"})
+    with pytest.raises(StageError, match=r"(?s)3 chunk\(s\) failed.*output 'flux_mean' has 1 rows"):
+        run_stage(cube, broken, client, progress=False)
 
 
 def test_appended_rows_compute_only_new_chunks(cube: Path, client) -> None:
@@ -127,3 +141,36 @@ def test_appended_rows_compute_only_new_chunks(cube: Path, client) -> None:
     ds = open_cube(cube)
     assert ds.sizes["spec"] == 14
     np.testing.assert_allclose(ds.flux_mean.values[10:], 2.0)
+
+
+def _maybe_die(i: int) -> int:
+    if i == 3:
+        os._exit(1)  # the worker process dies, as it would killed by the OOM killer
+    if i == 4:
+        raise ValueError("bad item")
+    return i * i
+
+
+@pytest.mark.slow
+def test_map_tasks_survives_a_worker_that_dies(tmp_path: Path) -> None:
+    """A task whose worker dies (on every worker that tries it) and a task that raises become TaskFailures;
+    the other tasks finish, and the cluster (its nannies restart the workers) stays usable."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from survey_scale.engine.contracts import TaskFailure
+    from survey_scale.engine.runner import DaskEngine
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with (
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
+            engine = DaskEngine(tmp_path, client, progress=False)
+            (died,) = engine.map_tasks("toy", _maybe_die, [(3,)], errors="return")
+            assert died.kind == "KilledWorker"
+            # the nannies restarted the workers: the next tasks run, and one that raises is a TaskFailure
+            results = engine.map_tasks("toy", _maybe_die, [(0,), (2,), (4,), (5,)], errors="return")
+            assert results == [0, 4, TaskFailure("ValueError", "bad item"), 25]
+            with pytest.raises(ValueError, match="bad item"):
+                engine.map_tasks("toy", _maybe_die, [(4,)])

@@ -133,3 +133,39 @@ def test_relabel_copies_data_with_new_ids(lamost_dir: Path, tmp_path: Path) -> N
     a, b = read_lamost(target), read_lamost(lamost_dir / DR9_101001)
     np.testing.assert_array_equal(a.flux, b.flux)
     assert (a.get("OBSID"), a.get("FIBERID"), a.get("PLANID")) == (9000001, 77, "COPY01")
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("a bug"), MemoryError(), KeyError("NAXIS2"), OverflowError("big")])
+def test_unexpected_exceptions_become_unreadable(
+    lamost_dir: Path, monkeypatch: pytest.MonkeyPatch, exc: Exception
+) -> None:
+    """The one catch-all at the top of read_lamost: whatever escapes the reader is typed, cause kept."""
+    import survey_scale.io.lamost as lamost
+
+    def broken(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(lamost, "_assemble", broken)
+    with pytest.raises(LamostReadError) as info:
+        read_lamost(lamost_dir / DR9_101001)
+    assert info.value.code == "unreadable" and type(exc).__name__ in info.value.message
+    assert info.value.__cause__ is exc
+
+
+def test_bzip2_and_concatenated_gzip_members(lamost_dir: Path, tmp_path: Path) -> None:
+    import bz2
+
+    plain = gzip.decompress((lamost_dir / DR9_101001).read_bytes())
+    reference = read_lamost(lamost_dir / DR9_101001)
+    (tmp_path / "a.fits.bz2").write_bytes(bz2.compress(plain))
+    half = len(plain) // 2
+    (tmp_path / "b.fits.gz").write_bytes(gzip.compress(plain[:half]) + gzip.compress(plain[half:]))
+    (tmp_path / "c.fits.gz").write_bytes(gzip.compress(plain) + b"\0" * 100)  # zero padding after the member
+    for name in ("a.fits.bz2", "b.fits.gz", "c.fits.gz"):
+        sp = read_lamost(tmp_path / name)
+        for array in ARRAYS:
+            np.testing.assert_array_equal(getattr(sp, array), getattr(reference, array), err_msg=name)
+    (tmp_path / "d.fits.gz").write_bytes(gzip.compress(plain)[:-9])
+    with pytest.raises(LamostReadError) as info:
+        read_lamost(tmp_path / "d.fits.gz")
+    assert info.value.code == "truncated"

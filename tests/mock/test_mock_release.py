@@ -74,8 +74,9 @@ def test_valid_files_read_in_both_layouts(release_a: ReleaseSummary) -> None:
 
 def test_catalog_and_crossmatch_read(release_a: ReleaseSummary) -> None:
     truth = _truth(release_a)
-    cat = read_catalog(release_a.outdir / "catalog.csv")
-    xm = read_crossmatch(release_a.outdir / "crossmatch.parquet")
+    cat, cat_rejects = read_catalog(release_a.outdir / "catalog.csv")
+    xm, xm_rejects = read_crossmatch(release_a.outdir / "crossmatch.parquet")
+    assert cat_rejects.empty and xm_rejects.empty
     expected = set(truth.loc[truth["in_catalog"], "obsid"])
     assert set(cat["obsid"]) == expected == set(xm["obsid"]) and cat["obsid"].is_unique
     for col in (

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 from astropy.io import fits
 
 from survey_scale.config import Config
@@ -24,7 +23,15 @@ from survey_scale.science.ingest import make_star_id
 from survey_scale.science.resample import C_KMS
 from survey_scale.store.cube import create_cube, open_cube, open_rejects
 from survey_scale.store.lock import WriterLock
-from tests.conftest import DR2_FLOAT64, DR7_101001, DR9_101001, small_config
+from tests.conftest import (
+    DR2_FLOAT64,
+    DR7_101001,
+    DR9_101001,
+    assert_same_arrays,
+    cli_process,
+    small_config,
+    store_arrays,
+)
 
 QSO = "spec-60591-LN042429N340750BM01_sp01-005.fits.gz"
 
@@ -33,24 +40,6 @@ def run_ingest(config: Config, client):
     if not (Path(config.cube.path) / "zarr.json").exists():
         create_cube(config.cube.path, config.cube)
     return run_pipeline_with_client(config, client, progress=False, until="ingest").ingest
-
-
-def store_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array of a store except the bookkeeping group, as numpy (strings as str)."""
-    root = zarr.open_group(str(path), mode="r")
-    out = {}
-    for name, array in root.arrays():
-        values = np.asarray(array[:])
-        out[name] = values.astype(object) if values.dtype.kind in "TO" else values
-    return out
-
-
-def assert_same_arrays(a: Path, b: Path, skip: tuple[str, ...] = ()) -> None:
-    left, right = store_arrays(a), store_arrays(b)
-    assert set(left) == set(right)
-    for name in left:
-        if name not in skip:
-            np.testing.assert_array_equal(left[name], right[name], err_msg=name)
 
 
 def header_catalog(folder: Path) -> pd.DataFrame:
@@ -312,17 +301,6 @@ def test_reingest_is_a_noop_and_append_adds_only_new(lamost_dir: Path, tmp_path:
     np.testing.assert_array_equal(ds.flux.values[:10], before["flux"])  # old rows untouched
 
 
-def _cli(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "survey_scale.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        **kw,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("phase", ["inspect", "write"])
 def test_resume_after_kill_equals_uninterrupted(lamost_dir: Path, tmp_path: Path, phase: str) -> None:
@@ -344,7 +322,7 @@ def test_resume_after_kill_equals_uninterrupted(lamost_dir: Path, tmp_path: Path
     assert done.returncode == 0, done.stdout + done.stderr
 
     cube = tmp_path / "killed.zarr"
-    proc = _cli(*args, "--cube", str(cube))
+    proc = cli_process(*args, "--cube", str(cube))
     watch = cube / "_survey_scale" / ("ingest/batch-0001/inspect" if phase == "inspect" else "markers/ingest")
     deadline = time.time() + 300
     while time.time() < deadline and not (

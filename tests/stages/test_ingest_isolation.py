@@ -1,0 +1,58 @@
+"""One bad file never stops an ingest: a file that breaks its inspect task, or changes before it is written,
+is rejected with its cause and every other file is ingested."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from survey_scale.engine.contracts import ChunkContext
+from survey_scale.pipeline import run_pipeline_with_client
+from survey_scale.science import ingest as science_ingest
+from survey_scale.stages import ingest as stage_ingest
+from survey_scale.store.cube import create_cube, open_cube, open_rejects
+from tests.conftest import DR2_FLOAT64, DR9_101001, small_config
+
+
+def test_a_file_that_breaks_its_inspect_block_is_rejected_alone(
+    lamost_copy: Path, tmp_path: Path, client, monkeypatch
+) -> None:
+    poison = str((lamost_copy / DR2_FLOAT64).resolve())
+    real = science_ingest.inspect_files
+
+    def crashing(paths: list[str], **options):
+        if poison in paths:
+            raise MemoryError("the reader blew up")  # what a crash or an OOM inside the task looks like
+        return real(paths, **options)
+
+    monkeypatch.setattr(stage_ingest, "inspect_files", crashing)  # both the block task and the retry
+    config = small_config(tmp_path, **{"ingest.input": str(lamost_copy), "ingest.files_per_task": 4})
+    create_cube(config.cube.path, config.cube)
+    (summary,) = run_pipeline_with_client(config, client, progress=False, until="ingest").ingest
+    assert summary.n_files == 10 and summary.n_files == summary.n_ingested + summary.n_rejected
+    rejects = open_rejects(config.cube.path)
+    row = rejects[rejects["source"] == poison].iloc[0]
+    assert row["code"] == "read_error" and "MemoryError: the reader blew up" in row["reason"]
+    # its block-mates were read again alone and ingested: 7 = the 8 spectra of a clean run minus the poison
+    assert open_cube(config.cube.path).sizes["spec"] == 7 and summary.n_rejected == 3
+
+
+def test_a_file_changed_since_inspect_is_rejected_and_its_chunk_kept(lamost_copy: Path, tmp_path: Path) -> None:
+    paths = [str(lamost_copy / DR9_101001), str(lamost_copy / DR2_FLOAT64)]
+    records = science_ingest.inspect_files(paths)
+    config = small_config(tmp_path)
+    plan, _, _ = science_ingest.plan_batch(records, set(), config, batch=1)
+    plan_path = tmp_path / "plan.parquet"
+    plan.to_parquet(plan_path, index=False)
+    changed = plan["path"].iloc[1]
+    os.utime(changed, ns=(0, 0))  # touched after the inspect
+    params = stage_ingest.ingest_stage(plan_path, 0, config).params
+    inputs = stage_ingest.load_chunk_files(0, 2, params)
+    result = stage_ingest.resample_chunk(inputs, params, ChunkContext(0, 2, {}))
+    assert [(row, code) for row, code, _ in result.rejects] == [(1, "changed_since_inspect")]
+    assert changed in result.rejects[0][2]
+    flux = result.outputs["flux"]
+    assert np.isfinite(flux[0]).any() and np.isnan(flux[1]).all() and (result.outputs["ivar"][1] == 0).all()
+    assert list(result.outputs["specid"]) == list(plan["specid"])  # the row keeps its metadata
