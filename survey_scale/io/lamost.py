@@ -44,11 +44,13 @@ to the rest frame).
 from __future__ import annotations
 
 import bz2
+import contextlib
 import math
 import os
 import re
 import stat
 import time
+import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,6 +61,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 from astropy.io.fits.card import Undefined
+from astropy.utils.exceptions import AstropyUserWarning
 
 from survey_scale.core.errors import SurveyScaleError
 
@@ -168,7 +171,8 @@ class LamostSpectrum:
         """
         for key in keys:
             try:
-                value = self.fits_header.get(key)
+                with _untrusted():
+                    value = self.fits_header.get(key)
             except Exception:  # untrusted file: an unparsable card counts as absent
                 continue
             if value is None or (isinstance(value, str) and not value.strip()):
@@ -177,6 +181,16 @@ class LamostSpectrum:
                 continue
             return value.strip() if isinstance(value, str) else value
         return None
+
+
+@contextlib.contextmanager
+def _untrusted() -> Iterator[None]:
+    """Quiet for damaged input: astropy's warnings about invalid cards (a bad card the reader needs becomes a
+    ``bad_header`` error; others are ignored) and numpy's about non-finite or out-of-range values in a cast
+    (the ingest's content checks judge the values)."""
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", over="ignore"):
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        yield
 
 
 def read_lamost(
@@ -217,7 +231,8 @@ def read_lamost(
     if time_limit_s is not None and not time_limit_s >= 0:
         raise ValueError(f"time_limit_s must be >= 0 or None, got {time_limit_s!r}")
     try:
-        return _read(path, max_bytes, _Deadline(path, time_limit_s))
+        with _untrusted():
+            return _read(path, max_bytes, _Deadline(path, time_limit_s))
     except LamostReadError:
         raise
     except Exception as exc:  # the one catch-all (SPEC §2): untrusted input never escapes untyped
@@ -652,8 +667,6 @@ def _assemble(
 
 def _read_astropy(path: Path, raw: bytes) -> LamostSpectrum:
     """Read with astropy. :func:`read_lamost` calls it only once every HDU's declared sizes fit in ``raw``."""
-    import warnings
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # astropy only *warns* about truncation; make it fatal

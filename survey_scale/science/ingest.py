@@ -190,6 +190,18 @@ def check_content(sp: LamostSpectrum) -> tuple[str, str] | None:
         )
     if not np.any((sp.ivar > 0) & np.isfinite(sp.flux)):
         return "no_valid_pixels", "no pixel has ivar > 0 and a finite flux"
+    # the cube stores float32: a value it cannot hold (a damaged float64 file) would become inf or 1/0
+    f32 = np.finfo(np.float32)
+    beyond = (np.isfinite(sp.flux) & (np.abs(sp.flux) > f32.max)) | (
+        np.isfinite(sp.ivar) & (sp.ivar > 0) & ((sp.ivar > f32.max) | (sp.ivar < f32.tiny))
+    )
+    if beyond.any():
+        i = int(np.flatnonzero(beyond)[0])
+        return (
+            "value_out_of_range",
+            f"flux or ivar beyond the float32 range at {int(beyond.sum())} pixel(s), first at pixel {i} "
+            f"(flux {sp.flux[i]:.3g}, ivar {sp.ivar[i]:.3g})",
+        )
     return None
 
 
