@@ -20,6 +20,14 @@ Layout
 The grid is recorded in the root attributes and checked on every open; a store with another grid is
 refused. Every metadata change ends with a re-consolidation, so plain ``xarray.open_zarr(path)`` always
 sees the current layout.
+
+Reading while a run writes (one writer at a time holds the lock; readers take none): a reader sees the
+layout of the last consolidation. Every spectra shard file is replaced atomically, so a shard read gives
+its rows either from before or from after the stage that is rewriting them, never a torn mix; rows of a
+stage still running can be at their fill value (NaN) until their shard is written. A per-spectrum column
+is rewritten whole when a stage consolidates (removed, then written), and a read that falls in that
+moment fails or sees fill values: read it again, or read after the run. ``ds.attrs["stages"]`` says which
+stages have finished.
 """
 
 from __future__ import annotations
