@@ -163,7 +163,9 @@ def test_map_tasks_survives_a_worker_that_dies(tmp_path: Path) -> None:
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         with (
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+            LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, worker_dashboard_address=None
+            ) as cluster,
             Client(cluster) as client,
         ):
             engine = DaskEngine(tmp_path, client, progress=False)
