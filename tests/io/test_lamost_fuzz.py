@@ -38,6 +38,7 @@ from survey_scale.io.lamost import (
 )
 from survey_scale.mock import spectra as spx
 from survey_scale.mock import writer as wr
+from tests.mock.conftest import MOCK_HEADER as MOCK_META
 
 FUZZ_SEED = 20240611
 """The fixed seed of the CI cases."""
@@ -138,48 +139,6 @@ def real_seeds(lamost_dir: Path) -> list[Seed]:
         raw = path.read_bytes()
         seeds.append(make_seed(path.name, gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw))
     return seeds
-
-
-MOCK_META = {
-    "FILENAME": "spec-57306-GAC084N24B1_sp01-187.fits",
-    "OBSID": 500000001,
-    "DATA_V": "MOCK1",
-    "DATE": "2017-01-01T00:00:00",
-    "DATE-OBS": "2015-10-10T19:52:12.0",
-    "DATE-BEG": "2015-10-11T03:00:00.0",
-    "DATE-END": "2015-10-11T04:30:00.0",
-    "LMJD": 57306,
-    "MJD": 57305,
-    "LMJMLIST": "1-2-3",
-    "PLANID": "GAC084N24B1",
-    "RA": 84.123456,
-    "DEC": 24.5,
-    "DESIG": "LAMOST J053629.62+243000.0",
-    "FIBERID": 187,
-    "CELL_ID": "F0187",
-    "X_VALUE": "-1.0000000000",
-    "Y_VALUE": "2.0000000000",
-    "OBJNAME": "123",
-    "EXPTIME": 1800.0,
-    "BESTEXP": 123,
-    "SPID": 1,
-    "SPRA": 84.0,
-    "SPDEC": 24.0,
-    "SEEING": 2.5,
-    "MOONPHA": 3.2,
-    "HELIO_RV": -27.8,
-    "COEFF0": 3.5682,
-    "COEFF1": 1e-4,
-    "SUBCLASS": "B9",
-    "Z": 1.0e-4,
-    "Z_ERR": 1.2e-5,
-    "SNRU": 1.0,
-    "SNRG": 2.0,
-    "SNRR": 3.0,
-    "SNRI": 4.0,
-    "SNRZ": 5.0,
-}
-"""Header values of the mock seeds (as in ``tests/mock/test_mock_writer.py``)."""
 
 
 def mock_seeds() -> list[Seed]:
