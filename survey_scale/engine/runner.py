@@ -145,8 +145,9 @@ def _block_inputs(cube: str, stage: Stage, start: int, stop: int) -> dict[str, A
     return {name: root[name][start:stop] for name in stage.inputs}
 
 
-def _call_stage(cube: str, stage: Stage, start: int, stop: int, models: Mapping[str, Any]) -> StageResult:
-    inputs = _block_inputs(cube, stage, start, stop)
+def _call_stage(
+    stage: Stage, inputs: Mapping[str, Any], start: int, stop: int, models: Mapping[str, Any]
+) -> StageResult:
     return stage.func(inputs, stage.params, ChunkContext(start=start, stop=stop, models=models))
 
 
@@ -166,32 +167,30 @@ def _failed_row(stage: Stage, exc: Exception) -> StageResult:
 def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, StageResult]:
     """Read the inputs of rows [start, stop) and call the stage on them (runs on a worker).
 
-    If the stage raises, the rows are computed one by one: a spectrum that makes the stage fail is
-    rejected with the exception as its reason (its outputs at the fill values), and the rest of the block
-    is kept. A result that breaks the stage contract (a missing output, a wrong length) is a bug and raises.
+    If the stage function raises, its rows are computed one by one: a spectrum that makes it fail is rejected
+    with the exception as its reason (its outputs at the fill values), and the rest of the block is kept. What
+    is not one spectrum's fault raises and fails the chunk (kept unmarked, so a rerun redoes it): reading the
+    inputs (a file changed since it was planned, a storage error), a block in which every spectrum fails (a
+    bug, or a broken model), and a result that breaks the stage contract (a missing output, a wrong length).
     """
     models = _worker_models(stage.models)
+    inputs = _block_inputs(cube, stage, start, stop)
     try:
-        result = _call_stage(cube, stage, start, stop, models)
+        result = _call_stage(stage, inputs, start, stop, models)
     except Exception as exc:
-        log.warning(
-            "%s: rows %d:%d failed (%s: %s); computing them one by one",
-            stage.name,
-            start,
-            stop,
-            type(exc).__name__,
-            exc,
-        )
-        parts = []
+        if stop - start > 1:
+            log.warning("%s: rows %d:%d failed (%s: %s); one by one", stage.name, start, stop, type(exc).__name__, exc)
+        parts, failures = [], 0
         for row in range(start, stop):
+            row_inputs = _block_inputs(cube, stage, row, row + 1)
             try:
-                part = _call_stage(cube, stage, row, row + 1, models)
-                _check_result(stage, part, row, row + 1)
-            except StageError:
-                raise
+                part = _call_stage(stage, row_inputs, row, row + 1, models)
             except Exception as row_exc:
-                part = _failed_row(stage, row_exc)
+                part, failures = _failed_row(stage, row_exc), failures + 1
+            _check_result(stage, part, row, row + 1)
             parts.append(part)
+        if failures == stop - start > 1:
+            raise
         result = StageResult(
             {out.name: np.concatenate([np.asarray(p.outputs[out.name]) for p in parts]) for out in stage.outputs},
             [(i + row, code, reason) for i, p in enumerate(parts) for row, code, reason in p.rejects],
@@ -408,8 +407,12 @@ class DaskEngine:
             return self.client.gather(futures)
         results = []
         for future in futures:
-            exc = future.exception() if future.status == "error" else None
-            results.append(future.result() if exc is None else TaskFailure(type(exc).__name__, str(exc)))
+            if future.status == "finished":
+                results.append(future.result())
+            elif future.status == "error":
+                results.append(TaskFailure(type(future.exception()).__name__, str(future.exception())))
+            else:
+                results.append(TaskFailure("CancelledError", f"the task was {future.status}"))
         return results
 
     # --- reductions

@@ -49,6 +49,7 @@ import math
 import os
 import re
 import stat
+import threading
 import time
 import warnings
 import zlib
@@ -183,12 +184,17 @@ class LamostSpectrum:
         return None
 
 
+_FILTERS_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _untrusted() -> Iterator[None]:
     """Quiet for damaged input: astropy's warnings about invalid cards (a bad card the reader needs becomes a
     ``bad_header`` error; others are ignored) and numpy's about non-finite or out-of-range values in a cast
     (the ingest's content checks judge the values)."""
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", over="ignore"):
+    # The warning filters are process-wide: readers in threads of one process take turns (reading holds the
+    # GIL anyway), so that one thread's filters are never restored under another's.
+    with _FILTERS_LOCK, warnings.catch_warnings(), np.errstate(invalid="ignore", over="ignore"):
         warnings.simplefilter("ignore", AstropyUserWarning)
         yield
 

@@ -268,7 +268,10 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         if col in _HEADER_STRINGS or col in ("path", "status", "code", "reason", "layout"):
             table[col] = table[col].map(lambda v: "" if pd.isna(v) else str(v))
         elif col in ("size", "mtime_ns"):
-            table[col] = pd.to_numeric(table[col], errors="coerce").fillna(-1).astype("int64")
+            # from the records, not the frame: a column with a missing value would pass through float64,
+            # which rounds nanosecond times (and a file's mtime must match exactly when it is written)
+            values = [r.get(col) for r in records]
+            table[col] = pd.array([-1 if v is None or pd.isna(v) else int(v) for v in values], dtype="int64")
         else:
             table[col] = pd.to_numeric(table[col], errors="coerce").astype("float64")
     return table

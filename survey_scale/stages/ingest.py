@@ -38,7 +38,7 @@ import pandas as pd
 from survey_scale.config import Config
 from survey_scale.core.grid import N_WAVE, PIXMASK_BITS
 from survey_scale.engine.contracts import ChunkContext, Engine, Output, Stage, StageResult, TaskFailure
-from survey_scale.io.lamost import LamostReadError, LamostSpectrum, read_lamost
+from survey_scale.io.lamost import LamostReadError, read_lamost
 from survey_scale.science.ingest import (
     METADATA,
     RECORD_COLUMNS,
@@ -77,30 +77,30 @@ def inspect_block(
 def load_chunk_files(start: int, stop: int, params: Mapping[str, Any]) -> dict[str, Any]:
     """Inputs of one write chunk: the planned rows and their spectra, read again from the files.
 
-    A file that cannot be read again (changed or gone since it was inspected) is given as its
-    :class:`LamostReadError`, so that the chunk rejects that row and keeps the others.
+    Raises
+    ------
+    LamostReadError
+        If a file changed since it was inspected, or cannot be read again (a slow or failing disk). The chunk
+        then fails unmarked — not its file's fault, or not for good — and a rerun of the ingest writes it.
     """
     plan = pd.read_parquet(params["plan"])
     rows = plan.iloc[start - params["row0"] : stop - params["row0"]]
-    spectra: list[LamostSpectrum | LamostReadError] = []
+    spectra = []
     for path, size, mtime in zip(rows["path"], rows["size"], rows["mtime_ns"]):
-        try:
-            stat = os.stat(path)
-            if stat.st_size != size or stat.st_mtime_ns != mtime:
-                raise LamostReadError(path, "changed_since_inspect", "the file changed after it was inspected")
-            spectra.append(read_lamost(path, **params["read_options"]))
-        except LamostReadError as exc:
-            spectra.append(exc)
-        except OSError as exc:
-            spectra.append(LamostReadError(path, "unreadable", f"cannot be read again: {exc}"))
+        stat = os.stat(path)
+        if stat.st_size != size or stat.st_mtime_ns != mtime:
+            raise LamostReadError(
+                path, "changed_since_inspect", "the file changed after it was inspected; re-run the ingest"
+            )
+        spectra.append(read_lamost(path, **params["read_options"]))
     return {"plan": rows, "spectra": spectra}
 
 
 def resample_chunk(inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
     """Resample a chunk of planned spectra onto the grid and assemble their metadata (pure).
 
-    A spectrum that cannot be read or resampled keeps its row and metadata, with NaN flux, zero ivar and
-    every pixel NO_COVERAGE, and is rejected with the file and the cause.
+    A spectrum that cannot be resampled keeps its row and metadata, with NaN flux, zero ivar and every pixel
+    NO_COVERAGE, and is rejected (stage ``ingest``) with the file and the cause.
     """
     rows: pd.DataFrame = inputs["plan"]
     n = len(rows)
@@ -110,9 +110,6 @@ def resample_chunk(inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: Ch
     coverage = np.zeros(n, np.float32)
     rejects = []
     for i, (sp, rv) in enumerate(zip(inputs["spectra"], rows["rv"].to_numpy(np.float64))):
-        if isinstance(sp, LamostReadError):
-            rejects.append((i, sp.code, f"{sp.path}: {sp.message}"))
-            continue
         try:
             flux[i], ivar[i], pixmask[i], coverage[i] = resample_to_grid(
                 rest_frame(sp.wavelength, rv),

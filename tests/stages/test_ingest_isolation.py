@@ -7,8 +7,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from survey_scale.engine.contracts import ChunkContext
+from survey_scale.engine.runner import compute_block
+from survey_scale.io.lamost import LamostReadError, read_lamost
 from survey_scale.pipeline import run_pipeline_with_client
 from survey_scale.science import ingest as science_ingest
 from survey_scale.stages import ingest as stage_ingest
@@ -39,7 +42,10 @@ def test_a_file_that_breaks_its_inspect_block_is_rejected_alone(
     assert open_cube(config.cube.path).sizes["spec"] == 7 and summary.n_rejected == 3
 
 
-def test_a_file_changed_since_inspect_is_rejected_and_its_chunk_kept(lamost_copy: Path, tmp_path: Path) -> None:
+def test_a_file_changed_since_inspect_fails_its_chunk_unmarked_and_a_rerun_writes_it(
+    lamost_copy: Path, tmp_path: Path, client
+) -> None:
+    """Not the file's fault, or not for good: the chunk is not written as rejects, and the rerun repairs it."""
     paths = [str(lamost_copy / DR9_101001), str(lamost_copy / DR2_FLOAT64)]
     records = science_ingest.inspect_files(paths)
     config = small_config(tmp_path)
@@ -48,11 +54,21 @@ def test_a_file_changed_since_inspect_is_rejected_and_its_chunk_kept(lamost_copy
     plan.to_parquet(plan_path, index=False)
     changed = plan["path"].iloc[1]
     os.utime(changed, ns=(0, 0))  # touched after the inspect
-    params = stage_ingest.ingest_stage(plan_path, 0, config).params
-    inputs = stage_ingest.load_chunk_files(0, 2, params)
-    result = stage_ingest.resample_chunk(inputs, params, ChunkContext(0, 2, {}))
-    assert [(row, code) for row, code, _ in result.rejects] == [(1, "changed_since_inspect")]
-    assert changed in result.rejects[0][2]
+    stage = stage_ingest.ingest_stage(plan_path, 0, config)
+    with pytest.raises(LamostReadError, match="changed after it was inspected") as info:
+        compute_block(str(tmp_path / "unused.zarr"), stage, 0, 2)
+    assert info.value.code == "changed_since_inspect" and info.value.path == changed
+
+
+def test_a_spectrum_that_cannot_be_resampled_keeps_its_row_and_is_rejected(lamost_copy: Path, tmp_path: Path) -> None:
+    paths = [str(lamost_copy / DR9_101001), str(lamost_copy / DR2_FLOAT64)]
+    config = small_config(tmp_path)
+    plan, _, _ = science_ingest.plan_batch(science_ingest.inspect_files(paths), set(), config, batch=1)
+    spectra = [read_lamost(p) for p in plan["path"]]
+    spectra[1].flux = spectra[1].flux[:10]  # broken after the checks: resampling raises
+    params = stage_ingest.ingest_stage(tmp_path / "plan.parquet", 0, config).params
+    result = stage_ingest.resample_chunk({"plan": plan, "spectra": spectra}, params, ChunkContext(0, 2, {}))
+    assert [(row, code) for row, code, _ in result.rejects] == [(1, "resample_error")]
     flux = result.outputs["flux"]
     assert np.isfinite(flux[0]).any() and np.isnan(flux[1]).all() and (result.outputs["ivar"][1] == 0).all()
     assert list(result.outputs["specid"]) == list(plan["specid"])  # the row keeps its metadata
