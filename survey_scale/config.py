@@ -203,6 +203,28 @@ class FitConfig(_Section):
     block_spectra: int = Field(1024, ge=1, description="spectra per Dask task")
 
 
+class SurveyConfig(_Section):
+    """Survey-wide reductions: uniqflag, chi2ratio, repeat-visit precision, error calibration (SPEC §6)."""
+
+    snr_column: str = Field("snr_g", description="the S/N of uniqflag, chi2ratio, repeat pairs and calibration")
+    chi2ratio_min_count: int = Field(20, ge=1, description="(Teff, S/N) cells with fewer fits are not fitted")
+    chi2ratio_flag: float = Field(10.0, gt=0, description="flag_chi2ratio = chi2ratio > this (P2 §5.2)")
+    repeat_snr_tolerance: float = Field(0.2, gt=0, le=1, description="repeat pairs: |ΔS/N| < this × mean S/N")
+    precision_teff_min: float = Field(10000.0, ge=0, description="P2 Fig. 10's precision: pairs with Teff > this")
+    calibration_min_per_cell: int = Field(25, ge=3, description="error calibration: pairs per (Teff, S/N) cell")
+    calibration_max_bins: int = Field(6, ge=1, description="error calibration: at most this many bins per axis")
+    calibration_min_pairs: int = Field(50, ge=1, description="fewer usable pairs: a label keeps formal errors")
+    block_spectra: int = Field(8192, ge=1, description="spectra per Dask task")
+
+
+class ExportConfig(_Section):
+    """The catalogs of SPEC §13 (``survey-scale export``; the ``export`` step of ``run``)."""
+
+    out: Path | None = Field(None, description="folder of the catalogs; null = 'catalogs' beside the cube")
+    formats: list[Literal["fits", "parquet", "hats"]] = ["fits", "parquet", "hats"]
+    block_spectra: int = Field(131072, ge=1, description="rows read from the cube at a time")
+
+
 class Config(_Section):
     """The whole configuration."""
 
@@ -215,6 +237,8 @@ class Config(_Section):
     emission: EmissionConfig = EmissionConfig()
     emulator: EmulatorConfig = EmulatorConfig()
     fit: FitConfig = FitConfig()
+    survey: SurveyConfig = SurveyConfig()
+    export: ExportConfig = ExportConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def section_hash(self, section: str) -> str:

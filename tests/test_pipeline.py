@@ -48,7 +48,7 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert [s.stage for s in partial.stages] == ["normalize", "pca"] and set(partial.models) == {"pca"}
     assert "labels" not in open_cube(config.cube.path)
     summary = run_pipeline_with_client(config, client, progress=False)
-    assert [s.stage for s in summary.stages] == ["normalize", "pca", "fit"]
+    assert [s.stage for s in summary.stages] == ["normalize", "pca", "fit", "chi2ratio", "calibrate_errors"]
     assert [s.n_computed for s in summary.stages[:2]] == [0, 0]
     assert set(summary.models) == {"pca", "emulator"}
     ds = open_cube(config.cube.path)
@@ -58,10 +58,17 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
         assert name in ds
     fitted = np.all(np.isfinite(ds.labels.values), axis=1)
     assert fitted.mean() > 0.95
-    assert set(ds.attrs["stages"]) == {"ingest", "normalize", "pca", "fit"}
+    assert set(ds.attrs["stages"]) == {"ingest", "normalize", "pca", "fit", "chi2ratio", "calibrate_errors"}
+    for name in ("uniqflag", "chi2ratio", "flag_chi2ratio", "teff_err", "fe_h_err"):
+        assert name in ds
+    assert set(ds.attrs["reductions"]) == {"chi2ratio", "repeat_precision", "error_calibration"}
+    catalog = summary.results["export"]["parquet"]
+    assert catalog == tmp_path / "catalogs" / "labels.parquet" and catalog.exists()
+    written = catalog.stat().st_mtime_ns
 
     again = run_pipeline_with_client(config, client, progress=False)
-    assert [s.n_computed for s in again.stages] == [0, 0, 0]
+    assert [s.n_computed for s in again.stages] == [0, 0, 0, 0, 0]
+    assert again.results["uniqflag"] is False and catalog.stat().st_mtime_ns == written
 
     second = make_release(tmp_path / "mock2", 40, seed=22, release="MOCK2", previous=first.outdir, n_invalid=0)
     config2 = _config(tmp_path, second.outdir)
@@ -70,9 +77,12 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert ds.sizes["spec"] == n + second.n_valid_files
     # normalization and fit compute only the shards that hold new rows (the emulator did not change); the
     # PCA is refitted with the new candidates, so its stage runs again everywhere
-    norm, pca, fit = appended.stages
+    norm, pca, fit, chi2ratio, _ = appended.stages
     assert norm.n_computed == fit.n_computed == norm.n_chunks - n // 128
     assert pca.n_computed == pca.n_chunks
     assert np.isfinite(ds.labels.values[n:]).all(axis=1).mean() > 0.9
+    # the survey-wide fits are redone; only their cheap per-spectrum columns are rewritten
+    assert chi2ratio.n_computed == chi2ratio.n_chunks and appended.results["uniqflag"] is True
+    assert (ds.uniqflag.values >= 1).all() and catalog.stat().st_mtime_ns != written
     text = cube_info(config.cube.path)
     assert "MOCK2" in text and "fit" in text and "pca" in text

@@ -257,6 +257,41 @@ class Engine(Protocol):
         """A key of the cube's rows, the provenance of ``variables`` and ``parts`` (for :meth:`cached`)."""
         ...
 
+    def write_columns(
+        self,
+        name: str,
+        key: str,
+        compute: Callable[[], Mapping[str, np.ndarray]],
+        attrs: Mapping[str, Mapping[str, Any]],
+    ) -> bool:
+        """Write the per-spectrum variables ``compute()`` returns (named by ``attrs``) unless they carry ``key``."""
+        ...
+
+    def record_reduction(self, name: str, summary: Mapping[str, Any]) -> None:
+        """Keep a reduction's coefficients with provenance in the cube's attributes (``survey-scale info``)."""
+        ...
+
+    def has_variable(self, name: str) -> bool:
+        """Whether the cube has variable ``name``."""
+        ...
+
+    def write_catalog(
+        self,
+        name: str,
+        variables: Sequence[str],
+        block: RowBlock,
+        params: Mapping[str, Any],
+        out: Path,
+        formats: Sequence[str],
+        meta: Mapping[str, Mapping[str, str]],
+        key: str,
+        block_rows: int = 131072,
+    ) -> dict[str, Path]:
+        """Catalog ``name`` in ``formats`` (fits, parquet, hats) in folder ``out``, streamed: ``block(data,
+        params)`` turns rows of ``variables`` into columns; ``meta`` gives each column's unit and description.
+        Nothing is written when ``out`` already holds it with ``key``."""
+        ...
+
 
 @dataclass(frozen=True)
 class Step:

@@ -233,8 +233,13 @@ def write_chunk(
 
 
 def _read_rows(cube: str, variables: tuple[str, ...], rows: np.ndarray) -> dict[str, np.ndarray]:
+    # Strings as object arrays of str, as read_column gives them.
     root = open_group(cube)
-    return {name: root[name].get_orthogonal_selection((rows,)) for name in variables}
+    out = {}
+    for name in variables:
+        values = root[name].get_orthogonal_selection((rows,))
+        out[name] = values.astype(object) if values.dtype.kind in "TUSO" else values
+    return out
 
 
 def _block_task(cube: str, variables: tuple[str, ...], rows: np.ndarray, block: Callable[..., Any], *args: Any) -> Any:
@@ -530,12 +535,105 @@ class DaskEngine:
         return result
 
     def input_key(self, variables: Sequence[str], *parts: Any) -> str:
-        """A key of the cube's specids, the provenance of ``variables`` (who wrote them, with what) and ``parts``."""
+        """A key of the cube's specids, the provenance of ``variables`` (who wrote them, with what) and ``parts``.
+
+        The time and code version of the provenance are left out: a stage re-run with the same settings
+        and models writes the same values, so it does not invalidate what was computed from them.
+        """
         root = open_group(self.cube)
         stamps = {
-            name: {k: v for k, v in root[name].attrs.items() if str(k).startswith("provenance_")} for name in variables
+            name: {
+                k: v
+                for k, v in root[name].attrs.items()
+                if str(k).startswith("provenance_") and k not in ("provenance_updated", "provenance_code_version")
+            }
+            for name in variables
         }
         return stable_hash(read_column(root, "specid").astype(str), stamps, *parts)
+
+    def write_columns(
+        self,
+        name: str,
+        key: str,
+        compute: Callable[[], Mapping[str, np.ndarray]],
+        attrs: Mapping[str, Mapping[str, Any]],
+    ) -> bool:
+        """Per-spectrum variables made by a reduction (one value per row, e.g. from ``reduce_by_star``).
+
+        The variables named in ``attrs`` are written with their attributes and a provenance stamp carrying
+        ``key``, unless they all exist with ``key`` already (then ``compute`` is not called). Returns whether
+        they were (re)written. A kill between two variables leaves one with another key: the next run
+        rewrites them all.
+        """
+        root = open_group(self.cube)
+        n = spec_length(root)
+        if all(v in root and root[v].shape == (n,) and root[v].attrs.get("provenance_key") == key for v in attrs):
+            log.info("%s: up to date (%s)", name, ", ".join(attrs))
+            return False
+        values = compute()
+        stamp = {
+            "provenance_step": name,
+            "provenance_key": key,
+            "provenance_code_version": __version__,
+            "provenance_updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        root = open_group(self.cube, mode="r+")
+        for var, var_attrs in attrs.items():
+            column = np.asarray(values[var])
+            if column.shape[0] != n:
+                raise PipelineError(f"{self.cube}: {name} gave {column.shape[0]} values of {var} for {n} spectra")
+            write_column(root, var, column, {**var_attrs, **stamp})
+        consolidate(self.cube)
+        log.info("%s: wrote %s", name, ", ".join(attrs))
+        return True
+
+    def write_catalog(
+        self,
+        name: str,
+        variables: Sequence[str],
+        block: RowBlock,
+        params: Mapping[str, Any],
+        out: Path,
+        formats: Sequence[str],
+        meta: Mapping[str, Mapping[str, str]],
+        key: str,
+        block_rows: int = 131072,
+    ) -> dict[str, Path]:
+        """Catalog files streamed from the cube (:func:`survey_scale.engine.catalog.write_catalog`)."""
+        from survey_scale.engine.catalog import write_catalog
+
+        return write_catalog(self, name, variables, block, params, out, formats, meta, key, block_rows)
+
+    def has_variable(self, name: str) -> bool:
+        return name in open_group(self.cube)
+
+    def record_reduction(self, name: str, summary: Mapping[str, Any]) -> None:
+        """Keep a reduction's coefficients (JSON-serialisable) with provenance in the cube's attributes
+        (``attrs['reductions'][name]``), where ``survey-scale info`` shows them."""
+        record = {
+            **_json_safe(json.loads(json.dumps(dict(summary), default=str))),
+            "code_version": __version__,
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        root = open_group(self.cube, mode="r+")
+        reductions = dict(root.attrs.get("reductions", {}))
+        old = {k: v for k, v in reductions.get(name, {}).items() if k != "updated"}
+        if old == {k: v for k, v in record.items() if k != "updated"}:
+            return  # unchanged: keep the time it was computed
+        reductions[name] = record
+        root.attrs["reductions"] = reductions
+        consolidate(self.cube)
+
+
+def _json_safe(value: Any) -> Any:
+    # Strict JSON for the cube's attributes: NaN and infinities become null.
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _ensure_outputs(cube: Path, stage: Stage) -> None:

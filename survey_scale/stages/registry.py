@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from survey_scale.core.labels import LABEL_NAMES
 from survey_scale.engine.contracts import PipelineError, Step
 
 INGEST_OUTPUTS = ("flux", "ivar", "pixmask", "specid", "star_id", "source_path", "snr_g", "mjd", "release")
@@ -21,6 +22,7 @@ PCA_OUTPUTS = ("pca_coeff", "pca_flux", "halpha_excess", "halpha_excess_err", "h
 PCA_OUTPUTS += ("pca_local_z", "em_flag", "bad_spectrum_flag")
 FIT_OUTPUTS = ("labels", "label_err", "label_cov", "labels_full", "labels_hmask", "chi2_red", "fit_flags")
 FIT_OUTPUTS += ("fit_n_iter", "fit_converged", "vsini_raw", "teff_init", "w_hmask", "model_flux")
+CALIBRATED_ERRORS = tuple(f"{name}_err" for name in LABEL_NAMES)
 
 
 class Registry:
@@ -81,7 +83,8 @@ class Registry:
 
 
 def default_registry() -> Registry:
-    """The pipeline of SPEC §2–§5: ingest, normalize, the PCA model and stage, the emulator, the label fit."""
+    """The pipeline of SPEC §2–§6 and §13: ingest, normalize, the PCA model and stage, the emulator, the label
+    fit, the survey-wide reductions (uniqflag, chi2ratio, repeat precision and calibrated errors), the export."""
     return Registry(
         [
             Step(
@@ -123,6 +126,34 @@ def default_registry() -> Registry:
                 requires=("norm_flux", "norm_ivar", "pixmask", "snr_g", "model:emulator"),
                 produces=FIT_OUTPUTS,
                 description="the label fit (§5.3)",
+            ),
+            Step(
+                "uniqflag",
+                "survey_scale.stages.uniqflag:run",
+                requires=("snr_g", "star_id"),
+                produces=("uniqflag",),
+                description="visits of each star ranked by S/N (§13)",
+            ),
+            Step(
+                "chi2ratio",
+                "survey_scale.stages.chi2ratio:run",
+                requires=("labels", "chi2_red", "snr_g"),
+                produces=("chi2ratio", "flag_chi2ratio"),
+                description="the survey's chi2 model and chi2ratio (§6, P2 §5.2)",
+            ),
+            Step(
+                "repeats",
+                "survey_scale.stages.repeats:run",
+                requires=("labels", "label_err", "fit_flags", "snr_g"),
+                produces=CALIBRATED_ERRORS,
+                description="repeat-visit precision and calibrated errors (§6, P2 §4.6, §5.6)",
+            ),
+            Step(
+                "export",
+                "survey_scale.stages.export:run",
+                requires=("uniqflag", "chi2ratio", "flag_chi2ratio", *CALIBRATED_ERRORS),
+                produces=("catalog:labels",),
+                description="the catalogs of §13: FITS, Parquet, HATS",
             ),
         ]
     )

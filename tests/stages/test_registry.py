@@ -44,7 +44,18 @@ TOY = Step("line_depth", run_line_depth, requires=("norm_flux",), produces=("lin
 
 def test_default_order_and_until_choices() -> None:
     names = default_registry().names()
-    assert names == ["ingest", "normalize", "pca_model", "pca", "emulator", "fit"]
+    assert names == [
+        "ingest",
+        "normalize",
+        "pca_model",
+        "pca",
+        "emulator",
+        "fit",
+        "uniqflag",
+        "chi2ratio",
+        "repeats",
+        "export",
+    ]
     run = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["run"]._actions if a.dest == "until")
     assert list(run.choices) == names
 
@@ -79,7 +90,7 @@ def test_a_new_stage_runs_with_no_edit_to_the_pipeline_or_the_cli(tmp_path: Path
     # registered last, it runs after what it requires (and, like every step, after the steps registered
     # before it: --until runs a prefix of the order), and --until offers it
     registry = default_registry().add(TOY)
-    assert registry.names()[-2:] == ["fit", "line_depth"]
+    assert registry.names()[-2:] == ["export", "line_depth"]
     monkeypatch.setattr(cli, "default_registry", lambda: registry)
     assert cli.build_parser().parse_args(["run", "--until", "line_depth"]).until == "line_depth"
 

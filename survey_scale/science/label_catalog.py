@@ -1,0 +1,197 @@
+"""The ``labels`` catalog of SPEC §13 (P2 Table 5) from a block of cube rows — pure numpy, one row per spectrum.
+
+:func:`labels_catalog_block` turns the cube variables of some rows into the catalog's columns, in order:
+
+- P2 Table 5: specid, fitsname, ra, dec, uniqflag, star_id, snr_g, rv, rv_err, teff, teff_err, logg,
+  logg_err, vsini, vsini_err, fe_h, fe_h_err, si_h, si_h_err, the ten corr_<a>_<b>, chisq_red, chi2ratio,
+  gaia_id, parallax, parallax_error, pmra, pmra_error, pmdec, pmdec_error, ruwe, G, BP, RP, J, H, Ks;
+- the other six labels with their (calibrated) errors: vmic, he_frac, c_h, n_h, o_h, s_h;
+- every label's formal error ``<label>_err_formal``; ``vsini_raw`` (before P2 §5.1's clip at 0);
+- the fit flags: ``fit_flags`` (bits of :data:`survey_scale.science.label_fit.FLAG_BITS`), ``fit_converged``,
+  ``fit_n_iter``, and P2 §5.1's final-sample rules as flags — ``flag_teff_lt_7000``, ``flag_snr_lt_5``,
+  ``flag_not_converged``, ``flag_chi2ratio`` (chi2ratio > 10) — with ``final_sample`` = 1 where none is
+  set and the fit has data. Nothing is deleted: P2 removed these rows, the catalog flags them.
+- ``release`` and ``mjd`` of the visit.
+
+``<label>_err`` are the errors calibrated on repeat visits (SPEC §6); a label the emulator does not fit is
+NaN with its errors. A cube variable that is absent (no cross-match given, say) gives NaN, −9999 for the
+integer ``gaia_id`` or −9 for a flag (the papers' missing values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from survey_scale.core.labels import LABEL_NAMES, P2_TABLE5_CORRELATIONS
+from survey_scale.science.label_fit import (
+    FLAG_NO_DATA,
+    FLAG_NOT_CONVERGED,
+    FLAG_SNR_LT_5,
+    FLAG_TEFF_LT_7000,
+)
+
+CATALOG_VERSION = "1"
+TABLE5_LABELS = ("teff", "logg", "vsini", "fe_h", "si_h")
+OTHER_LABELS = tuple(n for n in LABEL_NAMES if n not in TABLE5_LABELS)
+CORR_COLUMNS = tuple(f"corr_{a}_{b}" for a, b in P2_TABLE5_CORRELATIONS)
+ASTROMETRY = ("gaia_id", "parallax", "parallax_error", "pmra", "pmra_error", "pmdec", "pmdec_error", "ruwe")
+PHOTOMETRY = ("G", "BP", "RP", "J", "H", "Ks")
+MISSING_INT = -9999
+MISSING_FLAG = -9
+
+LABEL_CATALOG_UNITS: dict[str, str] = {
+    "teff": "K",
+    "logg": "dex",
+    "vmic": "km / s",
+    "vsini": "km / s",
+    "he_frac": "",
+    "c_h": "dex",
+    "n_h": "dex",
+    "o_h": "dex",
+    "si_h": "dex",
+    "s_h": "dex",
+    "fe_h": "dex",
+}
+"""FITS/VOUnit forms of the label units (log g in dex of cm s⁻²; N_He/N_tot dimensionless)."""
+
+COLUMN_UNITS: dict[str, str] = {
+    "ra": "deg",
+    "dec": "deg",
+    "rv": "km / s",
+    "rv_err": "km / s",
+    "parallax": "mas",
+    "parallax_error": "mas",
+    "pmra": "mas / yr",
+    "pmra_error": "mas / yr",
+    "pmdec": "mas / yr",
+    "pmdec_error": "mas / yr",
+    "mjd": "d",
+    "vsini_raw": "km / s",
+    **{band: "mag" for band in PHOTOMETRY},
+    **LABEL_CATALOG_UNITS,
+    **{f"{n}_err": u for n, u in LABEL_CATALOG_UNITS.items()},
+    **{f"{n}_err_formal": u for n, u in LABEL_CATALOG_UNITS.items()},
+}
+"""Unit of each catalog column that has one (TUNIT in FITS, field metadata in Parquet)."""
+
+CUBE_INPUTS: tuple[str, ...] = (
+    "specid",
+    "fitsname",
+    "ra",
+    "dec",
+    "uniqflag",
+    "star_id",
+    "snr_g",
+    "rv",
+    "rv_err",
+    "labels",
+    "label_err",
+    *(f"{n}_err" for n in LABEL_NAMES),
+    *CORR_COLUMNS,
+    "chi2_red",
+    "chi2ratio",
+    "flag_chi2ratio",
+    *ASTROMETRY,
+    *PHOTOMETRY,
+    "vsini_raw",
+    "fit_flags",
+    "fit_converged",
+    "fit_n_iter",
+    "release",
+    "mjd",
+)
+"""Cube variables the catalog reads (those absent from a cube are filled, see the module docstring)."""
+
+
+def _column(data: Mapping[str, np.ndarray], name: str, n: int, dtype: Any = np.float32) -> np.ndarray:
+    if name in data:
+        return np.asarray(data[name])
+    if np.dtype(dtype).kind in "iu":
+        small = np.dtype(dtype).itemsize <= 2
+        return np.full(n, MISSING_FLAG if small else MISSING_INT, dtype=np.int16 if small else dtype)
+    if np.dtype(dtype).kind in "OUT":
+        return np.full(n, "", dtype=object)
+    return np.full(n, np.nan, dtype=dtype)
+
+
+def labels_catalog_block(data: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The catalog's columns (ordered) for a block of rows (see the module docstring).
+
+    ``data`` maps cube variables to their values at the block's rows; ``params["label_names"]`` is the
+    cube's ``label`` dimension. Returns name → (n,) array.
+    """
+    n = int(np.asarray(data["specid"]).shape[0])
+    fitted: Sequence[str] = list(params["label_names"])
+    labels = np.asarray(data["labels"], dtype=np.float32)
+    formal = np.asarray(data["label_err"], dtype=np.float32)
+
+    def label(name: str) -> np.ndarray:
+        return labels[:, fitted.index(name)] if name in fitted else np.full(n, np.nan, np.float32)
+
+    def formal_err(name: str) -> np.ndarray:
+        return formal[:, fitted.index(name)] if name in fitted else np.full(n, np.nan, np.float32)
+
+    def err(name: str) -> np.ndarray:
+        return _column(data, f"{name}_err", n) if name in fitted else np.full(n, np.nan, np.float32)
+
+    out: dict[str, np.ndarray] = {}
+    for name in ("specid", "fitsname"):
+        out[name] = _column(data, name, n, object)
+    out["ra"] = _column(data, "ra", n, np.float64)
+    out["dec"] = _column(data, "dec", n, np.float64)
+    out["uniqflag"] = _column(data, "uniqflag", n, np.int16)
+    out["star_id"] = _column(data, "star_id", n, object)
+    for name in ("snr_g", "rv", "rv_err"):
+        out[name] = _column(data, name, n)
+    for name in TABLE5_LABELS:
+        out[name] = label(name)
+        out[f"{name}_err"] = err(name)
+    for name in CORR_COLUMNS:
+        out[name] = _column(data, name, n)
+    out["chisq_red"] = _column(data, "chi2_red", n)
+    out["chi2ratio"] = _column(data, "chi2ratio", n)
+    out["gaia_id"] = _column(data, "gaia_id", n, np.int64)
+    for name in (*ASTROMETRY[1:], *PHOTOMETRY):
+        out[name] = _column(data, name, n)
+    for name in OTHER_LABELS:
+        out[name] = label(name)
+        out[f"{name}_err"] = err(name)
+    for name in LABEL_NAMES:
+        out[f"{name}_err_formal"] = formal_err(name)
+    out["vsini_raw"] = _column(data, "vsini_raw", n)
+    flags = _column(data, "fit_flags", n, np.uint8).astype(np.int64)
+    out["fit_flags"] = flags.astype(np.int16)
+    out["fit_converged"] = _column(data, "fit_converged", n, np.int8).astype(np.int16)
+    out["fit_n_iter"] = _column(data, "fit_n_iter", n, np.int32)
+    out["flag_teff_lt_7000"] = ((flags & FLAG_TEFF_LT_7000) > 0).astype(np.int16)
+    out["flag_snr_lt_5"] = ((flags & FLAG_SNR_LT_5) > 0).astype(np.int16)
+    out["flag_not_converged"] = ((flags & FLAG_NOT_CONVERGED) > 0).astype(np.int16)
+    chi2_flag = _column(data, "flag_chi2ratio", n, np.int8).astype(np.int16)
+    out["flag_chi2ratio"] = chi2_flag
+    has_fit = ((flags & FLAG_NO_DATA) == 0) & np.isfinite(out["teff"]) & np.isfinite(out["chi2ratio"])
+    rules = out["flag_teff_lt_7000"] + out["flag_snr_lt_5"] + out["flag_not_converged"] + (chi2_flag == 1)
+    out["final_sample"] = (has_fit & (rules == 0)).astype(np.int16)
+    out["release"] = _column(data, "release", n, object)
+    out["mjd"] = _column(data, "mjd", n, np.float64)
+    return out
+
+
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "specid": "LAMOST spectrum ID, date-planid-spid-fiberid",
+    "fitsname": "name of the LAMOST FITS file",
+    "uniqflag": "1 = the star's highest-S/N visit, 2..n its other visits by decreasing S/N",
+    "star_id": "star ID from RA/Dec, Sdddmmss+ddmmss",
+    "snr_g": "S/N per pixel in the g band",
+    "chisq_red": "reduced chi2 of the label fit",
+    "chi2ratio": "(chisq_red - median) / dispersion at the spectrum's Teff and S/N (P2 5.2)",
+    "fit_flags": "label-fit flag bits (1 teff<7000, 2 snr<5, 4 not converged, 8 no data, 16 vsini<0, 32 refit, "
+    "64 at bound)",
+    "final_sample": "1 = passes P2 5.1's final-sample rules and chi2ratio <= 10",
+    "flag_chi2ratio": "1 = chi2ratio > 10 (P2 5.2)",
+    "vsini_raw": "vsini before the clip at 0 (P2 5.1)",
+    **{f"{n}_err": f"{n} uncertainty calibrated on repeat visits (P2 5.6)" for n in LABEL_NAMES},
+    **{f"{n}_err_formal": f"{n} formal uncertainty of the fit" for n in LABEL_NAMES},
+}

@@ -1,0 +1,33 @@
+"""``uniqflag``: each star's visits ranked by S/N (SPEC §13, P2 Table 5), a reduction over the visits of each star.
+
+1 marks the highest-S/N visit of a star (``star_id``), 2 … n its other visits by decreasing S/N. The
+visits of a star may sit in any shard (another release, a later append): the engine groups them
+(:meth:`~survey_scale.engine.contracts.Engine.reduce_by_star`). The column is rewritten only when the
+cube's rows or their S/N change.
+"""
+
+from __future__ import annotations
+
+from survey_scale.config import Config
+from survey_scale.engine.contracts import Engine
+from survey_scale.science.repeats import uniqflag_block
+
+UNIQFLAG_VERSION = "1"
+
+
+def run(config: Config, engine: Engine) -> bool:
+    """Registry step ``uniqflag``: returns whether the column was (re)written."""
+    snr = config.survey.snr_column
+    params = {"snr_column": snr}
+    key = engine.input_key((snr, "star_id"), "uniqflag", UNIQFLAG_VERSION, snr)
+    return engine.write_columns(
+        "uniqflag",
+        key,
+        lambda: engine.reduce_by_star((snr,), uniqflag_block, params, block_rows=config.survey.block_spectra),
+        {
+            "uniqflag": {
+                "long_name": f"1 = the star's highest-{snr} visit, 2..n its other visits by decreasing {snr}",
+                "units": "",
+            }
+        },
+    )
