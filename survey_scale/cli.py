@@ -132,6 +132,31 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from survey_scale.pipeline import run_pipeline
+    from survey_scale.stages.registry import Registry
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()] if args.format else None
+    config = _config(
+        args,
+        {
+            "cube.path": args.cube,
+            "export.out": args.out,
+            "export.formats": formats,
+            "cluster.local.n_workers": args.workers,
+        },
+    )
+    cube = Path(config.cube.path)
+    if not (cube / "zarr.json").exists():
+        raise FileNotFoundError(f"{cube}: no cube there")
+    _setup_logging(config.log_level, cube, "export")
+    registry = Registry(s for s in default_registry().ordered() if s.name == "export")
+    summary = run_pipeline(config, progress=not args.no_progress, registry=registry)
+    for fmt, path in summary.results["export"].items():
+        print(f"{fmt}: {path}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from survey_scale.products.info import cube_info
 
@@ -223,6 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed of the mock release")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export", help="write the catalogs of SPEC §13 from a cube: FITS, Parquet, HATS")
+    p.add_argument("cube", type=Path, help="the cube's Zarr store")
+    p.add_argument("--out", type=Path, help="catalog folder (default: export.out, or 'catalogs' beside the cube)")
+    p.add_argument("--format", help="comma-separated: fits,parquet,hats (default: export.formats, all three)")
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--workers", type=int, help="Dask workers of the local cluster")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("config", help="check a configuration file, or show the effective configuration")
     p.add_argument("action", choices=["check", "show"])

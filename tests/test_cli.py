@@ -13,7 +13,7 @@ from survey_scale.cli import build_parser, main
 from survey_scale.config import CubeConfig
 from survey_scale.store.cube import create_cube
 
-COMMANDS = ("ingest", "info", "run", "demo", "config")
+COMMANDS = ("ingest", "info", "run", "demo", "config", "export")
 
 
 def test_help_everywhere(capsys) -> None:
@@ -80,6 +80,10 @@ def test_errors_exit_2_with_a_message(tmp_path: Path, capsys) -> None:
     assert main(["ingest", "--input", str(tmp_path / "absent"), "--cube", str(tmp_path / "c.zarr")]) == 2
     assert "input folder not found" in capsys.readouterr().err
     assert not (tmp_path / "c.zarr").exists()
+    assert main(["export", str(tmp_path / "nothing.zarr")]) == 2
+    assert "no cube there" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nothing.zarr"), "--format", "fits,votable"]) == 2
+    assert "export.formats" in capsys.readouterr().err
     assert main(["config", "check", str(Path(__file__).parents[1] / "configs" / "default.yaml")]) == 0
 
 

@@ -55,6 +55,7 @@ def cube_info(path: str | Path) -> str:
             f"{prov.get('stage_version')}, config {prov.get('config_hash')}, updated {prov.get('updated')}"
             + (f", models: {model_text}" if model_text else "")
         )
+    lines += reduction_lines(dict(root.attrs.get("reductions", {})))
     rejects = open_rejects(path)
     lines.append(f"  rejects: {len(rejects):,}")
     if len(rejects):
@@ -66,4 +67,61 @@ def cube_info(path: str | Path) -> str:
     return "\n".join(line for line in lines if line)
 
 
-__all__ = ["cube_info", "spectra_bytes", "store_bytes"]
+def _coeffs(poly: dict) -> str:
+    return "[" + ", ".join(f"{c:.4g}" for c in poly["coeffs"]) + "]"
+
+
+def _ranges(poly: dict) -> str:
+    (x0, x1), (y0, y1) = poly["x_range"], poly["y_range"]
+    return f"log Teff {x0:.3f}..{x1:.3f}, log S/N {y0:.2f}..{y1:.2f}"
+
+
+def snr_bin(lo: float | None, hi: float | None) -> str:
+    """An S/N bin as text: "< 50", "50-100", "> 100" (an infinite edge is stored as null)."""
+    if hi is None:
+        return f"> {lo:g}"
+    return f"< {hi:g}" if not lo else f"{lo:g}-{hi:g}"
+
+
+def reduction_lines(reductions: dict) -> list[str]:
+    """``survey-scale info`` lines of the survey-wide reductions recorded in the cube's attributes (SPEC §6)."""
+    if not reductions:
+        return []
+    lines = ["  survey-wide reductions:"]
+    if chi2 := reductions.get("chi2ratio"):
+        lines.append(
+            f"    chi2ratio: median and dispersion of chisq_red, order-{chi2['median']['order']} polynomials in "
+            f"(log10 Teff, log10 S/N) over {chi2['n_cells']} cells of {chi2['n_spectra']:,} fits "
+            f"({_ranges(chi2['median'])}; {chi2['median']['n_clipped']} + {chi2['sigma']['n_clipped']} cells "
+            f"clipped), updated {chi2.get('updated')}, code {chi2.get('code_version')}"
+        )
+        lines.append(f"      median coefficients {_coeffs(chi2['median'])}")
+        lines.append(f"      dispersion coefficients {_coeffs(chi2['sigma'])}")
+    if rep := reductions.get("repeat_precision"):
+        table = rep["table"]
+        lines.append(
+            f"    repeat precision: {rep['n_pairs']:,} pairs ({rep['selection']}); scatter/sqrt(2) for Teff > "
+            f"{rep['teff_min']:g} K, updated {rep.get('updated')}"
+        )
+        edges = table["snr_edges"]
+        for b, n in enumerate(table["n_pairs"]):
+            values = ", ".join(f"{label} {v[b]:.3g}" for label, v in table["precision"].items() if v[b] is not None)
+            lines.append(f"      S/N {snr_bin(edges[b], edges[b + 1])}: {n:,} pairs: {values or '-'}")
+        pulls = ", ".join(
+            f"{label} {p['formal']:.2f}->{p['calibrated']:.2f}"
+            for label, p in rep["pull_sigma"].items()
+            if p["formal"] is not None and p["calibrated"] is not None
+        )
+        lines.append(f"      robust sigma of the pairs' pulls, formal -> calibrated errors: {pulls}")
+    if cal := reductions.get("error_calibration"):
+        lines.append(
+            f"    error calibration: log10 scale of the formal errors as polynomials in (log10 Teff, log10 S/N), "
+            f"{cal['n_pairs']:,} pairs, updated {cal.get('updated')}"
+        )
+        for label, poly in zip(cal["label_names"], cal["log_scale"], strict=True):
+            text = "formal errors kept (too few pairs)" if poly is None else f"order {poly['order']} {_coeffs(poly)}"
+            lines.append(f"      {label:<8} {text}")
+    return lines
+
+
+__all__ = ["cube_info", "reduction_lines", "spectra_bytes", "store_bytes"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from survey_scale.config import Config
-from survey_scale.engine.contracts import Engine
+from survey_scale.engine.contracts import Engine, PipelineError
 from survey_scale.science.label_catalog import (
     CATALOG_VERSION,
     COLUMN_DESCRIPTIONS,
@@ -27,7 +27,20 @@ def catalog_dir(config: Config) -> Path:
 
 
 def run(config: Config, engine: Engine) -> dict[str, Path]:
-    """Registry step ``export``: returns the path of each catalog file."""
+    """Registry step ``export``: returns the path of each catalog file.
+
+    Raises
+    ------
+    PipelineError
+        If the cube lacks the fit or the survey-wide reductions (``survey-scale run`` makes them).
+    """
+    needed = ("labels", "label_err", "uniqflag", "chi2ratio", "teff_err")
+    missing = [v for v in needed if not engine.has_variable(v)]
+    if missing:
+        raise PipelineError(
+            f"{engine.cube}: cannot export the labels catalog: the cube has no {', '.join(missing)} yet "
+            "(run `survey-scale run` on it first)"
+        )
     variables = [v for v in CUBE_INPUTS if engine.has_variable(v)]
     label_names = [str(n) for n in engine.read_column("label")]
     params = {"label_names": label_names}

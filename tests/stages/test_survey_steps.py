@@ -191,3 +191,27 @@ def test_export_opens_in_lsdb(fitted) -> None:
     frame = catalog.compute()
     assert len(frame) == engine.n_spectra()
     assert {"specid", "teff", "teff_err", "chi2ratio", "uniqflag"} <= set(frame.columns)
+
+
+def test_export_and_info_from_the_command_line(fitted, tmp_path: Path, capsys) -> None:
+    from survey_scale import cli
+    from survey_scale.store.cube import create_cube as make_cube
+
+    config, engine = fitted
+    out = tmp_path / "cli_catalogs"
+    assert cli.main(["export", str(engine.cube), "--out", str(out), "--format", "parquet", "--workers", "1"]) == 2
+    assert "run `survey-scale run` on it first" in capsys.readouterr().err  # no reductions yet
+    for step in (uniqflag, chi2ratio, repeats):
+        step.run(config, engine)
+    assert cli.main(["info", str(engine.cube)]) == 0
+    text = capsys.readouterr().out
+    assert "chi2ratio: median and dispersion" in text and "median coefficients [" in text
+    assert "repeat precision:" in text and "error calibration:" in text and "teff     order" in text
+    args = ["export", str(engine.cube), "--out", str(out), "--format", "parquet,fits", "--workers", "1"]
+    assert cli.main([*args, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"parquet: {out / 'labels.parquet'}" in printed and (out / "labels.fits").exists()
+    assert not (out / "labels_hats").exists() and not list(out.glob(".labels-parts"))
+    empty = tmp_path / "empty.zarr"
+    make_cube(empty, CubeConfig())
+    assert cli.main(["export", str(empty), "--workers", "1"]) == 2
