@@ -225,9 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "figures",
-        help="write PNG figures: synth; mock SOURCE=release; emission|fits SOURCE=cube; emulator SOURCE=file",
+        help="write PNG figures: synth; mock SOURCE=release; emission|fits|survey SOURCE=cube; emulator SOURCE=file",
     )
-    p.add_argument("kind", choices=["synth", "mock", "emission", "fits", "emulator"], help="what to draw")
+    kinds = ["synth", "mock", "emission", "fits", "survey", "emulator"]  # products.figures.FIGURE_KINDS (no import)
+    p.add_argument("kind", choices=kinds, help="what to draw")
     p.add_argument("source", type=Path, nargs="?", help="the mock release, cube or emulator file to plot")
     p.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG files")
     p.set_defaults(func=cmd_figures)

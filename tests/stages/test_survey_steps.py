@@ -215,3 +215,15 @@ def test_export_and_info_from_the_command_line(fitted, tmp_path: Path, capsys) -
     empty = tmp_path / "empty.zarr"
     make_cube(empty, CubeConfig())
     assert cli.main(["export", str(empty), "--workers", "1"]) == 2
+
+
+def test_survey_figures(fitted, tmp_path: Path) -> None:
+    from survey_scale.products.figures import write_figures
+
+    config, engine = fitted
+    with pytest.raises(FileNotFoundError, match="no repeat_precision reduction yet"):
+        write_figures("survey", engine.cube, tmp_path / "figs")
+    _run_all(config, engine)
+    paths = write_figures("survey", engine.cube, tmp_path / "figs")
+    assert [p.name for p in paths] == ["repeat_precision.png", "chi2ratio.png"]
+    assert all(p.stat().st_size > 20_000 for p in paths)

@@ -3,7 +3,8 @@
 - :mod:`.cube`: emission diagram, PCA reconstructions, example fits, Kiel diagram (from a cube);
 - :mod:`.emulator`: gradient spectra and Cramér–Rao bound of an emulator;
 - :mod:`.synth`: example spectra and gradient spectra of the synthesizer;
-- :mod:`.mock`: the mock population and its observations.
+- :mod:`.mock`: the mock population and its observations;
+- :mod:`.survey`: repeat-visit precision (P2 Fig. 10) and chi2ratio (P2 §5.2), from a cube.
 
 :func:`write_figures` writes one kind of them (``survey-scale figures KIND SOURCE``).
 """
@@ -15,9 +16,9 @@ from pathlib import Path
 
 from survey_scale.store.bookkeeping import Bookkeeping
 
-FIGURE_KINDS = ("synth", "mock", "emission", "fits", "emulator")
-"""What :func:`write_figures` draws: synth (no source); mock (a mock release); emission and fits (a cube);
-emulator (an emulator file)."""
+FIGURE_KINDS = ("synth", "mock", "emission", "fits", "survey", "emulator")
+"""What :func:`write_figures` draws: synth (no source); mock (a mock release); emission, fits and survey (a
+cube); emulator (an emulator file)."""
 
 
 def fiducial_b_star(label_names: Sequence[str]) -> list[float]:
@@ -64,6 +65,13 @@ def write_figures(kind: str, source: str | Path | None, out: str | Path) -> list
         return [
             cube_figures.plot_example_fits(source, out / "example_fits.png"),
             cube_figures.plot_kiel(source, out / "kiel.png"),
+        ]
+    if kind == "survey":
+        from survey_scale.products.figures.survey import plot_chi2ratio, plot_repeat_precision
+
+        return [
+            plot_repeat_precision(source, out / "repeat_precision.png"),
+            plot_chi2ratio(source, out / "chi2ratio.png"),
         ]
     if kind == "emulator":
         from survey_scale.products.figures.emulator import plot_cramer_rao, plot_emulator_gradients
