@@ -223,6 +223,8 @@ class ExportConfig(_Section):
     out: Path | None = Field(None, description="folder of the catalogs; null = 'catalogs' beside the cube")
     formats: list[Literal["fits", "parquet", "hats"]] = ["fits", "parquet", "hats"]
     block_spectra: int = Field(131072, ge=1, description="rows read from the cube at a time")
+    hats_pixel_threshold: int = Field(250_000, ge=1, description="HATS: at most this many rows per partition")
+    hats_highest_order: int = Field(7, ge=0, le=19, description="HATS: finest HEALPix order of a partition")
 
 
 class Config(_Section):

@@ -169,10 +169,13 @@ def write_catalog(
     meta: Mapping[str, Mapping[str, str]],
     key: str,
     block_rows: int,
+    hats: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write catalog ``name`` of the cube in ``formats`` to folder ``out``; see the module docstring.
 
-    Returns the path of each format's file (or folder). Skipped when ``out``'s manifest has ``key``.
+    ``hats`` are extra arguments of hats-import's ``ImportArguments`` (``pixel_threshold``,
+    ``highest_healpix_order``). Returns the path of each format's file (or folder). Skipped when ``out``'s
+    manifest has ``key``.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
@@ -182,7 +185,7 @@ def write_catalog(
     paths = {"fits": out / f"{name}.fits", "parquet": out / f"{name}.parquet", "hats": out / f"{name}_hats"}
     paths = {f: paths[f] for f in FORMATS if f in formats}
     manifest_path = out / f".{name}.json"
-    manifest = {"key": key, "formats": sorted(paths), "code_version": __version__}
+    manifest = {"key": key, "formats": sorted(paths), "hats": dict(hats or {}), "code_version": __version__}
     if manifest_path.exists() and all(p.exists() for p in paths.values()):
         old = json.loads(manifest_path.read_text())
         if {k: old.get(k) for k in manifest} == manifest:
@@ -225,14 +228,16 @@ def write_catalog(
         }
         write_fits(paths["fits"], parts, widths, n_rows, header, name)
     if "hats" in paths:
-        _write_hats(engine, name, parts, paths["hats"], out, n_rows)
+        _write_hats(engine, name, parts, paths["hats"], out, n_rows, hats or {})
     shutil.rmtree(parts_dir, ignore_errors=True)
     atomic_write_json(manifest_path, {**manifest, "rows": n_rows, "metadata": file_meta})
     log.info("export %s: %d rows, %s in %s", name, n_rows, ", ".join(sorted(paths)), out)
     return paths
 
 
-def _write_hats(engine: Any, name: str, parts: Sequence[Path], path: Path, out: Path, n_rows: int) -> None:
+def _write_hats(
+    engine: Any, name: str, parts: Sequence[Path], path: Path, out: Path, n_rows: int, options: Mapping[str, Any]
+) -> None:
     from hats_import.catalog.arguments import ImportArguments
     from hats_import.pipeline import pipeline_with_client
 
@@ -251,6 +256,7 @@ def _write_hats(engine: Any, name: str, parts: Sequence[Path], path: Path, out: 
         tmp_dir=tmp,
         resume=False,
         progress_bar=False,
+        **options,
     )
     pipeline_with_client(args, engine.client)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -286,10 +286,11 @@ class Engine(Protocol):
         meta: Mapping[str, Mapping[str, str]],
         key: str,
         block_rows: int = 131072,
+        hats: Mapping[str, Any] | None = None,
     ) -> dict[str, Path]:
         """Catalog ``name`` in ``formats`` (fits, parquet, hats) in folder ``out``, streamed: ``block(data,
-        params)`` turns rows of ``variables`` into columns; ``meta`` gives each column's unit and description.
-        Nothing is written when ``out`` already holds it with ``key``."""
+        params)`` turns rows of ``variables`` into columns; ``meta`` gives each column's unit and description;
+        ``hats`` are hats-import options. Nothing is written when ``out`` already holds it with ``key``."""
         ...
 
 

@@ -598,11 +598,12 @@ class DaskEngine:
         meta: Mapping[str, Mapping[str, str]],
         key: str,
         block_rows: int = 131072,
+        hats: Mapping[str, Any] | None = None,
     ) -> dict[str, Path]:
         """Catalog files streamed from the cube (:func:`survey_scale.engine.catalog.write_catalog`)."""
         from survey_scale.engine.catalog import write_catalog
 
-        return write_catalog(self, name, variables, block, params, out, formats, meta, key, block_rows)
+        return write_catalog(self, name, variables, block, params, out, formats, meta, key, block_rows, hats)
 
     def has_variable(self, name: str) -> bool:
         return name in open_group(self.cube)

@@ -57,4 +57,8 @@ def run(config: Config, engine: Engine) -> dict[str, Path]:
         meta,
         key,
         config.export.block_spectra,
+        {
+            "pixel_threshold": config.export.hats_pixel_threshold,
+            "highest_healpix_order": config.export.hats_highest_order,
+        },
     )

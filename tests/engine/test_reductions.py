@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from survey_scale.config import CubeConfig
+from survey_scale.engine.contracts import PipelineError
 from survey_scale.engine.runner import DaskEngine, star_groups
 from survey_scale.store.cube import create_cube, open_group, resize_spec, write_column
 
@@ -105,3 +106,78 @@ def test_cached_result_is_reused_while_its_inputs_are_unchanged(cube: Path, clie
     write_column(root, "specid", np.array([f"Y{i:03d}" for i in range(STARS.size)]), {})
     engine.cached("visit_rank", engine.input_key(["snr_g"], "visit_rank v2"), compute)
     assert len(calls) == 4
+
+
+def test_input_key_ignores_when_and_by_which_code_version_an_input_was_written(cube: Path, client) -> None:
+    engine = DaskEngine(cube, client, progress=False)
+    key = engine.input_key(["snr_g"], "x")
+    attrs = open_group(cube, mode="r+")["snr_g"].attrs
+    attrs.update({"provenance_updated": "2030-01-01T00:00:00", "provenance_code_version": "9.9"})
+    assert engine.input_key(["snr_g"], "x") == key
+
+
+def test_write_columns_writes_once_per_key(cube: Path, client) -> None:
+    engine = DaskEngine(cube, client, progress=False)
+    calls = []
+
+    def compute() -> dict[str, np.ndarray]:
+        calls.append(1)
+        return engine.reduce_by_star(["snr_g"], visit_rank)
+
+    attrs = {"rank": {"long_name": "visit rank"}, "n_visits": {"long_name": "visits of the star"}}
+    assert engine.write_columns("visit_rank", "k1", compute, attrs) is True
+    assert engine.write_columns("visit_rank", "k1", compute, attrs) is False
+    assert len(calls) == 1
+    root = open_group(cube)
+    assert root["rank"].attrs["provenance_key"] == "k1" and root["rank"].attrs["long_name"] == "visit rank"
+    assert root["rank"].attrs["provenance_step"] == "visit_rank"
+    del open_group(cube, mode="r+")["n_visits"]  # a kill between two columns: all rewritten
+    assert engine.write_columns("visit_rank", "k1", compute, attrs) is True and len(calls) == 2
+    with pytest.raises(PipelineError, match="gave 2 values of rank for 14 spectra"):
+        engine.write_columns("visit_rank", "k2", lambda: {"rank": np.zeros(2)}, {"rank": {}})
+
+
+def test_record_reduction_is_strict_json_and_keeps_its_time_while_unchanged(cube: Path, client) -> None:
+    engine = DaskEngine(cube, client, progress=False)
+    engine.record_reduction("model", {"coeffs": [1.0, float("nan")], "edges": [0.0, float("inf")], "n": 3})
+    first = dict(open_group(cube).attrs["reductions"]["model"])
+    assert first["coeffs"] == [1.0, None] and first["edges"] == [0.0, None] and first["code_version"]
+    engine.record_reduction("model", {"coeffs": [1.0, float("nan")], "edges": [0.0, float("inf")], "n": 3})
+    assert dict(open_group(cube).attrs["reductions"]["model"]) == first
+    engine.record_reduction("model", {"coeffs": [2.0], "n": 4})
+    assert open_group(cube).attrs["reductions"]["model"]["n"] == 4
+
+
+def test_write_catalog_streams_parts_into_fits_and_parquet(cube: Path, client, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    from astropy.table import Table
+
+    engine = DaskEngine(cube, client, progress=False)
+
+    def block(data: dict, params: dict) -> dict:
+        return {
+            "specid": data["specid"],
+            "star_id": data["star_id"],
+            "snr_g": data["snr_g"] * params["k"],
+            "rank": np.arange(data["snr_g"].size, dtype=np.int16),
+            "big": np.full(data["snr_g"].size, 2**40, np.int64),
+        }
+
+    meta = {"snr_g": {"unit": "km / s", "description": "a speed"}, "rank": {"unit": "dex", "description": "log"}}
+    out = tmp_path / "cat"
+    args = ("toy", ["specid", "star_id", "snr_g", "absent"], block, {"k": 2.0}, out, ["fits", "parquet"], meta)
+    paths = engine.write_catalog(*args, key="k1", block_rows=4)
+    table = Table.read(paths["fits"])
+    assert len(table) == STARS.size and list(table["specid"]) == [f"X{i:03d}" for i in range(STARS.size)]
+    np.testing.assert_array_equal(table["snr_g"], SNR * 2.0)
+    assert str(table["snr_g"].unit) == "km / s" and table["rank"].unit is None  # dex: not a FITS unit
+    assert table["rank"].tolist() == [0, 1, 2, 3] * 3 + [0, 1] and table["big"][0] == 2**40
+    header = Table.read(paths["fits"]).meta
+    assert header["CREATOR"] == "survey_scale" and header["TCOMM4"] == "[dex] log"
+    parquet = pq.read_table(paths["parquet"])
+    assert parquet.num_rows == STARS.size and parquet.schema.field("snr_g").metadata[b"unit"] == b"km / s"
+    stamp = paths["fits"].stat().st_mtime_ns
+    engine.write_catalog(*args, key="k1", block_rows=4)
+    assert paths["fits"].stat().st_mtime_ns == stamp  # same key: nothing rewritten
+    with pytest.raises(ValueError, match="unknown catalog format"):
+        engine.write_catalog("toy", ["specid"], block, {}, out, ["votable"], meta, key="k2")
