@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from survey_scale.core.labels import LABEL_NAMES, P2_TABLE5_CORRELATIONS
+from survey_scale.core.labels import LABEL_NAMES, LABEL_UNITS, P2_TABLE5_CORRELATIONS
 from survey_scale.science.label_fit import (
     FLAG_NO_DATA,
     FLAG_NOT_CONVERGED,
@@ -42,20 +42,10 @@ PHOTOMETRY = ("G", "BP", "RP", "J", "H", "Ks")
 MISSING_INT = -9999
 MISSING_FLAG = -9
 
-LABEL_CATALOG_UNITS: dict[str, str] = {
-    "teff": "K",
-    "logg": "dex",
-    "vmic": "km / s",
-    "vsini": "km / s",
-    "he_frac": "",
-    "c_h": "dex",
-    "n_h": "dex",
-    "o_h": "dex",
-    "si_h": "dex",
-    "s_h": "dex",
-    "fe_h": "dex",
-}
-"""FITS/VOUnit forms of the label units (log g in dex of cm s⁻²; N_He/N_tot dimensionless)."""
+_VO_UNITS = {"km s-1": "km / s", "dex (cm s-2)": "dex", "N_He/N_tot": ""}
+LABEL_CATALOG_UNITS: dict[str, str] = {name: _VO_UNITS.get(unit, unit) for name, unit in LABEL_UNITS.items()}
+"""FITS/VOUnit forms of :data:`survey_scale.core.labels.LABEL_UNITS` (log g in dex of cm s⁻²; N_He/N_tot
+dimensionless)."""
 
 COLUMN_UNITS: dict[str, str] = {
     "ra": "deg",
