@@ -7,6 +7,7 @@ Public interface (SPEC §12)::
     sp = ss.io.read_lamost(path)            # one LAMOST file
     em = ss.emulator.load(path)             # a spectral emulator
     res = ss.fitting.fit_spectra(em, flux, ivar)
+    d = ss.distance.posterior(parallax, parallax_error, mks, mks_err, ks, ks_err, aks, aks_err, binary)
 
 Sub-modules are imported on first use, so ``import survey_scale`` stays light (no torch, no dask client).
 Every error a user can meet is a :class:`SurveyScaleError`.
@@ -40,6 +41,7 @@ _SUBMODULES: dict[str, str] = {
     "io": "survey_scale.io",
     "emulator": "survey_scale.science.emulator",
     "fitting": "survey_scale.science.fitting",
+    "distance": "survey_scale.science.distance",
     "cube": "survey_scale.store.cube",
     "config": "survey_scale.config",
     "pipeline": "survey_scale.pipeline",

@@ -1,0 +1,63 @@
+"""The distance posterior (SPEC §9, §12) against P1's 0.1 pc grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import survey_scale as ss
+from survey_scale.science.distance import D_MAX_PC, grid_posterior, posterior
+
+
+def random_stars(n: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    dist = 10 ** rng.uniform(2.3, 4.2, n)
+    plx_err = 10 ** rng.uniform(-2, -0.5, n)
+    mks = rng.uniform(-4, 1.5, n)
+    aks = rng.uniform(0, 0.3, n)
+    return {
+        "parallax": 1000 / dist + plx_err * rng.normal(size=n),
+        "parallax_error": plx_err,
+        "mks": mks + 0.3 * rng.normal(size=n),
+        "mks_err": rng.uniform(0.1, 0.5, n),
+        "ks": mks + 5 * np.log10(dist) - 5 + aks,
+        "ks_err": rng.uniform(0.01, 0.05, n),
+        "aks": aks,
+        "aks_err": np.full(n, 0.01),
+        "binary": rng.random(n) < 0.3,
+    }
+
+
+def test_posterior_matches_a_01_pc_grid_to_01_percent() -> None:
+    stars = random_stars(25, 0)
+    stars["parallax"][-1], stars["binary"][-1] = -0.2, True  # parallax alone, ϖ < 0: the mode is the prior's edge
+    got = ss.distance.posterior(**stars)
+    for i in range(25):
+        ref = grid_posterior(*(stars[k][i] for k in stars))
+        for key in ("dis", "dis_low", "dis_high"):
+            # the grid itself is quantized at 0.1 pc
+            assert got[key][i] == pytest.approx(ref[key], rel=1e-3, abs=0.1), (i, key)
+        assert got["logdis"][i] == pytest.approx(ref["logdis"], abs=4e-4), i
+        assert got["logdis_err"][i] == pytest.approx(ref["logdis_err"], rel=1e-3, abs=1e-4), i
+    assert got.dis[-1] == pytest.approx(D_MAX_PC)
+
+
+def test_binaries_use_the_parallax_alone_and_bad_inputs_give_nan() -> None:
+    # a photometric distance far from the parallax one: the binary ignores it
+    kw = dict(parallax_error=0.2, mks=-1.0, mks_err=0.2, ks=11.0, ks_err=0.02, aks=0.1, aks_err=0.01)
+    single, binary = posterior(np.array([1.0, 1.0]), binary=np.array([False, True]), **kw).dis
+    assert binary == pytest.approx(1000.0, rel=1e-3)  # parallax 1 mas: mode at 1 kpc
+    assert single > 1100.0  # pulled towards the photometric 10^((11 + 1 + 5 - 0.1)/5) = 2.4 kpc
+    bad = posterior(
+        np.array([1.0, np.nan, 1.0, 1.0]),
+        np.array([0.1, 0.1, 0.0, 0.1]),
+        np.array([0.0, 0.0, 0.0, np.nan]),
+        0.2,
+        10.0,
+        0.02,
+        0.1,
+        0.01,
+        binary=np.array([False, False, False, True]),
+    )
+    assert np.isfinite(bad.dis[0]) and np.isnan(bad.dis[1:3]).all() and np.isfinite(bad.dis[3])
+    assert np.isnan(posterior(np.array([1.0]), 0.1, np.nan, 0.2, 10.0, 0.02, 0.1, 0.01).logdis).all()
