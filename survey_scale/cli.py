@@ -92,6 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{stage.stage}: {stage.n_computed} of {stage.n_chunks} chunks computed "
             f"({stage.n_done_before} up to date), {stage.n_rejects} rejects, {stage.seconds:.1f} s"
         )
+    for fmt, path in (summary.results.get("export") or {}).items():
+        print(f"catalog ({fmt}): {path}")
     return 0
 
 

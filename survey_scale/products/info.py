@@ -90,13 +90,13 @@ def reduction_lines(reductions: dict) -> list[str]:
     lines = ["  survey-wide reductions:"]
     if chi2 := reductions.get("chi2ratio"):
         lines.append(
-            f"    chi2ratio: median and dispersion of chisq_red, order-{chi2['median']['order']} polynomials in "
-            f"(log10 Teff, log10 S/N) over {chi2['n_cells']} cells of {chi2['n_spectra']:,} fits "
+            f"    chi2ratio: log10 median and log10 dispersion of chisq_red, order-{chi2['median']['order']} "
+            f"polynomials in (log10 Teff, log10 S/N) over {chi2['n_cells']} cells of {chi2['n_spectra']:,} fits "
             f"({_ranges(chi2['median'])}; {chi2['median']['n_clipped']} + {chi2['sigma']['n_clipped']} cells "
             f"clipped), updated {chi2.get('updated')}, code {chi2.get('code_version')}"
         )
-        lines.append(f"      median coefficients {_coeffs(chi2['median'])}")
-        lines.append(f"      dispersion coefficients {_coeffs(chi2['sigma'])}")
+        lines.append(f"      log10 median coefficients {_coeffs(chi2['median'])}")
+        lines.append(f"      log10 dispersion coefficients {_coeffs(chi2['sigma'])}")
     if rep := reductions.get("repeat_precision"):
         table = rep["table"]
         lines.append(

@@ -8,11 +8,16 @@ Survey-wide and streamed: each block of spectra adds its counts to one fixed 3-D
 (log10 Teff, log10 S/N, log10 χ²_red) (:func:`chi2_histogram_block`; integer counts, so the sum of the
 blocks is exact and does not depend on their order). From the summed histogram, each (Teff, S/N) cell's
 median and 1.4826 × MAD are read off its cumulative χ² distribution (linear interpolation inside the fine
-log χ² bins: 0.005 dex, a 1.2 % relative resolution), and the two polynomials in (log10 Teff, log10 S/N) are
-fitted to the cells holding at least ``min_count`` spectra (cells merged where a small cube leaves them too
-sparse, :func:`fit_chi2_model`), at each cell's mean position, weighted by count / dispersion² (the inverse
-variance of a cell's median up to a constant) and made robust by 3σ clipping of the cells
-(:func:`survey_scale.science.poly2d.fit_poly2d`). Memory is the histogram's, whatever the number of spectra.
+log χ² bins: 0.005 dex, a 1.2 % relative resolution), and log10 of the median and log10 of the dispersion
+are each fitted as a 3rd-order polynomial in (log10 Teff, log10 S/N) — in logarithms because χ²_red grows
+like (S/N)² where model errors dominate, a steepness a cubic in the χ² itself misses at S/N > 100 (on a
+5,000-star mock the χ²-space cubic left the chi2ratio median of the S/N > 100 spectra at +1.4σ and flagged
+2.4 % of clean spectra, the log-space one +0.5σ and 1.4 %). The polynomials are fitted to the cells
+holding at least ``min_count`` spectra (cells merged where a small cube leaves them too sparse,
+:func:`fit_chi2_model`), at each cell's mean position, weighted by the inverse variance of the cell's
+log10 median (∝ count × median² / dispersion²) and of its log10 dispersion (∝ count), and made robust by 3σ
+clipping of the cells (:func:`survey_scale.science.poly2d.fit_poly2d`). Memory is the histogram's, whatever
+the number of spectra.
 """
 
 from __future__ import annotations
@@ -100,7 +105,7 @@ def cell_statistics(counts: np.ndarray) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class Chi2Model:
-    """The survey's χ²_red median and dispersion as polynomials of (log10 Teff, log10 S/N)."""
+    """The survey's χ²_red median and dispersion: log10 of each a polynomial of (log10 Teff, log10 S/N)."""
 
     median: Poly2D
     sigma: Poly2D
@@ -119,9 +124,18 @@ class Chi2Model:
         ok = (teff > 0) & (snr > 0)
         x = np.log10(np.where(ok, teff, np.nan))
         y = np.log10(np.where(ok, snr, np.nan))
-        # A 3rd-order dispersion polynomial can dip towards 0 between cells: floor it at the smallest cell's.
-        sigma = np.maximum(self.sigma(x, y), self.sigma_floor)
-        return ((np.asarray(chi2_red, dtype=np.float64) - self.median(x, y)) / sigma).astype(np.float32)
+        return ((np.asarray(chi2_red, dtype=np.float64) - self.median_at(x, y)) / self.sigma_at(x, y)).astype(
+            np.float32
+        )
+
+    def median_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Median χ²_red at log10 Teff ``x`` and log10 S/N ``y``."""
+        return 10.0 ** self.median(x, y)
+
+    def sigma_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Dispersion of χ²_red at (``x``, ``y``), floored at the smallest fitted cell's: the polynomial is
+        unconstrained where no cell is (hot, faint stars are rare)."""
+        return np.maximum(10.0 ** self.sigma(x, y), self.sigma_floor)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,7 +146,8 @@ class Chi2Model:
             "min_count": int(self.min_count),
             "sigma_floor": float(self.sigma_floor),
             "cell_factor": int(self.cell_factor),
-            "variables": "x = log10 Teff [K], y = log10 S/N",
+            "variables": "log10 median and log10 dispersion of chisq_red as polynomials of x = log10 Teff [K], "
+            "y = log10 S/N",
         }
 
     @classmethod
@@ -209,7 +224,6 @@ def fit_chi2_model(counts: np.ndarray, min_count: int = 20, order: int = 3, cove
     if not use.any():
         raise ValueError(f"too few fitted spectra with a usable Teff, S/N and chi2 ({total}) for the chi2 model")
     n, med, sig = stats["n"][use], stats["median"][use], stats["sigma"][use]
-    weight = n / sig**2
-    median = fit_poly2d(x[use], y[use], med, weight, order=order)
-    sigma = fit_poly2d(x[use], y[use], sig, weight, order=order)
+    median = fit_poly2d(x[use], y[use], np.log10(med), n * (med / sig) ** 2, order=order)
+    sigma = fit_poly2d(x[use], y[use], np.log10(sig), n, order=order)
     return Chi2Model(median, sigma, total, int(use.sum()), min_count, float(sig.min()), factor)
