@@ -84,10 +84,8 @@ def plot_chi2ratio(cube: str | Path, path: str | Path) -> Path:
     grid = np.logspace(np.log10(max(np.nanmin(snr), 1.0)), np.log10(np.nanmax(snr)), 100)
     for t, color in ((8000, "tab:blue"), (15000, "tab:orange"), (30000, "tab:red")):
         x, y = np.full(grid.size, np.log10(t)), np.log10(grid)
-        ax.plot(grid, model.median(x, y), c=color, lw=1.2, label=f"median, Teff {t:,} K")
-        ax.plot(
-            grid, model.median(x, y) + 10 * np.maximum(model.sigma(x, y), model.sigma_floor), c=color, lw=0.8, ls="--"
-        )
+        ax.plot(grid, model.median_at(x, y), c=color, lw=1.2, label=f"median, Teff {t:,} K")
+        ax.plot(grid, model.median_at(x, y) + 10 * model.sigma_at(x, y), c=color, lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("S/N (g)")
