@@ -200,7 +200,7 @@ def main() -> None:
                 "baseline: naive FITS + Parquet (all in memory)", lambda: naive_export(cube, args.out), "again"
             )
             paths, _, _ = measure(
-                "export HATS (hats-import on the client)", exporter(config, engine, out, FORMATS), "no"
+                "export FITS + Parquet + HATS (hats-import on the client)", exporter(config, engine, out, FORMATS), "no"
             )
     print(f"streamed / naive (FITS + Parquet): time {t_stream / t_naive:.2f}, peak memory {m_stream / m_naive:.2f}")
     for fmt, path in paths.items():

@@ -7,8 +7,8 @@ the block's stars 0..m−1.
 Repeat pairs (P2 §4.6)
     Two visits of one star on different nights (``lmjd`` differ) whose S/N differ by less than
     ``snr_tolerance`` (20 %) of their mean, both with a usable fit (finite labels and errors, converged, not
-    flagged ``no_data``). For each pair: the label difference Δ, the mean S/N and Teff, and both visits'
-    formal errors, S/N and Teff (so that errors scaled per visit can be applied to the pair).
+    flagged ``no_data``). For each pair: the label difference Δ and both visits' formal errors, S/N and Teff
+    (so that errors scaled per visit can be applied to the pair) — float32, ~150 bytes a pair.
 Precision (P2 Fig. 10)
     Per label and S/N bin: the robust scatter (1.4826 × MAD) of Δ divided by √2 — both visits contribute
     equally.
@@ -69,27 +69,26 @@ def repeat_pairs_block(
 ) -> dict[str, np.ndarray]:
     """``reduce_by_star`` block: the repeat pairs of the block's stars (see the module docstring).
 
-    ``data``: ``specid``, ``lmjd``, ``labels`` (n, L), ``label_err`` (n, L), ``fit_flags`` and the S/N
-    column; ``params``: ``snr_column``, ``teff_index``, ``snr_tolerance``, ``bad_flags``. Returns per pair
-    ``specid1``, ``specid2`` (specid1 < specid2), ``delta`` = labels₁ − labels₂ (P, L), ``err1``, ``err2``
-    (P, L), ``snr1``, ``snr2``, ``teff1``, ``teff2``.
+    ``data``: ``lmjd``, ``labels`` (n, L), ``label_err`` (n, L), ``fit_flags`` and the S/N column;
+    ``params``: ``snr_column``, ``teff_index``, ``snr_tolerance``, ``bad_flags``. Returns per pair (float32,
+    ~150 bytes a pair) ``delta`` = labels₁ − labels₂ (P, L), ``err1``, ``err2`` (P, L), ``snr1``, ``snr2``,
+    ``teff1``, ``teff2``, the visit with the higher S/N first (ties: the lower Teff, then the lower labels).
     """
-    snr = np.asarray(data[params["snr_column"]], dtype=np.float64)
-    labels = np.asarray(data["labels"], dtype=np.float64)
-    err = np.asarray(data["label_err"], dtype=np.float64)
-    specid = np.asarray(data["specid"]).astype(str)
+    snr = np.asarray(data[params["snr_column"]], dtype=np.float32)
+    labels = np.asarray(data["labels"], dtype=np.float32)
+    err = np.asarray(data["label_err"], dtype=np.float32)
     night = np.asarray(data["lmjd"])
     ok = usable_fits(data, params["bad_flags"]) & np.isfinite(snr) & (snr > 0)
     i, j = _same_star_pairs(np.asarray(star))
-    mean_snr = 0.5 * (snr[i] + snr[j])
+    mean_snr = 0.5 * (snr[i].astype(np.float64) + snr[j])
     keep = ok[i] & ok[j] & (night[i] != night[j]) & (np.abs(snr[i] - snr[j]) < params["snr_tolerance"] * mean_snr)
     i, j = i[keep], j[keep]
-    swap = specid[i] > specid[j]
-    i, j = np.where(swap, j, i), np.where(swap, i, j)
     t = int(params["teff_index"])
+    # A canonical order of the two visits, from their values alone (not their rows): the same pair always
+    # gives the same Δ whatever the cube's row order.
+    swap = (snr[i] < snr[j]) | ((snr[i] == snr[j]) & (labels[i, t] > labels[j, t]))
+    i, j = np.where(swap, j, i), np.where(swap, i, j)
     return {
-        "specid1": specid[i],
-        "specid2": specid[j],
         "delta": labels[i] - labels[j],
         "err1": err[i],
         "err2": err[j],
@@ -101,19 +100,18 @@ def repeat_pairs_block(
 
 
 def _same_star_pairs(star: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # All (i < j) with star[i] == star[j], star by star (not the n² triangle of the block).
+    # All (i, j), i before j, with star[i] == star[j]: for each number of visits k, the k(k−1)/2 pairs of all
+    # stars with k visits at once (a loop over the few values of k, not over stars).
     order = np.argsort(star, kind="stable")
     s = star[order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     sizes = np.diff(np.r_[starts, s.size])
-    pairs_i, pairs_j = [], []
-    for start, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
-        a, b = np.triu_indices(size, k=1)
-        rows = order[start : start + size]
-        pairs_i.append(rows[a])
-        pairs_j.append(rows[b])
-    if not pairs_i:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pairs_i, pairs_j = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for k in np.unique(sizes[sizes > 1]):
+        a, b = np.triu_indices(int(k), k=1)
+        first = starts[sizes == k][:, None]
+        pairs_i.append(order[first + a[None, :]].ravel())
+        pairs_j.append(order[first + b[None, :]].ravel())
     return np.concatenate(pairs_i), np.concatenate(pairs_j)
 
 
@@ -123,8 +121,10 @@ def concat_pairs(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> di
 
 
 def sort_pairs(pairs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Pairs in (specid1, specid2) order: the same pairs give the same table whatever the block order."""
-    order = np.lexsort((pairs["specid2"], pairs["specid1"]))
+    """Pairs in a canonical order of their values (S/N, Teff, then Δ): the same pairs give the same table
+    whatever the order in which the blocks were combined."""
+    keys = [pairs["delta"][:, k] for k in range(pairs["delta"].shape[1])[::-1]]
+    order = np.lexsort((*keys, pairs["teff2"], pairs["teff1"], pairs["snr2"], pairs["snr1"]))
     return {k: np.asarray(v)[order] for k, v in pairs.items()}
 
 

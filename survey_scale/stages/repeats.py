@@ -39,7 +39,7 @@ from survey_scale.stages.chi2ratio import label_index
 
 log = logging.getLogger(__name__)
 
-REPEATS_VERSION = "1"
+REPEATS_VERSION = "2"
 BAD_FIT_FLAGS = FLAG_NO_DATA | FLAG_NOT_CONVERGED
 """A visit with one of these fit flags enters no repeat pair."""
 
@@ -110,14 +110,14 @@ def run(config: Config, engine: Engine) -> StageSummary:
     cfg = config.survey
     label_names = [str(n) for n in engine.read_column("label")]
     teff_index = label_index(engine, "teff")
-    variables = ("specid", "lmjd", "labels", "label_err", "fit_flags", cfg.snr_column)
+    variables = ("lmjd", "labels", "label_err", "fit_flags", cfg.snr_column)
     params = {
         "snr_column": cfg.snr_column,
         "teff_index": teff_index,
         "snr_tolerance": cfg.repeat_snr_tolerance,
         "bad_flags": BAD_FIT_FLAGS,
     }
-    key = engine.input_key(variables[2:], "repeat pairs", REPEATS_VERSION, params)
+    key = engine.input_key(variables[1:], "repeat pairs", REPEATS_VERSION, params)
 
     def compute() -> dict[str, np.ndarray]:
         pairs = engine.reduce_by_star(

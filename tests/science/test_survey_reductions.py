@@ -139,9 +139,10 @@ def test_repeat_pairs_need_different_nights_similar_snr_and_usable_fits() -> Non
     data, star = _pair_block()
     params = {"snr_column": "snr_g", "teff_index": 0, "snr_tolerance": 0.2, "bad_flags": 4 | 8}
     pairs = sort_pairs(repeat_pairs_block(data, star, params))
-    # star 0: (c, a) and (c, b) on different nights; (a, b) share a night; star 1: one night; star 2: alone
-    assert list(zip(pairs["specid1"], pairs["specid2"], strict=True)) == [("a", "c"), ("b", "c")]
-    assert pairs["delta"][0].tolist() == [100.0, pytest.approx(0.1)]  # a − c
+    # star 0: (a, c) and (b, c) on different nights; (a, b) share a night; star 1: one night; star 2: alone
+    assert pairs["snr1"].tolist() == [52.0, 55.0] and pairs["snr2"].tolist() == [50.0, 50.0]  # higher S/N first
+    assert pairs["delta"][1].tolist() == [100.0, pytest.approx(0.1)]  # a − c
+    assert pairs["delta"].dtype == np.float32
     data["fit_flags"][0] = 4  # c did not converge
     assert repeat_pairs_block(data, star, params)["delta"].shape == (0, 2)
     data["fit_flags"][0] = 0
@@ -149,6 +150,19 @@ def test_repeat_pairs_need_different_nights_similar_snr_and_usable_fits() -> Non
     assert repeat_pairs_block(data, star, params)["delta"].shape == (0, 2)
     both = concat_pairs(pairs, pairs)
     assert both["delta"].shape == (4, 2)
+    # the same pairs in another row order give the same table
+    perm = np.array([5, 2, 0, 4, 1, 3])
+    data["snr_g"][0] = 50.0
+    shuffled = sort_pairs(repeat_pairs_block({k: v[perm] for k, v in data.items()}, star[perm], params))
+    assert all(np.array_equal(shuffled[k], pairs[k]) for k in pairs)
+
+
+def test_same_star_pairs_of_many_stars() -> None:
+    from survey_scale.science.repeats import _same_star_pairs
+
+    star = np.array([3, 1, 3, 2, 3, 1, 7])
+    i, j = _same_star_pairs(star)
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [(0, 2), (0, 4), (1, 5), (2, 4)]
 
 
 def _synthetic_pairs(n: int, seed: int, true_scale: float) -> dict[str, np.ndarray]:
