@@ -149,7 +149,7 @@ def precision_table(
     fewer than 3 pairs are NaN.
     """
     snr = pair_snr(pairs)
-    delta = np.asarray(pairs["delta"], dtype=np.float64)
+    delta = np.asarray(pairs["delta"])
     use = np.ones(snr.size, bool) if teff_min is None else pair_teff(pairs) > teff_min
     edges = np.asarray(bins, dtype=np.float64)
     n_bins, n_labels = edges.size - 1, len(label_names)
@@ -167,16 +167,23 @@ def precision_table(
             continue
         d = delta[sel]
         out["precision"][b] = [robust_sigma(d[:, k]) / np.sqrt(2) for k in range(n_labels)]
-        out["std"][b] = np.std(d, axis=0, ddof=1) / np.sqrt(2)
+        out["std"][b] = np.std(d, axis=0, ddof=1, dtype=np.float64) / np.sqrt(2)
         out["median_delta"][b] = np.median(d, axis=0)
     return out
 
 
-def pair_pulls(pairs: Mapping[str, np.ndarray], scale1: np.ndarray | None = None, scale2: np.ndarray | None = None):
-    """Δ / √((s₁σ₁)² + (s₂σ₂)²) per pair and label, (P, L); scales default to 1 (formal errors)."""
-    e1 = np.asarray(pairs["err1"], dtype=np.float64) * (1.0 if scale1 is None else scale1)
-    e2 = np.asarray(pairs["err2"], dtype=np.float64) * (1.0 if scale2 is None else scale2)
-    return np.asarray(pairs["delta"], dtype=np.float64) / np.sqrt(e1**2 + e2**2)
+def pair_pulls(
+    pairs: Mapping[str, np.ndarray],
+    scale1: np.ndarray | None = None,
+    scale2: np.ndarray | None = None,
+    label: int | None = None,
+) -> np.ndarray:
+    """Δ / √((s₁σ₁)² + (s₂σ₂)²) per pair and label, (P, L) — or (P,) for one ``label`` index; the scales
+    (same shape) default to 1 (formal errors). float32: the inputs are."""
+    pick = (lambda a: a) if label is None else (lambda a: a[:, label])
+    e1 = pick(np.asarray(pairs["err1"], dtype=np.float32)) * (1.0 if scale1 is None else scale1)
+    e2 = pick(np.asarray(pairs["err2"], dtype=np.float32)) * (1.0 if scale2 is None else scale2)
+    return (pick(np.asarray(pairs["delta"], dtype=np.float32)) / np.sqrt(e1**2 + e2**2)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -191,13 +198,15 @@ class ErrorCalibration:
     n_pairs: int
     n_cells: int
 
-    def scale(self, teff: np.ndarray, snr: np.ndarray) -> np.ndarray:
-        """Scale factors (n, L) for visits of Teff ``teff`` (K) and S/N ``snr`` (n,)."""
+    def scale(self, teff: np.ndarray, snr: np.ndarray, label: int | None = None) -> np.ndarray:
+        """Scale factors (n, L) — or (n,) for one ``label`` index — for visits of Teff ``teff`` (K) and S/N
+        ``snr`` (n,)."""
         teff, snr = np.asarray(teff, np.float64), np.asarray(snr, np.float64)
         x = np.log10(np.where(teff > 0, teff, np.nan))
         y = np.log10(np.where(snr > 0, snr, np.nan))
-        cols = [np.ones_like(x) if p is None else 10.0 ** p(x, y) for p in self.log_scale]
-        return np.stack(cols, axis=-1)
+        polys = self.log_scale if label is None else [self.log_scale[label]]
+        cols = [np.ones_like(x) if p is None else 10.0 ** p(x, y) for p in polys]
+        return np.stack(cols, axis=-1) if label is None else cols[0]
 
     def calibrate(self, err: np.ndarray, teff: np.ndarray, snr: np.ndarray) -> np.ndarray:
         """Calibrated errors (n, L), float32: formal ``err`` × scale (NaN where Teff or S/N is unusable)."""
@@ -244,13 +253,12 @@ def fit_error_calibration(
     """
     x = np.log10(np.clip(pair_teff(pairs), 1.0, None))
     y = np.log10(np.clip(pair_snr(pairs), 1e-3, None))
-    z = pair_pulls(pairs)
-    n_pairs = int(z.shape[0])
+    n_pairs = int(np.asarray(pairs["delta"]).shape[0])
     n_bins = int(np.clip(np.floor(np.sqrt(n_pairs / max(min_per_cell, 1))), 1, max_bins))
     polys: list[Poly2D | None] = []
     n_cells = 0
     for k in range(len(label_names)):
-        zk = z[:, k]
+        zk = pair_pulls(pairs, label=k)  # one label at a time: memory of a column, not of the table
         finite = np.isfinite(zk) & np.isfinite(x) & np.isfinite(y)
         if finite.sum() < min_pairs:
             polys.append(None)

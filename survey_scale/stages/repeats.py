@@ -96,13 +96,15 @@ def _table(table: Mapping[str, np.ndarray], label_names: Sequence[str]) -> dict[
 
 def pull_summary(pairs: Mapping[str, np.ndarray], calibration: ErrorCalibration) -> dict[str, Any]:
     """Robust σ of the pairs' pulls per label, with formal and with calibrated errors (≈ 1 when calibrated)."""
-    s1 = calibration.scale(pairs["teff1"], pairs["snr1"])
-    s2 = calibration.scale(pairs["teff2"], pairs["snr2"])
-    formal, calibrated = pair_pulls(pairs), pair_pulls(pairs, s1, s2)
-    return {
-        name: {"formal": robust_sigma(formal[:, k]), "calibrated": robust_sigma(calibrated[:, k])}
-        for k, name in enumerate(calibration.label_names)
-    }
+    out = {}
+    for k, name in enumerate(calibration.label_names):  # a label at a time: memory of a column of pairs
+        s1 = calibration.scale(pairs["teff1"], pairs["snr1"], label=k)
+        s2 = calibration.scale(pairs["teff2"], pairs["snr2"], label=k)
+        out[name] = {
+            "formal": robust_sigma(pair_pulls(pairs, label=k)),
+            "calibrated": robust_sigma(pair_pulls(pairs, s1, s2, label=k)),
+        }
+    return out
 
 
 def run(config: Config, engine: Engine) -> StageSummary:
