@@ -15,26 +15,7 @@ import time
 
 import numpy as np
 
-from survey_scale.science.distance import grid_posterior, posterior
-
-
-def random_stars(n: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    dist = 10 ** rng.uniform(2.3, 4.2, n)
-    plx_err = 10 ** rng.uniform(-2, -0.5, n)
-    mks = rng.uniform(-4, 1.5, n)
-    aks = rng.uniform(0, 0.3, n)
-    return {
-        "parallax": 1000 / dist + plx_err * rng.normal(size=n),
-        "parallax_error": plx_err,
-        "mks": mks + 0.3 * rng.normal(size=n),
-        "mks_err": rng.uniform(0.1, 0.5, n),
-        "ks": mks + 5 * np.log10(dist) - 5 + aks,
-        "ks_err": rng.uniform(0.01, 0.05, n),
-        "aks": aks,
-        "aks_err": np.full(n, 0.01),
-        "binary": rng.random(n) < 0.3,
-    }
+from survey_scale.science.distance import example_stars, grid_posterior, posterior
 
 
 def main() -> None:
@@ -46,7 +27,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    stars = random_stars(args.n_check, args.seed)
+    stars = example_stars(args.n_check, args.seed)
     got = posterior(**stars)
     t0 = time.perf_counter()
     refs = [grid_posterior(*(stars[k][i] for k in stars)) for i in range(args.n_check)]
@@ -64,7 +45,7 @@ def main() -> None:
         + ", ".join(f"{k} {100 * worst[k]:.4f} %" for k in ("dis", "dis_low", "dis_high"))
     )
     print(f"  largest absolute difference: logdis {worst['logdis']:.2e} dex, logdis_err {worst['logdis_err']:.2e} dex")
-    many = random_stars(args.n_speed, args.seed + 1)
+    many = example_stars(args.n_speed, args.seed + 1)
     t0 = time.perf_counter()
     for start in range(0, args.n_speed, 10_000):
         posterior(**{k: v[start : start + 10_000] for k, v in many.items()})

@@ -6,30 +6,11 @@ import numpy as np
 import pytest
 
 import survey_scale as ss
-from survey_scale.science.distance import D_MAX_PC, grid_posterior, posterior
-
-
-def random_stars(n: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    dist = 10 ** rng.uniform(2.3, 4.2, n)
-    plx_err = 10 ** rng.uniform(-2, -0.5, n)
-    mks = rng.uniform(-4, 1.5, n)
-    aks = rng.uniform(0, 0.3, n)
-    return {
-        "parallax": 1000 / dist + plx_err * rng.normal(size=n),
-        "parallax_error": plx_err,
-        "mks": mks + 0.3 * rng.normal(size=n),
-        "mks_err": rng.uniform(0.1, 0.5, n),
-        "ks": mks + 5 * np.log10(dist) - 5 + aks,
-        "ks_err": rng.uniform(0.01, 0.05, n),
-        "aks": aks,
-        "aks_err": np.full(n, 0.01),
-        "binary": rng.random(n) < 0.3,
-    }
+from survey_scale.science.distance import D_MAX_PC, example_stars, grid_posterior, posterior
 
 
 def test_posterior_matches_a_01_pc_grid_to_01_percent() -> None:
-    stars = random_stars(25, 0)
+    stars = example_stars(25, 0)
     stars["parallax"][-1], stars["binary"][-1] = -0.2, True  # parallax alone, ϖ < 0: the mode is the prior's edge
     got = ss.distance.posterior(**stars)
     for i in range(25):
