@@ -23,6 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+R_SUN_KPC = 8.1
+"""The Sun's Galactocentric distance (kpc): X = −8.1 kpc, Y = Z = 0 (P1 Fig. 12, SPEC §9)."""
+BINARY_SNR = 2.0
+"""S/N_Δϖ ≥ this flags a binary (P1 §6)."""
+MISSING_FLAG = -9
+
 D_MIN_PC = 1.0
 D_MAX_PC = 50_000.0
 """The flat prior's support (pc): the 0.1 pc grid of P1 needs one too; 50 kpc holds the Galaxy's OB stars."""
@@ -231,3 +237,66 @@ def example_stars(n: int, seed: int) -> dict[str, np.ndarray]:
         "aks_err": np.full(n, 0.01),
         "binary": rng.random(n) < 0.3,
     }
+
+
+def spectrophotometric_parallax(
+    ks: np.ndarray,
+    mks: np.ndarray,
+    aks: np.ndarray,
+    mks_err_s: np.ndarray,
+    sigma_int: np.ndarray | float,
+    ks_err: np.ndarray,
+    aks_err: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """ϖ_s = 10^(−0.2 (m_Ks − MKs − 10 − A_Ks)) mas and its error δϖ_s = ϖ_s · 0.2 ln10 ·
+    √(σ_s² + σ_int² + σ_mKs² + σ_AKs²) (P1 §6, SPEC §9); ``mks_err_s`` is σ_s, the S/N-dependent part."""
+    ks, mks, aks = (np.asarray(a, dtype=np.float64) for a in (ks, mks, aks))
+    plx_s = 10.0 ** (-0.2 * (ks - mks - 10.0 - aks))
+    rel = (
+        0.2
+        * np.log(10.0)
+        * np.sqrt(
+            np.asarray(mks_err_s, np.float64) ** 2
+            + np.asarray(sigma_int, np.float64) ** 2
+            + np.asarray(ks_err, np.float64) ** 2
+            + np.asarray(aks_err, np.float64) ** 2
+        )
+    )
+    return plx_s, plx_s * rel
+
+
+def binary_flags(
+    parallax: np.ndarray, parallax_error: np.ndarray, plx_s: np.ndarray, plx_s_err: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """S/N_Δϖ = (ϖ_s − ϖ) / √(δϖ_s² + δϖ²) and ``binary_flag`` (P1 §6, SPEC §9): 1 where S/N_Δϖ ≥ 2 (an
+    unresolved binary is brighter than its spectrum says, so its ϖ_s is too large), 0 below, −9 where the
+    parallax or the photometric parallax is missing (int8)."""
+    parallax, parallax_error = np.asarray(parallax, np.float64), np.asarray(parallax_error, np.float64)
+    snr = (np.asarray(plx_s, np.float64) - parallax) / np.sqrt(
+        np.asarray(plx_s_err, np.float64) ** 2 + parallax_error**2
+    )
+    flag = np.where(snr >= BINARY_SNR, 1, 0).astype(np.int8)
+    return snr, np.where(np.isfinite(snr), flag, MISSING_FLAG).astype(np.int8)
+
+
+def galactocentric_xyz(ra: np.ndarray, dec: np.ndarray, distance_pc: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Galactic Cartesian X, Y, Z (kpc) with the Sun at X = −8.1 kpc, Y = Z = 0 (SPEC §9), through astropy's
+    Galactocentric frame (``galcen_distance`` 8.1 kpc, ``z_sun`` 0): X toward the Galactic centre from the
+    Sun's side, Y toward l = 90°, Z toward the North Galactic Pole. NaN where the distance is."""
+    import astropy.units as u
+    from astropy.coordinates import Galactocentric, SkyCoord
+
+    d = np.asarray(distance_pc, np.float64)
+    ok = np.isfinite(d) & (d > 0)
+    out = [np.full(d.shape, np.nan) for _ in range(3)]
+    if ok.any():
+        c = SkyCoord(
+            ra=np.asarray(ra, np.float64)[ok] * u.deg,
+            dec=np.asarray(dec, np.float64)[ok] * u.deg,
+            distance=d[ok] * u.pc,
+            frame="icrs",
+        )
+        g = c.transform_to(Galactocentric(galcen_distance=R_SUN_KPC * u.kpc, z_sun=0 * u.pc))
+        for arr, comp in zip(out, (g.x, g.y, g.z), strict=True):
+            arr[ok] = comp.to_value(u.kpc)
+    return tuple(out)

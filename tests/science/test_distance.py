@@ -42,3 +42,30 @@ def test_binaries_use_the_parallax_alone_and_bad_inputs_give_nan() -> None:
     )
     assert np.isfinite(bad.dis[0]) and np.isnan(bad.dis[1:3]).all() and np.isfinite(bad.dis[3])
     assert np.isnan(posterior(np.array([1.0]), 0.1, np.nan, 0.2, 10.0, 0.02, 0.1, 0.01).logdis).all()
+
+
+def test_spectrophotometric_parallax_and_binary_flags() -> None:
+    from survey_scale.science.distance import binary_flags, spectrophotometric_parallax
+
+    # MKs = -1, A_Ks = 0.1, m_Ks = 9.1: d = 10^((9.1 + 1 + 5 - 0.1)/5) = 1 kpc, ϖ_s = 1 mas
+    plx_s, err = spectrophotometric_parallax(9.1, -1.0, 0.1, 0.1, 0.2, 0.0, 0.0)
+    assert plx_s == pytest.approx(1.0) and err == pytest.approx(0.2 * np.log(10) * np.sqrt(0.05))
+    snr, flag = binary_flags(
+        np.array([1.0, 0.5, np.nan, 1.0]), 0.05, np.array([1.0, 1.0, 1.0, np.nan]), np.array([0.1, 0.1, 0.1, 0.1])
+    )
+    assert flag.tolist() == [0, 1, -9, -9] and flag.dtype == np.int8
+    assert snr[1] == pytest.approx(0.5 / np.sqrt(0.1**2 + 0.05**2))
+
+
+def test_galactocentric_xyz_puts_the_sun_at_minus_8_1_kpc() -> None:
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+
+    from survey_scale.science.distance import galactocentric_xyz
+
+    l_b = SkyCoord(l=[0.0, 90.0, 180.0, 0.0] * u.deg, b=[0.0, 0.0, 0.0, 90.0] * u.deg, frame="galactic").icrs
+    x, y, z = galactocentric_xyz(l_b.ra.deg, l_b.dec.deg, np.array([1000.0, 1000.0, 1000.0, 1000.0]))
+    np.testing.assert_allclose(x, [-7.1, -8.1, -9.1, -8.1], atol=0.02)
+    np.testing.assert_allclose(y, [0.0, 1.0, 0.0, 0.0], atol=0.02)
+    np.testing.assert_allclose(z, [0.0, 0.0, 0.0, 1.0], atol=0.02)
+    assert np.isnan(galactocentric_xyz(np.array([10.0]), np.array([5.0]), np.array([np.nan]))[0]).all()
