@@ -27,12 +27,12 @@ def test_f99_anchors_and_normalisation() -> None:
     k = ph.fitzpatrick99(np.array([26500.0, 12200.0, 6000.0, 5470.0, 4670.0, 4110.0]))
     expected = [0.265, 0.829, -0.426 + 1.0044 * 3.1, -0.050 + 1.0016 * 3.1, 0.701 + 1.0016 * 3.1,
                 1.208 + 1.0032 * 3.1 - 0.00033 * 3.1**2]  # fmt: skip
-    np.testing.assert_allclose(k, expected, atol=1e-9)
+    np.testing.assert_allclose(k, expected, atol=2e-3)  # dust_extinction's F99 (its spline, its anchors)
     # A(B) - A(V) per unit E(B-V) is ~1 at the effective wavelengths of B and V
     kb, kv = ph.fitzpatrick99(np.array([4400.0, 5500.0]))
     assert 0.95 < kb - kv < 1.1
     with pytest.raises(ValueError):
-        ph.fitzpatrick99(np.array([2000.0]))
+        ph.fitzpatrick99(np.array([500.0]))
 
 
 def test_reddening_transmission() -> None:
