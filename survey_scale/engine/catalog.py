@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from survey_scale._version import __version__
 from survey_scale.core.files import atomic_write_json
-from survey_scale.store.cube import open_group
+from survey_scale.store.cube import open_group, python_strings
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,7 @@ PRODUCER = "survey_scale"
 def read_rows(cube: str, variables: Sequence[str], start: int, stop: int) -> dict[str, np.ndarray]:
     """Rows [start, stop) of the cube's ``variables`` that exist (strings as object arrays)."""
     root = open_group(cube)
-    out = {}
-    for name in variables:
-        if name in root:
-            values = np.asarray(root[name][start:stop])
-            out[name] = values.astype(object) if values.dtype.kind in "TUSO" else values
-    return out
+    return {name: python_strings(root[name][start:stop]) for name in variables if name in root}
 
 
 def _arrow_table(columns: Mapping[str, np.ndarray], meta: Mapping[str, Mapping[str, str]]) -> pa.Table:
@@ -76,10 +72,11 @@ def write_part(
     columns = block(read_rows(cube, variables, start, stop), params)
     table = _arrow_table(columns, meta)
     pq.write_table(table, path)
+    # the longest UTF-8 string of each string column (the FITS column width), by pyarrow, not a Python loop
     widths = {
-        name: int(max((len(str(v).encode()) for v in values), default=1))
-        for name, values in columns.items()
-        if np.asarray(values).dtype.kind in "OUST"
+        field.name: int(pc.max(pc.binary_length(column)).as_py() or 1)
+        for field, column in zip(table.schema, table.columns, strict=True)
+        if pa.types.is_string(field.type)
     }
     return {"rows": table.num_rows, "widths": widths}
 
@@ -144,11 +141,10 @@ def write_fits(
             data = pq.read_table(part)
             rows = np.zeros(data.num_rows, dtype=record)
             for (col, dtype), column in zip(record, data.columns, strict=True):
-                values = column.to_numpy(zero_copy_only=False)
                 if dtype.startswith("S"):
-                    rows[col] = np.array([str(v).encode("utf-8") for v in values], dtype=dtype)
+                    rows[col] = column.cast(pa.binary()).to_numpy(zero_copy_only=False).astype(dtype)
                 else:
-                    rows[col] = values.astype(np.dtype(dtype).newbyteorder("="))
+                    rows[col] = column.to_numpy(zero_copy_only=False).astype(np.dtype(dtype).newbyteorder("="))
             f.write(rows.tobytes())
             written += rows.nbytes
         f.write(b"\0" * (-written % 2880))

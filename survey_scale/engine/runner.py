@@ -59,6 +59,7 @@ from survey_scale.store.cube import (
     consolidate,
     create_spectra_array,
     open_group,
+    python_strings,
     read_column,
     resize_spec,
     shard_spectra,
@@ -235,11 +236,7 @@ def write_chunk(
 def _read_rows(cube: str, variables: tuple[str, ...], rows: np.ndarray) -> dict[str, np.ndarray]:
     # Strings as object arrays of str, as read_column gives them.
     root = open_group(cube)
-    out = {}
-    for name in variables:
-        values = root[name].get_orthogonal_selection((rows,))
-        out[name] = values.astype(object) if values.dtype.kind in "TUSO" else values
-    return out
+    return {name: python_strings(root[name].get_orthogonal_selection((rows,))) for name in variables}
 
 
 def _block_task(cube: str, variables: tuple[str, ...], rows: np.ndarray, block: Callable[..., Any], *args: Any) -> Any:

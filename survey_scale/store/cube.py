@@ -241,10 +241,16 @@ def write_column(root: zarr.Group, name: str, values: np.ndarray, attrs: Mapping
     array.attrs.update(dict(attrs))
 
 
+def python_strings(values: np.ndarray) -> np.ndarray:
+    """``values`` with any string dtype (Zarr's variable-length ``StringDType`` included) as an object array
+    of ``str``, the one form of strings the stages and reductions see; other dtypes unchanged."""
+    values = np.asarray(values)
+    return values.astype(object) if values.dtype.kind in "TUSO" else values
+
+
 def read_column(root: zarr.Group, name: str) -> np.ndarray:
     """A whole per-spectrum variable as numpy (strings as an object array of ``str``)."""
-    values = np.asarray(root[name][:])
-    return values.astype(object) if values.dtype.kind in "TUSO" else values
+    return python_strings(root[name][:])
 
 
 def consolidate(path: str | Path) -> None:
