@@ -671,7 +671,7 @@ def make_population(
     s.update(_secondary_labels(_rng(seed, 5), s))
     s.update(_orbits(_rng(seed, 6), s))
     s.update(_emission_lines(_rng(seed, 7), s))
-    s.update(_photometry(_rng(seed, 8), s))
+    s.update(_photometry(_rng(seed, 8), _rng(seed, 11), s))
     s.update(_astrometry(_rng(seed, 9), s))
 
     rng_vis = _rng(seed, 10)
@@ -766,8 +766,9 @@ def _emission_lines(rng: np.random.Generator, s: Columns) -> Columns:
     }
 
 
-def _photometry(rng: np.random.Generator, s: Columns) -> Columns:
-    """Apparent magnitudes: M_system + 5 log10(d/10 pc) + R_band E(B−V) (+ disc IR excess), then errors.
+def _photometry(rng: np.random.Generator, colour_rng: np.random.Generator, s: Columns) -> Columns:
+    """Apparent magnitudes: M_system + the star's colour offsets (:func:`photometry.colour_offsets`)
+    + 5 log10(d/10 pc) + R_band E(B−V) (+ disc IR excess), then errors.
 
     ``<band>_true`` holds the noiseless value, ``<band>`` and ``<band>_err`` the catalogue ones; faint
     2MASS and g/r/i magnitudes go missing (NaN) past the detection limits (logistic, width 0.15 mag), plus
@@ -777,8 +778,13 @@ def _photometry(rng: np.random.Generator, s: Columns) -> Columns:
     dm = 5.0 * np.log10(s["distance_pc"] / 10.0)
     excess = {"J": 0.45, "H": 0.7, "Ks": 1.0}
     out: Columns = {}
+    # Real stars are off the colour table the pipeline uses (a stream of its own: the rest of the mock
+    # does not change with it); the system's magnitudes take the primary's offsets.
+    offsets = ph.colour_offsets(colour_rng, s["teff"], s["logg"], s["fe_h"])
     for band in ph.BANDS:
-        mag = s[f"abs_{band}"] + dm + ph.EXTINCTION_COEFFS[band] * s["ebv"]
+        out[f"abs_{band}"] = s[f"abs_{band}"] + offsets[band]
+        out[f"colour_offset_{band}"] = offsets[band]
+        mag = out[f"abs_{band}"] + dm + ph.EXTINCTION_COEFFS[band] * s["ebv"]
         if band in excess:
             mag = mag + excess[band] * s["ks_excess"]
         out[f"{band}_true"] = mag
@@ -916,6 +922,7 @@ STAR_COLUMNS: tuple[str, ...] = (
     # photometry: absolute (system, primary, secondary), apparent true, catalogue values and errors
     *(f"abs_{b}" for b in ph.BANDS),
     *(f"abs_{b}_{k}" for b in ph.BANDS for k in (1, 2)),
+    *(f"colour_offset_{b}" for b in ph.BANDS),
     *(f"{b}_true" for b in ph.BANDS),
     *(x for b in ph.BANDS for x in (b, f"{b}_err")),
     # astrometry
