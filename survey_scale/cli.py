@@ -81,7 +81,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from survey_scale.pipeline import run_pipeline
 
     config = _config(
-        args, {"cube.path": args.cube, "ingest.input": args.input, "cluster.local.n_workers": args.workers}
+        args,
+        {
+            "cube.path": args.cube,
+            "ingest.input": args.input,
+            "cluster.local.n_workers": args.workers,
+            "runner.refit": True if args.refit else None,
+        },
     )
     _setup_logging(config.log_level, Path(config.cube.path), "run")
     summary = run_pipeline(config, progress=not args.no_progress, until=args.until)
@@ -242,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="Dask workers of the local cluster")
     steps = default_registry().names()
     p.add_argument("--until", choices=steps, help=f"last step to run (default: {steps[-1]}, all of them)")
+    p.add_argument("--refit", action="store_true", help="retrain kept models (MKs) on the whole cube")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 

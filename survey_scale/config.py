@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from survey_scale.core.errors import SurveyScaleError
 from survey_scale.core.files import stable_hash
@@ -116,6 +116,7 @@ class RunnerConfig(_Section):
 
     lock_stale_after_s: float = Field(120.0, gt=0)
     progress: bool = Field(True, description="progress bars on long steps (--no-progress turns them off)")
+    refit: bool = Field(False, description="retrain kept models (MKs) on the whole cube (run --refit)")
 
 
 class IngestConfig(_Section):
@@ -227,6 +228,65 @@ class ExportConfig(_Section):
     hats_highest_order: int = Field(7, ge=0, le=19, description="HATS: finest HEALPix order of a partition")
 
 
+class ExtinctionConfig(_Section):
+    """E(B−V) and A_Ks from adjacent-band colour excesses (SPEC §7, P1 §4)."""
+
+    bands: list[str] = Field(
+        ["B", "g", "BP", "V", "r", "i", "RP", "J", "H"],
+        description="bands used where the cube has them, by effective wavelength (never Ks)",
+    )
+    color_error_floor: float = Field(0.014, ge=0, description="smallest colour uncertainty, mag (P1 §4)")
+    block_spectra: int = Field(65536, ge=1, description="spectra per Dask task")
+
+    @field_validator("bands")
+    @classmethod
+    def _no_ks(cls, bands: list[str]) -> list[str]:
+        if "Ks" in bands:
+            raise ValueError("Ks is never used for E(B-V) (P1 §4: circumstellar emission brightens it)")
+        return bands
+
+
+class MKsConfig(_Section):
+    """Spectroscopic MKs: geometric MKs, the two networks, the MCMC uncertainty model (SPEC §8, P1 §5)."""
+
+    parallax_offset_mas: float = Field(
+        0.0528, description="ϖ_corr = ϖ + offset + slope (G − g_ref) (Leung & Bovy 2019)"
+    )
+    parallax_slope_mas: float = Field(-0.00421, description="mas per mag of G")
+    parallax_g_ref: float = Field(12.2, description="G of the relation's centre")
+    min_parallax_snr: float = Field(10.0, gt=0, description="training and test stars: ϖ/σ_ϖ above this")
+    min_snr: float = Field(50.0, ge=0, description="training stars: S/N above this (the others test)")
+    max_train: int = Field(50_000, ge=20, description="at most this many training spectra (a seeded subset)")
+    binary_iterations: int = Field(2, ge=0, description="retrainings without the binaries found (P1: 2)")
+    hidden: list[int] = Field([100, 100], description="hidden widths (P1 Eq. 6: two layers of 100 sigmoid)")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    learning_rate: float = Field(0.001, gt=0, description="Adam")
+    batch_size: int = Field(128, ge=1)
+    max_epochs: int = Field(600, ge=1)
+    patience: int = Field(40, ge=1, description="stop after this many epochs without a better validation loss")
+    seed: int = 0
+    device: str | None = Field(None, description="null = CUDA if available, else CPU (training)")
+    threads: int = Field(1, ge=1, description="torch threads of the training (the same count gives the same model)")
+    min_error_stars: int = Field(
+        30, ge=10, description="an emission network with fewer test stars uses the other's errors"
+    )
+    mcmc_walkers: int = Field(32, ge=8)
+    mcmc_steps: int = Field(3000, ge=100)
+    mcmc_burn: int = Field(1000, ge=0)
+    block_spectra: int = Field(4096, ge=1, description="spectra per Dask task (inference)")
+
+
+class DistanceConfig(_Section):
+    """Binaries and distances (SPEC §9, P1 §6–§7)."""
+
+    binary_snr: float = Field(
+        2.0, gt=0, description="binary_flag = 1 where S/N_Δϖ ≥ this (also drops MKs training stars)"
+    )
+    d_min_pc: float = Field(1.0, gt=0, description="flat prior's lower edge, pc")
+    d_max_pc: float = Field(50_000.0, gt=0, description="flat prior's upper edge, pc")
+    block_spectra: int = Field(65536, ge=1, description="spectra per Dask task")
+
+
 class Config(_Section):
     """The whole configuration."""
 
@@ -240,6 +300,9 @@ class Config(_Section):
     emulator: EmulatorConfig = EmulatorConfig()
     fit: FitConfig = FitConfig()
     survey: SurveyConfig = SurveyConfig()
+    extinction: ExtinctionConfig = ExtinctionConfig()
+    mks: MKsConfig = MKsConfig()
+    distance: DistanceConfig = DistanceConfig()
     export: ExportConfig = ExportConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

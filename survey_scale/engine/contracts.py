@@ -47,6 +47,11 @@ class Output:
         return self.dims == ("spec",)
 
 
+def per_spectrum(name: str, dtype: str, long_name: str, units: str = "") -> Output:
+    """A per-spectrum :class:`Output` with its ``long_name`` and (when given) ``units`` attributes."""
+    return Output(name, dtype, attrs={"long_name": long_name, **({"units": units} if units else {})})
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A model file a stage uses: loaded once per worker by ``loader(path)``, its SHA-256 in provenance."""

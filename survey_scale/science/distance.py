@@ -266,16 +266,20 @@ def spectrophotometric_parallax(
 
 
 def binary_flags(
-    parallax: np.ndarray, parallax_error: np.ndarray, plx_s: np.ndarray, plx_s_err: np.ndarray
+    parallax: np.ndarray,
+    parallax_error: np.ndarray,
+    plx_s: np.ndarray,
+    plx_s_err: np.ndarray,
+    threshold: float = BINARY_SNR,
 ) -> tuple[np.ndarray, np.ndarray]:
     """S/N_Δϖ = (ϖ_s − ϖ) / √(δϖ_s² + δϖ²) and ``binary_flag`` (P1 §6, SPEC §9): 1 where S/N_Δϖ ≥ 2 (an
-    unresolved binary is brighter than its spectrum says, so its ϖ_s is too large), 0 below, −9 where the
+    unresolved binary is brighter than its spectrum says, so its ϖ_s is too large; ``threshold``), 0 below, −9 where the
     parallax or the photometric parallax is missing (int8)."""
     parallax, parallax_error = np.asarray(parallax, np.float64), np.asarray(parallax_error, np.float64)
     snr = (np.asarray(plx_s, np.float64) - parallax) / np.sqrt(
         np.asarray(plx_s_err, np.float64) ** 2 + parallax_error**2
     )
-    flag = np.where(snr >= BINARY_SNR, 1, 0).astype(np.int8)
+    flag = np.where(snr >= threshold, 1, 0).astype(np.int8)
     return snr, np.where(np.isfinite(snr), flag, MISSING_FLAG).astype(np.int8)
 
 

@@ -96,7 +96,9 @@ CUBE_INPUTS: tuple[str, ...] = (
 """Cube variables the catalog reads (those absent from a cube are filled, see the module docstring)."""
 
 
-def _column(data: Mapping[str, np.ndarray], name: str, n: int, dtype: Any = np.float32) -> np.ndarray:
+def column_or_missing(data: Mapping[str, np.ndarray], name: str, n: int, dtype: Any = np.float32) -> np.ndarray:
+    """``data[name]``, or the papers' missing value when the cube lacks it: NaN, "" for text, −9 for a small
+    integer flag, −9999 for a larger integer (``gaia_id``)."""
     if name in data:
         return np.asarray(data[name])
     if np.dtype(dtype).kind in "iu":
@@ -125,47 +127,47 @@ def labels_catalog_block(data: Mapping[str, np.ndarray], params: Mapping[str, An
         return formal[:, fitted.index(name)] if name in fitted else np.full(n, np.nan, np.float32)
 
     def err(name: str) -> np.ndarray:
-        return _column(data, f"{name}_err", n) if name in fitted else np.full(n, np.nan, np.float32)
+        return column_or_missing(data, f"{name}_err", n) if name in fitted else np.full(n, np.nan, np.float32)
 
     out: dict[str, np.ndarray] = {}
     for name in ("specid", "fitsname"):
-        out[name] = _column(data, name, n, object)
-    out["ra"] = _column(data, "ra", n, np.float64)
-    out["dec"] = _column(data, "dec", n, np.float64)
-    out["uniqflag"] = _column(data, "uniqflag", n, np.int16)
-    out["star_id"] = _column(data, "star_id", n, object)
+        out[name] = column_or_missing(data, name, n, object)
+    out["ra"] = column_or_missing(data, "ra", n, np.float64)
+    out["dec"] = column_or_missing(data, "dec", n, np.float64)
+    out["uniqflag"] = column_or_missing(data, "uniqflag", n, np.int16)
+    out["star_id"] = column_or_missing(data, "star_id", n, object)
     for name in ("snr_g", "rv", "rv_err"):
-        out[name] = _column(data, name, n)
+        out[name] = column_or_missing(data, name, n)
     for name in TABLE5_LABELS:
         out[name] = label(name)
         out[f"{name}_err"] = err(name)
     for name in CORR_COLUMNS:
-        out[name] = _column(data, name, n)
-    out["chisq_red"] = _column(data, "chi2_red", n)
-    out["chi2ratio"] = _column(data, "chi2ratio", n)
-    out["gaia_id"] = _column(data, "gaia_id", n, np.int64)
+        out[name] = column_or_missing(data, name, n)
+    out["chisq_red"] = column_or_missing(data, "chi2_red", n)
+    out["chi2ratio"] = column_or_missing(data, "chi2ratio", n)
+    out["gaia_id"] = column_or_missing(data, "gaia_id", n, np.int64)
     for name in (*ASTROMETRY[1:], *PHOTOMETRY):
-        out[name] = _column(data, name, n)
+        out[name] = column_or_missing(data, name, n)
     for name in OTHER_LABELS:
         out[name] = label(name)
         out[f"{name}_err"] = err(name)
     for name in LABEL_NAMES:
         out[f"{name}_err_formal"] = formal_err(name)
-    out["vsini_raw"] = _column(data, "vsini_raw", n)
-    flags = _column(data, "fit_flags", n, np.uint8).astype(np.int64)
+    out["vsini_raw"] = column_or_missing(data, "vsini_raw", n)
+    flags = column_or_missing(data, "fit_flags", n, np.uint8).astype(np.int64)
     out["fit_flags"] = flags.astype(np.int16)
-    out["fit_converged"] = _column(data, "fit_converged", n, np.int8).astype(np.int16)
-    out["fit_n_iter"] = _column(data, "fit_n_iter", n, np.int32)
+    out["fit_converged"] = column_or_missing(data, "fit_converged", n, np.int8).astype(np.int16)
+    out["fit_n_iter"] = column_or_missing(data, "fit_n_iter", n, np.int32)
     out["flag_teff_lt_7000"] = ((flags & FLAG_TEFF_LT_7000) > 0).astype(np.int16)
     out["flag_snr_lt_5"] = ((flags & FLAG_SNR_LT_5) > 0).astype(np.int16)
     out["flag_not_converged"] = ((flags & FLAG_NOT_CONVERGED) > 0).astype(np.int16)
-    chi2_flag = _column(data, "flag_chi2ratio", n, np.int8).astype(np.int16)
+    chi2_flag = column_or_missing(data, "flag_chi2ratio", n, np.int8).astype(np.int16)
     out["flag_chi2ratio"] = chi2_flag
     has_fit = ((flags & FLAG_NO_DATA) == 0) & np.isfinite(out["teff"]) & np.isfinite(out["chi2ratio"])
     rules = out["flag_teff_lt_7000"] + out["flag_snr_lt_5"] + out["flag_not_converged"] + (chi2_flag == 1)
     out["final_sample"] = (has_fit & (rules == 0)).astype(np.int16)
-    out["release"] = _column(data, "release", n, object)
-    out["mjd"] = _column(data, "mjd", n, np.float64)
+    out["release"] = column_or_missing(data, "release", n, object)
+    out["mjd"] = column_or_missing(data, "mjd", n, np.float64)
     return out
 
 

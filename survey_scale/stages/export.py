@@ -1,6 +1,7 @@
 """Step ``export``: the catalogs of SPEC §13 written from the cube (``survey-scale export``, the last step of ``run``).
 
-The ``labels`` catalog (P2 Table 5 and more, :mod:`survey_scale.science.label_catalog`) in the formats of
+The ``labels`` catalog (P2 Table 5 and more, :mod:`survey_scale.science.label_catalog`) and the ``distances``
+catalog (P1 Table 1 and more, :mod:`survey_scale.science.distance_catalog`) in the formats of
 ``export.formats`` — FITS with TUNIT, Parquet with the same metadata, HATS-partitioned Parquet — in
 ``export.out`` (default: ``catalogs`` beside the cube). Streamed from the cube ``export.block_spectra`` rows
 at a time; rewritten only when its inputs (rows, their provenance, the catalog's version) change.
@@ -9,9 +10,13 @@ at a time; rewritten only when its inputs (rows, their provenance, the catalog's
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from survey_scale.config import Config
-from survey_scale.engine.contracts import Engine, PipelineError
+from survey_scale.engine.contracts import Engine, PipelineError, RowBlock
+from survey_scale.science.distance_catalog import CUBE_INPUTS as DISTANCE_INPUTS
+from survey_scale.science.distance_catalog import DISTANCE_CATALOG_VERSION, distances_catalog_block
+from survey_scale.science.distance_catalog import column_meta as distance_meta
 from survey_scale.science.label_catalog import (
     CATALOG_VERSION,
     COLUMN_DESCRIPTIONS,
@@ -26,31 +31,22 @@ def catalog_dir(config: Config) -> Path:
     return Path(config.export.out) if config.export.out is not None else Path(config.cube.path).parent / "catalogs"
 
 
-def run(config: Config, engine: Engine) -> dict[str, Path]:
-    """Registry step ``export``: returns the path of each catalog file.
-
-    Raises
-    ------
-    PipelineError
-        If the cube lacks the fit or the survey-wide reductions (``survey-scale run`` makes them).
-    """
-    needed = ("labels", "label_err", "uniqflag", "chi2ratio", "teff_err")
-    missing = [v for v in needed if not engine.has_variable(v)]
-    if missing:
-        raise PipelineError(
-            f"{engine.cube}: cannot export the labels catalog: the cube has no {', '.join(missing)} yet "
-            "(run `survey-scale run` on it first)"
-        )
-    variables = [v for v in CUBE_INPUTS if engine.has_variable(v)]
-    label_names = [str(n) for n in engine.read_column("label")]
-    params = {"label_names": label_names}
-    key = engine.input_key(variables, "labels catalog", CATALOG_VERSION, params)
-    names = set(COLUMN_UNITS) | set(COLUMN_DESCRIPTIONS)
-    meta = {n: {"unit": COLUMN_UNITS.get(n, ""), "description": COLUMN_DESCRIPTIONS.get(n, "")} for n in names}
+def write_catalog(
+    config: Config,
+    engine: Engine,
+    name: str,
+    variables: list[str],
+    block: RowBlock,
+    params: dict[str, Any],
+    version: str,
+    meta: dict[str, dict[str, str]],
+) -> dict[str, Path]:
+    """One catalog in ``export.formats``, streamed; rewritten only when its inputs change."""
+    key = engine.input_key(variables, f"{name} catalog", version, params)
     return engine.write_catalog(
-        "labels",
+        name,
         variables,
-        labels_catalog_block,
+        block,
         params,
         catalog_dir(config),
         config.export.formats,
@@ -62,3 +58,50 @@ def run(config: Config, engine: Engine) -> dict[str, Path]:
             "highest_healpix_order": config.export.hats_highest_order,
         },
     )
+
+
+def _require(engine: Engine, catalog: str, needed: tuple[str, ...]) -> None:
+    missing = [v for v in needed if not engine.has_variable(v)]
+    if missing:
+        raise PipelineError(
+            f"{engine.cube}: cannot export the {catalog} catalog: the cube has no {', '.join(missing)} yet "
+            "(run `survey-scale run` on it first)"
+        )
+
+
+def run(config: Config, engine: Engine) -> dict[str, Path]:
+    """Registry step ``export``: the ``labels`` and ``distances`` catalogs; returns each file's path, keyed
+    ``<format>`` for the labels and ``distances_<format>`` for the distances.
+
+    Raises
+    ------
+    PipelineError
+        If the cube lacks the fit, the survey-wide reductions or the distances (``survey-scale run`` makes
+        them).
+    """
+    _require(engine, "labels", ("labels", "label_err", "uniqflag", "chi2ratio", "teff_err"))
+    _require(engine, "distances", ("mks", "dis", "ebv", "binary_flag"))
+    label_names = [str(n) for n in engine.read_column("label")]
+    names = set(COLUMN_UNITS) | set(COLUMN_DESCRIPTIONS)
+    labels_meta = {n: {"unit": COLUMN_UNITS.get(n, ""), "description": COLUMN_DESCRIPTIONS.get(n, "")} for n in names}
+    paths = write_catalog(
+        config,
+        engine,
+        "labels",
+        [v for v in CUBE_INPUTS if engine.has_variable(v)],
+        labels_catalog_block,
+        {"label_names": label_names},
+        CATALOG_VERSION,
+        labels_meta,
+    )
+    distances = write_catalog(
+        config,
+        engine,
+        "distances",
+        [v for v in DISTANCE_INPUTS if engine.has_variable(v)],
+        distances_catalog_block,
+        {},
+        DISTANCE_CATALOG_VERSION,
+        distance_meta(),
+    )
+    return {**paths, **{f"distances_{fmt}": path for fmt, path in distances.items()}}

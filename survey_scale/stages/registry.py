@@ -23,6 +23,10 @@ PCA_OUTPUTS += ("pca_local_z", "em_flag", "bad_spectrum_flag")
 FIT_OUTPUTS = ("labels", "label_err", "label_cov", "labels_full", "labels_hmask", "chi2_red", "fit_flags")
 FIT_OUTPUTS += ("fit_n_iter", "fit_converged", "vsini_raw", "teff_init", "w_hmask", "model_flux")
 CALIBRATED_ERRORS = tuple(f"{name}_err" for name in LABEL_NAMES)
+EXTINCTION_OUTPUTS = ("ebv", "ebv_err", "ebv_n_colors", "aks", "aks_err", "parallax_offset", "mks_geo", "mks_geo_err")
+MKS_OUTPUTS = ("mks", "mks_err", "mks_network")
+DISTANCE_OUTPUTS = ("parallax_s", "parallax_s_err", "snr_dparallax", "binary_flag", "dis", "dis_low", "dis_high")
+DISTANCE_OUTPUTS += ("logdis", "logdis_err", "dis_parallax_only", "X", "Y", "Z")
 
 
 class Registry:
@@ -83,8 +87,9 @@ class Registry:
 
 
 def default_registry() -> Registry:
-    """The pipeline of SPEC §2–§6 and §13: ingest, normalize, the PCA model and stage, the emulator, the label
-    fit, the survey-wide reductions (uniqflag, chi2ratio, repeat precision and calibrated errors), the export."""
+    """The pipeline of SPEC §2–§9 and §13: ingest, normalize, the PCA model and stage, the emulator, the label
+    fit, the survey-wide reductions (uniqflag, chi2ratio, repeat precision and calibrated errors), extinction,
+    the MKs model and stage, distances, the export."""
     return Registry(
         [
             Step(
@@ -149,10 +154,38 @@ def default_registry() -> Registry:
                 description="repeat-visit precision and calibrated errors (§6, P2 §4.6, §5.6)",
             ),
             Step(
+                "extinction",
+                "survey_scale.stages.extinction:run",
+                requires=("labels",),
+                produces=EXTINCTION_OUTPUTS,
+                description="E(B-V), A_Ks and the geometric MKs (§7, §8)",
+            ),
+            Step(
+                "mks_model",
+                "survey_scale.stages.mks:run_model",
+                requires=("pca_flux", "em_flag", "bad_spectrum_flag", "mks_geo", "mks_geo_err", "aks"),
+                produces=("model:mks",),
+                description="the MKs networks and their MCMC uncertainty model (§8)",
+            ),
+            Step(
+                "mks",
+                "survey_scale.stages.mks:run",
+                requires=("pca_flux", "em_flag", "model:mks"),
+                produces=MKS_OUTPUTS,
+                description="spectroscopic MKs of every spectrum (§8)",
+            ),
+            Step(
+                "distances",
+                "survey_scale.stages.distances:run",
+                requires=("mks", "mks_err", "aks", "aks_err", "parallax_offset"),
+                produces=DISTANCE_OUTPUTS,
+                description="binary flags, distances, X, Y, Z (§9)",
+            ),
+            Step(
                 "export",
                 "survey_scale.stages.export:run",
-                requires=("uniqflag", "chi2ratio", "flag_chi2ratio", *CALIBRATED_ERRORS),
-                produces=("catalog:labels",),
+                requires=("uniqflag", "chi2ratio", "flag_chi2ratio", *CALIBRATED_ERRORS, *DISTANCE_OUTPUTS),
+                produces=("catalog:labels", "catalog:distances"),
                 description="the catalogs of §13: FITS, Parquet, HATS",
             ),
         ]

@@ -1,0 +1,459 @@
+"""Absolute magnitudes MKs from spectra: geometric MKs, the P1 networks and their uncertainty model (SPEC §8).
+
+P1 §5 in four parts, each pure (numpy in, numpy out; torch only inside :func:`train_network`):
+
+- :func:`geometric_mks`: MKs = Ks − A_Ks + 5 log10(ϖ_corr / mas) − 10 and its error, with the parallax
+  zero point of :func:`corrected_parallax` (Leung & Bovy 2019 for Gaia DR2 by default).
+- :func:`training_split`: stars with ϖ/σ_ϖ above a limit; 4/5 of those with S/N above ``min_snr`` train,
+  the other 1/5 and the lower-S/N stars test. The fifth is chosen by a hash of ``star_id``, so a star keeps
+  its side when the release grows and all its visits are on one side.
+- :func:`train_network`: the network of P1 Eq. 6 — two hidden layers of 100 sigmoid neurons, dropout 0.2 —
+  trained with PyTorch on the pixels a network uses (:func:`network_pixels`: the full range minus the
+  telluric/interstellar bands for non-emission spectra, the clean windows only for emission spectra). The
+  result is a :class:`MKsNetwork` of numpy weights, evaluated without torch (:meth:`MKsNetwork.predict`).
+- :func:`sample_uncertainty_model`: P1 Eq. 7–14, the posterior of (ε, δ, σ_int, σ_s^100) with flat priors
+  sampled by ``emcee``; :func:`mks_error` is the per-spectrum MKs_err = √(σ_int² + (σ_s^100 / (S/N/100))²).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from survey_scale.core.masks import Window, clean_window_mask, window_mask
+
+EXCLUDED_WINDOWS: tuple[Window, ...] = tuple(
+    Window(f"p1_mks_{lo:.0f}_{hi:.0f}", lo, hi, "telluric/interstellar")
+    for lo, hi in (
+        (5720.0, 6050.0),
+        (6270.0, 6380.0),
+        (6800.0, 6990.0),
+        (7100.0, 7320.0),
+        (7520.0, 7740.0),
+        (8050.0, 8350.0),
+    )
+)
+"""Bands the non-emission network leaves out (Å): telluric absorption and interstellar Na I D (P1 §5.1)."""
+
+PARAMETERS = ("epsilon", "delta", "sigma_int", "sigma_s100")
+"""The parameters of P1's uncertainty model (Eq. 7–14), in the order of the MCMC samples."""
+
+PRIOR_BOUNDS = {"epsilon": (-1.0, 1.0), "delta": (-5.0, 5.0), "sigma_int": (0.0, 3.0), "sigma_s100": (0.0, 3.0)}
+"""Support of the flat priors."""
+
+LEUNG_BOVY_2019 = {"offset_mas": 0.0528, "slope_mas": -0.00421, "g_ref": 12.2}
+"""The Gaia DR2 parallax correction ϖ_corr = ϖ + 0.0528 − 0.00421 (G − 12.2) mas (Leung & Bovy 2019, MNRAS
+489, 2079, from APOGEE red-clump stars): the zero point is −52.8 + 4.21 (G − 12.2) µas."""
+
+
+def network_pixels(wave: np.ndarray, emission: bool) -> np.ndarray:
+    """Boolean mask of the pixels a network reads: the full range minus :data:`EXCLUDED_WINDOWS`
+    (non-emission), or the PCA clean windows (emission; SPEC §4), on wavelengths ``wave`` (Å)."""
+    wave = np.asarray(wave, dtype=np.float64)
+    if emission:
+        return clean_window_mask(wave)
+    return ~window_mask(wave, EXCLUDED_WINDOWS)
+
+
+# --- geometric MKs and the sets ---------------------------------------------------------------------------
+
+
+def corrected_parallax(
+    parallax: np.ndarray, g_mag: np.ndarray, offset_mas: float, slope_mas: float, g_ref: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """ϖ_corr = ϖ + offset + slope (G − g_ref) (mas) and the correction added, both (n,).
+
+    Without G the correction at G = g_ref is used (the relation's centre)."""
+    g = np.asarray(g_mag, dtype=np.float64)
+    correction = offset_mas + slope_mas * (np.where(np.isfinite(g), g, g_ref) - g_ref)
+    return np.asarray(parallax, dtype=np.float64) + correction, correction
+
+
+def geometric_mks(
+    ks: np.ndarray,
+    ks_err: np.ndarray,
+    aks: np.ndarray,
+    aks_err: np.ndarray,
+    parallax: np.ndarray,
+    parallax_error: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Geometric MKs = Ks − A_Ks + 5 log10(ϖ) − 10 and its error (mag), ϖ in mas, corrected (SPEC §8).
+
+    The error is √(δKs² + δA_Ks² + (5/ln 10 · δϖ/ϖ)²) (P1 Eq. 12); NaN where ϖ ≤ 0 or an input is missing."""
+    plx = np.asarray(parallax, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        good = plx > 0
+        log_plx = np.log10(np.where(good, plx, np.nan))
+        mks = np.asarray(ks, np.float64) - np.asarray(aks, np.float64) + 5.0 * log_plx - 10.0
+        err = np.sqrt(
+            np.asarray(ks_err, np.float64) ** 2
+            + np.asarray(aks_err, np.float64) ** 2
+            + (5.0 / np.log(10.0) * np.asarray(parallax_error, np.float64) / plx) ** 2
+        )
+    return mks, np.where(np.isfinite(mks), err, np.nan)
+
+
+def star_fold(star_id: np.ndarray, n_folds: int = 5) -> np.ndarray:
+    """A stable fold 0..n_folds−1 per star: CRC-32 of the star_id (the same on every machine and release)."""
+    ids = np.asarray(star_id).astype(str)
+    return np.array([zlib.crc32(s.encode()) % n_folds for s in ids], dtype=np.int64)
+
+
+def training_split(
+    star_id: np.ndarray,
+    parallax_over_error: np.ndarray,
+    snr: np.ndarray,
+    usable: np.ndarray,
+    min_parallax_snr: float,
+    min_snr: float,
+    n_folds: int = 5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test masks (SPEC §8, P1 §5.2), (n,) bool each.
+
+    Both need ϖ/σ_ϖ > ``min_parallax_snr`` and ``usable`` (a geometric MKs, a spectrum). Of the spectra with
+    S/N > ``min_snr``, those whose star is in folds 1…n_folds−1 (4/5) train; fold 0 and every lower-S/N
+    spectrum test."""
+    good = np.asarray(usable, bool) & (np.nan_to_num(parallax_over_error, nan=-1.0) > min_parallax_snr)
+    high = np.nan_to_num(np.asarray(snr, np.float64), nan=-1.0) > min_snr
+    in_test_fold = star_fold(star_id, n_folds) == 0
+    train = good & high & ~in_test_fold
+    return train, good & ~train
+
+
+# --- the network ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MKsNetwork:
+    """A trained P1 Eq. 6 network in numpy: standardized pixels → two sigmoid layers → MKs.
+
+    ``pixels`` (P,) bool selects the cube's wavelength pixels; ``x_mean``, ``x_scale`` (n_in,) standardize
+    them; ``weights``/``biases`` are the three linear layers (``(n_out, n_in)`` as torch stores them);
+    ``y_mean``, ``y_scale`` undo the target's standardization. Dropout is off at prediction.
+    """
+
+    pixels: np.ndarray
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    y_mean: float
+    y_scale: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, flux: np.ndarray, block: int = 4096) -> np.ndarray:
+        """MKs (mag, float64) for (n, P) spectra on the cube's grid; NaN where a used pixel is not finite."""
+        flux = np.asarray(flux)
+        out = np.full(flux.shape[0], np.nan)
+        for start in range(0, flux.shape[0], block):
+            x = (flux[start : start + block][:, self.pixels].astype(np.float64) - self.x_mean) / self.x_scale
+            ok = np.isfinite(x).all(axis=1)
+            h = np.where(ok[:, None], x, 0.0)
+            for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+                h = h @ w.T + b
+                if k < len(self.weights) - 1:
+                    h = 1.0 / (1.0 + np.exp(-h))
+            out[start : start + block] = np.where(ok, h[:, 0] * self.y_scale + self.y_mean, np.nan)
+        return out
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """The network as named arrays (for one ``.npz`` holding several networks)."""
+        out = {
+            f"{prefix}pixels": self.pixels,
+            f"{prefix}x_mean": self.x_mean,
+            f"{prefix}x_scale": self.x_scale,
+            f"{prefix}y": np.array([self.y_mean, self.y_scale]),
+            f"{prefix}meta": np.array(json.dumps(self.meta)),
+        }
+        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            out[f"{prefix}w{k}"], out[f"{prefix}b{k}"] = w, b
+        return out
+
+    @classmethod
+    def from_arrays(cls, data: Mapping[str, np.ndarray], prefix: str) -> MKsNetwork:
+        n_layers = sum(1 for k in data if k.startswith(f"{prefix}w"))
+        return cls(
+            pixels=np.asarray(data[f"{prefix}pixels"], bool),
+            x_mean=np.asarray(data[f"{prefix}x_mean"]),
+            x_scale=np.asarray(data[f"{prefix}x_scale"]),
+            weights=[np.asarray(data[f"{prefix}w{k}"]) for k in range(n_layers)],
+            biases=[np.asarray(data[f"{prefix}b{k}"]) for k in range(n_layers)],
+            y_mean=float(data[f"{prefix}y"][0]),
+            y_scale=float(data[f"{prefix}y"][1]),
+            meta=json.loads(str(data[f"{prefix}meta"])),
+        )
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """How :func:`train_network` trains (defaults: P1 Eq. 6 and a standard Adam schedule)."""
+
+    hidden: tuple[int, ...] = (100, 100)
+    dropout: float = 0.2
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 128
+    max_epochs: int = 600
+    patience: int = 40
+    validation_fraction: float = 0.1
+    error_floor: float = 0.1
+    seed: int = 0
+    device: str = "cpu"
+
+
+def train_network(
+    flux: np.ndarray,
+    mks: np.ndarray,
+    mks_err: np.ndarray,
+    pixels: np.ndarray,
+    settings: NetworkSettings,
+    star_id: np.ndarray | None = None,
+) -> MKsNetwork:
+    """Train a P1 Eq. 6 network on (n, P) spectra and their geometric MKs (mag) with errors.
+
+    The loss is the mean squared error weighted by 1 / (mks_err² + error_floor²): a star with a poor
+    parallax pulls less. A ``validation_fraction`` of the stars (by ``star_id`` hash) is held out for early
+    stopping (``patience`` epochs without improvement; the best weights are kept). Deterministic for a given
+    ``seed`` and thread count; the caller sets torch's threads.
+    """
+    import torch
+
+    rows = np.flatnonzero(np.isfinite(mks) & np.isfinite(mks_err) & np.isfinite(flux[:, pixels]).all(axis=1))
+    if rows.size < 20:
+        raise ValueError(f"train_network: {rows.size} usable training spectra; at least 20 are needed")
+    x = flux[rows][:, pixels].astype(np.float64)
+    y = np.asarray(mks, np.float64)[rows]
+    w = 1.0 / (np.asarray(mks_err, np.float64)[rows] ** 2 + settings.error_floor**2)
+    x_mean, x_scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-3)
+    y_mean, y_scale = float(np.average(y, weights=w)), float(max(np.std(y), 1e-3))
+    ids = np.asarray(star_id)[rows] if star_id is not None else rows
+    n_val_folds = max(2, round(1.0 / settings.validation_fraction))
+    val = star_fold(ids, n_val_folds) == n_val_folds - 1
+    if val.all() or not val.any():
+        val = np.arange(rows.size) % n_val_folds == 0
+
+    torch.manual_seed(settings.seed)
+    device = torch.device(settings.device)
+    layers: list[torch.nn.Module] = []
+    n_in = int(pixels.sum())
+    for width in settings.hidden:
+        layers += [torch.nn.Linear(n_in, width), torch.nn.Sigmoid(), torch.nn.Dropout(settings.dropout)]
+        n_in = width
+    layers.append(torch.nn.Linear(n_in, 1))
+    net = torch.nn.Sequential(*layers).to(device=device, dtype=torch.float32)
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
+
+    xt, yt = tensor((x - x_mean) / x_scale), tensor((y - y_mean) / y_scale)
+    wt = tensor(w / w.mean())
+    train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
+    opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    gen = torch.Generator().manual_seed(settings.seed)
+    best, best_state, since, epochs = np.inf, None, 0, 0
+    vt = torch.as_tensor(val_idx, device=device)
+    while epochs < settings.max_epochs and since < settings.patience:
+        epochs += 1
+        net.train()
+        order = torch.as_tensor(train_idx)[torch.randperm(train_idx.size, generator=gen)].to(device)
+        for start in range(0, order.numel(), settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            opt.zero_grad()
+            loss = (wt[batch] * (net(xt[batch])[:, 0] - yt[batch]) ** 2).mean()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            val_loss = float((wt[vt] * (net(xt[vt])[:, 0] - yt[vt]) ** 2).mean())
+        if val_loss < best - 1e-6:
+            best, since = val_loss, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            since += 1
+    assert best_state is not None
+    net.load_state_dict(best_state)
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    return MKsNetwork(
+        pixels=np.asarray(pixels, bool),
+        x_mean=x_mean,
+        x_scale=x_scale,
+        weights=[m.weight.detach().cpu().double().numpy() for m in linears],
+        biases=[m.bias.detach().cpu().double().numpy() for m in linears],
+        y_mean=y_mean,
+        y_scale=y_scale,
+        meta={
+            "n_train": int(train_idx.size),
+            "n_validation": int(val_idx.size),
+            "epochs": epochs,
+            "validation_loss": float(best),
+            "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
+        },
+    )
+
+
+# --- the uncertainty model (P1 Eq. 7-14) -----------------------------------------------------------------------
+
+
+def log_likelihood(
+    theta: np.ndarray, mks_spec: np.ndarray, mks_geo: np.ndarray, mks_geo_err: np.ndarray, snr: np.ndarray
+) -> np.ndarray:
+    """ln P of P1 Eq. 14 summed over stars, for (k, 4) parameter vectors (ε, δ, σ_int, σ_s^100); −inf outside
+    the flat priors (:data:`PRIOR_BOUNDS`). ``mks_geo`` = m0 + 5 log ϖ − 10, ``mks_geo_err`` = σ_ϖ,m0."""
+    theta = np.atleast_2d(theta)
+    eps, delta, s_int, s100 = (theta[:, k : k + 1] for k in range(4))
+    var = s_int**2 + (s100 / (snr / 100.0)) ** 2 + mks_geo_err**2
+    resid = mks_spec - ((1.0 + eps) * mks_geo + delta)
+    ll = -0.5 * np.sum(resid**2 / var + np.log(2.0 * np.pi * var), axis=1)
+    inside = np.ones(theta.shape[0], bool)
+    for k, name in enumerate(PARAMETERS):
+        lo, hi = PRIOR_BOUNDS[name]
+        inside &= (theta[:, k] > lo) & (theta[:, k] < hi)
+    return np.where(inside, ll, -np.inf)
+
+
+def max_likelihood(mks_spec: np.ndarray, mks_geo: np.ndarray, mks_geo_err: np.ndarray, snr: np.ndarray) -> np.ndarray:
+    """The (ε, δ, σ_int, σ_s^100) maximizing :func:`log_likelihood` (Nelder–Mead from (0, 0, 0.2, 0.1); the
+    likelihood is even in the two σ, so they are searched as |σ|)."""
+    from scipy.optimize import minimize
+
+    args = tuple(np.asarray(a, np.float64) for a in (mks_spec, mks_geo, mks_geo_err, snr))
+    sign = np.array([1.0, 1.0, 0.0, 0.0])
+
+    def positive(t: np.ndarray) -> np.ndarray:
+        return t * sign + np.abs(t) * (1.0 - sign)
+
+    res = minimize(
+        lambda t: -float(log_likelihood(positive(t), *args)[0]),
+        np.array([0.0, 0.0, 0.2, 0.1]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-5, "fatol": 1e-6, "maxiter": 4000},
+    )
+    return positive(res.x)
+
+
+def sample_uncertainty_model(
+    mks_spec: np.ndarray,
+    mks_geo: np.ndarray,
+    mks_geo_err: np.ndarray,
+    snr: np.ndarray,
+    n_walkers: int = 32,
+    n_steps: int = 3000,
+    n_burn: int = 1000,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Sample P1 Eq. 13 with ``emcee`` (flat priors) for the stars given, (n,) each.
+
+    Returns
+    -------
+    samples : numpy.ndarray
+        (n_walkers · (n_steps − n_burn), 4) posterior samples of :data:`PARAMETERS`.
+    summary : dict
+        Per parameter: ``mean``, ``median``, ``p16``, ``p84``, ``p2_5``, ``p97_5``; with ``n_stars``,
+        ``acceptance_fraction``, ``autocorr_time`` (steps; NaN when the chain is too short to tell) and the
+        sampler settings.
+    """
+    import emcee
+
+    args = tuple(np.asarray(a, np.float64) for a in (mks_spec, mks_geo, mks_geo_err, snr))
+    if args[0].size < 10:
+        raise ValueError(f"sample_uncertainty_model: {args[0].size} stars; at least 10 are needed")
+    start = max_likelihood(*args)
+    rng = np.random.default_rng(seed)
+    p0 = start + 1e-3 * rng.standard_normal((n_walkers, 4)) * np.maximum(np.abs(start), 0.05)
+    p0[:, 2:] = np.abs(p0[:, 2:])
+    sampler = emcee.EnsembleSampler(n_walkers, 4, lambda t: log_likelihood(t, *args), vectorize=True)
+    sampler.random_state = np.random.RandomState(seed).get_state()
+    sampler.run_mcmc(p0, n_steps, progress=False)
+    samples = sampler.get_chain(discard=n_burn, flat=True)
+    try:
+        tau = sampler.get_autocorr_time(discard=n_burn, quiet=True)
+    except Exception:  # emcee raises when the chain is far too short to estimate it
+        tau = np.full(4, np.nan)
+    summary: dict[str, Any] = {
+        "n_stars": int(args[0].size),
+        "n_walkers": n_walkers,
+        "n_steps": n_steps,
+        "n_burn": n_burn,
+        "seed": seed,
+        "acceptance_fraction": float(np.mean(sampler.acceptance_fraction)),
+        "max_likelihood": {p: float(v) for p, v in zip(PARAMETERS, start, strict=True)},
+    }
+    for k, name in enumerate(PARAMETERS):
+        s = samples[:, k]
+        q = np.percentile(s, [2.5, 16, 50, 84, 97.5])
+        summary[name] = {
+            "mean": float(s.mean()),
+            "median": float(q[2]),
+            "p16": float(q[1]),
+            "p84": float(q[3]),
+            "p2_5": float(q[0]),
+            "p97_5": float(q[4]),
+            "autocorr_time": float(tau[k]),
+        }
+    return samples, summary
+
+
+def mks_error(sigma_int: float, sigma_s100: float, snr: np.ndarray) -> np.ndarray:
+    """MKs_err = √(σ_int² + (σ_s^100 / (S/N/100))²) (mag) per spectrum (SPEC §8); NaN where S/N ≤ 0."""
+    snr = np.asarray(snr, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(snr > 0, np.sqrt(sigma_int**2 + (sigma_s100 * 100.0 / snr) ** 2), np.nan)
+
+
+# --- the whole model: two networks and their posteriors ------------------------------------------------------
+
+
+@dataclass
+class MKsModel:
+    """The two networks of P1 §5 and the means of their uncertainty posteriors (what inference needs)."""
+
+    networks: dict[str, MKsNetwork]
+    """``"non_emission"`` and ``"emission"``; none when the cube had too few training stars (``meta["untrained"]``
+    says why): every MKs is then NaN."""
+    error_model: dict[str, dict[str, float]]
+    """Per network: ``sigma_int``, ``sigma_s100`` (posterior means, mag)."""
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per network: (m, 4) MCMC samples (for the corner figure)."""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, flux: np.ndarray, em_flag: np.ndarray, snr: np.ndarray) -> dict[str, np.ndarray]:
+        """``mks``, ``mks_err`` (mag) and ``mks_network`` (0 non-emission, 1 emission) for (n, P) spectra."""
+        emission = np.asarray(em_flag) == 1
+        mks = np.full(emission.size, np.nan)
+        err = np.full(emission.size, np.nan)
+        for name, use in (("non_emission", ~emission), ("emission", emission)):
+            if use.any() and name in self.networks:
+                mks[use] = self.networks[name].predict(np.asarray(flux)[use])
+                e = self.error_model[name]
+                err[use] = mks_error(e["sigma_int"], e["sigma_s100"], np.asarray(snr)[use])
+        return {"mks": mks, "mks_err": np.where(np.isfinite(mks), err, np.nan), "mks_network": emission.astype(np.int8)}
+
+    def save(self, path: str | Path) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        for name, net in self.networks.items():
+            arrays.update(net.arrays(f"{name}/"))
+        for name, s in self.samples.items():
+            arrays[f"{name}/samples"] = s
+        arrays["error_model"] = np.array(json.dumps(self.error_model))
+        arrays["meta"] = np.array(json.dumps(self.meta))
+        tmp = Path(f"{path}.tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MKsModel:
+        with np.load(path, allow_pickle=False) as data:
+            data = dict(data)
+        names = sorted({k.split("/")[0] for k in data if "/" in k})
+        return cls(
+            networks={n: MKsNetwork.from_arrays(data, f"{n}/") for n in names},
+            error_model=json.loads(str(data["error_model"])),
+            samples={n: data[f"{n}/samples"] for n in names if f"{n}/samples" in data},
+            meta=json.loads(str(data["meta"])),
+        )

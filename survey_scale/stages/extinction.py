@@ -1,0 +1,148 @@
+"""``extinction`` (SPEC §7, §8): E(B−V), A_Ks and the geometric MKs of every spectrum.
+
+A per-spectrum stage over the cube. Each spectrum's intrinsic colours come from its fitted Teff through the
+Pecaut & Mamajek (2013) table of :mod:`survey_scale.science.photometry` (interpolated in log Teff; see
+that module for the table's source and extensions), the coefficients R_band from the F99 curve on a
+12,000 K spectrum (:data:`~survey_scale.science.photometry.EXTINCTION_COEFFS`). The bands are those of
+``extinction.bands`` that the cube has (with ``<band>_err``), in order of effective wavelength; Ks never.
+
+The same stage writes the parallax correction (``parallax_offset``, mas, SPEC §8: Leung & Bovy 2019 by
+default, ``mks.parallax_*``) and the geometric MKs with its error, which the MKs step trains on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from survey_scale.config import Config
+from survey_scale.engine.contracts import (
+    ChunkContext,
+    Engine,
+    PipelineError,
+    Stage,
+    StageResult,
+    StageSummary,
+    per_spectrum,
+)
+from survey_scale.science.extinction import BAND_ORDER, ebv_from_colors, ks_extinction
+from survey_scale.science.mks import corrected_parallax, geometric_mks
+from survey_scale.science.photometry import EXTINCTION_COEFFS, intrinsic_colors
+from survey_scale.stages.chi2ratio import label_index
+
+EXTINCTION_VERSION = "1"
+PHOTOMETRY_INPUTS = ("Ks", "Ks_err", "G", "parallax", "parallax_error")
+"""Cube variables besides the colour bands (from the cross-match table, SPEC §2)."""
+
+
+def extinction_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
+    """Stage function: E(B−V), A_Ks, the parallax correction and the geometric MKs of a chunk."""
+    teff = np.asarray(inputs["labels"], np.float64)[:, params["teff_index"]]
+    bands = params["bands"]
+    own = intrinsic_colors(np.where(np.isfinite(teff), teff, 1.0e4))
+    intrinsic = {b: np.where(np.isfinite(teff), own[b], np.nan) for b in bands}
+    ebv, ebv_err, n_colors = ebv_from_colors(
+        {b: inputs[b] for b in bands},
+        {b: inputs[f"{b}_err"] for b in bands},
+        intrinsic,
+        params["coefficients"],
+        bands,
+        params["floor"],
+    )
+    aks, aks_err = ks_extinction(ebv, ebv_err, params["coefficients"]["Ks"])
+    parallax, offset = corrected_parallax(inputs["parallax"], inputs["G"], **params["parallax_zero_point"])
+    mks_geo, mks_geo_err = geometric_mks(
+        inputs["Ks"], inputs["Ks_err"], aks, aks_err, parallax, np.asarray(inputs["parallax_error"], np.float64)
+    )
+    out = {
+        "ebv": ebv,
+        "ebv_err": ebv_err,
+        "ebv_n_colors": n_colors,
+        "aks": aks,
+        "aks_err": aks_err,
+        "parallax_offset": np.where(np.isfinite(inputs["parallax"]), offset, np.nan),
+        "mks_geo": mks_geo,
+        "mks_geo_err": mks_geo_err,
+    }
+    rejects = [
+        (int(i), "no_extinction", "fewer than two of the colour bands, or no fitted Teff: E(B-V) undefined")
+        for i in np.flatnonzero(n_colors == 0)
+    ]
+    return StageResult(out, rejects)
+
+
+def extinction_stage(
+    bands: list[str], teff_index: int, floor: float, zero_point: Mapping[str, float], block: int
+) -> Stage:
+    f4 = "float32"
+    return Stage(
+        name="extinction",
+        version=EXTINCTION_VERSION,
+        func=extinction_chunk,
+        inputs=("labels", *bands, *(f"{b}_err" for b in bands), *PHOTOMETRY_INPUTS),
+        outputs=(
+            per_spectrum("ebv", f4, "E(B-V) from adjacent-band colour excesses (P1 §4)", "mag"),
+            per_spectrum("ebv_err", f4, "propagated uncertainty of ebv", "mag"),
+            per_spectrum("ebv_n_colors", "int16", "colours in the weighted mean: " + ", ".join(bands)),
+            per_spectrum("aks", f4, "A_Ks = R_Ks E(B-V)", "mag"),
+            per_spectrum("aks_err", f4, "uncertainty of aks", "mag"),
+            per_spectrum("parallax_offset", f4, "correction added to the Gaia parallax (SPEC §8)", "mas"),
+            per_spectrum("mks_geo", f4, "geometric MKs = Ks - A_Ks + 5 log10(parallax / mas) - 10", "mag"),
+            per_spectrum("mks_geo_err", f4, "uncertainty of mks_geo (P1 Eq. 12)", "mag"),
+        ),
+        params={
+            "bands": bands,
+            "teff_index": teff_index,
+            "floor": floor,
+            "coefficients": {b: EXTINCTION_COEFFS[b] for b in (*bands, "Ks")},
+            "parallax_zero_point": dict(zero_point),
+        },
+        block_rows=block,
+    )
+
+
+def usable_bands(config: Config, engine: Engine) -> list[str]:
+    """The configured bands that have coefficients and are in the cube (with errors), by wavelength.
+
+    Raises
+    ------
+    PipelineError
+        If a configured band has no extinction coefficient or intrinsic colour, or fewer than two are in
+        the cube.
+    """
+    unknown = [b for b in config.extinction.bands if b not in EXTINCTION_COEFFS]
+    if unknown:
+        known = ", ".join(b for b in BAND_ORDER if b in EXTINCTION_COEFFS)
+        raise PipelineError(f"extinction.bands: no extinction coefficient for {', '.join(unknown)} (known: {known})")
+    order = {b: k for k, b in enumerate(BAND_ORDER)}
+    bands = sorted(
+        (b for b in config.extinction.bands if engine.has_variable(b) and engine.has_variable(f"{b}_err")),
+        key=lambda b: order.get(b, len(order)),
+    )
+    if len(bands) < 2:
+        raise PipelineError(
+            f"{engine.cube}: E(B-V) needs two of the bands {', '.join(config.extinction.bands)} with errors; the cube "
+            f"has {', '.join(bands) or 'none'} (ingest a cross-match table with photometry, SPEC §2)"
+        )
+    missing = [v for v in PHOTOMETRY_INPUTS if not engine.has_variable(v)]
+    if missing:
+        raise PipelineError(
+            f"{engine.cube}: the cube has no {', '.join(missing)} (ingest a cross-match table, SPEC §2)"
+        )
+    return bands
+
+
+def run(config: Config, engine: Engine) -> StageSummary:
+    """Registry step ``extinction``."""
+    m = config.mks
+    zero_point = {"offset_mas": m.parallax_offset_mas, "slope_mas": m.parallax_slope_mas, "g_ref": m.parallax_g_ref}
+    stage = extinction_stage(
+        usable_bands(config, engine),
+        label_index(engine, "teff"),
+        config.extinction.color_error_floor,
+        zero_point,
+        config.extinction.block_spectra,
+    )
+    return engine.run_stage(stage)

@@ -1,0 +1,323 @@
+"""Spectroscopic MKs (SPEC §8, P1 §5): the model step ``mks_model`` and the inference stage ``mks``.
+
+``mks_model``, with ``mks.*`` settings:
+
+1. Sets (:func:`~survey_scale.science.mks.training_split`): spectra with a geometric MKs, ϖ/σ_ϖ >
+   ``min_parallax_snr`` and no ``bad_spectrum_flag``; 4/5 of the stars above S/N ``min_snr`` train (at most
+   ``max_train`` spectra, a seeded subset), the rest test.
+2. Two networks on ``pca_flux``: ``non_emission`` (trained on the non-emission training spectra, full range
+   minus the telluric/ISM bands) and ``emission`` (trained on all training spectra, clean windows only — P1
+   trained it on both kinds, and applies it to emission spectra).
+3. Binaries out, ``binary_iterations`` times: the uncertainty model at its maximum likelihood on the test
+   singles, S/N_Δϖ of every training spectrum, those ≥ ``distance.binary_snr`` dropped, the networks retrained.
+4. The uncertainty model of P1 Eq. 7–14 sampled with emcee on the test single stars of each network (the
+   emission network's on emission spectra; with fewer than ``min_error_stars`` of them it takes the
+   non-emission posterior, and says so). Posterior summaries go to ``attrs['reductions']['mks_model']``
+   (``survey-scale info``), samples into the model file.
+
+The model file (``models/mks.npz``) is kept with a key of the configuration and of its inputs' provenance,
+not of the cube's rows: an append re-uses it (its new spectra only go through the ``mks`` stage);
+``survey-scale run --refit`` (``runner.refit``) trains it again on the whole cube.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from survey_scale.config import Config
+from survey_scale.core.files import stable_hash
+from survey_scale.core.grid import wavelength_grid
+from survey_scale.engine.contracts import (
+    ChunkContext,
+    Engine,
+    ModelRef,
+    Output,
+    PipelineError,
+    Stage,
+    StageResult,
+    StageSummary,
+)
+from survey_scale.science.distance import binary_flags, spectrophotometric_parallax
+from survey_scale.science.mks import (
+    PARAMETERS,
+    MKsModel,
+    MKsNetwork,
+    NetworkSettings,
+    max_likelihood,
+    mks_error,
+    network_pixels,
+    sample_uncertainty_model,
+    train_network,
+    training_split,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TooFewStars(PipelineError):
+    """The cube has too few stars with good parallaxes to train the MKs networks."""
+
+
+MKS_VERSION = "1"
+MKS_MODEL_FILE = "mks.npz"
+NETWORKS = ("non_emission", "emission")
+SET_COLUMNS = ("star_id", "em_flag", "bad_spectrum_flag", "mks_geo", "mks_geo_err", "parallax", "parallax_error")
+SET_COLUMNS += ("parallax_offset", "Ks", "Ks_err", "aks", "aks_err")
+
+
+def rows_block(data: dict[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Row block: the spectra of the rows (float32)."""
+    return {"pca_flux": np.asarray(data["pca_flux"], np.float32)}
+
+
+def predict_block(data: dict[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Row block: each network's MKs for the rows."""
+    return {name: net.predict(data["pca_flux"]) for name, net in params["networks"].items()}
+
+
+def select_device(device: str | None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _snr_dparallax(
+    cols: Mapping[str, np.ndarray], mks: np.ndarray, sigma: Mapping[str, float], snr: np.ndarray
+) -> np.ndarray:
+    # S/N_Δϖ (P1 Eq. 15-17) of spectra with a predicted MKs and the current uncertainty model.
+    sigma_s = mks_error(0.0, sigma["sigma_s100"], snr)
+    plx_s, plx_s_err = spectrophotometric_parallax(
+        cols["Ks"], mks, cols["aks"], sigma_s, sigma["sigma_int"], cols["Ks_err"], cols["aks_err"]
+    )
+    parallax = cols["parallax"] + cols["parallax_offset"]
+    return binary_flags(parallax, cols["parallax_error"], plx_s, plx_s_err)[0]
+
+
+def _error_fit(
+    predicted: np.ndarray, cols: Mapping[str, np.ndarray], snr: np.ndarray, use: np.ndarray
+) -> dict[str, float]:
+    theta = max_likelihood(predicted[use], cols["mks_geo"][use], cols["mks_geo_err"][use], snr[use])
+    return dict(zip(PARAMETERS, (float(t) for t in theta), strict=True))
+
+
+def train_mks_model(config: Config, engine: Engine, key: str) -> tuple[MKsModel, dict[str, Any]]:
+    """Steps 1–4 of the module docstring; returns the model and its summary for the cube's attributes."""
+    cfg, snr_column = config.mks, config.survey.snr_column
+    cols = {name: engine.read_column(name) for name in SET_COLUMNS}
+    cols = {k: (v if k == "star_id" else np.asarray(v, np.float64)) for k, v in cols.items()}
+    snr = np.asarray(engine.read_column(snr_column), np.float64)
+    emission = cols["em_flag"] == 1
+    usable = np.isfinite(cols["mks_geo"]) & np.isfinite(cols["mks_geo_err"]) & (cols["bad_spectrum_flag"] != 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        plx_snr = (cols["parallax"] + cols["parallax_offset"]) / cols["parallax_error"]
+    train, test = training_split(cols["star_id"], plx_snr, snr, usable, cfg.min_parallax_snr, cfg.min_snr)
+    train_rows = np.flatnonzero(train)
+    if train_rows.size > cfg.max_train:
+        train_rows = np.sort(np.random.default_rng(cfg.seed).choice(train_rows, cfg.max_train, replace=False))
+    test_rows = np.flatnonzero(test)
+    if train_rows.size < 50 or test_rows.size < 10:
+        raise TooFewStars(
+            f"{train_rows.size} training and {test_rows.size} test spectra (ϖ/σ > "
+            f"{cfg.min_parallax_snr:g}, training S/N > {cfg.min_snr:g}); at least 50 and 10 are needed (lower "
+            "mks.min_parallax_snr or mks.min_snr)"
+        )
+    log.info("MKs: %d training spectra, %d test spectra", train_rows.size, test_rows.size)
+    flux = engine.map_rows(("pca_flux",), train_rows, rows_block, block_rows=cfg.block_spectra)["pca_flux"]
+    wave = wavelength_grid()
+    settings = NetworkSettings(
+        hidden=tuple(cfg.hidden),
+        dropout=cfg.dropout,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size,
+        max_epochs=cfg.max_epochs,
+        patience=cfg.patience,
+        seed=cfg.seed,
+        device=select_device(cfg.device),
+    )
+    sub = {k: v[train_rows] for k, v in cols.items()}
+    members = {"non_emission": ~emission[train_rows], "emission": np.ones(train_rows.size, bool)}
+    keep = np.ones(train_rows.size, bool)
+    test_cols = {k: v[test_rows] for k, v in cols.items()}
+    single_test = np.ones(test_rows.size, bool)
+    history: list[dict[str, Any]] = []
+    for iteration in range(cfg.binary_iterations + 1):
+        networks: dict[str, MKsNetwork] = {}
+        for name in NETWORKS:
+            use = members[name] & keep
+            networks[name] = train_network(
+                flux[use],
+                sub["mks_geo"][use],
+                sub["mks_geo_err"][use],
+                network_pixels(wave, emission=name == "emission"),
+                settings,
+                star_id=sub["star_id"][use],
+            )
+        predicted_test = engine.map_rows(
+            ("pca_flux",), test_rows, predict_block, {"networks": networks}, block_rows=cfg.block_spectra
+        )
+        test_mks = np.where(emission[test_rows], predicted_test["emission"], predicted_test["non_emission"])
+        fit_use = single_test & ~emission[test_rows] & np.isfinite(test_mks)
+        sigma = _error_fit(test_mks, test_cols, snr[test_rows], fit_use)
+        if iteration == cfg.binary_iterations:
+            break
+        own = np.where(emission[train_rows], networks["emission"].predict(flux), networks["non_emission"].predict(flux))
+        train_binary = _snr_dparallax(sub, own, sigma, snr[train_rows]) >= config.distance.binary_snr
+        single_test = ~(_snr_dparallax(test_cols, test_mks, sigma, snr[test_rows]) >= config.distance.binary_snr)
+        history.append(
+            {
+                "iteration": iteration + 1,
+                "training_binaries_removed": int(train_binary.sum()),
+                "test_binaries": int((~single_test).sum()),
+                "max_likelihood": sigma,
+            }
+        )
+        log.info(
+            "MKs iteration %d: sigma_int %.3f, sigma_s100 %.3f mag; %d training and %d test spectra look binary",
+            iteration + 1,
+            sigma["sigma_int"],
+            sigma["sigma_s100"],
+            int(train_binary.sum()),
+            int((~single_test).sum()),
+        )
+        keep = ~train_binary
+
+    samples: dict[str, np.ndarray] = {}
+    posteriors: dict[str, Any] = {}
+    error_model: dict[str, dict[str, float]] = {}
+    for name, use in (
+        ("non_emission", single_test & ~emission[test_rows]),
+        ("emission", single_test & emission[test_rows]),
+    ):
+        use = use & np.isfinite(test_mks)
+        if name == "emission" and use.sum() < cfg.min_error_stars:
+            log.warning(
+                "MKs: %d single emission test spectra (< mks.min_error_stars = %d): the emission network takes "
+                "the non-emission uncertainty model",
+                int(use.sum()),
+                cfg.min_error_stars,
+            )
+            posteriors[name] = {"n_stars": int(use.sum()), "uses": "non_emission"}
+            error_model[name] = dict(error_model["non_emission"])
+            continue
+        samples[name], posteriors[name] = sample_uncertainty_model(
+            test_mks[use],
+            test_cols["mks_geo"][use],
+            test_cols["mks_geo_err"][use],
+            snr[test_rows][use],
+            cfg.mcmc_walkers,
+            cfg.mcmc_steps,
+            cfg.mcmc_burn,
+            cfg.seed,
+        )
+        error_model[name] = {p: posteriors[name][p]["mean"] for p in ("sigma_int", "sigma_s100")}
+    summary = {
+        "key": key,
+        "n_train": int(keep.sum()),
+        "n_train_before_binary_cuts": int(train_rows.size),
+        "n_train_emission": int((keep & emission[train_rows]).sum()),
+        "n_test": int(test_rows.size),
+        "n_test_single": int(single_test.sum()),
+        "binary_iterations": history,
+        "posterior": posteriors,
+        "networks": {name: net.meta for name, net in networks.items()},
+        "selection": (
+            f"parallax/error > {cfg.min_parallax_snr:g}, no bad_spectrum_flag; training {snr_column} > "
+            f"{cfg.min_snr:g} and star_id fold 1-4 of 5; binaries: S/N_dparallax >= {config.distance.binary_snr:g}"
+        ),
+    }
+    model = MKsModel(networks=networks, error_model=error_model, samples=samples, meta=summary)
+    return model, summary
+
+
+def model_key(config: Config, engine: Engine) -> str:
+    """The MKs model's key: its settings and the provenance of what it trains on — not the cube's rows (an
+    append re-uses the model)."""
+    stamps = {
+        name: {
+            k: v for k, v in engine.variable_attrs(name).items() if k in ("provenance_config_hash", "provenance_models")
+        }
+        for name in ("pca_flux", "mks_geo", "em_flag")
+    }
+    return stable_hash(
+        MKS_VERSION, config.mks.model_dump_json(), config.survey.snr_column, config.distance.binary_snr, stamps
+    )
+
+
+def run_model(config: Config, engine: Engine) -> Path:
+    """Registry step ``mks_model``: the trained model in ``engine.models["mks"]`` (re-used when its key matches,
+    unless ``runner.refit``)."""
+    from survey_scale.science.fitting import set_threads
+
+    path = engine.model_path(MKS_MODEL_FILE)
+    key = model_key(config, engine)
+    if path.exists() and not config.runner.refit:
+        old = MKsModel.load(path)
+        if old.meta.get("key") == key and "untrained" not in old.meta:
+            engine.models["mks"] = path
+            return path
+    set_threads(config.mks.threads)
+    try:
+        model, summary = train_mks_model(config, engine, key)
+    except TooFewStars as exc:
+        # The rest of the run goes on: every MKs is NaN with this reason, distances use the parallax alone.
+        log.warning("%s: no MKs model: %s", engine.cube, exc)
+        summary = {"key": key, "untrained": str(exc)}
+        model = MKsModel(networks={}, error_model={}, meta=summary)
+    model.save(path)
+    engine.record_reduction("mks_model", summary)
+    engine.models["mks"] = path
+    return path
+
+
+# --- the stage --------------------------------------------------------------------------------------------
+
+
+def load_mks_model(path: str) -> MKsModel:
+    """Loader of the runner's worker plugin."""
+    return MKsModel.load(path)
+
+
+def mks_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
+    """Stage function: MKs, its error and the network used for each spectrum of a chunk."""
+    model: MKsModel = ctx.models["mks"]
+    out = model.predict(inputs["pca_flux"], inputs["em_flag"], inputs[params["snr_column"]])
+    reason = (
+        f"no MKs model ({model.meta['untrained']})"
+        if "untrained" in model.meta
+        else "the PCA spectrum has non-finite pixels where the network reads: MKs undefined"
+    )
+    rejects = [(int(i), "no_mks", reason) for i in np.flatnonzero(~np.isfinite(out["mks"]))]
+    return StageResult(out, rejects)
+
+
+def mks_stage(model_path: Path, snr_column: str, block: int) -> Stage:
+    return Stage(
+        name="mks",
+        version=MKS_VERSION,
+        func=mks_chunk,
+        inputs=("pca_flux", "em_flag", snr_column),
+        outputs=(
+            Output(
+                "mks", "float32", attrs={"long_name": "spectroscopic absolute Ks magnitude (P1 §5)", "units": "mag"}
+            ),
+            Output(
+                "mks_err",
+                "float32",
+                attrs={"long_name": "sqrt(sigma_int^2 + (sigma_s100 / (S/N/100))^2) (P1 Eq. 10)", "units": "mag"},
+            ),
+            Output("mks_network", "int8", attrs={"long_name": "0 = non-emission network, 1 = emission network"}),
+        ),
+        params={"snr_column": snr_column},
+        models={"mks": ModelRef(str(model_path), load_mks_model)},
+        block_rows=block,
+    )
+
+
+def run(config: Config, engine: Engine) -> StageSummary:
+    """Registry step ``mks``: inference over the whole cube with the model of step ``mks_model``."""
+    return engine.run_stage(mks_stage(engine.models["mks"], config.survey.snr_column, config.mks.block_spectra))

@@ -1,0 +1,143 @@
+"""MKs from spectra (SPEC §8, P1 §5): geometric MKs, the sets, the network, the MCMC uncertainty model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from survey_scale.science import mks as m
+
+
+def test_geometric_mks_and_its_error() -> None:
+    # A star at 1 kpc (1 mas) with Ks = 10 and A_Ks = 0.1: MKs = 10 - 0.1 + 0 - 10 = -0.1.
+    mks, err = m.geometric_mks(
+        np.array([10.0, 10.0]), np.array([0.02, 0.02]), np.array([0.1, 0.1]), np.array([0.01, 0.01]),
+        np.array([1.0, -0.2]), np.array([0.1, 0.1]),
+    )  # fmt: skip
+    assert mks[0] == pytest.approx(-0.1)
+    assert err[0] == pytest.approx(np.sqrt(0.02**2 + 0.01**2 + (5 / np.log(10) * 0.1) ** 2))
+    assert np.isnan(mks[1]) and np.isnan(err[1])  # a negative parallax has no geometric MKs
+
+
+def test_leung_bovy_parallax_correction() -> None:
+    plx, corr = m.corrected_parallax(np.array([1.0, 1.0, 1.0]), np.array([12.2, 17.2, np.nan]), **m.LEUNG_BOVY_2019)
+    np.testing.assert_allclose(corr, [0.0528, 0.0528 - 0.00421 * 5, 0.0528])
+    np.testing.assert_allclose(plx, 1.0 + corr)
+
+
+def test_training_split_is_by_star_and_stable() -> None:
+    rng = np.random.default_rng(0)
+    stars = np.repeat([f"J{i:06d}" for i in range(2000)], 2)
+    plx_snr = np.where(rng.random(stars.size) < 0.8, 20.0, 5.0)
+    snr = np.where(rng.random(stars.size) < 0.7, 80.0, 30.0)
+    usable = np.ones(stars.size, bool)
+    train, test = m.training_split(stars, plx_snr, snr, usable, 10.0, 50.0)
+    assert not (train & test).any()
+    assert ((train | test) == (plx_snr > 10)).all()
+    assert (snr[train] > 50).all() and (plx_snr[test] > 10).all()
+    high = (plx_snr > 10) & (snr > 50)
+    assert train[high].mean() == pytest.approx(0.8, abs=0.03)  # 4/5 of the high-S/N stars train
+    # both visits of a star in the high-S/N set are on the same side
+    both = high.reshape(-1, 2).all(axis=1)
+    assert (train.reshape(-1, 2)[both, 0] == train.reshape(-1, 2)[both, 1]).all()
+    # a star keeps its side when the release grows
+    train2, _ = m.training_split(np.concatenate([stars, ["K1", "K2"]]), np.r_[plx_snr, 20, 20], np.r_[snr, 80, 80],
+                                 np.ones(stars.size + 2, bool), 10.0, 50.0)  # fmt: skip
+    assert (train2[: stars.size] == train).all()
+
+
+def _spectra(n: int, seed: int, n_pix: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Spectra whose line depths encode MKs non-linearly (a stand-in for gravity-sensitive Balmer wings)."""
+    rng = np.random.default_rng(seed)
+    mks = rng.uniform(-3.0, 1.5, n)
+    x = np.linspace(-1, 1, n_pix)
+    depth = 0.3 + 0.1 * np.tanh(mks)[:, None]
+    width = 0.1 + 0.02 * mks[:, None] ** 2
+    flux = 1.0 - depth * np.exp(-0.5 * (x[None, :] / width) ** 2) + 0.002 * rng.standard_normal((n, n_pix))
+    return flux, mks
+
+
+def test_network_learns_mks_and_predicts_in_numpy() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    flux, mks = _spectra(1500, 1)
+    pixels = np.ones(flux.shape[1], bool)
+    pixels[:5] = False
+    settings = m.NetworkSettings(max_epochs=150, patience=20, seed=3)
+    net = m.train_network(flux, mks, np.full(mks.size, 0.05), pixels, settings)
+    test_flux, test_mks = _spectra(400, 2)
+    pred = net.predict(test_flux)
+    assert np.std(pred - test_mks) < 0.15
+    # NaN in a used pixel gives NaN, in an unused one does not matter
+    bad = test_flux[:2].copy()
+    bad[0, 100], bad[1, 0] = np.nan, np.nan
+    out = net.predict(bad)
+    assert np.isnan(out[0]) and out[1] == pytest.approx(pred[1])
+    # the same seed and threads give the same network
+    again = m.train_network(flux, mks, np.full(mks.size, 0.05), pixels, settings)
+    np.testing.assert_array_equal(again.weights[0], net.weights[0])
+
+
+def test_network_pixels_leave_out_the_bands() -> None:
+    wave = np.arange(3750.0, 9000.0, 1.0)
+    full = m.network_pixels(wave, emission=False)
+    assert not full[(wave > 5720) & (wave < 6050)].any() and full[(wave > 4000) & (wave < 4100)].all()
+    clean = m.network_pixels(wave, emission=True)
+    assert not clean[(wave > 6540) & (wave < 6590)].any()  # H-alpha is never a clean window
+    assert clean.sum() < full.sum()
+
+
+def _error_model_data(n: int, seed: int, eps: float, delta: float, s_int: float, s100: float) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    mg_true = rng.uniform(-4, 1.5, n)
+    snr = 10 ** rng.uniform(1.0, 2.5, n)
+    geo_err = rng.uniform(0.05, 0.2, n)
+    mg = mg_true + geo_err * rng.standard_normal(n)
+    ms = (1 + eps) * mg_true + delta + s_int * rng.standard_normal(n) + s100 / (snr / 100) * rng.standard_normal(n)
+    return ms, mg, geo_err, snr
+
+
+def test_mcmc_recovers_the_injected_uncertainty_model() -> None:
+    truth = {"epsilon": -0.05, "delta": 0.1, "sigma_int": 0.25, "sigma_s100": 0.10}
+    data = _error_model_data(3000, 4, *truth.values())
+    samples, summary = m.sample_uncertainty_model(*data, n_walkers=16, n_steps=1500, n_burn=500, seed=1)
+    assert samples.shape == (16 * 1000, 4)
+    for name, value in truth.items():
+        s = summary[name]
+        width = s["p84"] - s["p16"]
+        assert s["p2_5"] - width < value < s["p97_5"] + width, (name, s)
+        assert abs(s["mean"] - value) < 3 * width
+    assert 0.15 < summary["acceptance_fraction"] < 0.8
+    # the same seed gives the same chain
+    again, _ = m.sample_uncertainty_model(*data, n_walkers=16, n_steps=1500, n_burn=500, seed=1)
+    np.testing.assert_array_equal(again, samples)
+
+
+def test_mks_error_and_model_roundtrip(tmp_path) -> None:
+    np.testing.assert_allclose(
+        m.mks_error(0.25, 0.1, np.array([100.0, 50.0])), [np.hypot(0.25, 0.1), np.hypot(0.25, 0.2)]
+    )
+    flux, mks = _spectra(300, 5, n_pix=50)
+    net = m.train_network(flux, mks, np.full(mks.size, 0.05), np.ones(50, bool), m.NetworkSettings(max_epochs=5))
+    model = m.MKsModel(
+        networks={"non_emission": net, "emission": net},
+        error_model={
+            "non_emission": {"sigma_int": 0.2, "sigma_s100": 0.1},
+            "emission": {"sigma_int": 0.4, "sigma_s100": 0.1},
+        },
+        samples={"non_emission": np.zeros((10, 4))},
+        meta={"key": "k"},
+    )
+    model.save(tmp_path / "mks.npz")
+    back = m.MKsModel.load(tmp_path / "mks.npz")
+    out = back.predict(flux[:4], np.array([0, 1, 0, 1]), np.array([100.0, 100.0, 50.0, 50.0]))
+    np.testing.assert_allclose(out["mks"], net.predict(flux[:4]))
+    np.testing.assert_allclose(
+        out["mks_err"], [np.hypot(0.2, 0.1), np.hypot(0.4, 0.1), np.hypot(0.2, 0.2), np.hypot(0.4, 0.2)]
+    )
+    assert out["mks_network"].tolist() == [0, 1, 0, 1]
+    assert back.meta == {"key": "k"} and back.samples["non_emission"].shape == (10, 4)
+    # an untrained model (too few stars) predicts NaN
+    empty = m.MKsModel(networks={}, error_model={}, meta={"untrained": "3 training spectra"})
+    assert np.isnan(empty.predict(flux[:2], np.array([0, 1]), np.array([50.0, 50.0]))["mks"]).all()
