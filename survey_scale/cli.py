@@ -135,7 +135,7 @@ def cmd_mock(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from survey_scale.products.figures import write_figures
 
-    for path in write_figures(args.kind, args.source, args.out):
+    for path in write_figures(args.kind, args.source, args.out, args.truth):
         print(path)
     return 0
 
@@ -233,12 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "figures",
-        help="write PNG figures: synth; mock SOURCE=release; emission|fits|survey SOURCE=cube; emulator SOURCE=file",
+        help="write PNG figures: synth; mock SOURCE=release; emission|fits|survey|distances SOURCE=cube; "
+        "emulator SOURCE=file",
     )
-    kinds = ["synth", "mock", "emission", "fits", "survey", "emulator"]  # products.figures.FIGURE_KINDS (no import)
+    kinds = ["synth", "mock", "emission", "fits", "survey", "distances", "emulator"]  # FIGURE_KINDS (no import)
     p.add_argument("kind", choices=kinds, help="what to draw")
     p.add_argument("source", type=Path, nargs="?", help="the mock release, cube or emulator file to plot")
     p.add_argument("--out", type=Path, default=Path("figures"), help="folder for the PNG files")
+    p.add_argument("--truth", type=Path, help="distances: the mock release whose truth E(B-V) is compared")
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("run", help="every step that is not done yet: " + ", ".join(default_registry().names()))

@@ -232,10 +232,13 @@ class ExtinctionConfig(_Section):
     """E(B−V) and A_Ks from adjacent-band colour excesses (SPEC §7, P1 §4)."""
 
     bands: list[str] = Field(
-        ["B", "g", "BP", "V", "r", "i", "RP", "J", "H"],
-        description="bands used where the cube has them, by effective wavelength (never Ks)",
+        ["g", "BP", "r", "i", "RP", "J", "H"],
+        description="bands used where the cube has them, by effective wavelength (never Ks; no B, V passbands yet)",
     )
     color_error_floor: float = Field(0.014, ge=0, description="smallest colour uncertainty, mag (P1 §4)")
+    intrinsic_color_error: float = Field(
+        0.02, ge=0, description="uncertainty of a tabulated intrinsic colour, mag, in quadrature (P1 §4: < 0.03)"
+    )
     block_spectra: int = Field(65536, ge=1, description="spectra per Dask task")
 
     @field_validator("bands")
@@ -256,6 +259,8 @@ class MKsConfig(_Section):
     parallax_g_ref: float = Field(12.2, description="G of the relation's centre")
     min_parallax_snr: float = Field(10.0, gt=0, description="training and test stars: ϖ/σ_ϖ above this")
     min_snr: float = Field(50.0, ge=0, description="training stars: S/N above this (the others test)")
+    bright_mks: float | None = Field(-1.5, description="training also takes stars with geometric MKs below this…")
+    bright_min_parallax_snr: float = Field(5.0, gt=0, description="…and ϖ/σ_ϖ above this (P1's bright-end stars)")
     max_train: int = Field(50_000, ge=20, description="at most this many training spectra (a seeded subset)")
     binary_iterations: int = Field(2, ge=0, description="retrainings without the binaries found (P1: 2)")
     hidden: list[int] = Field([100, 100], description="hidden widths (P1 Eq. 6: two layers of 100 sigmoid)")

@@ -35,6 +35,13 @@ def _config(tmp_path: Path, release: Path):
             "emulator.hidden": [32, 32],
             "fit.block_spectra": 64,
             "fit.max_iter": 30,
+            # a small release has few 10-sigma parallaxes: loosen the MKs sets so that the networks train
+            "mks.min_parallax_snr": 3.0,
+            "mks.min_snr": 10.0,
+            "mks.max_epochs": 30,
+            "mks.mcmc_steps": 300,
+            "mks.mcmc_burn": 100,
+            "mks.min_error_stars": 10,
         },
     )
 
@@ -48,9 +55,10 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert [s.stage for s in partial.stages] == ["normalize", "pca"] and set(partial.models) == {"pca"}
     assert "labels" not in open_cube(config.cube.path)
     summary = run_pipeline_with_client(config, client, progress=False)
-    assert [s.stage for s in summary.stages] == ["normalize", "pca", "fit", "chi2ratio", "calibrate_errors"]
+    stages = ["normalize", "pca", "fit", "chi2ratio", "calibrate_errors", "extinction", "mks", "distances"]
+    assert [s.stage for s in summary.stages] == stages
     assert [s.n_computed for s in summary.stages[:2]] == [0, 0]
-    assert set(summary.models) == {"pca", "emulator"}
+    assert set(summary.models) == {"pca", "emulator", "mks"}
     ds = open_cube(config.cube.path)
     n = ds.sizes["spec"]
     assert n == first.n_valid_files
@@ -58,16 +66,21 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
         assert name in ds
     fitted = np.all(np.isfinite(ds.labels.values), axis=1)
     assert fitted.mean() > 0.95
-    assert set(ds.attrs["stages"]) == {"ingest", "normalize", "pca", "fit", "chi2ratio", "calibrate_errors"}
-    for name in ("uniqflag", "chi2ratio", "flag_chi2ratio", "teff_err", "fe_h_err"):
+    assert set(ds.attrs["stages"]) == {"ingest", *stages}
+    for name in ("uniqflag", "chi2ratio", "flag_chi2ratio", "teff_err", "fe_h_err", "ebv", "mks", "dis", "X"):
         assert name in ds
-    assert set(ds.attrs["reductions"]) == {"chi2ratio", "repeat_precision", "error_calibration"}
+    assert set(ds.attrs["reductions"]) == {"chi2ratio", "repeat_precision", "error_calibration", "mks_model"}
+    mks_model = ds.attrs["reductions"]["mks_model"]
+    assert "untrained" not in mks_model and mks_model["posterior"]["non_emission"]["n_stars"] >= 10
+    assert np.isfinite(ds.mks.values).mean() > 0.9 and np.isfinite(ds.dis.values).mean() > 0.9
+    assert summary.results["export"]["distances_parquet"] == tmp_path / "catalogs" / "distances.parquet"
+    model_written = summary.models["mks"].stat().st_mtime_ns
     catalog = summary.results["export"]["parquet"]
     assert catalog == tmp_path / "catalogs" / "labels.parquet" and catalog.exists()
     written = catalog.stat().st_mtime_ns
 
     again = run_pipeline_with_client(config, client, progress=False)
-    assert [s.n_computed for s in again.stages] == [0, 0, 0, 0, 0]
+    assert [s.n_computed for s in again.stages] == [0] * len(stages)
     assert again.results["uniqflag"] is False and catalog.stat().st_mtime_ns == written
 
     second = make_release(tmp_path / "mock2", 40, seed=22, release="MOCK2", previous=first.outdir, n_invalid=0)
@@ -77,12 +90,16 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert ds.sizes["spec"] == n + second.n_valid_files
     # normalization and fit compute only the shards that hold new rows (the emulator did not change); the
     # PCA is refitted with the new candidates, so its stage runs again everywhere
-    norm, pca, fit, chi2ratio, _ = appended.stages
+    norm, pca, fit, chi2ratio, _, extinction, *_ = appended.stages
     assert norm.n_computed == fit.n_computed == norm.n_chunks - n // 128
     assert pca.n_computed == pca.n_chunks
     assert np.isfinite(ds.labels.values[n:]).all(axis=1).mean() > 0.9
     # the survey-wide fits are redone; only their cheap per-spectrum columns are rewritten
     assert chi2ratio.n_computed == chi2ratio.n_chunks and appended.results["uniqflag"] is True
     assert (ds.uniqflag.values >= 1).all() and catalog.stat().st_mtime_ns != written
+    # the MKs model is kept (trained once; --refit retrains it) and applied to the new spectra
+    assert appended.models["mks"].stat().st_mtime_ns == model_written
+    assert extinction.n_computed == extinction.n_chunks - n // 128
+    assert np.isfinite(ds.mks.values[n:]).mean() > 0.9 and np.isfinite(ds.dis.values[n:]).mean() > 0.9
     text = cube_info(config.cube.path)
     assert "MOCK2" in text and "fit" in text and "pca" in text

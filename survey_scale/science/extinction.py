@@ -35,6 +35,7 @@ def ebv_from_colors(
     coefficients: Mapping[str, float],
     bands: Sequence[str] = BAND_ORDER,
     floor: float = COLOR_ERROR_FLOOR,
+    model_error: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """E(B−V), its error and the number of colours used, per star (P1 §4; see the module docstring).
 
@@ -49,6 +50,11 @@ def ebv_from_colors(
         R_band = A_band / E(B−V).
     bands
         The bands to use, in order of effective wavelength ("Ks" is refused).
+    floor
+        Smallest colour uncertainty (mag).
+    model_error
+        Uncertainty of each intrinsic colour (mag), added in quadrature to the photometric one before the
+        floor: real stars scatter about any Teff–colour table by a few hundredths of a magnitude.
 
     Returns
     -------
@@ -78,7 +84,7 @@ def ebv_from_colors(
         with np.errstate(invalid="ignore", divide="ignore"):
             excess = (prev_mag - mag) - (prev_int - own)
             ebv = excess / (prev_r - r)
-            sigma = np.maximum(np.sqrt(prev_err**2 + err**2), floor) / np.abs(prev_r - r)
+            sigma = np.maximum(np.sqrt(prev_err**2 + err**2 + model_error**2), floor) / np.abs(prev_r - r)
         pair &= np.isfinite(ebv) & np.isfinite(sigma)
         w = np.where(pair, 1.0 / np.where(pair, sigma, 1.0) ** 2, 0.0)
         sum_w += w

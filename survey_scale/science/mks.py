@@ -112,17 +112,22 @@ def training_split(
     usable: np.ndarray,
     min_parallax_snr: float,
     min_snr: float,
+    bright: np.ndarray | None = None,
     n_folds: int = 5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Training and test masks (SPEC §8, P1 §5.2), (n,) bool each.
 
     Both need ϖ/σ_ϖ > ``min_parallax_snr`` and ``usable`` (a geometric MKs, a spectrum). Of the spectra with
     S/N > ``min_snr``, those whose star is in folds 1…n_folds−1 (4/5) train; fold 0 and every lower-S/N
-    spectrum test."""
-    good = np.asarray(usable, bool) & (np.nan_to_num(parallax_over_error, nan=-1.0) > min_parallax_snr)
+    spectrum test. ``bright`` marks more spectra allowed to train (in folds 1…n_folds−1, above ``min_snr``)
+    though their parallax is poorer — P1 added ~200 stars with MKs < −1.5 to fill the bright end, where
+    few stars are near enough for a 10σ parallax; they never enter the test set."""
+    usable = np.asarray(usable, bool)
+    good = usable & (np.nan_to_num(parallax_over_error, nan=-1.0) > min_parallax_snr)
     high = np.nan_to_num(np.asarray(snr, np.float64), nan=-1.0) > min_snr
-    in_test_fold = star_fold(star_id, n_folds) == 0
-    train = good & high & ~in_test_fold
+    in_train_folds = star_fold(star_id, n_folds) != 0
+    extra = usable & np.asarray(bright, bool) if bright is not None else np.zeros_like(good)
+    train = (good | extra) & high & in_train_folds
     return train, good & ~train
 
 

@@ -9,6 +9,7 @@ at a time; rewritten only when its inputs (rows, their provenance, the catalog's
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from survey_scale.science.label_catalog import (
     CUBE_INPUTS,
     labels_catalog_block,
 )
+
+log = logging.getLogger(__name__)
 
 
 def catalog_dir(config: Config) -> Path:
@@ -60,27 +63,28 @@ def write_catalog(
     )
 
 
-def _require(engine: Engine, catalog: str, needed: tuple[str, ...]) -> None:
-    missing = [v for v in needed if not engine.has_variable(v)]
-    if missing:
-        raise PipelineError(
-            f"{engine.cube}: cannot export the {catalog} catalog: the cube has no {', '.join(missing)} yet "
-            "(run `survey-scale run` on it first)"
-        )
+def _missing(engine: Engine, needed: tuple[str, ...]) -> list[str]:
+    return [v for v in needed if not engine.has_variable(v)]
 
 
 def run(config: Config, engine: Engine) -> dict[str, Path]:
     """Registry step ``export``: the ``labels`` and ``distances`` catalogs; returns each file's path, keyed
     ``<format>`` for the labels and ``distances_<format>`` for the distances.
 
+    A cube without the distances yet (``survey-scale run --until repeats``) gets the labels catalog alone,
+    with a warning.
+
     Raises
     ------
     PipelineError
-        If the cube lacks the fit, the survey-wide reductions or the distances (``survey-scale run`` makes
-        them).
+        If the cube lacks the fit or the survey-wide reductions (``survey-scale run`` makes them).
     """
-    _require(engine, "labels", ("labels", "label_err", "uniqflag", "chi2ratio", "teff_err"))
-    _require(engine, "distances", ("mks", "dis", "ebv", "binary_flag"))
+    missing = _missing(engine, ("labels", "label_err", "uniqflag", "chi2ratio", "teff_err"))
+    if missing:
+        raise PipelineError(
+            f"{engine.cube}: cannot export the labels catalog: the cube has no {', '.join(missing)} yet "
+            "(run `survey-scale run` on it first)"
+        )
     label_names = [str(n) for n in engine.read_column("label")]
     names = set(COLUMN_UNITS) | set(COLUMN_DESCRIPTIONS)
     labels_meta = {n: {"unit": COLUMN_UNITS.get(n, ""), "description": COLUMN_DESCRIPTIONS.get(n, "")} for n in names}
@@ -94,6 +98,12 @@ def run(config: Config, engine: Engine) -> dict[str, Path]:
         CATALOG_VERSION,
         labels_meta,
     )
+    missing = _missing(engine, ("mks", "dis", "ebv", "binary_flag"))
+    if missing:
+        log.warning(
+            "%s: no distances catalog: the cube has no %s yet (survey-scale run)", engine.cube, ", ".join(missing)
+        )
+        return paths
     distances = write_catalog(
         config,
         engine,

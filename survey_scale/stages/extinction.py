@@ -50,6 +50,7 @@ def extinction_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any]
         params["coefficients"],
         bands,
         params["floor"],
+        params["model_error"],
     )
     aks, aks_err = ks_extinction(ebv, ebv_err, params["coefficients"]["Ks"])
     parallax, offset = corrected_parallax(inputs["parallax"], inputs["G"], **params["parallax_zero_point"])
@@ -74,7 +75,7 @@ def extinction_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any]
 
 
 def extinction_stage(
-    bands: list[str], teff_index: int, floor: float, zero_point: Mapping[str, float], block: int
+    bands: list[str], teff_index: int, floor: float, model_error: float, zero_point: Mapping[str, float], block: int
 ) -> Stage:
     f4 = "float32"
     return Stage(
@@ -96,6 +97,7 @@ def extinction_stage(
             "bands": bands,
             "teff_index": teff_index,
             "floor": floor,
+            "model_error": model_error,
             "coefficients": {b: EXTINCTION_COEFFS[b] for b in (*bands, "Ks")},
             "parallax_zero_point": dict(zero_point),
         },
@@ -142,6 +144,7 @@ def run(config: Config, engine: Engine) -> StageSummary:
         usable_bands(config, engine),
         label_index(engine, "teff"),
         config.extinction.color_error_floor,
+        config.extinction.intrinsic_color_error,
         zero_point,
         config.extinction.block_spectra,
     )

@@ -23,6 +23,7 @@ not of the cube's rows: an append re-uses it (its new spectra only go through th
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,10 @@ def train_mks_model(config: Config, engine: Engine, key: str) -> tuple[MKsModel,
     usable = np.isfinite(cols["mks_geo"]) & np.isfinite(cols["mks_geo_err"]) & (cols["bad_spectrum_flag"] != 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         plx_snr = (cols["parallax"] + cols["parallax_offset"]) / cols["parallax_error"]
-    train, test = training_split(cols["star_id"], plx_snr, snr, usable, cfg.min_parallax_snr, cfg.min_snr)
+    bright = None
+    if cfg.bright_mks is not None:
+        bright = (np.nan_to_num(plx_snr) > cfg.bright_min_parallax_snr) & (cols["mks_geo"] < cfg.bright_mks)
+    train, test = training_split(cols["star_id"], plx_snr, snr, usable, cfg.min_parallax_snr, cfg.min_snr, bright)
     train_rows = np.flatnonzero(train)
     if train_rows.size > cfg.max_train:
         train_rows = np.sort(np.random.default_rng(cfg.seed).choice(train_rows, cfg.max_train, replace=False))
@@ -226,8 +230,9 @@ def train_mks_model(config: Config, engine: Engine, key: str) -> tuple[MKsModel,
         "posterior": posteriors,
         "networks": {name: net.meta for name, net in networks.items()},
         "selection": (
-            f"parallax/error > {cfg.min_parallax_snr:g}, no bad_spectrum_flag; training {snr_column} > "
-            f"{cfg.min_snr:g} and star_id fold 1-4 of 5; binaries: S/N_dparallax >= {config.distance.binary_snr:g}"
+            f"parallax/error > {cfg.min_parallax_snr:g} (training also: > {cfg.bright_min_parallax_snr:g} where "
+            f"mks_geo < {cfg.bright_mks}), no bad_spectrum_flag; training {snr_column} > {cfg.min_snr:g} and "
+            f"star_id fold 1-4 of 5; binaries: S/N_dparallax >= {config.distance.binary_snr:g}"
         ),
     }
     model = MKsModel(networks=networks, error_model=error_model, samples=samples, meta=summary)
@@ -237,15 +242,14 @@ def train_mks_model(config: Config, engine: Engine, key: str) -> tuple[MKsModel,
 def model_key(config: Config, engine: Engine) -> str:
     """The MKs model's key: its settings and the provenance of what it trains on — not the cube's rows (an
     append re-uses the model)."""
+    # Not the PCA's model hash: an append refits the PCA (its reconstructions barely move) and must not retrain.
+    kept = ("provenance_stage_version", "provenance_config_hash", "provenance_params")
     stamps = {
-        name: {
-            k: v for k, v in engine.variable_attrs(name).items() if k in ("provenance_config_hash", "provenance_models")
-        }
+        name: {k: v for k, v in engine.variable_attrs(name).items() if k in kept}
         for name in ("pca_flux", "mks_geo", "em_flag")
     }
-    return stable_hash(
-        MKS_VERSION, config.mks.model_dump_json(), config.survey.snr_column, config.distance.binary_snr, stamps
-    )
+    settings = (config.mks.model_dump_json(), config.survey.snr_column, config.distance.binary_snr)
+    return stable_hash(MKS_VERSION, settings, stamps)
 
 
 def run_model(config: Config, engine: Engine) -> Path:
@@ -261,8 +265,10 @@ def run_model(config: Config, engine: Engine) -> Path:
             engine.models["mks"] = path
             return path
     set_threads(config.mks.threads)
+    start = time.perf_counter()
     try:
         model, summary = train_mks_model(config, engine, key)
+        summary["seconds"] = round(time.perf_counter() - start, 1)
     except TooFewStars as exc:
         # The rest of the run goes on: every MKs is NaN with this reason, distances use the parallax alone.
         log.warning("%s: no MKs model: %s", engine.cube, exc)

@@ -33,7 +33,7 @@ def test_training_split_is_by_star_and_stable() -> None:
     usable = np.ones(stars.size, bool)
     train, test = m.training_split(stars, plx_snr, snr, usable, 10.0, 50.0)
     assert not (train & test).any()
-    assert ((train | test) == (plx_snr > 10)).all()
+    assert ((train | test) == (plx_snr > 10)).all()  # no bright supplement here
     assert (snr[train] > 50).all() and (plx_snr[test] > 10).all()
     high = (plx_snr > 10) & (snr > 50)
     assert train[high].mean() == pytest.approx(0.8, abs=0.03)  # 4/5 of the high-S/N stars train

@@ -4,7 +4,9 @@
 - :mod:`.emulator`: gradient spectra and Cramér–Rao bound of an emulator;
 - :mod:`.synth`: example spectra and gradient spectra of the synthesizer;
 - :mod:`.mock`: the mock population and its observations;
-- :mod:`.survey`: repeat-visit precision (P2 Fig. 10) and chi2ratio (P2 §5.2), from a cube.
+- :mod:`.survey`: repeat-visit precision (P2 Fig. 10) and chi2ratio (P2 §5.2), from a cube;
+- :mod:`.distances`: extinction, MKs, its MCMC, binaries, distance precision, X–Y map (P1 Figs. 4, 5, 8, 10–12),
+  from a cube (with the mock release as the truth of Fig. 4 when given).
 
 :func:`write_figures` writes one kind of them (``survey-scale figures KIND SOURCE``).
 """
@@ -16,9 +18,9 @@ from pathlib import Path
 
 from survey_scale.store.bookkeeping import Bookkeeping
 
-FIGURE_KINDS = ("synth", "mock", "emission", "fits", "survey", "emulator")
-"""What :func:`write_figures` draws: synth (no source); mock (a mock release); emission, fits and survey (a
-cube); emulator (an emulator file)."""
+FIGURE_KINDS = ("synth", "mock", "emission", "fits", "survey", "distances", "emulator")
+"""What :func:`write_figures` draws: synth (no source); mock (a mock release); emission, fits, survey and
+distances (a cube); emulator (an emulator file)."""
 
 
 def fiducial_b_star(label_names: Sequence[str]) -> list[float]:
@@ -27,8 +29,9 @@ def fiducial_b_star(label_names: Sequence[str]) -> list[float]:
     return [values.get(name, 0.0) for name in label_names]
 
 
-def write_figures(kind: str, source: str | Path | None, out: str | Path) -> list[Path]:
-    """Write the PNG figures of one ``kind`` (:data:`FIGURE_KINDS`) of ``source`` into ``out``."""
+def write_figures(kind: str, source: str | Path | None, out: str | Path, truth: str | Path | None = None) -> list[Path]:
+    """Write the PNG figures of one ``kind`` (:data:`FIGURE_KINDS`) of ``source`` into ``out``; ``truth`` (a
+    mock release) is the reference of the E(B−V) figure of kind ``distances``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if kind == "synth":
@@ -72,6 +75,17 @@ def write_figures(kind: str, source: str | Path | None, out: str | Path) -> list
         return [
             plot_repeat_precision(source, out / "repeat_precision.png"),
             plot_chi2ratio(source, out / "chi2ratio.png"),
+        ]
+    if kind == "distances":
+        from survey_scale.products.figures import distances as d
+
+        return [
+            d.plot_ebv(source, out / "ebv.png", truth),
+            d.plot_mks(source, out / "mks.png"),
+            d.plot_mcmc_corner(source, out / "mks_mcmc.png"),
+            d.plot_snr_dparallax(source, out / "snr_dparallax.png"),
+            d.plot_distance_precision(source, out / "distance_precision.png"),
+            d.plot_xy_map(source, out / "xy_map.png"),
         ]
     if kind == "emulator":
         from survey_scale.products.figures.emulator import plot_cramer_rao, plot_emulator_gradients

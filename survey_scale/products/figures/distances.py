@@ -1,0 +1,203 @@
+"""Figures of the P1 half (SPEC §7–§9), from a cube: P1 Figs. 4, 5, 8, 10, 11 and 12 analogues.
+
+- :func:`plot_ebv` (Fig. 4): E(B−V) against a reference — the mock's truth when a mock release is given
+  (P1 compared with the Green et al. 2019 map), else against distance;
+- :func:`plot_mks` (Fig. 5): spectroscopic against geometric MKs of the test stars, per network;
+- :func:`plot_mcmc_corner` (Fig. 8): the posterior of the uncertainty model (ε, δ, σ_int, σ_s^100);
+- :func:`plot_snr_dparallax` (Fig. 10): S/N_Δϖ and the binary threshold;
+- :func:`plot_distance_precision` (Fig. 11): precision against distance, with the parallax alone;
+- :func:`plot_xy_map` (Fig. 12): the stars in Galactic X, Y.
+
+Each reads the per-spectrum columns it needs (at most ``max_points`` random rows are drawn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from survey_scale.products.figures.common import plt, save_png
+from survey_scale.science.distance import posterior
+from survey_scale.science.mks import PARAMETERS, MKsModel, star_fold
+from survey_scale.science.poly2d import robust_sigma
+from survey_scale.store.bookkeeping import Bookkeeping
+from survey_scale.store.cube import open_cube
+
+PARAMETER_TEX = {"epsilon": r"$\epsilon$", "delta": r"$\delta$", "sigma_int": r"$\sigma_{\rm int}$",
+                 "sigma_s100": r"$\sigma_s^{100}$"}  # fmt: skip
+
+
+def _columns(cube: Path, names: Sequence[str], max_points: int | None = None, seed: int = 0) -> pd.DataFrame:
+    ds = open_cube(cube)
+    missing = [n for n in names if n not in ds]
+    if missing:
+        raise FileNotFoundError(f"{cube}: no {', '.join(missing)} yet (survey-scale run makes them)")
+    n = ds.sizes["spec"]
+    rows = np.arange(n)
+    if max_points is not None and n > max_points:
+        rows = np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+    return pd.DataFrame({name: np.asarray(ds[name].values)[rows] for name in names})
+
+
+def plot_ebv(cube: str | Path, path: str | Path, truth: str | Path | None = None, max_points: int = 100_000) -> Path:
+    """P1 Fig. 4 analogue: E(B−V) against the mock's truth (``truth``: a mock release), else against distance."""
+    cube = Path(cube)
+    d = _columns(cube, ("specid", "ebv", "ebv_err", "em_flag", "snr_g", "dis"), max_points)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    if truth is not None:
+        t = pd.read_parquet(Path(truth) / "truth.parquet", columns=["specid", "ebv"])
+        d["specid"] = d["specid"].astype(str)
+        d = d.merge(t.rename(columns={"ebv": "ebv_ref"}), on="specid")
+        d = d[d["snr_g"] > 20]
+        for em, colour, name in ((0, "tab:blue", "no emission"), (1, "tab:red", "emission")):
+            s = d[d["em_flag"] == em]
+            delta = (s["ebv"] - s["ebv_ref"]).to_numpy()
+            label = f"{name}: {np.nanmedian(delta):+.3f} ± {robust_sigma(delta):.3f} (n {len(s)})"
+            ax.scatter(s["ebv_ref"], s["ebv"], s=3, c=colour, alpha=0.5, label=label, rasterized=True)
+        top = float(np.nanpercentile(d["ebv_ref"], 99.5)) * 1.1
+        ax.plot([0, top], [0, top], c="k", lw=0.8)
+        ax.set_xlim(0, top)
+        ax.set_ylim(-0.1, top)
+        ax.set_xlabel("E(B−V), mock truth [mag]")
+        ax.legend(fontsize=8, loc="upper left")
+        ax.set_title("E(B−V) against the truth, S/N > 20 (P1 Fig. 4)", fontsize=10)
+    else:
+        ax.scatter(d["dis"] / 1e3, d["ebv"], s=3, c=np.where(d["em_flag"] == 1, "tab:red", "tab:blue"), rasterized=True)
+        ax.set_xlabel("distance [kpc]")
+        ax.set_title("E(B−V) against distance (give --truth for P1 Fig. 4)", fontsize=10)
+    ax.set_ylabel("E(B−V), this run [mag]")
+    return save_png(fig, path, tight=True)
+
+
+def test_rows(d: pd.DataFrame, min_snr: float = 50.0, min_parallax_snr: float = 10.0) -> np.ndarray:
+    """The MKs test set of the default settings (SPEC §8): ϖ/σ > 10, and star fold 0 or S/N ≤ 50."""
+    plx_snr = (d["parallax"] + d["parallax_offset"]) / d["parallax_error"]
+    fold0 = star_fold(d["star_id"].astype(str).to_numpy()) == 0
+    return ((plx_snr > min_parallax_snr) & (fold0 | (d["snr_g"] <= min_snr)) & np.isfinite(d["mks_geo"])).to_numpy()
+
+
+def plot_mks(cube: str | Path, path: str | Path, max_points: int = 100_000) -> Path:
+    """P1 Fig. 5 analogue: spectroscopic vs geometric MKs of the test stars (ϖ/σ > 10, S/N > 20); the dashed
+    line is the 0.75 mag offset of equal-mass binaries."""
+    names = ("star_id", "mks", "mks_geo", "em_flag", "snr_g", "parallax", "parallax_offset", "parallax_error")
+    d = _columns(Path(cube), (*names, "binary_flag"), max_points)
+    d = d[test_rows(d) & (d["snr_g"] > 20)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5), sharex=True, sharey=True)
+    for ax, em, title in zip(axes, (0, 1), ("non-emission network", "emission network (clean windows)"), strict=True):
+        s = d[d["em_flag"] == em]
+        delta = (s["mks"] - s["mks_geo"]).to_numpy()
+        ax.scatter(s["mks_geo"], s["mks"], s=4, c=np.where(s["binary_flag"] == 1, "tab:orange", "tab:blue"),
+                   alpha=0.6, rasterized=True)  # fmt: skip
+        ax.plot([-8, 4], [-8, 4], c="k", lw=0.8)
+        ax.plot([-8, 4], [-7.25, 4.75], c="k", lw=0.8, ls="--")
+        ax.set_title(f"{title}: n {len(s)}, Δ {np.nanmedian(delta):+.2f} ± {robust_sigma(delta):.2f}", fontsize=9)
+        ax.set_xlabel("geometric MKs [mag]")
+    axes[0].set_ylabel("spectroscopic MKs [mag]")
+    axes[0].set_xlim(-7, 3)
+    axes[0].set_ylim(-7, 3)
+    axes[0].invert_xaxis()
+    axes[0].invert_yaxis()
+    fig.suptitle("test stars, parallax/error > 10, S/N > 20; orange: binary_flag = 1 (P1 Fig. 5)", fontsize=10)
+    return save_png(fig, path, tight=True)
+
+
+def plot_mcmc_corner(cube: str | Path, path: str | Path, network: str = "non_emission") -> Path:
+    """P1 Fig. 8 analogue: the MCMC posterior of (ε, δ, σ_int, σ_s^100), marginals with 16/50/84 % lines."""
+    cube = Path(cube)
+    from survey_scale.stages.mks import MKS_MODEL_FILE
+
+    model_path = Bookkeeping(cube).model_path(MKS_MODEL_FILE)
+    if not model_path.exists():
+        raise FileNotFoundError(f"{cube}: no MKs model yet (survey-scale run makes it)")
+    samples = MKsModel.load(model_path).samples.get(network)
+    if samples is None:
+        raise FileNotFoundError(f"{cube}: the MKs model has no MCMC samples for the {network} network")
+    k = len(PARAMETERS)
+    fig, axes = plt.subplots(k, k, figsize=(8, 8))
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i, j]
+            if j > i:
+                ax.axis("off")
+                continue
+            if i == j:
+                ax.hist(samples[:, i], bins=40, color="0.4", histtype="step")
+                q = np.percentile(samples[:, i], [16, 50, 84])
+                for v in q:
+                    ax.axvline(v, c="tab:blue", lw=0.8, ls="--")
+                interval = f"$^{{+{q[2] - q[1]:.3f}}}_{{-{q[1] - q[0]:.3f}}}$"
+                ax.set_title(f"{PARAMETER_TEX[PARAMETERS[i]]} = {q[1]:.3f}{interval}", fontsize=9)
+                ax.set_yticks([])
+            else:
+                ax.hist2d(samples[:, j], samples[:, i], bins=40, cmap="Greys")
+            if i == k - 1:
+                ax.set_xlabel(PARAMETER_TEX[PARAMETERS[j]])
+            else:
+                ax.set_xticklabels([])
+            if j == 0 and i > 0:
+                ax.set_ylabel(PARAMETER_TEX[PARAMETERS[i]])
+            elif j > 0:
+                ax.set_yticklabels([])
+    fig.suptitle(f"MKs uncertainty model, {network.replace('_', '-')} single test stars (P1 Fig. 8)", fontsize=10)
+    return save_png(fig, path, tight=True)
+
+
+def plot_snr_dparallax(cube: str | Path, path: str | Path, max_points: int = 200_000) -> Path:
+    """P1 Fig. 10 analogue: the distribution of S/N_Δϖ and against MKs, with the threshold of binary_flag."""
+    d = _columns(Path(cube), ("snr_dparallax", "mks", "binary_flag"), max_points)
+    d = d[np.isfinite(d["snr_dparallax"])]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    ax1.hist(np.clip(d["snr_dparallax"], -10, 20), bins=120, color="0.4", histtype="step")
+    ax1.axvline(2.0, c="tab:red", lw=1)
+    ax1.set_yscale("log")
+    ax1.set_xlabel(r"S/N$_{\Delta\varpi}$ (clipped to [−10, 20])")
+    ax1.set_title(f"binary_flag = 1: {(d['binary_flag'] == 1).mean():.1%} of {len(d)} spectra", fontsize=10)
+    ax2.scatter(d["mks"], np.clip(d["snr_dparallax"], -10, 20), s=2, c="0.4", rasterized=True)
+    ax2.axhline(2.0, c="tab:red", lw=1)
+    ax2.set_xlabel("spectroscopic MKs [mag]")
+    ax2.set_ylabel(r"S/N$_{\Delta\varpi}$")
+    ax2.invert_xaxis()
+    fig.suptitle("spectro-photometric against Gaia parallax (P1 Fig. 10)", fontsize=10)
+    return save_png(fig, path, tight=True)
+
+
+def plot_distance_precision(cube: str | Path, path: str | Path, max_points: int = 20_000) -> Path:
+    """P1 Fig. 11 analogue: (d84 − d16)/2/d against distance, ours and with the parallax alone."""
+    names = ("dis", "dis_low", "dis_high", "parallax", "parallax_offset", "parallax_error", "mks", "mks_err", "Ks")
+    d = _columns(Path(cube), (*names, "Ks_err", "aks", "aks_err"), max_points)
+    d = d[np.isfinite(d["dis"])]
+    alone = posterior(d["parallax"] + d["parallax_offset"], d["parallax_error"], d["mks"], d["mks_err"], d["Ks"],
+                      d["Ks_err"], d["aks"], d["aks_err"], binary=np.ones(len(d), bool))  # fmt: skip
+    ours = 0.5 * (d["dis_high"] - d["dis_low"]) / d["dis"]
+    plx = 0.5 * (alone.dis_high - alone.dis_low) / alone.dis
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    label = f"parallax alone: median {np.nanmedian(plx):.3f}"
+    ax.scatter(d["dis"] / 1e3, plx, s=2, c="tab:orange", alpha=0.4, label=label, rasterized=True)
+    ax.scatter(d["dis"] / 1e3, ours, s=2, c="tab:blue", alpha=0.4, label=f"this run: median {np.median(ours):.3f}",
+               rasterized=True)  # fmt: skip
+    ax.axhline(0.08, c="k", lw=0.8, ls="--", label="P1: 8 %")
+    ax.set_xlabel("distance [kpc]")
+    ax.set_ylabel("relative precision (d84 − d16) / 2d")
+    ax.set_ylim(0, 1)
+    ax.set_xlim(0, float(np.nanpercentile(d["dis"], 99.5)) / 1e3)
+    ax.legend(fontsize=8, markerscale=4)
+    ax.set_title("distance precision (P1 Fig. 11)", fontsize=10)
+    return save_png(fig, path, tight=True)
+
+
+def plot_xy_map(cube: str | Path, path: str | Path, max_points: int = 500_000) -> Path:
+    """P1 Fig. 12 analogue: the stars (highest-S/N visit) in Galactic X, Y, coloured by Z; the Sun marked."""
+    d = _columns(Path(cube), ("X", "Y", "Z", "uniqflag"), max_points)
+    d = d[np.isfinite(d["X"]) & (d["uniqflag"] == 1)]
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    sc = ax.scatter(d["X"], d["Y"], c=np.clip(d["Z"], -0.5, 0.5), s=2, cmap="coolwarm", rasterized=True)
+    ax.plot([-8.1], [0.0], marker="*", c="gold", ms=14, mec="k")
+    fig.colorbar(sc, ax=ax, label="Z [kpc] (clipped to ±0.5)")
+    ax.set_xlabel("X [kpc] (Sun at −8.1)")
+    ax.set_ylabel("Y [kpc]")
+    ax.set_aspect("equal")
+    ax.set_title(f"{len(d)} stars in Galactic X–Y (P1 Fig. 12)", fontsize=10)
+    return save_png(fig, path, tight=True)
