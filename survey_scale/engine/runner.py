@@ -5,7 +5,8 @@ The runner never knows the science. For a :class:`~survey_scale.engine.contracts
 1. allocates the stage's outputs in the cube (arrays with a ``wave`` dim are sharded like ``flux``),
 2. cuts the rows into chunks aligned to the shards (one chunk = one shard = one Dask task),
 3. skips chunks whose **done marker** carries the stage's current provenance (stage version, hash of its
-   parameters, hashes of its model files) and submits the others to the Dask cluster,
+   parameters, hashes of its model files, and how its inputs were made — so a change upstream propagates)
+   and submits the others to the Dask cluster,
 4. on the worker: reads the chunk's inputs, calls the stage, writes each (spec, …) output with a region
    write of whole shards, has the bookkeeping save the chunk's per-spectrum outputs and rejects, and only
    then its marker,
@@ -76,14 +77,44 @@ MODEL_PLUGIN = "survey_scale-models"
 # --- provenance ----------------------------------------------------------------------------------------
 
 
-def stage_provenance(stage: Stage) -> dict[str, Any]:
-    """Provenance of a stage run: what a chunk's marker must match to be skipped."""
-    return {
+INPUT_STAMP_KEYS = ("stage", "stage_version", "config_hash", "model_hashes", "inputs", "step", "key")
+"""The parts of an input variable's provenance that say how its values were made (not when, nor by which
+code version)."""
+
+
+def input_provenance(root: Any, stage: Stage) -> str:
+    """A hash of how the stage's inputs were made (``root``: the cube's Zarr group): the provenance of each input
+    another stage wrote.
+
+    A source stage's variables (the ingest's, ``provenance_source``) are left out: their rows never change
+    once written, while their provenance names the latest batch. Everything else is in, so a stage whose
+    inputs were recomputed (a new model upstream, new settings) is recomputed too.
+    """
+    stamps = {}
+    for name in stage.inputs:
+        if name not in root:
+            continue
+        attrs = root[name].attrs
+        if attrs.get("provenance_source", False):
+            continue
+        stamps[name] = {k: attrs[f"provenance_{k}"] for k in INPUT_STAMP_KEYS if f"provenance_{k}" in attrs}
+    return stable_hash(stamps)
+
+
+def stage_provenance(stage: Stage, inputs: str | None = None) -> dict[str, Any]:
+    """Provenance of a stage run: what a chunk's marker must match to be skipped (``inputs``: the hash of
+    :func:`input_provenance`; a source stage, which reads files, has ``source`` instead)."""
+    provenance: dict[str, Any] = {
         "stage": stage.name,
         "stage_version": stage.version,
         "config_hash": stable_hash(dict(stage.params)),
         "model_hashes": {name: file_sha256(ref.path) for name, ref in sorted(stage.models.items())},
     }
+    if stage.load_inputs is not None:
+        provenance["source"] = True
+    else:
+        provenance["inputs"] = inputs
+    return provenance
 
 
 def chunk_bounds(start: int, stop: int, shard: int) -> list[tuple[int, int]]:
@@ -326,7 +357,7 @@ class DaskEngine:
         root = open_group(cube)
         n = spec_length(root)
         start, stop = rows if rows is not None else (0, n)
-        provenance = stage_provenance(stage)
+        provenance = stage_provenance(stage, input_provenance(root, stage))
         chunks = chunk_bounds(start, stop, shard_spectra(root))
         pending = [(a, b) for a, b in chunks if not self.bookkeeping.marker_matches(stage.name, a, b, provenance)]
         log.info(

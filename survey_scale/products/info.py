@@ -84,7 +84,8 @@ def snr_bin(lo: float | None, hi: float | None) -> str:
 
 
 def reduction_lines(reductions: dict) -> list[str]:
-    """``survey-scale info`` lines of the survey-wide reductions recorded in the cube's attributes (SPEC §6)."""
+    """``survey-scale info`` lines of the survey-wide reductions recorded in the cube's attributes (SPEC §6,
+    §8)."""
     if not reductions:
         return []
     lines = ["  survey-wide reductions:"]
@@ -121,7 +122,34 @@ def reduction_lines(reductions: dict) -> list[str]:
         for label, poly in zip(cal["label_names"], cal["log_scale"], strict=True):
             text = "formal errors kept (too few pairs)" if poly is None else f"order {poly['order']} {_coeffs(poly)}"
             lines.append(f"      {label:<8} {text}")
+    if mks := reductions.get("mks_model"):
+        lines += mks_model_lines(mks)
     return lines
 
 
-__all__ = ["cube_info", "reduction_lines", "spectra_bytes", "store_bytes"]
+def mks_model_lines(mks: dict) -> list[str]:
+    """``survey-scale info`` lines of the MKs model (SPEC §8): the sets and the MCMC posterior per network."""
+    if "untrained" in mks:
+        return [f"    MKs model: none ({mks['untrained']}); mks is NaN, distances use the parallax alone"]
+    lines = [
+        f"    MKs model: {mks['n_train']:,} training spectra ({mks['n_train_emission']:,} with emission; "
+        f"{mks['n_train_before_binary_cuts'] - mks['n_train']:,} binaries removed in "
+        f"{len(mks['binary_iterations'])} iterations), {mks['n_test']:,} test spectra; {mks['selection']}; "
+        f"updated {mks.get('updated')}"
+    ]
+    for network, post in mks["posterior"].items():
+        if "uses" in post:
+            lines.append(f"      {network}: {post['n_stars']} single test stars: the {post['uses']} model's errors")
+            continue
+        values = ", ".join(
+            f"{name} {post[name]['mean']:+.3f} [{post[name]['p16']:+.3f}, {post[name]['p84']:+.3f}]"
+            for name in ("epsilon", "delta", "sigma_int", "sigma_s100")
+        )
+        lines.append(
+            f"      {network}: MCMC on {post['n_stars']:,} single test stars, mean [16 %, 84 %]: {values} "
+            f"(acceptance {post['acceptance_fraction']:.2f})"
+        )
+    return lines
+
+
+__all__ = ["cube_info", "mks_model_lines", "reduction_lines", "spectra_bytes", "store_bytes"]

@@ -54,6 +54,10 @@ def test_default_order_and_until_choices() -> None:
         "uniqflag",
         "chi2ratio",
         "repeats",
+        "extinction",
+        "mks_model",
+        "mks",
+        "distances",
         "export",
     ]
     run = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["run"]._actions if a.dest == "until")
