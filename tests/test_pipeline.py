@@ -11,6 +11,7 @@ import pytest
 from survey_scale.config import load_config
 from survey_scale.mock import make_release
 from survey_scale.pipeline import run_pipeline_with_client
+from survey_scale.products.figures import write_figures
 from survey_scale.products.info import cube_info
 from survey_scale.store.cube import create_cube, open_cube
 
@@ -103,3 +104,9 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert np.isfinite(ds.mks.values[n:]).mean() > 0.9 and np.isfinite(ds.dis.values[n:]).mean() > 0.9
     text = cube_info(config.cube.path)
     assert "MOCK2" in text and "fit" in text and "pca" in text
+    assert "MKs model" in text and "sigma_int" in text
+    figures = write_figures("distances", config.cube.path, tmp_path / "figs", truth=second.outdir)
+    assert [f.name for f in figures] == [
+        "ebv.png", "mks.png", "mks_mcmc.png", "snr_dparallax.png", "distance_precision.png", "xy_map.png"
+    ]  # fmt: skip
+    assert all(f.stat().st_size > 10_000 for f in figures)

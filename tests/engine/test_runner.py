@@ -104,6 +104,27 @@ def test_model_hash_in_provenance_and_loaded_on_workers(cube: Path, tmp_path: Pa
     np.testing.assert_allclose(open_cube(cube).flux_mean.values, ds.flux.values.mean(axis=1) * 2 + 20, rtol=1e-6)
 
 
+def _plus_one(inputs, params, ctx):
+    return StageResult({"flux_mean_plus": inputs["flux_mean"] + 1.0})
+
+
+DOWNSTREAM = Stage("downstream", "1", _plus_one, inputs=("flux_mean",), outputs=(Output("flux_mean_plus", "float32"),))
+
+
+def test_a_change_upstream_recomputes_the_stages_that_read_it(cube: Path, client) -> None:
+    """A stage's markers carry how its inputs were made: new upstream settings make it stale, while the
+    ingest-like source variables (flux here, written without a stage) never do."""
+    run_stage(cube, toy_stage(), client, progress=False)
+    assert run_stage(cube, DOWNSTREAM, client, progress=False).n_computed == 3
+    assert run_stage(cube, DOWNSTREAM, client, progress=False).n_computed == 0
+    run_stage(cube, toy_stage(scale=3.0), client, progress=False)
+    assert run_stage(cube, DOWNSTREAM, client, progress=False).n_computed == 3
+    ds = open_cube(cube)
+    np.testing.assert_allclose(ds.flux_mean_plus.values, ds.flux.values.mean(axis=1) * 3.0 + 1.0, rtol=1e-6)
+    run_stage(cube, toy_stage(scale=3.0), client, progress=False)  # the same settings again: nothing stale
+    assert run_stage(cube, DOWNSTREAM, client, progress=False).n_computed == 0
+
+
 def test_a_spectrum_that_makes_the_stage_fail_is_rejected_and_its_chunk_kept(cube: Path, client) -> None:
     root = zarr.open_group(str(cube), mode="r+")
     root["flux"][5, 0] = -999.0
