@@ -76,6 +76,9 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert np.isfinite(ds.mks.values).mean() > 0.9 and np.isfinite(ds.dis.values).mean() > 0.9
     assert summary.results["export"]["distances_parquet"] == tmp_path / "catalogs" / "distances.parquet"
     model_written = summary.models["mks"].stat().st_mtime_ns
+    lsdb = pytest.importorskip("lsdb")
+    frame = lsdb.open_catalog(tmp_path / "catalogs" / "distances_hats").compute()
+    assert len(frame) == n and {"specid", "mks", "dis", "binary_flag", "X", "Y", "Z"} <= set(frame.columns)
     catalog = summary.results["export"]["parquet"]
     assert catalog == tmp_path / "catalogs" / "labels.parquet" and catalog.exists()
     written = catalog.stat().st_mtime_ns
