@@ -26,20 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from survey_scale.core.masks import Window, clean_window_mask, window_mask
-
-EXCLUDED_WINDOWS: tuple[Window, ...] = tuple(
-    Window(f"p1_mks_{lo:.0f}_{hi:.0f}", lo, hi, "telluric/interstellar")
-    for lo, hi in (
-        (5720.0, 6050.0),
-        (6270.0, 6380.0),
-        (6800.0, 6990.0),
-        (7100.0, 7320.0),
-        (7520.0, 7740.0),
-        (8050.0, 8350.0),
-    )
-)
-"""Bands the non-emission network leaves out (Å): telluric absorption and interstellar Na I D (P1 §5.1)."""
+from survey_scale.core.masks import MKS_NETWORK_WINDOWS, clean_window_mask, window_mask
 
 PARAMETERS = ("epsilon", "delta", "sigma_int", "sigma_s100")
 """The parameters of P1's uncertainty model (Eq. 7–14), in the order of the MCMC samples."""
@@ -53,12 +40,12 @@ LEUNG_BOVY_2019 = {"offset_mas": 0.0528, "slope_mas": -0.00421, "g_ref": 12.2}
 
 
 def network_pixels(wave: np.ndarray, emission: bool) -> np.ndarray:
-    """Boolean mask of the pixels a network reads: the full range minus :data:`EXCLUDED_WINDOWS`
+    """Boolean mask of the pixels a network reads: the full range minus :data:`MKS_NETWORK_WINDOWS`
     (non-emission), or the PCA clean windows (emission; SPEC §4), on wavelengths ``wave`` (Å)."""
     wave = np.asarray(wave, dtype=np.float64)
     if emission:
         return clean_window_mask(wave)
-    return ~window_mask(wave, EXCLUDED_WINDOWS)
+    return ~window_mask(wave, MKS_NETWORK_WINDOWS)
 
 
 # --- geometric MKs and the sets ---------------------------------------------------------------------------
