@@ -28,6 +28,11 @@ import numpy as np
 
 from survey_scale.core.masks import MKS_NETWORK_WINDOWS, clean_window_mask, window_mask
 
+
+class TooFewSpectra(ValueError):
+    """Too few usable spectra to train a network or sample the uncertainty model."""
+
+
 PARAMETERS = ("epsilon", "delta", "sigma_int", "sigma_s100")
 """The parameters of P1's uncertainty model (Eq. 7–14), in the order of the MCMC samples."""
 
@@ -218,7 +223,7 @@ def train_network(
 
     rows = np.flatnonzero(np.isfinite(mks) & np.isfinite(mks_err) & np.isfinite(flux[:, pixels]).all(axis=1))
     if rows.size < 20:
-        raise ValueError(f"train_network: {rows.size} usable training spectra; at least 20 are needed")
+        raise TooFewSpectra(f"train_network: {rows.size} usable training spectra; at least 20 are needed")
     x = flux[rows][:, pixels].astype(np.float64)
     y = np.asarray(mks, np.float64)[rows]
     w = 1.0 / (np.asarray(mks_err, np.float64)[rows] ** 2 + settings.error_floor**2)
@@ -354,7 +359,7 @@ def sample_uncertainty_model(
 
     args = tuple(np.asarray(a, np.float64) for a in (mks_spec, mks_geo, mks_geo_err, snr))
     if args[0].size < 10:
-        raise ValueError(f"sample_uncertainty_model: {args[0].size} stars; at least 10 are needed")
+        raise TooFewSpectra(f"sample_uncertainty_model: {args[0].size} stars; at least 10 are needed")
     start = max_likelihood(*args)
     rng = np.random.default_rng(seed)
     p0 = start + 1e-3 * rng.standard_normal((n_walkers, 4)) * np.maximum(np.abs(start), 0.05)

@@ -49,6 +49,7 @@ from survey_scale.science.mks import (
     MKsModel,
     MKsNetwork,
     NetworkSettings,
+    TooFewSpectra,
     max_likelihood,
     mks_error,
     network_pixels,
@@ -61,7 +62,8 @@ log = logging.getLogger(__name__)
 
 
 class TooFewStars(PipelineError):
-    """The cube has too few stars with good parallaxes to train the MKs networks."""
+    """The cube has too few stars with good parallaxes to train the MKs networks (the science's
+    :class:`~survey_scale.science.mks.TooFewSpectra` says the same of one network or of the MCMC)."""
 
 
 MKS_VERSION = "1"
@@ -269,7 +271,7 @@ def run_model(config: Config, engine: Engine) -> Path:
     try:
         model, summary = train_mks_model(config, engine, key)
         summary["seconds"] = round(time.perf_counter() - start, 1)
-    except TooFewStars as exc:
+    except (TooFewStars, TooFewSpectra) as exc:
         # The rest of the run goes on: every MKs is NaN with this reason, distances use the parallax alone.
         log.warning("%s: no MKs model: %s", engine.cube, exc)
         summary = {"key": key, "untrained": str(exc)}
