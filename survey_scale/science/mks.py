@@ -211,12 +211,14 @@ def train_network(
     pixels: np.ndarray,
     settings: NetworkSettings,
     star_id: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> MKsNetwork:
     """Train a P1 Eq. 6 network on (n, P) spectra and their geometric MKs (mag) with errors.
 
-    The loss is the mean squared error weighted by 1 / (mks_err² + error_floor²): a star with a poor
-    parallax pulls less. A ``validation_fraction`` of the stars (by ``star_id`` hash) is held out for early
-    stopping (``patience`` epochs without improvement; the best weights are kept). Deterministic for a given
+    The loss is the mean squared error weighted by 1 / (mks_err² + error_floor²) — a star with a poor
+    parallax pulls less — times ``weights`` if given (e.g. :func:`balancing_weights`). A
+    ``validation_fraction`` of the stars (by ``star_id`` hash) is held out for early stopping (``patience``
+    epochs without improvement; the best weights are kept). Deterministic for a given
     ``seed`` and thread count; the caller sets torch's threads.
     """
     import torch
@@ -227,6 +229,8 @@ def train_network(
     x = flux[rows][:, pixels].astype(np.float64)
     y = np.asarray(mks, np.float64)[rows]
     w = 1.0 / (np.asarray(mks_err, np.float64)[rows] ** 2 + settings.error_floor**2)
+    if weights is not None:
+        w = w * np.asarray(weights, np.float64)[rows]
     x_mean, x_scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-3)
     y_mean, y_scale = float(np.average(y, weights=w)), float(max(np.std(y), 1e-3))
     ids = np.asarray(star_id)[rows] if star_id is not None else rows
@@ -292,6 +296,23 @@ def train_network(
             "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
         },
     )
+
+
+def balancing_weights(mks: np.ndarray, bin_width: float = 0.5, limits: tuple[float, float] = (0.3, 5.0)) -> np.ndarray:
+    """Loss weights that even out the MKs distribution of a training set: the median occupancy of the
+    ``bin_width`` bins over each star's bin, clipped to ``limits``. Without them the few luminous stars
+    (those near enough for a good parallax are rare) weigh little and the network pulls them toward the
+    mean MKs — too faint, and then flagged as binaries."""
+    mks = np.asarray(mks, np.float64)
+    finite = np.isfinite(mks)
+    out = np.ones(mks.size)
+    if not finite.any():
+        return out
+    edges = np.arange(np.floor(mks[finite].min()), mks[finite].max() + bin_width, bin_width)
+    counts, edges = np.histogram(mks[finite], bins=edges)
+    occupancy = counts[np.clip(np.digitize(mks[finite], edges) - 1, 0, counts.size - 1)]
+    out[finite] = np.clip(np.median(counts[counts > 0]) / np.maximum(occupancy, 1), *limits)
+    return out
 
 
 # --- the uncertainty model (P1 Eq. 7-14) -----------------------------------------------------------------------

@@ -7,7 +7,8 @@
    ``max_train`` spectra, a seeded subset), the rest test.
 2. Two networks on ``pca_flux``: ``non_emission`` (trained on the non-emission training spectra, full range
    minus the telluric/ISM bands) and ``emission`` (trained on all training spectra, clean windows only — P1
-   trained it on both kinds, and applies it to emission spectra).
+   trained it on both kinds, and applies it to emission spectra). With ``balance_mks``, loss weights even
+   out the MKs distribution, so that the rare luminous stars are not pulled toward the mean.
 3. Binaries out, ``binary_iterations`` times: the uncertainty model at its maximum likelihood on the test
    singles, S/N_Δϖ of every training spectrum, those ≥ ``distance.binary_snr`` dropped, the networks retrained.
 4. The uncertainty model of P1 Eq. 7–14 sampled with emcee on the test single stars of each network (the
@@ -50,6 +51,7 @@ from survey_scale.science.mks import (
     MKsNetwork,
     NetworkSettings,
     TooFewSpectra,
+    balancing_weights,
     max_likelihood,
     mks_error,
     network_pixels,
@@ -162,6 +164,7 @@ def train_mks_model(config: Config, engine: Engine, key: str) -> tuple[MKsModel,
                 network_pixels(wave, emission=name == "emission"),
                 settings,
                 star_id=sub["star_id"][use],
+                weights=balancing_weights(sub["mks_geo"][use]) if cfg.balance_mks else None,
             )
         predicted_test = engine.map_rows(
             ("pca_flux",), test_rows, predict_block, {"networks": networks}, block_rows=cfg.block_spectra

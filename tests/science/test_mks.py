@@ -141,3 +141,12 @@ def test_mks_error_and_model_roundtrip(tmp_path) -> None:
     # an untrained model (too few stars) predicts NaN
     empty = m.MKsModel(networks={}, error_model={}, meta={"untrained": "3 training spectra"})
     assert np.isnan(empty.predict(flux[:2], np.array([0, 1]), np.array([50.0, 50.0]))["mks"]).all()
+
+
+def test_balancing_weights_lift_the_rare_luminous_stars() -> None:
+    rng = np.random.default_rng(0)
+    mks = np.concatenate([rng.normal(0.5, 0.5, 1000), rng.uniform(-6, -3, 30), [np.nan]])
+    w = m.balancing_weights(mks)
+    assert w[-1] == 1.0  # no MKs, no reweighting
+    assert np.median(w[1000:1030]) > 3 * np.median(w[:1000])
+    assert w[:-1].min() >= 0.3 and w[:-1].max() <= 5.0

@@ -188,10 +188,12 @@ def plot_distance_precision(cube: str | Path, path: str | Path, max_points: int 
     return save_png(fig, path, tight=True)
 
 
-def plot_xy_map(cube: str | Path, path: str | Path, max_points: int = 500_000) -> Path:
-    """P1 Fig. 12 analogue: the stars (highest-S/N visit) in Galactic X, Y, coloured by Z; the Sun marked."""
-    d = _columns(Path(cube), ("X", "Y", "Z", "uniqflag"), max_points)
-    d = d[np.isfinite(d["X"]) & (d["uniqflag"] == 1)]
+def plot_xy_map(cube: str | Path, path: str | Path, max_points: int = 500_000, max_precision: float = 0.3) -> Path:
+    """P1 Fig. 12 analogue: the stars (highest-S/N visit) whose distance is known to ``max_precision``
+    ((d84 − d16)/2d) in Galactic X, Y, coloured by Z; the Sun marked."""
+    d = _columns(Path(cube), ("X", "Y", "Z", "uniqflag", "dis", "dis_low", "dis_high"), max_points)
+    precision = 0.5 * (d["dis_high"] - d["dis_low"]) / d["dis"]
+    d = d[np.isfinite(d["X"]) & (d["uniqflag"] == 1) & (precision < max_precision)]
     fig, ax = plt.subplots(figsize=(6.5, 6))
     sc = ax.scatter(d["X"], d["Y"], c=np.clip(d["Z"], -0.5, 0.5), s=2, cmap="coolwarm", rasterized=True)
     ax.plot([-8.1], [0.0], marker="*", c="gold", ms=14, mec="k")
@@ -199,5 +201,5 @@ def plot_xy_map(cube: str | Path, path: str | Path, max_points: int = 500_000) -
     ax.set_xlabel("X [kpc] (Sun at −8.1)")
     ax.set_ylabel("Y [kpc]")
     ax.set_aspect("equal")
-    ax.set_title(f"{len(d)} stars in Galactic X–Y (P1 Fig. 12)", fontsize=10)
+    ax.set_title(f"{len(d)} stars with distances to {max_precision:.0%} in Galactic X–Y (P1 Fig. 12)", fontsize=10)
     return save_png(fig, path, tight=True)
