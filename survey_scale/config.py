@@ -277,7 +277,7 @@ class MKsConfig(_Section):
         30, ge=10, description="an emission network with fewer test stars uses the other's errors"
     )
     mcmc_walkers: int = Field(32, ge=8)
-    mcmc_steps: int = Field(3000, ge=100)
+    mcmc_steps: int = Field(4000, ge=100)
     mcmc_burn: int = Field(1000, ge=0)
     block_spectra: int = Field(4096, ge=1, description="spectra per Dask task (inference)")
 
