@@ -63,6 +63,8 @@ def run_demo(workdir: str | Path, *, n_stars: int = 1000, seed: int = 1, progres
         *write_figures("mock", workdir / "mock", figures),
         *write_figures("emission", cube, figures),
         *write_figures("fits", cube, figures),
+        *write_figures("survey", cube, figures),
+        *write_figures("distances", cube, figures, truth=workdir / "mock"),
         *write_figures("emulator", result.models["emulator"], figures),
     ]
     print(cube_info(cube))

@@ -13,10 +13,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from survey_scale.store.bookkeeping import Bookkeeping
+
+log = logging.getLogger(__name__)
 
 FIGURE_KINDS = ("synth", "mock", "emission", "fits", "survey", "distances", "emulator")
 """What :func:`write_figures` draws: synth (no source); mock (a mock release); emission, fits, survey and
@@ -79,10 +82,13 @@ def write_figures(kind: str, source: str | Path | None, out: str | Path, truth: 
     if kind == "distances":
         from survey_scale.products.figures import distances as d
 
+        written = [d.plot_ebv(source, out / "ebv.png", truth), d.plot_mks(source, out / "mks.png")]
+        try:
+            written.append(d.plot_mcmc_corner(source, out / "mks_mcmc.png"))
+        except FileNotFoundError as exc:  # a release too small for an MKs model: the other figures still help
+            log.warning("figures distances: no MCMC figure: %s", exc)
         return [
-            d.plot_ebv(source, out / "ebv.png", truth),
-            d.plot_mks(source, out / "mks.png"),
-            d.plot_mcmc_corner(source, out / "mks_mcmc.png"),
+            *written,
             d.plot_snr_dparallax(source, out / "snr_dparallax.png"),
             d.plot_distance_precision(source, out / "distance_precision.png"),
             d.plot_xy_map(source, out / "xy_map.png"),
