@@ -129,6 +129,12 @@ def binary_figures(m: pd.DataFrame) -> dict:
     out["n_singles"] = int(singles.sum())
     print(f"   false positives among singles with parallax/error > 10: {out['false_positive_rate']:.4f} "
           f"({int(found[singles].sum())} of {out['n_singles']})")  # fmt: skip
+    out["false_positive_rate_by_mks"] = []
+    for lo, hi in ((-np.inf, -3.0), (-3.0, -1.5), (-1.5, 0.0), (0.0, np.inf)):
+        b = ~best["binary"] & (best["mks_true"] >= lo) & (best["mks_true"] < hi)
+        out["false_positive_rate_by_mks"].append({"mks": [lo, hi], "n": int(b.sum()), "rate": float(found[b].mean())})
+        print(f"   false positives among all singles with true MKs {lo:+.1f} to {hi:+.1f}: {found[b].mean():.4f} "
+              f"({int(found[b].sum())} of {int(b.sum())})")  # fmt: skip
     return out
 
 
