@@ -41,6 +41,7 @@ from survey_scale.science.poly2d import robust_sigma
 from survey_scale.stages import distances as distances_stage
 from survey_scale.stages import extinction as extinction_stage
 from survey_scale.stages import mks as mks_stage
+from survey_scale.store.bookkeeping import Bookkeeping
 
 SNR_BINS = ((0, 20), (20, 50), (50, 100), (100, np.inf))
 CUBE_COLUMNS = (
@@ -179,15 +180,12 @@ def timings(cube: Path, n_rows: int, reductions: dict) -> dict:
     ds = ss.open_cube(cube)
     n = min(n_rows, ds.sizes["spec"])
     config = Config()
-    zp = {"offset_mas": config.mks.parallax_offset_mas, "slope_mas": config.mks.parallax_slope_mas,
-          "g_ref": config.mks.parallax_g_ref}  # fmt: skip
-    bands = [b for b in config.extinction.bands if b in ds]
+    bands = extinction_stage.usable_bands(config)
     labels = list(ds["label"].values).index("teff")
-    ext = extinction_stage.extinction_stage(bands, labels, config.extinction.color_error_floor,
-                                            config.extinction.intrinsic_color_error, zp, n)  # fmt: skip
-    model_path = cube / "_survey_scale" / "models" / mks_stage.MKS_MODEL_FILE
+    ext = extinction_stage.extinction_stage(config, bands, labels)
+    model_path = Bookkeeping(cube).model_path(mks_stage.MKS_MODEL_FILE)
     mk = mks_stage.mks_stage(model_path, "snr_g", n)
-    dist = distances_stage.distances_stage(2.0, 1.0, 50_000.0, n)
+    dist = distances_stage.distances_stage(config)
     out = {}
     models = {"mks": MKsModel.load(model_path)}
     print(f"5. time per 1,000 spectra (stage functions, one thread, {n} spectra of the cube):")

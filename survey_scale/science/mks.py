@@ -39,10 +39,6 @@ PARAMETERS = ("epsilon", "delta", "sigma_int", "sigma_s100")
 PRIOR_BOUNDS = {"epsilon": (-1.0, 1.0), "delta": (-5.0, 5.0), "sigma_int": (0.0, 3.0), "sigma_s100": (0.0, 3.0)}
 """Support of the flat priors."""
 
-LEUNG_BOVY_2019 = {"offset_mas": 0.0528, "slope_mas": -0.00421, "g_ref": 12.2}
-"""The Gaia DR2 parallax correction ϖ_corr = ϖ + 0.0528 − 0.00421 (G − 12.2) mas (Leung & Bovy 2019, MNRAS
-489, 2079, from APOGEE red-clump stars): the zero point is −52.8 + 4.21 (G − 12.2) µas."""
-
 
 def network_pixels(wave: np.ndarray, emission: bool) -> np.ndarray:
     """Boolean mask of the pixels a network reads: the full range minus :data:`MKS_NETWORK_WINDOWS`

@@ -69,7 +69,9 @@ def distances_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any],
     return StageResult(out, rejects)
 
 
-def distances_stage(binary_snr: float, d_min_pc: float, d_max_pc: float, block: int) -> Stage:
+def distances_stage(config: Config) -> Stage:
+    """The stage with the ``distance`` settings."""
+    d = config.distance
     f4, f8 = "float32", "float64"
 
     return Stage(
@@ -82,7 +84,7 @@ def distances_stage(binary_snr: float, d_min_pc: float, d_max_pc: float, block: 
             per_spectrum("parallax_s_err", f4, "uncertainty of parallax_s (P1 Eq. 17)", "mas"),
             per_spectrum("snr_dparallax", f4, "(parallax_s - parallax) / combined error (P1 Eq. 16)"),
             per_spectrum(
-                "binary_flag", "int8", f"1 = snr_dparallax >= {binary_snr:g}, 0 below, -9 = no parallax or Ks"
+                "binary_flag", "int8", f"1 = snr_dparallax >= {d.binary_snr:g}, 0 below, -9 = no parallax or Ks"
             ),
             per_spectrum("dis", f8, "mode of the distance posterior (P1 Eq. 18-24)", "pc"),
             per_spectrum("dis_low", f8, "16th percentile of the distance posterior", "pc"),
@@ -94,12 +96,11 @@ def distances_stage(binary_snr: float, d_min_pc: float, d_max_pc: float, block: 
             per_spectrum("Y", f4, "Galactic Y (towards l = 90 deg)", "kpc"),
             per_spectrum("Z", f4, "Galactic Z (towards the North Galactic Pole)", "kpc"),
         ),
-        params={"binary_snr": binary_snr, "d_min_pc": d_min_pc, "d_max_pc": d_max_pc},
-        block_rows=block,
+        params={"binary_snr": d.binary_snr, "d_min_pc": d.d_min_pc, "d_max_pc": d.d_max_pc},
+        block_rows=d.block_spectra,
     )
 
 
 def run(config: Config, engine: Engine) -> StageSummary:
     """Registry step ``distances``."""
-    d = config.distance
-    return engine.run_stage(distances_stage(d.binary_snr, d.d_min_pc, d.d_max_pc, d.block_spectra))
+    return engine.run_stage(distances_stage(config))

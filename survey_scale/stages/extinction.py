@@ -4,7 +4,7 @@ A per-spectrum stage over the cube. Each spectrum's intrinsic colours come from 
 Pecaut & Mamajek (2013) table of :mod:`survey_scale.science.photometry` (interpolated in log Teff; see
 that module for the table's source and extensions), the coefficients R_band from the F99 curve on a
 12,000 K spectrum (:data:`~survey_scale.science.photometry.EXTINCTION_COEFFS`). The bands are those of
-``extinction.bands`` that the cube has (with ``<band>_err``), in order of effective wavelength; Ks never.
+``extinction.bands``, with ``<band>_err``, in order of effective wavelength; Ks never.
 
 The same stage writes the parallax correction (``parallax_offset``, mas, SPEC §8: Leung & Bovy 2019 by
 default, ``mks.parallax_*``) and the geometric MKs with its error, which the MKs step trains on.
@@ -34,7 +34,7 @@ from survey_scale.stages.chi2ratio import label_index
 
 EXTINCTION_VERSION = "1"
 PHOTOMETRY_INPUTS = ("Ks", "Ks_err", "G", "parallax", "parallax_error")
-"""Cube variables besides the colour bands (from the cross-match table, SPEC §2)."""
+"""Cube variables besides the colour bands (from the cross-match table, SPEC §2; in every cube)."""
 
 
 def extinction_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
@@ -74,9 +74,14 @@ def extinction_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any]
     return StageResult(out, rejects)
 
 
-def extinction_stage(
-    bands: list[str], teff_index: int, floor: float, model_error: float, zero_point: Mapping[str, float], block: int
-) -> Stage:
+def parallax_zero_point(config: Config) -> dict[str, float]:
+    """The parallax correction's parameters (``mks.parallax_*``) as :func:`corrected_parallax` takes them."""
+    m = config.mks
+    return {"offset_mas": m.parallax_offset_mas, "slope_mas": m.parallax_slope_mas, "g_ref": m.parallax_g_ref}
+
+
+def extinction_stage(config: Config, bands: list[str], teff_index: int) -> Stage:
+    """The stage for ``bands`` (in order of wavelength) with the ``extinction`` and ``mks.parallax_*`` settings."""
     f4 = "float32"
     return Stage(
         name="extinction",
@@ -96,56 +101,31 @@ def extinction_stage(
         params={
             "bands": bands,
             "teff_index": teff_index,
-            "floor": floor,
-            "model_error": model_error,
+            "floor": config.extinction.color_error_floor,
+            "model_error": config.extinction.intrinsic_color_error,
             "coefficients": {b: EXTINCTION_COEFFS[b] for b in (*bands, "Ks")},
-            "parallax_zero_point": dict(zero_point),
+            "parallax_zero_point": parallax_zero_point(config),
         },
-        block_rows=block,
+        block_rows=config.extinction.block_spectra,
     )
 
 
-def usable_bands(config: Config, engine: Engine) -> list[str]:
-    """The configured bands that have coefficients and are in the cube (with errors), by wavelength.
+def usable_bands(config: Config) -> list[str]:
+    """The configured bands in order of effective wavelength (the ingest writes every cross-match band and its
+    error into every cube, NaN where unknown).
 
     Raises
     ------
     PipelineError
-        If a configured band has no extinction coefficient or intrinsic colour, or fewer than two are in
-        the cube.
+        If a configured band has no extinction coefficient.
     """
-    unknown = [b for b in config.extinction.bands if b not in EXTINCTION_COEFFS]
+    unknown = [b for b in config.extinction.bands if b not in BAND_ORDER or b not in EXTINCTION_COEFFS]
     if unknown:
         known = ", ".join(b for b in BAND_ORDER if b in EXTINCTION_COEFFS)
         raise PipelineError(f"extinction.bands: no extinction coefficient for {', '.join(unknown)} (known: {known})")
-    order = {b: k for k, b in enumerate(BAND_ORDER)}
-    bands = sorted(
-        (b for b in config.extinction.bands if engine.has_variable(b) and engine.has_variable(f"{b}_err")),
-        key=lambda b: order.get(b, len(order)),
-    )
-    if len(bands) < 2:
-        raise PipelineError(
-            f"{engine.cube}: E(B-V) needs two of the bands {', '.join(config.extinction.bands)} with errors; the cube "
-            f"has {', '.join(bands) or 'none'} (ingest a cross-match table with photometry, SPEC §2)"
-        )
-    missing = [v for v in PHOTOMETRY_INPUTS if not engine.has_variable(v)]
-    if missing:
-        raise PipelineError(
-            f"{engine.cube}: the cube has no {', '.join(missing)} (ingest a cross-match table, SPEC §2)"
-        )
-    return bands
+    return sorted(config.extinction.bands, key=BAND_ORDER.index)
 
 
 def run(config: Config, engine: Engine) -> StageSummary:
     """Registry step ``extinction``."""
-    m = config.mks
-    zero_point = {"offset_mas": m.parallax_offset_mas, "slope_mas": m.parallax_slope_mas, "g_ref": m.parallax_g_ref}
-    stage = extinction_stage(
-        usable_bands(config, engine),
-        label_index(engine, "teff"),
-        config.extinction.color_error_floor,
-        config.extinction.intrinsic_color_error,
-        zero_point,
-        config.extinction.block_spectra,
-    )
-    return engine.run_stage(stage)
+    return engine.run_stage(extinction_stage(config, usable_bands(config), label_index(engine, "teff")))

@@ -20,7 +20,9 @@ def test_geometric_mks_and_its_error() -> None:
 
 
 def test_leung_bovy_parallax_correction() -> None:
-    plx, corr = m.corrected_parallax(np.array([1.0, 1.0, 1.0]), np.array([12.2, 17.2, np.nan]), **m.LEUNG_BOVY_2019)
+    # Leung & Bovy (2019), the configuration's default
+    leung_bovy = {"offset_mas": 0.0528, "slope_mas": -0.00421, "g_ref": 12.2}
+    plx, corr = m.corrected_parallax(np.array([1.0, 1.0, 1.0]), np.array([12.2, 17.2, np.nan]), **leung_bovy)
     np.testing.assert_allclose(corr, [0.0528, 0.0528 - 0.00421 * 5, 0.0528])
     np.testing.assert_allclose(plx, 1.0 + corr)
 

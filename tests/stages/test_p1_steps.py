@@ -9,7 +9,7 @@ from survey_scale.config import load_config
 from survey_scale.engine.contracts import ChunkContext
 from survey_scale.science import distance_catalog
 from survey_scale.science.extinction import COLOR_ERROR_FLOOR
-from survey_scale.science.mks import LEUNG_BOVY_2019, MKsModel
+from survey_scale.science.mks import MKsModel
 from survey_scale.science.photometry import EXTINCTION_COEFFS, intrinsic_colors
 from survey_scale.stages.distances import distances_chunk, distances_stage
 from survey_scale.stages.extinction import extinction_chunk, extinction_stage
@@ -45,7 +45,9 @@ def test_extinction_chunk_recovers_ebv_and_geometric_mks() -> None:
     g_mag = np.full(n, 12.2)  # the Leung & Bovy correction is then its constant 0.0528 mas
     inputs |= {"labels": labels, "G": g_mag, "parallax": np.full(n, 1.0 - 0.0528), "parallax_error": np.full(n, 0.05)}
     inputs["r"][4] = np.nan  # a missing band: the star pairs g with BP and BP with i
-    stage = extinction_stage(BANDS, 0, COLOR_ERROR_FLOOR, 0.0, LEUNG_BOVY_2019, 1000)
+    config = load_config(None, {"extinction.intrinsic_color_error": 0.0})  # the floor alone, as P1
+    assert config.extinction.color_error_floor == COLOR_ERROR_FLOOR
+    stage = extinction_stage(config, BANDS, 0)
     result = extinction_chunk(inputs, stage.params, ChunkContext(0, n, {}))
     out = result.outputs
     np.testing.assert_allclose(out["ebv"][:5], ebv[:5], atol=1e-9)
@@ -91,7 +93,7 @@ def _distance_inputs() -> dict[str, np.ndarray]:
 
 def test_distances_chunk_flags_binaries_and_uses_the_parallax_alone_for_them() -> None:
     inputs = _distance_inputs()
-    stage = distances_stage(2.0, 1.0, 50_000.0, 100)
+    stage = distances_stage(load_config(None))
     result = distances_chunk(inputs, stage.params, ChunkContext(0, 5, {}))
     out = result.outputs
     assert out["binary_flag"].tolist() == [0, 1, -9, -9, -9]
