@@ -115,8 +115,9 @@ class Stage:
         If set, a chunk is computed in blocks of this many rows by separate tasks (spreading a chunk over
         the workers) and written by one task that gathers them; default one task per chunk.
     worker_setup
-        Optional ``worker_setup(threads)``, called once per worker before the models load with the number
-        of threads each Dask thread may use (so that a torch stage does not oversubscribe the cores).
+        Optional ``worker_setup()``, called once per worker before the models load (a torch stage sets its
+        thread count there: a number from its configuration, never derived from the cluster, so that the
+        same configuration gives the same results on every cluster kind).
     """
 
     name: str
@@ -129,7 +130,7 @@ class Stage:
     dims: Mapping[str, int | Sequence[Any]] = field(default_factory=dict)
     load_inputs: Callable[[int, int, Mapping[str, Any]], dict[str, Any]] | None = None
     block_rows: int | None = None
-    worker_setup: Callable[[int], None] | None = None
+    worker_setup: Callable[[], None] | None = None
 
 
 class StageError(SurveyScaleError, RuntimeError):

@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ from tqdm.auto import tqdm
 from survey_scale._version import __version__
 from survey_scale.core.files import file_sha256, stable_hash
 from survey_scale.core.grid import N_WAVE
-from survey_scale.engine.cluster import thread_budget
 from survey_scale.engine.contracts import (
     ChunkContext,
     ModelRef,
@@ -373,8 +371,7 @@ class DaskEngine:
         n_rejects = 0
         if pending:
             if stage.models:
-                setup = partial(stage.worker_setup, thread_budget(client)) if stage.worker_setup else None
-                _register(client, ModelPlugin(stage.models, setup))
+                _register(client, ModelPlugin(stage.models, stage.worker_setup))
             futures = []
             for a, b in pending:
                 step = stage.block_rows or (b - a)

@@ -27,6 +27,7 @@ model_flux           spec, wave; float32      the emulator spectrum at the combi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,7 @@ def fit_stage(emulator_path: Path, label_names: tuple[str, ...], fit: FitConfig)
         models={"emulator": ModelRef(str(emulator_path), load_emulator_model)},
         dims={"label": label_names, "label2": label_names},
         block_rows=fit.block_spectra,
-        worker_setup=set_threads,
+        worker_setup=partial(set_threads, fit.threads),
     )
 
 

@@ -24,16 +24,18 @@ def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     return keys
 
 
-def _yaml_keys(data: dict, prefix: str = "") -> set[str]:
+def _yaml_keys(data: dict, leaves: set[str], prefix: str = "") -> set[str]:
+    # a mapping is a section unless the configuration has a key of that name (a dict-valued setting)
     keys = set()
     for name, value in data.items():
-        keys |= _yaml_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else {f"{prefix}{name}"}
+        key = f"{prefix}{name}"
+        keys |= _yaml_keys(value, leaves, f"{key}.") if isinstance(value, dict) and key not in leaves else {key}
     return keys
 
 
 def test_default_yaml_documents_every_key_with_the_builtin_defaults() -> None:
     data = yaml.safe_load(DEFAULT.read_text())
-    assert _yaml_keys(data) == _keys(Config)
+    assert _yaml_keys(data, _keys(Config)) == _keys(Config)
     assert load_config(DEFAULT) == Config()
     for line in DEFAULT.read_text().splitlines():
         if ":" in line and not line.lstrip().startswith("#") and not line.rstrip().endswith(":"):
@@ -86,7 +88,23 @@ def test_cluster_has_one_section_per_kind_and_the_flat_keys_still_work(caplog) -
     with pytest.raises(ConfigError, match=r"needs cluster\.address\.scheduler"):
         load_config(None, {"cluster.kind": "address"})
     with pytest.raises(ConfigError, match=r"cluster\.kind"):
-        load_config(None, {"cluster.kind": "slurm"})
+        load_config(None, {"cluster.kind": "yarn"})
+    slurm = load_config(None, {"cluster.kind": "slurm", "cluster.slurm.cores": 4})
+    assert slurm.cluster.slurm.cores == 4 and slurm.cluster.slurm.tls.enabled  # TLS unless turned off
+    assert load_config(None, {"cluster.kind": "kubernetes"}).cluster.kubernetes.tls.enabled
+
+
+def test_tls_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cluster\.slurm\.tls: .*all of ca_file, cert and key"):
+        load_config(None, {"cluster.slurm.tls.ca_file": tmp_path / "ca.pem"})
+    with pytest.raises(ConfigError, match=r"tls:// scheduler needs tls\.enabled"):
+        load_config(None, {"cluster.kind": "address", "cluster.address.scheduler": "tls://h:8786"})
+    with pytest.raises(ConfigError, match=r"temporary certificates are only made"):
+        load_config(None, {"cluster.address.scheduler": "tcp://h:8786", "cluster.address.tls.enabled": True})
+    files = {f"cluster.address.tls.{k}": tmp_path / f"{k}.pem" for k in ("ca_file", "cert", "key")}
+    config = load_config(None, {"cluster.kind": "address", "cluster.address.scheduler": "tls://h:8786", **files,
+                                "cluster.address.tls.enabled": True})  # fmt: skip
+    assert config.cluster.address.tls.cert == tmp_path / "cert.pem"
 
 
 def test_the_previous_default_yaml_still_loads(tmp_path: Path) -> None:

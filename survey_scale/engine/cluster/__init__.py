@@ -2,10 +2,17 @@
 
 - ``local`` (:mod:`.local`, default): a :class:`distributed.LocalCluster` sized to the machine.
 - ``address`` (:mod:`.address`): a running scheduler.
+- ``slurm`` (:mod:`.slurm`): workers in SLURM jobs through dask-jobqueue.
+- ``kubernetes`` (:mod:`.kubernetes`): a ``DaskCluster`` of the dask-kubernetes operator.
 
 Each kind's module has ``start(config) -> (client, cluster or None)``; :func:`dask_client` picks it from
 :data:`KINDS`, logs the dashboard and closes both on exit (the layout of dask-jobqueue: one module per
-scheduler). ``slurm`` and ``kubernetes`` come with the cluster deployment.
+scheduler). The kinds that start a scheduler reachable from a network (``slurm``, ``kubernetes``) use TLS
+by default (:func:`make_security`): a Dask scheduler runs whatever it is sent, so it must refuse connections
+without the cluster's certificate. Dashboards listen on loopback unless configured otherwise.
+
+Results do not depend on the kind: worker processes (the nannies of every kind) run BLAS single-threaded,
+and each torch stage sets its thread count from its configuration (``fit.threads``), never from the cluster.
 """
 
 from __future__ import annotations
@@ -17,14 +24,17 @@ import os
 from collections.abc import Iterator
 
 from distributed import Client
+from distributed.security import Security
 
-from survey_scale.config import ClusterConfig
+from survey_scale.config import ClusterConfig, ConfigError, TLSConfig
 
 log = logging.getLogger(__name__)
 
 KINDS: dict[str, str] = {
     "local": "survey_scale.engine.cluster.local",
     "address": "survey_scale.engine.cluster.address",
+    "slurm": "survey_scale.engine.cluster.slurm",
+    "kubernetes": "survey_scale.engine.cluster.kubernetes",
 }
 """Cluster kind → the module that starts it."""
 
@@ -37,11 +47,38 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def thread_budget(client: Client) -> int:
-    """Threads each Dask thread may give to BLAS/torch so that all worker threads together fit the cores."""
-    workers = client.scheduler_info().get("workers", {})
-    n_threads = sum(int(w.get("nthreads", 1)) for w in workers.values())
-    return max(1, available_cores() // max(1, n_threads))
+def make_security(tls: TLSConfig, key: str = "cluster.tls") -> Security | None:
+    """Dask's :class:`~distributed.security.Security` for ``tls`` (None when TLS is off).
+
+    With certificate files, every role (client, scheduler, worker) presents ``cert``/``key`` and trusts
+    ``ca_file`` only; without, a temporary authority and certificate are made in memory
+    (``Security.temporary()``), which the cluster hands to the workers it starts. Both require encryption:
+    a plain ``tcp://`` connection is refused.
+
+    Raises
+    ------
+    ConfigError
+        If a certificate file is missing (the message names ``key``).
+    """
+    if not tls.enabled:
+        return None
+    if tls.ca_file is None:
+        return Security.temporary()
+    for name in ("ca_file", "cert", "key"):
+        path = getattr(tls, name)
+        if not os.path.isfile(path):
+            raise ConfigError(f"{key}.{name}: {path}: file not found")
+    cert, private = str(tls.cert), str(tls.key)
+    return Security(
+        tls_ca_file=str(tls.ca_file),
+        tls_client_cert=cert,
+        tls_client_key=private,
+        tls_scheduler_cert=cert,
+        tls_scheduler_key=private,
+        tls_worker_cert=cert,
+        tls_worker_key=private,
+        require_encryption=True,
+    )
 
 
 @contextlib.contextmanager
@@ -51,7 +88,13 @@ def dask_client(config: ClusterConfig) -> Iterator[Client]:
     client, cluster = module.start(getattr(config, config.kind))
     try:
         workers = client.scheduler_info().get("workers", {})
-        log.info("Dask: %d workers; dashboard: %s", len(workers), client.dashboard_link)
+        log.info(
+            "Dask (%s): scheduler %s, %d workers; dashboard: %s",
+            config.kind,
+            client.scheduler.address,
+            len(workers),
+            client.dashboard_link,
+        )
         yield client
     finally:
         client.close()

@@ -1,7 +1,8 @@
 """``cluster.kind: local``: a :class:`distributed.LocalCluster` on this machine (SPEC §11).
 
 One single-threaded worker process per core by default: FITS parsing and Python-level work hold the GIL,
-and the numerical stages use BLAS/torch threads within the cores (:func:`..thread_budget`).
+and the numerical stages set their own thread counts (``fit.threads``). The scheduler and the dashboard
+listen on loopback only.
 """
 
 from __future__ import annotations
@@ -22,5 +23,6 @@ def start(config: LocalClusterConfig) -> tuple[Client, LocalCluster]:
         processes=config.processes,
         memory_limit=config.memory_limit,
         dashboard_address=config.dashboard_address,
+        host="127.0.0.1",
     )
     return Client(cluster), cluster

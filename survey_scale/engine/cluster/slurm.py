@@ -1,0 +1,96 @@
+"""``cluster.kind: slurm``: Dask workers in SLURM batch jobs through dask-jobqueue (SPEC §11).
+
+The scheduler runs in this process (on a login node, or inside the batch job of
+``deploy/slurm/survey-scale.sbatch``) and ``SLURMCluster`` submits jobs with ``sbatch``, each starting
+``processes`` worker processes. Keys of ``cluster.slurm`` left null come from dask-jobqueue's configuration
+(``jobqueue.slurm.*``, e.g. ``deploy/slurm/jobqueue.yaml`` in ``~/.config/dask/``), as dask-jobqueue's own
+keywords do. By default scheduler and workers talk over TLS with temporary certificates, which
+dask-jobqueue writes for the workers (mode 0600) into ``shared_temp_directory`` and deletes on close.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dask
+from dask_jobqueue import SLURMCluster
+from distributed import Client
+
+from survey_scale.config import ConfigError, SlurmClusterConfig
+
+log = logging.getLogger(__name__)
+
+JOBQUEUE_KEYS = (
+    "queue",
+    "account",
+    "cores",
+    "memory",
+    "walltime",
+    "job_extra_directives",
+    "job_script_prologue",
+    "interface",
+    "local_directory",
+    "log_directory",
+    "shared_temp_directory",
+    "python",
+)
+"""Keys of ``cluster.slurm`` passed to ``SLURMCluster`` under the same name when they are set."""
+
+
+def cluster_kwargs(config: SlurmClusterConfig) -> dict[str, Any]:
+    """``SLURMCluster`` keywords for ``config`` (without ``security``).
+
+    ``processes`` defaults to one single-threaded worker per core, as the local kind, so that GIL-bound work
+    (FITS parsing) uses every core.
+    """
+    kwargs: dict[str, Any] = {k: getattr(config, k) for k in JOBQUEUE_KEYS if getattr(config, k) is not None}
+    cores = kwargs.get("cores") or dask.config.get("jobqueue.slurm.cores", None)
+    kwargs["processes"] = config.processes or dask.config.get("jobqueue.slurm.processes", None) or cores
+    kwargs["job_name"] = "survey-scale"
+    if config.dashboard_address is None:
+        kwargs["scheduler_options"] = {"dashboard": False}
+    else:
+        kwargs["scheduler_options"] = {"dashboard_address": config.dashboard_address}
+    return kwargs
+
+
+def make_cluster(config: SlurmClusterConfig) -> SLURMCluster:
+    """The ``SLURMCluster`` of ``config``, with no job submitted yet (``cluster.job_script()`` shows the job)."""
+    from survey_scale.engine.cluster import make_security
+
+    kwargs = cluster_kwargs(config)
+    if kwargs.get("cores") is None and dask.config.get("jobqueue.slurm.cores", None) is None:
+        raise ConfigError("cluster.slurm.cores: not set here nor in dask's jobqueue.slurm configuration")
+    if kwargs.get("memory") is None and dask.config.get("jobqueue.slurm.memory", None) is None:
+        raise ConfigError("cluster.slurm.memory: not set here nor in dask's jobqueue.slurm configuration")
+    return SLURMCluster(security=make_security(config.tls, "cluster.slurm.tls"), **kwargs)
+
+
+def start(config: SlurmClusterConfig) -> tuple[Client, SLURMCluster]:
+    """Submit the jobs (or start adaptive scaling) and wait for a first worker.
+
+    Raises
+    ------
+    TimeoutError
+        If no worker joined within ``wait_timeout_s`` (the jobs may still be queued: ``squeue`` tells).
+    """
+    cluster = make_cluster(config)
+    try:
+        if config.adaptive:
+            cluster.adapt(minimum_jobs=config.min_jobs, maximum_jobs=config.max_jobs)
+        else:
+            cluster.scale(jobs=config.n_jobs)
+        client = Client(cluster)
+        log.info("SLURM: scheduler %s; waiting for workers (jobs: %s)", cluster.scheduler_address, job_ids(cluster))
+        client.wait_for_workers(1, timeout=config.wait_timeout_s)
+    except BaseException:
+        cluster.close()
+        raise
+    log.info("SLURM: jobs %s running", ", ".join(job_ids(cluster)) or "-")
+    return client, cluster
+
+
+def job_ids(cluster: SLURMCluster) -> list[str]:
+    """SLURM job ids of the cluster's jobs submitted so far."""
+    return sorted(str(job.job_id) for job in cluster.workers.values() if getattr(job, "job_id", None))
