@@ -17,34 +17,36 @@ from survey_scale.store.cube import create_cube, open_cube
 
 
 def _config(tmp_path: Path, release: Path):
-    return load_config(
-        None,
-        {
-            "cube.path": str(tmp_path / "cube.zarr"),
-            "cube.shard_spectra": 128,
-            "cube.inner_chunk_spectra": 32,
-            "ingest.input": str(release / "spectra"),
-            "ingest.catalog": str(release / "catalog.csv"),
-            "ingest.crossmatch": str(release / "crossmatch.parquet"),
-            "ingest.files_per_task": 64,
-            "normalize.block_spectra": 64,
-            "pca.n_components": 15,
-            "pca.min_snr": 30.0,
-            "pca.block_spectra": 64,
-            "emulator.grid_size": 400,
-            "emulator.epochs": 8,
-            "emulator.hidden": [32, 32],
-            "fit.block_spectra": 64,
-            "fit.max_iter": 30,
-            # a small release has few 10-sigma parallaxes: loosen the MKs sets so that the networks train
-            "mks.min_parallax_snr": 3.0,
-            "mks.min_snr": 10.0,
-            "mks.max_epochs": 30,
-            "mks.mcmc_steps": 300,
-            "mks.mcmc_burn": 100,
-            "mks.min_error_stars": 10,
-        },
-    )
+    return load_config(None, pipeline_settings(tmp_path, release))
+
+
+def pipeline_settings(tmp_path: Path, release: Path) -> dict:
+    """Configuration keys of a quick pipeline on a small mock release (cube in ``tmp_path``)."""
+    return {
+        "cube.path": str(tmp_path / "cube.zarr"),
+        "cube.shard_spectra": 128,
+        "cube.inner_chunk_spectra": 32,
+        "ingest.input": str(release / "spectra"),
+        "ingest.catalog": str(release / "catalog.csv"),
+        "ingest.crossmatch": str(release / "crossmatch.parquet"),
+        "ingest.files_per_task": 64,
+        "normalize.block_spectra": 64,
+        "pca.n_components": 15,
+        "pca.min_snr": 30.0,
+        "pca.block_spectra": 64,
+        "emulator.grid_size": 400,
+        "emulator.epochs": 8,
+        "emulator.hidden": [32, 32],
+        "fit.block_spectra": 64,
+        "fit.max_iter": 30,
+        # a small release has few 10-sigma parallaxes: loosen the MKs sets so that the networks train
+        "mks.min_parallax_snr": 3.0,
+        "mks.min_snr": 10.0,
+        "mks.max_epochs": 30,
+        "mks.mcmc_steps": 300,
+        "mks.mcmc_burn": 100,
+        "mks.min_error_stars": 10,
+    }
 
 
 @pytest.mark.slow

@@ -109,8 +109,9 @@ class Stage:
         Sizes (int) or coordinate values (sequence) of the extra dims the outputs use, e.g.
         ``{"label": LABEL_NAMES}``.
     load_inputs
-        Optional ``load_inputs(start, stop, params) -> dict`` used instead of reading cube variables (a
-        source stage such as the ingest reads files).
+        Optional ``load_inputs(cube, start, stop, params) -> dict`` used instead of reading cube variables (a
+        source stage such as the ingest reads files); ``cube`` is the cube's path, so that ``params`` can name
+        files inside it relative to it (a cube moved or copied elsewhere keeps its provenance).
     block_rows
         If set, a chunk is computed in blocks of this many rows by separate tasks (spreading a chunk over
         the workers) and written by one task that gathers them; default one task per chunk.
@@ -128,7 +129,7 @@ class Stage:
     params: Mapping[str, Any] = field(default_factory=dict)
     models: Mapping[str, ModelRef] = field(default_factory=dict)
     dims: Mapping[str, int | Sequence[Any]] = field(default_factory=dict)
-    load_inputs: Callable[[int, int, Mapping[str, Any]], dict[str, Any]] | None = None
+    load_inputs: Callable[[str, int, int, Mapping[str, Any]], dict[str, Any]] | None = None
     block_rows: int | None = None
     worker_setup: Callable[[], None] | None = None
 

@@ -170,7 +170,7 @@ def _worker_models(models: Mapping[str, ModelRef]) -> dict[str, Any]:
 
 def _block_inputs(cube: str, stage: Stage, start: int, stop: int) -> dict[str, Any]:
     if stage.load_inputs is not None:
-        return stage.load_inputs(start, stop, stage.params)
+        return stage.load_inputs(cube, start, stop, stage.params)
     root = open_group(cube)
     return {name: root[name][start:stop] for name in stage.inputs}
 

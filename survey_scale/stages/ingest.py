@@ -74,7 +74,7 @@ def inspect_block(
 # --- the write stage (pure function on a chunk) ------------------------------------------------------
 
 
-def load_chunk_files(start: int, stop: int, params: Mapping[str, Any]) -> dict[str, Any]:
+def load_chunk_files(cube: str, start: int, stop: int, params: Mapping[str, Any]) -> dict[str, Any]:
     """Inputs of one write chunk: the planned rows and their spectra, read again from the files.
 
     Raises
@@ -83,7 +83,7 @@ def load_chunk_files(start: int, stop: int, params: Mapping[str, Any]) -> dict[s
         If a file changed since it was inspected, or cannot be read again (a slow or failing disk). The chunk
         then fails unmarked — not its file's fault, or not for good — and a rerun of the ingest writes it.
     """
-    plan = pd.read_parquet(params["plan"])
+    plan = pd.read_parquet(Path(cube) / params["plan"])
     rows = plan.iloc[start - params["row0"] : stop - params["row0"]]
     spectra = []
     for path, size, mtime in zip(rows["path"], rows["size"], rows["mtime_ns"]):
@@ -131,7 +131,7 @@ def resample_chunk(inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: Ch
 
 
 def ingest_stage(plan_path: Path, row0: int, config: Config) -> Stage:
-    """The ``ingest`` write stage for a planned batch."""
+    """The ``ingest`` write stage for a planned batch (``plan_path`` relative to the cube)."""
     params = {
         "plan": str(plan_path),
         "row0": row0,
@@ -238,7 +238,8 @@ def _run_batch(config: Config, engine: Engine, batch_dir: Path, state: dict[str,
         state = bookkeeping.set_batch_state(batch_dir, state, phase="allocated")
     if state["phase"] == "allocated":
         if n_new:
-            stage = ingest_stage(bookkeeping.plan_path(batch_dir), n_old, config)
+            plan = bookkeeping.plan_path(batch_dir).relative_to(engine.cube)
+            stage = ingest_stage(plan, n_old, config)
             engine.run_stage(stage, rows=(n_old, n_old + n_new))
         else:
             bookkeeping.rebuild_rejects()

@@ -54,9 +54,9 @@ def test_a_file_changed_since_inspect_fails_its_chunk_unmarked_and_a_rerun_write
     plan.to_parquet(plan_path, index=False)
     changed = plan["path"].iloc[1]
     os.utime(changed, ns=(0, 0))  # touched after the inspect
-    stage = stage_ingest.ingest_stage(plan_path, 0, config)
+    stage = stage_ingest.ingest_stage(Path("plan.parquet"), 0, config)  # relative to the cube's folder
     with pytest.raises(LamostReadError, match="changed after it was inspected") as info:
-        compute_block(str(tmp_path / "unused.zarr"), stage, 0, 2)
+        compute_block(str(tmp_path), stage, 0, 2)
     assert info.value.code == "changed_since_inspect" and info.value.path == changed
 
 

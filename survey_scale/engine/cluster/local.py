@@ -23,6 +23,6 @@ def start(config: LocalClusterConfig) -> tuple[Client, LocalCluster]:
         processes=config.processes,
         memory_limit=config.memory_limit,
         dashboard_address=config.dashboard_address,
-        host="127.0.0.1",
+        host="127.0.0.1" if config.processes else None,  # threads talk in-process (inproc://)
     )
     return Client(cluster), cluster

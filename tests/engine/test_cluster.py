@@ -1,0 +1,149 @@
+"""The cluster kinds (SPEC §11): the SLURM job script, TLS that refuses clients without the cluster's
+certificate, dashboards on loopback, the address kind over TLS. Nothing here needs a running SLURM: the
+scheduler of a ``SLURMCluster`` runs in this process, and jobs are only submitted by ``scale``."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import dask
+import psutil
+import pytest
+from distributed import Client, Scheduler
+from distributed.comm import connect
+from distributed.security import Security
+
+from survey_scale.config import ConfigError, load_config
+from survey_scale.engine.cluster import dask_client, make_security
+from survey_scale.engine.cluster.slurm import make_cluster
+
+
+def _slurm_config(tmp_path: Path, **overrides):
+    values = {
+        "cluster.kind": "slurm",
+        "cluster.slurm.queue": "short",
+        "cluster.slurm.account": "astro",
+        "cluster.slurm.cores": 4,
+        "cluster.slurm.memory": "8GiB",
+        "cluster.slurm.walltime": "02:00:00",
+        "cluster.slurm.job_extra_directives": ["--qos=long"],
+        "cluster.slurm.job_script_prologue": ["source /opt/survey-scale/venv/bin/activate"],
+        "cluster.slurm.interface": "lo",
+        "cluster.slurm.local_directory": "$TMPDIR",
+        "cluster.slurm.log_directory": str(tmp_path / "logs"),
+        "cluster.slurm.shared_temp_directory": str(tmp_path),
+        "cluster.slurm.python": "/opt/survey-scale/venv/bin/python",
+        "cluster.slurm.dashboard_address": "127.0.0.1:0",
+    }
+    values.update(overrides)
+    return load_config(None, values).cluster.slurm
+
+
+def test_slurm_job_script_carries_every_setting_and_tls(tmp_path: Path) -> None:
+    with make_cluster(_slurm_config(tmp_path)) as cluster:
+        script = cluster.job_script()
+        address = cluster.scheduler_address
+    lines = script.splitlines()
+    for directive in ("-J survey-scale", "-p short", "-A astro", "--cpus-per-task=4", "--mem=8G", "-t 02:00:00"):
+        assert f"#SBATCH {directive}" in lines, directive
+    assert "#SBATCH --qos=long" in lines
+    assert f"#SBATCH -e {tmp_path / 'logs'}/survey-scale-%J.err" in lines
+    assert "source /opt/survey-scale/venv/bin/activate" in lines
+    worker = next(line for line in lines if "distributed.cli.dask_worker" in line).split()
+    assert worker[0] == "/opt/survey-scale/venv/bin/python" and worker[3] == address
+    assert address.startswith("tls://127.0.0.1:")  # bound to the configured interface (lo), over TLS
+    options = {flag: value for flag, value in itertools.pairwise(worker) if flag.startswith("--")}
+    # one single-threaded worker process per core unless told otherwise
+    assert options["--nworkers"] == "4" and options["--nthreads"] == "1"
+    assert options["--interface"] == "lo" and options["--local-directory"] == "$TMPDIR"
+    assert options["--protocol"] == "tls://"
+    for flag in ("--tls-ca-file", "--tls-cert", "--tls-key"):  # written by dask-jobqueue for the workers
+        assert options[flag].startswith(str(tmp_path))
+
+
+def test_slurm_settings_fall_back_to_dask_jobqueue_configuration(tmp_path: Path) -> None:
+    site = {"jobqueue.slurm.queue": "site-default", "jobqueue.slurm.cores": 2, "jobqueue.slurm.memory": "2GiB"}
+    config = _slurm_config(tmp_path, **{"cluster.slurm.queue": None, "cluster.slurm.cores": None})
+    config = config.model_copy(update={"memory": None, "tls": config.tls.model_copy(update={"enabled": False})})
+    with dask.config.set(site), make_cluster(config) as cluster:
+        lines = cluster.job_script().splitlines()
+        assert cluster.scheduler_address.startswith("tcp://")  # TLS turned off explicitly
+    assert "#SBATCH -p site-default" in lines and "#SBATCH --cpus-per-task=2" in lines
+    assert "--nworkers 2" in next(line for line in lines if "dask_worker" in line)
+    with pytest.raises(ConfigError, match=r"cluster\.slurm\.cores"):
+        make_cluster(config)
+
+
+def test_tls_refuses_clients_without_the_cluster_certificate(tmp_path: Path) -> None:
+    with make_cluster(_slurm_config(tmp_path)) as cluster:
+        address = cluster.scheduler_address
+        host_port = address.removeprefix("tls://")
+
+        async def attempts() -> dict[str, str]:
+            outcomes = {}
+            for name, addr, kwargs in (
+                ("plain tcp", f"tcp://{host_port}", {}),
+                ("another authority", address, Security.temporary().get_connection_args("client")),
+            ):
+                try:
+                    comm = await connect(addr, timeout=3, **kwargs)
+                    # a plain socket may open; the scheduler must not answer on it
+                    await comm.write({"op": "identity"})
+                    await asyncio.wait_for(comm.read(), 3)
+                    outcomes[name] = "answered"
+                except (TimeoutError, OSError) as exc:
+                    outcomes[name] = type(exc).__name__
+            return outcomes
+
+        outcomes = asyncio.run(attempts())
+        assert "answered" not in outcomes.values(), outcomes
+        with pytest.raises((TypeError, OSError)):  # no credentials at all: not even a TLS context
+            Client(address, timeout=3)
+        with Client(cluster) as client:  # the cluster's own credentials
+            assert client.scheduler_info()["address"] == address
+
+
+def test_address_kind_uses_certificate_files(tmp_path: Path) -> None:
+    temporary = Security.temporary()
+    files = {}
+    for name, pem in (("ca_file", temporary.tls_ca_file), ("cert", temporary.tls_scheduler_cert)):
+        files[name] = tmp_path / f"{name}.pem"
+        files[name].write_text(pem)
+    files["key"] = tmp_path / "key.pem"
+    files["key"].write_text(temporary.tls_scheduler_key)
+    files["key"].chmod(0o600)
+    tls = {f"cluster.address.tls.{k}": v for k, v in files.items()}
+
+    async def serve_and_connect() -> str:
+        security = make_security(load_config(None, {"cluster.address.tls.enabled": True, **tls}).cluster.address.tls)
+        async with Scheduler(protocol="tls", host="127.0.0.1", port=0, security=security, dashboard=False) as s:
+            config = load_config(
+                None,
+                {"cluster.kind": "address", "cluster.address.scheduler": s.address,
+                 "cluster.address.tls.enabled": True, **tls},
+            ).cluster  # fmt: skip
+            return await asyncio.to_thread(_connect_and_identify, config)
+
+    assert asyncio.run(serve_and_connect()).startswith("tls://127.0.0.1:")
+    missing = load_config(None, {"cluster.address.tls.enabled": True, **tls, "cluster.address.tls.key": tmp_path / "x"})
+    with pytest.raises(ConfigError, match=r"cluster\.address\.tls\.key: .*file not found"):
+        make_security(missing.cluster.address.tls, "cluster.address.tls")
+
+
+def _connect_and_identify(config) -> str:
+    with dask_client(config) as client:
+        return client.scheduler_info()["address"]
+
+
+def test_local_kind_listens_on_loopback_only() -> None:
+    config = load_config(None, {"cluster.local.n_workers": 1, "cluster.local.processes": False}).cluster
+    with dask_client(config) as client:
+        port = int(client.dashboard_link.split(":")[2].split("/")[0])
+        listening = [
+            c.laddr
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.status == "LISTEN" and c.laddr.port == port
+        ]
+    assert listening and all(ip in ("127.0.0.1", "::1") for ip, _ in listening), listening
