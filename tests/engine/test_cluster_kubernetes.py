@@ -190,10 +190,10 @@ def test_start_creates_a_tls_cluster_that_plain_clients_cannot_use_and_deletes_i
             assert operator.address.startswith("tls://")
             with pytest.raises((OSError, TimeoutError)):  # a client without the cluster's certificate
                 Client(operator.address.replace("tls://", "tcp://"), timeout="1s")
-            # the operator's controller reads the HTTP API (adaptive scaling, retiring workers)
-            url = f"http://127.0.0.1:{operator.dashboard_port}/api/v1/adaptive_target"
-            with urllib.request.urlopen(url, timeout=10) as response:
-                assert "workers" in json.loads(response.read())
+            # the kubelet's probe reads /health; the operator's controller the HTTP API (adaptive, retiring)
+            for path, key in (("health", None), ("api/v1/adaptive_target", "workers")):
+                with urllib.request.urlopen(f"http://127.0.0.1:{operator.dashboard_port}/{path}", timeout=10) as r:
+                    assert r.status == 200 and (key is None or key in json.loads(r.read()))
         finally:
             client.close()
         (daskcluster,) = api.of_kind("DaskCluster")
@@ -268,3 +268,23 @@ def test_a_cluster_left_by_an_ended_pod_is_replaced_and_anyone_elses_is_refused(
     api.add({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "survey-scale-tls"}}, "survey")
     with pytest.raises(RuntimeError, match=r"Secret survey/survey-scale-tls exists and was not made by survey-scale"):
         kube._remove_leftovers(config, "survey", None, time.monotonic() + 5, tls=True)
+
+
+def test_the_scheduler_address_is_the_operators_with_the_tls_scheme_also_in_a_notebook(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    import dask_kubernetes.operator.networking as networking
+
+    async def operator_address(service: str, namespace: str) -> str:  # in a pod: the Service's DNS name
+        return f"tcp://{service}.{namespace}:8786"
+
+    monkeypatch.setattr(networking, "get_scheduler_address", operator_address)
+    assert kube.scheduler_address("survey-scale", "survey", tls=True) == "tls://survey-scale-scheduler.survey:8786"
+    assert kube.scheduler_address("s", "ns", tls=False) == "tcp://s-scheduler.ns:8786"
+
+    async def in_a_running_loop() -> str:  # Jupyter: an event loop runs in the calling thread
+        return kube.scheduler_address("survey-scale", "survey", tls=True)
+
+    assert asyncio.run(in_a_running_loop()) == "tls://survey-scale-scheduler.survey:8786"

@@ -42,6 +42,7 @@ Lifetime
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -366,7 +367,14 @@ def scheduler_address(name: str, namespace: str, *, tls: bool) -> str:
     """
     from dask_kubernetes.operator.networking import get_scheduler_address
 
-    address = asyncio.run(get_scheduler_address(f"{name}-scheduler", namespace))
+    coroutine = get_scheduler_address(f"{name}-scheduler", namespace)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # the command line: no event loop here
+        address = asyncio.run(coroutine)
+    else:  # a notebook's loop is running in this thread: run it in another
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            address = pool.submit(asyncio.run, coroutine).result()
     return "tls://" + address.split("://", 1)[1] if tls else address
 
 
