@@ -145,6 +145,7 @@ class LocalOperator:
         deadline = time.monotonic() + 60
         while not scheduler_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
+        assert scheduler_file.exists(), (self.tmp / "scheduler.log").read_text()
         info = json.loads(scheduler_file.read_text())
         self.address, self.dashboard_port = info["address"], info["services"]["dashboard"]
         self.api.add({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{name}-scheduler"}}, namespace)
@@ -162,7 +163,11 @@ class LocalOperator:
         for process in self.processes:
             process.terminate()
         for process in self.processes:
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         self.processes.clear()
 
 
