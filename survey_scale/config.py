@@ -149,13 +149,20 @@ class KubernetesClusterConfig(_Section):
     """``cluster.kind: kubernetes``: a ``DaskCluster`` of the dask-kubernetes operator (SPEC §11).
 
     The operator must be installed in the cluster (``deploy/kubernetes/README.md``); ``survey-scale`` runs in
-    a pod (the Job of ``deploy/kubernetes/job.yaml``) whose ServiceAccount may create DaskClusters and
-    Secrets. Scheduler and workers mount the cube's volume at the same path.
+    a pod (the Job of ``deploy/kubernetes/manifests/job.yaml``) whose ServiceAccount may create DaskClusters
+    and Secrets. Scheduler and workers mount the cube's volume at the same path as that pod, and run its image
+    unless ``image`` names another one.
     """
 
-    name: str = Field("survey-scale", description="name of the DaskCluster resource")
-    namespace: str | None = Field(None, description="null = the pod's (or kube context's) namespace")
-    image: str = Field("survey-scale:cpu", description="container image (deploy/container/Dockerfile.cpu)")
+    name: str = Field(
+        "survey-scale",
+        pattern=r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$",
+        description="name of the DaskCluster resource (a DNS label: its scheduler Service is <name>-scheduler)",
+    )
+    namespace: str | None = Field(None, description="null = the pod's (or the kube context's) namespace")
+    image: str | None = Field(
+        None, description="container image of scheduler and workers; null = the image of the pod survey-scale runs in"
+    )
     n_workers: int = Field(4, ge=0, description="worker pods (the minimum when adaptive)")
     threads_per_worker: int = Field(1, ge=1)
     adaptive: bool = Field(False, description="let the operator scale between n_workers and max_workers")
@@ -172,6 +179,14 @@ class KubernetesClusterConfig(_Section):
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     wait_timeout_s: float = Field(900.0, gt=0, description="wait this long for the scheduler and a first worker")
     tls: TLSConfig = TLSConfig()
+
+    @model_validator(mode="after")
+    def _workers(self) -> KubernetesClusterConfig:
+        if not self.adaptive and self.n_workers == 0:
+            raise ValueError("n_workers: 0 workers would never run a task (give at least 1, or adaptive: true)")
+        if self.adaptive and self.max_workers < self.n_workers:
+            raise ValueError(f"max_workers ({self.max_workers}) is below n_workers ({self.n_workers})")
+        return self
 
 
 _LOCAL_KEYS = tuple(LocalClusterConfig.model_fields)
