@@ -178,6 +178,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     if args.action == "check":
         print(f"{args.file or '<defaults>'}: valid")
+    elif args.action == "cluster":
+        from survey_scale.engine.cluster import preview
+
+        print(preview(config.cluster), end="")
     else:
         print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
     return 0
@@ -270,8 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("config", help="check a configuration file, or show the effective configuration")
-    p.add_argument("action", choices=["check", "show"])
+    p = sub.add_parser(
+        "config",
+        help="check a configuration file, show the effective configuration, or what its cluster kind would "
+        "submit (cluster: the SLURM job script or the Kubernetes DaskCluster)",
+    )
+    p.add_argument("action", choices=["check", "show", "cluster"])
     p.add_argument("file", type=Path, nargs="?", help="YAML configuration (default: built-in defaults)")
     p.set_defaults(func=cmd_config)
 

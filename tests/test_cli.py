@@ -104,3 +104,15 @@ def test_figures_are_written_and_a_missing_source_is_an_error(tmp_path: Path, ca
     assert "figures fits: no source given" in capsys.readouterr().err
     assert main(["figures", "emission", str(tmp_path / "absent.zarr"), "--out", str(tmp_path)]) == 2
     assert "absent.zarr not found" in capsys.readouterr().err
+
+
+def test_config_cluster_shows_what_each_kind_would_submit(capsys) -> None:
+    configs = Path(__file__).parents[1] / "configs"
+    assert main(["config", "cluster", str(configs / "slurm.yaml")]) == 0
+    script = capsys.readouterr().out
+    assert "#SBATCH -p cpu" in script and "#SBATCH --cpus-per-task=32" in script and "#SBATCH --mem=120G" in script
+    assert "dask_worker <scheduler address>" in script and "--nworkers 32 --nanny" in script
+    assert "--tls-ca-file /project/lamost/.survey-scale-tls/" in script  # the configured shared folder
+    assert main(["config", "cluster", str(configs / "kubernetes.yaml")]) == 0
+    spec = capsys.readouterr().out
+    assert "kind: DaskCluster" in spec and "secretName: survey-scale-tls" in spec

@@ -164,21 +164,49 @@ def create_spectra_array(
     return array
 
 
-def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
+def is_url(path: str | Path) -> bool:
+    """Whether ``path`` is an fsspec URL (``s3://bucket/cube.zarr``, ``file:///...``), not a local path."""
+    return "://" in str(path)
+
+
+def open_group(
+    path: str | Path, mode: str = "r", storage_options: Mapping[str, Any] | None = None
+) -> zarr.Group:
     """Open a cube's root Zarr group after checking that it is a cube on the common grid.
+
+    ``path`` is a folder, or for reading (``mode="r"``) also an fsspec URL (object storage such as
+    ``s3://``, ``gs://``, ``https://``; ``storage_options`` go to fsspec). Writing needs a POSIX file
+    system, local or shared (NFS, Lustre, GPFS): the runner's atomic renames, done markers and writer lock
+    rely on it (``deploy/README.md``, "Storage").
 
     Raises
     ------
     CubeError
-        If there is no cube at ``path``.
+        If there is no cube at ``path``, or a URL is opened for writing.
     survey_scale.core.grid.GridMismatchError
         If the store records another wavelength grid.
     """
-    path = Path(path)
-    if not (path / "zarr.json").is_file():
-        raise CubeError(f"{path}: no survey_scale cube here (no zarr.json); create one with `survey-scale ingest`")
-    with _quiet_zarr():
-        root = zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
+    if is_url(path):
+        if mode != "r":
+            raise CubeError(
+                f"{path}: cubes are written on a POSIX file system (local or shared); an fsspec URL is read-only "
+                "here — run the pipeline on a shared file system and copy the finished cube to object storage"
+            )
+        try:
+            with _quiet_zarr():
+                root = zarr.open_group(
+                    str(path), mode="r", zarr_format=3, use_consolidated=False, storage_options=storage_options
+                )
+        except FileNotFoundError:
+            raise CubeError(f"{path}: no survey_scale cube here (no zarr.json)") from None
+    else:
+        path = Path(path)
+        if not (path / "zarr.json").is_file():
+            raise CubeError(
+                f"{path}: no survey_scale cube here (no zarr.json); create one with `survey-scale ingest`"
+            )
+        with _quiet_zarr():
+            root = zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
     check_grid_attrs(root.attrs, str(path))
     if "wave" not in root or root["wave"].shape != (N_WAVE,):
         raise CubeError(f"{path}: the cube has no 'wave' coordinate of {N_WAVE} pixels")
@@ -259,15 +287,22 @@ def consolidate(path: str | Path) -> None:
         zarr.consolidate_metadata(str(path))
 
 
-def open_cube(path: str | Path, *, chunks: Mapping[str, int] | None = None) -> xr.Dataset:
+def open_cube(
+    path: str | Path,
+    *,
+    chunks: Mapping[str, int] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
     """Open a cube as a lazy, Dask-backed :class:`xarray.Dataset` (SPEC §12).
 
     Parameters
     ----------
     path
-        The cube's Zarr store.
+        The cube's Zarr store: a folder, or an fsspec URL of a copy on object storage (``s3://...``).
     chunks
         Dask chunks; default one chunk per shard along ``spec`` (and the whole ``wave`` axis).
+    storage_options
+        For a URL: fsspec options (credentials, endpoint), e.g. ``{"anon": True}``.
 
     Returns
     -------
@@ -281,20 +316,21 @@ def open_cube(path: str | Path, *, chunks: Mapping[str, int] | None = None) -> x
     >>> visits = ds.isel(spec=np.flatnonzero(ds.star_id.values == "S0661558+323730"))
     >>> dr9 = ds.where(ds.release == "DR9", drop=True)
     """
-    root = open_group(path)
+    root = open_group(path, storage_options=storage_options)
+    options = {"consolidated": True, "storage_options": dict(storage_options or {}) if is_url(path) else None}
     if chunks is None:
         # Spectra variables: one Dask chunk per shard. Per-spectrum variables: their one stored chunk.
         by_shard = {name for name, a in root.arrays() if "wave" in (a.metadata.dimension_names or ())[1:]}
         others = {name for name, _ in root.arrays()} - by_shard - {"wave"}
         with _quiet_zarr():
             spectra = xr.open_zarr(
-                str(path), consolidated=True, chunks={"spec": shard_spectra(root)}, drop_variables=sorted(others)
+                str(path), chunks={"spec": shard_spectra(root)}, drop_variables=sorted(others), **options
             )
-            rest = xr.open_zarr(str(path), consolidated=True, chunks={}, drop_variables=sorted(by_shard))
+            rest = xr.open_zarr(str(path), chunks={}, drop_variables=sorted(by_shard), **options)
         ds = xr.merge([spectra, rest], combine_attrs="override", compat="override", join="exact")
     else:
         with _quiet_zarr():
-            ds = xr.open_zarr(str(path), consolidated=True, chunks=dict(chunks))
+            ds = xr.open_zarr(str(path), chunks=dict(chunks), **options)
     # Variable-length strings decode as numpy's StringDType, which many tools (``astype(str)``, pandas
     # < 3) do not take yet; object arrays of str work everywhere.
     for name, var in ds.variables.items():

@@ -7,9 +7,11 @@
 
 Each kind's module has ``start(config) -> (client, cluster or None)``; :func:`dask_client` picks it from
 :data:`KINDS`, logs the dashboard and closes both on exit (the layout of dask-jobqueue: one module per
-scheduler). The kinds that start a scheduler reachable from a network (``slurm``, ``kubernetes``) use TLS
-by default (:func:`make_security`): a Dask scheduler runs whatever it is sent, so it must refuse connections
-without the cluster's certificate. Dashboards listen on loopback unless configured otherwise.
+scheduler). The kinds that submit something (``slurm``, ``kubernetes``) also have ``preview(config) -> str``:
+the job script or the resource they would submit (:func:`preview`, ``survey-scale config cluster``).
+The kinds that start a scheduler reachable from a network (``slurm``, ``kubernetes``) use TLS by default
+(:func:`make_security`): a Dask scheduler runs whatever it is sent, so it must refuse connections without the
+cluster's certificate. Dashboards listen on loopback unless configured otherwise.
 
 Results do not depend on the kind: worker processes (the nannies of every kind) run BLAS single-threaded,
 and each torch stage sets its thread count from its configuration (``fit.threads``), never from the cluster.
@@ -79,6 +81,18 @@ def make_security(tls: TLSConfig, key: str = "cluster.tls") -> Security | None:
         tls_worker_key=private,
         require_encryption=True,
     )
+
+
+def preview(config: ClusterConfig) -> str:
+    """What the cluster kind of ``config`` would start, as text: the SLURM job script, the DaskCluster
+    resource, or a line for the kinds that submit nothing."""
+    module = importlib.import_module(KINDS[config.kind])
+    if hasattr(module, "preview"):
+        return module.preview(getattr(config, config.kind))
+    if config.kind == "address":
+        return f"# cluster.kind address: connects to {config.address.scheduler}\n"
+    n_workers = config.local.n_workers or available_cores()
+    return f"# cluster.kind local: a LocalCluster of {n_workers} workers on this machine\n"
 
 
 @contextlib.contextmanager

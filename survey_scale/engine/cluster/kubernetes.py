@@ -190,6 +190,15 @@ def cluster_spec(config: KubernetesClusterConfig, tls_secret: str | None, *, ima
     return spec
 
 
+def preview(config: KubernetesClusterConfig) -> str:
+    """The DaskCluster resource :func:`start` would create, as YAML (``survey-scale config cluster``)."""
+    import yaml
+
+    secret = tls_secret_name(config) if config.tls.enabled else None
+    spec = cluster_spec(config, secret, image=config.image or "<the image of the pod running survey-scale>")
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
 def autoscaler_spec(config: KubernetesClusterConfig) -> dict:
     """The ``DaskAutoscaler`` resource letting the operator scale between n_workers and max_workers."""
     return {

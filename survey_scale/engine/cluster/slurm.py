@@ -11,6 +11,8 @@ dask-jobqueue writes for the workers (mode 0600) into ``shared_temp_directory`` 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from typing import Any
 
 import dask
@@ -55,16 +57,33 @@ def cluster_kwargs(config: SlurmClusterConfig) -> dict[str, Any]:
     return kwargs
 
 
-def make_cluster(config: SlurmClusterConfig) -> SLURMCluster:
-    """The ``SLURMCluster`` of ``config``, with no job submitted yet (``cluster.job_script()`` shows the job)."""
+def make_cluster(config: SlurmClusterConfig, **overrides: Any) -> SLURMCluster:
+    """The ``SLURMCluster`` of ``config`` (``overrides``: other keywords), with no job submitted yet
+    (``cluster.job_script()`` shows the job)."""
     from survey_scale.engine.cluster import make_security
 
-    kwargs = cluster_kwargs(config)
+    kwargs = cluster_kwargs(config) | overrides
     if kwargs.get("cores") is None and dask.config.get("jobqueue.slurm.cores", None) is None:
         raise ConfigError("cluster.slurm.cores: not set here nor in dask's jobqueue.slurm configuration")
     if kwargs.get("memory") is None and dask.config.get("jobqueue.slurm.memory", None) is None:
         raise ConfigError("cluster.slurm.memory: not set here nor in dask's jobqueue.slurm configuration")
     return SLURMCluster(security=make_security(config.tls, "cluster.slurm.tls"), **kwargs)
+
+
+def preview(config: SlurmClusterConfig) -> str:
+    """The batch script each worker job would run (``survey-scale config cluster``); submits nothing.
+
+    Made here, where the configured interface and shared folder may not exist: the scheduler listens on
+    loopback and the TLS files go to a temporary folder, whose name is replaced by the configured one.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        options = {"host": "127.0.0.1", "dashboard": False}
+        cluster = make_cluster(config, shared_temp_directory=tmp, scheduler_options=options)
+        with cluster:
+            script, address = cluster.job_script(), cluster.scheduler_address
+        del cluster  # deletes its TLS files before their folder goes
+    shared = config.shared_temp_directory or dask.config.get("jobqueue.slurm.shared-temp-directory", None)
+    return script.replace(tmp, shared or os.getcwd()).replace(address, "<scheduler address>")
 
 
 def start(config: SlurmClusterConfig) -> tuple[Client, SLURMCluster]:
@@ -82,8 +101,9 @@ def start(config: SlurmClusterConfig) -> tuple[Client, SLURMCluster]:
         else:
             cluster.scale(jobs=config.n_jobs)
         client = Client(cluster)
-        log.info("SLURM: scheduler %s; waiting for workers (jobs: %s)", cluster.scheduler_address, job_ids(cluster))
-        client.wait_for_workers(1, timeout=config.wait_timeout_s)
+        if not config.adaptive or config.min_jobs > 0:  # adaptive from 0 jobs submits when tasks arrive
+            log.info("SLURM: scheduler %s; waiting for a worker (jobs %s)", cluster.scheduler_address, job_ids(cluster))
+            client.wait_for_workers(1, timeout=config.wait_timeout_s)
     except BaseException:
         cluster.close()
         raise
