@@ -254,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="Dask workers of the local cluster")
     steps = default_registry().names()
     p.add_argument("--until", choices=steps, help=f"last step to run (default: {steps[-1]}, all of them)")
-    p.add_argument("--refit", action="store_true", help="retrain kept models (MKs) on the whole cube")
+    p.add_argument(
+        "--refit", action="store_true", help="retrain the kept models (PCA, MKs) on the whole cube, and what they feed"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 

@@ -234,7 +234,7 @@ class RunnerConfig(_Section):
 
     lock_stale_after_s: float = Field(120.0, gt=0)
     progress: bool = Field(True, description="progress bars on long steps (--no-progress turns them off)")
-    refit: bool = Field(False, description="retrain kept models (MKs) on the whole cube (run --refit)")
+    refit: bool = Field(False, description="retrain kept models (PCA, MKs) on the whole cube (run --refit)")
 
 
 class IngestConfig(_Section):

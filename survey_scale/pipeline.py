@@ -14,7 +14,11 @@ processes only the new spectra, and a killed run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +36,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PipelineSummary:
-    """What a pipeline run did: each step's result by step name, and the model files in use."""
+    """What a pipeline run did: each step's result and wall time (s) by step name, and the model files in use."""
 
     results: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ingest(self) -> list[Any]:
@@ -56,8 +61,11 @@ def run_pipeline_with_client(
     until: str | None = None,
     registry: Registry | None = None,
     require_spectra: bool = True,
+    step_context: Callable[[str], AbstractContextManager[Any]] | None = None,
 ) -> PipelineSummary:
     """Run every step up to ``until`` (default: all) on ``client``; the caller holds the writer lock.
+
+    ``step_context(name)``, if given, wraps each step (e.g. Dask's ``MemorySampler.sample``).
 
     Raises
     ------
@@ -75,7 +83,10 @@ def run_pipeline_with_client(
                 f"step {step.name} needs the model(s) {', '.join(missing)}, which no step before it made"
             )
         log.debug("step %s: %s", step.name, step.description)
-        summary.results[step.name] = step.resolve()(config, engine)
+        start = time.perf_counter()
+        with step_context(step.name) if step_context else contextlib.nullcontext():
+            summary.results[step.name] = step.resolve()(config, engine)
+        summary.seconds[step.name] = time.perf_counter() - start
         if require_spectra and engine.n_spectra() == 0:
             raise PipelineError(
                 f"{engine.cube}: the cube holds no spectra; ingest some first (ingest.input or --input)"
@@ -85,8 +96,8 @@ def run_pipeline_with_client(
 
 def run_pipeline(config: Config, **options: Any) -> PipelineSummary:
     """Run the pipeline with the cluster of ``config.cluster``, under the cube's writer lock (the cube is
-    created if missing); ``options`` (``progress``, ``until``, ``registry``, ``require_spectra``) as for
-    :func:`run_pipeline_with_client`."""
+    created if missing); ``options`` (``progress``, ``until``, ``registry``, ``require_spectra``,
+    ``step_context``) as for :func:`run_pipeline_with_client`."""
     from survey_scale.engine.cluster import dask_client
     from survey_scale.store.lock import WriterLock
 

@@ -357,7 +357,7 @@ class DaskEngine:
         start, stop = rows if rows is not None else (0, n)
         provenance = stage_provenance(stage, input_provenance(root, stage))
         chunks = chunk_bounds(start, stop, shard_spectra(root))
-        pending = [(a, b) for a, b in chunks if not self.bookkeeping.marker_matches(stage.name, a, b, provenance)]
+        pending = [p for p in (self._pending_rows(stage.name, a, b, provenance) for a, b in chunks) if p]
         log.info(
             "%s: %d of %d chunks to compute (%d up to date), rows %d:%d",
             stage.name,
@@ -412,6 +412,16 @@ class DaskEngine:
         return StageSummary(
             stage.name, len(chunks), len(chunks) - len(pending), len(pending), n_rejects, time.perf_counter() - t0
         )
+
+    def _pending_rows(self, stage: str, start: int, stop: int, provenance: Mapping[str, Any]) -> tuple[int, int] | None:
+        """The rows of chunk [start, stop) still to compute: none if done; past its done leading chunks if it
+        has some (the cube's partial last shard before an append keeps its rows and their bits); else all."""
+        first = start
+        while first < stop and (done := self.bookkeeping.done_stop(stage, first, provenance)) is not None:
+            if not first < done <= stop:
+                break
+            first = done
+        return None if first == stop else (first, stop)
 
     def map_tasks(
         self,

@@ -247,8 +247,9 @@ def train_mks_model(config: Config, engine: Engine, key: str) -> tuple[MKsModel,
 def model_key(config: Config, engine: Engine) -> str:
     """The MKs model's key: its settings and the provenance of what it trains on — not the cube's rows (an
     append re-uses the model)."""
-    # Not the PCA's model hash: an append refits the PCA (its reconstructions barely move) and must not retrain.
-    kept = ("provenance_stage_version", "provenance_config_hash", "provenance_params")
+    # The PCA model is in (its hash): it is kept across appends and changes only when retrained (new settings,
+    # --refit), which changes every pca_flux. Not the rows, nor when they were written.
+    kept = ("provenance_stage_version", "provenance_config_hash", "provenance_params", "provenance_model_hashes")
     stamps = {
         name: {k: v for k, v in engine.variable_attrs(name).items() if k in kept}
         for name in ("pca_flux", "mks_geo", "em_flag")

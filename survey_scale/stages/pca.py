@@ -92,12 +92,28 @@ def build_pca_models(config: Config, engine: Engine) -> Path:
     with EW up to 50 Å, a second refit halves the scatter of the Hα prediction, hence ``pca.n_refits: 2``.
     The final model carries the flag thresholds derived from its unflagged candidates. Every pass is saved
     (``pca-passN.npz``) and reused while its inputs are unchanged.
+
+    Once made, the final model is kept across appends (SPEC §11: trained models are re-used for the new
+    spectra, which alone then go through the ``pca`` stage) while the PCA and emission settings and the
+    normalization are unchanged; ``runner.refit`` (``survey-scale run --refit``) trains it again on the
+    whole cube, and then every spectrum is reconstructed again with it.
     """
     cfg, em_cfg = config.pca, config.emission
+    norm_hash = engine.variable_attrs("norm_flux").get("provenance_config_hash", "")
+    settings_key = stable_hash(PCA_STAGE_VERSION, cfg.model_dump_json(), em_cfg.model_dump_json(), norm_hash)
+    final = engine.model_path(PCA_MODEL_FILE)
+    if final.exists() and not config.runner.refit:
+        kept = PCAModel.load(final)
+        if kept.meta.get("settings_key") == settings_key:
+            log.info(
+                "PCA: the model trained on %d spectra is kept (runner.refit / run --refit trains it again on the "
+                "whole cube)",
+                kept.meta.get("n_train", -1),
+            )
+            return final
     rows = pca_candidates(engine, cfg)
     specids = engine.read_column("specid")[rows].astype(str)
-    norm_hash = engine.variable_attrs("norm_flux").get("provenance_config_hash", "")
-    key = stable_hash(specids, cfg.model_dump_json(), em_cfg.model_dump_json(), norm_hash)
+    key = stable_hash(specids, settings_key)
     train = rows
     for n in range(1, cfg.n_refits + 2):
         key = stable_hash(f"pass{n}", key, specids[np.isin(rows, train)])
@@ -144,7 +160,6 @@ def build_pca_models(config: Config, engine: Engine) -> Path:
         if n == cfg.n_refits + 1 or np.array_equal(unflagged, train):
             break
         train = unflagged
-    final = engine.model_path(PCA_MODEL_FILE)
     keep = np.isin(rows, unflagged)
     model.meta["thresholds"] = derive_thresholds(
         {k: v[keep] for k, v in stats.items()}, em_cfg.bad_n_sigma, em_cfg.bad_local_n_sigma
@@ -156,6 +171,7 @@ def build_pca_models(config: Config, engine: Engine) -> Path:
         f"chi2) or pca_local_z > 10**(median + {em_cfg.bad_local_n_sigma} x 1.4826 MAD of log10 z)"
     )
     model.meta["final_pass"] = n
+    model.meta["settings_key"] = settings_key
     if not final.exists() or PCAModel.load(final).meta != model.meta:
         model.save(final)
     return final

@@ -76,13 +76,30 @@ class Bookkeeping:
 
     # --- stage chunks ------------------------------------------------------------------------------------
 
+    def _marker(self, stage: str, start: int) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._marker_path(stage, start).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def done_stop(self, stage: str, start: int, provenance: Mapping[str, Any]) -> int | None:
+        """The end of the chunk of ``stage`` starting at row ``start`` if it is marked done with this
+        provenance, else None."""
+        marker = self._marker(stage, start)
+        if marker is None or not all(marker.get(k) == v for k, v in provenance.items()):
+            return None
+        return int(marker["stop"])
+
     def marker_matches(self, stage: str, start: int, stop: int, provenance: Mapping[str, Any]) -> bool:
         """True if rows [start, stop) carry a done marker of ``stage`` with this provenance."""
-        try:
-            marker = json.loads(self._marker_path(stage, start).read_text())
-        except (OSError, ValueError):
-            return False
-        return marker.get("stop") == stop and all(marker.get(k) == v for k, v in provenance.items())
+        return self.done_stop(stage, start, provenance) == stop
+
+    def _forget_chunks(self, stage: str, start: int, stop: int) -> None:
+        # Markers first: a chunk whose result is gone but whose marker stayed would count as done.
+        for kind, suffix in (("markers", "json"), ("results", "npz")):
+            for path in (self.root / kind / stage).glob(f"rows-*.{suffix}"):
+                if start <= int(path.stem[5:]) < stop:
+                    path.unlink(missing_ok=True)
 
     def record_chunk(
         self,
@@ -94,7 +111,12 @@ class Bookkeeping:
         provenance: Mapping[str, Any],
         started: float,
     ) -> None:
-        """Save a written chunk's per-spectrum outputs and rejects (rows in the cube), then its done marker."""
+        """Save a written chunk's per-spectrum outputs and rejects (rows in the cube), then its done marker.
+
+        Chunks recorded before inside rows [start, stop) (other extents, e.g. the partial last shard before
+        an append) are forgotten first, so a kill at any point leaves their rows unmarked.
+        """
+        self._forget_chunks(stage, start, stop)
         arrays = {
             "_start": np.int64(start),
             "_stop": np.int64(stop),
@@ -116,11 +138,14 @@ class Bookkeeping:
         atomic_write_bytes(self._marker_path(stage, start), json.dumps(marker, sort_keys=True).encode())
 
     def chunk_results(self, stage: str) -> list[dict[str, np.ndarray]]:
-        """The saved chunk results of ``stage`` in row order."""
+        """The saved results of the chunks of ``stage`` marked done, in row order."""
         results = []
         for path in sorted((self.root / "results" / stage).glob("rows-*.npz")):
             with np.load(path, allow_pickle=False) as z:
-                results.append({k: z[k] for k in z.files})
+                result = {k: z[k] for k in z.files}
+            marker = self._marker(stage, int(result["_start"]))
+            if marker is not None and marker["stop"] == int(result["_stop"]):  # else: left by a killed write
+                results.append(result)
         return results
 
     def stages_done(self) -> dict[str, dict[str, int]]:

@@ -91,6 +91,40 @@ def test_rerun_skips_done_chunks_and_recomputes_stale_ones(cube: Path, client) -
     np.testing.assert_allclose(open_cube(cube).scaled.values, before * 1.5, rtol=1e-6)
 
 
+def _centred(inputs, params, ctx):
+    # depends on which rows share a call, as a batched fit's rounding does
+    return StageResult({"centred": inputs["flux"][:, 0] - inputs["flux"][:, 0].mean() + params["offset"]})
+
+
+def centred_stage(offset: float = 0.0) -> Stage:
+    return Stage("centred", "1", _centred, inputs=("flux",), outputs=(Output("centred", "float64"),),
+                 params={"offset": offset})  # fmt: skip
+
+
+def test_an_append_keeps_the_rows_of_a_partial_last_shard(cube: Path, client) -> None:
+    """After an append, the shard that was the cube's partial last one computes only its new rows: the old
+    rows keep their values bit for bit. A later change of settings recomputes the whole shard again."""
+    run_stage(cube, centred_stage(), client, progress=False)  # chunks 0:4, 4:8, 8:10
+    before = open_cube(cube).centred.values
+    resize_spec(cube, 13)
+    root = zarr.open_group(str(cube), mode="r+")
+    root["flux"][10:] = np.random.default_rng(2).normal(1.0, 0.1, (3, 3802)).astype(np.float32)
+    summary = run_stage(cube, centred_stage(), client, progress=False)
+    assert (summary.n_chunks, summary.n_computed) == (4, 2)  # rows 10:12 of shard 8:12, and 12:13
+    after = open_cube(cube).centred.values
+    np.testing.assert_array_equal(after[:10], before)
+    flux0 = open_cube(cube).flux.values[:, 0].astype(np.float64)
+    np.testing.assert_allclose(after[10:12], flux0[10:12] - flux0[10:12].mean(), atol=1e-6)
+    markers = sorted(p.name for p in (cube / "_survey_scale/markers/centred").iterdir())
+    assert markers == [f"rows-{r:010d}.json" for r in (0, 4, 8, 10, 12)]
+    assert run_stage(cube, centred_stage(), client, progress=False).n_computed == 0
+    summary = run_stage(cube, centred_stage(offset=1.0), client, progress=False)  # stale: whole shards again
+    assert (summary.n_chunks, summary.n_computed) == (4, 4)
+    markers = sorted(p.name for p in (cube / "_survey_scale/markers/centred").iterdir())
+    assert markers == [f"rows-{r:010d}.json" for r in (0, 4, 8, 12)]
+    np.testing.assert_allclose(open_cube(cube).centred.values[8:12], flux0[8:12] - flux0[8:12].mean() + 1.0, atol=1e-6)
+
+
 def test_model_hash_in_provenance_and_loaded_on_workers(cube: Path, tmp_path: Path, client) -> None:
     model = tmp_path / "offset.txt"
     model.write_text("10.0")
