@@ -12,7 +12,8 @@ import pytest
 import zarr
 from distributed import Client, LocalCluster
 
-from survey_scale.config import Config, load_config
+from survey_scale.config import Config, CubeConfig, load_config
+from survey_scale.store.cube import create_cube, resize_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -57,6 +58,15 @@ def small_config(tmp_path: Path, **overrides) -> Config:
     }
     values.update(overrides)
     return load_config(None, values)
+
+
+def flux_cube(path: Path, n: int = 10) -> Path:
+    """A cube of ``n`` spectra of random flux around 1 in shards of 4 (seed 1); nothing else written."""
+    create_cube(path, CubeConfig(shard_spectra=4, inner_chunk_spectra=2))
+    resize_spec(path, n)
+    root = zarr.open_group(str(path), mode="r+")
+    root["flux"][:] = np.random.default_rng(1).normal(1.0, 0.1, (n, 3802)).astype(np.float32)
+    return path
 
 
 def store_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import zarr
 
-from survey_scale.config import CubeConfig
 from survey_scale.engine.contracts import ModelRef, Output, Stage, StageError, StageResult
 from survey_scale.engine.runner import chunk_bounds, run_stage
-from survey_scale.store.cube import create_cube, open_cube, open_rejects, resize_spec
+from survey_scale.store.cube import open_cube, open_rejects, resize_spec
+from tests.conftest import flux_cube
 
 
 def _toy(inputs, params, ctx):
@@ -43,14 +43,9 @@ def toy_stage(scale: float = 2.0, model: Path | None = None) -> Stage:
 
 @pytest.fixture
 def cube(tmp_path: Path) -> Path:
-    path = tmp_path / "cube.zarr"
-    create_cube(path, CubeConfig(shard_spectra=4, inner_chunk_spectra=2))
-    resize_spec(path, 10)
+    path = flux_cube(tmp_path / "cube.zarr")
     root = zarr.open_group(str(path), mode="r+")
-    rng = np.random.default_rng(1)
-    flux = rng.normal(1.0, 0.1, (10, 3802)).astype(np.float32)
-    flux[7] -= 2.0  # one spectrum with a negative mean: the toy stage rejects it
-    root["flux"][:] = flux
+    root["flux"][7] -= 2.0  # one spectrum with a negative mean: the toy stage rejects it
     return path
 
 

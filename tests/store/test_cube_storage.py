@@ -8,19 +8,14 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
-import zarr
 
-from survey_scale.config import CubeConfig
-from survey_scale.store.cube import CubeError, consolidate, create_cube, open_cube, open_group, resize_spec
+from survey_scale.store.cube import CubeError, consolidate, open_cube, open_group
+from tests.conftest import flux_cube
 
 
 @pytest.fixture
 def cube(tmp_path: Path) -> Path:
-    path = tmp_path / "cube.zarr"
-    create_cube(path, CubeConfig(shard_spectra=4, inner_chunk_spectra=2))
-    resize_spec(path, 10)
-    root = zarr.open_group(str(path), mode="r+")
-    root["flux"][:] = np.random.default_rng(1).normal(1.0, 0.1, (10, 3802)).astype(np.float32)
+    path = flux_cube(tmp_path / "cube.zarr")
     consolidate(path)
     return path
 
