@@ -145,11 +145,14 @@ def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] 
 
 
 def plot_kiel(cube: str | Path, path: str | Path, min_snr: float = 20.0) -> Path:
-    """P2 Fig. 13 analogue: Teff–log g of the fitted spectra with S/N > ``min_snr`` (unflagged fits)."""
+    """P2 Fig. 13 analogue: Teff–log g of the fitted spectra with S/N > ``min_snr`` (P2 §5.1's final sample,
+    :func:`survey_scale.products.figures.labels.good_fits`)."""
+    from survey_scale.products.figures.labels import good_fits
+
     ds = open_cube(cube)
     names = list(ds.label.values)
     labels = ds.labels.values
-    ok = (ds.snr_g.values > min_snr) & (ds.fit_flags.values == 0) & np.all(np.isfinite(labels), axis=1)
+    ok = (ds.snr_g.values > min_snr) & good_fits(ds)
     teff, logg = labels[ok, names.index("teff")], labels[ok, names.index("logg")]
     fig, ax = plt.subplots(figsize=(6, 5))
     points = ax.scatter(teff, logg, s=3, c=labels[ok, names.index("fe_h")], cmap="viridis", rasterized=True)
@@ -164,5 +167,5 @@ def plot_kiel(cube: str | Path, path: str | Path, min_snr: float = 20.0) -> Path
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("Teff (K)")
     ax.set_ylabel("log g")
-    ax.set_title(f"Kiel diagram of the label fits ({ok.sum()} spectra, S/N > {min_snr:.0f}; P2 Fig. 13)", fontsize=9)
+    ax.set_title(f"Kiel diagram, final sample ({ok.sum()} spectra, S/N > {min_snr:.0f}; P2 Fig. 13)", fontsize=9)
     return save_png(fig, path, tight=True)
