@@ -86,6 +86,10 @@ def test_errors_exit_2_with_a_message(tmp_path: Path, capsys) -> None:
     assert main(["export", str(tmp_path / "nothing.zarr"), "--format", "fits,votable"]) == 2
     assert "export.formats" in capsys.readouterr().err
     assert main(["config", "check", str(Path(__file__).parents[1] / "configs" / "default.yaml")]) == 0
+    assert main(["report", str(tmp_path / "nothing.zarr"), "--out", str(tmp_path / "report")]) == 2
+    assert "no survey_scale cube here" in capsys.readouterr().err and not (tmp_path / "report").exists()
+    assert main(["fit", "--cube", str(tmp_path / "nothing.zarr")]) == 2
+    assert "nothing.zarr: no cube there (survey-scale ingest makes one)" in capsys.readouterr().err
 
 
 def test_a_store_with_another_grid_is_refused(tmp_path: Path, capsys) -> None:

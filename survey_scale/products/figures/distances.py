@@ -212,16 +212,28 @@ def plot_distance_precision(cube: str | Path, path: str | Path, max_points: int 
 
 def plot_xy_map(cube: str | Path, path: str | Path, max_points: int = 500_000, max_precision: float = 0.3) -> Path:
     """P1 Fig. 12 analogue: the stars (highest-S/N visit) whose distance is known to ``max_precision``
-    ((d84 − d16)/2d) in Galactic X, Y, coloured by Z; the Sun marked."""
+    ((d84 − d16)/2d) in Galactic X, Y, coloured by Z; the Sun marked, dashed rings every kpc from it. The axes
+    span the central 99 % of the stars (the few beyond are counted in the title)."""
     d = _columns(Path(cube), ("X", "Y", "Z", "uniqflag", "dis", "dis_low", "dis_high"), max_points)
     precision = 0.5 * (d["dis_high"] - d["dis_low"]) / d["dis"]
     d = d[np.isfinite(d["X"]) & (d["uniqflag"] == 1) & (precision < max_precision)]
+    sun = -8.1
+    reach = float(np.nanpercentile(np.hypot(d["X"] - sun, d["Y"]), 99.0)) * 1.1 if len(d) else 2.0
+    reach = max(2.0, reach)
+    outside = int((np.hypot(d["X"] - sun, d["Y"]) > reach).sum())
     fig, ax = plt.subplots(figsize=(6.5, 6))
-    sc = ax.scatter(d["X"], d["Y"], c=np.clip(d["Z"], -0.5, 0.5), s=2, cmap="coolwarm", rasterized=True)
-    ax.plot([-8.1], [0.0], marker="*", c="gold", ms=14, mec="k")
+    sc = ax.scatter(d["X"], d["Y"], c=np.clip(d["Z"], -0.5, 0.5), s=3, cmap="coolwarm", rasterized=True)
+    theta = np.linspace(0, 2 * np.pi, 361)
+    for r in range(1, int(reach) + 1):
+        ax.plot(sun + r * np.cos(theta), r * np.sin(theta), ls="--", lw=0.4, c="0.7", zorder=0)
+    ax.plot([sun], [0.0], marker="*", c="gold", ms=14, mec="k")
     fig.colorbar(sc, ax=ax, label="Z [kpc] (clipped to ±0.5)")
+    ax.set_xlim(sun - reach, sun + reach)
+    ax.set_ylim(-reach, reach)
     ax.set_xlabel("X [kpc] (Sun at −8.1)")
     ax.set_ylabel("Y [kpc]")
     ax.set_aspect("equal")
-    ax.set_title(f"{len(d)} stars with distances to {max_precision:.0%} in Galactic X–Y (P1 Fig. 12)", fontsize=10)
+    beyond = f" ({outside} beyond the frame)" if outside else ""
+    ax.set_title(f"{len(d)} stars with distances to {max_precision:.0%}{beyond}\nrings every kpc from the Sun "
+                 "(P1 Fig. 12)", fontsize=9)  # fmt: skip
     return save_png(fig, path, tight=True)

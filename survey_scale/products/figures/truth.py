@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
@@ -87,6 +88,10 @@ def plot_labels_vs_truth(cube: str | Path, truth: str | Path, path: str | Path, 
             ax.set_ylim(med - 6 * sig, med + 6 * sig)
         ax.set_ylabel(f"Δ{name} [{unit}]", fontsize=8)
         ax.set_xscale("log")
+        ticks = [t for t in (7000, 10000, 15000, 20000, 30000, 45000) if teff_true.size and
+                 0.9 * teff_true.min() < t < 1.1 * teff_true.max()]  # fmt: skip
+        ax.set_xticks(ticks, [f"{t // 1000}k" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for ax in axes.flat[len(names) :]:
         ax.axis("off")
     for ax in axes[-1]:
