@@ -1,4 +1,5 @@
-"""``survey-scale report``: the HTML page and its figures on a small pipeline cube, whole and partial."""
+"""``survey-scale report``: the HTML page and its figures on a small pipeline cube, partial here and whole in
+tests/test_pipeline.py (:func:`check_whole_report`, on the cube that test makes)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import matplotlib.image
 import numpy as np
-import pytest
 
 from survey_scale.cli import main
 from survey_scale.config import load_config
@@ -16,7 +16,6 @@ from survey_scale.pipeline import run_pipeline_with_client
 from survey_scale.products.report import FIGURES, write_report
 from survey_scale.stages.registry import default_registry
 from survey_scale.store.cube import create_cube, open_cube
-from tests.test_pipeline import _config
 
 PAPER_FIGURES = ("P1 Fig. 2", "P1 Fig. 3", "P1 Fig. 4", "P1 Fig. 5", "P1 Fig. 8", "P1 Fig. 10", "P1 Fig. 11",
                  "P1 Fig. 12", "P2 Fig. 3", "P2 Figs. 4–5", "P2 Fig. 8", "P2 Fig. 10", "P2 Fig. 13", "P2 Fig. 16",
@@ -67,14 +66,11 @@ def test_a_partial_cube_gets_a_report_that_names_the_missing_steps(tmp_path: Pat
     assert "No emulator file yet" in html and "None yet" in html  # the sections say what is not there
 
 
-@pytest.mark.slow
-def test_the_report_of_a_whole_run_shows_every_figure_and_the_run_summary(tmp_path: Path, client) -> None:
-    release = make_release(tmp_path / "mock", 120, seed=21, release="MOCK1").outdir
-    config = _config(tmp_path, release)
-    create_cube(config.cube.path, config.cube)
-    run_pipeline_with_client(config, client, progress=False)
-    out = tmp_path / "report"
-    assert main(["report", config.cube.path, "--out", str(out), "--truth", str(release)]) == 0
+def check_whole_report(cube: Path, truth: Path, out: Path) -> None:
+    """``survey-scale report`` of a cube on which every step ran, made from the mock release ``truth``: every
+    figure drawn and real, the papers' figures named, the run summary complete. tests/test_pipeline.py calls
+    it on its cube (a second pipeline run only for the report would double the test's time)."""
+    assert main(["report", str(cube), "--out", str(out), "--truth", str(truth)]) == 0
     html = (out / "report.html").read_text()
     assert _drawn(html) == [f"{spec.name}.png" for spec in FIGURES]  # the truth figures included
     for name in _drawn(html):
@@ -83,7 +79,7 @@ def test_the_report_of_a_whole_run_shows_every_figure_and_the_run_summary(tmp_pa
     for paper in PAPER_FIGURES:
         assert f'<span class="paper">{paper} analogue.</span>' in html, paper
     # the run summary: counts, every step done with its timings and provenance, rejects, emulator, reductions
-    ds = open_cube(config.cube.path)
+    ds = open_cube(cube)
     assert f'{ds.sizes["spec"]:,}</div><div class="label">spectra' in html
     assert f'{len(set(ds.star_id.values))}</div><div class="label">stars' in html
     steps = html[html.index('id="steps"') : html.index('id="rejects"')]

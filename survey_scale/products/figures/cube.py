@@ -102,7 +102,7 @@ def plot_reconstructions(cube: str | Path, path: str | Path, rows: tuple[int, in
 def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] | None = None) -> Path:
     """P2 Fig. 8 analogue: spectra with their best-fit emulator model, the fit's masked regions shaded
     (and, for a star with an H-masked weight, the hydrogen windows). Default: the highest-S/N B star and
-    the highest-S/N early A star (Teff 8,000–11,000 K)."""
+    the highest-S/N early A star (Teff 8,000–11,000 K), else the two highest-S/N fitted spectra."""
     from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
 
     ds = open_cube(cube)
@@ -117,6 +117,11 @@ def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] 
             sel = np.flatnonzero((teff > lo) & (teff < hi) & (ds.em_flag.values == 0))
             if sel.size:
                 picks.append(int(sel[np.argmax(snr[sel])]))
+        if not picks:  # no B or early A star among the fits: the best-observed fitted spectra, whatever their Teff
+            fitted = np.flatnonzero(np.isfinite(teff))
+            picks = [int(r) for r in fitted[np.argsort(-snr[fitted], kind="stable")][:2]]
+        if not picks:
+            raise FileNotFoundError(f"{cube}: no spectrum has fitted labels to show")
         rows = tuple(picks)
     fit_mask = window_mask(wave, FIT_WINDOWS)
     h_mask = window_mask(wave, HYDROGEN_WINDOWS)

@@ -57,6 +57,7 @@ def plot_repeat_precision(cube: str | Path, path: str | Path) -> Path:
         lim = 5 * np.nanmax(sig) if np.isfinite(sig).any() else 1.0
         ax.set_ylim(-lim, lim)
         ax.set_xscale("log")
+        ax.set_xlim(edges[0], edges[-1])  # also when no pair passes (an empty log axis has no limits)
         ax.set_ylabel(f"Δ{LABEL_TEX.get(name, name)} [{LABEL_UNITS.get(name, '')}]", fontsize=8)
     for ax in axes.flat[len(names) :]:
         ax.axis("off")

@@ -81,15 +81,17 @@ def plot_labels_vs_truth(cube: str | Path, truth: str | Path, path: str | Path, 
         points = ax.scatter(teff_true, delta, s=3, c=np.log10(d["snr_g"]), cmap="viridis", vmin=np.log10(min_snr),
                             vmax=np.log10(300), rasterized=True)  # fmt: skip
         ax.axhline(0.0, c="k", lw=0.6)
-        med, sig = np.nanmedian(delta), robust_sigma(delta[np.isfinite(delta)])
+        finite = delta[np.isfinite(delta)]
+        med, sig = (np.median(finite), robust_sigma(finite)) if finite.size else (np.nan, np.nan)
         text = f"{med:+.3f} ± {sig:.3f}" if name in ("teff", "logg", "he_frac") else f"{med:+.2f} ± {sig:.2f}"
         ax.text(0.03, 0.93, text, transform=ax.transAxes, va="top", fontsize=8, color="tab:red")
         if np.isfinite(sig) and sig > 0:
             ax.set_ylim(med - 6 * sig, med + 6 * sig)
         ax.set_ylabel(f"Δ{name} [{unit}]", fontsize=8)
         ax.set_xscale("log")
-        ticks = [t for t in (7000, 10000, 15000, 20000, 30000, 45000) if teff_true.size and
-                 0.9 * teff_true.min() < t < 1.1 * teff_true.max()]  # fmt: skip
+        lo, hi = (0.9 * teff_true.min(), 1.1 * teff_true.max()) if teff_true.size else (6500.0, 50000.0)
+        ax.set_xlim(lo, hi)
+        ticks = [t for t in (7000, 10000, 15000, 20000, 30000, 45000) if lo < t < hi]
         ax.set_xticks(ticks, [f"{t // 1000}k" for t in ticks])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for ax in axes.flat[len(names) :]:
