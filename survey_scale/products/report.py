@@ -290,6 +290,16 @@ def _seconds(value: float | None) -> str:
     return f"{value:.1f} s" if value >= 1 else f"{value:.2f} s"
 
 
+def _when(stamp: str | None) -> str:
+    """An ISO time stamp of the bookkeeping (UTC) as "2026-01-31 12:34 UTC"."""
+    if not stamp:
+        return "?"
+    try:
+        return datetime.fromisoformat(stamp).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return stamp
+
+
 def _counts(state: CubeState) -> dict[str, Any]:
     root = state.root
     counts: dict[str, Any] = {"spectra": state.n, "stars": 0, "releases": []}
@@ -328,7 +338,7 @@ def _step_rows(state: CubeState, statuses: list[StepStatus]) -> list[dict[str, A
             provenance.append(
                 f"stage {stage} v{prov.get('stage_version', '?')}, config {_short(prov.get('config_hash'))}"
                 + "".join(f", {name} {_short(sha)}" for name, sha in models.items())
-                + f", code {prov.get('code_version', '?')}, {prov.get('updated', '?')}"
+                + f", code {prov.get('code_version', '?')}, {_when(prov.get('updated'))}"
             )
             for marker in state.books.chunk_markers(stage):
                 n_chunks += 1
@@ -340,10 +350,13 @@ def _step_rows(state: CubeState, statuses: list[StepStatus]) -> list[dict[str, A
                 record = state.models.get(item.item[6:])
                 provenance.append(
                     f"{item.item[6:]} model {Path(record['path']).name}, sha256 {_short(record['sha256'])}, "
-                    f"{record['updated']}"
+                    f"{_when(record['updated'])}"
                     if record
                     else f"{item.item[6:]} model: {item.detail}"
                 )
+        for item in status.items:
+            if item.item.startswith("catalog:") and item.state == DONE:
+                provenance.append(f"{item.item[8:]}: {item.detail}")
         if not status.stages:  # variables written whole by a reduction carry their own stamp
             for item in status.items:
                 if item.item.startswith(("model:", "catalog:")) or item.item not in state.root:
@@ -352,7 +365,7 @@ def _step_rows(state: CubeState, statuses: list[StepStatus]) -> list[dict[str, A
                 if "provenance_key" in attrs:
                     provenance.append(
                         f"key {_short(attrs['provenance_key'])}, code {attrs.get('provenance_code_version', '?')}, "
-                        f"{attrs.get('provenance_updated', '?')}"
+                        f"{_when(attrs.get('provenance_updated'))}"
                     )
                     break
         produced = [i.item for i in status.items]
@@ -367,13 +380,14 @@ def _step_rows(state: CubeState, statuses: list[StepStatus]) -> list[dict[str, A
                 else "",
                 "provenance": provenance,
                 "last_run": _seconds(last["seconds"]) if last else "—",
-                "last_run_when": last.get("finished", "") if last else "",
+                "last_run_when": _when(last.get("finished")) if last else "",
                 "last_run_detail": _run_detail(last) if last else "no run recorded",
                 "last_compute": _seconds(computed[-1]["seconds"]) if computed and computed[-1] is not last else "",
                 "chunks": n_chunks,
                 "chunk_total": _seconds(sum(chunk_times)) if chunk_times else "—",
                 "chunk_median": _seconds(statistics.median(chunk_times)) if chunk_times else "—",
                 "rate": f"{n_rows / sum(chunk_times):,.0f}" if chunk_times and sum(chunk_times) > 0 else "—",
+                "computing_seconds": computed[-1]["seconds"] if computed else None,
             }
         )
     return rows
@@ -489,7 +503,7 @@ def _reductions(state: CubeState) -> dict[str, Any]:
             "summary": f"3rd-order polynomials of log10 median and log10 dispersion of χ² in (log10 Teff, log10 S/N) "
             f"over {chi2['n_cells']} cells of {chi2['n_spectra']:,} fits; log Teff {x0:.3f}–{x1:.3f}, "
             f"log S/N {y0:.2f}–{y1:.2f}; {chi2['median']['n_clipped']} + {chi2['sigma']['n_clipped']} cells "
-            f"clipped; updated {chi2.get('updated')}"
+            f"clipped; updated {_when(chi2.get('updated'))}"
             + (f"; flag_chi2ratio = 1 for {100 * flagged:.2f} % of the spectra" if flagged is not None else ""),
             "median": _poly(chi2["median"]),
             "sigma": _poly(chi2["sigma"]),
@@ -500,7 +514,7 @@ def _reductions(state: CubeState) -> dict[str, Any]:
         edges = table["snr_edges"]
         out["repeats"] = {
             "summary": f"{rep['n_pairs']:,} repeat pairs ({rep['selection']}); precision = robust scatter / √2 for "
-            f"Teff > {rep['teff_min']:g} K; updated {rep.get('updated')}",
+            f"Teff > {rep['teff_min']:g} K; updated {_when(rep.get('updated'))}",
             "labels": labels,
             "rows": [
                 {
@@ -522,7 +536,7 @@ def _reductions(state: CubeState) -> dict[str, Any]:
     if cal := reductions.get("error_calibration"):
         out["calibration"] = {
             "summary": f"log10 of the scale of the formal errors, 3rd-order polynomials in (log10 Teff, log10 S/N) "
-            f"from {cal['n_pairs']:,} pairs; updated {cal.get('updated')}",
+            f"from {cal['n_pairs']:,} pairs; updated {_when(cal.get('updated'))}",
             "rows": [
                 (label, "formal errors kept (too few pairs)" if poly is None else _poly(poly))
                 for label, poly in zip(cal["label_names"], cal["log_scale"], strict=True)
@@ -555,7 +569,7 @@ def _reductions(state: CubeState) -> dict[str, Any]:
                 f"{mks['n_train_before_binary_cuts'] - mks['n_train']:,} binaries removed in "
                 f"{len(mks['binary_iterations'])} iterations), {mks['n_test']:,} test spectra; {mks['selection']}"
                 + (f"; trained in {_seconds(mks['seconds'])}" if "seconds" in mks else "")
-                + f"; updated {mks.get('updated')}",
+                + f"; updated {_when(mks.get('updated'))}",
                 "networks": networks,
                 "p1": f"P1 (Fig. 8): σ_int = {P1_MKS_POSTERIOR['sigma_int']} mag, σ_s100 = "
                 f"{P1_MKS_POSTERIOR['sigma_s100']} mag",
