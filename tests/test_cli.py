@@ -140,7 +140,7 @@ def test_step_commands_check_what_they_need_and_use_the_recorded_models(tmp_path
         f"cube: {{path: {cube}, shard_spectra: 16, inner_chunk_spectra: 8}}\n"
         "cluster: {local: {n_workers: 1, processes: false, dashboard_address: null}}\n"
         "runner: {progress: false}\n"
-        "pca: {n_components: 4, min_snr: 5.0, block_spectra: 16}\n"
+        "pca: {n_components: 4, min_snr: 5.0, block_spectra: 16, n_refits: 0}\n"
     )
     files = ["--input", str(mock / "spectra"), "--catalog", str(mock / "catalog.csv")]
     assert main(["ingest", "--config", str(config), *files, "--crossmatch", str(mock / "crossmatch.parquet")]) == 0

@@ -49,6 +49,7 @@ def test_a_partial_cube_gets_a_report_that_names_the_missing_steps(tmp_path: Pat
             "pca.n_components": 5,
             "pca.min_snr": 10.0,
             "pca.block_spectra": 32,
+            "pca.n_refits": 0,
         },
     )
     create_cube(config.cube.path, config.cube)
