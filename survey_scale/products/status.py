@@ -95,13 +95,15 @@ class CubeState:
     def _catalog(self, item: str, producer: str | None) -> ItemStatus:
         runs = self.books.step_history(producer) if producer else []
         outputs = (runs[-1].get("outputs") or {}) if runs else {}
-        files = [Path(p) for p in outputs.values()]
+        name = item[8:]
+        files = [Path(p) for p in outputs.values() if Path(p).name.startswith(name)]
         if files and all(p.exists() for p in files):
-            return ItemStatus(item, DONE, ", ".join(str(p) for p in files))
+            folders = sorted({str(p.parent) for p in files})
+            return ItemStatus(item, DONE, f"{', '.join(sorted(p.name for p in files))} in {', '.join(folders)}")
         if files:
             return ItemStatus(item, MISSING, "the recorded catalog files are gone")
         # a cube exported before step runs were recorded: the default folder, "catalogs" beside the cube
-        found = [p for p in (self.cube.parent / "catalogs").glob(f"{item[8:]}.*") if p.suffix in (".parquet", ".fits")]
+        found = [p for p in (self.cube.parent / "catalogs").glob(f"{name}.*") if p.suffix in (".parquet", ".fits")]
         if found:
             return ItemStatus(item, DONE, f"{found[0].parent} (found in the default folder; no export recorded)")
         return ItemStatus(item, MISSING, "no export recorded")

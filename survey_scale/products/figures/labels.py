@@ -108,7 +108,7 @@ def plot_vsini(cube: str | Path, path: str | Path, min_snr: float = 50.0) -> Pat
     for (lo, hi), colour in zip(VSINI_TEFF_RANGES, ("tab:red", "tab:orange", "tab:green", "tab:blue"), strict=True):
         sel = (teff >= lo) & (teff < hi)
         name = f"Teff > {lo / 1000:.0f}k" if not np.isfinite(hi) else f"{lo / 1000:.0f}k–{hi / 1000:.0f}k"
-        ax.hist(vsini[sel], bins=bins, histtype="step", color=colour, lw=1.4, density=sel.sum() > 0,
+        ax.hist(vsini[sel], bins=bins[::2], histtype="step", color=colour, lw=1.4, density=sel.sum() > 0,
                 label=f"{name} K ({sel.sum()})")  # fmt: skip
     ax.axvline(0, c="0.6", lw=0.8)
     ax.set_xlabel("vsini [km/s]")
@@ -125,7 +125,7 @@ def plot_vsini(cube: str | Path, path: str | Path, min_snr: float = 50.0) -> Pat
     ax.set_xlabel("[Fe/H] [dex]")
     ax.set_ylabel("vsini [km/s]")
     ax.set_ylim(bins[0], top)
-    fig.suptitle(f"vsini of the fitted stars, S/N > {min_snr:g}, log g < 5, one visit per star (P2 Fig. 16)")
+    fig.suptitle(f"vsini of the final sample, S/N > {min_snr:g}, log g < 5, one visit per star (P2 Fig. 16)")
     fig.tight_layout()
     return save_png(fig, path)
 

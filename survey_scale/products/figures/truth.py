@@ -84,7 +84,8 @@ def plot_labels_vs_truth(cube: str | Path, truth: str | Path, path: str | Path, 
         finite = delta[np.isfinite(delta)]
         med, sig = (np.median(finite), robust_sigma(finite)) if finite.size else (np.nan, np.nan)
         text = f"{med:+.3f} ± {sig:.3f}" if name in ("teff", "logg", "he_frac") else f"{med:+.2f} ± {sig:.2f}"
-        ax.text(0.03, 0.93, text, transform=ax.transAxes, va="top", fontsize=8, color="tab:red")
+        ax.text(0.03, 0.93, text, transform=ax.transAxes, va="top", fontsize=8, color="tab:red",
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1.5})  # fmt: skip
         if np.isfinite(sig) and sig > 0:
             ax.set_ylim(med - 6 * sig, med + 6 * sig)
         ax.set_ylabel(f"Δ{name} [{unit}]", fontsize=8)
