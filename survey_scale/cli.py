@@ -165,6 +165,34 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_step(args: argparse.Namespace) -> int:
+    """``survey-scale <step>``: one registry step alone (:func:`survey_scale.pipeline.run_step`)."""
+    from survey_scale.engine.contracts import StageSummary
+    from survey_scale.pipeline import run_step
+
+    config = _config(args, {"cube.path": args.cube, "cluster.local.n_workers": args.workers})
+    cube = Path(config.cube.path)
+    _setup_logging(config.log_level, cube, args.step)
+    result = run_step(config, args.step, progress=not args.no_progress, registry=default_registry())
+    if isinstance(result, StageSummary):
+        print(
+            f"{result.stage}: {result.n_computed} of {result.n_chunks} chunks computed "
+            f"({result.n_done_before} up to date), {result.n_rejects} rejects, {result.seconds:.1f} s"
+        )
+    elif isinstance(result, Path):
+        print(f"{args.step}: {result}")
+    else:
+        print(f"{args.step}: done")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from survey_scale.products.report import write_report
+
+    print(write_report(args.cube, args.out, truth=args.truth))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from survey_scale.products.info import cube_info
 
@@ -288,7 +316,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="counts per release, stages done, rejects by reason")
     p.add_argument("cube", type=Path, help="the cube's Zarr store")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("report", help="an HTML report of a cube: run summary and the papers' figures (DIR/report.html)")
+    p.add_argument("cube", type=Path, help="the cube's Zarr store")
+    p.add_argument("--out", type=Path, required=True, help="folder of report.html and its PNG figures")
+    p.add_argument("--truth", type=Path, help="the mock release the cube was made from: adds mock-vs-truth figures")
+    p.set_defaults(func=cmd_report)
+
+    add_step_commands(sub)
     return parser
+
+
+def add_step_commands(sub: Any) -> None:
+    """One sub-command per step of the registry that has no command of its own (ingest and export do): a new
+    step gets its ``survey-scale <step>`` here."""
+    for step in default_registry().ordered():
+        if step.name in sub.choices:
+            continue
+        needs = [r[6:] + " model" if r.startswith("model:") else r for r in step.requires]
+        p = sub.add_parser(
+            step.name,
+            help=f"step {step.name} alone: {step.description}",
+            description=f"Run step {step.name} of the pipeline alone: {step.description}. "
+            + (f"It needs {', '.join(needs)} in the cube" if needs else "It needs nothing from earlier steps")
+            + "; models of earlier steps are those recorded in the cube's bookkeeping. "
+            "What is up to date is skipped.",
+        )
+        p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+        p.add_argument("--cube", type=Path, help="the cube (overrides cube.path)")
+        p.add_argument("--workers", type=int, help="Dask workers of the local cluster")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.set_defaults(func=cmd_step, step=step.name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

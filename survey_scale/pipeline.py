@@ -10,11 +10,17 @@ registry.
 Each step is skipped when up to date (chunk markers carry the stage version, configuration hash and model
 hashes; models and reductions carry the key of their inputs), so ``survey-scale run`` after an append
 processes only the new spectra, and a killed run resumes.
+
+Every step run is recorded by the bookkeeping (its wall time and what it computed), and so is every model a
+step makes; :func:`run_step` (``survey-scale <step>``) runs one step alone, after checking that the cube
+holds what the step requires and taking the models of earlier steps from that record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,9 +32,11 @@ from typing import Any
 from distributed import Client
 
 from survey_scale.config import Config
-from survey_scale.engine.contracts import PipelineError, StageSummary
+from survey_scale.engine.contracts import PipelineError, StageSummary, Step
 from survey_scale.engine.runner import DaskEngine
+from survey_scale.products.status import missing_requirements
 from survey_scale.stages.registry import Registry, default_registry
+from survey_scale.store.bookkeeping import Bookkeeping
 from survey_scale.store.cube import create_cube
 
 log = logging.getLogger(__name__)
@@ -82,16 +90,75 @@ def run_pipeline_with_client(
             raise PipelineError(
                 f"step {step.name} needs the model(s) {', '.join(missing)}, which no step before it made"
             )
-        log.debug("step %s: %s", step.name, step.description)
         start = time.perf_counter()
         with step_context(step.name) if step_context else contextlib.nullcontext():
-            summary.results[step.name] = step.resolve()(config, engine)
+            summary.results[step.name] = run_recorded(step, config, engine)
         summary.seconds[step.name] = time.perf_counter() - start
         if require_spectra and engine.n_spectra() == 0:
             raise PipelineError(
                 f"{engine.cube}: the cube holds no spectra; ingest some first (ingest.input or --input)"
             )
     return summary
+
+
+def step_record(result: Any, seconds: float) -> dict[str, Any]:
+    """What the bookkeeping keeps of a step run: its wall ``seconds`` and a JSON summary of its ``result`` (a
+    stage's chunk counts, an ingest's file counts, a model's path, a catalog's files, ...)."""
+    if isinstance(result, StageSummary):
+        detail: Any = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("stage", "seconds")}
+        detail["stage"] = result.stage
+    elif isinstance(result, list) and all(dataclasses.is_dataclass(r) for r in result):
+        detail = {"batches": [dataclasses.asdict(r) for r in result]}
+    elif isinstance(result, bool):
+        detail = {"rewrote": result}
+    elif isinstance(result, Path):
+        detail = {"model": str(result)}
+    elif isinstance(result, dict):
+        detail = {"outputs": result}
+    else:
+        detail = {}
+    return {"seconds": round(seconds, 3), **json.loads(json.dumps(detail, default=str))}
+
+
+def run_recorded(step: Step, config: Config, engine: DaskEngine) -> Any:
+    """Run ``step`` on ``engine`` and record the run and the models it produced in the cube's bookkeeping."""
+    log.debug("step %s: %s", step.name, step.description)
+    t0 = time.perf_counter()
+    result = step.resolve()(config, engine)
+    for item in step.produces:
+        if item.startswith("model:") and item[6:] in engine.models:
+            engine.bookkeeping.record_model(item[6:], engine.models[item[6:]], step.name)
+    engine.bookkeeping.record_step(step.name, step_record(result, time.perf_counter() - t0))
+    return result
+
+
+def run_step(config: Config, name: str, *, progress: bool = True, registry: Registry | None = None) -> Any:
+    """Run the registry step ``name`` alone on the cube of ``config`` (``survey-scale <step>``) and return its
+    result; the models of earlier steps are those the cube's bookkeeping records.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no cube at ``config.cube.path``.
+    PipelineError
+        If the step is unknown or the cube lacks what it requires (the message names the step to run first).
+    """
+    from survey_scale.engine.cluster import dask_client
+    from survey_scale.store.lock import WriterLock
+
+    registry = registry or default_registry()
+    step = registry.get(name)
+    cube = Path(config.cube.path)
+    if not (cube / "zarr.json").exists():
+        raise FileNotFoundError(f"{cube}: no cube there (survey-scale ingest makes one)")
+    problems = missing_requirements(cube, step, registry)
+    if problems:
+        raise PipelineError(f"{cube}: step {name} cannot run yet: " + "; ".join(problems))
+    models = {k: Path(v["path"]) for k, v in Bookkeeping(cube).recorded_models().items()}
+    with WriterLock(cube, config.runner.lock_stale_after_s), dask_client(config.cluster) as client:
+        engine = DaskEngine(cube, client, progress=progress and config.runner.progress)
+        engine.models.update({k[6:]: models[k[6:]] for k in step.requires if k.startswith("model:")})
+        return run_recorded(step, config, engine)
 
 
 def run_pipeline(config: Config, **options: Any) -> PipelineSummary:

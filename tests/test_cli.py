@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import zarr
 
 from survey_scale.cli import build_parser, main
 from survey_scale.config import CubeConfig
-from survey_scale.store.cube import create_cube
+from survey_scale.store.cube import create_cube, open_group, spec_length
 
 COMMANDS = ("ingest", "info", "run", "demo", "config", "export")
 
@@ -85,6 +86,10 @@ def test_errors_exit_2_with_a_message(tmp_path: Path, capsys) -> None:
     assert main(["export", str(tmp_path / "nothing.zarr"), "--format", "fits,votable"]) == 2
     assert "export.formats" in capsys.readouterr().err
     assert main(["config", "check", str(Path(__file__).parents[1] / "configs" / "default.yaml")]) == 0
+    assert main(["report", str(tmp_path / "nothing.zarr"), "--out", str(tmp_path / "report")]) == 2
+    assert "no survey_scale cube here" in capsys.readouterr().err and not (tmp_path / "report").exists()
+    assert main(["fit", "--cube", str(tmp_path / "nothing.zarr")]) == 2
+    assert "nothing.zarr: no cube there (survey-scale ingest makes one)" in capsys.readouterr().err
 
 
 def test_a_store_with_another_grid_is_refused(tmp_path: Path, capsys) -> None:
@@ -116,3 +121,61 @@ def test_config_cluster_shows_what_each_kind_would_submit(capsys) -> None:
     assert main(["config", "cluster", str(configs / "kubernetes.yaml")]) == 0
     spec = capsys.readouterr().out
     assert "kind: DaskCluster" in spec and "secretName: survey-scale-tls" in spec
+
+
+def test_every_registry_step_has_a_sub_command_and_a_new_step_gets_one(monkeypatch, capsys) -> None:
+    from survey_scale import cli
+    from survey_scale.engine.contracts import Step
+    from survey_scale.stages.registry import default_registry
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for name in default_registry().names():
+        assert re.search(rf"^\s+{name}\s", out, re.M), name
+    assert build_parser().parse_args(["chi2ratio", "--cube", "c.zarr"]).step == "chi2ratio"
+    assert build_parser().parse_args(["export", "c.zarr", "--format", "fits"]).format == "fits"  # its own options
+    toy = Step("line_depth", "m:f", requires=("norm_flux",), produces=("line_depth",), description="toy")
+    registry = default_registry().add(toy)
+    monkeypatch.setattr(cli, "default_registry", lambda: registry)
+    assert cli.build_parser().parse_args(["line_depth", "--config", "x.yaml"]).step == "line_depth"
+
+
+def test_step_commands_check_what_they_need_and_use_the_recorded_models(tmp_path: Path, capsys) -> None:
+    from survey_scale.mock import make_release
+    from survey_scale.store.bookkeeping import Bookkeeping
+
+    mock = make_release(tmp_path / "mock", 30, seed=5, n_invalid=0).outdir
+    cube = tmp_path / "cube.zarr"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"cube: {{path: {cube}, shard_spectra: 16, inner_chunk_spectra: 8}}\n"
+        "cluster: {local: {n_workers: 1, processes: false, dashboard_address: null}}\n"
+        "runner: {progress: false}\n"
+        "pca: {n_components: 4, min_snr: 5.0, block_spectra: 16, n_refits: 0}\n"
+    )
+    files = ["--input", str(mock / "spectra"), "--catalog", str(mock / "catalog.csv")]
+    assert main(["ingest", "--config", str(config), *files, "--crossmatch", str(mock / "crossmatch.parquet")]) == 0
+    capsys.readouterr()
+    assert main(["pca", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "step pca cannot run yet" in err and "the cube has no variable 'norm_flux' (run `survey-scale normalize`" in err
+    )
+    assert "no pca model is recorded in the cube's bookkeeping (run `survey-scale pca_model` first)" in err
+    assert main(["normalize", "--config", str(config)]) == 0
+    n_chunks = -(-spec_length(open_group(cube)) // 16)
+    assert f"normalize: {n_chunks} of {n_chunks} chunks computed (0 up to date)" in capsys.readouterr().out
+    assert main(["pca_model", "--config", str(config)]) == 0
+    assert main(["pca", "--config", str(config)]) == 0  # with the model pca_model recorded
+    assert f"pca: {n_chunks} of {n_chunks} chunks computed" in capsys.readouterr().out
+    assert main(["fit", "--cube", str(cube), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "no emulator model is recorded in the cube's bookkeeping (run `survey-scale emulator` first)" in err
+    assert main(["normalize", "--config", str(config)]) == 0  # up to date: nothing recomputed
+    assert f"normalize: 0 of {n_chunks} chunks computed ({n_chunks} up to date)" in capsys.readouterr().out
+    books = Bookkeeping(cube)
+    assert [run["n_computed"] for run in books.step_history("normalize")] == [n_chunks, 0]
+    assert books.recorded_models()["pca"]["step"] == "pca_model"
+    assert all(m["compute_seconds"] > 0 for m in books.chunk_markers("pca"))
+    assert list((cube / "_survey_scale" / "logs").glob("pca-*.log"))

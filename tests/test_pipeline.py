@@ -14,6 +14,7 @@ from survey_scale.pipeline import run_pipeline_with_client
 from survey_scale.products.figures import write_figures
 from survey_scale.products.info import cube_info
 from survey_scale.store.cube import create_cube, open_cube
+from tests.products.test_report import check_whole_report
 
 
 def _config(tmp_path: Path, release: Path):
@@ -87,6 +88,7 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     catalog = summary.results["export"]["parquet"]
     assert catalog == tmp_path / "catalogs" / "labels.parquet" and catalog.exists()
     written = catalog.stat().st_mtime_ns
+    check_whole_report(config.cube.path, first.outdir, tmp_path / "report")
 
     again = run_pipeline_with_client(config, client, progress=False)
     assert [s.n_computed for s in again.stages] == [0] * len(stages)

@@ -194,8 +194,9 @@ def _failed_row(stage: Stage, exc: Exception) -> StageResult:
     return StageResult(outputs, [(0, str(code), reason)])
 
 
-def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, StageResult]:
-    """Read the inputs of rows [start, stop) and call the stage on them (runs on a worker).
+def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, StageResult, float]:
+    """Read the inputs of rows [start, stop) and call the stage on them (runs on a worker); returns the block's
+    first row, its result and the seconds it took (reading the inputs included, loading the models not).
 
     If the stage function raises, its rows are computed one by one: a spectrum that makes it fail is rejected
     with the exception as its reason (its outputs at the fill values), and the rest of the block is kept. What
@@ -204,6 +205,7 @@ def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, 
     bug, or a broken model), and a result that breaks the stage contract (a missing output, a wrong length).
     """
     models = _worker_models(stage.models)
+    t0 = time.perf_counter()
     inputs = _block_inputs(cube, stage, start, stop)
     try:
         result = _call_stage(stage, inputs, start, stop, models)
@@ -226,7 +228,7 @@ def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, 
             [(i + row, code, reason) for i, p in enumerate(parts) for row, code, reason in p.rejects],
         )
     _check_result(stage, result, start, stop)
-    return start, result
+    return start, result, time.perf_counter() - t0
 
 
 def _check_result(stage: Stage, result: StageResult, start: int, stop: int) -> None:
@@ -244,21 +246,28 @@ def _check_result(stage: Stage, result: StageResult, start: int, stop: int) -> N
 
 
 def write_chunk(
-    cube: str, stage: Stage, start: int, stop: int, provenance: Mapping[str, Any], *blocks: tuple[int, StageResult]
+    cube: str,
+    stage: Stage,
+    start: int,
+    stop: int,
+    provenance: Mapping[str, Any],
+    *blocks: tuple[int, StageResult, float],
 ) -> dict[str, Any]:
-    """Write one chunk from its blocks' results: region writes, then the chunk's result and marker."""
+    """Write one chunk from its blocks' results (:func:`compute_block`'s): region writes, then the chunk's result
+    and marker (with the blocks' compute seconds summed)."""
     t0 = time.perf_counter()
     root = open_group(cube, mode="r+")
     blocks = tuple(sorted(blocks, key=lambda b: b[0]))
     per_spectrum: dict[str, np.ndarray] = {}
     for out in stage.outputs:
-        value = np.concatenate([np.asarray(r.outputs[out.name]) for _, r in blocks])
+        value = np.concatenate([np.asarray(r.outputs[out.name]) for _, r, _ in blocks])
         if out.per_spectrum:
             per_spectrum[out.name] = value.astype(str) if out.dtype == "str" else value.astype(out.dtype)
         else:
             root[out.name][start:stop] = value.astype(out.dtype, copy=False)
-    rejects = [(block_start + row, code, reason) for block_start, r in blocks for row, code, reason in r.rejects]
-    Bookkeeping(cube).record_chunk(stage.name, start, stop, per_spectrum, rejects, provenance, t0)
+    rejects = [(block_start + row, code, reason) for block_start, r, _ in blocks for row, code, reason in r.rejects]
+    compute_seconds = sum(seconds for _, _, seconds in blocks)
+    Bookkeeping(cube).record_chunk(stage.name, start, stop, per_spectrum, rejects, provenance, t0, compute_seconds)
     return {"start": start, "stop": stop, "n_rejects": len(rejects)}
 
 

@@ -71,6 +71,22 @@ class Registry:
             done.add(ready[0].name)
         return order
 
+    def get(self, name: str) -> Step:
+        """The step called ``name``.
+
+        Raises
+        ------
+        PipelineError
+            If there is no such step.
+        """
+        if name not in self._steps:
+            raise PipelineError(f"no pipeline step {name!r}; the steps are {', '.join(self.names())}")
+        return self._steps[name]
+
+    def producers(self, item: str) -> list[str]:
+        """The steps that produce ``item`` (a cube variable or ``model:<name>``), in run order."""
+        return [step.name for step in self.ordered() if item in step.produces]
+
     def names(self) -> list[str]:
         """Step names in run order (the choices of ``--until``)."""
         return [step.name for step in self.ordered()]

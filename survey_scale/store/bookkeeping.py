@@ -4,9 +4,11 @@ Everything the engine needs to resume a killed run, to skip what is up to date a
 here and is written only through :class:`Bookkeeping`::
 
     _survey_scale/
-      markers/<stage>/rows-<start>.json    done marker of a chunk: its provenance (written last)
+      markers/<stage>/rows-<start>.json    done marker of a chunk: its provenance and times (written last)
       results/<stage>/rows-<start>.npz     a chunk's per-spectrum outputs and rejects
       models/<file>                        model files (PCA passes, emulator, model grid)
+      models.json                          the model files the steps made last (name -> path, hash, step)
+      steps/<step>.json                    the latest runs of each pipeline step: wall time, what it did
       reductions/<name>.npz                cached survey-wide reductions with the key of their inputs
       rejects/<source>.parquet             rejects recorded outside stage chunks (ingest: files, catalog rows)
       ingest/batch-NNNN/                   an ingest batch: state.json, inspect/ blocks, plan.parquet
@@ -30,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from survey_scale._version import __version__
-from survey_scale.core.files import atomic_write, atomic_write_bytes, atomic_write_json, save_npz
+from survey_scale.core.files import atomic_write, atomic_write_bytes, atomic_write_json, file_sha256, save_npz
 from survey_scale.store.cube import META_GROUP, REJECT_COLUMNS, open_group, read_column, spec_length, write_rejects
 
 
@@ -110,11 +112,14 @@ class Bookkeeping:
         rejects: list[tuple[int, str, str]],
         provenance: Mapping[str, Any],
         started: float,
+        compute_seconds: float | None = None,
     ) -> None:
         """Save a written chunk's per-spectrum outputs and rejects (rows in the cube), then its done marker.
 
         Chunks recorded before inside rows [start, stop) (other extents, e.g. the partial last shard before
-        an append) are forgotten first, so a kill at any point leaves their rows unmarked.
+        an append) are forgotten first, so a kill at any point leaves their rows unmarked. The marker keeps
+        the chunk's times: ``compute_seconds`` (the stage function's, summed over the chunk's blocks, when
+        given) and ``write_seconds`` (since ``started``, a ``time.perf_counter()``).
         """
         self._forget_chunks(stage, start, stop)
         arrays = {
@@ -132,6 +137,7 @@ class Bookkeeping:
             "stop": stop,
             "n_rejects": len(rejects),
             "write_seconds": round(time.perf_counter() - started, 3),
+            **({"compute_seconds": round(compute_seconds, 3)} if compute_seconds is not None else {}),
             "code_version": __version__,
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -158,6 +164,71 @@ class Bookkeeping:
                 "rows_done": sum(m["stop"] - m["start"] for m in markers),
             }
         return out
+
+    def chunk_markers(self, stage: str) -> list[dict[str, Any]]:
+        """The done markers of ``stage`` in row order (provenance, ``start``/``stop``, times, ``finished``)."""
+        markers = []
+        for path in sorted((self.root / "markers" / stage).glob("rows-*.json")):
+            try:
+                markers.append(json.loads(path.read_text()))
+            except (OSError, ValueError):  # a marker being replaced: the chunk counts as not done
+                continue
+        return markers
+
+    def rows_not_done(self, stage: str, n: int) -> list[tuple[int, int]]:
+        """The ranges of rows [0, n) that no done marker of ``stage`` covers (any provenance)."""
+        gaps, covered = [], 0
+        for marker in sorted(self.chunk_markers(stage), key=lambda m: m["start"]):
+            if marker["start"] > covered:
+                gaps.append((covered, min(marker["start"], n)))
+            covered = max(covered, marker["stop"])
+            if covered >= n:
+                break
+        if covered < n:
+            gaps.append((covered, n))
+        return [(a, b) for a, b in gaps if b > a]
+
+    # --- pipeline steps and their models -----------------------------------------------------------------
+
+    STEP_HISTORY = 20
+    """Runs of a step kept in ``steps/<step>.json`` (the latest last)."""
+
+    def record_step(self, step: str, record: Mapping[str, Any]) -> None:
+        """Append a run of pipeline step ``step`` (JSON-serialisable: ``seconds``, what it computed) to its
+        history, stamped with the code version and the time it finished."""
+        path = self.root / "steps" / f"{step}.json"
+        history = self.step_history(step)
+        entry = {**record, "code_version": __version__, "finished": datetime.now(UTC).isoformat(timespec="seconds")}
+        atomic_write_json(path, {"step": step, "runs": [*history, entry][-self.STEP_HISTORY :]})
+
+    def step_history(self, step: str) -> list[dict[str, Any]]:
+        """The recorded runs of pipeline step ``step``, oldest first (empty if it never ran with a record)."""
+        try:
+            return list(json.loads((self.root / "steps" / f"{step}.json").read_text())["runs"])
+        except (OSError, ValueError, KeyError):
+            return []
+
+    def record_model(self, name: str, path: str | Path, step: str) -> None:
+        """Remember that step ``step`` made (or chose) model ``name`` at ``path``, with the file's SHA-256, so that
+        a later command running one step alone finds the models of the steps before it."""
+        models = self._models_record()
+        models[name] = {
+            "path": str(Path(path).resolve()),
+            "sha256": file_sha256(path),
+            "step": step,
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        atomic_write_json(self.root / "models.json", models)
+
+    def recorded_models(self) -> dict[str, dict[str, Any]]:
+        """The models recorded by :meth:`record_model`, by name: ``path``, ``sha256``, ``step``, ``updated``."""
+        return self._models_record()
+
+    def _models_record(self) -> dict[str, dict[str, Any]]:
+        try:
+            return dict(json.loads((self.root / "models.json").read_text()))
+        except (OSError, ValueError):
+            return {}
 
     # --- rejects -----------------------------------------------------------------------------------------
 

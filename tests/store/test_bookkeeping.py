@@ -75,3 +75,27 @@ def test_reductions_are_returned_only_for_their_key(books: Bookkeeping) -> None:
     books.save_reduction("pairs", "k1", {"scatter": np.array([1.0, 2.0])})
     np.testing.assert_array_equal(books.load_reduction("pairs", "k1")["scatter"], [1.0, 2.0])
     assert books.load_reduction("pairs", "k2") is None
+
+
+def test_rows_not_done_step_history_and_recorded_models(books: Bookkeeping, tmp_path: Path) -> None:
+    prov = {"stage": "toy"}
+    assert books.rows_not_done("toy", 6) == [(0, 6)]
+    books.record_chunk("toy", 4, 6, {}, [], prov, started=0.0, compute_seconds=1.25)
+    assert books.rows_not_done("toy", 6) == [(0, 4)]
+    assert books.rows_not_done("toy", 9) == [(0, 4), (6, 9)]  # an append leaves the new rows to do
+    books.record_chunk("toy", 0, 4, {}, [], prov, started=0.0)
+    assert books.rows_not_done("toy", 6) == []
+    assert [m.get("compute_seconds") for m in books.chunk_markers("toy")] == [None, 1.25]
+
+    assert books.step_history("toy") == []
+    for k in range(books.STEP_HISTORY + 3):
+        books.record_step("toy", {"seconds": float(k)})
+    runs = books.step_history("toy")
+    assert len(runs) == books.STEP_HISTORY and runs[-1]["seconds"] == books.STEP_HISTORY + 2
+    assert {"code_version", "finished"} <= set(runs[-1])
+
+    model = tmp_path / "model.npz"
+    model.write_bytes(b"weights")
+    books.record_model("toy", model, step="toy_model")
+    record = books.recorded_models()["toy"]
+    assert record["path"] == str(model.resolve()) and record["step"] == "toy_model" and len(record["sha256"]) == 64

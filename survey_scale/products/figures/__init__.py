@@ -6,7 +6,11 @@
 - :mod:`.mock`: the mock population and its observations;
 - :mod:`.survey`: repeat-visit precision (P2 Fig. 10) and chi2ratio (P2 §5.2), from a cube;
 - :mod:`.distances`: extinction, MKs, its MCMC, binaries, distance precision, X–Y map (P1 Figs. 4, 5, 8, 10–12),
-  from a cube (with the mock release as the truth of Fig. 4 when given).
+  from a cube (with the mock release as the truth of Fig. 4 when given);
+- :mod:`.labels`: the fitted labels over the survey: vsini (P2 Fig. 16), [Fe/H] and [Si/H] (P2 Fig. 17);
+- :mod:`.truth`: a cube against its mock release's truth: labels (P2 Fig. 7), MKs and binaries, distances.
+
+The HTML report (:mod:`survey_scale.products.report`) draws them all.
 
 :func:`write_figures` writes one kind of them (``survey-scale figures KIND SOURCE``).
 """
@@ -68,9 +72,13 @@ def write_figures(kind: str, source: str | Path | None, out: str | Path, truth: 
             cube_figures.plot_reconstructions(source, out / "pca_reconstructions.png"),
         ]
     if kind == "fits":
+        from survey_scale.products.figures.labels import plot_abundances, plot_vsini
+
         return [
             cube_figures.plot_example_fits(source, out / "example_fits.png"),
             cube_figures.plot_kiel(source, out / "kiel.png"),
+            plot_vsini(source, out / "vsini.png"),
+            plot_abundances(source, out / "abundances.png"),
         ]
     if kind == "survey":
         from survey_scale.products.figures.survey import plot_chi2ratio, plot_repeat_precision

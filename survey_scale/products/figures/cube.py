@@ -102,7 +102,7 @@ def plot_reconstructions(cube: str | Path, path: str | Path, rows: tuple[int, in
 def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] | None = None) -> Path:
     """P2 Fig. 8 analogue: spectra with their best-fit emulator model, the fit's masked regions shaded
     (and, for a star with an H-masked weight, the hydrogen windows). Default: the highest-S/N B star and
-    the highest-S/N early A star (Teff 8,000–11,000 K)."""
+    the highest-S/N early A star (Teff 8,000–11,000 K), else the two highest-S/N fitted spectra."""
     from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
 
     ds = open_cube(cube)
@@ -117,6 +117,11 @@ def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] 
             sel = np.flatnonzero((teff > lo) & (teff < hi) & (ds.em_flag.values == 0))
             if sel.size:
                 picks.append(int(sel[np.argmax(snr[sel])]))
+        if not picks:  # no B or early A star among the fits: the best-observed fitted spectra, whatever their Teff
+            fitted = np.flatnonzero(np.isfinite(teff))
+            picks = [int(r) for r in fitted[np.argsort(-snr[fitted], kind="stable")][:2]]
+        if not picks:
+            raise FileNotFoundError(f"{cube}: no spectrum has fitted labels to show")
         rows = tuple(picks)
     fit_mask = window_mask(wave, FIT_WINDOWS)
     h_mask = window_mask(wave, HYDROGEN_WINDOWS)
@@ -145,11 +150,14 @@ def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] 
 
 
 def plot_kiel(cube: str | Path, path: str | Path, min_snr: float = 20.0) -> Path:
-    """P2 Fig. 13 analogue: Teff–log g of the fitted spectra with S/N > ``min_snr`` (unflagged fits)."""
+    """P2 Fig. 13 analogue: Teff–log g of the fitted spectra with S/N > ``min_snr`` (P2 §5.1's final sample,
+    :func:`survey_scale.products.figures.labels.good_fits`)."""
+    from survey_scale.products.figures.labels import good_fits
+
     ds = open_cube(cube)
     names = list(ds.label.values)
     labels = ds.labels.values
-    ok = (ds.snr_g.values > min_snr) & (ds.fit_flags.values == 0) & np.all(np.isfinite(labels), axis=1)
+    ok = (ds.snr_g.values > min_snr) & good_fits(ds)
     teff, logg = labels[ok, names.index("teff")], labels[ok, names.index("logg")]
     fig, ax = plt.subplots(figsize=(6, 5))
     points = ax.scatter(teff, logg, s=3, c=labels[ok, names.index("fe_h")], cmap="viridis", rasterized=True)
@@ -164,5 +172,5 @@ def plot_kiel(cube: str | Path, path: str | Path, min_snr: float = 20.0) -> Path
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("Teff (K)")
     ax.set_ylabel("log g")
-    ax.set_title(f"Kiel diagram of the label fits ({ok.sum()} spectra, S/N > {min_snr:.0f}; P2 Fig. 13)", fontsize=9)
+    ax.set_title(f"Kiel diagram, final sample ({ok.sum()} spectra, S/N > {min_snr:.0f}; P2 Fig. 13)", fontsize=9)
     return save_png(fig, path, tight=True)

@@ -45,7 +45,8 @@ def _columns(cube: Path, names: Sequence[str], max_points: int | None = None, se
 def plot_ebv(cube: str | Path, path: str | Path, truth: str | Path | None = None, max_points: int = 100_000) -> Path:
     """P1 Fig. 4 analogue: E(B−V) against the mock's truth (``truth``: a mock release), else against distance."""
     cube = Path(cube)
-    d = _columns(cube, ("specid", "ebv", "ebv_err", "em_flag", "snr_g", "dis"), max_points)
+    names = ("specid", "ebv", "ebv_err", "em_flag", "snr_g")
+    d = _columns(cube, names if truth is not None else (*names, "dis"), max_points)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     if truth is not None:
         t = pd.read_parquet(Path(truth) / "truth.parquet", columns=["specid", "ebv"])
@@ -65,7 +66,10 @@ def plot_ebv(cube: str | Path, path: str | Path, truth: str | Path | None = None
         ax.legend(fontsize=8, loc="upper left")
         ax.set_title("E(B−V) against the truth, S/N > 20 (P1 Fig. 4)", fontsize=10)
     else:
-        ax.scatter(d["dis"] / 1e3, d["ebv"], s=3, c=np.where(d["em_flag"] == 1, "tab:red", "tab:blue"), rasterized=True)
+        for em, colour, name in ((0, "tab:blue", "no emission"), (1, "tab:red", "emission")):
+            s = d[d["em_flag"] == em]
+            ax.scatter(s["dis"] / 1e3, s["ebv"], s=3, c=colour, label=f"{name} ({len(s)})", rasterized=True)
+        ax.legend(fontsize=8, loc="upper left", markerscale=3)
         ax.set_xlabel("distance [kpc]")
         ax.set_title("E(B−V) against distance (give --truth for P1 Fig. 4)", fontsize=10)
     ax.set_ylabel("E(B−V), this run [mag]")
@@ -83,7 +87,10 @@ def plot_mks(cube: str | Path, path: str | Path, max_points: int = 100_000) -> P
     """P1 Fig. 5 analogue: spectroscopic vs geometric MKs of the test stars (ϖ/σ > 10, S/N > 20); the dashed
     line is the 0.75 mag offset of equal-mass binaries."""
     names = ("star_id", "mks", "mks_geo", "em_flag", "snr_g", "parallax", "parallax_offset", "parallax_error")
-    d = _columns(Path(cube), (*names, "binary_flag"), max_points)
+    has_binary = "binary_flag" in open_cube(cube)  # made by the distances step, which may not have run yet
+    d = _columns(Path(cube), (*names, "binary_flag") if has_binary else names, max_points)
+    if not has_binary:
+        d["binary_flag"] = -9
     d = d[test_rows(d) & (d["snr_g"] > 20)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 5), sharex=True, sharey=True)
     for ax, em, title in zip(axes, (0, 1), ("non-emission network", "emission network (clean windows)"), strict=True):
@@ -100,7 +107,8 @@ def plot_mks(cube: str | Path, path: str | Path, max_points: int = 100_000) -> P
     axes[0].set_ylim(-7, 3)
     axes[0].invert_xaxis()
     axes[0].invert_yaxis()
-    fig.suptitle("test stars, parallax/error > 10, S/N > 20; orange: binary_flag = 1 (P1 Fig. 5)", fontsize=10)
+    binaries = "orange: binary_flag = 1" if has_binary else "no binary_flag yet (run distances)"
+    fig.suptitle(f"test stars, parallax/error > 10, S/N > 20; {binaries} (P1 Fig. 5)", fontsize=10)
     return save_png(fig, path, tight=True)
 
 
@@ -165,41 +173,67 @@ def plot_snr_dparallax(cube: str | Path, path: str | Path, max_points: int = 200
 
 
 def plot_distance_precision(cube: str | Path, path: str | Path, max_points: int = 20_000) -> Path:
-    """P1 Fig. 11 analogue: (d84 − d16)/2/d against distance, ours and with the parallax alone."""
+    """P1 Fig. 11 analogue: left, the distances of the single stars (binary_flag 0, highest-S/N visit); right,
+    their precision (d84 − d16)/2d against distance, ours and with the parallax alone, with running medians."""
     names = ("dis", "dis_low", "dis_high", "parallax", "parallax_offset", "parallax_error", "mks", "mks_err", "Ks")
-    d = _columns(Path(cube), (*names, "Ks_err", "aks", "aks_err"), max_points)
-    d = d[np.isfinite(d["dis"])]
+    d = _columns(Path(cube), (*names, "Ks_err", "aks", "aks_err", "binary_flag", "uniqflag"), max_points)
+    d = d[np.isfinite(d["dis"]) & (d["binary_flag"] == 0) & (d["uniqflag"] == 1)]
     alone = posterior(d["parallax"] + d["parallax_offset"], d["parallax_error"], d["mks"], d["mks_err"], d["Ks"],
                       d["Ks_err"], d["aks"], d["aks_err"], binary=np.ones(len(d), bool))  # fmt: skip
-    ours = 0.5 * (d["dis_high"] - d["dis_low"]) / d["dis"]
+    kpc = d["dis"].to_numpy() / 1e3
+    ours = (0.5 * (d["dis_high"] - d["dis_low"]) / d["dis"]).to_numpy()
     plx = 0.5 * (alone.dis_high - alone.dis_low) / alone.dis
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    label = f"parallax alone: median {np.nanmedian(plx):.3f}"
-    ax.scatter(d["dis"] / 1e3, plx, s=2, c="tab:orange", alpha=0.4, label=label, rasterized=True)
-    ax.scatter(d["dis"] / 1e3, ours, s=2, c="tab:blue", alpha=0.4, label=f"this run: median {np.median(ours):.3f}",
-               rasterized=True)  # fmt: skip
-    ax.axhline(0.08, c="k", lw=0.8, ls="--", label="P1: 8 %")
+    top = float(np.nanpercentile(kpc, 99.5)) if len(d) else 1.0
+    fig, (hx, ax) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [1, 1.4]})
+    hx.hist(kpc, bins=np.linspace(0, top, 40), color="0.4", histtype="step")
+    hx.set_xlabel("distance [kpc]")
+    hx.set_ylabel("single stars")
+    hx.set_title(f"{len(d)} single stars, median {np.nanmedian(kpc):.2f} kpc", fontsize=10)
+    ax.scatter(kpc, plx, s=2, c="tab:orange", alpha=0.3, rasterized=True)
+    ax.scatter(kpc, ours, s=2, c="tab:blue", alpha=0.3, rasterized=True)
+    edges = np.linspace(0, top, 13)
+    centre = 0.5 * (edges[1:] + edges[:-1])
+    which = np.digitize(kpc, edges) - 1
+    for values, colour, label in ((ours, "tab:blue", "this run (MKs + parallax)"), (plx, "tab:orange",
+                                  "parallax alone")):  # fmt: skip
+        med = [np.nanmedian(values[which == b]) if (which == b).sum() >= 5 else np.nan for b in range(centre.size)]
+        ax.plot(centre, med, c=colour, lw=2, ls="-" if colour == "tab:blue" else "--",
+                label=f"{label}: median {np.nanmedian(values):.3f}")  # fmt: skip
+    ax.axhline(0.08, c="k", lw=0.8, ls=":", label="P1: 8 %")
     ax.set_xlabel("distance [kpc]")
     ax.set_ylabel("relative precision (d84 − d16) / 2d")
     ax.set_ylim(0, 1)
-    ax.set_xlim(0, float(np.nanpercentile(d["dis"], 99.5)) / 1e3)
-    ax.legend(fontsize=8, markerscale=4)
-    ax.set_title("distance precision (P1 Fig. 11)", fontsize=10)
+    ax.set_xlim(0, top)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title("distance precision; lines: running medians", fontsize=10)
+    fig.suptitle("distances of single stars (P1 Fig. 11)", fontsize=10)
     return save_png(fig, path, tight=True)
 
 
 def plot_xy_map(cube: str | Path, path: str | Path, max_points: int = 500_000, max_precision: float = 0.3) -> Path:
     """P1 Fig. 12 analogue: the stars (highest-S/N visit) whose distance is known to ``max_precision``
-    ((d84 − d16)/2d) in Galactic X, Y, coloured by Z; the Sun marked."""
+    ((d84 − d16)/2d) in Galactic X, Y, coloured by Z; the Sun marked, dashed rings every kpc from it. The axes
+    span the central 99 % of the stars (the few beyond are counted in the title)."""
     d = _columns(Path(cube), ("X", "Y", "Z", "uniqflag", "dis", "dis_low", "dis_high"), max_points)
     precision = 0.5 * (d["dis_high"] - d["dis_low"]) / d["dis"]
     d = d[np.isfinite(d["X"]) & (d["uniqflag"] == 1) & (precision < max_precision)]
+    sun = -8.1
+    reach = float(np.nanpercentile(np.hypot(d["X"] - sun, d["Y"]), 99.0)) * 1.1 if len(d) else 2.0
+    reach = max(2.0, reach)
+    outside = int((np.hypot(d["X"] - sun, d["Y"]) > reach).sum())
     fig, ax = plt.subplots(figsize=(6.5, 6))
-    sc = ax.scatter(d["X"], d["Y"], c=np.clip(d["Z"], -0.5, 0.5), s=2, cmap="coolwarm", rasterized=True)
-    ax.plot([-8.1], [0.0], marker="*", c="gold", ms=14, mec="k")
+    sc = ax.scatter(d["X"], d["Y"], c=np.clip(d["Z"], -0.5, 0.5), s=3, cmap="coolwarm", rasterized=True)
+    theta = np.linspace(0, 2 * np.pi, 361)
+    for r in range(1, int(reach) + 1):
+        ax.plot(sun + r * np.cos(theta), r * np.sin(theta), ls="--", lw=0.4, c="0.7", zorder=0)
+    ax.plot([sun], [0.0], marker="*", c="gold", ms=14, mec="k")
     fig.colorbar(sc, ax=ax, label="Z [kpc] (clipped to ±0.5)")
+    ax.set_xlim(sun - reach, sun + reach)
+    ax.set_ylim(-reach, reach)
     ax.set_xlabel("X [kpc] (Sun at −8.1)")
     ax.set_ylabel("Y [kpc]")
     ax.set_aspect("equal")
-    ax.set_title(f"{len(d)} stars with distances to {max_precision:.0%} in Galactic X–Y (P1 Fig. 12)", fontsize=10)
+    beyond = f" ({outside} beyond the frame)" if outside else ""
+    ax.set_title(f"{len(d)} stars with distances to {max_precision:.0%}{beyond}\nrings every kpc from the Sun "
+                 "(P1 Fig. 12)", fontsize=9)  # fmt: skip
     return save_png(fig, path, tight=True)

@@ -30,12 +30,19 @@ def _display_step(em: Emulator, name: str, i: int) -> tuple[float, str]:
 
 
 def plot_emulator_gradients(
-    em: Emulator, labels: np.ndarray, path: str | Path, device: str | torch.device | None = None
+    em: Emulator,
+    labels: np.ndarray,
+    path: str | Path,
+    device: str | torch.device | None = None,
+    reference: np.ndarray | None = None,
+    reference_name: str = "model grid (finite differences)",
 ) -> Path:
     """Plot the gradient spectra ∂f/∂l × Δl of every label at ``labels`` (P2 Fig. 3 analogue), PNG.
 
     Δl is P2's display step (1000 K, 5 km/s for vmic, 20 km/s for vsini, 0.05 for N_He/N_tot, 1 dex for
-    log g and abundances; 10 % of the range for other labels).
+    log g and abundances; 10 % of the range for other labels). ``reference`` (n_labels, n_wave), the same
+    gradients of the models the emulator learnt (P2: Kurucz's, by finite differences), is drawn in black
+    under the emulator's (red), as in P2 Fig. 3.
     """
     lab = np.asarray(labels, dtype=np.float64).ravel()
     grad = gradient_spectra(em, lab, device=device)
@@ -44,10 +51,15 @@ def plot_emulator_gradients(
     axes = np.atleast_1d(axes)
     for i, (ax, name) in enumerate(zip(axes, em.label_names, strict=True)):
         step, text = _display_step(em, name, i)
-        ax.plot(em.wave, grad[:, i] * step, lw=0.6, color="k")
+        if reference is not None:
+            ax.plot(em.wave, reference[i], lw=1.2, color="k", label=reference_name)
+        ax.plot(em.wave, grad[:, i] * step, lw=0.6, color="tab:red" if reference is not None else "k",
+                label="emulator")  # fmt: skip
         ax.axhline(0.0, color="0.7", lw=0.5)
         ax.set_ylabel(f"{name}\n×{text}", fontsize=7)
         ax.tick_params(labelsize=7)
+    if reference is not None:
+        axes[0].legend(fontsize=7, loc="lower right", ncol=2)
     axes[-1].set_xlabel("wavelength (vacuum, Å)")
     desc = ", ".join(f"{n}={v:.4g}" for n, v in zip(em.label_names, lab, strict=True))
     axes[0].set_title(f"gradient spectra ∂f/∂l × Δl at {desc}", fontsize=8)

@@ -53,10 +53,12 @@ def plot_repeat_precision(cube: str | Path, path: str | Path) -> Path:
         ax.plot(centre, med - sig, c="tab:red", lw=0.8, ls="--")
         values = [v for v in record["table"]["precision"][name]]
         text = " / ".join("–" if v is None else f"{v:.3g}" for v in values)
-        ax.text(0.02, 0.95, f"{text}", transform=ax.transAxes, va="top", fontsize=7, color="tab:red")
+        ax.text(0.02, 0.95, f"{text}", transform=ax.transAxes, va="top", fontsize=7, color="tab:red",
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1.5})  # fmt: skip
         lim = 5 * np.nanmax(sig) if np.isfinite(sig).any() else 1.0
         ax.set_ylim(-lim, lim)
         ax.set_xscale("log")
+        ax.set_xlim(edges[0], edges[-1])  # also when no pair passes (an empty log axis has no limits)
         ax.set_ylabel(f"Δ{LABEL_TEX.get(name, name)} [{LABEL_UNITS.get(name, '')}]", fontsize=8)
     for ax in axes.flat[len(names) :]:
         ax.axis("off")
