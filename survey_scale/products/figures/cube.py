@@ -117,6 +117,11 @@ def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] 
             sel = np.flatnonzero((teff > lo) & (teff < hi) & (ds.em_flag.values == 0))
             if sel.size:
                 picks.append(int(sel[np.argmax(snr[sel])]))
+        if not picks:  # a handful of spectra, none of them a B or early A star: the best-measured fit
+            fitted = np.flatnonzero(np.isfinite(teff))
+            if not fitted.size:
+                raise ValueError(f"{cube}: no spectrum has fitted labels; nothing to plot")
+            picks.append(int(fitted[np.argmax(snr[fitted])]))
         rows = tuple(picks)
     fit_mask = window_mask(wave, FIT_WINDOWS)
     h_mask = window_mask(wave, HYDROGEN_WINDOWS)

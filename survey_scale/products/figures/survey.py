@@ -60,6 +60,7 @@ def plot_repeat_precision(cube: str | Path, path: str | Path) -> Path:
         ax.text(0.02, 0.95, f"{text}", transform=ax.transAxes, va="top", fontsize=7, color="tab:red")
         lim = 5 * np.nanmax(sig) if np.isfinite(sig).any() else 1.0
         ax.set_ylim(-lim, lim)
+        ax.set_xlim(edges[0], edges[-1])  # also when there is no pair to plot
         ax.set_xscale("log")
         ax.set_ylabel(f"Δ{LABEL_TEX.get(name, name)} [{LABEL_UNITS.get(name, '')}]", fontsize=8)
     for ax in axes.flat[len(names) :]:
