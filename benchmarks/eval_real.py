@@ -192,18 +192,23 @@ def plot_fits(out: Path, data: dict, ems: dict, fits: dict, header: list[dict]) 
 
 
 def plot_teff(out: Path, header: list[dict], ems: dict, fits: dict) -> Path:
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
     t_class = np.array([h["class_teff"] for h in header])
+    size = 8 + 0.8 * np.array([h["snr"] for h in header])
     for name, marker in (("physical", "o"), ("synthesizer", "s")):
         if name in fits:
-            ax.scatter(t_class, label(fits[name], ems[name], "teff"), marker=marker, s=18, label=name, alpha=0.8)
-    lim = (6500, 12500)
+            ax.scatter(t_class, label(fits[name], ems[name], "teff"), marker=marker, s=size, label=name, alpha=0.7)
+    lim = (6500.0, 10500.0)
     ax.plot(lim, lim, c="0.5", lw=0.8)
+    ax.axvline(8000.0, c="tab:red", lw=0.8, ls="--")
+    ax.text(8050.0, 6700.0, "physical model's lowest Teff", color="tab:red", fontsize=7)
     ax.set_xlim(lim)
-    ax.set_ylim(lim)
-    ax.set_xlabel("Teff of the LAMOST class (Pecaut & Mamajek 2013 dwarf sequence), K")
-    ax.set_ylabel("fitted Teff, K")
-    ax.legend()
+    ax.set_yscale("log")
+    ax.set_ylim(6000.0, 35000.0)
+    ax.set_yticks([6000, 8000, 10000, 15000, 20000, 30000], ["6k", "8k", "10k", "15k", "20k", "30k"])
+    ax.set_xlabel("Teff of the LAMOST class, K\n(Pecaut & Mamajek 2013 dwarf sequence)")
+    ax.set_ylabel("fitted Teff, K (symbol size: S/N)")
+    ax.legend(loc="upper left")
     fig.tight_layout()
     path = out / "teff_vs_class.png"
     fig.savefig(path, dpi=100)
@@ -355,17 +360,25 @@ def main() -> None:
             ]
         print(f"| {h['file']} | {h['class']} | {h['class_teff']:.0f} | {h['snr']:.1f} | " + " | ".join(cells) + " |")
     t_class = np.array([h["class_teff"] for h in header])
-    for e, em in ems.items():
-        d = label(fits[e], em, "teff") - t_class
-        lg = label(fits[e], em, "logg")
-        g_max = em.x_max[em.label_names.index("logg")]
-        print(
-            f"{e}: Teff - class Teff median {np.nanmedian(d):+.0f} K, robust sigma "
-            f"{1.4826 * np.nanmedian(np.abs(d - np.nanmedian(d))):.0f} K; chi2_red median "
-            f"{np.nanmedian(fits[e]['chi2_red']):.2f} (range {np.nanmin(fits[e]['chi2_red']):.2f}-"
-            f"{np.nanmax(fits[e]['chi2_red']):.2f}); log g median {np.nanmedian(lg):.2f}, at the box edge "
-            f"(> {g_max:.2f}) {int(np.sum(lg > g_max))}"
-        )
+    snr = np.array([h["snr"] for h in header])
+    subsets = {
+        "all": np.ones(len(header), bool),
+        "class Teff >= 8,000 K (inside the physical model), S/N >= 40": (t_class >= 8000.0) & (snr >= 40.0),
+    }
+    for title, sel in subsets.items():
+        print(f"\n{title}: {int(sel.sum())} spectra")
+        for e, em in ems.items():
+            d = (label(fits[e], em, "teff") - t_class)[sel]
+            lg = label(fits[e], em, "logg")[sel]
+            chi2 = fits[e]["chi2_red"][sel]
+            g_max = em.x_max[em.label_names.index("logg")]
+            above = int(np.sum(lg > g_max))
+            print(
+                f"  {e}: Teff - class Teff median {np.nanmedian(d):+.0f} K, robust sigma "
+                f"{1.4826 * np.nanmedian(np.abs(d - np.nanmedian(d))):.0f} K; chi2_red median {np.nanmedian(chi2):.2f} "
+                f"(range {np.nanmin(chi2):.2f}-{np.nanmax(chi2):.2f}); log g median {np.nanmedian(lg):.2f} "
+                f"(range {np.nanmin(lg):.2f}-{np.nanmax(lg):.2f}), above the grid (> {g_max:.2f}) {above}"
+            )
     for p in (*plot_fits(args.out, data, ems, fits, header), plot_teff(args.out, header, ems, fits)):
         print(f"figure: {p}")
     if args.cannon_model is not None:
