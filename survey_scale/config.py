@@ -298,7 +298,11 @@ class EmissionConfig(_Section):
 class EmulatorConfig(_Section):
     """The spectral emulator (SPEC §5.1): an existing file, or trained on a model grid."""
 
-    path: Path | None = Field(None, description="emulator file (own or public Payne .npz); null = train one")
+    path: Path | None = Field(
+        None,
+        description="emulator file (own or public Payne .npz), or a shipped one by name: synthesizer, physical "
+        "(real spectra); null = train one",
+    )
     model_grid: Path | None = Field(None, description="model grid (.npz); null = made by the synthesizer")
     grid_size: int = Field(10000, ge=20, description="spectra of the synthesized model grid")
     grid_seed: int = 0

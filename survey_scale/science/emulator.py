@@ -830,6 +830,56 @@ def _from_payne(
 
 
 # --------------------------------------------------------------------------------------------------------
+# the emulators the package ships
+# --------------------------------------------------------------------------------------------------------
+
+DEFAULT_EMULATOR_DIR = Path(__file__).resolve().parent / "data" / "emulators"
+"""Folder of the shipped emulator files (package data)."""
+
+DEFAULT_EMULATORS: dict[str, str] = {
+    "synthesizer": "synthesizer.npz",
+    "physical": "physical.npz",
+}
+"""Shipped emulators by name → file in :data:`DEFAULT_EMULATOR_DIR` (``emulator.path: <name>`` selects one).
+
+``synthesizer``: trained on the built-in synthesizer's model grid (SPEC §10), the 11 labels — for the mock.
+``physical``: trained on the model grid of ``thedoppler``'s hot-dwarf Cannon model
+(:mod:`survey_scale.synth.cannon_grid`; T_eff 8,000–40,000 K, log g 2.5–5, [Fe/H] −2.5…+0.5, v sin i
+0–400 km s⁻¹): 4 labels, for real LAMOST spectra. Each file carries its provenance in its header
+(``Emulator.meta``: model source and SHA-256, grid seed and size, label ranges, training settings, validation
+precision, code version); ``benchmarks/make_physical_emulator.py`` rebuilds the physical one."""
+
+
+def default_emulator_path(name: str = "synthesizer") -> Path:
+    """Path of the shipped emulator ``name`` (:data:`DEFAULT_EMULATORS`).
+
+    Raises
+    ------
+    EmulatorFormatError
+        ``name`` is not a shipped emulator, or its file is missing from this installation.
+    """
+    if name not in DEFAULT_EMULATORS:
+        raise EmulatorFormatError(
+            f"no shipped emulator named {name!r}; the package ships {sorted(DEFAULT_EMULATORS)} "
+            "(or give the path of an emulator file)"
+        )
+    path = DEFAULT_EMULATOR_DIR / DEFAULT_EMULATORS[name]
+    if not path.is_file():
+        raise EmulatorFormatError(f"{path}: the shipped emulator {name!r} is missing from this installation")
+    return path
+
+
+def load_default(name: str = "synthesizer") -> Emulator:
+    """The emulator the package ships under ``name`` (SPEC §12; :data:`DEFAULT_EMULATORS`).
+
+    ``load_default()`` is the one trained on the §10 model grid of the synthesizer; ``load_default("physical")``
+    the one trained on a physics-based hot-star model grid, for real spectra (4 labels: teff, logg, vsini,
+    fe_h; the fit reports the other labels as NaN).
+    """
+    return load(default_emulator_path(name))
+
+
+# --------------------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------------------
 

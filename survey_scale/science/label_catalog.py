@@ -8,14 +8,16 @@
 - the other six labels with their (calibrated) errors: vmic, he_frac, c_h, n_h, o_h, s_h;
 - every label's formal error ``<label>_err_formal``; ``vsini_raw`` (before P2 §5.1's clip at 0);
 - the fit flags: ``fit_flags`` (bits of :data:`survey_scale.science.label_fit.FLAG_BITS`), ``fit_converged``,
-  ``fit_n_iter``, and P2 §5.1's final-sample rules as flags — ``flag_teff_lt_7000``, ``flag_snr_lt_5``,
-  ``flag_not_converged``, ``flag_chi2ratio`` (chi2ratio > 10) — with ``final_sample`` = 1 where none is
-  set and the fit has data. Nothing is deleted: P2 removed these rows, the catalog flags them.
+  ``fit_n_iter``, ``labels_fitted`` (bit i set: label i of :data:`survey_scale.core.labels.LABEL_NAMES` was
+  fitted; 2047 = all 11, 1035 = teff, logg, vsini, fe_h for the shipped ``physical`` emulator), and P2
+  §5.1's final-sample rules as flags — ``flag_teff_lt_7000``, ``flag_snr_lt_5``, ``flag_not_converged``,
+  ``flag_chi2ratio`` (chi2ratio > 10) — with ``final_sample`` = 1 where none is set and the fit has data.
+  Nothing is deleted: P2 removed these rows, the catalog flags them.
 - ``release`` and ``mjd`` of the visit.
 
 ``<label>_err`` are the errors calibrated on repeat visits (SPEC §6); a label the emulator does not fit is
-NaN with its errors. A cube variable that is absent (no cross-match given, say) gives NaN, −9999 for the
-integer ``gaia_id`` or −9 for a flag (the papers' missing values).
+NaN with its errors, and its bit of ``labels_fitted`` is 0. A cube variable that is absent (no cross-match
+given, say) gives NaN, −9999 for the integer ``gaia_id`` or −9 for a flag (the papers' missing values).
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ CUBE_INPUTS: tuple[str, ...] = (
     "fit_flags",
     "fit_converged",
     "fit_n_iter",
+    "labels_fitted",
     "release",
     "mjd",
 )
@@ -158,6 +161,7 @@ def labels_catalog_block(data: Mapping[str, np.ndarray], params: Mapping[str, An
     out["fit_flags"] = flags.astype(np.int16)
     out["fit_converged"] = column_or_missing(data, "fit_converged", n, np.int8).astype(np.int16)
     out["fit_n_iter"] = column_or_missing(data, "fit_n_iter", n, np.int32)
+    out["labels_fitted"] = _labels_fitted(data, fitted, n)
     out["flag_teff_lt_7000"] = ((flags & FLAG_TEFF_LT_7000) > 0).astype(np.int16)
     out["flag_snr_lt_5"] = ((flags & FLAG_SNR_LT_5) > 0).astype(np.int16)
     out["flag_not_converged"] = ((flags & FLAG_NOT_CONVERGED) > 0).astype(np.int16)
@@ -171,6 +175,19 @@ def labels_catalog_block(data: Mapping[str, np.ndarray], params: Mapping[str, An
     return out
 
 
+def _labels_fitted(data: Mapping[str, np.ndarray], cube_labels: Sequence[str], n: int) -> np.ndarray:
+    """``labels_fitted`` on :data:`LABEL_NAMES`' bits from the cube's (bits of its ``label`` dimension); −9 when
+    the cube has none."""
+    if "labels_fitted" not in data:
+        return np.full(n, MISSING_FLAG, dtype=np.int16)
+    cube_bits = np.asarray(data["labels_fitted"]).astype(np.int64)
+    out = np.zeros(n, dtype=np.int64)
+    for i, name in enumerate(cube_labels):
+        if name in LABEL_NAMES:
+            out |= ((cube_bits >> i) & 1) << LABEL_NAMES.index(name)
+    return out.astype(np.int16)
+
+
 COLUMN_DESCRIPTIONS: dict[str, str] = {
     "specid": "LAMOST spectrum ID, date-planid-spid-fiberid",
     "fitsname": "name of the LAMOST FITS file",
@@ -181,6 +198,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "chi2ratio": "(chisq_red - median) / dispersion at the spectrum's Teff and S/N (P2 5.2)",
     "fit_flags": "label-fit flag bits (1 teff<7000, 2 snr<5, 4 not converged, 8 no data, 16 vsini<0, 32 refit, "
     "64 at bound)",
+    "labels_fitted": "bit i set: label i fitted (1 teff, 2 logg, 4 vmic, 8 vsini, 16 he_frac, 32 c_h, 64 n_h, "
+    "128 o_h, 256 si_h, 512 s_h, 1024 fe_h); labels not fitted are NaN",
     "final_sample": "1 = passes P2 5.1's final-sample rules and chi2ratio <= 10",
     "flag_chi2ratio": "1 = chi2ratio > 10 (P2 5.2)",
     "vsini_raw": "vsini before the clip at 0 (P2 5.1)",

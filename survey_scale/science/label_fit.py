@@ -15,6 +15,15 @@ per-spectrum outputs of the pipeline's fit stage (no files, no Dask; the runner 
 6. the final-sample flags of P2 §5.1 (Teff < 7000 K, S/N < 5) and vsini reported as max(0, vsini) with the
    raw value kept.
 
+Emulators with a subset of the labels
+-------------------------------------
+An emulator may fit only some of the 11 labels of :data:`survey_scale.core.labels.LABEL_NAMES` (the shipped
+``physical`` emulator fits teff, logg, vsini and fe_h). The procedure needs only ``teff`` (and uses ``vsini``
+when present). :func:`to_label_order` puts its outputs on all 11 labels: the labels it does not fit are NaN
+in every output (labels, errors, covariances, the Table 5 correlations that involve them), and the
+per-spectrum bit mask ``labels_fitted`` (:func:`labels_fitted_mask`; bit i = label i of the output order,
+2047 = all 11) says which were fitted.
+
 Wavelengths
 -----------
 P2 quotes air wavelengths (the index windows of §4.4); the cube's grid is in vacuum. The windows are
@@ -30,13 +39,14 @@ Cov(l) = ω1² C_H + (1 − ω1²) C_full, which is C_full at ω1 = 0 and C_H at
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from survey_scale.core.grid import air_to_vacuum
-from survey_scale.core.labels import P2_TABLE5_CORRELATIONS
+from survey_scale.core.labels import LABEL_NAMES, P2_TABLE5_CORRELATIONS
 from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
 from survey_scale.science.emulator import Emulator
 from survey_scale.science.fitting import FitResult, fit_spectra, scaled_bounds
@@ -481,6 +491,50 @@ def fit_labels(
         "hmask_n_iter": hmask.n_iter,
         "hmask_converged": hmask.converged,
     }
+
+
+def output_label_names(fitted: Sequence[str]) -> tuple[str, ...]:
+    """The label order of the fit's outputs for an emulator fitting ``fitted``: the 11 labels of
+    :data:`survey_scale.core.labels.LABEL_NAMES` when ``fitted`` is a subset of them (the others NaN),
+    else ``fitted`` itself (an emulator with labels of its own)."""
+    fitted = tuple(str(n) for n in fitted)
+    return LABEL_NAMES if set(fitted) <= set(LABEL_NAMES) else fitted
+
+
+def labels_fitted_mask(fitted: Sequence[str], names: Sequence[str]) -> int:
+    """Bit mask of the labels ``fitted`` among ``names``: bit i set when ``names[i]`` is fitted."""
+    return sum(1 << i for i, name in enumerate(names) if name in set(fitted))
+
+
+_LABEL_OUTPUTS = ("labels", "errors", "full_labels", "full_errors", "hmask_labels", "hmask_errors")
+_COV_OUTPUTS = ("cov", "full_cov", "hmask_cov")
+
+
+def to_label_order(out: dict[str, np.ndarray], fitted: Sequence[str], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The outputs of :func:`fit_labels` (labels in the emulator's order ``fitted``) on the labels ``names``.
+
+    Labels of ``names`` the emulator does not fit are NaN in the label, error and covariance outputs; the
+    result has ``labels_fitted`` (n,) uint16, :func:`labels_fitted_mask`. Every name of ``fitted`` must be
+    in ``names``.
+    """
+    fitted, names = list(fitted), list(names)
+    missing = [f for f in fitted if f not in names]
+    if missing:
+        raise ValueError(f"to_label_order: fitted labels {missing} are not among the output labels {names}")
+    n = int(np.asarray(out["labels"]).shape[0])
+    pos = np.array([names.index(f) for f in fitted], dtype=np.int64)
+    res = dict(out)
+    if fitted != names:
+        for key in _LABEL_OUTPUTS:
+            a = np.full((n, len(names)), np.nan)
+            a[:, pos] = out[key]
+            res[key] = a
+        for key in _COV_OUTPUTS:
+            a = np.full((n, len(names), len(names)), np.nan)
+            a[:, pos[:, None], pos[None, :]] = out[key]
+            res[key] = a
+    res["labels_fitted"] = np.full(n, labels_fitted_mask(fitted, names), dtype=np.uint16)
+    return res
 
 
 def _replace_rows(res: FitResult, rows: np.ndarray, new: FitResult) -> None:

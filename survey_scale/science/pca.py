@@ -39,11 +39,15 @@ from typing import Any
 import numpy as np
 
 from survey_scale._version import __version__
-from survey_scale.core.files import atomic_write, save_npz
+from survey_scale.core.files import atomic_write, file_sha256, save_npz
 from survey_scale.science.emission import excess_window, residual_statistics
 
 PCA_MODEL_VERSION = "1"
 PCA_STAGE_VERSION = "1"
+FALLBACK_PCA_FILE = Path(__file__).resolve().parent / "data" / "pca_fallback.npz"
+"""The basis shipped for cubes with too few training spectra (``benchmarks/make_fallback_pca.py``: the PCA
+of noised spectra of the physics-based model grid of :mod:`survey_scale.synth.cannon_grid`, K = 40, float32,
+with emission and erroneous-spectrum thresholds derived from the same spectra; 1.7 MB)."""
 
 
 @dataclass
@@ -209,6 +213,83 @@ def pca_from_gram(
         **dict(meta or {}),
     }
     return PCAModel(mean, std, clean, basis_c, eig_c, recon, basis_f, eig_f, model_var_c, model_var_f, info)
+
+
+def fit_pca_arrays(
+    norm_flux: np.ndarray, norm_ivar: np.ndarray, clean: np.ndarray, n_components: int, meta: Mapping[str, Any]
+) -> PCAModel:
+    """The PCA of in-memory spectra (n, P): the cube's two row passes (moments, Gram) on one block."""
+    data = {"norm_flux": np.asarray(norm_flux), "norm_ivar": np.asarray(norm_ivar)}
+    mean, std, noise = moments_to_mean_std(moments_block(data, {}))
+    gram = gram_block(data, {"mean": mean, "std": std})
+    return pca_from_gram(gram["gram"], int(gram["rows"]), mean, std, noise, clean, n_components, meta)
+
+
+def resize_components(model: PCAModel, n_components: int) -> PCAModel:
+    """``model`` with exactly ``n_components`` components, so that ``pca_coeff`` has the configured K columns.
+
+    More than the model has: zero-variance components are appended (zero eigenvector, eigenvalue 1e-12);
+    their Wiener-filtered coefficient, variance, reconstruction and share are exactly 0 and every other
+    output is unchanged. Fewer: the leading components are kept and the variance the dropped ones explained
+    in the training set, Σ_k λ_k B_k² std² (clean) and Σ_k λ_k ξ_k² std² (full), moves into the model
+    variances.
+    """
+    k = model.n_components
+    if n_components == k:
+        return model
+    f = model.basis_clean.dtype
+    meta = {
+        **model.meta,
+        "n_components": n_components,
+        "n_components_fitted": min(k, model.meta.get("n_components_fitted", k)),
+    }
+    if n_components < k:
+        keep, drop = slice(0, n_components), slice(n_components, k)
+        to_flux = model.std.astype(np.float64) ** 2
+        extra_c = np.einsum("k,kp->p", model.eig_clean[drop], model.reconstruction[drop].astype(np.float64) ** 2)
+        extra_f = np.einsum("k,pk->p", model.eig_full[drop], model.basis_full[:, drop].astype(np.float64) ** 2)
+        return PCAModel(
+            model.mean,
+            model.std,
+            model.clean,
+            model.basis_clean[:, keep],
+            model.eig_clean[keep],
+            model.reconstruction[keep],
+            model.basis_full[:, keep],
+            model.eig_full[keep],
+            (model.model_var_clean + extra_c * to_flux).astype(model.model_var_clean.dtype),
+            (model.model_var_full + extra_f * to_flux).astype(model.model_var_full.dtype),
+            meta,
+        )
+    extra = n_components - k
+
+    def cols(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, np.zeros((a.shape[0], extra), f)], axis=1)
+
+    eig = np.full(extra, 1e-12, dtype=model.eig_clean.dtype)
+    return PCAModel(
+        model.mean,
+        model.std,
+        model.clean,
+        cols(model.basis_clean),
+        np.concatenate([model.eig_clean, eig]),
+        np.concatenate([model.reconstruction, np.zeros((extra, model.reconstruction.shape[1]), f)]),
+        cols(model.basis_full),
+        np.concatenate([model.eig_full, eig]),
+        model.model_var_clean,
+        model.model_var_full,
+        meta,
+    )
+
+
+def fallback_pca(n_components: int, reason: str) -> PCAModel:
+    """The shipped basis (:data:`FALLBACK_PCA_FILE`) with ``n_components`` components (:func:`resize_components`),
+    its ``meta["fallback"]`` saying ``reason`` and the file's SHA-256."""
+    model = resize_components(PCAModel.load(FALLBACK_PCA_FILE), n_components)
+    model.meta["fallback"] = (
+        f"{reason}; shipped basis {FALLBACK_PCA_FILE.name} (sha256 {file_sha256(FALLBACK_PCA_FILE)})"
+    )
+    return model
 
 
 # --- projection (pure, on a chunk) ------------------------------------------------------------------------

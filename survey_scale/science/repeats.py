@@ -7,8 +7,11 @@ the block's stars 0..m−1.
 Repeat pairs (P2 §4.6)
     Two visits of one star on different nights (``lmjd`` differ) whose S/N differ by less than
     ``snr_tolerance`` (20 %) of their mean, both with a usable fit (finite labels and errors, converged, not
-    flagged ``no_data``). For each pair: the label difference Δ and both visits' formal errors, S/N and Teff
-    (so that errors scaled per visit can be applied to the pair) — float32, ~150 bytes a pair.
+    flagged ``no_data``). A label that is NaN in a fit whose other labels are finite is one the emulator does
+    not fit (:func:`survey_scale.science.label_fit.to_label_order`): it does not make the fit unusable, and
+    its Δ, precision and calibration are NaN. For each pair: the label difference Δ and both visits' formal
+    errors, S/N and Teff (so that errors scaled per visit can be applied to the pair) — float32, ~150 bytes a
+    pair.
 Precision (P2 Fig. 10)
     Per label and S/N bin: the robust scatter (1.4826 × MAD) of Δ divided by √2 — both visits contribute
     equally.
@@ -58,9 +61,13 @@ def uniqflag_block(data: Mapping[str, np.ndarray], star: np.ndarray, params: Map
 
 
 def usable_fits(data: Mapping[str, np.ndarray], bad_flags: int) -> np.ndarray:
-    """Visits whose fit can enter a repeat pair: finite labels and errors, no ``bad_flags`` fit flag."""
+    """Visits whose fit can enter a repeat pair: finite labels with finite, positive errors, no ``bad_flags``
+    fit flag. NaN labels beside finite ones are labels the emulator does not fit (module docstring)."""
     labels, err = np.asarray(data["labels"]), np.asarray(data["label_err"])
-    ok = np.isfinite(labels).all(axis=1) & np.isfinite(err).all(axis=1) & (err > 0).all(axis=1)
+    fitted = np.isfinite(labels)
+    with np.errstate(invalid="ignore"):
+        err_ok = np.isfinite(err) & (err > 0)
+    ok = fitted.any(axis=1) & (err_ok | ~fitted).all(axis=1)
     return ok & ((np.asarray(data["fit_flags"]).astype(np.int64) & int(bad_flags)) == 0)
 
 

@@ -1,5 +1,8 @@
 """The emulator for the fit (SPEC §5.1): ``emulator.path``, or one trained on a model grid and cached.
 
+``emulator.path`` is a file, or the name of an emulator the package ships
+(:data:`survey_scale.science.emulator.DEFAULT_EMULATORS`: ``synthesizer``, ``physical``).
+
 Step ``emulator`` puts the file in ``engine.models["emulator"]``. A trained emulator is kept in the cube's
 models folder with a key of its grid and settings, and re-used while they do not change.
 """
@@ -12,8 +15,8 @@ from pathlib import Path
 from survey_scale.config import Config, EmulatorConfig
 from survey_scale.core.files import file_sha256, stable_hash
 from survey_scale.engine.contracts import Engine, PipelineError
+from survey_scale.science.emulator import DEFAULT_EMULATORS, EmulatorFormatError, default_emulator_path, train
 from survey_scale.science.emulator import load as load_emulator
-from survey_scale.science.emulator import train
 from survey_scale.science.model_grid import load_model_grid, save_model_grid
 from survey_scale.synth import make_model_grid
 
@@ -26,8 +29,15 @@ STALLED_EMULATOR_SIGMA = 0.01
 def build_emulator(cfg: EmulatorConfig, engine: Engine) -> Path:
     """The emulator file for the fit: ``emulator.path``, or one trained on the model grid (cached)."""
     if cfg.path is not None:
+        if str(cfg.path) in DEFAULT_EMULATORS:  # a bare name: a shipped emulator
+            try:
+                return default_emulator_path(str(cfg.path))
+            except EmulatorFormatError as exc:
+                raise PipelineError(f"emulator.path {cfg.path}: {exc}") from None
         if not Path(cfg.path).is_file():
-            raise PipelineError(f"emulator.path {cfg.path}: file not found")
+            raise PipelineError(
+                f"emulator.path {cfg.path}: file not found (shipped emulators: {', '.join(DEFAULT_EMULATORS)})"
+            )
         return Path(cfg.path)
     if cfg.model_grid is not None:
         grid_path = Path(cfg.model_grid)

@@ -2,7 +2,9 @@
 
 Inputs ``norm_flux``, ``norm_ivar``, ``pixmask`` and ``snr_g``; the emulator is a model file loaded once
 per worker (:class:`survey_scale.engine.runner.ModelPlugin`), and its SHA-256 is part of every chunk's
-provenance, so a new emulator re-runs the fit. Outputs (``label`` = the emulator's label names):
+provenance, so a new emulator re-runs the fit. Outputs (``label`` = the 11 labels of
+:data:`survey_scale.core.labels.LABEL_NAMES` for an emulator fitting any subset of them — the labels it does not
+fit are NaN, see ``labels_fitted`` —, else the emulator's own label names):
 
 ===================  =======================  ===========================================================
 variable             dims, dtype              meaning
@@ -17,6 +19,8 @@ chi2_red             spec; float32            reduced χ² of the combined model
 fit_n_iter           spec; int32              Levenberg–Marquardt iterations (all fits)
 fit_converged        spec; int8               1 if every fit that entered the result converged
 fit_flags            spec; uint8              bits of :data:`survey_scale.science.label_fit.FLAG_BITS`
+labels_fitted        spec; uint16             bit i set: label i of ``label`` was fitted (2047: all 11); the
+                                              others are NaN (an emulator with a subset of the labels)
 vsini_raw            spec; float32            combined vsini before clipping at 0
 teff_init            spec; float32            initial Teff from the line indices (P2 Eq. 4)
 w_hmask              spec; float32            Hann weight of the H-masked labels
@@ -39,9 +43,9 @@ from survey_scale.core.labels import LABEL_UNITS, P2_TABLE5_CORRELATIONS
 from survey_scale.engine.contracts import ChunkContext, Engine, ModelRef, Output, Stage, StageResult, StageSummary
 from survey_scale.science.emulator import load as load_emulator
 from survey_scale.science.fitting import set_threads
-from survey_scale.science.label_fit import FLAG_BITS, FLAG_NO_DATA, fit_labels
+from survey_scale.science.label_fit import FLAG_BITS, FLAG_NO_DATA, fit_labels, output_label_names, to_label_order
 
-FIT_STAGE_VERSION = "1"
+FIT_STAGE_VERSION = "2"  # 2: outputs on the 11 labels for a label-subset emulator; labels_fitted
 CORR_NAMES = tuple(f"corr_{a}_{b}" for a, b in P2_TABLE5_CORRELATIONS)
 
 
@@ -65,6 +69,7 @@ def fit_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: 
         max_iter=params["max_iter"],
         n_starts=params["n_starts"],
     )
+    out = to_label_order(out, em.label_names, params["label_names"])
     outputs = {
         "labels": out["labels"],
         "label_err": out["errors"],
@@ -75,6 +80,7 @@ def fit_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: 
         "fit_n_iter": out["n_iter"],
         "fit_converged": out["converged"].astype(np.int8),
         "fit_flags": out["flags"],
+        "labels_fitted": out["labels_fitted"],
         "vsini_raw": out["vsini_raw"],
         "teff_init": out["teff_init"],
         "w_hmask": out["w_hmask"],
@@ -88,10 +94,12 @@ def fit_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: 
     return StageResult(outputs, rejects)
 
 
-def fit_stage(emulator_path: Path, label_names: tuple[str, ...], fit: FitConfig) -> Stage:
-    """The §5.3 stage for an emulator file and the ``fit`` configuration section."""
+def fit_stage(emulator_path: Path, fitted: tuple[str, ...], fit: FitConfig) -> Stage:
+    """The §5.3 stage for an emulator file fitting the labels ``fitted`` and the ``fit`` configuration section."""
     f4 = "float32"
+    label_names = output_label_names(fitted)
     units = ", ".join(f"{n} [{LABEL_UNITS.get(n, '?')}]" for n in label_names)
+    not_fitted = ", ".join(n for n in label_names if n not in fitted)
     flags = "; ".join(f"{bit}: {text}" for bit, text in FLAG_BITS.items())
     return Stage(
         name="fit",
@@ -99,7 +107,17 @@ def fit_stage(emulator_path: Path, label_names: tuple[str, ...], fit: FitConfig)
         func=fit_chunk,
         inputs=("norm_flux", "norm_ivar", "pixmask", "snr_g"),
         outputs=(
-            Output("labels", f4, ("spec", "label"), {"long_name": "stellar labels (P2 Eq. 5-7)", "units": units}),
+            Output(
+                "labels",
+                f4,
+                ("spec", "label"),
+                {
+                    "long_name": "stellar labels (P2 Eq. 5-7)",
+                    "units": units,
+                    "fitted_labels": ", ".join(fitted),
+                    "not_fitted_labels": f"{not_fitted} (NaN: the emulator does not fit them)" if not_fitted else "",
+                },
+            ),
             Output("label_err", f4, ("spec", "label"), {"long_name": "formal label uncertainties"}),
             Output("label_cov", f4, ("spec", "label", "label2"), {"long_name": "label covariance"}),
             Output("labels_full", f4, ("spec", "label"), {"long_name": "labels of the full-spectrum fit"}),
@@ -109,6 +127,14 @@ def fit_stage(emulator_path: Path, label_names: tuple[str, ...], fit: FitConfig)
             Output("fit_n_iter", "int32", attrs={"long_name": "Levenberg-Marquardt iterations"}),
             Output("fit_converged", "int8", attrs={"long_name": "1 = converged"}),
             Output("fit_flags", "uint8", attrs={"long_name": "label fit flags", "flag_meanings": flags}),
+            Output(
+                "labels_fitted",
+                "uint16",
+                attrs={
+                    "long_name": "bit i set: label i was fitted; the others are NaN",
+                    "flag_meanings": "; ".join(f"{1 << i}: {n}" for i, n in enumerate(label_names)),
+                },
+            ),
             Output("vsini_raw", f4, attrs={"long_name": "vsini before clipping at 0", "units": "km s-1"}),
             Output("teff_init", f4, attrs={"long_name": "initial Teff from line indices (P2 Eq. 4)", "units": "K"}),
             Output("w_hmask", f4, attrs={"long_name": "Hann weight of the H-masked labels (P2 Eq. 6)"}),
@@ -119,6 +145,7 @@ def fit_stage(emulator_path: Path, label_names: tuple[str, ...], fit: FitConfig)
             "bounds": fit.bounds,
             "max_iter": fit.max_iter,
             "n_starts": fit.n_starts,
+            "label_names": label_names,
         },
         models={"emulator": ModelRef(str(emulator_path), load_emulator_model)},
         dims={"label": label_names, "label2": label_names},
@@ -130,5 +157,5 @@ def fit_stage(emulator_path: Path, label_names: tuple[str, ...], fit: FitConfig)
 def run(config: Config, engine: Engine) -> StageSummary:
     """Registry step ``fit``: the stage with the emulator of step ``emulator``."""
     path = engine.models["emulator"]
-    label_names = tuple(load_emulator(path).label_names)
-    return engine.run_stage(fit_stage(path, label_names, config.fit))
+    fitted = tuple(load_emulator(path).label_names)
+    return engine.run_stage(fit_stage(path, fitted, config.fit))

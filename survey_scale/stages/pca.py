@@ -33,6 +33,7 @@ from survey_scale.science.pca import (
     add_results,
     diagnostics,
     diagnostics_block,
+    fallback_pca,
     gram_block,
     moments_block,
     moments_to_mean_std,
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 PCA_STAGE_VERSION = "1"
 PCA_MODEL_FILE = "pca.npz"
 """The final PCA model in the cube's models folder (the passes are ``pca-passN.npz`` beside it)."""
+
+
+class TooFewCandidates(PipelineError):
+    """Fewer PCA training candidates than the PCA needs (:func:`fallback_pca_model` takes over)."""
 
 
 # --- the model: an iterated row reduction ----------------------------------------------------------------
@@ -73,7 +78,7 @@ def pca_candidates(engine: Engine, cfg: PCAConfig) -> np.ndarray:
         rng = np.random.default_rng(cfg.seed)
         rows = np.sort(rng.choice(rows, cfg.max_train, replace=False))
     if rows.size < 2 * cfg.n_components:
-        raise PipelineError(
+        raise TooFewCandidates(
             f"{engine.cube}: only {rows.size} spectra have {cfg.snr_column} > {cfg.min_snr} and clean_fraction >= "
             f"{cfg.min_clean_fraction}; the PCA needs at least {2 * cfg.n_components} (lower pca.min_snr or "
             "pca.n_components)"
@@ -111,7 +116,10 @@ def build_pca_models(config: Config, engine: Engine) -> Path:
                 kept.meta.get("n_train", -1),
             )
             return final
-    rows = pca_candidates(engine, cfg)
+    try:
+        rows = pca_candidates(engine, cfg)
+    except TooFewCandidates as exc:
+        return fallback_pca_model(config, engine, str(exc))
     specids = engine.read_column("specid")[rows].astype(str)
     key = stable_hash(specids, settings_key)
     train = rows
@@ -173,6 +181,32 @@ def build_pca_models(config: Config, engine: Engine) -> Path:
     model.meta["final_pass"] = n
     model.meta["settings_key"] = settings_key
     if not final.exists() or PCAModel.load(final).meta != model.meta:
+        model.save(final)
+    return final
+
+
+def fallback_pca_model(config: Config, engine: Engine, reason: str) -> Path:
+    """The PCA model of a cube with too few training spectra: never fail for want of training data (SPEC §4).
+
+    The model kept from an earlier run of this cube (``pca.npz`` trained on the cube's own spectra, e.g. the
+    previous release's) if there is one; else the basis the package ships
+    (:func:`survey_scale.science.pca.fallback_pca`), brought to ``pca.n_components`` components, with its own
+    thresholds. Logs a warning either way; the model's ``meta["fallback"]``
+    records why.
+    """
+    final = engine.model_path(PCA_MODEL_FILE)
+    kept = PCAModel.load(final) if final.exists() else None
+    if kept is not None and "fallback" not in kept.meta and kept.n_components == config.pca.n_components:
+        log.warning("PCA: %s; using the model kept from an earlier run of this cube (%s)", reason, final)
+        return final
+    model = fallback_pca(config.pca.n_components, reason)
+    log.warning(
+        "PCA: %s; using the basis the package ships (%d components of noised physical-model spectra): emission "
+        "and erroneous-spectrum flags are indicative only",
+        reason,
+        model.meta["n_components_fitted"],
+    )
+    if kept is None or kept.meta != model.meta:
         model.save(final)
     return final
 

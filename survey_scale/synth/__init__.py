@@ -12,6 +12,10 @@ Public interface::
     make_model_grid(n, seed, *, resolution=1800.0, chunk_size=1024) -> survey_scale.science.model_grid.ModelGrid
     draw_resolution(n, rng, mean=1800.0, scatter=0.08) -> (n,) per-fibre resolving powers for synthesize
 
+    from survey_scale.synth.cannon_grid import make_cannon_model_grid   # a physics-based grid for real spectra
+    make_cannon_model_grid(model_path, n, seed) -> ModelGrid (teff, logg, vsini, fe_h) from thedoppler's
+                                                    hot-dwarf Cannon model, broadened by this package's kernels
+
 What it is
 ----------
 A fast, deterministic, vectorized LTE synthesizer with the *information structure* of real hot-star spectra

@@ -252,3 +252,35 @@ def normalized_chunk(
     flux_sub = (1.0 - conv[:n]) * np.exp(-conv[n:])
     flux = flux_sub.reshape(n, N_WAVE + 2 * MARGIN, k).mean(axis=2)
     return flux[:, MARGIN : MARGIN + N_WAVE]
+
+
+def broaden_fine(depth: np.ndarray, vsini: np.ndarray, resolution: np.ndarray) -> np.ndarray:
+    """Rotation and LSF applied to spectra given on the working grid, for model grids made outside the
+    synthesizer (e.g. :mod:`survey_scale.synth.cannon_grid`); (n, Nf) → (n, Nf) float32.
+
+    The kernels of :func:`normalized_chunk`: Gray's rotation profile (ε = :data:`LIMB_DARKENING`) integrated
+    over sub-pixels, times a Gaussian LSF of resolving power ``resolution`` whose variance leaves room for the
+    final pixel binning of :func:`fine_to_pixels` (1/12 px²) and for the sub-pixel box of inputs that were
+    averaged into sub-pixels (1/12 sub-pixel²). ``depth`` should vanish in the continuum (e.g. 1 − f): the
+    FFT is circular over the margins.
+    """
+    fg = fine_grid()
+    k = OVERSAMPLE
+    n_fine = fg.wave.size
+    depth = np.atleast_2d(np.asarray(depth, dtype=np.float32))
+    if depth.shape[1] != n_fine:
+        raise ValueError(f"broaden_fine: spectra have {depth.shape[1]} sub-pixels, the working grid {n_fine}")
+    stack = np.zeros((depth.shape[0], fg.n_fft), dtype=np.float32)
+    stack[:, :n_fine] = depth
+    spec = scipy.fft.rfft(stack, axis=1)
+    rot = scipy.fft.rfft(rotation_kernel(np.asarray(vsini, dtype=np.float64), fg.n_fft), axis=1)
+    sig_lsf2 = k**2 * (lsf_sigma_pixels(resolution) ** 2 - 1.0 / 12.0) - 1.0 / 12.0
+    freq = (np.arange(spec.shape[1]) / fg.n_fft).astype(np.float32)
+    spec *= rot * np.exp(-(2.0 * np.pi**2) * freq[None, :] ** 2 * sig_lsf2[:, None].astype(np.float32))
+    return scipy.fft.irfft(spec, n=fg.n_fft, axis=1)[:, :n_fine].astype(np.float32)
+
+
+def fine_to_pixels(fine: np.ndarray) -> np.ndarray:
+    """Average (n, Nf) working-grid spectra into the 3802 pixels of the common grid, (n, 3802)."""
+    fine = np.atleast_2d(fine)
+    return fine.reshape(fine.shape[0], N_WAVE + 2 * MARGIN, OVERSAMPLE).mean(axis=2)[:, MARGIN : MARGIN + N_WAVE]

@@ -332,3 +332,58 @@ def test_training_is_seeded(small_grid):
     a, b = E.train(small_grid, "shared", **kw), E.train(small_grid, "shared", **kw)
     assert all(np.array_equal(x, y) for x, y in zip(a.weights, b.weights, strict=True))
     assert np.array_equal(a.out_weight, b.out_weight)
+
+
+# ----------------------------------------------------------------------------------- shipped emulators
+
+
+def test_shipped_physical_emulator_loads_by_name_with_its_provenance() -> None:
+    """``ss.emulator.load_default("physical")`` (issue 16): labels, grid, provenance, size, a sane A star."""
+    path = E.default_emulator_path("physical")
+    assert path.stat().st_size < 6e6  # float32 weights
+    em = E.load_default("physical")
+    assert em.label_names == ("teff", "logg", "vsini", "fe_h") and em.architecture == "shared"
+    np.testing.assert_array_equal(em.wave, wavelength_grid())
+    meta = em.meta
+    grid = meta["grid_meta"]
+    assert len(grid["model_sha256"]) == 64 and "thedoppler" in grid["model_source"] and "MIT" in grid["model_source"]
+    assert grid["n_spectra"] == meta["n_train"] + meta["n_valid"] and isinstance(grid["seed"], int)
+    assert grid["label_ranges"]["teff"] == [8000.0, 40000.0]
+    assert {"hidden", "lr", "batch_size", "patience", "seed"} <= set(meta["settings"])
+    assert 0 < meta["valid_sigma"] < 0.005 and meta["valid_sigma_deep"] < 0.01
+    assert json.loads(str(np.load(path)["header"]))["code_version"]
+    # an A0 dwarf: deep Balmer lines, weak He I 4471
+    flux = em.predict(np.array([[9700.0, 4.2, 50.0, 0.0]]))[0]
+    wave = em.wave
+    assert flux[np.argmin(np.abs(wave - 4862.7))] < 0.6 and flux[np.argmin(np.abs(wave - 4472.7))] > 0.95
+
+
+def test_load_default_names_what_the_package_ships(monkeypatch, tmp_path) -> None:
+    with pytest.raises(ValueError, match="no shipped emulator named 'kurucz'"):
+        E.load_default("kurucz")
+    monkeypatch.setitem(E.DEFAULT_EMULATORS, "gone", "gone.npz")
+    with pytest.raises(ValueError, match=r"gone\.npz"):
+        E.load_default("gone")
+
+
+def test_shipped_physical_emulator_precision_on_fresh_model_spectra() -> None:
+    """Its recorded validation precision holds on newly made model spectra (needs the Cannon model file:
+    SURVEY_SCALE_CANNON_MODEL=path of cannongrid_3000_18000_hotdwarfs_norm_cubic_model.pkl)."""
+    import os
+    from pathlib import Path
+
+    from survey_scale.science.emulator import validation_precision
+    from survey_scale.synth.cannon_grid import cannon_model_spectra, read_cannon_model, sample_cannon_labels
+
+    model_path = os.environ.get("SURVEY_SCALE_CANNON_MODEL")
+    if not model_path or not Path(model_path).is_file():
+        pytest.skip(
+            "SURVEY_SCALE_CANNON_MODEL does not name thedoppler's hot-dwarf Cannon model (pip download thedoppler)"
+        )
+    em = E.load_default("physical")
+    model = read_cannon_model(model_path)
+    assert model.sha256 == em.meta["grid_meta"]["model_sha256"]
+    labels = sample_cannon_labels(model, 200, np.random.default_rng(12345))
+    got = validation_precision(em, labels, cannon_model_spectra(model, labels), device="cpu")
+    assert got["valid_sigma"] < 1.3 * em.meta["valid_sigma"]
+    assert got["valid_sigma_deep"] < 1.3 * em.meta["valid_sigma_deep"]

@@ -273,3 +273,49 @@ def test_combination_ignores_an_undetermined_label_of_a_zero_weight_fit() -> Non
     assert np.isinf(cov[2, 2, 2]) and cov[2, 0, 0] == pytest.approx(0.25 * 1 + 0.75 * 1)
     corr = Pr._pairs_corr(cov, LABEL_NAMES)
     assert np.isfinite(corr[:2]).all()
+
+
+# ---------------------------------------------------------------------- an emulator with a subset of labels
+
+SUBSET = ("teff", "logg", "vsini", "fe_h")
+
+
+@pytest.fixture(scope="module")
+def subset_em() -> E.Emulator:
+    """A small emulator of 4 of the 11 labels (the others held at the centre of their range)."""
+    full = E.toy_model_grid(500, seed=6)
+    cols = [LABEL_NAMES.index(n) for n in SUBSET]
+    centre = 0.5 * (full.label_min + full.label_max)
+    labels = np.tile(centre, (full.n_spectra, 1))
+    labels[:, cols] = full.labels[:, cols]
+    grid = E.ModelGrid(
+        labels[:, cols], SUBSET, full.label_min[cols], full.label_max[cols], WAVE, E.toy_spectra(labels, WAVE)
+    )
+    return E.train(grid, "shared", hidden=(24, 24), epochs=12, patience=12, lr=5e-3, batch_size=32, seed=0)
+
+
+def test_fit_with_a_label_subset_reports_the_others_as_nan_and_not_fitted(subset_em: E.Emulator) -> None:
+    em = subset_em
+    rng = np.random.default_rng(9)
+    truth = em.unscale(rng.uniform(-0.3, 0.3, (6, em.n_labels)))
+    flux = (em.predict(truth) + rng.standard_normal((6, WAVE.size)) / 80.0).astype(np.float32)
+    out = Pr.fit_labels(em, flux, np.full_like(flux, 80.0**2), WAVE, snr=np.full(6, 80.0))
+    assert out["labels"].shape == (6, 4) and np.isfinite(out["labels"]).all()
+    assert Pr.output_label_names(em.label_names) == LABEL_NAMES
+    assert Pr.output_label_names(("label_0", "label_1")) == ("label_0", "label_1")
+    res = Pr.to_label_order(out, em.label_names, LABEL_NAMES)
+    fitted = np.array([n in SUBSET for n in LABEL_NAMES])
+    for key in ("labels", "errors", "full_labels", "hmask_labels"):
+        assert res[key].shape == (6, L)
+        assert np.isfinite(res[key][:, fitted]).all() and np.isnan(res[key][:, ~fitted]).all(), key
+    np.testing.assert_array_equal(res["labels"][:, fitted], out["labels"])
+    cov = res["cov"]
+    np.testing.assert_array_equal(cov[:, fitted][:, :, fitted], out["cov"])
+    assert np.isnan(cov[:, ~fitted]).all() and np.isnan(cov[:, :, ~fitted]).all()
+    assert (res["labels_fitted"] == 1 + 2 + 8 + 1024).all() and res["labels_fitted"].dtype == np.uint16
+    # the Table 5 correlations: teff-logg is there, those with [Si/H] are NaN
+    pairs = dict(zip(P2_TABLE5_CORRELATIONS, out["corr"].T, strict=True))
+    assert np.isfinite(pairs[("teff", "logg")]).all() and np.isnan(pairs[("teff", "si_h")]).all()
+    assert (Pr.to_label_order(out, LABEL_NAMES, LABEL_NAMES)["labels_fitted"] == 2047).all()
+    with pytest.raises(ValueError, match="not among"):
+        Pr.to_label_order(out, em.label_names, ("teff", "logg"))

@@ -22,6 +22,7 @@ from survey_scale.science.repeats import (
     repeat_pairs_block,
     sort_pairs,
     uniqflag,
+    usable_fits,
 )
 
 LABELS = ("teff", "logg")
@@ -216,3 +217,44 @@ def test_error_calibration_with_too_few_pairs_keeps_formal_errors() -> None:
     cal = fit_error_calibration(_synthetic_pairs(10, 2, 3.0), LABELS)
     assert cal.log_scale == (None, None)
     assert np.array_equal(cal.scale(np.array([1e4]), np.array([50.0])), [[1.0, 1.0]])
+
+
+def test_labels_not_fitted_do_not_spoil_repeat_pairs_calibration_or_the_catalog() -> None:
+    """An emulator with a subset of the labels: NaN columns (labels not fitted) beside finite ones."""
+    from survey_scale.core.labels import LABEL_NAMES
+    from survey_scale.science.label_catalog import labels_catalog_block
+
+    data, star = _pair_block()
+    n = len(star)
+    labels = np.full((n, len(LABEL_NAMES)), np.nan)
+    err = np.full((n, len(LABEL_NAMES)), np.nan)
+    labels[:, :2], err[:, :2] = data["labels"], data["label_err"]
+    data.update(labels=labels, label_err=err)
+    params = {"snr_column": "snr_g", "teff_index": 0, "snr_tolerance": 0.2, "bad_flags": 4 | 8}
+    assert usable_fits(data, 4 | 8).all()
+    pairs = sort_pairs(repeat_pairs_block(data, star, params))
+    assert pairs["delta"].shape == (2, len(LABEL_NAMES))
+    assert np.isfinite(pairs["delta"][:, :2]).all() and np.isnan(pairs["delta"][:, 2:]).all()
+    table = precision_table(pairs, LABEL_NAMES, bins=(0, 1000))
+    assert np.isnan(table["precision"][0, 2:]).all()
+    calibration = fit_error_calibration(pairs, LABEL_NAMES, min_pairs=1, min_per_cell=1)
+    assert all(p is None for p in calibration.log_scale[2:])
+    # a failed fit (every label NaN) is still unusable
+    data["labels"][0] = np.nan
+    assert not usable_fits(data, 4 | 8)[0]
+    # the catalog: NaN columns and labels_fitted on LABEL_NAMES' bits
+    block = {
+        "specid": data["specid"],
+        "labels": labels,
+        "label_err": err,
+        "labels_fitted": np.full(n, 3, np.uint16),
+        "fit_flags": np.zeros(n, np.uint8),
+    }
+    cat = labels_catalog_block(block, {"label_names": list(LABEL_NAMES)})
+    assert np.isfinite(cat["logg"][1:]).all() and np.isnan(cat["fe_h"]).all() and np.isnan(cat["si_h_err"]).all()
+    assert (cat["labels_fitted"] == 3).all()
+    # a cube whose label dimension is the emulator's own order maps its bits onto LABEL_NAMES'
+    own = labels_catalog_block({**block, "labels": labels[:, [1, 0]]}, {"label_names": ["logg", "teff"]})
+    assert (own["labels_fitted"] == 3).all()
+    del block["labels_fitted"]  # a cube fitted before labels_fitted existed: the papers' missing flag
+    assert (labels_catalog_block(block, {"label_names": list(LABEL_NAMES)})["labels_fitted"] == -9).all()

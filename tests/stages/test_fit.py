@@ -92,3 +92,14 @@ def test_fit_stage_skips_done_chunks_and_reruns_on_a_new_emulator(fit_cube, toy_
     other.meta["note"] = "retrained"  # a different file: a different hash
     other_path = other.save(tmp_path / "other.npz")
     assert run_stage(path, fit_stage(other_path, names, FIT), client, progress=False).n_computed == 2
+
+
+def test_emulator_path_names_a_shipped_emulator(tmp_path) -> None:
+    """``emulator.path: physical`` selects the shipped file; an unknown name or path says what exists."""
+    from survey_scale.config import EmulatorConfig
+    from survey_scale.engine.contracts import PipelineError
+    from survey_scale.stages.emulator import build_emulator
+
+    assert build_emulator(EmulatorConfig(path="physical"), engine=None) == E.default_emulator_path("physical")
+    with pytest.raises(PipelineError, match="shipped emulators: synthesizer, physical"):
+        build_emulator(EmulatorConfig(path=tmp_path / "none.npz"), engine=None)

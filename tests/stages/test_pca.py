@@ -197,3 +197,54 @@ def test_local_significance_finds_a_local_defect_that_chi2_misses() -> None:
     assert z[1] < 5.5
     chi2 = (resid**2 / var)[:, use[0]].mean(axis=1)
     assert chi2[0] < 1.15
+
+
+def test_too_few_training_spectra_use_the_shipped_basis_then_the_kept_model(tmp_path: Path, client, caplog) -> None:
+    """A handful of spectra: the shipped basis with a warning, never a failure (SPEC §4; issue 16)."""
+    path = tmp_path / "cube.zarr"
+    truth = synthetic_spectra(8, seed=3)
+    create_cube(path, CubeConfig(shard_spectra=8, inner_chunk_spectra=8))
+    resize_spec(path, 8)
+    root = zarr.open_group(str(path), mode="r+")
+    root["flux"][:], root["ivar"][:], root["pixmask"][:] = truth["flux"], truth["ivar"], 0
+    write_column(root, "specid", np.array([f"S{i}" for i in range(8)]), {})
+    write_column(root, "snr_g", truth["snr"].astype(np.float32), {})
+    config = load_config(None, {"cube.path": str(path), "pca.n_components": 12})
+    run_stage(path, normalize_stage(config.normalize), client, progress=False)
+    engine = DaskEngine(path, client, progress=False)
+    with caplog.at_level("WARNING", logger="survey_scale.stages.pca"):
+        model_path = build_pca_models(config, engine)
+    assert "using the basis the package ships" in caplog.text
+    model = PCAModel.load(model_path)
+    assert model.n_components == 12 and "fallback" in model.meta and "thresholds" in model.meta
+    summary = run_stage(path, pca_stage(model_path, config.pca, config.emission), client, progress=False)
+    assert summary.n_computed == 1
+    ds = open_cube(path)
+    assert ds.pca_coeff.shape == (8, 12) and np.isfinite(ds.pca_chi2.values).all()
+    assert set(np.unique(ds.em_flag.values)) <= {0, 1}
+    # a model trained on this cube's own spectra (a previous release) is kept rather than the shipped basis
+    trained = PCAModel.load(model_path)
+    trained.meta = {k: v for k, v in trained.meta.items() if k != "fallback"}
+    trained.save(model_path)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="survey_scale.stages.pca"):
+        assert build_pca_models(config, engine) == model_path
+    assert "kept from an earlier run" in caplog.text and "fallback" not in PCAModel.load(model_path).meta
+
+
+def test_resize_components_pads_with_silent_components_and_truncates() -> None:
+    from survey_scale.science.pca import FALLBACK_PCA_FILE, resize_components
+
+    model = PCAModel.load(FALLBACK_PCA_FILE)
+    rng = np.random.default_rng(2)
+    flux = (model.mean + 0.01 * rng.standard_normal((3, WAVE.size))).astype(np.float32)
+    ivar = np.full_like(flux, 1e4)
+    base = project(model, flux, ivar)
+    padded = resize_components(model, model.n_components + 5)
+    more = project(padded, flux, ivar)
+    np.testing.assert_array_equal(more["coeff"][:, -5:], 0.0)
+    np.testing.assert_allclose(more["coeff"][:, :-5], base["coeff"], rtol=1e-6)
+    np.testing.assert_allclose(more["recon_clean"], base["recon_clean"], atol=1e-6)
+    fewer = resize_components(model, 10)
+    assert fewer.n_components == 10 and np.all(fewer.model_var_clean >= model.model_var_clean)
+    np.testing.assert_allclose(project(fewer, flux, ivar)["coeff"], base["coeff"][:, :10], rtol=1e-5)

@@ -157,7 +157,8 @@ def plot_kiel(cube: str | Path, path: str | Path, min_snr: float = 20.0) -> Path
     ds = open_cube(cube)
     names = list(ds.label.values)
     labels = ds.labels.values
-    ok = (ds.snr_g.values > min_snr) & good_fits(ds)
+    shown = [names.index(n) for n in ("teff", "logg", "fe_h")]
+    ok = (ds.snr_g.values > min_snr) & good_fits(ds) & np.all(np.isfinite(labels[:, shown]), axis=1)
     teff, logg = labels[ok, names.index("teff")], labels[ok, names.index("logg")]
     fig, ax = plt.subplots(figsize=(6, 5))
     points = ax.scatter(teff, logg, s=3, c=labels[ok, names.index("fe_h")], cmap="viridis", rasterized=True)

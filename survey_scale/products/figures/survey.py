@@ -33,9 +33,13 @@ def plot_repeat_precision(cube: str | Path, path: str | Path) -> Path:
     pairs = Bookkeeping(cube).load_reduction("repeat_pairs", record["pairs_key"])
     if pairs is None:
         raise FileNotFoundError(f"{cube}: the repeat pairs are not stored any more; re-run survey-scale run")
-    names = list(record["table"]["precision"])
+    all_names = list(record["table"]["precision"])
     keep = pair_teff(pairs) > record["teff_min"]
     snr, delta = pair_snr(pairs)[keep], pairs["delta"][keep]
+    # labels the emulator does not fit are NaN in every pair: no panel for them
+    fitted = [k for k in range(len(all_names)) if not np.all(np.isnan(pairs["delta"][:, k]))]
+    fitted = fitted or list(range(len(all_names)))
+    names, delta = [all_names[k] for k in fitted], delta[:, fitted]
     edges = np.asarray(PRECISION_CURVE_BINS, float)
     centre = np.sqrt(edges[:-1] * edges[1:])
     ncol = 4
@@ -57,6 +61,7 @@ def plot_repeat_precision(cube: str | Path, path: str | Path) -> Path:
                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1.5})  # fmt: skip
         lim = 5 * np.nanmax(sig) if np.isfinite(sig).any() else 1.0
         ax.set_ylim(-lim, lim)
+        ax.set_xlim(edges[0], edges[-1])  # also when there is no pair to plot
         ax.set_xscale("log")
         ax.set_xlim(edges[0], edges[-1])  # also when no pair passes (an empty log axis has no limits)
         ax.set_ylabel(f"Δ{LABEL_TEX.get(name, name)} [{LABEL_UNITS.get(name, '')}]", fontsize=8)

@@ -1,0 +1,389 @@
+"""Labels of real LAMOST hot-star spectra from both shipped emulators, and the cross-model systematics (issue 16).
+
+Part 1 — real spectra. The files (default: ``../shared/data/lamost_hot``; ``--extra DIR`` adds more, e.g. the
+MIT-licensed LAMOST DR1 files of github.com/grd349/LearningLAMOST) are ingested and normalized by the pipeline
+(a temporary cube: ingest → normalize, SPEC §2–§3) and fitted by the P2 procedure (§5.3,
+:func:`survey_scale.science.label_fit.fit_labels`) with
+
+- the ``physical`` emulator (thedoppler's hot-dwarf Cannon model, :mod:`survey_scale.synth.cannon_grid`), and
+- the ``synthesizer`` emulator (the built-in synthesizer's model grid; ``--synth-emulator`` gives a file when
+  the package does not ship one yet).
+
+Printed per spectrum: LAMOST class (header ``SUBCLASS``), its Teff from the Pecaut & Mamajek (2013, ApJS 208,
+9) dwarf sequence (E. Mamajek's table, version 2024.05.15, ``../shared/data/tables/EEM_dwarf_UBVIJHK_colors_Teff.txt``;
+subgiant and giant classes take the dwarf Teff of their subtype), S/N, and each emulator's Teff, log g, [Fe/H],
+v sin i and χ²_red. Figures in ``--out``: the best fits of both emulators over each spectrum
+(``fits_*.png``) and fitted Teff against class Teff (``teff_vs_class.png``).
+
+Part 2 — cross-model systematics (P2 §4.7's question: how far do labels move when the model changes?).
+``--n-cross`` label sets are drawn where both models are defined (T_eff 8,000–40,000 K log-uniform inside the
+Cannon model's training hull, log g 2.5–5, [Fe/H] −2.5…+0.5, v sin i 0–400 km s⁻¹); the synthesizer's other
+labels are scaled-solar (every [X/H] = [Fe/H], N_He/N_tot = 0.085, v_mic = 2 km s⁻¹). Noised spectra (S/N
+``--cross-snr`` per pixel) of the synthesizer (normalized as the model grid is) are fitted with the physical
+emulator, and spectra of the Cannon model (the physical grid's procedure) with the synthesizer's emulator; both
+models' own spectra are fitted by their own emulators as the reference. The table gives, per label and Teff
+range, the median offset (fit − truth) and the robust scatter — the systematic floor a user should expect
+between two credible models.
+
+Example::
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/eval_real.py --extra /tmp/LearningLAMOST/Data/DR1 \\
+        --synth-emulator synthesizer.npz --out benchmarks/out/real
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from survey_scale.config import load_config
+from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.labels import LABEL_NAMES
+from survey_scale.core.masks import FIT_WINDOWS, window_mask
+from survey_scale.io import read_lamost
+from survey_scale.pipeline import run_pipeline
+from survey_scale.science.emulator import Emulator, default_emulator_path, load
+from survey_scale.science.label_fit import fit_labels
+from survey_scale.science.normalize import normalize_continuum
+from survey_scale.store.cube import open_cube
+from survey_scale.synth import synthesize
+from survey_scale.synth.cannon_grid import cannon_model_spectra, read_cannon_model, sample_cannon_labels
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SHOWN = ("teff", "logg", "fe_h", "vsini")
+TEFF_BINS = ((8000.0, 12000.0), (12000.0, 20000.0), (20000.0, 40000.0))
+SOLAR_HE_FRAC = 0.085
+
+
+# ------------------------------------------------------------------------------------------------------
+# class Teff (Pecaut & Mamajek 2013)
+# ------------------------------------------------------------------------------------------------------
+
+
+def pm13_teff_by_type(path: Path) -> dict[str, float]:
+    """Spectral subtype (e.g. ``"A2"``) → Teff (K) of the dwarf sequence in E. Mamajek's table."""
+    out: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"^([OBAFGKMLTY]\d(?:\.\d)?)V\s+(\d+)\s", line)
+        if m and m.group(1) not in out:
+            out[m.group(1)] = float(m.group(2))
+    if not out:
+        raise SystemExit(f"{path}: no 'SpT Teff' rows found (expected E. Mamajek's EEM_dwarf table)")
+    return out
+
+
+def class_teff(subclass: str, table: dict[str, float]) -> float:
+    m = re.match(r"^([OBAFGKM]\d(?:\.\d)?)", subclass or "")
+    return table.get(m.group(1), np.nan) if m else np.nan
+
+
+# ------------------------------------------------------------------------------------------------------
+# part 1: real spectra
+# ------------------------------------------------------------------------------------------------------
+
+
+def select_files(args: argparse.Namespace) -> list[Path]:
+    files = sorted(p for d in args.spectra for p in Path(d).iterdir() if ".fits" in p.name)
+    seen = {p.name.replace("_dr8", "") for p in files}
+    for folder in args.extra or []:
+        for p in sorted(Path(folder).iterdir()):
+            if ".fits" not in p.name or p.name in seen:
+                continue
+            h = read_lamost(p).header
+            snr = h.get("SNRG", h.get("SN_G"))
+            if h.get("CLASS") == "STAR" and str(h.get("SUBCLASS", ""))[:1] in "OB" + "A" and (snr or 0) >= args.min_snr:
+                files.append(p)
+                seen.add(p.name)
+    return files
+
+
+def normalized_cube(files: list[Path], work: Path) -> dict[str, np.ndarray]:
+    """Ingest and normalize ``files`` with the pipeline in a temporary cube; the arrays the fit needs."""
+    if work.exists():
+        shutil.rmtree(work)
+    inp = work / "input"
+    inp.mkdir(parents=True)
+    for f in files:
+        os.symlink(f.resolve(), inp / f.name)
+    config = load_config(
+        None,
+        {
+            "cube.path": str(work / "cube.zarr"),
+            "ingest.input": str(inp),
+            "runner.progress": False,
+            "cluster.local.n_workers": 1,
+        },
+    )
+    run_pipeline(config, progress=False, until="normalize")
+    ds = open_cube(work / "cube.zarr")
+    out = {k: ds[k].values for k in ("norm_flux", "norm_ivar", "pixmask", "snr_g", "fitsname")}
+    out["fitsname"] = out["fitsname"].astype(str)
+    return out
+
+
+def fit_both(ems: dict[str, Emulator], data: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    wave = wavelength_grid()
+    return {
+        name: fit_labels(
+            em, data["norm_flux"], data["norm_ivar"], wave, pixmask=data["pixmask"], device="cpu", snr=data["snr_g"]
+        )
+        for name, em in ems.items()
+    }
+
+
+def label(res: dict[str, np.ndarray], em: Emulator, name: str) -> np.ndarray:
+    return (
+        res["labels"][:, em.label_names.index(name)] if name in em.label_names else np.full(len(res["labels"]), np.nan)
+    )
+
+
+def plot_fits(out: Path, data: dict, ems: dict, fits: dict, header: list[dict]) -> list[Path]:
+    wave = wavelength_grid()
+    masked = window_mask(wave, FIT_WINDOWS)
+    paths, per_page = [], 4
+    colors = {"physical": "tab:red", "synthesizer": "tab:blue"}
+    for page in range(0, len(header), per_page):
+        rows = list(range(page, min(page + per_page, len(header))))
+        fig, axes = plt.subplots(
+            len(rows), 2, figsize=(14, 3.1 * len(rows)), squeeze=False, gridspec_kw={"width_ratios": [2.2, 1]}
+        )
+        for (ax, zoom), i in zip(axes, rows, strict=True):
+            flux = np.where(data["norm_ivar"][i] > 0, data["norm_flux"][i], np.nan)
+            h = header[i]
+            title = [f"{h['file']}  {h['class']} (PM13 {h['class_teff']:.0f} K), S/N {h['snr']:.0f}"]
+            for a in (ax, zoom):
+                a.plot(wave, np.where(masked, np.nan, flux), c="k", lw=0.5, label="LAMOST (normalized)")
+                a.plot(wave, np.where(masked, flux, np.nan), c="0.7", lw=0.5)
+                for name in ems:
+                    a.plot(wave, fits[name]["model_flux"][i], c=colors.get(name, "tab:green"), lw=0.7, label=name)
+                a.set_ylim(0.2, 1.3)
+            for name, em in ems.items():
+                r = fits[name]
+                title.append(
+                    f"{name}: Teff {label(r, em, 'teff')[i]:.0f}, logg {label(r, em, 'logg')[i]:.2f}, "
+                    f"[Fe/H] {label(r, em, 'fe_h')[i]:.2f}, vsini {label(r, em, 'vsini')[i]:.0f}, "
+                    f"chi2_red {r['chi2_red'][i]:.2f}"
+                )
+            ax.set_title("\n".join(title), fontsize=7, loc="left")
+            ax.set_xlim(wave[0], wave[-1])
+            zoom.set_xlim(3850.0, 4400.0)
+            ax.set_ylabel("normalized flux")
+        axes[0, 0].legend(fontsize=7, loc="lower right", ncol=3)
+        axes[-1, 0].set_xlabel("rest-frame vacuum wavelength (Å); grey: masked in the fit")
+        axes[-1, 1].set_xlabel("Ca II K, Hε–Hγ (Å)")
+        fig.tight_layout()
+        path = out / f"fits_{page // per_page + 1:02d}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_teff(out: Path, header: list[dict], ems: dict, fits: dict) -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    t_class = np.array([h["class_teff"] for h in header])
+    size = 8 + 0.8 * np.array([h["snr"] for h in header])
+    for name, marker in (("physical", "o"), ("synthesizer", "s")):
+        if name in fits:
+            ax.scatter(t_class, label(fits[name], ems[name], "teff"), marker=marker, s=size, label=name, alpha=0.7)
+    lim = (6500.0, 10500.0)
+    ax.plot(lim, lim, c="0.5", lw=0.8)
+    ax.axvline(8000.0, c="tab:red", lw=0.8, ls="--")
+    ax.text(8050.0, 6700.0, "physical model's lowest Teff", color="tab:red", fontsize=7)
+    ax.set_xlim(lim)
+    ax.set_yscale("log")
+    ax.set_ylim(6000.0, 35000.0)
+    ax.set_yticks([6000, 8000, 10000, 15000, 20000, 30000], ["6k", "8k", "10k", "15k", "20k", "30k"])
+    ax.set_xlabel("Teff of the LAMOST class, K\n(Pecaut & Mamajek 2013 dwarf sequence)")
+    ax.set_ylabel("fitted Teff, K (symbol size: S/N)")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path = out / "teff_vs_class.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------
+# part 2: cross-model systematics
+# ------------------------------------------------------------------------------------------------------
+
+
+def synth_labels(phys_labels: np.ndarray) -> np.ndarray:
+    """The 11 synthesizer labels of (n, 4) physical-grid labels, scaled-solar (module docstring)."""
+    n = phys_labels.shape[0]
+    col = {k: i for i, k in enumerate(LABEL_NAMES)}
+    out = np.zeros((n, len(LABEL_NAMES)))
+    teff, logg, vsini, fe_h = phys_labels.T
+    out[:, col["teff"]], out[:, col["logg"]], out[:, col["vsini"]] = teff, logg, vsini
+    out[:, col["vmic"]] = 2.0
+    out[:, col["he_frac"]] = SOLAR_HE_FRAC
+    for k in ("c_h", "n_h", "o_h", "si_h", "s_h", "fe_h"):
+        out[:, col[k]] = fe_h
+    return out
+
+
+def noised(flux: np.ndarray, snr: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    sigma = 1.0 / snr
+    return (flux + sigma * rng.standard_normal(flux.shape)).astype(np.float32), np.full(flux.shape, snr**2, np.float32)
+
+
+def offsets_table(truth: np.ndarray, res: dict, em: Emulator) -> dict[tuple[str, str], tuple[float, float, int]]:
+    """(label, Teff range) → (median offset, robust scatter, n) of fit − truth; Teff as a fraction."""
+    out = {}
+    ok = np.isfinite(res["labels"]).any(axis=1)
+    for lo, hi in ((8000.0, 40000.0), *TEFF_BINS):
+        sel = ok & (truth[:, 0] >= lo) & (truth[:, 0] < hi)
+        for j, name in enumerate(("teff", "logg", "vsini", "fe_h")):
+            fit = label(res, em, name)[sel]
+            d = fit - truth[sel, j]
+            if name == "teff":
+                d = d / truth[sel, j]
+            med = float(np.median(d)) if d.size else np.nan
+            sig = float(1.4826 * np.median(np.abs(d - med))) if d.size else np.nan
+            out[(name, f"{lo / 1000:.0f}-{hi / 1000:.0f}k")] = (med, sig, int(sel.sum()))
+    return out
+
+
+def print_offsets(title: str, table: dict) -> None:
+    print(f"\n{title}")
+    ranges = sorted({r for _, r in table}, key=lambda r: (r != "8-40k", float(r.split("-")[0])))
+    print("| label | " + " | ".join(f"{r} (n={table[('teff', r)][2]})" for r in ranges) + " |")
+    print("|---|" + "---|" * len(ranges))
+    for name in ("teff", "logg", "fe_h", "vsini"):
+        unit = "(fraction)" if name == "teff" else ""
+        cells = []
+        for r in ranges:
+            med, sig, _ = table[(name, r)]
+            cells.append(f"{med:+.3f} ± {sig:.3f}" if name != "vsini" else f"{med:+.1f} ± {sig:.1f}")
+        print(f"| {name} {unit} | " + " | ".join(cells) + " |")
+
+
+def cross_model(args: argparse.Namespace, ems: dict[str, Emulator]) -> None:
+    rng = np.random.default_rng(args.seed)
+    model = read_cannon_model(args.cannon_model)
+    truth = sample_cannon_labels(model, args.n_cross, rng)
+    truth[:, 2] = np.minimum(truth[:, 2], 300.0)  # both grids cover vsini to 300 km/s with margin
+    wave = wavelength_grid()
+    t = time.perf_counter()
+    synth_flux = synthesize(synth_labels(truth), kind="flux")
+    synth_norm = normalize_continuum(synth_flux, np.ones_like(synth_flux))[0]
+    cannon_norm = cannon_model_spectra(model, truth)
+    took = time.perf_counter() - t
+    print(f"\ncross-model: {args.n_cross} label sets, S/N {args.cross_snr:g}, spectra made in {took:.0f} s")
+    cases = (
+        ("synthesizer spectra fitted with the physical emulator", synth_norm, "physical"),
+        ("Cannon-model spectra fitted with the synthesizer's emulator", cannon_norm, "synthesizer"),
+        ("reference: Cannon-model spectra fitted with the physical emulator", cannon_norm, "physical"),
+        ("reference: synthesizer spectra fitted with the synthesizer's emulator", synth_norm, "synthesizer"),
+    )
+    for title, spectra, name in cases:
+        flux, ivar = noised(spectra, args.cross_snr, rng)
+        res = fit_labels(ems[name], flux, ivar, wave, device="cpu")
+        print_offsets(
+            f"{title}: median(fit - truth) ± robust sigma (Teff as a fraction of the truth; median chi2_red "
+            f"{np.nanmedian(res['chi2_red']):.2f})",
+            offsets_table(truth, res, ems[name]),
+        )
+
+
+# ------------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spectra", nargs="+", default=[str(SHARED / "lamost_hot")], help="folders of LAMOST files")
+    ap.add_argument("--extra", nargs="*", help="more folders: their O/B/A stars with S/N >= --min-snr are added")
+    ap.add_argument("--min-snr", type=float, default=20.0)
+    ap.add_argument("--pm13", type=Path, default=SHARED / "tables" / "EEM_dwarf_UBVIJHK_colors_Teff.txt")
+    ap.add_argument("--physical-emulator", type=Path, help="default: the shipped one")
+    ap.add_argument("--synth-emulator", type=Path, help="default: the shipped one")
+    ap.add_argument("--cannon-model", type=Path, help="thedoppler's hot-dwarf Cannon model .pkl (part 2)")
+    ap.add_argument("--n-cross", type=int, default=300)
+    ap.add_argument("--cross-snr", type=float, default=100.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "real")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ems = {
+        "physical": load(args.physical_emulator or default_emulator_path("physical")),
+        "synthesizer": load(args.synth_emulator or default_emulator_path("synthesizer")),
+    }
+    for name, em in ems.items():
+        m = em.meta
+        print(
+            f"{name} emulator: {em!r}; validation sigma {100 * m.get('valid_sigma', np.nan):.3f} % "
+            f"({100 * m.get('valid_sigma_deep', np.nan):.3f} % where flux < 0.95)"
+        )
+
+    files = select_files(args)
+    table = pm13_teff_by_type(args.pm13)
+    data = normalized_cube(files, args.out / "work")
+    t = time.perf_counter()
+    fits = fit_both(ems, data)
+    print(f"{len(files)} spectra fitted by both emulators in {time.perf_counter() - t:.1f} s")
+    by_name = {f.name: f for f in files}
+    header = []
+    for i, name in enumerate(data["fitsname"]):
+        h = read_lamost(by_name[name]).header
+        sub = str(h.get("SUBCLASS", ""))
+        header.append(
+            {"file": name, "class": sub, "class_teff": class_teff(sub, table), "snr": float(data["snr_g"][i])}
+        )
+    cols = " | ".join(f"{e} {k}" for e in ems for k in (*SHOWN, "chi2_red"))
+    print(f"\n| spectrum | class | class Teff | S/N_g | {cols} |")
+    print("|---|---|---|---|" + "---|" * (len(ems) * (len(SHOWN) + 1)))
+    for i, h in enumerate(header):
+        cells = []
+        for e, em in ems.items():
+            r = fits[e]
+            cells += [
+                f"{label(r, em, 'teff')[i]:.0f}",
+                f"{label(r, em, 'logg')[i]:.2f}",
+                f"{label(r, em, 'fe_h')[i]:.2f}",
+                f"{label(r, em, 'vsini')[i]:.0f}",
+                f"{r['chi2_red'][i]:.2f}",
+            ]
+        print(f"| {h['file']} | {h['class']} | {h['class_teff']:.0f} | {h['snr']:.1f} | " + " | ".join(cells) + " |")
+    t_class = np.array([h["class_teff"] for h in header])
+    snr = np.array([h["snr"] for h in header])
+    subsets = {
+        "all": np.ones(len(header), bool),
+        "class Teff >= 8,000 K (inside the physical model), S/N >= 40": (t_class >= 8000.0) & (snr >= 40.0),
+    }
+    for title, sel in subsets.items():
+        print(f"\n{title}: {int(sel.sum())} spectra")
+        for e, em in ems.items():
+            d = (label(fits[e], em, "teff") - t_class)[sel]
+            lg = label(fits[e], em, "logg")[sel]
+            chi2 = fits[e]["chi2_red"][sel]
+            g_max = em.x_max[em.label_names.index("logg")]
+            above = int(np.sum(lg > g_max))
+            print(
+                f"  {e}: Teff - class Teff median {np.nanmedian(d):+.0f} K, robust sigma "
+                f"{1.4826 * np.nanmedian(np.abs(d - np.nanmedian(d))):.0f} K; chi2_red median {np.nanmedian(chi2):.2f} "
+                f"(range {np.nanmin(chi2):.2f}-{np.nanmax(chi2):.2f}); log g median {np.nanmedian(lg):.2f} "
+                f"(range {np.nanmin(lg):.2f}-{np.nanmax(lg):.2f}), above the grid (> {g_max:.2f}) {above}"
+            )
+    for p in (*plot_fits(args.out, data, ems, fits, header), plot_teff(args.out, header, ems, fits)):
+        print(f"figure: {p}")
+    if args.cannon_model is not None:
+        cross_model(args, ems)
+
+
+if __name__ == "__main__":
+    main()
