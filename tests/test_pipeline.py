@@ -182,4 +182,6 @@ def test_pipeline_on_a_handful_of_real_hot_stars(tmp_path: Path, client) -> None
     text = cube_info(config.cube.path)
     assert "fit" in text and "MKs model: none" in text
     written = [f.name for kind in ("fits", "survey") for f in write_figures(kind, config.cube.path, tmp_path / "figs")]
-    assert written == ["example_fits.png", "kiel.png", "repeat_precision.png", "chi2ratio.png"]
+    assert written == [
+        "example_fits.png", "kiel.png", "vsini.png", "abundances.png", "repeat_precision.png", "chi2ratio.png"
+    ]  # fmt: skip
