@@ -31,9 +31,6 @@ def _config(tmp_path: Path, release: Path):
             "pca.n_components": 15,
             "pca.min_snr": 30.0,
             "pca.block_spectra": 64,
-            "emulator.grid_size": 400,
-            "emulator.epochs": 8,
-            "emulator.hidden": [32, 32],
             "fit.block_spectra": 64,
             "fit.max_iter": 30,
             # a small release has few 10-sigma parallaxes: loosen the MKs sets so that the networks train

@@ -82,7 +82,7 @@ FORMAT = "survey_scale.emulator/1"
 ARCHITECTURES = ("perpixel", "shared")
 ACTIVATIONS = ("sigmoid", "leaky_relu")
 LEAKY_SLOPE = 0.01
-DEFAULT_HIDDEN = {"perpixel": (100, 100), "shared": (300, 300)}
+DEFAULT_HIDDEN = {"perpixel": (100, 100), "shared": (300, 300, 300)}
 DEFAULT_ACTIVATION = {"perpixel": "sigmoid", "shared": "sigmoid"}
 """Sigmoid for both: a leaky-ReLU network is piecewise linear, so χ² has kinks where a unit switches and the
 Gauss–Newton model fails there (on a toy grid 1–12 % of Levenberg–Marquardt fits stalled at kinks, against
@@ -680,6 +680,56 @@ def load(path: str | Path, wave: np.ndarray | None = None, label_names: Sequence
     return _from_payne(path, arrays, wave, label_names)
 
 
+DEFAULT_EMULATORS: dict[str, str] = {"synthesizer": "synthesizer.npz"}
+"""Emulators shipped with the package (SPEC §12): name → file in :data:`DEFAULT_EMULATOR_DIR`.
+``synthesizer``: trained on the model grid of the built-in synthesizer (:func:`survey_scale.synth.make_model_grid`,
+SPEC §10); its provenance and validation precision are in its ``meta``."""
+DEFAULT_EMULATOR_DIR = Path(__file__).parent / "data" / "emulators"
+
+
+class ShippedEmulatorMissing(SurveyScaleError, FileNotFoundError):
+    """A shipped emulator's file is not in the installed package (names the file)."""
+
+
+def default_emulator_path(name: str = "synthesizer") -> Path:
+    """The file of the shipped emulator ``name`` (a key of :data:`DEFAULT_EMULATORS`).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a shipped emulator (the message lists them).
+    ShippedEmulatorMissing
+        The package was installed without the file (the message names it).
+    """
+    if name not in DEFAULT_EMULATORS:
+        raise ValueError(f"no shipped emulator named {name!r}; shipped: {', '.join(sorted(DEFAULT_EMULATORS))}")
+    path = DEFAULT_EMULATOR_DIR / DEFAULT_EMULATORS[name]
+    if not path.is_file():
+        raise ShippedEmulatorMissing(
+            f"{path}: the shipped emulator {name!r} is missing from the installed package (package data "
+            "survey_scale/science/data/emulators/); reinstall survey_scale, or give an emulator file"
+        )
+    return path
+
+
+def load_default(name: str = "synthesizer") -> Emulator:
+    """The emulator the package ships (SPEC §12), e.g. ``ss.emulator.load_default()``.
+
+    Parameters
+    ----------
+    name
+        A key of :data:`DEFAULT_EMULATORS`: ``"synthesizer"`` (trained on the §10 synthesizer's model grid; the
+        mock release's spectra come from the same synthesizer).
+
+    Returns
+    -------
+    Emulator
+        With ``meta`` holding its provenance: the model grid (seed, size, producer), the training settings
+        and time, the code version and the validation precision (``valid_sigma``, ``valid_sigma_deep``).
+    """
+    return load(default_emulator_path(name))
+
+
 def _layer_arrays(path: Path, arrays: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     ws, bs = [], []
     k = 0
@@ -860,6 +910,38 @@ class _PerPixelParams(torch.nn.Module):
         return _TorchNet("perpixel", activation, m[0:-2:2], m[1:-2:2], m[-2], m[-1])
 
 
+INITS = ("scaled", "uniform")
+SCHEDULES = ("plateau", "cosine")
+INIT_ROWS = 4096
+"""Training spectra used by the data-dependent initialization (the first ones of the seeded split)."""
+INIT_PREACT_STD = 1.0
+"""Standard deviation of each hidden unit's pre-activation over the training labels after ``init="scaled"``."""
+
+
+@torch.no_grad()
+def _scaled_init_(layers: Sequence[torch.nn.Linear], x: torch.Tensor, activation: str) -> None:
+    """Data-dependent initialization of a shared network, in place (``init="scaled"``).
+
+    With the default uniform ±1/√fan_in weights a sigmoid layer passes on ~1/10 of the label signal (its
+    slope is at most 1/4 and its outputs are offset by 0.5): after three layers the output varies by ~1e-3
+    of the spectra's variation, the gradients carry as little, and training sits at the mean spectrum until
+    Adam has grown the weights (the plateau). Here each hidden unit keeps its random direction but is
+    rescaled and shifted so that its pre-activation has zero mean and standard deviation
+    :data:`INIT_PREACT_STD` over the training labels ``x`` (n, L) — a sigmoid network so initialized is a
+    properly scaled tanh network — and the output weights start at zero (the output bias holds the mean
+    spectrum), so the first steps fit the spectra with the hidden features as they are instead of
+    propagating noise through random output weights.
+    """
+    a = x
+    for lin in layers[:-1]:
+        z = a @ lin.weight.T
+        scale = INIT_PREACT_STD / z.std(0).clamp_min(1e-12)
+        lin.weight.mul_(scale.unsqueeze(1))
+        lin.bias.copy_(-z.mean(0) * scale)
+        a = _activate_(torch.addmm(lin.bias, a, lin.weight.T), activation)
+    layers[-1].weight.zero_()
+
+
 def train(
     grid: ModelGrid,
     architecture: str = "perpixel",
@@ -879,15 +961,16 @@ def train(
     device: str | torch.device | None = None,
     seed: int = 0,
     pixel_chunk: int | None = None,
+    init: str = "scaled",
+    schedule: str = "plateau",
     log: Callable[[str], None] | None = None,
 ) -> Emulator:
     """Train an emulator on a model grid with Adam and early stopping (SPEC §5.1, P2 §4.2).
 
     The grid is split 90/10 (``valid_fraction``) into training and validation sets with a seeded
     permutation. Every ``eval_every`` steps (default: one epoch) the validation loss is computed; the best
-    weights are kept; the learning rate is multiplied by ``lr_decay`` when the validation loss has not
-    improved for ``patience // 2`` evaluations, and training stops after ``patience`` evaluations without
-    improvement, or at ``epochs``, ``max_steps`` or ``max_time`` seconds (whichever first; ``max_time``
+    weights are kept; the learning rate follows ``schedule``, and training stops after ``patience``
+    evaluations without improvement, or at ``epochs``, ``max_steps`` or ``max_time`` seconds (whichever first; ``max_time``
     makes the result depend on the machine's speed).
 
     Parameters
@@ -897,7 +980,7 @@ def train(
         ``label_min``/``label_max`` become the emulator's ``x_min``/``x_max``.
     architecture
         ``"perpixel"`` (P2: per-pixel networks, default hidden (100, 100)) or ``"shared"`` (one network,
-        default hidden (300, 300)); both default to sigmoid units (:data:`DEFAULT_ACTIVATION`).
+        default hidden (300, 300, 300)); both default to sigmoid units (:data:`DEFAULT_ACTIVATION`).
     hidden, activation
         Hidden widths and activation (``"sigmoid"`` or ``"leaky_relu"``).
     loss
@@ -909,8 +992,17 @@ def train(
         with the same thread count, unless ``max_time`` stops the run).
     pixel_chunk
         Per-pixel networks are trained in chunks of pixels (independent parameter tensors, bounded memory).
+    init
+        ``"scaled"`` (default; shared networks): the data-dependent initialization of :func:`_scaled_init_`,
+        which removes the plateau at the mean spectrum of deep sigmoid networks; ``"uniform"``: weights and
+        biases uniform in ±1/√fan_in (torch's default; the output bias at the mean spectrum), as before.
+        Per-pixel networks always start uniform.
+    schedule
+        ``"plateau"``: the learning rate is multiplied by ``lr_decay`` after ``patience // 2`` evaluations
+        without improvement; ``"cosine"``: it falls from ``lr`` to 0 along half a cosine over ``epochs`` (or
+        ``max_steps``), so a run's length is set in advance; early stopping applies to both.
     log
-        Optional callable receiving progress lines.
+        Optional callable receiving one line per evaluation (step, epoch, validation loss, best so far).
 
     Returns
     -------
@@ -927,6 +1019,10 @@ def train(
     activation = activation or DEFAULT_ACTIVATION[architecture]
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if loss not in ("mse", "l1"):
         raise ValueError(f"loss must be 'mse' or 'l1', got {loss!r}")
     dev = resolve_device(device)
@@ -966,6 +1062,8 @@ def train(
         with torch.no_grad():
             layers[-1].bias.copy_(mean_flux)
         model = torch.nn.ModuleList(layers).to(dev)
+        if init == "scaled":
+            _scaled_init_(layers, x_tr[:INIT_ROWS], activation)
         nets = [
             _TorchNet(
                 "shared",
@@ -1007,6 +1105,9 @@ def train(
         idx = order[pos : pos + batch_size].to(dev)
         pos += batch_size
         xb, yb = x_tr[idx], y_tr[idx]
+        if schedule == "cosine":
+            for group in opt.param_groups:
+                group["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * step / total_steps))
         opt.zero_grad(set_to_none=True)
         for net, (p0, p1) in zip(nets, bounds, strict=True):
             pred = net.forward_autograd(xb)
@@ -1022,7 +1123,7 @@ def train(
                 best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
             else:
                 since_best += 1
-                if since_best % max(1, patience // 2) == 0:
+                if schedule == "plateau" and since_best % max(1, patience // 2) == 0:
                     for group in opt.param_groups:
                         group["lr"] *= lr_decay
             if log is not None:
@@ -1062,6 +1163,7 @@ def train(
         "n_steps": step,
         "n_epochs": step / steps_per_epoch,
         "stop_reason": stop_reason,
+        "final_lr": float(opt.param_groups[0]["lr"]),
         "n_train": int(n_train),
         "n_valid": int(n_valid),
         "settings": {
@@ -1077,6 +1179,8 @@ def train(
             "epochs": epochs,
             "max_steps": max_steps,
             "max_time": max_time,
+            "init": init,
+            "schedule": schedule,
         },
         "grid_meta": grid.meta,
         "history": history,
