@@ -199,8 +199,8 @@ class EmulatorConfig(_Section):
     epochs: int = Field(2000, ge=1)
     patience: int = Field(40, ge=1, description="evaluations without improvement before stopping")
     learning_rate: float = Field(1e-3, gt=0)
-    schedule: Literal["plateau", "cosine"] = Field("plateau", description="learning-rate schedule")
-    batch_size: int = Field(256, ge=1)
+    schedule: Literal["plateau", "cosine", "anneal"] = Field("plateau", description="learning-rate schedule")
+    batch_size: int = Field(64, ge=1, description="Adam minibatch")
     device: str | None = Field(None, description="null = CUDA if available, else CPU")
     seed: int = 0
 

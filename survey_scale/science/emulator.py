@@ -11,14 +11,30 @@ Architectures
     pixels with weights of shape (pixels, hidden_out, hidden_in). P2 uses two hidden layers of 100 units.
 ``shared``
     One network for all pixels: labels → hidden layers → all P pixels (the later public Payne layout, there
-    with leaky-ReLU of slope 0.01). survey_scale's default is two hidden layers of 300 sigmoid units (sigmoid
-    keeps χ² smooth for the fit). On the mock's 10,000-spectrum model grid (2 CPU cores) it reaches a
-    validation σ of 0.211 % (0.417 % where flux < 0.95) in 1,124 s; two layers of 600 stop at 0.219 % /
-    0.435 %, two leaky-ReLU layers of 300 at 0.300 % / 0.652 % (P2's per-pixel networks: 0.165 % /
-    0.586 %). Three layers of 300 (``hidden: [300, 300, 300]``) reached 0.149 % / 0.287 % in 954 s, but
-    only after a plateau of ~40 epochs at the mean spectrum, which on the 4,000-spectrum demo grid outlasted
-    the early-stopping patience (3.5 %): not yet the default. A fit iteration with the shared network is
-    about 5× cheaper than with the per-pixel network of P2.
+    with leaky-ReLU of slope 0.01). survey_scale's default is three hidden layers of 300 sigmoid units
+    (sigmoid keeps χ² smooth for the fit). A fit iteration with the shared network is about 5× cheaper than
+    with the per-pixel network of P2.
+
+Training and the shipped emulator
+---------------------------------
+Measured on the synthesizer's model grids (:func:`survey_scale.synth.make_model_grid`, seed 0), 2 shared CPU
+cores. Earlier, with weights uniform in ±1/√fan_in: two layers of 300 reached a validation σ of 0.211 %
+(0.417 % where flux < 0.95) on 10,000 spectra in 1,124 s; two layers of 600 0.219 % / 0.435 %, two
+leaky-ReLU layers of 300 0.300 % / 0.652 % (P2's per-pixel networks: 0.165 % / 0.586 %); three layers of
+300 0.149 % / 0.287 % in 954 s, but only after a plateau at the mean spectrum. The plateau comes from the
+initialization: a sigmoid layer passes on ~1/10 of the label signal (slope ≤ 1/4, outputs offset by 0.5),
+so three layers start as a constant and the gradients carry almost nothing. Same network, Adam 1e-3, batch
+256 (``benchmarks/eval_emulator_plateau.py``): with ``init="uniform"`` it sat at the mean spectrum (σ 3.43 %)
+for the first 40 epochs on 10,000 spectra and 106 epochs on the demo's 4,000 (longer than the
+early-stopping patience), and reached 2.02 % after 60 and 1.50 % after 200 epochs; with the data-dependent
+``init="scaled"`` (:func:`_scaled_init_`, the default) it never sits there: 0.578 % after 60 epochs (10 k),
+0.590 % after 200 (4 k). A batch of 64 halves the epochs needed again (0.447 % after 200 epochs on 4 k); a
+cosine schedule was worse than a constant rate at these budgets (0.753 % after 200 epochs on 4 k).
+
+The shipped emulator (:func:`load_default`, ``data/emulators/synthesizer.npz``) is this network trained on
+40,000 spectra (seed 0; batch 64, Adam 1e-3 halved after 20 epochs without improvement, at most 150 epochs:
+``configs/emulator_synthesizer.yaml``) in TRAIN_S s: SIGMA % overall and DEEP % where flux < 0.95 on its
+4,000 held-out spectra; its ``meta`` records the grid, the settings, the precision, the code and the command.
 
 Jacobian
 --------
@@ -911,7 +927,9 @@ class _PerPixelParams(torch.nn.Module):
 
 
 INITS = ("scaled", "uniform")
-SCHEDULES = ("plateau", "cosine")
+SCHEDULES = ("plateau", "cosine", "anneal")
+ANNEAL_FRACTION = 0.2
+"""``schedule="anneal"``: the fraction of the steps, at the end, over which the rate falls linearly to 0."""
 INIT_ROWS = 4096
 """Training spectra used by the data-dependent initialization (the first ones of the seeded split)."""
 INIT_PREACT_STD = 1.0
@@ -970,8 +988,8 @@ def train(
     The grid is split 90/10 (``valid_fraction``) into training and validation sets with a seeded
     permutation. Every ``eval_every`` steps (default: one epoch) the validation loss is computed; the best
     weights are kept; the learning rate follows ``schedule``, and training stops after ``patience``
-    evaluations without improvement, or at ``epochs``, ``max_steps`` or ``max_time`` seconds (whichever first; ``max_time``
-    makes the result depend on the machine's speed).
+    evaluations without improvement, or at ``epochs``, ``max_steps`` or ``max_time`` seconds (whichever
+    first; ``max_time`` makes the result depend on the machine's speed).
 
     Parameters
     ----------
@@ -1000,7 +1018,9 @@ def train(
     schedule
         ``"plateau"``: the learning rate is multiplied by ``lr_decay`` after ``patience // 2`` evaluations
         without improvement; ``"cosine"``: it falls from ``lr`` to 0 along half a cosine over ``epochs`` (or
-        ``max_steps``), so a run's length is set in advance; early stopping applies to both.
+        ``max_steps``); ``"anneal"``: it stays at ``lr``, then falls linearly to 0 over the last
+        :data:`ANNEAL_FRACTION` of the steps. With the last two a run's length is set in advance; early
+        stopping applies to all three.
     log
         Optional callable receiving one line per evaluation (step, epoch, validation loss, best so far).
 
@@ -1108,6 +1128,9 @@ def train(
         if schedule == "cosine":
             for group in opt.param_groups:
                 group["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * step / total_steps))
+        elif schedule == "anneal":
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, (total_steps - step) / (ANNEAL_FRACTION * total_steps))
         opt.zero_grad(set_to_none=True)
         for net, (p0, p1) in zip(nets, bounds, strict=True):
             pred = net.forward_autograd(xb)
