@@ -254,7 +254,7 @@ def _emulator_summary(path: Path, em: Any) -> str:
             f"{m.get('torch_threads')} torch threads on {m.get('device')}; {m.get('trained_with')}"
         )
         lines.append(f"  settings: {m.get('settings')}")
-    for key in ("source", "command"):
+    for key in ("source", "command", "code_commit"):
         if key in m:
             lines.append(f"  {key}: {m[key]}")
     return "\n".join(lines)

@@ -1049,6 +1049,8 @@ def train(
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if architecture == "perpixel":
+        init = "uniform"  # recorded as applied: the data-dependent initialization is for shared networks
     if loss not in ("mse", "l1"):
         raise ValueError(f"loss must be 'mse' or 'l1', got {loss!r}")
     dev = resolve_device(device)

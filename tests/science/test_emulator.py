@@ -327,6 +327,7 @@ def test_training_reduces_validation_error_and_reports_precision(small_grid, arc
     # saved and re-loaded with its training figures
     back = E.load(em.save(tmp_path / "trained.npz"))
     assert back.meta["valid_sigma"] == m["valid_sigma"] and back.architecture == arch
+    assert m["settings"]["init"] == ("scaled" if arch == "shared" else "uniform")  # as applied
 
 
 def test_training_is_seeded(small_grid):
