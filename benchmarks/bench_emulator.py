@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--n-grid", type=int, default=3000, help="spectra of the toy grid (default 3000)")
     ap.add_argument("--arch", choices=["perpixel", "shared", "both"], default="both")
     ap.add_argument("--hidden-perpixel", type=int, nargs="+", help="default: (100, 100)")
-    ap.add_argument("--hidden-shared", type=int, nargs="+", help="default: (300, 300)")
+    ap.add_argument("--hidden-shared", type=int, nargs="+", help="default: (300, 300, 300)")
     ap.add_argument("--activation", choices=list(E.ACTIVATIONS), help="default: the architecture's default")
     ap.add_argument("--epochs", type=int, default=2000)
     ap.add_argument("--max-time", type=float, default=300.0, help="seconds per architecture (default 300)")

@@ -6,7 +6,8 @@ labels. Prints, per label and S/N bin, the median offset and the robust scatter 
 fraction) of fit − truth, the median formal error and the pull scatter; writes a Kiel diagram of the fits
 next to the truth.
 
-The emulator is trained on a synthesized model grid (``--grid-size``) unless ``--emulator`` gives a file.
+The emulator is the shipped one (``ss.emulator.load_default()``) unless ``--emulator`` gives a file or
+``--train`` asks for one trained on a synthesized model grid of ``--grid-size`` spectra.
 Note the mock draws a per-fibre LSF (R scatter 8 %) while the model grid has the mean LSF, as P2's fits.
 
     python benchmarks/eval_fit.py --n-stars 3000 --seed 11
@@ -41,7 +42,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--grid-size", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=2000)
-    parser.add_argument("--emulator", type=Path, help="use this emulator file instead of training one")
+    parser.add_argument("--emulator", type=Path, help="use this emulator file instead of the shipped one")
+    parser.add_argument("--train", action="store_true", help="train one on a synthesized grid of --grid-size")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "fit")
     parser.add_argument("--reuse", action="store_true", help="reuse the mock and cube in --out")
     args = parser.parse_args()
@@ -56,6 +58,7 @@ def main() -> None:
         "ingest.input": str(mock / "spectra"),
         "ingest.catalog": str(mock / "catalog.csv"),
         "ingest.crossmatch": str(mock / "crossmatch.parquet"),
+        "emulator.train": True if args.train else None,
         "emulator.grid_size": args.grid_size,
         "emulator.epochs": args.epochs,
         "emulator.path": str(args.emulator) if args.emulator else None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -215,6 +216,84 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from survey_scale.science.emulator import DEFAULT_EMULATORS, default_emulator_path
+    from survey_scale.science.emulator import load as load_emulator
+
+    if args.action is None:  # the pipeline's emulator step, as for every other step
+        return cmd_step(args)
+    if args.action == "info":
+        source = args.source or "synthesizer"
+        path = default_emulator_path(source) if source in DEFAULT_EMULATORS else Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no emulator file there (nor a shipped emulator's name)")
+        print(_emulator_summary(path, load_emulator(path)))
+        return 0
+    import torch
+
+    from survey_scale.science.model_grid import load_model_grid
+    from survey_scale.stages.emulator import train_from_config
+    from survey_scale.synth import make_model_grid
+
+    if args.source is not None:
+        raise ConfigError(f"emulator train: unexpected argument {args.source!r} (give the grid with --grid)")
+    if args.out is None:
+        raise ConfigError("emulator train: give the output file (--out FILE.npz)")
+    config = _config(
+        args,
+        {
+            "emulator.grid_size": args.grid_size,
+            "emulator.grid_seed": args.grid_seed,
+            "emulator.hidden": args.hidden,
+            "emulator.epochs": args.epochs,
+            "emulator.device": args.device,
+        },
+    )
+    # this command trains whatever emulator.path says (it is for the pipeline, not for training)
+    cfg = config.emulator.model_copy(update={"path": None, "train": True, "model_grid": args.grid})
+    _setup_logging(config.log_level, None, "emulator")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.grid is not None:
+        if not args.grid.is_file():
+            raise FileNotFoundError(f"{args.grid}: model grid not found")
+        grid = load_model_grid(args.grid)
+    else:
+        log.info("emulator: synthesizing a model grid of %d spectra (seed %d)", cfg.grid_size, cfg.grid_seed)
+        grid = make_model_grid(cfg.grid_size, cfg.grid_seed)
+    em = train_from_config(cfg, grid)
+    em.meta["command"] = shlex.join(["survey-scale", *args.argv])
+    synthesized = f"make_model_grid({cfg.grid_size}, {cfg.grid_seed})"
+    em.meta["model_grid"] = str(args.grid) if args.grid is not None else synthesized
+    path = em.save(args.out)
+    print(_emulator_summary(path, em))
+    return 0
+
+
+def _emulator_summary(path: Path, em: Any) -> str:
+    m = em.meta
+    lines = [f"{path}: {em!r}"]
+    grid = m.get("grid_meta") or {}
+    if grid:
+        n, seed = grid.get("n_spectra", "?"), grid.get("seed", "?")
+        lines.append(f"  model grid: {n} spectra, seed {seed} ({grid.get('producer', '?')})")
+    if "valid_sigma" in m:
+        lines.append(
+            f"  validation precision: {100 * m['valid_sigma']:.3f} % overall, {100 * m['valid_sigma_deep']:.3f} % "
+            f"where flux < 0.95 (P2: 0.165 %, 0.586 %), on {m.get('n_valid', '?')} held-out spectra"
+        )
+    if "train_seconds" in m:
+        lines.append(
+            f"  trained: {m['train_seconds']:.0f} s, {m.get('n_epochs', 0):.0f} epochs ({m.get('stop_reason')}), "
+            f"{m.get('torch_threads')} torch threads on {m.get('device')}; {m.get('trained_with')}"
+        )
+        lines.append(f"  settings: {m.get('settings')}")
+    for key in ("source", "command", "code_commit"):
+        if key in m:
+            lines.append(f"  {key}: {m[key]}")
+    return "\n".join(lines)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from survey_scale.demo import run_demo
 
@@ -295,6 +374,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser(
+        "emulator",
+        help="step emulator alone (no action), train an emulator on a model grid (train), or show an emulator's "
+        "provenance and precision (info)",
+    )
+    p.add_argument("action", nargs="?", choices=["train", "info"], help="none: run the pipeline's emulator step")
+    p.add_argument("source", nargs="?", help="info: an emulator file or a shipped name (default: synthesizer)")
+    p.add_argument("--grid", type=Path, help="train: model grid .npz (default: synthesize one)")
+    p.add_argument("--grid-size", type=int, help="train: spectra of the synthesized grid (emulator.grid_size)")
+    p.add_argument("--grid-seed", type=int, help="train: seed of the synthesized grid (emulator.grid_seed)")
+    p.add_argument("--out", type=Path, help="train: the emulator file to write (.npz)")
+    p.add_argument("--config", type=Path, help="YAML configuration: the emulator section's training keys")
+    p.add_argument("--hidden", type=int, nargs="+", help="train: hidden widths (emulator.hidden)")
+    p.add_argument("--epochs", type=int, help="train: at most this many epochs (emulator.epochs)")
+    p.add_argument("--device", help="train: torch device (emulator.device; default CUDA if available, else CPU)")
+    p.add_argument("--threads", type=int, help="train: torch CPU threads (default: torch's choice)")
+    p.add_argument("--cube", type=Path, help="step: the cube (overrides cube.path)")
+    p.add_argument("--workers", type=int, help="step: Dask workers of the local cluster")
+    p.add_argument("--no-progress", action="store_true", help="step: no progress bars")
+    p.set_defaults(func=cmd_emulator, step="emulator")
+
     p = sub.add_parser("export", help="write the catalogs of SPEC §13 from a cube: FITS, Parquet, HATS")
     p.add_argument("cube", type=Path, help="the cube's Zarr store")
     p.add_argument("--out", type=Path, help="catalog folder (default: export.out, or 'catalogs' beside the cube)")
@@ -353,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``survey-scale``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if not logging.getLogger().handlers:
         _setup_logging("INFO", None, args.command)
     try:

@@ -296,24 +296,45 @@ class EmissionConfig(_Section):
 
 
 class EmulatorConfig(_Section):
-    """The spectral emulator (SPEC §5.1): an existing file, or trained on a model grid."""
+    """The spectral emulator (SPEC §5.1): the shipped one, a file, or one trained on a model grid.
+
+    Which one: ``model_grid`` given or ``train: true`` → trained (on ``model_grid``, else on a grid of
+    ``grid_size`` spectra synthesized with ``grid_seed``), with the training keys below; otherwise ``path``
+    (a file, or the name of a shipped emulator), and when ``path`` is null the shipped ``synthesizer``.
+    """
 
     path: Path | None = Field(
         None,
-        description="emulator file (own or public Payne .npz), or a shipped one by name: synthesizer, physical "
-        "(real spectra); null = train one",
+        description="emulator file (own or public Payne .npz) or a shipped emulator's name (synthesizer; physical "
+        "for real spectra); null = the shipped synthesizer emulator, unless training",
     )
-    model_grid: Path | None = Field(None, description="model grid (.npz); null = made by the synthesizer")
-    grid_size: int = Field(10000, ge=20, description="spectra of the synthesized model grid")
+    train: bool = Field(False, description="train one (on model_grid, or on a synthesized grid) instead of path")
+    model_grid: Path | None = Field(None, description="model grid (.npz) to train on (implies train)")
+    grid_size: int = Field(10000, ge=20, description="spectra of the synthesized model grid (train without grid)")
     grid_seed: int = 0
     architecture: Literal["shared", "perpixel"] = "shared"
     hidden: list[int] | None = Field(None, description="hidden widths; null = the architecture's default")
     epochs: int = Field(2000, ge=1)
     patience: int = Field(40, ge=1, description="evaluations without improvement before stopping")
     learning_rate: float = Field(1e-3, gt=0)
-    batch_size: int = Field(256, ge=1)
+    schedule: Literal["plateau", "cosine", "anneal"] = Field("plateau", description="learning-rate schedule")
+    batch_size: int = Field(64, ge=1, description="Adam minibatch")
     device: str | None = Field(None, description="null = CUDA if available, else CPU")
     seed: int = 0
+
+    @property
+    def trains(self) -> bool:
+        """Whether the emulator step trains one (``train`` or ``model_grid``)."""
+        return self.train or self.model_grid is not None
+
+    @model_validator(mode="after")
+    def _path_or_training(self) -> EmulatorConfig:
+        if self.path is not None and self.trains:
+            given = "emulator.model_grid" if self.model_grid is not None else "emulator.train: true"
+            raise ValueError(
+                f"emulator.path ({self.path}) and {given} exclude each other: give a file to use, or a grid to train on"
+            )
+        return self
 
 
 class FitConfig(_Section):

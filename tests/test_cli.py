@@ -12,9 +12,13 @@ import zarr
 
 from survey_scale.cli import build_parser, main
 from survey_scale.config import CubeConfig
+from survey_scale.core.grid import wavelength_grid
+from survey_scale.science.emulator import load as load_emulator
+from survey_scale.science.emulator import toy_model_grid
+from survey_scale.science.model_grid import save_model_grid
 from survey_scale.store.cube import create_cube, open_group, spec_length
 
-COMMANDS = ("ingest", "info", "run", "demo", "config", "export")
+COMMANDS = ("ingest", "info", "run", "demo", "config", "export", "emulator")
 
 
 def test_help_everywhere(capsys) -> None:
@@ -179,3 +183,26 @@ def test_step_commands_check_what_they_need_and_use_the_recorded_models(tmp_path
     assert books.recorded_models()["pca"]["step"] == "pca_model"
     assert all(m["compute_seconds"] > 0 for m in books.chunk_markers("pca"))
     assert list((cube / "_survey_scale" / "logs").glob("pca-*.log"))
+
+
+def test_emulator_train_on_a_grid_file_and_info(tmp_path: Path, capsys) -> None:
+    """``survey-scale emulator train`` trains on a user's grid with the configuration's training keys;
+    ``emulator info`` prints a file's (or the shipped emulator's) provenance and precision."""
+    grid = save_model_grid(toy_model_grid(100, seed=1, wave=wavelength_grid()[:200]), tmp_path / "grid.npz")
+    config = tmp_path / "config.yaml"
+    config.write_text("emulator:\n  path: synthesizer\n  batch_size: 32\n  learning_rate: 0.003\n")
+    out = tmp_path / "em.npz"
+    args = ["emulator", "train", "--grid", str(grid), "--out", str(out), "--config", str(config)]
+    assert main([*args, "--hidden", "6", "6", "--epochs", "3", "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    assert f"{out}: Emulator(shared, sigmoid, hidden=(6, 6), labels=11, pixels=200)" in text
+    assert "validation precision:" in text and "3 epochs" in text
+    em = load_emulator(out)
+    assert em.meta["settings"]["batch_size"] == 32 and em.meta["settings"]["lr"] == 0.003
+    assert em.meta["model_grid"] == str(grid) and em.meta["grid_meta"]["producer"] == "toy_model_grid"
+    assert main(["emulator", "info"]) == 0  # the shipped one
+    assert "synthesizer.npz: Emulator(shared" in capsys.readouterr().out
+    assert main(["emulator", "info", str(tmp_path / "absent.npz")]) == 2
+    assert "absent.npz: no emulator file there" in capsys.readouterr().err
+    assert main(["emulator", "train", "--grid", str(tmp_path / "nogrid.npz"), "--out", str(out)]) == 2
+    assert "nogrid.npz: model grid not found" in capsys.readouterr().err

@@ -40,6 +40,7 @@ pca:
   n_components: 30
   block_spectra: 64
 emulator:
+  train: true  # not the shipped emulator: a run killed while training must resume
   grid_size: 800
   epochs: 15
 fit:

@@ -11,14 +11,37 @@ Architectures
     pixels with weights of shape (pixels, hidden_out, hidden_in). P2 uses two hidden layers of 100 units.
 ``shared``
     One network for all pixels: labels → hidden layers → all P pixels (the later public Payne layout, there
-    with leaky-ReLU of slope 0.01). survey_scale's default is two hidden layers of 300 sigmoid units (sigmoid
-    keeps χ² smooth for the fit). On the mock's 10,000-spectrum model grid (2 CPU cores) it reaches a
-    validation σ of 0.211 % (0.417 % where flux < 0.95) in 1,124 s; two layers of 600 stop at 0.219 % /
-    0.435 %, two leaky-ReLU layers of 300 at 0.300 % / 0.652 % (P2's per-pixel networks: 0.165 % /
-    0.586 %). Three layers of 300 (``hidden: [300, 300, 300]``) reached 0.149 % / 0.287 % in 954 s, but
-    only after a plateau of ~40 epochs at the mean spectrum, which on the 4,000-spectrum demo grid outlasted
-    the early-stopping patience (3.5 %): not yet the default. A fit iteration with the shared network is
-    about 5× cheaper than with the per-pixel network of P2.
+    with leaky-ReLU of slope 0.01). survey_scale's default is three hidden layers of 300 sigmoid units
+    (sigmoid keeps χ² smooth for the fit). A fit iteration with the shared network is about 5× cheaper than
+    with the per-pixel network of P2.
+
+Training and the shipped emulator
+---------------------------------
+Measured on the synthesizer's model grids (:func:`survey_scale.synth.make_model_grid`, seed 0), 2 shared CPU
+cores. Earlier, with weights uniform in ±1/√fan_in: two layers of 300 reached a validation σ of 0.211 %
+(0.417 % where flux < 0.95) on 10,000 spectra in 1,124 s; two layers of 600 0.219 % / 0.435 %, two
+leaky-ReLU layers of 300 0.300 % / 0.652 % (P2's per-pixel networks: 0.165 % / 0.586 %); three layers of
+300 0.149 % / 0.287 % in 954 s, but only after a plateau at the mean spectrum. The plateau comes from the
+initialization: a sigmoid layer passes on ~1/10 of the label signal (slope ≤ 1/4, outputs offset by 0.5),
+so three layers start as a constant and the gradients carry almost nothing. Same network, Adam 1e-3, batch
+256 (``benchmarks/eval_emulator_plateau.py``): with ``init="uniform"`` it sat at the mean spectrum (σ 3.43 %)
+for the first 40 epochs on 10,000 spectra and 106 epochs on the demo's 4,000 (longer than the
+early-stopping patience), and reached 2.02 % after 60 and 1.50 % after 200 epochs; with the data-dependent
+``init="scaled"`` (:func:`_scaled_init_`, the default) it never sits there: 0.578 % after 60 epochs (10 k),
+0.590 % after 200 (4 k). A batch of 64 halves the epochs needed again (0.447 % after 200 epochs on 4 k); a
+cosine schedule (batch 256) was worse than a constant rate at these budgets (0.753 % after 200 epochs on
+4 k), and annealing the last 20 % of the epochs gains little this far from convergence (0.442 %).
+
+The shipped emulator (:func:`load_default`, ``data/emulators/synthesizer.npz``, 5.4 MB of float32 weights)
+is this network trained on 40,000 spectra (seed 0) with batch 64 and Adam at 1e-3 for 160 epochs, then
+annealed linearly to 0 over 40 more (``schedule="anneal"``; ``configs/emulator_synthesizer.yaml``), in
+2,100 s on one thread of 2 shared cores: 0.094 % overall and 0.180 % where flux < 0.95 on its 4,000
+held-out spectra (0.096 % / 0.187 % on 2,000 freshly synthesized ones; Gaussian cores, 1.4826 × MAD,
+0.026 % / 0.100 %; per-spectrum rms 0.079 % at the median, 0.22 % at the 99th percentile). The largest
+residuals, up to 8 % in single pixels, sit at the grid's corners: 7,000 K stars of log g < 1.5 in Ca II H
+and K, the hottest dwarfs at He II 4686 Å. Here the anneal matters: over its 40 epochs the validation loss
+fell 1.8× (from 1.56e-6 at epoch 160); the same run at a constant rate stopped at 0.133 % / 0.261 % after
+150 epochs. Its ``meta`` records the grid, the settings, the precision, the time, the code and the command.
 
 Jacobian
 --------
@@ -82,7 +105,7 @@ FORMAT = "survey_scale.emulator/1"
 ARCHITECTURES = ("perpixel", "shared")
 ACTIVATIONS = ("sigmoid", "leaky_relu")
 LEAKY_SLOPE = 0.01
-DEFAULT_HIDDEN = {"perpixel": (100, 100), "shared": (300, 300)}
+DEFAULT_HIDDEN = {"perpixel": (100, 100), "shared": (300, 300, 300)}
 DEFAULT_ACTIVATION = {"perpixel": "sigmoid", "shared": "sigmoid"}
 """Sigmoid for both: a leaky-ReLU network is piecewise linear, so χ² has kinks where a unit switches and the
 Gauss–Newton model fails there (on a toy grid 1–12 % of Levenberg–Marquardt fits stalled at kinks, against
@@ -680,6 +703,64 @@ def load(path: str | Path, wave: np.ndarray | None = None, label_names: Sequence
     return _from_payne(path, arrays, wave, label_names)
 
 
+DEFAULT_EMULATORS: dict[str, str] = {"synthesizer": "synthesizer.npz", "physical": "physical.npz"}
+"""Emulators shipped with the package (SPEC §12): name → file in :data:`DEFAULT_EMULATOR_DIR`
+(``emulator.path: <name>`` selects one). Each file carries its provenance and validation precision in its
+``meta`` (header).
+
+``synthesizer``: trained on the model grid of the built-in synthesizer (:func:`survey_scale.synth.make_model_grid`,
+SPEC §10), the 11 labels — for the mock release.
+``physical``: trained on the model grid of ``thedoppler``'s hot-dwarf Cannon model
+(:mod:`survey_scale.synth.cannon_grid`; T_eff 8,000–40,000 K, log g 2.5–5, [Fe/H] −2.5…+0.5, v sin i
+0–400 km s⁻¹): 4 labels (teff, logg, vsini, fe_h; the fit reports the others as NaN), for real LAMOST spectra;
+``benchmarks/make_physical_emulator.py`` rebuilds it."""
+DEFAULT_EMULATOR_DIR = Path(__file__).parent / "data" / "emulators"
+
+
+class ShippedEmulatorMissing(SurveyScaleError, FileNotFoundError):
+    """A shipped emulator's file is not in the installed package (names the file)."""
+
+
+def default_emulator_path(name: str = "synthesizer") -> Path:
+    """The file of the shipped emulator ``name`` (a key of :data:`DEFAULT_EMULATORS`).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a shipped emulator (the message lists them).
+    ShippedEmulatorMissing
+        The package was installed without the file (the message names it).
+    """
+    if name not in DEFAULT_EMULATORS:
+        raise ValueError(f"no shipped emulator named {name!r}; shipped: {', '.join(sorted(DEFAULT_EMULATORS))}")
+    path = DEFAULT_EMULATOR_DIR / DEFAULT_EMULATORS[name]
+    if not path.is_file():
+        raise ShippedEmulatorMissing(
+            f"{path}: the shipped emulator {name!r} is missing from the installed package (package data "
+            "survey_scale/science/data/emulators/); reinstall survey_scale, or give an emulator file"
+        )
+    return path
+
+
+def load_default(name: str = "synthesizer") -> Emulator:
+    """The emulator the package ships (SPEC §12), e.g. ``ss.emulator.load_default()``.
+
+    Parameters
+    ----------
+    name
+        A key of :data:`DEFAULT_EMULATORS`: ``"synthesizer"`` (trained on the §10 synthesizer's model grid; the
+        mock release's spectra come from the same synthesizer) or ``"physical"`` (trained on a physics-based
+        hot-star model grid, for real spectra).
+
+    Returns
+    -------
+    Emulator
+        With ``meta`` holding its provenance: the model grid (seed, size, producer), the training settings
+        and time, the code version and the validation precision (``valid_sigma``, ``valid_sigma_deep``).
+    """
+    return load(default_emulator_path(name))
+
+
 def _layer_arrays(path: Path, arrays: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     ws, bs = [], []
     k = 0
@@ -830,56 +911,6 @@ def _from_payne(
 
 
 # --------------------------------------------------------------------------------------------------------
-# the emulators the package ships
-# --------------------------------------------------------------------------------------------------------
-
-DEFAULT_EMULATOR_DIR = Path(__file__).resolve().parent / "data" / "emulators"
-"""Folder of the shipped emulator files (package data)."""
-
-DEFAULT_EMULATORS: dict[str, str] = {
-    "synthesizer": "synthesizer.npz",
-    "physical": "physical.npz",
-}
-"""Shipped emulators by name → file in :data:`DEFAULT_EMULATOR_DIR` (``emulator.path: <name>`` selects one).
-
-``synthesizer``: trained on the built-in synthesizer's model grid (SPEC §10), the 11 labels — for the mock.
-``physical``: trained on the model grid of ``thedoppler``'s hot-dwarf Cannon model
-(:mod:`survey_scale.synth.cannon_grid`; T_eff 8,000–40,000 K, log g 2.5–5, [Fe/H] −2.5…+0.5, v sin i
-0–400 km s⁻¹): 4 labels, for real LAMOST spectra. Each file carries its provenance in its header
-(``Emulator.meta``: model source and SHA-256, grid seed and size, label ranges, training settings, validation
-precision, code version); ``benchmarks/make_physical_emulator.py`` rebuilds the physical one."""
-
-
-def default_emulator_path(name: str = "synthesizer") -> Path:
-    """Path of the shipped emulator ``name`` (:data:`DEFAULT_EMULATORS`).
-
-    Raises
-    ------
-    EmulatorFormatError
-        ``name`` is not a shipped emulator, or its file is missing from this installation.
-    """
-    if name not in DEFAULT_EMULATORS:
-        raise EmulatorFormatError(
-            f"no shipped emulator named {name!r}; the package ships {sorted(DEFAULT_EMULATORS)} "
-            "(or give the path of an emulator file)"
-        )
-    path = DEFAULT_EMULATOR_DIR / DEFAULT_EMULATORS[name]
-    if not path.is_file():
-        raise EmulatorFormatError(f"{path}: the shipped emulator {name!r} is missing from this installation")
-    return path
-
-
-def load_default(name: str = "synthesizer") -> Emulator:
-    """The emulator the package ships under ``name`` (SPEC §12; :data:`DEFAULT_EMULATORS`).
-
-    ``load_default()`` is the one trained on the §10 model grid of the synthesizer; ``load_default("physical")``
-    the one trained on a physics-based hot-star model grid, for real spectra (4 labels: teff, logg, vsini,
-    fe_h; the fit reports the other labels as NaN).
-    """
-    return load(default_emulator_path(name))
-
-
-# --------------------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------------------
 
@@ -910,6 +941,40 @@ class _PerPixelParams(torch.nn.Module):
         return _TorchNet("perpixel", activation, m[0:-2:2], m[1:-2:2], m[-2], m[-1])
 
 
+INITS = ("scaled", "uniform")
+SCHEDULES = ("plateau", "cosine", "anneal")
+ANNEAL_FRACTION = 0.2
+"""``schedule="anneal"``: the fraction of the steps, at the end, over which the rate falls linearly to 0."""
+INIT_ROWS = 4096
+"""Training spectra used by the data-dependent initialization (the first ones of the seeded split)."""
+INIT_PREACT_STD = 1.0
+"""Standard deviation of each hidden unit's pre-activation over the training labels after ``init="scaled"``."""
+
+
+@torch.no_grad()
+def _scaled_init_(layers: Sequence[torch.nn.Linear], x: torch.Tensor, activation: str) -> None:
+    """Data-dependent initialization of a shared network, in place (``init="scaled"``).
+
+    With the default uniform ±1/√fan_in weights a sigmoid layer passes on ~1/10 of the label signal (its
+    slope is at most 1/4 and its outputs are offset by 0.5): after three layers the output varies by ~1e-3
+    of the spectra's variation, the gradients carry as little, and training sits at the mean spectrum until
+    Adam has grown the weights (the plateau). Here each hidden unit keeps its random direction but is
+    rescaled and shifted so that its pre-activation has zero mean and standard deviation
+    :data:`INIT_PREACT_STD` over the training labels ``x`` (n, L) — a sigmoid network so initialized is a
+    properly scaled tanh network — and the output weights start at zero (the output bias holds the mean
+    spectrum), so the first steps fit the spectra with the hidden features as they are instead of
+    propagating noise through random output weights.
+    """
+    a = x
+    for lin in layers[:-1]:
+        z = a @ lin.weight.T
+        scale = INIT_PREACT_STD / z.std(0).clamp_min(1e-12)
+        lin.weight.mul_(scale.unsqueeze(1))
+        lin.bias.copy_(-z.mean(0) * scale)
+        a = _activate_(torch.addmm(lin.bias, a, lin.weight.T), activation)
+    layers[-1].weight.zero_()
+
+
 def train(
     grid: ModelGrid,
     architecture: str = "perpixel",
@@ -929,16 +994,17 @@ def train(
     device: str | torch.device | None = None,
     seed: int = 0,
     pixel_chunk: int | None = None,
+    init: str = "scaled",
+    schedule: str = "plateau",
     log: Callable[[str], None] | None = None,
 ) -> Emulator:
     """Train an emulator on a model grid with Adam and early stopping (SPEC §5.1, P2 §4.2).
 
     The grid is split 90/10 (``valid_fraction``) into training and validation sets with a seeded
     permutation. Every ``eval_every`` steps (default: one epoch) the validation loss is computed; the best
-    weights are kept; the learning rate is multiplied by ``lr_decay`` when the validation loss has not
-    improved for ``patience // 2`` evaluations, and training stops after ``patience`` evaluations without
-    improvement, or at ``epochs``, ``max_steps`` or ``max_time`` seconds (whichever first; ``max_time``
-    makes the result depend on the machine's speed).
+    weights are kept; the learning rate follows ``schedule``, and training stops after ``patience``
+    evaluations without improvement, or at ``epochs``, ``max_steps`` or ``max_time`` seconds (whichever
+    first; ``max_time`` makes the result depend on the machine's speed).
 
     Parameters
     ----------
@@ -947,7 +1013,7 @@ def train(
         ``label_min``/``label_max`` become the emulator's ``x_min``/``x_max``.
     architecture
         ``"perpixel"`` (P2: per-pixel networks, default hidden (100, 100)) or ``"shared"`` (one network,
-        default hidden (300, 300)); both default to sigmoid units (:data:`DEFAULT_ACTIVATION`).
+        default hidden (300, 300, 300)); both default to sigmoid units (:data:`DEFAULT_ACTIVATION`).
     hidden, activation
         Hidden widths and activation (``"sigmoid"`` or ``"leaky_relu"``).
     loss
@@ -959,8 +1025,19 @@ def train(
         with the same thread count, unless ``max_time`` stops the run).
     pixel_chunk
         Per-pixel networks are trained in chunks of pixels (independent parameter tensors, bounded memory).
+    init
+        ``"scaled"`` (default; shared networks): the data-dependent initialization of :func:`_scaled_init_`,
+        which removes the plateau at the mean spectrum of deep sigmoid networks; ``"uniform"``: weights and
+        biases uniform in ±1/√fan_in (torch's default; the output bias at the mean spectrum), as before.
+        Per-pixel networks always start uniform.
+    schedule
+        ``"plateau"``: the learning rate is multiplied by ``lr_decay`` after ``patience // 2`` evaluations
+        without improvement; ``"cosine"``: it falls from ``lr`` to 0 along half a cosine over ``epochs`` (or
+        ``max_steps``); ``"anneal"``: it stays at ``lr``, then falls linearly to 0 over the last
+        :data:`ANNEAL_FRACTION` of the steps. With the last two a run's length is set in advance; early
+        stopping applies to all three.
     log
-        Optional callable receiving progress lines.
+        Optional callable receiving one line per evaluation (step, epoch, validation loss, best so far).
 
     Returns
     -------
@@ -977,6 +1054,12 @@ def train(
     activation = activation or DEFAULT_ACTIVATION[architecture]
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if architecture == "perpixel":
+        init = "uniform"  # recorded as applied: the data-dependent initialization is for shared networks
     if loss not in ("mse", "l1"):
         raise ValueError(f"loss must be 'mse' or 'l1', got {loss!r}")
     dev = resolve_device(device)
@@ -1016,6 +1099,8 @@ def train(
         with torch.no_grad():
             layers[-1].bias.copy_(mean_flux)
         model = torch.nn.ModuleList(layers).to(dev)
+        if init == "scaled":
+            _scaled_init_(layers, x_tr[:INIT_ROWS], activation)
         nets = [
             _TorchNet(
                 "shared",
@@ -1057,6 +1142,12 @@ def train(
         idx = order[pos : pos + batch_size].to(dev)
         pos += batch_size
         xb, yb = x_tr[idx], y_tr[idx]
+        if schedule == "cosine":
+            for group in opt.param_groups:
+                group["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * step / total_steps))
+        elif schedule == "anneal":
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, (total_steps - step) / (ANNEAL_FRACTION * total_steps))
         opt.zero_grad(set_to_none=True)
         for net, (p0, p1) in zip(nets, bounds, strict=True):
             pred = net.forward_autograd(xb)
@@ -1072,7 +1163,7 @@ def train(
                 best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
             else:
                 since_best += 1
-                if since_best % max(1, patience // 2) == 0:
+                if schedule == "plateau" and since_best % max(1, patience // 2) == 0:
                     for group in opt.param_groups:
                         group["lr"] *= lr_decay
             if log is not None:
@@ -1112,6 +1203,7 @@ def train(
         "n_steps": step,
         "n_epochs": step / steps_per_epoch,
         "stop_reason": stop_reason,
+        "final_lr": float(opt.param_groups[0]["lr"]),
         "n_train": int(n_train),
         "n_valid": int(n_valid),
         "settings": {
@@ -1127,6 +1219,8 @@ def train(
             "epochs": epochs,
             "max_steps": max_steps,
             "max_time": max_time,
+            "init": init,
+            "schedule": schedule,
         },
         "grid_meta": grid.meta,
         "history": history,

@@ -9,7 +9,6 @@ import pytest
 import zarr
 
 from survey_scale.config import CubeConfig, FitConfig
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.engine.runner import run_stage
 from survey_scale.science import emulator as E
 from survey_scale.stages.fit import CORR_NAMES, fit_stage
@@ -27,16 +26,14 @@ FIT = FitConfig(device="cpu", bounds=0.55, max_iter=60, n_starts=1, block_spectr
 
 
 @pytest.fixture(scope="module")
-def toy_emulator(tmp_path_factory) -> Path:
-    """A small 11-label emulator on the whole common grid (toy hot-star grid)."""
-    grid = E.toy_model_grid(800, seed=5, wave=wavelength_grid())
-    em = E.train(grid, "shared", hidden=(24, 24), epochs=25, patience=10, lr=5e-3, batch_size=32, seed=0)
-    return em.save(tmp_path_factory.mktemp("em") / "toy.npz")
+def emulator_file() -> Path:
+    """The shipped emulator (11 labels, the whole common grid, trained on the synthesizer's model grid)."""
+    return E.default_emulator_path()
 
 
 @pytest.fixture
-def fit_cube(tmp_path: Path, toy_emulator: Path) -> tuple[Path, np.ndarray]:
-    em = E.load(toy_emulator)
+def fit_cube(tmp_path: Path, emulator_file: Path) -> tuple[Path, np.ndarray]:
+    em = E.load(emulator_file)
     rng = np.random.default_rng(8)
     n = 40
     truth = em.unscale(rng.uniform(-0.3, 0.3, (n, em.n_labels)))
@@ -60,10 +57,10 @@ def fit_cube(tmp_path: Path, toy_emulator: Path) -> tuple[Path, np.ndarray]:
     return path, truth
 
 
-def test_fit_stage_writes_labels_and_provenance(fit_cube, toy_emulator: Path, client) -> None:
+def test_fit_stage_writes_labels_and_provenance(fit_cube, emulator_file: Path, client) -> None:
     path, truth = fit_cube
-    em = E.load(toy_emulator)
-    summary = run_stage(path, fit_stage(toy_emulator, tuple(em.label_names), FIT), client, progress=False)
+    em = E.load(emulator_file)
+    summary = run_stage(path, fit_stage(emulator_file, tuple(em.label_names), FIT), client, progress=False)
     assert (summary.n_chunks, summary.n_computed, summary.n_rejects) == (2, 2, 1)
     ds = open_cube(path)
     assert list(ds.label.values) == list(em.label_names)
@@ -71,7 +68,7 @@ def test_fit_stage_writes_labels_and_provenance(fit_cube, toy_emulator: Path, cl
     assert ds.model_flux.dims == ("spec", "wave")
     good = np.arange(len(truth)) != 5
     labels = ds.labels.values
-    # recovered within a few formal errors (teff and logg carry the most information in the toy grid)
+    # recovered within a few formal errors (teff and logg carry the most information)
     pulls = (labels[good] - truth[good]) / ds.label_err.values[good]
     assert np.nanmedian(np.abs(pulls[:, :2])) < 2.0
     assert np.all(np.isnan(labels[5])) and ds.fit_flags.values[5] & 8
@@ -83,12 +80,12 @@ def test_fit_stage_writes_labels_and_provenance(fit_cube, toy_emulator: Path, cl
     assert rejects[["stage", "source", "code"]].values.tolist() == [["fit", "T005", "no_fit"]]
 
 
-def test_fit_stage_skips_done_chunks_and_reruns_on_a_new_emulator(fit_cube, toy_emulator, tmp_path, client) -> None:
+def test_fit_stage_skips_done_chunks_and_reruns_on_a_new_emulator(fit_cube, emulator_file, tmp_path, client) -> None:
     path, _ = fit_cube
-    names = tuple(E.load(toy_emulator).label_names)
-    run_stage(path, fit_stage(toy_emulator, names, FIT), client, progress=False)
-    assert run_stage(path, fit_stage(toy_emulator, names, FIT), client, progress=False).n_computed == 0
-    other = E.load(toy_emulator)
+    names = tuple(E.load(emulator_file).label_names)
+    run_stage(path, fit_stage(emulator_file, names, FIT), client, progress=False)
+    assert run_stage(path, fit_stage(emulator_file, names, FIT), client, progress=False).n_computed == 0
+    other = E.load(emulator_file)
     other.meta["note"] = "retrained"  # a different file: a different hash
     other_path = other.save(tmp_path / "other.npz")
     assert run_stage(path, fit_stage(other_path, names, FIT), client, progress=False).n_computed == 2
@@ -101,5 +98,5 @@ def test_emulator_path_names_a_shipped_emulator(tmp_path) -> None:
     from survey_scale.stages.emulator import build_emulator
 
     assert build_emulator(EmulatorConfig(path="physical"), engine=None) == E.default_emulator_path("physical")
-    with pytest.raises(PipelineError, match="shipped emulators: synthesizer, physical"):
+    with pytest.raises(PipelineError, match="nor the name of a shipped emulator: physical, synthesizer"):
         build_emulator(EmulatorConfig(path=tmp_path / "none.npz"), engine=None)

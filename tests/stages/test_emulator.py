@@ -1,0 +1,87 @@
+"""The emulator step (SPEC §5.1): the shipped emulator by default, a file or a shipped name, or one trained."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from survey_scale.config import ConfigError, EmulatorConfig, load_config
+from survey_scale.core.grid import wavelength_grid
+from survey_scale.engine.contracts import PipelineError
+from survey_scale.science import emulator as E
+from survey_scale.science.model_grid import save_model_grid
+from survey_scale.stages.emulator import build_emulator, run
+
+
+class _Engine:
+    """The part of the engine the step uses: where models go and what the steps so far produced."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.models: dict[str, Path] = {}
+
+    def model_path(self, name: str) -> Path:
+        return self.root / name
+
+
+def test_default_is_the_shipped_emulator_without_training(tmp_path: Path, caplog) -> None:
+    engine = _Engine(tmp_path)
+    with caplog.at_level(logging.INFO, logger="survey_scale.stages.emulator"):
+        path = run(load_config(None), engine)
+    assert path == E.default_emulator_path("synthesizer") and engine.models["emulator"] == path
+    assert list(tmp_path.iterdir()) == []  # no grid synthesized, nothing trained
+    assert "the shipped 'synthesizer' emulator" in caplog.text and "validation precision" in caplog.text
+    assert "training" not in caplog.text
+    assert build_emulator(EmulatorConfig(path="synthesizer"), engine) == path  # by its name
+
+
+def test_a_given_file_or_an_error_naming_it(tmp_path: Path) -> None:
+    engine = _Engine(tmp_path)
+    own = E.load_default().save(tmp_path / "mine.npz")
+    assert build_emulator(EmulatorConfig(path=own), engine) == own
+    with pytest.raises(PipelineError, match=r"emulator\.path .*absent\.npz: file not found"):
+        build_emulator(EmulatorConfig(path=tmp_path / "absent.npz"), engine)
+    with pytest.raises(PipelineError, match=r"emulator\.model_grid .*nogrid\.npz: file not found"):
+        build_emulator(EmulatorConfig(model_grid=tmp_path / "nogrid.npz"), engine)
+
+
+def test_a_missing_shipped_file_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(E, "DEFAULT_EMULATOR_DIR", tmp_path / "emulators")
+    with pytest.raises(E.ShippedEmulatorMissing, match=r"emulators/synthesizer\.npz: the shipped emulator"):
+        E.load_default()
+    with pytest.raises(PipelineError, match=r"emulators/synthesizer\.npz"):
+        build_emulator(EmulatorConfig(), _Engine(tmp_path))
+    with pytest.raises(ValueError, match="no shipped emulator named .nope.; shipped: physical, synthesizer"):
+        E.load_default("nope")
+
+
+def test_a_file_and_training_exclude_each_other() -> None:
+    with pytest.raises(ConfigError, match=r"emulator\.path \(em\.npz\) and emulator\.train: true exclude"):
+        load_config(None, {"emulator.path": "em.npz", "emulator.train": True})
+    with pytest.raises(ConfigError, match=r"emulator\.path \(synthesizer\) and emulator\.model_grid exclude"):
+        load_config(None, {"emulator.path": "synthesizer", "emulator.model_grid": "grid.npz"})
+    assert EmulatorConfig(model_grid=Path("g.npz")).trains and EmulatorConfig(train=True).trains
+    assert not EmulatorConfig().trains
+
+
+def test_training_on_a_grid_logs_epochs_at_debug_one_line_at_info_and_is_kept(tmp_path: Path, caplog) -> None:
+    grid = E.toy_model_grid(120, seed=2, wave=wavelength_grid()[:300])
+    grid_path = save_model_grid(grid, tmp_path / "grid.npz")
+    cfg = EmulatorConfig(model_grid=grid_path, hidden=[8, 8], epochs=4, batch_size=32)
+    engine = _Engine(tmp_path)
+    with caplog.at_level(logging.DEBUG, logger="survey_scale.stages.emulator"):
+        path = build_emulator(cfg, engine)
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(debug) == 4 and all("epoch" in r.getMessage() for r in debug)  # one per epoch
+    assert len(info) == 2 and info[0].startswith("emulator: training the shared architecture on 120 spectra")
+    assert "8×8 shared trained in" in info[1] and "validation precision" in info[1]
+    em = E.load(path)
+    assert em.hidden == (8, 8) and em.meta["model_grid"] == str(grid_path)
+    assert em.meta["settings"]["init"] == "scaled" and em.meta["settings"]["schedule"] == "plateau"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="survey_scale.stages.emulator"):
+        assert build_emulator(cfg, engine) == path  # kept: same grid and settings
+    assert "training" not in caplog.text
