@@ -18,9 +18,7 @@ import zarr
 from survey_scale.config import load_config
 from survey_scale.mock import make_release
 from survey_scale.pipeline import run_pipeline
-from survey_scale.science.emulator import train
 from survey_scale.store.cube import open_rejects
-from survey_scale.synth import make_model_grid
 from tests.conftest import assert_same_arrays
 from tests.test_pipeline import pipeline_settings
 
@@ -47,8 +45,6 @@ def _reductions(cube: Path) -> dict:
 @pytest.mark.slow
 def test_slurm_run_equals_local_run(tmp_path: Path, slurm: str, capsys) -> None:
     release = make_release(tmp_path / "mock", 120, seed=23, release="MOCK1")
-    emulator = train(make_model_grid(400, 0), "shared", hidden=(32, 32), epochs=8, seed=0)
-    emulator_path = emulator.save(tmp_path / "emulator.npz")
     runs = {}
     for kind, cluster in (
         ("local", {"cluster.local.n_workers": 2}),
@@ -69,7 +65,7 @@ def test_slurm_run_equals_local_run(tmp_path: Path, slurm: str, capsys) -> None:
         workdir = tmp_path / kind
         workdir.mkdir()
         settings = pipeline_settings(workdir, release.outdir)
-        config = load_config(None, {**settings, "emulator.path": str(emulator_path), "cluster.kind": kind, **cluster})
+        config = load_config(None, {**settings, "cluster.kind": kind, **cluster})
         run_pipeline(config, progress=False)
         runs[kind] = workdir
     logs = sorted((tmp_path / "slurm-logs").glob("survey-scale-*.err"))

@@ -53,7 +53,7 @@ def test_a_missing_shipped_file_is_a_clear_error(tmp_path: Path, monkeypatch) ->
         E.load_default()
     with pytest.raises(PipelineError, match=r"emulators/synthesizer\.npz"):
         build_emulator(EmulatorConfig(), _Engine(tmp_path))
-    with pytest.raises(ValueError, match="no shipped emulator named .nope.; shipped: physical, synthesizer"):
+    with pytest.raises(ValueError, match="no shipped emulator named 'nope'; shipped: physical, synthesizer"):
         E.load_default("nope")
 
 
