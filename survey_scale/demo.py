@@ -3,32 +3,45 @@
 Steps (everything under ``--workdir``):
 
 1. write a mock release (``mock/``: LAMOST FITS files, catalog, cross-match table, truth);
-2. write ``config.yaml`` for it and run the pipeline (``survey-scale run --config``): ingest → normalize →
-   PCA/emission → emulator (trained on a synthesized model grid) → label fit;
-3. write the figures (``figures/``) and print ``survey-scale info``.
+2. write ``config.yaml`` for it and run every step of the pipeline (``survey-scale run --config``): ingest,
+   normalization, PCA and emission flags, the shipped emulator, the label fit, the survey-wide reductions,
+   extinction, the MKs networks and their MCMC uncertainty model, distances, and the catalogs
+   (``catalogs/``: FITS, Parquet, HATS);
+3. write the report (``report/report.html``, with the mock's truth beside the results).
 
-Re-running the demo in the same folder starts from a fresh mock and cube.
+The console shows a progress bar and one line per step; everything else goes to the cube's log
+(``cube.zarr/_survey_scale/logs/``). Re-running the demo in the same folder starts from a fresh mock and cube.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
+from tqdm.auto import tqdm
 
 from survey_scale.config import load_config
 from survey_scale.mock import make_release
 from survey_scale.pipeline import run_pipeline
-from survey_scale.products.figures import write_figures
-from survey_scale.products.info import cube_info
+from survey_scale.products.report import write_report
+from survey_scale.stages.registry import default_registry
+from survey_scale.store.bookkeeping import Bookkeeping
+from survey_scale.store.cube import create_cube
 
 log = logging.getLogger(__name__)
 
+DEMO_OUTPUTS = ("cube.zarr", "catalogs", "report", "config.yaml")
+
 
 def demo_config(workdir: Path) -> dict:
-    """The demo's configuration: the defaults, pointed at the mock release, with a smaller PCA."""
+    """The demo's configuration: the defaults, pointed at the mock release, with a smaller PCA and MKs sets
+    loosened for a release of a thousand stars (few of them have 10-σ parallaxes)."""
     mock = workdir / "mock"
     return {
         "cube": {"path": str(workdir / "cube.zarr")},
@@ -38,35 +51,90 @@ def demo_config(workdir: Path) -> dict:
             "crossmatch": str(mock / "crossmatch.parquet"),
         },
         "pca": {"n_components": 50},
-        "emulator": {"grid_size": 4000, "architecture": "shared"},
+        "fit": {"block_spectra": 256},  # the release is one shard: blocks spread its fit over the workers
+        "mks": {"min_parallax_snr": 5.0, "min_snr": 30.0, "mcmc_steps": 3000, "mcmc_burn": 500},
+        "export": {"out": str(workdir / "catalogs")},
+        "runner": {"progress": False},
     }
 
 
+def step_line(name: str, record: dict[str, Any]) -> str:
+    """One console line for a step run recorded by the bookkeeping (:func:`survey_scale.pipeline.step_record`)."""
+    if "n_chunks" in record:
+        what = f"{record['n_computed']} of {record['n_chunks']} chunks, {record['n_rejects']} rejects"
+    elif "batches" in record:
+        what = "; ".join(f"{b['n_new']} spectra ingested, {b['n_rejected']} inputs rejected" for b in record["batches"])
+    elif "model" in record:
+        what = Path(record["model"]).name
+    elif "outputs" in record:
+        what = ", ".join(sorted(record["outputs"]))
+    else:
+        what = "rewritten" if record.get("rewrote") else "done"
+    return f"  {name:<11} {record['seconds']:6.1f} s  {what}"
+
+
+@contextlib.contextmanager
+def _console_at_warning() -> Iterator[None]:
+    # One line per step on the console: the steps' own INFO lines go to the cube's log file only.
+    handlers = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+    levels = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for handler, level in zip(handlers, levels, strict=True):
+            handler.setLevel(level)
+
+
 def run_demo(workdir: str | Path, *, n_stars: int = 1000, seed: int = 1, progress: bool = True) -> Path:
-    """Run the demo in ``workdir`` and return the cube's path."""
+    """Run the demo in ``workdir`` and return the report's path (``workdir/report/report.html``)."""
     workdir = Path(workdir)
-    for old in ("cube.zarr", "figures"):
-        if (workdir / old).exists():
-            shutil.rmtree(workdir / old)
+    for old in DEMO_OUTPUTS:
+        path = workdir / old
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     workdir.mkdir(parents=True, exist_ok=True)
-    summary = make_release(workdir / "mock", n_stars, seed, release="MOCK1")
-    print(f"mock release: {summary.n_files} files, {summary.n_valid_files} valid spectra of {summary.n_stars} stars")
+    t0 = time.perf_counter()
+    release = make_release(workdir / "mock", n_stars, seed, release="MOCK1")
+    print(
+        f"  {'mock':<11} {time.perf_counter() - t0:6.1f} s  {release.n_files} files: {release.n_valid_files} "
+        f"spectra of {release.n_stars} stars and {release.n_invalid} invalid inputs ({workdir / 'mock'})"
+    )
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(demo_config(workdir), sort_keys=False))
     config = load_config(config_path)
-    result = run_pipeline(config, progress=progress)
-    for ingest in result.ingest:
-        print(ingest.balance_line())
-    cube = Path(config.cube.path)
-    figures = workdir / "figures"
-    written = [
-        *write_figures("mock", workdir / "mock", figures),
-        *write_figures("emission", cube, figures),
-        *write_figures("fits", cube, figures),
-        *write_figures("survey", cube, figures),
-        *write_figures("distances", cube, figures, truth=workdir / "mock"),
-        *write_figures("emulator", result.models["emulator"], figures),
-    ]
-    print(cube_info(cube))
-    print("figures:\n  " + "\n  ".join(str(p) for p in written))
-    return cube
+    steps = default_registry().names()
+    bar = tqdm(total=len(steps) + 1, desc="demo", unit="step", disable=not progress, leave=False)
+
+    create_cube(config.cube.path, config.cube)
+    books = Bookkeeping(config.cube.path)
+    log_file = logging.FileHandler(books.log_path("demo"))
+    log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    logging.getLogger().addHandler(log_file)
+
+    @contextlib.contextmanager
+    def one_line(name: str) -> Iterator[None]:
+        bar.set_postfix_str(name)
+        yield
+        bar.write(step_line(name, books.step_history(name)[-1]))
+        bar.update()
+
+    try:
+        with _console_at_warning():
+            run_pipeline(config, step_context=one_line)
+            bar.set_postfix_str("report")
+            t0 = time.perf_counter()
+            report = write_report(config.cube.path, workdir / "report", truth=workdir / "mock")
+            bar.update()
+    finally:
+        bar.close()
+        logging.getLogger().removeHandler(log_file)
+        log_file.close()
+    print(f"  {'report':<11} {time.perf_counter() - t0:6.1f} s  {report}")
+    print(f"cube: {config.cube.path}  (ss.open_cube; survey-scale info {config.cube.path})")
+    print(f"catalogs: {workdir / 'catalogs'}  (labels and distances: FITS, Parquet, HATS)")
+    print(f"report: {report}")
+    return report
