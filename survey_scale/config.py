@@ -177,6 +177,51 @@ class EmissionConfig(_Section):
     bad_local_n_sigma: float = Field(4.0, gt=0, description="derived: median + bad_local_n_sigma × MAD of log10 z")
 
 
+EVIDENCE_NAMES = ("pca_chi2", "pca_local_z", "fit_local_z", "chi2ratio", "wave_shift_z", "halpha_chi2")
+"""The evidence of ``bad_spectrum_flag`` (:mod:`survey_scale.science.bad_spectra`), in the order of their bits."""
+
+
+class BadSpectraConfig(_Section):
+    """Erroneous spectra from all the evidence, after the label fit (SPEC §4, P1 App. A; step ``bad_spectra``).
+
+    Each limit is median + n_sigma × 1.4826 MAD of the evidence (log10 of it, or the value itself for
+    ``chi2ratio`` and ``wave_shift_z``) per equal-count S/N bin of the survey.
+    """
+
+    pca_chi2_n_sigma: float = Field(8.0, gt=0, description="PCA reconstruction chi2 over the clean windows")
+    pca_local_n_sigma: float = Field(6.0, gt=0, description="worst ~50 A misfit of the PCA reconstruction")
+    fit_local_n_sigma: float = Field(6.0, gt=0, description="worst ~50 A misfit of the label fit")
+    chi2ratio_n_sigma: float = Field(10.0, gt=0, description="chi2ratio (spectra without emission)")
+    wavelength_n_sigma: float = Field(8.0, gt=0, description="wrong-wavelength evidence (wave_shift_z)")
+    halpha_n_sigma: float = Field(8.0, gt=0, description="H-alpha region chi2 (spectra without emission)")
+    fixed_limits: dict[Literal[EVIDENCE_NAMES], float] = Field(  # type: ignore[valid-type]
+        {}, description="fixed limits replacing derived ones, e.g. {chi2ratio: 10.0} (P2 5.2)"
+    )
+    min_per_bin: int = Field(500, ge=10, description="S/N bins of the limits: at least this many spectra each")
+    max_bins: int = Field(10, ge=1, description="S/N bins of the limits: at most this many")
+    max_shift: int = Field(20, ge=2, description="wrong wavelength: shifts scanned, pixels of 1e-4 dex")
+    min_shift: int = Field(3, ge=2, description="wrong wavelength: smallest shift against the whole spectrum's")
+    block_spectra: int = Field(1024, ge=1, description="spectra per Dask task (the fit's evidence)")
+
+    @model_validator(mode="after")
+    def _shifts(self) -> BadSpectraConfig:
+        if self.min_shift > self.max_shift:
+            raise ValueError(f"min_shift ({self.min_shift}) must not exceed max_shift ({self.max_shift})")
+        return self
+
+    def n_sigma_of(self) -> dict[str, float]:
+        """n_sigma of each evidence, by its name."""
+        values = (
+            self.pca_chi2_n_sigma,
+            self.pca_local_n_sigma,
+            self.fit_local_n_sigma,
+            self.chi2ratio_n_sigma,
+            self.wavelength_n_sigma,
+            self.halpha_n_sigma,
+        )
+        return dict(zip(EVIDENCE_NAMES, values, strict=True))
+
+
 class EmulatorConfig(_Section):
     """The spectral emulator (SPEC §5.1): an existing file, or trained on a model grid."""
 
@@ -306,6 +351,7 @@ class Config(_Section):
     emulator: EmulatorConfig = EmulatorConfig()
     fit: FitConfig = FitConfig()
     survey: SurveyConfig = SurveyConfig()
+    bad_spectra: BadSpectraConfig = BadSpectraConfig()
     extinction: ExtinctionConfig = ExtinctionConfig()
     mks: MKsConfig = MKsConfig()
     distance: DistanceConfig = DistanceConfig()

@@ -1,0 +1,176 @@
+"""Erroneous-spectrum evidence and rule on synthetic residual patterns (SPEC §4, P1 App. A; issue 15)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from survey_scale.core.grid import wavelength_grid
+from survey_scale.science.bad_spectra import (
+    EVIDENCE,
+    REASON_BITS,
+    SnrLimit,
+    bad_spectrum_rule,
+    derive_snr_limit,
+    fit_residual_evidence,
+    limits_from_config,
+    reason_names,
+    wavelength_shift_evidence,
+)
+from survey_scale.science.emission import excess_threshold
+
+WAVE = wavelength_grid()
+
+
+def model_spectra(n: int, seed: int) -> np.ndarray:
+    """Normalized hot-star-like models: a broad Hα, He I and metal lines of random depth (n, P)."""
+    rng = np.random.default_rng(seed)
+    flux = np.ones((n, WAVE.size))
+    centres = np.concatenate([[4388.0, 4471.5, 4921.9, 5875.6, 6678.2, 7065.2, 7774.0], rng.uniform(3900, 8800, 25)])
+    for c in centres:
+        depth = rng.uniform(0.05, 0.3, (n, 1))
+        flux -= depth * np.exp(-0.5 * ((WAVE - c) / rng.uniform(1.5, 3.0)) ** 2)
+    for c, width in ((6564.6, 12.0), (4862.7, 10.0), (4341.7, 9.0)):
+        flux -= rng.uniform(0.3, 0.6, (n, 1)) * np.exp(-0.5 * ((WAVE - c) / width) ** 2)
+    return flux
+
+
+def observe(model: np.ndarray, snr: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return model + rng.normal(0.0, 1.0 / snr, model.shape), np.full(model.shape, snr**2)
+
+
+def shift_segment(flux: np.ndarray, lo: float, hi: float, pixels: int) -> np.ndarray:
+    """The mock's wrong wavelength calibration: the pixels of [lo, hi] Å take the flux ``pixels`` bluer."""
+    out = flux.copy()
+    idx = np.flatnonzero((WAVE >= lo) & (WAVE <= hi))
+    out[..., idx] = flux[..., np.clip(idx - pixels, idx[0], idx[-1])]
+    return out
+
+
+@pytest.mark.parametrize("pixels", [-12, -5, 4, 9])
+def test_a_shifted_segment_fires_the_wavelength_evidence(pixels: int) -> None:
+    model = model_spectra(6, seed=1)
+    flux, ivar = observe(model, snr=40.0, seed=2)
+    bad = shift_segment(flux, 6200.0, 7000.0, pixels)
+    use = np.ones(flux.shape, bool)
+    clean = wavelength_shift_evidence(flux, ivar, model, use)
+    shifted = wavelength_shift_evidence(bad, ivar, model, use)
+    # a clean spectrum: no segment prefers a shift; the shifted one: every spectrum, with the right shift/place
+    assert np.all(clean["wave_shift_z"] < 3.0)
+    assert np.all(shifted["wave_shift_z"] > 15.0)
+    np.testing.assert_array_equal(shifted["wave_shift_pixels"], pixels)
+    centre = WAVE[shifted["wave_shift_segment"] + 128]
+    assert np.all((centre > 6100.0) & (centre < 7100.0))
+
+
+def test_a_radial_velocity_error_is_not_a_wrong_wavelength() -> None:
+    model = model_spectra(6, seed=3)
+    # the whole spectrum moved by 2 pixels (138 km/s): the reference shift absorbs it
+    moved = np.concatenate([np.repeat(model[:, :1], 2, axis=1), model[:, :-2]], axis=1)
+    flux, ivar = observe(moved, snr=80.0, seed=4)
+    out = wavelength_shift_evidence(flux, ivar, model, np.ones(flux.shape, bool))
+    assert np.all(out["wave_shift_z"] < 3.0)
+
+
+def test_derivative_shaped_residual_in_one_segment_fires() -> None:
+    """A sub-line shift (the linear regime): residual −δ dm/dλ over one segment only."""
+    model = model_spectra(4, seed=5)
+    flux, ivar = observe(model, snr=150.0, seed=6)
+    seg = (WAVE > 4300) & (WAVE < 4950)
+    flux[:, seg] -= 3.0 * np.gradient(model, axis=1)[:, seg]  # 3 pixels: at the edge of the linear regime
+    out = wavelength_shift_evidence(flux, ivar, model, np.ones(flux.shape, bool))
+    assert np.all(out["wave_shift_z"] > 10.0) and np.all(np.abs(out["wave_shift_pixels"]) >= 3)
+
+
+def test_masked_pixels_and_lineless_segments_give_no_evidence() -> None:
+    model = model_spectra(2, seed=7)
+    flux, ivar = observe(model, snr=50.0, seed=8)
+    bad = shift_segment(flux, 6200.0, 7000.0, 8)
+    use = np.ones(flux.shape, bool)
+    use[:, (WAVE > 6100) & (WAVE < 7100)] = False  # the shifted segment is not fitted: nothing to see
+    assert np.all(wavelength_shift_evidence(bad, ivar, model, use)["wave_shift_z"] < 3.0)
+    flat = np.ones_like(model)  # no lines at all: a shift changes nothing
+    f, iv = observe(flat, 50.0, seed=9)
+    lineless = wavelength_shift_evidence(shift_segment(f, 5000, 7000, 10), iv, flat, use)
+    assert np.all(np.abs(lineless["wave_shift_z"]) < 3.0)
+
+
+def test_fit_local_z_sees_a_flux_jump_and_not_noise() -> None:
+    model = model_spectra(4, seed=10)
+    flux, ivar = observe(model, snr=30.0, seed=11)
+    jump = flux.copy()
+    jump[:, (WAVE > 5200) & (WAVE < 5600)] *= 1.15  # the part of a flux jump the 50 Å normalization leaves
+    use = np.ones(flux.shape, bool)
+    clean = fit_residual_evidence(flux, ivar, model, use)
+    bad = fit_residual_evidence(jump, ivar, model, use)
+    assert np.all(clean["fit_local_z"] < 5.5)  # the max of ~3,800 N(0, 1) run sums
+    assert np.all(bad["fit_local_z"] > 20.0)
+
+
+def test_snr_limit_follows_the_survey_and_flags_the_outliers() -> None:
+    rng = np.random.default_rng(12)
+    n = 20_000
+    snr = 10 ** rng.uniform(0.5, 2.7, n)
+    # a statistic whose scale grows with S/N, as model errors dominate bright spectra
+    stat = (1.0 + (snr / 50.0) ** 2) * 10 ** rng.normal(0.0, 0.05, n)
+    outlier = rng.random(n) < 0.01
+    stat[outlier] *= 10.0
+    limit = derive_snr_limit(stat, snr, 5.0, "log", min_per_bin=1000, max_bins=10)
+    assert len(limit.log_snr) == 10 and np.all(np.diff(limit.log_snr) > 0)
+    above = stat > limit(snr)
+    assert above[outlier].mean() > 0.99
+    assert above[~outlier].mean() < 0.001
+    # one limit for all S/N would miss the faint outliers
+    single = derive_snr_limit(stat, np.ones(n), 5.0, "log", min_per_bin=1000, max_bins=10)
+    assert (stat > single(snr))[outlier & (snr < 20)].mean() < 0.1
+    again = SnrLimit.from_dict(limit.to_dict())
+    np.testing.assert_array_equal(again(snr), limit(snr))
+    assert SnrLimit.fixed(10.0)(np.array([1.0, 1000.0])).tolist() == [10.0, 10.0]
+    with pytest.raises(ValueError, match="no spectrum"):
+        derive_snr_limit(np.full(5, np.nan), np.ones(5), 3.0, "log", min_per_bin=1, max_bins=2)
+
+
+def test_rule_reason_bits_and_emission_only_evidence() -> None:
+    snr = np.full(5, 50.0)
+    evidence = {
+        "pca_chi2": np.array([1.0, 9.0, 1.0, 1.0, np.nan]),
+        "wave_shift_z": np.array([0.0, 0.0, 12.0, 0.0, np.nan]),
+        "chi2ratio": np.array([0.0, 0.0, 0.0, 30.0, np.nan]),
+        "halpha_chi2": np.array([1.0, 1.0, 1.0, 30.0, np.nan]),
+    }
+    limits = {name: SnrLimit.fixed(v) for name, v in (("pca_chi2", 5.0), ("wave_shift_z", 8.0), ("chi2ratio", 10.0))}
+    limits["halpha_chi2"] = SnrLimit.fixed(5.0)
+    flag, reason = bad_spectrum_rule(evidence, snr, np.zeros(5, np.int8), limits)
+    assert flag.tolist() == [0, 1, 1, 1, 0] and flag.dtype == np.int8 and reason.dtype == np.int16
+    assert reason.tolist() == [0, 1, 16, 8 | 32, 0]
+    assert reason_names(int(reason[3])) == ["chi2ratio", "halpha"]
+    # an emission star's chi2ratio and Hα misfit are its emission line, not an error
+    flag, reason = bad_spectrum_rule(evidence, snr, np.array([0, 0, 0, 1, 0]), limits)
+    assert flag[3] == 0 and reason[3] == 0
+    assert set(REASON_BITS) == {bit for bit, _ in EVIDENCE.values()}
+
+
+def test_limits_from_config_fixed_and_derived() -> None:
+    rng = np.random.default_rng(13)
+    n = 4000
+    snr = 10 ** rng.uniform(0.5, 2.5, n)
+    em = (rng.random(n) < 0.2).astype(np.int8)
+    halpha = 10 ** rng.normal(0.0, 0.05, n)
+    halpha[em == 1] *= 50.0  # emission: derived on the other spectra only
+    evidence = {"halpha_chi2": halpha, "chi2ratio": rng.normal(0.0, 1.0, n)}
+    n_sigma = {name: 5.0 for name in EVIDENCE}
+    limits = limits_from_config(evidence, snr, em, n_sigma, {"chi2ratio": 10.0}, min_per_bin=500, max_bins=4)
+    assert set(limits) == {"halpha_chi2", "chi2ratio"}
+    assert limits["chi2ratio"](snr).tolist() == [10.0] * n
+    assert np.all(limits["halpha_chi2"](snr) < 2.0)
+
+
+def test_emission_threshold_rises_for_spectra_the_pca_describes_poorly() -> None:
+    stats = {"halpha_excess_err": np.full(3, 0.002), "pca_chi2": np.array([0.7, 1.0, 9.0])}
+    thresholds = {"excess_offset": 0.0, "excess_model_sigma": 0.01}
+    limit = excess_threshold(stats, thresholds, 3.5)
+    assert limit[0] == pytest.approx(limit[1]) == pytest.approx(3.5 * np.hypot(0.002, 0.01))
+    assert limit[2] == pytest.approx(3.5 * np.hypot(0.002, 0.03))
+    # without pca_chi2 (older cubes) the model variance is not scaled
+    assert excess_threshold({"halpha_excess_err": stats["halpha_excess_err"]}, thresholds, 3.5)[2] == limit[1]
