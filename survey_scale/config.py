@@ -179,6 +179,7 @@ class EmissionConfig(_Section):
 
 EVIDENCE_NAMES = ("pca_chi2", "pca_local_z", "fit_local_z", "chi2ratio", "wave_shift_z", "halpha_chi2")
 """The evidence of ``bad_spectrum_flag`` (:mod:`survey_scale.science.bad_spectra`), in the order of their bits."""
+_EVIDENCE_KEYS = ("pca_chi2", "pca_local", "fit_local", "chi2ratio", "wavelength", "halpha")
 
 
 class BadSpectraConfig(_Section):
@@ -194,9 +195,12 @@ class BadSpectraConfig(_Section):
     chi2ratio_n_sigma: float = Field(10.0, gt=0, description="chi2ratio (spectra without emission)")
     wavelength_n_sigma: float = Field(8.0, gt=0, description="wrong-wavelength evidence (wave_shift_z)")
     halpha_n_sigma: float = Field(8.0, gt=0, description="H-alpha region chi2 (spectra without emission)")
-    fixed_limits: dict[Literal[EVIDENCE_NAMES], float] = Field(  # type: ignore[valid-type]
-        {}, description="fixed limits replacing derived ones, e.g. {chi2ratio: 10.0} (P2 5.2)"
-    )
+    pca_chi2_limit: float | None = Field(None, description="a fixed limit instead of the derived one")
+    pca_local_limit: float | None = None
+    fit_local_limit: float | None = None
+    chi2ratio_limit: float | None = Field(None, description="e.g. 10 (P2 §5.2)")
+    wavelength_limit: float | None = None
+    halpha_limit: float | None = None
     min_per_bin: int = Field(500, ge=10, description="S/N bins of the limits: at least this many spectra each")
     max_bins: int = Field(10, ge=1, description="S/N bins of the limits: at most this many")
     max_shift: int = Field(20, ge=2, description="wrong wavelength: shifts scanned, pixels of 1e-4 dex")
@@ -210,16 +214,12 @@ class BadSpectraConfig(_Section):
         return self
 
     def n_sigma_of(self) -> dict[str, float]:
-        """n_sigma of each evidence, by its name."""
-        values = (
-            self.pca_chi2_n_sigma,
-            self.pca_local_n_sigma,
-            self.fit_local_n_sigma,
-            self.chi2ratio_n_sigma,
-            self.wavelength_n_sigma,
-            self.halpha_n_sigma,
-        )
-        return dict(zip(EVIDENCE_NAMES, values, strict=True))
+        """n_sigma of each evidence, by its name (:data:`EVIDENCE_NAMES`)."""
+        return {name: getattr(self, f"{key}_n_sigma") for name, key in zip(EVIDENCE_NAMES, _EVIDENCE_KEYS, strict=True)}
+
+    def fixed_limits(self) -> dict[str, float | None]:
+        """The fixed limit of each evidence (None: derived), by its name."""
+        return {name: getattr(self, f"{key}_limit") for name, key in zip(EVIDENCE_NAMES, _EVIDENCE_KEYS, strict=True)}
 
 
 class EmulatorConfig(_Section):

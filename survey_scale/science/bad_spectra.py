@@ -90,6 +90,9 @@ NON_EMISSION_ONLY = ("chi2ratio", "halpha_chi2")
 """Evidence that an emission line would fake: used only where ``em_flag`` is 0."""
 
 _LOG_FLOOR = 1e-3
+TAIL_QUANTILE = 0.97725
+"""The upper quantile that sets the scale of a heavy-tailed bin: 2σ of a normal distribution."""
+TAIL_Z = 2.0
 
 
 # --- evidence from the label fit ---------------------------------------------------------------------------
@@ -297,8 +300,9 @@ def derive_snr_limit(
             continue
         med = float(np.median(y[sel]))
         mad = float(1.4826 * np.median(np.abs(y[sel] - med)))
+        tail = (float(np.quantile(y[sel], TAIL_QUANTILE)) - med) / TAIL_Z
         centres.append(float(np.median(x[sel])))
-        limits.append(med + n_sigma * mad)
+        limits.append(med + n_sigma * max(mad, tail))
     return SnrLimit(tuple(centres), tuple(limits), transform)
 
 

@@ -144,7 +144,7 @@ def run(config: Config, engine: Engine) -> StageSummary:
             snr,
             em_flag,
             cfg.n_sigma_of(),
-            cfg.fixed_limits,
+            cfg.fixed_limits(),
             min_per_bin=cfg.min_per_bin,
             max_bins=cfg.max_bins,
         )
@@ -156,7 +156,7 @@ def run(config: Config, engine: Engine) -> StageSummary:
         {
             "rule": RULE,
             "n_sigma": {name: cfg.n_sigma_of()[name] for name in limits},
-            "fixed": {name: value for name, value in cfg.fixed_limits.items() if name in limits},
+            "fixed": {name: v for name, v in cfg.fixed_limits().items() if name in limits and v is not None},
             "limits": {name: limit.to_dict() for name, limit in limits.items()},
             "snr_column": snr_column,
             "n_spectra": int(flag.size),

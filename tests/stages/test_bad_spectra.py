@@ -128,7 +128,7 @@ def test_rerun_does_nothing_and_a_fixed_limit_reruns_only_the_rule(flagged, clie
     engine = DaskEngine(path, client, progress=False)
     assert bad_spectra.run(config, engine).n_computed == 0
     fixed = load_config(
-        None, {"cube.path": path, "bad_spectra.min_per_bin": 150, "bad_spectra.fixed_limits": {"chi2ratio": 3.0}}
+        None, {"cube.path": path, "bad_spectra.min_per_bin": 150, "bad_spectra.chi2ratio_limit": 3.0}
     )
     summary = bad_spectra.run(fixed, engine)
     assert summary.n_computed == summary.n_chunks
