@@ -56,7 +56,8 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert [s.stage for s in partial.stages] == ["normalize", "pca"] and set(partial.models) == {"pca"}
     assert "labels" not in open_cube(config.cube.path)
     summary = run_pipeline_with_client(config, client, progress=False)
-    stages = ["normalize", "pca", "fit", "chi2ratio", "calibrate_errors", "extinction", "mks", "distances"]
+    stages = ["normalize", "pca", "fit", "chi2ratio", "bad_spectra", "calibrate_errors", "extinction", "mks"]
+    stages.append("distances")
     assert [s.stage for s in summary.stages] == stages
     assert [s.n_computed for s in summary.stages[:2]] == [0, 0]
     assert set(summary.models) == {"pca", "emulator", "mks"}
@@ -67,10 +68,13 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
         assert name in ds
     fitted = np.all(np.isfinite(ds.labels.values), axis=1)
     assert fitted.mean() > 0.95
-    assert set(ds.attrs["stages"]) == {"ingest", *stages}
+    assert set(ds.attrs["stages"]) == {"ingest", "fit_residuals", *stages}
+    reason = ds.bad_spectrum_reason.values
+    np.testing.assert_array_equal(ds.bad_spectrum_flag.values == 1, reason != 0)
     for name in ("uniqflag", "chi2ratio", "flag_chi2ratio", "teff_err", "fe_h_err", "ebv", "mks", "dis", "X"):
         assert name in ds
-    assert set(ds.attrs["reductions"]) == {"chi2ratio", "repeat_precision", "error_calibration", "mks_model"}
+    reductions = {"chi2ratio", "bad_spectra", "repeat_precision", "error_calibration", "mks_model"}
+    assert set(ds.attrs["reductions"]) == reductions
     mks_model = ds.attrs["reductions"]["mks_model"]
     assert "untrained" not in mks_model and mks_model["posterior"]["non_emission"]["n_stars"] >= 10
     assert np.isfinite(ds.mks.values).mean() > 0.9 and np.isfinite(ds.dis.values).mean() > 0.9
@@ -94,12 +98,13 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert ds.sizes["spec"] == n + second.n_valid_files
     # normalization and fit compute only the shards that hold new rows (the emulator did not change); the
     # PCA is refitted with the new candidates, so its stage runs again everywhere
-    norm, pca, fit, chi2ratio, _, extinction, *_ = appended.stages
+    norm, pca, fit, chi2ratio, bad, _, extinction, *_ = appended.stages
     assert norm.n_computed == fit.n_computed == norm.n_chunks - n // 128
     assert pca.n_computed == pca.n_chunks
     assert np.isfinite(ds.labels.values[n:]).all(axis=1).mean() > 0.9
     # the survey-wide fits are redone; only their cheap per-spectrum columns are rewritten
     assert chi2ratio.n_computed == chi2ratio.n_chunks and appended.results["uniqflag"] is True
+    assert bad.stage == "bad_spectra" and np.all(ds.bad_spectrum_flag.values >= 0)
     assert (ds.uniqflag.values >= 1).all() and catalog.stat().st_mtime_ns != written
     # the MKs model is kept (trained once; --refit retrains it) and applied to the new spectra
     assert appended.models["mks"].stat().st_mtime_ns == model_written
