@@ -169,7 +169,8 @@ class EmissionConfig(_Section):
     """Hα emission and erroneous-spectrum flags (SPEC §4, P1 §3 and Appendix A)."""
 
     threshold: float | None = Field(None, description="fixed Hα excess threshold; null = per-spectrum, derived")
-    n_sigma: float = Field(3.5, gt=0, description="derived: offset + n_sigma × √(err² + model σ²)")
+    n_sigma: float = Field(2.75, gt=0, description="derived: offset + √((n_sigma err)² + (model_n_sigma σ_m)²)")
+    model_n_sigma: float = Field(4.0, gt=0, description="σ_m = √max(1, pca_chi2) × model σ (derived)")
     train_n_sigma: float = Field(2.5, gt=0, description="pass 1: candidates above this n-sigma leave training")
     bad_chi2_threshold: float | None = Field(None, description="reduced χ² threshold; null = derived")
     bad_n_sigma: float = Field(20.0, gt=0, description="derived: median + bad_n_sigma × MAD of log10 χ²")

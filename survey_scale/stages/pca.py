@@ -152,8 +152,8 @@ def build_pca_models(config: Config, engine: Engine) -> Path:
         {k: v[keep] for k, v in stats.items()}, em_cfg.bad_n_sigma, em_cfg.bad_local_n_sigma
     )
     model.meta["threshold_rule"] = (
-        "em_flag: halpha_excess > excess_offset + n_sigma x sqrt(halpha_excess_err^2 + max(1, pca_chi2) x "
-        "excess_model_sigma^2); "
+        "em_flag: halpha_excess > excess_offset + sqrt((n_sigma x halpha_excess_err)^2 + model_n_sigma^2 x "
+        "max(1, pca_chi2) x excess_model_sigma^2); "
         f"offset, model sigma and the limits below measured on the {int(keep.sum())} candidates the final pass "
         f"did not flag; erroneous (PCA evidence): pca_chi2 > 10**(median + {em_cfg.bad_n_sigma} x 1.4826 MAD of log10 "
         f"chi2) or pca_local_z > 10**(median + {em_cfg.bad_local_n_sigma} x 1.4826 MAD of log10 z)"
@@ -183,7 +183,9 @@ def pca_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: 
     model: PCAModel = ctx.models["pca"]
     rec, stats = diagnostics(model, inputs["norm_flux"], inputs["norm_ivar"])
     # the PCA's erroneous-spectrum evidence (pca_chi2, pca_local_z) enters bad_spectrum_flag after the fit
-    em, _ = emission_flags(stats, model.meta["thresholds"], params["n_sigma"], params["threshold"])
+    em, _ = emission_flags(
+        stats, model.meta["thresholds"], params["n_sigma"], params["threshold"], model_n_sigma=params["model_n_sigma"]
+    )
     pca_flux = np.where(em[:, None] == 1, rec["recon_clean"], rec["recon_full"])
     rejects = [
         (int(i), "no_pca_diagnostics", "no usable pixel in the Hα or clean windows: emission and χ² undefined")
@@ -211,7 +213,7 @@ def pca_stage(model_path: Path, pca: PCAConfig, emission: EmissionConfig) -> Sta
             Output("pca_local_z", f4, attrs={"long_name": "significance of the worst ~50 A clean-window misfit"}),
             Output("em_flag", "int8", attrs={"long_name": "1 = H-alpha emission (P1 Sect. 3)"}),
         ),
-        params={"threshold": emission.threshold, "n_sigma": emission.n_sigma},
+        params={"threshold": emission.threshold, "n_sigma": emission.n_sigma, "model_n_sigma": emission.model_n_sigma},
         models={"pca": ModelRef(str(model_path), load_pca_model)},
         dims={"pc": pca.n_components},
         block_rows=pca.block_spectra,

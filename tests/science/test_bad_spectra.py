@@ -17,7 +17,6 @@ from survey_scale.science.bad_spectra import (
     reason_names,
     wavelength_shift_evidence,
 )
-from survey_scale.science.emission import excess_threshold
 
 WAVE = wavelength_grid()
 
@@ -164,13 +163,3 @@ def test_limits_from_config_fixed_and_derived() -> None:
     assert set(limits) == {"halpha_chi2", "chi2ratio"}
     assert limits["chi2ratio"](snr).tolist() == [10.0] * n
     assert np.all(limits["halpha_chi2"](snr) < 2.0)
-
-
-def test_emission_threshold_rises_for_spectra_the_pca_describes_poorly() -> None:
-    stats = {"halpha_excess_err": np.full(3, 0.002), "pca_chi2": np.array([0.7, 1.0, 9.0])}
-    thresholds = {"excess_offset": 0.0, "excess_model_sigma": 0.01}
-    limit = excess_threshold(stats, thresholds, 3.5)
-    assert limit[0] == pytest.approx(limit[1]) == pytest.approx(3.5 * np.hypot(0.002, 0.01))
-    assert limit[2] == pytest.approx(3.5 * np.hypot(0.002, 0.03))
-    # without pca_chi2 (older cubes) the model variance is not scaled
-    assert excess_threshold({"halpha_excess_err": stats["halpha_excess_err"]}, thresholds, 3.5)[2] == limit[1]

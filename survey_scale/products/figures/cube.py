@@ -33,7 +33,7 @@ def _bad_spectra(ds) -> np.ndarray:
 def plot_emission_diagram(cube: str | Path, model_path: str | Path, path: str | Path) -> Path:
     """P1 Fig. 3 analogue: Hα excess vs Hα-region reduced χ², the emission threshold drawn.
 
-    The line is the threshold of a noiseless spectrum (offset + n_sigma × model σ, n_sigma as the ``pca``
+    The line is the threshold of a noiseless spectrum (offset + model_n_sigma × model σ, as the ``pca``
     stage ran); a spectrum's own threshold is higher by its measurement error (:mod:`survey_scale.science.emission`).
     """
     ds = open_cube(cube)
@@ -45,7 +45,8 @@ def plot_emission_diagram(cube: str | Path, model_path: str | Path, path: str | 
     params = ds.attrs["stages"]["pca"]["params"]
     threshold = params["threshold"]
     if threshold is None:
-        threshold = thresholds["excess_offset"] + params["n_sigma"] * thresholds["excess_model_sigma"]
+        n_model = params.get("model_n_sigma", params["n_sigma"])
+        threshold = thresholds["excess_offset"] + n_model * thresholds["excess_model_sigma"]
     fig, ax = plt.subplots(figsize=(6.5, 5))
     quiet = ~em & ~bad
     ax.scatter(excess[quiet], chi2[quiet], s=3, c="0.4", label=f"no emission ({quiet.sum()})", rasterized=True)
