@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 import shutil
 import time
@@ -186,6 +187,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse the mock releases (and cubes) in --out")
     parser.add_argument("--json", type=Path, default=None, help="write the figures per seed to this file")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("distributed", "numcodecs", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     figures, tables = {}, []
     for seed in args.seeds:

@@ -186,16 +186,17 @@ _EVIDENCE_KEYS = ("pca_chi2", "pca_local", "fit_local", "chi2ratio", "wavelength
 class BadSpectraConfig(_Section):
     """Erroneous spectra from all the evidence, after the label fit (SPEC §4, P1 App. A; step ``bad_spectra``).
 
-    Each limit is median + n_sigma × 1.4826 MAD of the evidence (log10 of it, or the value itself for
-    ``chi2ratio`` and ``wave_shift_z``) per equal-count S/N bin of the survey.
+    Each limit is median + n_sigma × max(1.4826 MAD, (90th percentile − median) / 1.2816) of the evidence
+    (log10 of it, or the value itself for ``chi2ratio`` and ``wave_shift_z``) per equal-count S/N bin of the
+    survey.
     """
 
     pca_chi2_n_sigma: float = Field(8.0, gt=0, description="PCA reconstruction chi2 over the clean windows")
     pca_local_n_sigma: float = Field(6.0, gt=0, description="worst ~50 A misfit of the PCA reconstruction")
     fit_local_n_sigma: float = Field(6.0, gt=0, description="worst ~50 A misfit of the label fit")
-    chi2ratio_n_sigma: float = Field(10.0, gt=0, description="chi2ratio (spectra without emission)")
+    chi2ratio_n_sigma: float = Field(30.0, gt=0, description="chi2ratio (spectra without emission)")
     wavelength_n_sigma: float = Field(8.0, gt=0, description="wrong-wavelength evidence (wave_shift_z)")
-    halpha_n_sigma: float = Field(8.0, gt=0, description="H-alpha region chi2 (spectra without emission)")
+    halpha_n_sigma: float = Field(12.0, gt=0, description="H-alpha region chi2 (spectra without emission)")
     pca_chi2_limit: float | None = Field(None, description="a fixed limit instead of the derived one")
     pca_local_limit: float | None = None
     fit_local_limit: float | None = None
@@ -205,7 +206,8 @@ class BadSpectraConfig(_Section):
     min_per_bin: int = Field(500, ge=10, description="S/N bins of the limits: at least this many spectra each")
     max_bins: int = Field(10, ge=1, description="S/N bins of the limits: at most this many")
     max_shift: int = Field(20, ge=2, description="wrong wavelength: shifts scanned, pixels of 1e-4 dex")
-    min_shift: int = Field(3, ge=2, description="wrong wavelength: smallest shift against the whole spectrum's")
+    min_shift: int = Field(3, ge=2, description="wrong wavelength: smallest shift against the spectrum's own")
+    telluric_min_snr: float = Field(50.0, ge=0, description="the telluric transmission: fitted spectra above this")
     block_spectra: int = Field(1024, ge=1, description="spectra per Dask task (the fit's evidence)")
 
     @model_validator(mode="after")
