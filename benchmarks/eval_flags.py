@@ -38,12 +38,18 @@ import numpy as np
 import pandas as pd
 
 from survey_scale.config import load_config
+from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.masks import FIT_WINDOWS, TELLURIC_BANDS, window_mask
 from survey_scale.mock import make_release
 from survey_scale.pipeline import run_pipeline
-from survey_scale.science.bad_spectra import REASON_BITS
+from survey_scale.science.bad_spectra import REASON_BITS, frame_offset_pixels, rest_frame_transmission
+from survey_scale.stages.bad_spectra import TELLURIC_FILE, emission_cores, load_telluric
+from survey_scale.store.bookkeeping import Bookkeeping
 from survey_scale.store.cube import open_cube
 
 HERE = Path(__file__).resolve().parent
+VISIBLE_DCHI2 = 100.0
+"""A wrong segment is visible when the true shift improves its χ² against the model by more than this (10σ)."""
 SNR_BINS = ((0.0, 10.0), (10.0, 30.0), (30.0, 100.0), (100.0, np.inf))
 EW_BINS = (0, 1, 1.5, 2, 3, 5, 10, 20, 60)
 KINDS = ("flux_jump", "artifact", "wrong_wavelength")
@@ -88,7 +94,43 @@ def process(seed: int, args: argparse.Namespace) -> pd.DataFrame:
     truth = truth[~truth["invalid"]]  # a duplicate-specid file shares its specid with the valid original
     table = got.merge(truth, on="specid", how="left", validate="one_to_one")
     assert table["emission"].notna().all(), "every ingested spectrum has a truth row"
+    table["visible_dchi2"] = visible_dchi2(cube, table)
     return table
+
+
+def visible_dchi2(cube: Path, table: pd.DataFrame) -> np.ndarray:
+    """How visible each wrong-wavelength segment is to any test against the fit's model: χ² at zero shift minus
+    χ² at the true shift, over the true segment (its observed-frame range moved to the rest frame), on the
+    pixels and with the model (times the telluric transmission) that the ``fit_residuals`` stage uses. NaN
+    for the other spectra."""
+    out = np.full(len(table), np.nan)
+    rows = np.flatnonzero(table["corrupted"].to_numpy(bool) & (table["corrupt_kind"] == "wrong_wavelength").to_numpy())
+    if rows.size == 0:
+        return out
+    ds = open_cube(cube)
+    wave = wavelength_grid()
+    telluric = window_mask(wave, TELLURIC_BANDS)
+    fit_mask = window_mask(wave, [w for w in FIT_WINDOWS if w.kind != "telluric"])
+    template = load_telluric(str(Bookkeeping(cube).model_path(TELLURIC_FILE)))
+    get = {v: ds[v].values[rows] for v in ("norm_flux", "norm_ivar", "model_flux", "pixmask", "em_flag", "rv")}
+    use = ~fit_mask[None, :] & (get["pixmask"] == 0) & (get["norm_ivar"] > 0) & np.isfinite(get["norm_flux"])
+    use &= ~((get["em_flag"] == 1)[:, None] & emission_cores(wave)[None, :])
+    flux, ivar = get["norm_flux"].astype(np.float64), get["norm_ivar"].astype(np.float64)
+    model = get["model_flux"].astype(np.float64)
+    fitted = np.all(np.isfinite(model), axis=1)
+    model = np.where(fitted[:, None], model, 1.0)
+    model = model * rest_frame_transmission(template, get["rv"], flux, ivar, model, use, telluric)
+    offset = frame_offset_pixels(get["rv"])
+    pixels = np.arange(wave.size)
+    for j, row in enumerate(rows):
+        lo, hi = table["corrupt_lo"].iat[row], table["corrupt_hi"].iat[row]
+        seg = use[j] & (wave * 10 ** (offset[j] * 1e-4) >= lo) & (wave * 10 ** (offset[j] * 1e-4) <= hi)
+        shift = round(float(table["corrupt_amount"].iat[row]))
+        moved = model[j, np.clip(pixels - shift, 0, wave.size - 1)]
+        chi2_zero = np.sum(ivar[j, seg] * (flux[j, seg] - model[j, seg]) ** 2)
+        chi2_true = np.sum(ivar[j, seg] * (flux[j, seg] - moved[seg]) ** 2)
+        out[row] = chi2_zero - chi2_true if fitted[j] else np.nan
+    return out
 
 
 def reasons(values: pd.Series) -> str:
@@ -161,6 +203,15 @@ def evaluate(table: pd.DataFrame, seed: int | str) -> dict[str, float]:
         fig[f"bad_false_{lo:g}"] = bad[sel].mean()
         cells.append(f"{bad[sel].mean():.4f} ({int(sel.sum())})")
     print("  false flags, clean" + "".join(f"{c:>16}" for c in cells) + "   (goal <= 0.01 each)")
+    wrong = corrupted & (table["corrupt_kind"] == "wrong_wavelength")
+    visible = wrong & (table["visible_dchi2"] > VISIBLE_DCHI2)
+    fig["wrong_wavelength_visible_fraction"] = visible.sum() / max(wrong.sum(), 1)
+    fig["bad_recall_wrong_wavelength_visible"] = bad[visible].mean() if visible.any() else np.nan
+    print(
+        f"  wrong wavelength: {int(visible.sum())} of {int(wrong.sum())} segments visible against the model (the "
+        f"true shift improves their chi2 by > {VISIBLE_DCHI2:g}; above S/N 10: {int((visible & (snr >= 10)).sum())} "
+        f"of {int((wrong & (snr >= 10)).sum())}); recall among them {fig['bad_recall_wrong_wavelength_visible']:.2f}"
+    )
     print(f"  evidence that fired, corrupted: {reasons(table.loc[corrupted & bad, 'bad_spectrum_reason'])}")
     clean_bad = table[~corrupted & bad]
     print(
