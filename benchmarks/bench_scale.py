@@ -48,7 +48,7 @@ VISITS_PER_STAR = 1.55
 SERIAL_STEPS = ("emulator", "mks_model")
 """Steps whose work runs in the client process (they do not speed up with more workers)."""
 KEPT_RESULTS = (
-    "norm_flux", "pca_flux", "em_flag", "bad_spectrum_flag", "labels", "label_err", "label_cov", "chi2_red",
+    "norm_flux", "pca_flux", "em_flag", "labels", "label_err", "label_cov", "chi2_red",
     "model_flux", "ebv", "aks", "mks_geo", "mks", "mks_err", "parallax_s", "binary_flag", "dis", "dis_low", "X",
 )  # fmt: skip
 

@@ -6,9 +6,10 @@ PCA/emission with the default configuration, joins the cube to ``truth.parquet``
 - recall and precision of ``em_flag`` for true Hα emission with EW > 2 Å (goal ≥ 0.95 each; emission stars
   with EW ≤ 2 Å are neither counted as hits nor as false positives in the precision);
 - the false-positive rate on non-emission spectra;
-- recall as a function of the true EW;
-- recall of the corrupted spectra (flux jumps, wrong-wavelength segments, artefacts) by
-  ``bad_spectrum_flag``, per kind and per S/N bin, and its false-positive rate on clean spectra.
+- recall as a function of the true EW.
+
+``bad_spectrum_flag`` is decided after the label fit: ``benchmarks/eval_flags.py`` evaluates both flags on
+several seeds.
 
     python benchmarks/eval_emission.py --n-stars 5000 --seed 2026
 """
@@ -64,7 +65,7 @@ def main() -> None:
     print(f"pipeline (ingest, normalize, PCA/emission) in {time.perf_counter() - t0:.0f} s")
 
     ds = open_cube(cube)
-    cols = ["specid", "em_flag", "bad_spectrum_flag", "halpha_excess", "snr_g"]
+    cols = ["specid", "em_flag", "halpha_excess", "snr_g"]
     got = pd.DataFrame({c: ds[c].values for c in cols}).astype({"specid": str})
     truth = pd.read_parquet(mock / "truth.parquet")
     truth = truth[~truth["invalid"]]  # a duplicate-specid file shares its specid with the valid original
@@ -90,22 +91,6 @@ def main() -> None:
         sel = table["emission"].astype(bool) & (ew > lo) & (ew <= hi)
         if sel.any():
             print(f"  {lo:5.1f}-{hi:<5.1f} Å: {flag[sel].mean():.3f}  (n = {int(sel.sum())})")
-    bad = table["bad_spectrum_flag"] == 1
-    corrupted = table["corrupted"].astype(bool)
-    print(
-        f"\nbad_spectrum_flag: recall of corrupted spectra {bad[corrupted].mean():.3f} ({int((bad & corrupted).sum())} "
-        f"of {int(corrupted.sum())}); flagged clean spectra {int((bad & ~corrupted).sum())} "
-        f"({(bad & ~corrupted).sum() / (~corrupted).sum():.4f})"
-    )
-    for kind, group in table[corrupted].groupby("corrupt_kind"):
-        print(f"  {kind:<18} {bad[group.index].mean():.3f}  (n = {len(group)})")
-    print("  by S/N (snr_g): recall of corrupted | flagged clean")
-    for lo, hi in itertools.pairwise([0, 10, 30, 100, float("inf")]):
-        sel = (table["snr_g"] >= lo) & (table["snr_g"] < hi)
-        print(
-            f"  {lo:5.0f}-{hi:<5.0f} {bad[sel & corrupted].mean():.3f} (n = {int((sel & corrupted).sum())}) | "
-            f"{bad[sel & ~corrupted].mean():.4f} (n = {int((sel & ~corrupted).sum())})"
-        )
 
 
 if __name__ == "__main__":

@@ -287,12 +287,60 @@ class EmissionConfig(_Section):
     """Hα emission and erroneous-spectrum flags (SPEC §4, P1 §3 and Appendix A)."""
 
     threshold: float | None = Field(None, description="fixed Hα excess threshold; null = per-spectrum, derived")
-    n_sigma: float = Field(3.5, gt=0, description="derived: offset + n_sigma × √(err² + model σ²)")
+    n_sigma: float = Field(2.75, gt=0, description="derived: offset + √((n_sigma err)² + (model_n_sigma σ_m)²)")
+    model_n_sigma: float = Field(4.0, gt=0, description="σ_m = √max(1, pca_chi2) × model σ (derived)")
     train_n_sigma: float = Field(2.5, gt=0, description="pass 1: candidates above this n-sigma leave training")
     bad_chi2_threshold: float | None = Field(None, description="reduced χ² threshold; null = derived")
     bad_n_sigma: float = Field(20.0, gt=0, description="derived: median + bad_n_sigma × MAD of log10 χ²")
     bad_local_z_threshold: float | None = Field(None, description="worst local misfit threshold; null = derived")
     bad_local_n_sigma: float = Field(4.0, gt=0, description="derived: median + bad_local_n_sigma × MAD of log10 z")
+
+
+EVIDENCE_NAMES = ("pca_chi2", "pca_local_z", "fit_local_z", "chi2ratio", "wave_shift_z", "halpha_chi2")
+"""The evidence of ``bad_spectrum_flag`` (:mod:`survey_scale.science.bad_spectra`), in the order of their bits."""
+_EVIDENCE_KEYS = ("pca_chi2", "pca_local", "fit_local", "chi2ratio", "wavelength", "halpha")
+
+
+class BadSpectraConfig(_Section):
+    """Erroneous spectra from all the evidence, after the label fit (SPEC §4, P1 App. A; step ``bad_spectra``).
+
+    Each limit is median + n_sigma × max(1.4826 MAD, (90th percentile − median) / 1.2816) of the evidence
+    (log10 of it, or the value itself for ``chi2ratio`` and ``wave_shift_z``) per equal-count S/N bin of the
+    survey.
+    """
+
+    pca_chi2_n_sigma: float = Field(8.0, gt=0, description="PCA reconstruction chi2 over the clean windows")
+    pca_local_n_sigma: float = Field(6.0, gt=0, description="worst ~50 A misfit of the PCA reconstruction")
+    fit_local_n_sigma: float = Field(6.0, gt=0, description="worst ~50 A misfit of the label fit")
+    chi2ratio_n_sigma: float = Field(30.0, gt=0, description="chi2ratio (spectra without emission)")
+    wavelength_n_sigma: float = Field(8.0, gt=0, description="wrong-wavelength evidence (wave_shift_z)")
+    halpha_n_sigma: float = Field(12.0, gt=0, description="H-alpha region chi2 (spectra without emission)")
+    pca_chi2_limit: float | None = Field(None, description="a fixed limit instead of the derived one")
+    pca_local_limit: float | None = None
+    fit_local_limit: float | None = None
+    chi2ratio_limit: float | None = Field(None, description="e.g. 10 (P2 §5.2)")
+    wavelength_limit: float | None = None
+    halpha_limit: float | None = None
+    min_per_bin: int = Field(500, ge=10, description="S/N bins of the limits: at least this many spectra each")
+    max_bins: int = Field(10, ge=1, description="S/N bins of the limits: at most this many")
+    max_shift: int = Field(20, ge=2, description="wrong wavelength: shifts scanned, pixels of 1e-4 dex")
+    min_shift: int = Field(3, ge=2, description="wrong wavelength: smallest shift against the spectrum's own")
+    telluric_min_snr: float = Field(50.0, ge=0, description="the telluric transmission: fitted spectra above this")
+    block_spectra: int = Field(1024, ge=1, description="spectra per Dask task (the fit's evidence)")
+
+    @model_validator(mode="after")
+    def _shifts(self) -> BadSpectraConfig:
+        if self.min_shift > self.max_shift:
+            raise ValueError(f"min_shift ({self.min_shift}) must not exceed max_shift ({self.max_shift})")
+        return self
+
+    def n_sigma_of(self) -> dict[str, float]:
+        """n_sigma of each evidence, by its name (:data:`EVIDENCE_NAMES`)."""
+        return {name: getattr(self, f"{key}_n_sigma") for name, key in zip(EVIDENCE_NAMES, _EVIDENCE_KEYS, strict=True)}
+
+    def fixed_limits(self) -> dict[str, float | None]:
+        """The fixed limit of each evidence (None: derived), by its name."""
+        return {name: getattr(self, f"{key}_limit") for name, key in zip(EVIDENCE_NAMES, _EVIDENCE_KEYS, strict=True)}
 
 
 class EmulatorConfig(_Section):
@@ -452,6 +500,7 @@ class Config(_Section):
     emulator: EmulatorConfig = EmulatorConfig()
     fit: FitConfig = FitConfig()
     survey: SurveyConfig = SurveyConfig()
+    bad_spectra: BadSpectraConfig = BadSpectraConfig()
     extinction: ExtinctionConfig = ExtinctionConfig()
     mks: MKsConfig = MKsConfig()
     distance: DistanceConfig = DistanceConfig()

@@ -57,10 +57,11 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert [s.stage for s in partial.stages] == ["normalize", "pca"] and set(partial.models) == {"pca"}
     assert "labels" not in open_cube(config.cube.path)
     summary = run_pipeline_with_client(config, client, progress=False)
-    stages = ["normalize", "pca", "fit", "chi2ratio", "calibrate_errors", "extinction", "mks", "distances"]
+    stages = ["normalize", "pca", "fit", "chi2ratio", "bad_spectra", "calibrate_errors", "extinction", "mks"]
+    stages.append("distances")
     assert [s.stage for s in summary.stages] == stages
     assert [s.n_computed for s in summary.stages[:2]] == [0, 0]
-    assert set(summary.models) == {"pca", "emulator", "mks"}
+    assert set(summary.models) == {"pca", "emulator", "telluric", "mks"}
     ds = open_cube(config.cube.path)
     n = ds.sizes["spec"]
     assert n == first.n_valid_files
@@ -76,17 +77,20 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     teff_dev = np.median(np.abs(ds.labels.sel(label="teff").values[clean] / truth.teff.to_numpy()[clean] - 1))
     logg_dev = np.median(np.abs(ds.labels.sel(label="logg").values[clean] - truth.logg.to_numpy()[clean]))
     assert clean.sum() > 30 and teff_dev < 0.02 and logg_dev < 0.15, (clean.sum(), teff_dev, logg_dev)
-    assert set(ds.attrs["stages"]) == {"ingest", *stages}
+    assert set(ds.attrs["stages"]) == {"ingest", "fit_residuals", *stages}
+    reason = ds.bad_spectrum_reason.values
+    np.testing.assert_array_equal(ds.bad_spectrum_flag.values == 1, reason != 0)
     for name in ("uniqflag", "chi2ratio", "flag_chi2ratio", "teff_err", "fe_h_err", "ebv", "mks", "dis", "X"):
         assert name in ds
-    assert set(ds.attrs["reductions"]) == {"chi2ratio", "repeat_precision", "error_calibration", "mks_model"}
+    reductions = {"chi2ratio", "bad_spectra", "repeat_precision", "error_calibration", "mks_model"}
+    assert set(ds.attrs["reductions"]) == reductions
     mks_model = ds.attrs["reductions"]["mks_model"]
     assert "untrained" not in mks_model and mks_model["posterior"]["non_emission"]["n_stars"] >= 10
     assert np.isfinite(ds.mks.values).mean() > 0.9 and np.isfinite(ds.dis.values).mean() > 0.9
     assert summary.results["export"]["distances_parquet"] == tmp_path / "catalogs" / "distances.parquet"
     model_written = summary.models["mks"].stat().st_mtime_ns
     pca_written = summary.models["pca"].stat().st_mtime_ns
-    kept_results = ("norm_flux", "pca_flux", "em_flag", "bad_spectrum_flag", "labels", "label_cov", "chi2_red")
+    kept_results = ("norm_flux", "pca_flux", "em_flag", "labels", "label_cov", "chi2_red")
     before = {name: ds[name].values.copy() for name in (*kept_results, "ebv", "mks", "mks_err", "dis", "binary_flag")}
     lsdb = pytest.importorskip("lsdb")
     frame = lsdb.open_catalog(tmp_path / "catalogs" / "distances_hats").compute()
@@ -106,7 +110,7 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     ds = open_cube(config.cube.path)
     assert ds.sizes["spec"] == n + second.n_valid_files
     # every stage computes only the shards that hold new rows: the models (PCA, emulator, MKs) are kept
-    norm, pca, fit, chi2ratio, _, extinction, mks, distances = appended.stages
+    norm, pca, fit, chi2ratio, bad, _, extinction, mks, distances = appended.stages
     new_chunks = norm.n_chunks - n // 128
     assert norm.n_computed == pca.n_computed == fit.n_computed == new_chunks
     assert extinction.n_computed == mks.n_computed == distances.n_computed == new_chunks
@@ -114,12 +118,13 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert np.isfinite(ds.labels.values[n:]).all(axis=1).mean() > 0.9
     # the survey-wide fits are redone; only their cheap per-spectrum columns are rewritten
     assert chi2ratio.n_computed == chi2ratio.n_chunks and appended.results["uniqflag"] is True
+    assert bad.stage == "bad_spectra" and np.all(ds.bad_spectrum_flag.values >= 0)
     assert (ds.uniqflag.values >= 1).all() and catalog.stat().st_mtime_ns != written
     # the MKs model is kept (trained once; --refit retrains it) and applied to the new spectra
     assert appended.models["mks"].stat().st_mtime_ns == model_written
     assert np.isfinite(ds.mks.values[n:]).mean() > 0.9 and np.isfinite(ds.dis.values[n:]).mean() > 0.9
-    # the old spectra's per-spectrum results did not move (the survey-wide reductions, uniqflag, chi2ratio and
-    # the calibrated errors, are redone with the new spectra, as SPEC §6 asks)
+    # the old spectra's per-spectrum results did not move (the survey-wide reductions, uniqflag, chi2ratio, the
+    # erroneous-spectrum limits and the calibrated errors, are redone with the new spectra, as SPEC §6 asks)
     for name, values in before.items():
         np.testing.assert_array_equal(ds[name].values[:n], values, err_msg=name)
 

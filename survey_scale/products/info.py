@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from survey_scale.science.bad_spectra import SnrLimit
 from survey_scale.store.bookkeeping import Bookkeeping
 from survey_scale.store.cube import META_GROUP, open_group, open_rejects, read_column, shard_spectra, spec_length
 
@@ -122,8 +124,25 @@ def reduction_lines(reductions: dict) -> list[str]:
         for label, poly in zip(cal["label_names"], cal["log_scale"], strict=True):
             text = "formal errors kept (too few pairs)" if poly is None else f"order {poly['order']} {_coeffs(poly)}"
             lines.append(f"      {label:<8} {text}")
+    if bad := reductions.get("bad_spectra"):
+        lines += bad_spectra_lines(bad)
     if mks := reductions.get("mks_model"):
         lines += mks_model_lines(mks)
+    return lines
+
+
+def bad_spectra_lines(bad: dict) -> list[str]:
+    """``survey-scale info`` lines of the erroneous-spectrum counts and limits (``reductions['bad_spectra']``)."""
+    counts = ", ".join(f"{name} {n:,}" for name, n in bad["n_by_evidence"].items())
+    lines = [
+        f"    erroneous spectra: {bad['n_flagged']:,} of {bad['n_spectra']:,} flagged ({counts}), updated "
+        f"{bad.get('updated')}",
+        "      limits at " + bad["snr_column"] + " 10 / 30 / 100 / 300 (n_sigma, or fixed):",
+    ]
+    for name, d in bad["limits"].items():
+        values = SnrLimit.from_dict(d)(np.array([10.0, 30.0, 100.0, 300.0]))
+        how = f"fixed {bad['fixed'][name]:g}" if name in bad.get("fixed", {}) else f"n_sigma {bad['n_sigma'][name]:g}"
+        lines.append(f"        {name:<13} " + " / ".join(f"{v:.3g}" for v in values) + f"  ({how})")
     return lines
 
 

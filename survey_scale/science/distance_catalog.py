@@ -5,7 +5,8 @@ mks_err, mks_geo, mks_geo_err, dis, dis_low, dis_high, logdis, logdis_err, ebv, 
 snr_dparallax, binary_flag, em_flag, gaia_id, parallax, parallax_error, parallax_offset, pmra, pmra_error,
 pmdec, pmdec_error, ruwe, J, J_err, H, H_err, Ks, Ks_err, X, Y, Z), then what a user needs to judge a row:
 ``parallax_s``, ``parallax_s_err``, ``dis_parallax_only``, ``mks_network``, ``ebv_n_colors``,
-``bad_spectrum_flag``. ``parallax`` is Gaia's as published; the distance used ``parallax + parallax_offset``.
+``bad_spectrum_flag``, ``bad_spectrum_reason``. ``parallax`` is Gaia's as published; the distance used
+``parallax + parallax_offset``.
 Missing values as in :mod:`survey_scale.science.label_catalog` (NaN, −9 for flags, −9999 for ``gaia_id``).
 """
 
@@ -72,6 +73,12 @@ COLUMNS: tuple[tuple[str, Any, str, str], ...] = (
     ("mks_network", _I2, "", "0 = non-emission network, 1 = emission network (clean windows)"),
     ("ebv_n_colors", _I2, "", "colours in the E(B-V) mean"),
     ("bad_spectrum_flag", _I2, "", "1 = erroneous spectrum (P1 App. A)"),
+    (
+        "bad_spectrum_reason",
+        _I2,
+        "",
+        "evidence that flagged it, sum of: 1 pca_chi2, 2 pca_local, 4 fit_local, 8 chi2ratio, 16 wavelength, 32 halpha",
+    ),
 )
 """(name, dtype, unit, description) of each column, in order."""
 

@@ -1,7 +1,9 @@
 """The §4 PCA: the iterated model fit (a row reduction, cached) and the ``pca`` stage (SPEC §4, P1 §3).
 
 Step ``pca_model`` fits the PCA on the high-S/N candidates and refits it without the stars each pass flags;
-step ``pca`` maps the final model over the cube: coefficients, ``pca_flux``, Hα diagnostics and flags.
+step ``pca`` maps the final model over the cube: coefficients, ``pca_flux``, Hα diagnostics, ``em_flag`` and
+the erroneous-spectrum evidence ``pca_chi2``, ``pca_local_z`` (``bad_spectrum_flag`` is decided after the
+label fit, by :mod:`survey_scale.stages.bad_spectra`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from survey_scale.science.pca import (
 
 log = logging.getLogger(__name__)
 
-PCA_STAGE_VERSION = "1"
+PCA_STAGE_VERSION = "2"
 PCA_MODEL_FILE = "pca.npz"
 """The final PCA model in the cube's models folder (the passes are ``pca-passN.npz`` beside it)."""
 
@@ -173,9 +175,10 @@ def build_pca_models(config: Config, engine: Engine) -> Path:
         {k: v[keep] for k, v in stats.items()}, em_cfg.bad_n_sigma, em_cfg.bad_local_n_sigma
     )
     model.meta["threshold_rule"] = (
-        "em_flag: halpha_excess > excess_offset + n_sigma x sqrt(halpha_excess_err^2 + excess_model_sigma^2); "
+        "em_flag: halpha_excess > excess_offset + sqrt((n_sigma x halpha_excess_err)^2 + model_n_sigma^2 x "
+        "max(1, pca_chi2) x excess_model_sigma^2); "
         f"offset, model sigma and the limits below measured on the {int(keep.sum())} candidates the final pass "
-        f"did not flag; bad_spectrum_flag: pca_chi2 > 10**(median + {em_cfg.bad_n_sigma} x 1.4826 MAD of log10 "
+        f"did not flag; erroneous (PCA evidence): pca_chi2 > 10**(median + {em_cfg.bad_n_sigma} x 1.4826 MAD of log10 "
         f"chi2) or pca_local_z > 10**(median + {em_cfg.bad_local_n_sigma} x 1.4826 MAD of log10 z)"
     )
     model.meta["final_pass"] = n
@@ -229,20 +232,16 @@ def pca_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: 
     """Stage function: PCA coefficients, ``pca_flux``, Hα diagnostics and flags of a chunk (SPEC §4)."""
     model: PCAModel = ctx.models["pca"]
     rec, stats = diagnostics(model, inputs["norm_flux"], inputs["norm_ivar"])
-    em, bad = emission_flags(
-        stats,
-        model.meta["thresholds"],
-        params["n_sigma"],
-        params["threshold"],
-        params["bad_chi2_threshold"],
-        params["bad_local_z_threshold"],
+    # the PCA's erroneous-spectrum evidence (pca_chi2, pca_local_z) enters bad_spectrum_flag after the fit
+    em, _ = emission_flags(
+        stats, model.meta["thresholds"], params["n_sigma"], params["threshold"], model_n_sigma=params["model_n_sigma"]
     )
     pca_flux = np.where(em[:, None] == 1, rec["recon_clean"], rec["recon_full"])
     rejects = [
         (int(i), "no_pca_diagnostics", "no usable pixel in the Hα or clean windows: emission and χ² undefined")
         for i in np.flatnonzero(~np.isfinite(stats["halpha_excess"]) | ~np.isfinite(stats["pca_chi2"]))
     ]
-    outputs = {"pca_coeff": rec["coeff"], "pca_flux": pca_flux, "em_flag": em, "bad_spectrum_flag": bad, **stats}
+    outputs = {"pca_coeff": rec["coeff"], "pca_flux": pca_flux, "em_flag": em, **stats}
     return StageResult(outputs, rejects)
 
 
@@ -263,14 +262,8 @@ def pca_stage(model_path: Path, pca: PCAConfig, emission: EmissionConfig) -> Sta
             Output("pca_chi2", f4, attrs={"long_name": "reduced chi2 over the clean windows"}),
             Output("pca_local_z", f4, attrs={"long_name": "significance of the worst ~50 A clean-window misfit"}),
             Output("em_flag", "int8", attrs={"long_name": "1 = H-alpha emission (P1 Sect. 3)"}),
-            Output("bad_spectrum_flag", "int8", attrs={"long_name": "1 = erroneous spectrum (P1 App. A)"}),
         ),
-        params={
-            "threshold": emission.threshold,
-            "n_sigma": emission.n_sigma,
-            "bad_chi2_threshold": emission.bad_chi2_threshold,
-            "bad_local_z_threshold": emission.bad_local_z_threshold,
-        },
+        params={"threshold": emission.threshold, "n_sigma": emission.n_sigma, "model_n_sigma": emission.model_n_sigma},
         models={"pca": ModelRef(str(model_path), load_pca_model)},
         dims={"pc": pca.n_components},
         block_rows=pca.block_spectra,

@@ -19,14 +19,20 @@ from survey_scale.engine.contracts import PipelineError, Step
 INGEST_OUTPUTS = ("flux", "ivar", "pixmask", "specid", "star_id", "source_path", "snr_g", "mjd", "release")
 NORMALIZE_OUTPUTS = ("norm_flux", "norm_ivar", "clean_fraction")
 PCA_OUTPUTS = ("pca_coeff", "pca_flux", "halpha_excess", "halpha_excess_err", "halpha_chi2", "pca_chi2")
-PCA_OUTPUTS += ("pca_local_z", "em_flag", "bad_spectrum_flag")
+PCA_OUTPUTS += ("pca_local_z", "em_flag")
 FIT_OUTPUTS = ("labels", "label_err", "label_cov", "labels_full", "labels_hmask", "chi2_red", "fit_flags")
 FIT_OUTPUTS += ("fit_n_iter", "fit_converged", "labels_fitted", "vsini_raw", "teff_init", "w_hmask", "model_flux")
+BAD_SPECTRA_INPUTS = ("norm_flux", "norm_ivar", "pixmask", "model_flux", "snr_g", "em_flag", "pca_chi2")
+BAD_SPECTRA_INPUTS += ("pca_local_z", "halpha_chi2", "chi2ratio", "chi2_red", "rv")
+BAD_SPECTRA_OUTPUTS = ("fit_local_z", "wave_shift_z", "wave_shift_pixels", "wave_shift_lo", "wave_shift_hi")
+BAD_SPECTRA_OUTPUTS += ("model:telluric", "bad_spectrum_flag", "bad_spectrum_reason")
 CALIBRATED_ERRORS = tuple(f"{name}_err" for name in LABEL_NAMES)
 EXTINCTION_OUTPUTS = ("ebv", "ebv_err", "ebv_n_colors", "aks", "aks_err", "parallax_offset", "mks_geo", "mks_geo_err")
 MKS_OUTPUTS = ("mks", "mks_err", "mks_network")
 DISTANCE_OUTPUTS = ("parallax_s", "parallax_s_err", "snr_dparallax", "binary_flag", "dis", "dis_low", "dis_high")
 DISTANCE_OUTPUTS += ("logdis", "logdis_err", "dis_parallax_only", "X", "Y", "Z")
+EXPORT_INPUTS = ("uniqflag", "chi2ratio", "flag_chi2ratio", "bad_spectrum_flag", "bad_spectrum_reason")
+EXPORT_INPUTS += CALIBRATED_ERRORS + DISTANCE_OUTPUTS
 
 
 class Registry:
@@ -104,8 +110,8 @@ class Registry:
 
 def default_registry() -> Registry:
     """The pipeline of SPEC §2–§9 and §13: ingest, normalize, the PCA model and stage, the emulator, the label
-    fit, the survey-wide reductions (uniqflag, chi2ratio, repeat precision and calibrated errors), extinction,
-    the MKs model and stage, distances, the export."""
+    fit, the survey-wide reductions (uniqflag, chi2ratio, erroneous spectra, repeat precision and calibrated
+    errors), extinction, the MKs model and stage, distances, the export."""
     return Registry(
         [
             Step(
@@ -163,6 +169,13 @@ def default_registry() -> Registry:
                 description="the survey's chi2 model and chi2ratio (§6, P2 §5.2)",
             ),
             Step(
+                "bad_spectra",
+                "survey_scale.stages.bad_spectra:run",
+                requires=BAD_SPECTRA_INPUTS,
+                produces=BAD_SPECTRA_OUTPUTS,
+                description="erroneous spectra from the PCA, the fit, chi2ratio and H-alpha (§4, P1 App. A)",
+            ),
+            Step(
                 "repeats",
                 "survey_scale.stages.repeats:run",
                 requires=("labels", "label_err", "fit_flags", "snr_g"),
@@ -200,7 +213,7 @@ def default_registry() -> Registry:
             Step(
                 "export",
                 "survey_scale.stages.export:run",
-                requires=("uniqflag", "chi2ratio", "flag_chi2ratio", *CALIBRATED_ERRORS, *DISTANCE_OUTPUTS),
+                requires=EXPORT_INPUTS,
                 produces=("catalog:labels", "catalog:distances"),
                 description="the catalogs of §13: FITS, Parquet, HATS",
             ),

@@ -169,9 +169,7 @@ def is_url(path: str | Path) -> bool:
     return "://" in str(path)
 
 
-def open_group(
-    path: str | Path, mode: str = "r", storage_options: Mapping[str, Any] | None = None
-) -> zarr.Group:
+def open_group(path: str | Path, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> zarr.Group:
     """Open a cube's root Zarr group after checking that it is a cube on the common grid.
 
     ``path`` is a folder, or for reading (``mode="r"``) also an fsspec URL (object storage such as
@@ -202,9 +200,7 @@ def open_group(
     else:
         path = Path(path)
         if not (path / "zarr.json").is_file():
-            raise CubeError(
-                f"{path}: no survey_scale cube here (no zarr.json); create one with `survey-scale ingest`"
-            )
+            raise CubeError(f"{path}: no survey_scale cube here (no zarr.json); create one with `survey-scale ingest`")
         with _quiet_zarr():
             root = zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
     check_grid_attrs(root.attrs, str(path))

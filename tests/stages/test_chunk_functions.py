@@ -178,14 +178,16 @@ def test_pca_chunk_outputs_flags_and_rejects(pca_model: PCAModel) -> None:
         assert out[o.name].shape[0] == n, o.name
         if o.per_spectrum:
             assert out[o.name].shape == (n,), o.name
-    for name in ("em_flag", "bad_spectrum_flag"):
-        assert out[name].dtype == np.int8 and set(np.unique(out[name])) <= {0, 1}, name
+    assert out["em_flag"].dtype == np.int8 and set(np.unique(out["em_flag"])) <= {0, 1}
+    assert "bad_spectrum_flag" not in out  # combined with the fit's evidence after the fit (stage bad_spectra)
 
     plain = np.array([i for i in range(n) if i not in (emission, no_data, defect)])
     assert out["em_flag"][emission] == 1
     assert np.all(out["em_flag"][plain] == 0)
-    assert np.all(out["bad_spectrum_flag"][plain] == 0)
-    assert out["bad_spectrum_flag"][defect] == 1 and out["em_flag"][defect] == 0
+    limits = pca_model.meta["thresholds"]
+    assert np.all(out["pca_local_z"][plain] < limits["bad_local_z_threshold"])
+    assert np.all(out["pca_chi2"][plain] < limits["bad_chi2_threshold"])
+    assert out["pca_local_z"][defect] > limits["bad_local_z_threshold"] and out["em_flag"][defect] == 0
     assert out["halpha_excess"][emission] > 0.3 > np.abs(out["halpha_excess"][plain]).max()
     # plain spectra: the denoised spectrum follows the noise-free truth much better than the noise
     assert np.abs(out["pca_flux"][plain] - truth[plain]).std() < 0.5 / PCA_SNR

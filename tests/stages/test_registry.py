@@ -53,6 +53,7 @@ def test_default_order_and_until_choices() -> None:
         "fit",
         "uniqflag",
         "chi2ratio",
+        "bad_spectra",
         "repeats",
         "extinction",
         "mks_model",

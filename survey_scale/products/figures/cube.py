@@ -23,22 +23,30 @@ def _shade_runs(ax: plt.Axes, wave: np.ndarray, mask: np.ndarray, **style) -> No
         ax.axvspan(wave[lo], wave[hi - 1], **style)
 
 
+def _bad_spectra(ds) -> np.ndarray:
+    """``bad_spectrum_flag == 1``; none before the ``bad_spectra`` step has run (it needs the label fit)."""
+    if "bad_spectrum_flag" not in ds:
+        return np.zeros(ds.sizes["spec"], dtype=bool)
+    return ds.bad_spectrum_flag.values == 1
+
+
 def plot_emission_diagram(cube: str | Path, model_path: str | Path, path: str | Path) -> Path:
     """P1 Fig. 3 analogue: Hα excess vs Hα-region reduced χ², the emission threshold drawn.
 
-    The line is the threshold of a noiseless spectrum (offset + n_sigma × model σ, n_sigma as the ``pca``
+    The line is the threshold of a noiseless spectrum (offset + model_n_sigma × model σ, as the ``pca``
     stage ran); a spectrum's own threshold is higher by its measurement error (:mod:`survey_scale.science.emission`).
     """
     ds = open_cube(cube)
     excess = ds.halpha_excess.values
     chi2 = ds.halpha_chi2.values
     em = ds.em_flag.values == 1
-    bad = ds.bad_spectrum_flag.values == 1
+    bad = _bad_spectra(ds)
     thresholds = PCAModel.load(model_path).meta["thresholds"]
     params = ds.attrs["stages"]["pca"]["params"]
     threshold = params["threshold"]
     if threshold is None:
-        threshold = thresholds["excess_offset"] + params["n_sigma"] * thresholds["excess_model_sigma"]
+        n_model = params.get("model_n_sigma", params["n_sigma"])
+        threshold = thresholds["excess_offset"] + n_model * thresholds["excess_model_sigma"]
     fig, ax = plt.subplots(figsize=(6.5, 5))
     quiet = ~em & ~bad
     ax.scatter(excess[quiet], chi2[quiet], s=3, c="0.4", label=f"no emission ({quiet.sum()})", rasterized=True)
@@ -71,7 +79,7 @@ def plot_reconstructions(cube: str | Path, path: str | Path, rows: tuple[int, in
     em = ds.em_flag.values == 1
     snr = ds.snr_g.values
     if rows is None:
-        quiet = np.flatnonzero(~em & (ds.bad_spectrum_flag.values == 0))
+        quiet = np.flatnonzero(~em & ~_bad_spectra(ds))
         emission = np.flatnonzero(em)
         rows = (
             int(quiet[np.nanargmax(snr[quiet])]),

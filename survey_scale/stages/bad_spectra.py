@@ -1,0 +1,253 @@
+"""Erroneous spectra after the label fit: ``bad_spectrum_flag`` and ``bad_spectrum_reason`` (SPEC §4, P1 App. A).
+
+Registry step ``bad_spectra`` (after ``chi2ratio``, before ``mks_model``, whose training set leaves these
+spectra out) runs, like ``chi2ratio``, reductions and two stages:
+
+1. the telluric transmission: the mean of flux / model in the observed frame over the fitted S/N >
+   ``bad_spectra.telluric_min_snr`` spectra without emission
+   (:func:`survey_scale.science.bad_spectra.telluric_template`), a model file (``telluric.npz``) kept across
+   appends like the MKs model (``run --refit`` remakes it);
+2. stage ``fit_residuals`` (per chunk; the spectra, ``model_flux``, ``rv``): the label fit's evidence of
+   :func:`survey_scale.science.bad_spectra.fit_residual_evidence` over the fitted pixels (the fit's mask:
+   interstellar bands, dichroic, edges, flagged pixels; the telluric bands count for the wavelength test,
+   with the transmission in each spectrum's frame), without the cores of the emission lines (±20 Å for
+   hydrogen, the emission windows otherwise) for ``em_flag = 1`` spectra;
+3. the limits: every evidence column is read over the cube and its S/N-dependent limit derived
+   (:func:`survey_scale.science.bad_spectra.limits_from_config`), recorded with the counts per evidence in
+   ``attrs["reductions"]["bad_spectra"]`` (printed by ``survey-scale info``);
+4. stage ``bad_spectra`` (per chunk, per-spectrum columns only): the rule.
+
+After an append the limits are derived again and only the cheap stage 4 re-runs over the old spectra.
+
+Outputs
+-------
+==========================  ========  =====================================================================
+variable                    dtype     meaning
+==========================  ========  =====================================================================
+fit_local_z                 float32   worst ~50 Å misfit of the label fit against its own misfit (NaN: no fit)
+wave_shift_z                float32   wrong-wavelength evidence of the worst segment (NaN without a fit)
+wave_shift_pixels           int16     its shift against the model, pixels of 1e-4 dex (69 km/s); 0: none
+wave_shift_lo, wave_shift_hi float32  its wavelength range, Å (rest frame)
+bad_spectrum_flag           int8      1 = erroneous spectrum (P1 App. A), 0 = not
+bad_spectrum_reason         int16     the evidence that fired, a sum of bits (0 = none):
+                                      1 pca_chi2, 2 pca_local, 4 fit_local, 8 chi2ratio, 16 wavelength,
+                                      32 halpha (:data:`survey_scale.science.bad_spectra.REASON_BITS`)
+==========================  ========  =====================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from survey_scale.config import BadSpectraConfig, Config
+from survey_scale.core.files import atomic_write, save_npz
+from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.masks import EMISSION_WINDOWS, FIT_WINDOWS, TELLURIC_BANDS, Window, window_mask
+from survey_scale.engine.contracts import (
+    ChunkContext,
+    Engine,
+    ModelRef,
+    Output,
+    PipelineError,
+    Stage,
+    StageResult,
+    StageSummary,
+)
+from survey_scale.science.bad_spectra import (
+    EVIDENCE,
+    REASON_BITS,
+    SnrLimit,
+    bad_spectrum_rule,
+    fit_residual_evidence,
+    limits_from_config,
+    rest_frame_transmission,
+    telluric_sums_block,
+    telluric_template,
+)
+
+log = logging.getLogger(__name__)
+
+FIT_RESIDUALS_VERSION = "2"
+BAD_SPECTRA_VERSION = "1"
+TELLURIC_FILE = "telluric.npz"
+"""The observed-frame telluric transmission in the cube's models folder."""
+RULE = (
+    "bad_spectrum_flag = 1 where any evidence exceeds its limit at the spectrum's S/N; limit = median + n_sigma x "
+    "max(1.4826 MAD, (90th percentile - median) / 1.2816) of log10(evidence) (chi2ratio, wave_shift_z: of the "
+    "evidence) over equal-count log10 S/N bins of the survey, linear in log10 S/N between bin centres; chi2ratio "
+    "and halpha_chi2 count only without em_flag; bad_spectrum_reason = sum of the bits of the evidence that fired"
+)
+EMISSION_CORE_HALF_WIDTH = 20.0
+"""Å around each hydrogen line left out for ``em_flag = 1`` spectra: the emission fills the core, the
+absorption wings still fix the wavelength."""
+
+
+def emission_cores(wave: np.ndarray) -> np.ndarray:
+    """(P,) bool: the emission windows, hydrogen ones narrowed to ±:data:`EMISSION_CORE_HALF_WIDTH` Å."""
+    windows = [
+        Window(
+            w.name,
+            0.5 * (w.lo + w.hi) - EMISSION_CORE_HALF_WIDTH,
+            0.5 * (w.lo + w.hi) + EMISSION_CORE_HALF_WIDTH,
+            "core",
+        )
+        if w.kind == "hydrogen"
+        else w
+        for w in EMISSION_WINDOWS
+    ]
+    return window_mask(wave, windows)
+
+
+def fit_residuals_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
+    """Stage function: the label fit's residual evidence of a chunk."""
+    wave = wavelength_grid()
+    flux, ivar = np.asarray(inputs["norm_flux"]), np.asarray(inputs["norm_ivar"])
+    emission = np.asarray(inputs["em_flag"]) == 1
+    telluric = window_mask(wave, TELLURIC_BANDS)
+    fit_mask = window_mask(wave, [w for w in FIT_WINDOWS if w.kind != "telluric"])
+    use = ~fit_mask[None, :] & (np.asarray(inputs["pixmask"]) == 0)
+    use = use & ~(emission[:, None] & emission_cores(wave)[None, :])
+    fitted = np.all(np.isfinite(inputs["model_flux"]), axis=1)
+    model = np.where(fitted[:, None], inputs["model_flux"], 1.0)
+    transmission = rest_frame_transmission(ctx.models["telluric"], inputs["rv"], flux, ivar, model, use, telluric)
+    out = fit_residual_evidence(
+        flux,
+        ivar,
+        model,
+        use,
+        transmission=transmission,
+        telluric=telluric,
+        max_shift=params["max_shift"],
+        min_shift=params["min_shift"],
+    )
+    shifted = fitted & (out["wave_shift_pixels"] != 0)
+    return StageResult(
+        {
+            "fit_local_z": np.where(fitted, out["fit_local_z"], np.nan).astype(np.float32),
+            "wave_shift_z": np.where(fitted, out["wave_shift_z"], np.nan).astype(np.float32),
+            "wave_shift_pixels": np.where(fitted, out["wave_shift_pixels"], 0).astype(np.int16),
+            "wave_shift_lo": np.where(shifted, wave[out["wave_shift_first"]], np.nan).astype(np.float32),
+            "wave_shift_hi": np.where(shifted, wave[out["wave_shift_last"]], np.nan).astype(np.float32),
+        }
+    )
+
+
+def load_telluric(path: str) -> np.ndarray:
+    """Loader of the runner's worker plugin: the observed-frame transmission (P,)."""
+    with np.load(path, allow_pickle=False) as z:
+        return z["transmission"]
+
+
+def fit_residuals_stage(cfg: BadSpectraConfig, telluric_path: Path) -> Stage:
+    f4 = "float32"
+    return Stage(
+        name="fit_residuals",
+        version=FIT_RESIDUALS_VERSION,
+        func=fit_residuals_chunk,
+        inputs=("norm_flux", "norm_ivar", "pixmask", "model_flux", "em_flag", "rv"),
+        outputs=(
+            Output("fit_local_z", f4, attrs={"long_name": "worst ~50 A misfit of the label fit / its own misfit"}),
+            Output("wave_shift_z", f4, attrs={"long_name": "wrong-wavelength evidence of the worst segment"}),
+            Output("wave_shift_pixels", "int16", attrs={"long_name": "its shift against the model", "units": "pixel"}),
+            Output("wave_shift_lo", f4, attrs={"long_name": "its first wavelength (rest frame)", "units": "Angstrom"}),
+            Output("wave_shift_hi", f4, attrs={"long_name": "its last wavelength (rest frame)", "units": "Angstrom"}),
+        ),
+        params={"max_shift": cfg.max_shift, "min_shift": cfg.min_shift},
+        models={"telluric": ModelRef(str(telluric_path), load_telluric)},
+        block_rows=cfg.block_spectra,
+    )
+
+
+def build_telluric(config: Config, engine: Engine) -> Path:
+    """The observed-frame telluric transmission (module docstring, step 1); kept unless ``runner.refit``."""
+    path = engine.model_path(TELLURIC_FILE)
+    if path.exists() and not config.runner.refit:
+        return path
+    cfg, snr_column = config.bad_spectra, config.survey.snr_column
+    snr = engine.read_column(snr_column).astype(np.float64)
+    chi2 = engine.read_column("chi2_red").astype(np.float64)
+    rows = np.flatnonzero((snr > cfg.telluric_min_snr) & (engine.read_column("em_flag") != 1) & np.isfinite(chi2))
+    telluric = window_mask(wavelength_grid(), TELLURIC_BANDS)
+    if rows.size:
+        variables = ("norm_flux", "norm_ivar", "model_flux", "rv")
+        sums = engine.reduce_rows(variables, rows, telluric_sums_block, add_sums, block_rows=cfg.block_spectra)
+        transmission = telluric_template(sums, telluric)
+    else:
+        transmission = np.ones(telluric.size)
+    log.info(
+        "bad_spectra: telluric transmission from %d spectra (%s > %g)", rows.size, snr_column, cfg.telluric_min_snr
+    )
+    arrays = {"transmission": transmission, "n_spectra": np.array(rows.size)}
+    atomic_write(path, lambda tmp: save_npz(tmp, arrays))
+    return path
+
+
+def add_sums(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: a[k] + b[k] for k in a}
+
+
+def bad_spectra_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
+    """Stage function: ``bad_spectrum_flag`` and ``bad_spectrum_reason`` from the evidence and the limits."""
+    limits = {name: SnrLimit.from_dict(d) for name, d in params["limits"].items()}
+    flag, reason = bad_spectrum_rule(inputs, inputs[params["snr_column"]], inputs["em_flag"], limits)
+    return StageResult({"bad_spectrum_flag": flag, "bad_spectrum_reason": reason})
+
+
+def bad_spectra_stage(limits: Mapping[str, SnrLimit], snr_column: str) -> Stage:
+    meanings = "; ".join(f"{bit}: {text}" for bit, text in REASON_BITS.items())
+    return Stage(
+        name="bad_spectra",
+        version=BAD_SPECTRA_VERSION,
+        func=bad_spectra_chunk,
+        inputs=(snr_column, "em_flag", *sorted(limits)),
+        outputs=(
+            Output("bad_spectrum_flag", "int8", attrs={"long_name": "1 = erroneous spectrum (P1 App. A)"}),
+            Output(
+                "bad_spectrum_reason",
+                "int16",
+                attrs={"long_name": "evidence that flagged the spectrum (sum of bits)", "flag_meanings": meanings},
+            ),
+        ),
+        params={"limits": {k: v.to_dict() for k, v in sorted(limits.items())}, "snr_column": snr_column},
+    )
+
+
+def run(config: Config, engine: Engine) -> StageSummary:
+    """Registry step ``bad_spectra``: the fit's evidence, the limits (recorded), the rule."""
+    cfg, snr_column = config.bad_spectra, config.survey.snr_column
+    engine.models["telluric"] = build_telluric(config, engine)
+    engine.run_stage(fit_residuals_stage(cfg, engine.models["telluric"]))
+    evidence = {name: engine.read_column(name) for name in EVIDENCE if engine.has_variable(name)}
+    snr, em_flag = engine.read_column(snr_column), engine.read_column("em_flag")
+    try:
+        limits = limits_from_config(
+            evidence,
+            snr,
+            em_flag,
+            cfg.n_sigma_of(),
+            cfg.fixed_limits(),
+            min_per_bin=cfg.min_per_bin,
+            max_bins=cfg.max_bins,
+        )
+    except ValueError as exc:
+        raise PipelineError(f"{engine.cube}: bad_spectra: {exc}") from None
+    flag, reason = bad_spectrum_rule(evidence, snr, em_flag, limits)
+    engine.record_reduction(
+        "bad_spectra",
+        {
+            "rule": RULE,
+            "n_sigma": {name: cfg.n_sigma_of()[name] for name in limits},
+            "fixed": {name: v for name, v in cfg.fixed_limits().items() if name in limits and v is not None},
+            "limits": {name: limit.to_dict() for name, limit in limits.items()},
+            "snr_column": snr_column,
+            "n_spectra": int(flag.size),
+            "n_flagged": int(flag.sum()),
+            "n_by_evidence": {REASON_BITS[bit].split(":")[0]: int(((reason & bit) != 0).sum()) for bit in REASON_BITS},
+        },
+    )
+    return engine.run_stage(bad_spectra_stage(limits, snr_column))
