@@ -171,8 +171,8 @@ def test_pipeline_on_a_handful_of_real_hot_stars(tmp_path: Path, client) -> None
     )
     create_cube(config.cube.path, config.cube)
     summary = run_pipeline_with_client(config, client, progress=False)
-    stages = ["normalize", "pca", "fit", "chi2ratio", "calibrate_errors", "extinction", "mks", "distances"]
-    assert [s.stage for s in summary.stages] == stages
+    stages = ["normalize", "pca", "fit", "chi2ratio", "bad_spectra", "calibrate_errors", "extinction", "mks"]
+    assert [s.stage for s in summary.stages] == [*stages, "distances"]
     assert "fallback" in PCAModel.load(summary.models["pca"]).meta
     ds = open_cube(config.cube.path)
     assert ds.sizes["spec"] == 3 and list(ds.label.values) == list(LABEL_NAMES)
@@ -191,6 +191,8 @@ def test_pipeline_on_a_handful_of_real_hot_stars(tmp_path: Path, client) -> None
     assert np.isfinite(catalog.loc[catalog["snr_g"] > 40, ["teff", "logg", "vsini", "fe_h"]].to_numpy()).all()
     text = cube_info(config.cube.path)
     assert "fit" in text and "MKs model: none" in text
+    # three spectra derive no erroneous-spectrum limit: no evidence flags them, and info says why
+    assert not ds.bad_spectrum_flag.values.any() and "no limit: too few spectra" in text
     written = [f.name for kind in ("fits", "survey") for f in write_figures(kind, config.cube.path, tmp_path / "figs")]
     assert written == [
         "example_fits.png", "kiel.png", "vsini.png", "abundances.png", "repeat_precision.png", "chi2ratio.png"

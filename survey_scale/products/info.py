@@ -143,6 +143,8 @@ def bad_spectra_lines(bad: dict) -> list[str]:
         values = SnrLimit.from_dict(d)(np.array([10.0, 30.0, 100.0, 300.0]))
         how = f"fixed {bad['fixed'][name]:g}" if name in bad.get("fixed", {}) else f"n_sigma {bad['n_sigma'][name]:g}"
         lines.append(f"        {name:<13} " + " / ".join(f"{v:.3g}" for v in values) + f"  ({how})")
+    for name in bad.get("not_derived", []):
+        lines.append(f"        {name:<13} no limit: too few spectra with this evidence (it flags none)")
     return lines
 
 

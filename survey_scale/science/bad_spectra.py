@@ -472,6 +472,10 @@ def snr_bin_edges(log_snr: np.ndarray, min_per_bin: int, max_bins: int) -> np.nd
     return np.unique(edges)
 
 
+MIN_SPECTRA_FOR_LIMIT = 50
+"""Fewest spectra with a finite evidence from which its limit is derived."""
+
+
 def derive_snr_limit(
     values: np.ndarray, snr: np.ndarray, n_sigma: float, transform: str, *, min_per_bin: int, max_bins: int
 ) -> SnrLimit:
@@ -545,10 +549,13 @@ def limits_from_config(
     min_per_bin: int,
     max_bins: int,
     names: Sequence[str] | None = None,
+    min_spectra: int = MIN_SPECTRA_FOR_LIMIT,
 ) -> dict[str, SnrLimit]:
     """The limit of each evidence: ``fixed[name]`` when given, else derived from the survey's ``evidence``.
 
-    The evidence of :data:`NON_EMISSION_ONLY` is derived on the spectra without ``em_flag``.
+    The evidence of :data:`NON_EMISSION_ONLY` is derived on the spectra without ``em_flag``. An evidence
+    with fewer than ``min_spectra`` finite values (a handful of real files) gets no derived limit: it is left
+    out of the result, and so cannot flag a spectrum, rather than judged against its own few values.
     """
     emission = np.asarray(em_flag) == 1
     out: dict[str, SnrLimit] = {}
@@ -560,6 +567,8 @@ def limits_from_config(
             continue
         values = np.asarray(evidence[name], dtype=np.float64)
         sel = ~emission if name in NON_EMISSION_ONLY else np.ones(values.shape, bool)
+        if np.count_nonzero(np.isfinite(values[sel])) < min_spectra:
+            continue
         out[name] = derive_snr_limit(
             values[sel],
             np.asarray(snr)[sel],

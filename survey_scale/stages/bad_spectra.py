@@ -60,6 +60,7 @@ from survey_scale.engine.contracts import (
 )
 from survey_scale.science.bad_spectra import (
     EVIDENCE,
+    MIN_SPECTRA_FOR_LIMIT,
     REASON_BITS,
     SnrLimit,
     bad_spectrum_rule,
@@ -236,6 +237,14 @@ def run(config: Config, engine: Engine) -> StageSummary:
         )
     except ValueError as exc:
         raise PipelineError(f"{engine.cube}: bad_spectra: {exc}") from None
+    not_derived = sorted(set(evidence) - set(limits))
+    if not_derived:
+        log.warning(
+            "bad_spectra: %s: fewer than %d spectra with a finite value, no limit derived; this evidence does not "
+            "flag spectra (set bad_spectra.<name>_limit for a fixed one)",
+            ", ".join(not_derived),
+            MIN_SPECTRA_FOR_LIMIT,
+        )
     flag, reason = bad_spectrum_rule(evidence, snr, em_flag, limits)
     engine.record_reduction(
         "bad_spectra",
@@ -244,6 +253,7 @@ def run(config: Config, engine: Engine) -> StageSummary:
             "n_sigma": {name: cfg.n_sigma_of()[name] for name in limits},
             "fixed": {name: v for name, v in cfg.fixed_limits().items() if name in limits and v is not None},
             "limits": {name: limit.to_dict() for name, limit in limits.items()},
+            "not_derived": not_derived,
             "snr_column": snr_column,
             "n_spectra": int(flag.size),
             "n_flagged": int(flag.sum()),

@@ -86,7 +86,8 @@ def check_whole_report(cube: Path, truth: Path, out: Path) -> None:
     steps = html[html.index('id="steps"') : html.index('id="rejects"')]
     assert steps.count('<span class="state state-done">done</span>') == len(default_registry().names())
     assert "no run recorded" not in steps and "catalog:labels" in steps
-    assert len(re.findall(r"\d+ of \d+ chunks computed, \d+ rejects", steps)) == 8  # the stage steps
+    # the stage steps: normalize, pca, fit, chi2ratio, bad_spectra, calibrate_errors, extinction, mks, distances
+    assert len(re.findall(r"\d+ of \d+ chunks computed, \d+ rejects", steps)) == 9
     assert re.search(r"stage fit v\d+, config [0-9a-f]{12}, emulator [0-9a-f]{12}", steps)
     assert re.search(r"pca model pca\.npz, sha256 [0-9a-f]{12}", steps)
     assert "<td>ingest</td><td><code>" in html  # the mock's invalid files are among the rejects

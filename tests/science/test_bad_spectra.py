@@ -9,6 +9,7 @@ from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import TELLURIC_BANDS, window_mask
 from survey_scale.science.bad_spectra import (
     EVIDENCE,
+    MIN_SPECTRA_FOR_LIMIT,
     REASON_BITS,
     SnrLimit,
     bad_spectrum_rule,
@@ -222,3 +223,18 @@ def test_limits_from_config_fixed_and_derived() -> None:
     assert set(limits) == {"halpha_chi2", "chi2ratio"}
     assert limits["chi2ratio"](snr).tolist() == [10.0] * n
     assert np.all(limits["halpha_chi2"](snr) < 2.0)
+    # a handful of spectra derive no limit (a fixed one still holds): that evidence flags nothing
+    few = {name: values[: MIN_SPECTRA_FOR_LIMIT - 1] for name, values in evidence.items()}
+    fixed_only = limits_from_config(
+        few,
+        snr[: MIN_SPECTRA_FOR_LIMIT - 1],
+        em[: MIN_SPECTRA_FOR_LIMIT - 1],
+        n_sigma,
+        {"chi2ratio": 10.0},
+        min_per_bin=500,
+        max_bins=4,
+    )
+    assert set(fixed_only) == {"chi2ratio"}
+    m = MIN_SPECTRA_FOR_LIMIT - 1
+    flag, _ = bad_spectrum_rule({"halpha_chi2": np.full(m, 1e6)}, snr[:m], np.zeros(m), fixed_only)
+    assert not flag.any()
