@@ -296,9 +296,9 @@ class EmissionConfig(_Section):
     bad_local_n_sigma: float = Field(4.0, gt=0, description="derived: median + bad_local_n_sigma × MAD of log10 z")
 
 
-EVIDENCE_NAMES = ("pca_chi2", "pca_local_z", "fit_local_z", "chi2ratio", "wave_shift_z", "halpha_chi2")
+EVIDENCE_NAMES = ("pca_chi2", "pca_local_z", "fit_local_z", "chi2ratio", "wave_shift_z", "halpha_chi2", "flux_step_z")
 """The evidence of ``bad_spectrum_flag`` (:mod:`survey_scale.science.bad_spectra`), in the order of their bits."""
-_EVIDENCE_KEYS = ("pca_chi2", "pca_local", "fit_local", "chi2ratio", "wavelength", "halpha")
+_EVIDENCE_KEYS = ("pca_chi2", "pca_local", "fit_local", "chi2ratio", "wavelength", "halpha", "flux_step")
 
 
 class BadSpectraConfig(_Section):
@@ -315,17 +315,21 @@ class BadSpectraConfig(_Section):
     chi2ratio_n_sigma: float = Field(30.0, gt=0, description="chi2ratio (spectra without emission)")
     wavelength_n_sigma: float = Field(8.0, gt=0, description="wrong-wavelength evidence (wave_shift_z)")
     halpha_n_sigma: float = Field(12.0, gt=0, description="H-alpha region chi2 (spectra without emission)")
+    flux_step_n_sigma: float = Field(3.5, gt=0, description="continuum step against the survey's (flux_step_z)")
     pca_chi2_limit: float | None = Field(None, description="a fixed limit instead of the derived one")
     pca_local_limit: float | None = None
     fit_local_limit: float | None = None
     chi2ratio_limit: float | None = Field(None, description="e.g. 10 (P2 §5.2)")
     wavelength_limit: float | None = None
     halpha_limit: float | None = None
+    flux_step_limit: float | None = None
     min_per_bin: int = Field(500, ge=10, description="S/N bins of the limits: at least this many spectra each")
     max_bins: int = Field(10, ge=1, description="S/N bins of the limits: at most this many")
     max_shift: int = Field(20, ge=2, description="wrong wavelength: shifts scanned, pixels of 1e-4 dex")
     min_shift: int = Field(3, ge=2, description="wrong wavelength: smallest shift against the spectrum's own")
-    telluric_min_snr: float = Field(50.0, ge=0, description="the telluric transmission: fitted spectra above this")
+    reference_min_snr: float = Field(
+        50.0, ge=0, description="the survey references (telluric transmission, continuum steps): spectra above this"
+    )
     block_spectra: int = Field(1024, ge=1, description="spectra per Dask task (the fit's evidence)")
 
     @model_validator(mode="after")

@@ -61,7 +61,7 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     stages.append("distances")
     assert [s.stage for s in summary.stages] == stages
     assert [s.n_computed for s in summary.stages[:2]] == [0, 0]
-    assert set(summary.models) == {"pca", "emulator", "telluric", "mks"}
+    assert set(summary.models) == {"pca", "emulator", "telluric", "continuum_steps", "mks"}
     ds = open_cube(config.cube.path)
     n = ds.sizes["spec"]
     assert n == first.n_valid_files

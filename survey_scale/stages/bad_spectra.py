@@ -3,11 +3,14 @@
 Registry step ``bad_spectra`` (after ``chi2ratio``, before ``mks_model``, whose training set leaves these
 spectra out) runs, like ``chi2ratio``, reductions and two stages:
 
-1. the telluric transmission: the mean of flux / model in the observed frame over the fitted S/N >
-   ``bad_spectra.telluric_min_snr`` spectra without emission
-   (:func:`survey_scale.science.bad_spectra.telluric_template`), a model file (``telluric.npz``) kept across
-   appends like the MKs model (``run --refit`` remakes it);
-2. stage ``fit_residuals`` (per chunk; the spectra, ``model_flux``, ``rv``): the label fit's evidence of
+1. the survey references, from the fitted S/N > ``bad_spectra.reference_min_snr`` spectra without emission,
+   model files kept across appends like the MKs model (``run --refit`` remakes them): the telluric
+   transmission, the mean of flux / model in the observed frame
+   (:func:`survey_scale.science.bad_spectra.telluric_template`, ``telluric.npz``), and the continuum steps,
+   their median and scatter per pixel (:func:`survey_scale.science.bad_spectra.step_reference`,
+   ``continuum_steps.npz``);
+2. stage ``fit_residuals`` (per chunk; the spectra, ``model_flux``, ``rv``): ``flux_step_z`` and the label
+   fit's evidence of
    :func:`survey_scale.science.bad_spectra.fit_residual_evidence` over the fitted pixels (the fit's mask:
    interstellar bands, dichroic, edges, flagged pixels; the telluric bands count for the wavelength test,
    with the transmission in each spectrum's frame), without the cores of the emission lines (±20 Å for
@@ -28,10 +31,12 @@ fit_local_z                 float32   worst ~50 Å misfit of the label fit again
 wave_shift_z                float32   wrong-wavelength evidence of the worst segment (NaN without a fit)
 wave_shift_pixels           int16     its shift against the model, pixels of 1e-4 dex (69 km/s); 0: none
 wave_shift_lo, wave_shift_hi float32  its wavelength range, Å (rest frame)
+flux_step_z                 float32   largest continuum step against the survey's, in its scatter (NaN: none)
 bad_spectrum_flag           int8      1 = erroneous spectrum (P1 App. A), 0 = not
 bad_spectrum_reason         int16     the evidence that fired, a sum of bits (0 = none):
                                       1 pca_chi2, 2 pca_local, 4 fit_local, 8 chi2ratio, 16 wavelength,
-                                      32 halpha (:data:`survey_scale.science.bad_spectra.REASON_BITS`)
+                                      32 halpha, 64 flux_step
+                                      (:data:`survey_scale.science.bad_spectra.REASON_BITS`)
 ==========================  ========  =====================================================================
 """
 
@@ -64,19 +69,25 @@ from survey_scale.science.bad_spectra import (
     REASON_BITS,
     SnrLimit,
     bad_spectrum_rule,
+    continuum_steps,
     fit_residual_evidence,
+    flux_step_z,
     limits_from_config,
     rest_frame_transmission,
+    step_histogram_block,
+    step_reference,
     telluric_sums_block,
     telluric_template,
 )
 
 log = logging.getLogger(__name__)
 
-FIT_RESIDUALS_VERSION = "2"
+FIT_RESIDUALS_VERSION = "3"
 BAD_SPECTRA_VERSION = "1"
 TELLURIC_FILE = "telluric.npz"
 """The observed-frame telluric transmission in the cube's models folder."""
+STEPS_FILE = "continuum_steps.npz"
+"""The survey's continuum steps per pixel (median and scale) in the cube's models folder."""
 RULE = (
     "bad_spectrum_flag = 1 where any evidence exceeds its limit at the spectrum's S/N; limit = median + n_sigma x "
     "max(1.4826 MAD, (90th percentile - median) / 1.2816) of log10(evidence) (chi2ratio, wave_shift_z: of the "
@@ -127,6 +138,8 @@ def fit_residuals_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, A
         min_shift=params["min_shift"],
     )
     shifted = fitted & (out["wave_shift_pixels"] != 0)
+    steps = continuum_steps(inputs["flux"], flux, ivar)
+    step_z = flux_step_z(steps, *ctx.models["continuum_steps"])
     return StageResult(
         {
             "fit_local_z": np.where(fitted, out["fit_local_z"], np.nan).astype(np.float32),
@@ -134,6 +147,7 @@ def fit_residuals_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, A
             "wave_shift_pixels": np.where(fitted, out["wave_shift_pixels"], 0).astype(np.int16),
             "wave_shift_lo": np.where(shifted, wave[out["wave_shift_first"]], np.nan).astype(np.float32),
             "wave_shift_hi": np.where(shifted, wave[out["wave_shift_last"]], np.nan).astype(np.float32),
+            "flux_step_z": step_z.astype(np.float32),
         }
     )
 
@@ -144,46 +158,80 @@ def load_telluric(path: str) -> np.ndarray:
         return z["transmission"]
 
 
-def fit_residuals_stage(cfg: BadSpectraConfig, telluric_path: Path) -> Stage:
+def load_step_reference(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Loader of the runner's worker plugin: the survey's median continuum step and its scale (P,), dex."""
+    with np.load(path, allow_pickle=False) as z:
+        return z["median"], z["scale"]
+
+
+def fit_residuals_stage(cfg: BadSpectraConfig, telluric_path: Path, steps_path: Path) -> Stage:
     f4 = "float32"
     return Stage(
         name="fit_residuals",
         version=FIT_RESIDUALS_VERSION,
         func=fit_residuals_chunk,
-        inputs=("norm_flux", "norm_ivar", "pixmask", "model_flux", "em_flag", "rv"),
+        inputs=("flux", "norm_flux", "norm_ivar", "pixmask", "model_flux", "em_flag", "rv"),
         outputs=(
             Output("fit_local_z", f4, attrs={"long_name": "worst ~50 A misfit of the label fit / its own misfit"}),
             Output("wave_shift_z", f4, attrs={"long_name": "wrong-wavelength evidence of the worst segment"}),
             Output("wave_shift_pixels", "int16", attrs={"long_name": "its shift against the model", "units": "pixel"}),
             Output("wave_shift_lo", f4, attrs={"long_name": "its first wavelength (rest frame)", "units": "Angstrom"}),
             Output("wave_shift_hi", f4, attrs={"long_name": "its last wavelength (rest frame)", "units": "Angstrom"}),
+            Output("flux_step_z", f4, attrs={"long_name": "largest continuum step against the survey's / its scale"}),
         ),
         params={"max_shift": cfg.max_shift, "min_shift": cfg.min_shift},
-        models={"telluric": ModelRef(str(telluric_path), load_telluric)},
+        models={
+            "telluric": ModelRef(str(telluric_path), load_telluric),
+            "continuum_steps": ModelRef(str(steps_path), load_step_reference),
+        },
         block_rows=cfg.block_spectra,
     )
 
 
-def build_telluric(config: Config, engine: Engine) -> Path:
+def reference_rows(config: Config, engine: Engine) -> np.ndarray:
+    """Rows of the survey references (the telluric transmission, the continuum steps): fitted spectra without
+    emission above ``bad_spectra.reference_min_snr``."""
+    snr = engine.read_column(config.survey.snr_column).astype(np.float64)
+    chi2 = engine.read_column("chi2_red").astype(np.float64)
+    emission = engine.read_column("em_flag") == 1
+    return np.flatnonzero((snr > config.bad_spectra.reference_min_snr) & ~emission & np.isfinite(chi2))
+
+
+def build_telluric(config: Config, engine: Engine, rows: np.ndarray) -> Path:
     """The observed-frame telluric transmission (module docstring, step 1); kept unless ``runner.refit``."""
     path = engine.model_path(TELLURIC_FILE)
     if path.exists() and not config.runner.refit:
         return path
-    cfg, snr_column = config.bad_spectra, config.survey.snr_column
-    snr = engine.read_column(snr_column).astype(np.float64)
-    chi2 = engine.read_column("chi2_red").astype(np.float64)
-    rows = np.flatnonzero((snr > cfg.telluric_min_snr) & (engine.read_column("em_flag") != 1) & np.isfinite(chi2))
     telluric = window_mask(wavelength_grid(), TELLURIC_BANDS)
     if rows.size:
         variables = ("norm_flux", "norm_ivar", "model_flux", "rv")
-        sums = engine.reduce_rows(variables, rows, telluric_sums_block, add_sums, block_rows=cfg.block_spectra)
+        block_rows = config.bad_spectra.block_spectra
+        sums = engine.reduce_rows(variables, rows, telluric_sums_block, add_sums, block_rows=block_rows)
         transmission = telluric_template(sums, telluric)
     else:
         transmission = np.ones(telluric.size)
-    log.info(
-        "bad_spectra: telluric transmission from %d spectra (%s > %g)", rows.size, snr_column, cfg.telluric_min_snr
-    )
+    log.info("bad_spectra: telluric transmission from %d spectra", rows.size)
     arrays = {"transmission": transmission, "n_spectra": np.array(rows.size)}
+    atomic_write(path, lambda tmp: save_npz(tmp, arrays))
+    return path
+
+
+def build_step_reference(config: Config, engine: Engine, rows: np.ndarray) -> Path:
+    """The survey's continuum steps per pixel, median and scale (module docstring, step 1); kept unless
+    ``runner.refit``."""
+    path = engine.model_path(STEPS_FILE)
+    if path.exists() and not config.runner.refit:
+        return path
+    n_pixels = wavelength_grid().size
+    if rows.size:
+        variables = ("flux", "norm_flux", "norm_ivar")
+        block_rows = config.bad_spectra.block_spectra
+        sums = engine.reduce_rows(variables, rows, step_histogram_block, add_sums, block_rows=block_rows)
+        median, scale = step_reference(sums["step_histogram"])
+    else:
+        median, scale = np.full(n_pixels, np.nan), np.full(n_pixels, np.nan)
+    log.info("bad_spectra: continuum steps from %d spectra", rows.size)
+    arrays = {"median": median, "scale": scale, "n_spectra": np.array(rows.size)}
     atomic_write(path, lambda tmp: save_npz(tmp, arrays))
     return path
 
@@ -221,8 +269,10 @@ def bad_spectra_stage(limits: Mapping[str, SnrLimit], snr_column: str) -> Stage:
 def run(config: Config, engine: Engine) -> StageSummary:
     """Registry step ``bad_spectra``: the fit's evidence, the limits (recorded), the rule."""
     cfg, snr_column = config.bad_spectra, config.survey.snr_column
-    engine.models["telluric"] = build_telluric(config, engine)
-    engine.run_stage(fit_residuals_stage(cfg, engine.models["telluric"]))
+    rows = reference_rows(config, engine)
+    engine.models["telluric"] = build_telluric(config, engine, rows)
+    engine.models["continuum_steps"] = build_step_reference(config, engine, rows)
+    engine.run_stage(fit_residuals_stage(cfg, engine.models["telluric"], engine.models["continuum_steps"]))
     evidence = {name: engine.read_column(name) for name in EVIDENCE if engine.has_variable(name)}
     snr, em_flag = engine.read_column(snr_column), engine.read_column("em_flag")
     try:

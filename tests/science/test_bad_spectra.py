@@ -11,14 +11,20 @@ from survey_scale.science.bad_spectra import (
     EVIDENCE,
     MIN_SPECTRA_FOR_LIMIT,
     REASON_BITS,
+    STEP_BASELINE_PIXELS,
+    STEP_BINS,
     SnrLimit,
     bad_spectrum_rule,
+    continuum_steps,
     derive_snr_limit,
     fit_residual_evidence,
+    flux_step_z,
     frame_offset_pixels,
     limits_from_config,
     reason_names,
     rest_frame_transmission,
+    step_histogram_block,
+    step_reference,
     telluric_sums_block,
     telluric_template,
     wavelength_shift_evidence,
@@ -238,3 +244,26 @@ def test_limits_from_config_fixed_and_derived() -> None:
     m = MIN_SPECTRA_FOR_LIMIT - 1
     flag, _ = bad_spectrum_rule({"halpha_chi2": np.full(m, 1e6)}, snr[:m], np.zeros(m), fixed_only)
     assert not flag.any()
+
+
+def test_a_continuum_step_stands_out_against_the_survey_histogram() -> None:
+    rng = np.random.default_rng(3)
+    n, p = 400, 1200
+    wave = np.linspace(4000.0, 8000.0, p)
+    # smooth continua of different slopes times an instrument response with a sharp feature all spectra share
+    response = 1.0 + 0.3 * (wave > 5800.0)
+    flux = (wave / 6000.0) ** rng.uniform(-3.0, -1.0, (n, 1)) * response * np.exp(rng.normal(0, 0.002, (n, p)))
+    norm_flux, norm_ivar = np.ones((n, p)), np.ones((n, p))
+    flux[0, (wave > 5000.0) & (wave < 6000.0)] *= 0.6
+    norm_ivar[1, 600:] = 0.0  # no usable pixels on one side: no step there
+    steps = continuum_steps(flux, norm_flux, norm_ivar)
+    assert np.isnan(steps[:, :STEP_BASELINE_PIXELS]).all() and np.isnan(steps[1, 600:]).all()
+    histogram = step_histogram_block({"flux": flux, "norm_flux": norm_flux, "norm_ivar": norm_ivar}, {})
+    assert histogram["step_histogram"].shape == (p, STEP_BINS.size - 1)
+    assert histogram["step_histogram"].sum() == np.isfinite(steps).sum()
+    median, scale = step_reference(histogram["step_histogram"])
+    z = flux_step_z(steps, median, scale)
+    # the shared response step is the survey's own (median removed); the jump is tens of its scatter
+    assert z[0] > 2 * np.nanmax(z[2:]) and z[0] > 10, (z[0], np.nanmax(z[2:]))
+    median_few, _ = step_reference(histogram["step_histogram"] * 0)
+    assert np.isnan(median_few).all()

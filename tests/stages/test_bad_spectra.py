@@ -23,6 +23,7 @@ WAVE = wavelength_grid()
 SHIFTED = np.arange(N) % 40 == 7  # a segment 6,200–7,000 Å with a wrong wavelength calibration
 JUMP = np.arange(N) % 40 == 27  # a 15 % flux defect over 5,200–5,600 Å
 EMISSION = np.arange(N) % 10 == 3  # Hα emission: the fit's model has none, the PCA's Hα χ² is large
+STEP = np.arange(N) % 40 == 17  # the flux over 5,000–6,000 Å scaled by 1.6, which the normalization absorbed
 LINES = np.array([4388.0, 4471.5, 4921.9, 5015.7, 5875.6, 6347.1, 6371.4, 6678.2, 7065.2, 7774.0, 8446.0])
 
 
@@ -43,8 +44,11 @@ def upstream_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], 
     em = EMISSION[rows]
     flux[em] += 0.8 * np.exp(-0.5 * ((WAVE - 6564.6) / 3.0) ** 2)
     chi2 = 10 ** rng.normal(0.0, 0.05, n) * (1 + (snr / 100) ** 2)
+    continuum = 100.0 * (WAVE / 6000.0) ** rng.uniform(-3.0, -1.0, (n, 1))
+    continuum[np.ix_(STEP[rows], (WAVE > 5000) & (WAVE < 6000))] *= 1.6
     return StageResult(
         {
+            "flux": (flux * continuum).astype(np.float32),
             "norm_flux": flux.astype(np.float32),
             "norm_ivar": np.repeat((snr**2)[:, None], N_WAVE, axis=1).astype(np.float32),
             "pixmask": np.zeros((n, N_WAVE), np.uint8),
@@ -66,6 +70,7 @@ UPSTREAM = Stage(
     upstream_chunk,
     inputs=("snr_g",),
     outputs=(
+        Output("flux", "float32", ("spec", "wave")),
         Output("norm_flux", "float32", ("spec", "wave")),
         Output("norm_ivar", "float32", ("spec", "wave")),
         Output("pixmask", "uint8", ("spec", "wave")),
@@ -103,7 +108,9 @@ def test_corrupted_spectra_are_flagged_with_their_reason(flagged) -> None:
     assert np.all((lo < 6400) & (hi > 6600) & (hi < 7150))  # holds Hα (and lines at most one block further)
     assert np.isnan(ds.wave_shift_lo.values[~SHIFTED & (ds.wave_shift_pixels.values == 0)]).all()
     assert np.all(reason[JUMP] & 4)
-    clean = ~SHIFTED & ~JUMP
+    # a jump the normalization absorbed is a step of the continuum unlike the survey's
+    assert np.all(reason[STEP] & 64) and np.all(ds.flux_step_z.values[STEP] > 20)
+    clean = ~SHIFTED & ~JUMP & ~STEP
     assert flag[clean].mean() < 0.02
     # an emission star's large chi2ratio and Hα misfit are not errors, nor its emission line in the fit residuals
     assert flag[EMISSION & clean].sum() == 0
@@ -119,6 +126,7 @@ def test_limits_and_counts_are_recorded_and_shown(flagged) -> None:
         "chi2ratio",
         "wave_shift_z",
         "halpha_chi2",
+        "flux_step_z",
     }
     assert record["n_flagged"] == int(open_cube(path).bad_spectrum_flag.values.sum())
     assert record["n_by_evidence"]["wavelength"] >= SHIFTED.sum()
@@ -132,12 +140,18 @@ def test_limits_and_counts_are_recorded_and_shown(flagged) -> None:
 def test_rerun_does_nothing_and_a_fixed_limit_reruns_only_the_rule(flagged, client) -> None:
     path, config, _ = flagged
     engine = DaskEngine(path, client, progress=False)
+    written = {
+        "telluric": engine.model_path(bad_spectra.TELLURIC_FILE).stat().st_mtime_ns,
+        "steps": engine.model_path(bad_spectra.STEPS_FILE).stat().st_mtime_ns,
+    }
     assert bad_spectra.run(config, engine).n_computed == 0
     fixed = load_config(None, {"cube.path": path, "bad_spectra.min_per_bin": 150, "bad_spectra.chi2ratio_limit": 3.0})
     summary = bad_spectra.run(fixed, engine)
     assert summary.n_computed == summary.n_chunks
     assert open_cube(path).attrs["stages"]["fit_residuals"]["params"] == {"max_shift": 20, "min_shift": 3}
-    telluric = engine.models["telluric"]  # the kept telluric transmission, not remade without runner.refit
-    assert telluric.name == bad_spectra.TELLURIC_FILE and telluric.exists()
+    # the kept survey references, not remade without runner.refit
+    telluric, steps = engine.models["telluric"], engine.models["continuum_steps"]
+    assert telluric.name == bad_spectra.TELLURIC_FILE and steps.name == bad_spectra.STEPS_FILE
+    assert telluric.stat().st_mtime_ns == written["telluric"] and steps.stat().st_mtime_ns == written["steps"]
     reason = open_cube(path).bad_spectrum_reason.values
     assert (reason & 8).sum() > 0 and np.all(reason[EMISSION] & 8 == 0)
