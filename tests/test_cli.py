@@ -120,7 +120,8 @@ def test_config_cluster_shows_what_each_kind_would_submit(capsys) -> None:
     assert main(["config", "cluster", str(configs / "slurm.yaml")]) == 0
     script = capsys.readouterr().out
     assert "#SBATCH -p cpu" in script and "#SBATCH --cpus-per-task=32" in script and "#SBATCH --mem=120G" in script
-    assert "dask_worker <scheduler address>" in script and "--nworkers 32 --nanny" in script
+    assert "\npython -m distributed.cli.dask_worker <scheduler address>" in script  # the venv's python
+    assert "--nworkers 32 --nanny" in script
     assert "--tls-ca-file /project/lamost/.survey-scale-tls/" in script  # the configured shared folder
     assert main(["config", "cluster", str(configs / "kubernetes.yaml")]) == 0
     spec = capsys.readouterr().out

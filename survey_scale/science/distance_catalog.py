@@ -77,8 +77,8 @@ COLUMNS: tuple[tuple[str, Any, str, str], ...] = (
         "bad_spectrum_reason",
         _I2,
         "",
-        "evidence that flagged it, sum of: 1 pca_chi2, 2 pca_local, 4 fit_local, 8 chi2ratio, 16 wavelength, 32 halpha, "
-        "64 flux_step",
+        "evidence that flagged it, sum of: 1 pca_chi2, 2 pca_local, 4 fit_local, 8 chi2ratio, 16 wavelength, "
+        "32 halpha, 64 flux_step",
     ),
 )
 """(name, dtype, unit, description) of each column, in order."""
