@@ -94,7 +94,8 @@ def run_measured(config, client: Client, client_memory: ClientMemory) -> tuple[d
         client_memory.label = name
         return sampler.sample(name, client=client, measure="process", interval=0.5)
 
-    create_cube(config.cube.path, config.cube)
+    if not Path(config.cube.path).exists():  # the second release of an append goes into the same cube
+        create_cube(config.cube.path, config.cube)
     summary = run_pipeline_with_client(config, client, progress=False, step_context=sample)
     client_memory.label = None
     frame = sampler.to_pandas(align=False)
