@@ -34,7 +34,7 @@ from survey_scale.core.masks import clean_window_mask
 from survey_scale.io import read_lamost
 from survey_scale.science.emission import derive_thresholds
 from survey_scale.science.model_grid import load_model_grid
-from survey_scale.science.pca import PCAModel, diagnostics_block, fit_pca_arrays
+from survey_scale.science.pca import diagnostics_block, fit_pca_arrays
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "survey_scale/science/data/pca_fallback.npz"
 
@@ -100,24 +100,7 @@ def main() -> None:
         f"derived as the pipeline does (bad_n_sigma {em_cfg.bad_n_sigma}, bad_local_n_sigma "
         f"{em_cfg.bad_local_n_sigma}) on {where}"
     )
-    small = PCAModel(
-        *(
-            getattr(model, k).astype(np.float32) if getattr(model, k).dtype.kind == "f" else getattr(model, k)
-            for k in (
-                "mean",
-                "std",
-                "clean",
-                "basis_clean",
-                "eig_clean",
-                "reconstruction",
-                "basis_full",
-                "eig_full",
-                "model_var_clean",
-                "model_var_full",
-            )
-        ),
-        meta=model.meta,
-    )
+    small = model.as_float32()
     small.save(args.out)
     print(
         f"fallback PCA: K = {model.n_components}, {rows.size} spectra, explained {model.meta['explained_clean']:.6f} "

@@ -468,8 +468,7 @@ def continuum_steps(flux: np.ndarray, norm_flux: np.ndarray, norm_ivar: np.ndarr
     flux = np.asarray(flux, dtype=np.float64)
     norm_flux = np.asarray(norm_flux, dtype=np.float64)
     ok = (np.asarray(norm_ivar) > 0) & (flux > 0) & (norm_flux > 0) & np.isfinite(flux) & np.isfinite(norm_flux)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_continuum = np.where(ok, np.log10(np.where(ok, flux / np.where(ok, norm_flux, 1.0), 1.0)), np.nan)
+    log_continuum = np.where(ok, np.log10(np.divide(flux, norm_flux, out=np.ones_like(flux), where=ok)), np.nan)
     d = STEP_BASELINE_PIXELS
     steps = np.full(log_continuum.shape, np.nan)
     steps[:, d:-d] = log_continuum[:, 2 * d :] - log_continuum[:, : -2 * d]

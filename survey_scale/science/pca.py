@@ -70,6 +70,13 @@ class PCAModel:
     def n_components(self) -> int:
         return self.eig_clean.size
 
+    def as_float32(self) -> PCAModel:
+        """A copy with its float arrays in float32 (half the file; the shipped fallback basis)."""
+        arrays = {k: getattr(self, k) for k in _ARRAYS}
+        return PCAModel(
+            **{k: a.astype(np.float32) if a.dtype.kind == "f" else a for k, a in arrays.items()}, meta=self.meta
+        )
+
     def save(self, path: str | Path) -> Path:
         """Write the model (``.npz``, no pickles; ``meta`` as JSON)."""
         arrays = {k: getattr(self, k) for k in _ARRAYS}

@@ -252,3 +252,15 @@ def test_resize_components_pads_with_silent_components_and_truncates() -> None:
     fewer = resize_components(model, 10)
     assert fewer.n_components == 10 and np.all(fewer.model_var_clean >= model.model_var_clean)
     np.testing.assert_allclose(project(fewer, flux, ivar)["coeff"], base["coeff"][:, :10], rtol=1e-5)
+
+
+def test_as_float32_keeps_the_masks_and_the_meta(tmp_path) -> None:
+    from survey_scale.science.pca import FALLBACK_PCA_FILE
+
+    model = PCAModel.load(FALLBACK_PCA_FILE)
+    model.mean = model.mean.astype(np.float64)
+    small = model.as_float32()
+    assert small.mean.dtype == np.float32 and small.clean.dtype == bool and small.meta == model.meta
+    np.testing.assert_array_equal(small.mean, model.mean.astype(np.float32))
+    reloaded = PCAModel.load(small.save(tmp_path / "small.npz"))
+    assert reloaded.basis_clean.dtype == np.float32 and reloaded.n_components == model.n_components
