@@ -34,18 +34,34 @@ import torch
 from survey_scale.core.files import file_sha256
 from survey_scale.science import emulator as E
 from survey_scale.science.model_grid import load_model_grid, save_model_grid
-from survey_scale.synth.cannon_grid import make_cannon_model_grid
+from survey_scale.synth.cannon_grid import make_cannon_model_grid, make_cool_model_grid
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "survey_scale/science/data/emulators/physical.npz"
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "survey_scale/science/data/emulators"
+COMPONENT_FILES = {"hot": "physical.npz", "cool": "physical_cool.npz"}
+DESCRIPTIONS = {
+    "hot": "shared network trained on a model grid of thedoppler's cubic Cannon model of hot dwarfs "
+    "(survey_scale.synth.cannon_grid): labels teff, logg, vsini, fe_h; the hot component of 'physical'",
+    "cool": "shared network trained on a model grid of thedoppler's cubic Cannon model of cool stars joined to "
+    "the hot-dwarf model across 7500-8500 K (survey_scale.synth.cannon_grid.make_cool_model_grid): labels teff, "
+    "logg, vsini, fe_h; the cool component of 'physical'",
+}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="cannongrid_3000_18000_hotdwarfs_norm_cubic_model.pkl")
+    ap.add_argument(
+        "--component",
+        choices=sorted(COMPONENT_FILES),
+        default="hot",
+        help="hot: the hot-dwarf model (8,000-40,000 K); cool: the cool-star model joined to it (3,500-8,500 K)",
+    )
+    ap.add_argument("--cool-model", type=Path, help="cannongrid_3000_18000_coolstars_norm_cubic_model.pkl (--component cool)")
+    ap.add_argument("--schedule", choices=E.SCHEDULES, default="plateau")
     ap.add_argument("--grid-out", type=Path, required=True, help="where the model grid is (or is already) written")
     ap.add_argument("--grid-size", type=int, default=10000)
     ap.add_argument("--grid-seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--out", type=Path, help="default: the package's file of the component")
     ap.add_argument("--hidden", type=int, nargs="+", default=[300, 300, 300])
     ap.add_argument("--epochs", type=int, default=3000)
     ap.add_argument("--patience", type=int, default=80)
@@ -58,14 +74,20 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
 
+    if args.component == "cool" and args.cool_model is None:
+        raise SystemExit("--component cool needs --cool-model")
+    args.out = args.out or DEFAULT_DIR / COMPONENT_FILES[args.component]
     if args.grid_out.exists():
         grid = load_model_grid(args.grid_out)
-        if grid.meta.get("model_sha256") != file_sha256(args.model) or grid.n_spectra != args.grid_size:
-            raise SystemExit(f"{args.grid_out}: made from another model file or size; remove it first")
+        if grid.n_spectra != args.grid_size or grid.meta.get("seed") != args.grid_seed:
+            raise SystemExit(f"{args.grid_out}: made with another size or seed; remove it first")
         print(f"model grid: {args.grid_out} (existing, {grid.n_spectra} spectra)")
     else:
         t = time.perf_counter()
-        grid = make_cannon_model_grid(args.model, args.grid_size, args.grid_seed)
+        if args.component == "cool":
+            grid = make_cool_model_grid(args.cool_model, args.model, args.grid_size, args.grid_seed)
+        else:
+            grid = make_cannon_model_grid(args.model, args.grid_size, args.grid_seed)
         save_model_grid(grid, args.grid_out)
         print(f"model grid: {grid.n_spectra} spectra in {time.perf_counter() - t:.1f} s -> {args.grid_out}")
 
@@ -76,6 +98,7 @@ def main() -> None:
         epochs=args.epochs,
         patience=args.patience,
         lr=args.lr,
+        schedule=args.schedule,
         batch_size=args.batch_size,
         max_time=args.max_time,
         device="cpu",
@@ -83,12 +106,10 @@ def main() -> None:
         log=lambda line: logging.info(line),
     )
     em.meta.pop("history", None)  # per-epoch losses: not provenance, and half the header
-    em.meta["name"] = "physical"
+    em.meta["name"] = "physical" if args.component == "hot" else "physical_cool"
+    em.meta["component"] = args.component
     em.meta["model_grid_sha256"] = file_sha256(args.grid_out)
-    em.meta["description"] = (
-        "shared network trained on a model grid of thedoppler's cubic Cannon model of hot dwarfs "
-        "(survey_scale.synth.cannon_grid): labels teff, logg, vsini, fe_h; for real LAMOST spectra"
-    )
+    em.meta["description"] = DESCRIPTIONS[args.component]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     em.save(args.out)
     m = em.meta

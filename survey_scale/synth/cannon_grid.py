@@ -62,6 +62,7 @@ import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -342,7 +343,7 @@ def cannon_model_spectra(
     for a in range(0, lab.shape[0], max(1, int(chunk_size))):
         c = lab[a : a + max(1, int(chunk_size))]
         cannon_labels = c[:, [0, 1, 3]]
-        norm = np.minimum(model.flux(cannon_labels, rebin.pixels), 1.0)
+        norm = np.clip(model.flux(cannon_labels, rebin.pixels), 0.0, 1.0)
         norm_fine = (rebin.matrix @ norm.T).T
         log_cont = model.continuum(cannon_labels)
         cont_fine = np.stack([np.interp(fine, cont_wave_vac, 10.0**row) for row in log_cont])
@@ -354,20 +355,31 @@ def cannon_model_spectra(
     return out
 
 
-def sample_cannon_labels(model: CannonModel, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` label vectors (n, 4) in :data:`GRID_LABELS` order inside the model's training hull (module docstring)."""
+def _sample_labels(
+    in_hull: Callable[[np.ndarray], np.ndarray],
+    ranges: dict[str, tuple[float, float]],
+    n: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``n`` label vectors (n, 4) in :data:`GRID_LABELS` order: T_eff log-uniform, the others uniform in
+    ``ranges``, kept where ``in_hull`` of the (m, 3) T_eff, log g, [Fe/H] is True."""
     out = np.empty((0, len(GRID_LABELS)))
-    lo = {k: v[0] for k, v in GRID_RANGES.items()}
-    hi = {k: v[1] for k, v in GRID_RANGES.items()}
+    lo = {k: v[0] for k, v in ranges.items()}
+    hi = {k: v[1] for k, v in ranges.items()}
     while out.shape[0] < n:
         m = 2 * (n - out.shape[0]) + 16
         teff = 10.0 ** rng.uniform(np.log10(lo["teff"]), np.log10(hi["teff"]), m)
         logg = rng.uniform(lo["logg"], hi["logg"], m)
         fe_h = rng.uniform(lo["fe_h"], hi["fe_h"], m)
         vsini = rng.uniform(lo["vsini"], hi["vsini"], m)
-        keep = model.in_hull(np.stack([teff, logg, fe_h], axis=1))
+        keep = in_hull(np.stack([teff, logg, fe_h], axis=1))
         out = np.concatenate([out, np.stack([teff, logg, vsini, fe_h], axis=1)[keep]])
     return out[:n]
+
+
+def sample_cannon_labels(model: CannonModel, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` label vectors (n, 4) in :data:`GRID_LABELS` order inside the model's training hull (module docstring)."""
+    return _sample_labels(model.in_hull, GRID_RANGES, n, rng)
 
 
 def make_cannon_model_grid(
@@ -428,4 +440,148 @@ def make_cannon_model_grid(
     }
     lo = np.array([GRID_RANGES[k][0] for k in GRID_LABELS])
     hi = np.array([GRID_RANGES[k][1] for k in GRID_LABELS])
+    return ModelGrid(labels, GRID_LABELS, lo, hi, wavelength_grid(), flux, meta)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the cool-star component, joined to the hot dwarfs across the seam (issue 23)
+# ---------------------------------------------------------------------------------------------------------
+
+COOL_MODEL_FILE = "cannongrid_3000_18000_coolstars_norm_cubic_model.pkl"
+"""thedoppler's cubic Cannon model of cool stars (T_eff 3,500–8,000 K, log g 0–5, [Fe/H] −2.5…+0.5), same format."""
+SEAM_TEFF = (7500.0, 8500.0)
+"""T_eff (K) over which the cool-star model hands over to the hot-dwarf model (:func:`seam_weight`)."""
+COOL_GRID_RANGES: dict[str, tuple[float, float]] = {
+    "teff": (3500.0, SEAM_TEFF[1]),
+    "logg": (0.0, 5.0),
+    "vsini": (0.0, 250.0),
+    "fe_h": (-2.5, 0.5),
+}
+"""The cool component's label box: the cool model's training range, up to the seam's hot end; v sin i to
+250 km s⁻¹ (F stars rotate up to ~200; cooler stars far less)."""
+
+
+COOL_FLUX_RANGE = (0.0, 2.0)
+"""The cool grid's normalized flux is clipped to this range. Below ~4,500 Å in K and M stars the 50 Å
+pseudo-continuum (SPEC §3) nearly vanishes between deep bands, and flux / continuum reaches 10–1,000 there; an
+observed spectrum's normalized inverse variance (ivar × continuum²) is as small in those pixels, so they carry
+no weight in a fit, but unclipped they would dominate the emulator's training loss (0.02 % of the pixels of
+3,500–4,000 K stars exceed 2)."""
+
+
+def seam_weight(teff: np.ndarray) -> np.ndarray:
+    """Weight of the hot-dwarf model at ``teff`` (K): 0 below 7,500 K, 1 above 8,500 K, linear between."""
+    lo, hi = SEAM_TEFF
+    return np.clip((np.asarray(teff, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _model_labels(labels: np.ndarray, teff_min: float, teff_max: float) -> np.ndarray:
+    """Labels with T_eff held inside one model's range (each model is evaluated only where it was trained)."""
+    out = np.array(labels, dtype=np.float64, copy=True)
+    out[:, 0] = np.clip(out[:, 0], teff_min, teff_max)
+    return out
+
+
+def joined_model_spectra(
+    cool: CannonModel,
+    hot: CannonModel,
+    labels: np.ndarray,
+    *,
+    resolution: float = DEFAULT_RESOLUTION,
+    chunk_size: int = 256,
+) -> np.ndarray:
+    """§3-normalized spectra of the cool-star and hot-dwarf models joined across :data:`SEAM_TEFF`.
+
+    F = (1 − w) F_cool(min(T_eff, 8,000 K)) + w F_hot(max(T_eff, 8,000 K)) with w = :func:`seam_weight`:
+    each model only at temperatures it was trained on, the pure cool model below 7,500 K and the pure hot
+    model above 8,500 K, continuous in T_eff in between. The blend is of the normalized spectra, so it is
+    what a spectrum of two stars of equal continuum would show — close to either model where they agree.
+
+    Parameters and returns as :func:`cannon_model_spectra` (labels (n, 4) in :data:`GRID_LABELS` order).
+    """
+    lab = np.atleast_2d(np.asarray(labels, dtype=np.float64))
+    w = seam_weight(lab[:, 0]).astype(np.float32)
+    out = np.zeros((lab.shape[0], wavelength_grid().size), dtype=np.float32)
+    split = cool.label_max[0]
+    for model, rows, weight, lo, hi in (
+        (cool, w < 1, 1.0 - w, -np.inf, split),
+        (hot, w > 0, w, split, np.inf),
+    ):
+        if rows.any():
+            spectra = cannon_model_spectra(
+                model, _model_labels(lab[rows], lo, hi), resolution=resolution, chunk_size=chunk_size
+            )
+            out[rows] += weight[rows, None] * spectra
+    return out
+
+
+def sample_joined_labels(cool: CannonModel, hot: CannonModel, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` labels (n, 4) in :data:`COOL_GRID_RANGES`, inside the training hull of each model that contributes."""
+    split = cool.label_max[0]
+
+    def in_hull(tgf: np.ndarray) -> np.ndarray:
+        w = seam_weight(tgf[:, 0])
+        keep = np.ones(tgf.shape[0], dtype=bool)
+        keep[w < 1] &= cool.in_hull(_model_labels(tgf[w < 1], -np.inf, split))
+        keep[w > 0] &= hot.in_hull(_model_labels(tgf[w > 0], split, np.inf))
+        return keep
+
+    return _sample_labels(in_hull, COOL_GRID_RANGES, n, rng)
+
+
+def make_cool_model_grid(
+    cool_path: str | Path,
+    hot_path: str | Path,
+    n: int,
+    seed: int,
+    *,
+    resolution: float = DEFAULT_RESOLUTION,
+    chunk_size: int = 256,
+) -> ModelGrid:
+    """A model grid of ``n`` spectra of the cool-star component (3,500–8,500 K; issue 23).
+
+    Spectra of :func:`joined_model_spectra` (thedoppler's cool-star model, handing over to the hot-dwarf model
+    across :data:`SEAM_TEFF`) at labels of :func:`sample_joined_labels`; otherwise as
+    :func:`make_cannon_model_grid` (rotation, the mean LAMOST LSF, vacuum wavelengths, SPEC §3 normalization).
+
+    Parameters
+    ----------
+    cool_path, hot_path
+        :data:`COOL_MODEL_FILE` and :data:`CANNON_MODEL_FILE` (both in thedoppler's wheel, ``doppler/data/``).
+    n, seed, resolution, chunk_size
+        As :func:`make_cannon_model_grid`.
+    """
+    if n < 1:
+        raise ValueError("make_cool_model_grid: n must be >= 1")
+    cool, hot = read_cannon_model(cool_path), read_cannon_model(hot_path)
+    labels = sample_joined_labels(cool, hot, n, np.random.default_rng(seed))
+    flux = joined_model_spectra(cool, hot, labels, resolution=resolution, chunk_size=chunk_size)
+    np.clip(flux, *COOL_FLUX_RANGE, out=flux)
+    meta = {
+        "producer": f"survey_scale.synth.cannon_grid.make_cool_model_grid (survey_scale {__version__})",
+        "model_source": CANNON_MODEL_SOURCE.replace(CANNON_MODEL_FILE, f"{{{COOL_MODEL_FILE}, {CANNON_MODEL_FILE}}}"),
+        "model_file": [Path(cool_path).name, Path(hot_path).name],
+        "model_sha256": [cool.sha256, hot.sha256],
+        "model": "cubic Cannon model of cool-star synthetic spectra (Teff 3500-8000 K, logg 0-5, [Fe/H] -2.5..0.5), "
+        "joined to the hot-dwarf model (Teff 8000-40000 K) linearly in Teff over "
+        f"{SEAM_TEFF[0]:.0f}-{SEAM_TEFF[1]:.0f} K (survey_scale.synth.cannon_grid.joined_model_spectra)",
+        "seam_teff": list(SEAM_TEFF),
+        "read_with": "restricted unpickler admitting only numpy arrays, dtypes and scalars (no code executed)",
+        "seed": int(seed),
+        "n_spectra": int(n),
+        "resolution": float(resolution),
+        "lsf": f"Gaussian, constant resolving power R = {float(resolution):g} (mean LAMOST LSF)",
+        "rotation": f"Gray's profile, linear limb darkening {LIMB_DARKENING:g} (survey_scale.synth.spectrum)",
+        "wavelengths": "air -> vacuum by survey_scale.core.grid.air_to_vacuum (inverse of Morton 2000)",
+        "normalization": f"survey_scale.science.normalize.normalize_continuum (SPEC §3, L = {CONTINUUM_LENGTH:g} A) "
+        "of continuum x normalized flux, ivar = 1; clipped to "
+        f"[{COOL_FLUX_RANGE[0]:g}, {COOL_FLUX_RANGE[1]:g}]",
+        "sampling": "Teff log-uniform, logg, [Fe/H], vsini uniform in the label box, inside the convex hull of "
+        "the training labels of each model that contributes",
+        "label_ranges": {k: list(v) for k, v in COOL_GRID_RANGES.items()},
+        "noise": "none",
+        "rv_km_s": 0.0,
+    }
+    lo = np.array([COOL_GRID_RANGES[k][0] for k in GRID_LABELS])
+    hi = np.array([COOL_GRID_RANGES[k][1] for k in GRID_LABELS])
     return ModelGrid(labels, GRID_LABELS, lo, hi, wavelength_grid(), flux, meta)
