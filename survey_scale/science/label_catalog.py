@@ -5,6 +5,9 @@
 - P2 Table 5: specid, fitsname, ra, dec, uniqflag, star_id, snr_g, rv, rv_err, teff, teff_err, logg,
   logg_err, vsini, vsini_err, fe_h, fe_h_err, si_h, si_h_err, the ten corr_<a>_<b>, chisq_red, chi2ratio,
   gaia_id, parallax, parallax_error, pmra, pmra_error, pmdec, pmdec_error, ruwe, G, BP, RP, J, H, Ks;
+- right after star_id, LAMOST's own classification and parameters (SPEC §13): ``lasp_class``,
+  ``lasp_subclass`` (cube ``class``, ``subclass``: FITS header or release catalog; "" when unknown) and
+  ``lasp_teff``, ``lasp_logg`` (LASP's Teff and log g where the release catalog gives them, else NaN);
 - the other six labels with their (calibrated) errors: vmic, he_frac, c_h, n_h, o_h, s_h;
 - every label's formal error ``<label>_err_formal``; ``vsini_raw`` (before P2 §5.1's clip at 0);
 - the fit flags: ``fit_flags`` (bits of :data:`survey_scale.science.label_fit.FLAG_BITS`), ``fit_converged``,
@@ -61,6 +64,8 @@ COLUMN_UNITS: dict[str, str] = {
     "pmdec": "mas / yr",
     "pmdec_error": "mas / yr",
     "mjd": "d",
+    "lasp_teff": "K",
+    "lasp_logg": "dex",
     "vsini_raw": "km / s",
     **{band: "mag" for band in PHOTOMETRY},
     **LABEL_CATALOG_UNITS,
@@ -76,6 +81,10 @@ CUBE_INPUTS: tuple[str, ...] = (
     "dec",
     "uniqflag",
     "star_id",
+    "class",
+    "subclass",
+    "lasp_teff",
+    "lasp_logg",
     "snr_g",
     "rv",
     "rv_err",
@@ -139,6 +148,10 @@ def labels_catalog_block(data: Mapping[str, np.ndarray], params: Mapping[str, An
     out["dec"] = column_or_missing(data, "dec", n, np.float64)
     out["uniqflag"] = column_or_missing(data, "uniqflag", n, np.int16)
     out["star_id"] = column_or_missing(data, "star_id", n, object)
+    out["lasp_class"] = column_or_missing(data, "class", n, object)
+    out["lasp_subclass"] = column_or_missing(data, "subclass", n, object)
+    out["lasp_teff"] = column_or_missing(data, "lasp_teff", n)
+    out["lasp_logg"] = column_or_missing(data, "lasp_logg", n)
     for name in ("snr_g", "rv", "rv_err"):
         out[name] = column_or_missing(data, name, n)
     for name in TABLE5_LABELS:
@@ -193,6 +206,10 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "fitsname": "name of the LAMOST FITS file",
     "uniqflag": "1 = the star's highest-S/N visit, 2..n its other visits by decreasing S/N",
     "star_id": "star ID from RA/Dec, Sdddmmss+ddmmss",
+    "lasp_class": "LAMOST class (STAR, GALAXY, QSO, Unknown; header or release catalog)",
+    "lasp_subclass": "LAMOST subclass (e.g. A2V, B9, K5, dM5, WD; header or release catalog)",
+    "lasp_teff": "Teff from the LAMOST pipeline (LASP), where the release catalog gives it",
+    "lasp_logg": "log g from the LAMOST pipeline (LASP), where the release catalog gives it",
     "snr_g": "S/N per pixel in the g band",
     "chisq_red": "reduced chi2 of the label fit",
     "chi2ratio": "(chisq_red - median) / dispersion at the spectrum's Teff and S/N (P2 5.2)",
