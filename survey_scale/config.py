@@ -257,6 +257,22 @@ class IngestConfig(_Section):
         64 * 2**20, ge=2880, description="a file larger than this, decompressed, is rejected (gzip bombs)"
     )
     file_time_limit_s: float | None = Field(10.0, gt=0, description="reading one file may take this long")
+    classes: list[str] | None = Field(
+        None,
+        description="keep only spectra of these LAMOST classes (e.g. [O, B, A]: the spectral letter of SUBCLASS, "
+        "with the d/g/sd of M types dropped; a whole SUBCLASS such as WD; or a CLASS such as STAR); the others "
+        "are rejected as class_not_selected; null = every class",
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_named(cls, classes: list[str] | None) -> list[str] | None:
+        if classes is None:
+            return None
+        names = [str(c).strip() for c in classes]
+        if not names or not all(names):
+            raise ValueError("give at least one class name, none empty (null keeps every class)")
+        return names
 
 
 class NormalizeConfig(_Section):

@@ -30,7 +30,12 @@ rv, rv_err     rv, rv_err                                 heliocentric radial ve
 z, z_err       z, z_err                                   redshift (rv = z·c when rv is absent)
 class          class                                      LAMOST class (STAR, QSO, ...)
 subclass       subclass                                   LAMOST subclass
+lasp_teff      teff, teff_lasp                            LAMOST pipeline (LASP) Teff, K (optional)
+lasp_logg      logg, logg_lasp                            LASP log g, dex (optional)
 =============  =========================================  ====================================
+
+The LASP parameters come from LAMOST's A, F, G and K star catalogs (columns ``teff``, ``logg``); a release
+catalog without them gives NaN.
 
 Cross-match table (Gaia, 2MASS and optical photometry), joined by ``obsid``:
 
@@ -95,6 +100,8 @@ CATALOG_COLUMNS: tuple[Column, ...] = (
     _c("z_err", (), "float64", "", "redshift uncertainty"),
     _c("class", (), "str", "", "LAMOST spectral class"),
     _c("subclass", (), "str", "", "LAMOST spectral subclass"),
+    _c("lasp_teff", ("teff", "teff_lasp"), "float32", "K", "effective temperature from the LAMOST pipeline (LASP)"),
+    _c("lasp_logg", ("logg", "logg_lasp"), "float32", "dex", "surface gravity log g from the LAMOST pipeline (LASP)"),
 )
 
 CROSSMATCH_COLUMNS: tuple[Column, ...] = (

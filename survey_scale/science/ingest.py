@@ -3,10 +3,12 @@
 - :func:`inspect_file` reads a file completely, checks it (structure, all-NaN flux, negative ivar,
   wavelength order) and extracts its header metadata; :func:`inspect_files` does a block of files.
 - :func:`plan_batch` builds specids from the headers, joins the release catalog (by obsid, or by specid for
-  files without OBSID), takes the radial velocity (catalog, else Z·c from the header), checks header ranges
-  and grid coverage, drops specids already in the cube, reports duplicates, gives each accepted file a
-  row (sorted by specid) and joins the Gaia / 2MASS / photometry columns of the cross-match table; every
-  rejected file, catalog row or cross-match row gets a reason a person can act on.
+  files without OBSID), keeps the LAMOST classes of ``ingest.classes`` (:func:`lamost_class_names`), takes
+  the radial velocity (catalog, else Z·c from the header), checks header ranges and grid coverage, drops
+  specids already in the cube, reports duplicates, gives each accepted file a row (sorted by specid), notes
+  whether it is a survey_scale mock file (``file_origin``) and joins the Gaia / 2MASS / photometry columns of
+  the cross-match table; every rejected file, catalog row or cross-match row gets a reason a person can act
+  on.
 
 The orchestration (inspect on the cluster → plan → allocate → write) is :mod:`survey_scale.stages.ingest`.
 """
@@ -77,6 +79,14 @@ METADATA: tuple[MetadataColumn, ...] = (
     _col("z", "float64", "", "redshift in the header"),
     _col("class", "str", "", "LAMOST class"),
     _col("subclass", "str", "", "LAMOST subclass"),
+    _col("lasp_teff", "float32", "K", "effective temperature from the LAMOST pipeline (LASP; release catalog)"),
+    _col("lasp_logg", "float32", "dex", "surface gravity log g from the LAMOST pipeline (LASP; release catalog)"),
+    _col(
+        "file_origin",
+        "str",
+        "",
+        "mock: written by survey_scale's mock release (header TSOURCE = 'MOCK_HOT'); lamost: a real LAMOST file",
+    ),
     _col("coverage", "float32", "", "fraction of the common grid covered by the spectrum"),
     *(
         _col(c.name, "int64" if c.dtype == "int64" else "float32", c.unit, c.description)
@@ -85,6 +95,13 @@ METADATA: tuple[MetadataColumn, ...] = (
     ),
 )
 """Per-spectrum variables the ingest writes (all present in every cube; NaN / −1 / "" when unknown)."""
+
+MOCK_TSOURCE = "MOCK_HOT"
+"""The header TSOURCE (name of the input catalog) of every file survey_scale's mock release writes
+(:func:`survey_scale.mock.writer.lamost_header_entries`): no LAMOST input catalog has that name, so it tells
+a mock file from a real one (``file_origin``, which decides the default emulator)."""
+ORIGIN_MOCK = "mock"
+ORIGIN_LAMOST = "lamost"
 
 _FILL = {"str": "", "int64": -1, "int32": -1, "int16": -1, "float32": np.nan, "float64": np.nan}
 
@@ -135,8 +152,9 @@ _HEADER_KEYS: dict[str, tuple[str, ...]] = {
     "class": ("CLASS",),
     "subclass": ("SUBCLASS",),
     "data_v": ("DATA_V",),
+    "tsource": ("TSOURCE",),
 }
-_HEADER_STRINGS = {"planid", "class", "subclass", "data_v"}
+_HEADER_STRINGS = {"planid", "class", "subclass", "data_v", "tsource"}
 
 
 def _as_number(value: Any) -> float:
@@ -149,6 +167,33 @@ def _as_number(value: Any) -> float:
 def _specid_from_name(path: str) -> str:
     match = _FILENAME.search(Path(path).name)
     return make_specid(*match.groups()) if match else ""
+
+
+_M_PREFIX = re.compile(r"^(sd|d|g)(?=M)", re.IGNORECASE)
+"""LAMOST's M-type prefixes: dM (dwarf), gM (giant), sdM (subdwarf)."""
+
+
+def lamost_class_names(lamost_class: str, subclass: str) -> set[str]:
+    """The names (upper case) a LAMOST classification answers to in ``ingest.classes``.
+
+    LAMOST's CLASS is STAR, GALAXY, QSO or Unknown; a star's SUBCLASS is an MK type ("A2V", "B9", "K5", "O",
+    "OB"), an M type with a prefix ("dM5", "gM0", "sdM2"), or a kind ("WD", "DA", "Carbon", "DoubleStar",
+    "EM"); "Non" means none. A classification answers to its CLASS, its whole SUBCLASS and, for a star, the
+    spectral letter of its SUBCLASS once an M type's d/g/sd is dropped ("OB" answers to O and B). So
+    ``["O", "B", "A"]`` keeps the hot stars, ``["WD"]`` the white dwarfs, ``["STAR"]`` every star.
+    """
+    cls = str(lamost_class or "").strip()
+    sub = str(subclass or "").strip()
+    names = {cls.upper()} if cls else set()
+    if sub and sub.lower() != "non":
+        names.add(sub.upper())
+        if cls.upper() in ("", "STAR"):
+            core = _M_PREFIX.sub("", sub).upper()
+            if core.startswith("OB"):
+                names |= {"O", "B"}
+            elif core[:1] in tuple("OBAFGKM"):
+                names.add(core[0])
+    return names
 
 
 def header_metadata(sp: LamostSpectrum) -> dict[str, Any]:
@@ -408,8 +453,10 @@ def plan_batch(
         )
         for col in joined.columns:
             if col in _CATALOG and col not in ("obsid", *parts, "rv", "rv_err"):
-                # the catalog's values take precedence over the header's where it has them
-                rec[col] = joined[col].where(found & joined[col].notna(), rec[col] if col in rec else np.nan)
+                # the catalog's values take precedence over the header's where it has them (an empty string
+                # is none: a catalog without a subclass keeps the header's)
+                given = joined[col].notna() & (joined[col].astype(str).str.strip() != "")
+                rec[col] = joined[col].where(found & given, rec[col] if col in rec else np.nan)
         if "rv" in joined:
             rec["rv_cat"] = pd.to_numeric(joined["rv"], errors="coerce").where(found)
         if "rv_err" in joined:
@@ -439,6 +486,25 @@ def plan_batch(
             )
         )
     ok = rec["status"] == "ok"
+
+    # LAMOST classification (the catalog's where it has one, else the header's): ingest.classes keeps some
+    if cfg.classes is not None:
+        wanted = {c.upper() for c in cfg.classes}
+        cls = rec["class"].astype(object).fillna("").astype(str).str.strip()
+        sub = rec["subclass"].astype(object).fillna("").astype(str).str.strip()
+        kept = pd.Series([bool(lamost_class_names(c, s) & wanted) for c, s in zip(cls, sub)], index=rec.index)
+        unselected = ok & ~kept
+        _reject(
+            rec,
+            unselected,
+            "class_not_selected",
+            [
+                f"LAMOST class {c or '?'}, subclass {s or '?'} is not among ingest.classes [{', '.join(cfg.classes)}]; "
+                "add it there (or set ingest.classes: null) to ingest it"
+                for c, s in zip(cls[unselected], sub[unselected])
+            ],
+        )
+        ok = rec["status"] == "ok"
 
     # radial velocity: the catalog's, else Z·c from the header
     use_cat = rec["rv_cat"].notna() & (cfg.rv_source != "header")
@@ -523,6 +589,11 @@ def plan_batch(
     accepted["star_id"] = make_star_id(accepted["ra"], accepted["dec"])
     accepted["release"] = [_release_name(v, cfg.release) for v in accepted["data_v"]]
     accepted["batch"] = batch
+    accepted["file_origin"] = np.where(
+        accepted["tsource"].astype(object).fillna("").astype(str).str.strip() == MOCK_TSOURCE,
+        ORIGIN_MOCK,
+        ORIGIN_LAMOST,
+    )
     plan = accepted[["path", "size", "mtime_ns"]].copy()
     for out in METADATA:
         values = accepted[out.name] if out.name in accepted else pd.Series(_FILL[out.dtype], index=accepted.index)

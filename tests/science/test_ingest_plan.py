@@ -256,3 +256,118 @@ def test_empty_records_plan_nothing(tmp_path: Path) -> None:
     )
     assert plan.empty and already.empty
     assert list(rejects["code"]) == ["duplicate_crossmatch_row"] * 2  # the table's bad rows are still recorded
+
+
+# --- LAMOST's classification, LASP parameters and the file's origin -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lamost_class", "subclass", "names"),
+    [
+        ("STAR", "A2V", {"STAR", "A2V", "A"}),
+        ("STAR", "B9", {"STAR", "B9", "B"}),
+        ("STAR", "O", {"STAR", "O"}),
+        ("STAR", "OB", {"STAR", "OB", "O", "B"}),
+        ("STAR", "dM5", {"STAR", "DM5", "M"}),
+        ("STAR", "gM0", {"STAR", "GM0", "M"}),
+        ("STAR", "sdM2", {"STAR", "SDM2", "M"}),
+        ("STAR", "K5", {"STAR", "K5", "K"}),
+        ("STAR", "WD", {"STAR", "WD"}),
+        ("STAR", "DA", {"STAR", "DA"}),  # a white dwarf, not a "D" type
+        ("STAR", "Carbon", {"STAR", "CARBON"}),
+        ("QSO", "Non", {"QSO"}),
+        ("GALAXY", "AGN", {"GALAXY", "AGN"}),  # a galaxy's subclass is no spectral letter
+        ("", "F0", {"F0", "F"}),
+        ("Unknown", "Non", {"UNKNOWN"}),
+        ("", "", set()),
+    ],
+)
+def test_lamost_class_names(lamost_class: str, subclass: str, names: set[str]) -> None:
+    assert ingest.lamost_class_names(lamost_class, subclass) == names
+
+
+def test_ingest_classes_rejects_the_other_classes_with_a_reason(tmp_path: Path) -> None:
+    kinds = [("STAR", "A2V"), ("STAR", "B9"), ("STAR", "OB"), ("STAR", "K5"), ("STAR", "dM5"), ("QSO", "Non"),
+             ("STAR", ""), ("STAR", "F0")]  # fmt: skip
+    records = _records(*(_record(i, i, **{"class": c, "subclass": s}) for i, (c, s) in enumerate(kinds, start=1)))
+
+    plan, rejects, _ = plan_batch(records, set(), _config(), BATCH)
+    assert len(plan) == len(kinds) and rejects.empty  # null: every class
+    assert list(plan["subclass"]) == [s for _, s in kinds]
+
+    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["o", "B", "A"]}), BATCH)
+    assert list(plan["subclass"]) == ["A2V", "B9", "OB"]
+    assert set(rejects["code"]) == {"class_not_selected"} and set(rejects["batch"]) == {BATCH}
+    assert [Path(p).name for p in rejects["source"]] == [
+        f"spec-55859-F5902_sp01-{i:03d}.fits.gz" for i in (4, 5, 6, 7, 8)
+    ]
+    reason = dict(zip((Path(p).name for p in rejects["source"]), rejects["reason"]))
+    assert reason["spec-55859-F5902_sp01-004.fits.gz"] == (
+        "LAMOST class STAR, subclass K5 is not among ingest.classes [o, B, A]; add it there (or set "
+        "ingest.classes: null) to ingest it"
+    )
+    assert "class QSO, subclass Non" in reason["spec-55859-F5902_sp01-006.fits.gz"]
+    assert "class STAR, subclass ?" in reason["spec-55859-F5902_sp01-007.fits.gz"]
+
+    plan, _, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["M", "QSO"]}), BATCH)
+    assert list(plan["subclass"]) == ["dM5", "Non"]
+
+
+def test_ingest_classes_must_name_classes() -> None:
+    from survey_scale.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"ingest\.classes: .*at least one class name"):
+        _config(**{"ingest.classes": []})
+    with pytest.raises(ConfigError, match=r"ingest\.classes: .*none empty"):
+        _config(**{"ingest.classes": ["A", " "]})
+    assert _config(**{"ingest.classes": [" A ", "B"]}).ingest.classes == ["A", "B"]
+
+
+def test_catalog_class_and_lasp_parameters_reach_the_plan(tmp_path: Path) -> None:
+    """The catalog's class and subclass take precedence over the header's (for the selection too); its LASP
+    teff and logg become lasp_teff and lasp_logg (NaN where it has none, or has -9999)."""
+    cat_path = tmp_path / "catalog.csv"
+    _catalog([1, 2, 3]).assign(
+        subclass=["A0", "", "K1"], teff=[9500.0, -9999.0, 4800.0], logg=[4.1, np.nan, 2.5]
+    ).to_csv(cat_path, index=False)
+    records = _records(*(_record(i, i, subclass="G2") for i in (1, 2, 3)))
+    plan, rejects, _ = plan_batch(
+        records, set(), _config(**{"ingest.catalog": cat_path, "ingest.classes": ["A", "G"]}), BATCH
+    )
+    assert list(plan["obsid"]) == [1, 2] and list(plan["subclass"]) == ["A0", "G2"]  # "" in the catalog: header's
+    np.testing.assert_allclose(plan["lasp_teff"], [9500.0, np.nan])
+    np.testing.assert_allclose(plan["lasp_logg"], [4.1, np.nan], rtol=1e-6)
+    assert plan["lasp_teff"].dtype == np.float32
+    assert list(rejects["code"]) == ["class_not_selected"] and "subclass K1" in rejects["reason"].iloc[0]
+    plan, _, _ = plan_batch(records, set(), _config(), BATCH)  # no catalog: NaN
+    assert plan["lasp_teff"].isna().all() and plan["lasp_logg"].isna().all()
+
+
+def test_file_origin_tells_the_mock_from_real_files(tmp_path: Path) -> None:
+    records = _records(
+        _record(1, 1, tsource=ingest.MOCK_TSOURCE), _record(2, 2, tsource="JF_LEGAS_S"), _record(3, 3, tsource="")
+    )
+    plan, _, _ = plan_batch(records, set(), _config(), BATCH)
+    assert list(plan["file_origin"]) == ["mock", "lamost", "lamost"]
+
+
+@pytest.mark.parametrize("layout", ["image", "coadd"])
+def test_the_mock_writer_writes_the_tsource_the_ingest_recognizes(lamost_dir: Path, tmp_path: Path, layout) -> None:
+    from survey_scale.mock import spectra as spx
+    from survey_scale.mock import writer as wr
+    from tests.mock.conftest import MOCK_HEADER
+
+    n = spx.NATIVE_NPIX
+    arrays = {
+        "FLUX": np.full(n, 100.0, np.float32),
+        "IVAR": np.full(n, 0.04, np.float32),
+        "WAVELENGTH": spx.native_wavelength().astype(np.float32),
+        "ANDMASK": np.zeros(n, np.float32),
+        "ORMASK": np.zeros(n, np.float32),
+        "NORMALIZATION": np.ones(n, np.float32),
+    }
+    path = tmp_path / "spec-55859-F5902_sp01-001.fits"
+    path.write_bytes(wr.spectrum_bytes(layout, wr.lamost_header_entries(MOCK_HEADER, layout), arrays))
+    records = inspect_files([str(path), str(lamost_dir / DR9_101001), str(lamost_dir / DR2_FLOAT64)])
+    assert list(records["status"]) == ["ok"] * 3
+    assert list(records["tsource"]) == [ingest.MOCK_TSOURCE, "JF_LEGAS_S", ""]  # the DR2 file has no TSOURCE
