@@ -368,13 +368,16 @@ class EmulatorConfig(_Section):
 
     Which one: ``model_grid`` given or ``train: true`` → trained (on ``model_grid``, else on a grid of
     ``grid_size`` spectra synthesized with ``grid_seed``), with the training keys below; otherwise ``path``
-    (a file, or the name of a shipped emulator), and when ``path`` is null the shipped ``synthesizer``.
+    (a file, or the name of a shipped emulator), and when ``path`` is null a shipped one chosen by the input:
+    ``synthesizer`` when every spectrum comes from survey_scale's mock release, else ``physical`` (for real
+    LAMOST spectra; :mod:`survey_scale.stages.emulator`).
     """
 
     path: Path | None = Field(
         None,
         description="emulator file (own or public Payne .npz) or a shipped emulator's name (synthesizer; physical "
-        "for real spectra); null = the shipped synthesizer emulator, unless training",
+        "for real spectra); null = chosen by the input, unless training: synthesizer when every spectrum is from "
+        "survey_scale's mock release, else physical",
     )
     train: bool = Field(False, description="train one (on model_grid, or on a synthesized grid) instead of path")
     model_grid: Path | None = Field(None, description="model grid (.npz) to train on (implies train)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,36 @@ def spectra_bytes(path: Path) -> int:
     return sum(store_bytes(Path(path) / name, None) for name in ("flux", "ivar", "pixmask"))
 
 
+EMULATOR_CHOICE_FILE = "emulator_choice.json"
+"""The emulator step's record of its choice in the models folder (``survey_scale.stages.emulator.CHOICE_FILE``,
+not imported here: that module loads torch)."""
+
+
+def emulator_lines(path: Path) -> list[str]:
+    """``survey-scale info`` lines of the emulator the emulator step chose and why (none before it ran)."""
+    try:
+        record = json.loads((Bookkeeping(path).model_path(EMULATOR_CHOICE_FILE)).read_text())
+    except (OSError, ValueError):
+        return []
+    how = {"default": "chosen by the input", "emulator.path": "given", "trained": "trained"}.get(record.get("how"), "")
+    lines = [
+        f"  emulator: {record.get('emulator')} ({how}), file {Path(str(record.get('path'))).name}, "
+        f"updated {record.get('updated')}",
+        f"    why: {record.get('reason')}",
+    ]
+    if counts := record.get("counts"):
+        order = [k for k in ("mock", "lamost", "unknown") if k in counts] + sorted(
+            set(counts) - {"mock", "lamost", "unknown"}
+        )
+        lines.append("    spectra by file origin: " + ", ".join(f"{k} {counts[k]:,}" for k in order))
+    if record.get("warning"):
+        lines.append(f"    warning: {record['warning']}")
+    return lines
+
+
 def cube_info(path: str | Path) -> str:
-    """A human-readable summary: counts per release and batch, stages done, rejects by reason, size."""
+    """A human-readable summary: counts per release and batch, stages done, the emulator, rejects by reason,
+    size."""
     path = Path(path)
     root = open_group(path)
     n = spec_length(root)
@@ -57,6 +86,7 @@ def cube_info(path: str | Path) -> str:
             f"{prov.get('stage_version')}, config {prov.get('config_hash')}, updated {prov.get('updated')}"
             + (f", models: {model_text}" if model_text else "")
         )
+    lines += emulator_lines(path)
     lines += reduction_lines(dict(root.attrs.get("reductions", {})))
     rejects = open_rejects(path)
     lines.append(f"  rejects: {len(rejects):,}")
@@ -173,4 +203,4 @@ def mks_model_lines(mks: dict) -> list[str]:
     return lines
 
 
-__all__ = ["cube_info", "mks_model_lines", "reduction_lines", "spectra_bytes", "store_bytes"]
+__all__ = ["cube_info", "emulator_lines", "mks_model_lines", "reduction_lines", "spectra_bytes", "store_bytes"]

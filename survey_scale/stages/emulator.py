@@ -7,7 +7,15 @@ Step ``emulator`` puts the file in ``engine.models["emulator"]``:
   grid and settings, and re-used while they do not change;
 - else ``emulator.path``: a file, or the name of a shipped emulator
   (:data:`survey_scale.science.emulator.DEFAULT_EMULATORS`);
-- else the shipped ``synthesizer`` emulator (no training).
+- else a shipped emulator chosen by the input (no training), from the cube's ``file_origin`` (the ingest
+  notes for each spectrum whether its file was written by survey_scale's mock release): ``synthesizer``
+  when every spectrum is a mock one (it was trained on the synthesizer that made them), else ``physical``,
+  the one for real LAMOST spectra — with a WARNING when mock and real spectra are mixed, or when the cube
+  does not say where some spectra came from (ingested before ``file_origin`` existed).
+
+The step logs its choice and why at INFO and keeps it in the cube's models folder
+(:data:`CHOICE_FILE`: the emulator, its file, how it was chosen, why, the counts), where
+``survey-scale info`` shows it.
 
 :func:`train_from_config` is also what ``survey-scale emulator train`` runs.
 """
@@ -15,10 +23,16 @@ Step ``emulator`` puts the file in ``engine.models["emulator"]``:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from survey_scale._version import __version__
 from survey_scale.config import Config, EmulatorConfig
-from survey_scale.core.files import file_sha256, stable_hash
+from survey_scale.core.files import atomic_write_json, file_sha256, stable_hash
 from survey_scale.engine.contracts import Engine, PipelineError
 from survey_scale.science.emulator import (
     DEFAULT_EMULATORS,
@@ -28,13 +42,20 @@ from survey_scale.science.emulator import (
     train,
 )
 from survey_scale.science.emulator import load as load_emulator
+from survey_scale.science.ingest import ORIGIN_LAMOST, ORIGIN_MOCK
 from survey_scale.science.model_grid import ModelGrid, load_model_grid, save_model_grid
 from survey_scale.synth import make_model_grid
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EMULATOR = "synthesizer"
-"""The shipped emulator used when the configuration names none."""
+MOCK_EMULATOR = "synthesizer"
+"""The shipped emulator used when the configuration names none and every spectrum is a survey_scale mock."""
+REAL_EMULATOR = "physical"
+"""The shipped emulator used when the configuration names none and any spectrum is (or may be) a real one."""
+DEFAULT_EMULATOR = MOCK_EMULATOR
+"""The shipped emulator of ``survey-scale emulator info`` and the mock's (kept for callers of the old name)."""
+CHOICE_FILE = "emulator_choice.json"
+"""The emulator step's record of its choice, in the cube's models folder (``engine.model_path``)."""
 
 STALLED_EMULATOR_SIGMA = 0.01
 """A trained emulator less precise than this (1 % of the flux, ~6× P2's) gets a warning in the log."""
@@ -42,6 +63,9 @@ STALLED_EMULATOR_SIGMA = 0.01
 
 def precision_line(em: Emulator) -> str:
     """``validation precision X % overall, Y % where flux < 0.95 (P2: …)`` from the emulator's meta."""
+    meta = getattr(em, "meta", None) or {}
+    if "valid_sigma" not in meta or "valid_sigma_deep" not in meta:
+        return "validation precision not recorded in the file"
     return (
         f"validation precision {100 * em.meta['valid_sigma']:.3f} % overall, "
         f"{100 * em.meta['valid_sigma_deep']:.3f} % where flux < 0.95 (P2: 0.165 %, 0.586 %)"
@@ -109,11 +133,92 @@ def _trained(cfg: EmulatorConfig, engine: Engine) -> Path:
     return em.save(path)
 
 
-def build_emulator(cfg: EmulatorConfig, engine: Engine) -> Path:
-    """The emulator file for the fit (module docstring: trained, ``emulator.path`` or the shipped one)."""
+@dataclass(frozen=True)
+class EmulatorChoice:
+    """Which emulator the step uses and why.
+
+    ``emulator`` is a shipped emulator's name, the file of ``emulator.path`` or ``trained``; ``how`` is
+    ``default`` (chosen by the input), ``emulator.path`` or ``trained``; ``counts`` (default only) are the
+    cube's spectra by ``file_origin`` (``mock``, ``lamost``, ``unknown``).
+    """
+
+    emulator: str
+    how: str
+    reason: str
+    counts: dict[str, int] = field(default_factory=dict)
+    warning: str | None = None
+
+
+def origin_counts(engine: Engine) -> dict[str, int]:
+    """The cube's spectra by ``file_origin``: ``mock``, ``lamost`` and ``unknown`` (not recorded: a cube ingested
+    before the ingest noted it)."""
+    n = engine.n_spectra()
+    counts = {ORIGIN_MOCK: 0, ORIGIN_LAMOST: 0, "unknown": n}
+    if n and engine.has_variable("file_origin"):
+        origin = np.asarray(engine.read_column("file_origin")).astype(str)
+        counts[ORIGIN_MOCK] = int(np.count_nonzero(origin == ORIGIN_MOCK))
+        counts[ORIGIN_LAMOST] = int(np.count_nonzero(origin == ORIGIN_LAMOST))
+        counts["unknown"] = n - counts[ORIGIN_MOCK] - counts[ORIGIN_LAMOST]
+    return counts
+
+
+def default_choice(counts: dict[str, int]) -> EmulatorChoice:
+    """The shipped emulator for a cube with these ``file_origin`` counts (:func:`origin_counts`): the synthesizer
+    only when every spectrum is a survey_scale mock, else ``physical``."""
+    n_mock, n_real, n_unknown = counts[ORIGIN_MOCK], counts[ORIGIN_LAMOST], counts["unknown"]
+    n = n_mock + n_real + n_unknown
+    keep = f"set emulator.path to {MOCK_EMULATOR!r} or {REAL_EMULATOR!r} to choose yourself"
+    if n and n_mock == n:
+        return EmulatorChoice(
+            MOCK_EMULATOR,
+            "default",
+            f"all {n:,} spectra come from survey_scale's mock release (header TSOURCE = 'MOCK_HOT'), whose "
+            "synthesizer this emulator was trained on",
+            counts,
+        )
+    if n_real and n_mock:
+        reason = (
+            f"{n_real:,} of the {n:,} spectra are real LAMOST files (and {n_mock:,} survey_scale mock ones): the "
+            "synthesizer emulator is wrong for real spectra"
+        )
+        warning = (
+            f"the cube mixes {n_mock:,} survey_scale mock spectra with {n_real:,} real LAMOST ones; the "
+            f"{REAL_EMULATOR!r} emulator fits both, but the mock ones are best fitted with {MOCK_EMULATOR!r} "
+            f"(keep mock and real releases in separate cubes, or {keep})"
+        )
+        return EmulatorChoice(REAL_EMULATOR, "default", reason, counts, warning)
+    if n_real:
+        reason = f"{'all ' if n_real == n else ''}{n_real:,} of the {n:,} spectra are real LAMOST files"
+        if n_unknown:
+            reason += f" ({n_unknown:,} of unknown origin)"
+        return EmulatorChoice(REAL_EMULATOR, "default", reason, counts)
+    if n_unknown:
+        warning = (
+            f"the cube does not record whether {n_unknown:,} of its {n:,} spectra are survey_scale mock files "
+            f"(they were ingested before the ingest noted file_origin): taken as real LAMOST spectra, so the "
+            f"{REAL_EMULATOR!r} emulator; if they are a mock release, {keep}"
+        )
+        reason = f"{n_unknown:,} of the {n:,} spectra are of unknown origin: taken as real LAMOST spectra"
+        return EmulatorChoice(REAL_EMULATOR, "default", reason, counts, warning)
+    return EmulatorChoice(
+        REAL_EMULATOR, "default", "the cube holds no spectra yet: real LAMOST spectra assumed", counts
+    )
+
+
+def choose_emulator(cfg: EmulatorConfig, engine: Engine | None) -> EmulatorChoice:
+    """Which emulator the step uses (module docstring); the cube is read only when the configuration names
+    none."""
     if cfg.trains:
-        return _trained(cfg, engine)
-    name = DEFAULT_EMULATOR if cfg.path is None else str(cfg.path)
+        grid = f"the model grid {cfg.model_grid}" if cfg.model_grid is not None else "a synthesized model grid"
+        return EmulatorChoice("trained", "trained", f"emulator.train / emulator.model_grid: trained on {grid}")
+    if cfg.path is not None:
+        return EmulatorChoice(str(cfg.path), "emulator.path", f"emulator.path names it ({cfg.path})")
+    if engine is None:
+        raise PipelineError("emulator: no emulator.path, and no cube to choose the default emulator from")
+    return default_choice(origin_counts(engine))
+
+
+def _shipped_or_file(name: str) -> Path:
     if name in DEFAULT_EMULATORS:
         try:
             path = default_emulator_path(name)
@@ -121,15 +226,54 @@ def build_emulator(cfg: EmulatorConfig, engine: Engine) -> Path:
             raise PipelineError(f"emulator: {exc}") from exc
         log.info("emulator: the shipped %r emulator (%s); %s", name, path, precision_line(load_emulator(path)))
         return path
-    if not Path(cfg.path).is_file():
+    if not Path(name).is_file():
         raise PipelineError(
-            f"emulator.path {cfg.path}: file not found (nor the name of a shipped emulator: "
+            f"emulator.path {name}: file not found (nor the name of a shipped emulator: "
             f"{', '.join(sorted(DEFAULT_EMULATORS))})"
         )
-    return Path(cfg.path)
+    return Path(name)
+
+
+def resolve_emulator(cfg: EmulatorConfig, engine: Engine | None) -> tuple[Path, EmulatorChoice]:
+    """The emulator file for the fit and the choice it comes from (logged at INFO; a WARNING if the input
+    mixes mock and real spectra or does not say)."""
+    choice = choose_emulator(cfg, engine)
+    if choice.warning:
+        log.warning("emulator: %s", choice.warning)
+    if choice.how == "default":
+        log.info(
+            "emulator: no emulator.path given: the shipped %r emulator, because %s", choice.emulator, choice.reason
+        )
+    elif choice.how == "emulator.path":
+        log.info("emulator: %s", choice.reason)
+    if cfg.trains:  # training logs its own lines
+        return _trained(cfg, engine), choice
+    return _shipped_or_file(choice.emulator), choice
+
+
+def build_emulator(cfg: EmulatorConfig, engine: Engine | None) -> Path:
+    """The emulator file for the fit (module docstring: trained, ``emulator.path`` or the shipped one)."""
+    return resolve_emulator(cfg, engine)[0]
+
+
+def choice_record(path: Path, choice: EmulatorChoice) -> dict[str, Any]:
+    """What :data:`CHOICE_FILE` keeps of a choice (with the file's SHA-256, the code version and the time)."""
+    return {
+        "emulator": choice.emulator,
+        "path": str(Path(path).resolve()),
+        "sha256": file_sha256(path),
+        "how": choice.how,
+        "reason": choice.reason,
+        "counts": dict(choice.counts),
+        "warning": choice.warning,
+        "code_version": __version__,
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def run(config: Config, engine: Engine) -> Path:
-    """Registry step ``emulator``."""
-    engine.models["emulator"] = build_emulator(config.emulator, engine)
-    return engine.models["emulator"]
+    """Registry step ``emulator``: the emulator file in ``engine.models``, the choice in :data:`CHOICE_FILE`."""
+    path, choice = resolve_emulator(config.emulator, engine)
+    atomic_write_json(engine.model_path(CHOICE_FILE), choice_record(path, choice))
+    engine.models["emulator"] = path
+    return path

@@ -91,6 +91,36 @@ def test_real_files_without_catalog(lamost_dir: Path, tmp_path: Path, client) ->
     assert "92414 km/s" in rejects.loc["rv_out_of_range", "reason"]
 
 
+def test_ingest_classes_selects_lamost_classes_and_the_default_emulator_is_physical(
+    lamost_dir: Path, tmp_path: Path, client
+) -> None:
+    """``ingest.classes`` rejects the other classes (``class_not_selected``, counted by ``survey-scale info``);
+    real files are ``file_origin`` lamost, so the emulator step chooses ``physical`` and info says why."""
+    from survey_scale.engine.runner import DaskEngine
+    from survey_scale.products.info import cube_info
+    from survey_scale.stages import emulator
+
+    config = small_config(tmp_path, **{"ingest.input": str(lamost_dir), "ingest.classes": ["A", "M"]})
+    (summary,) = run_ingest(config, client)
+    assert (summary.n_files, summary.n_new, summary.n_rejected) == (10, 2, 8)
+    ds = open_cube(config.cube.path)
+    assert list(ds.subclass.values) == ["A2", "dM5"] and list(ds["class"].values) == ["STAR", "STAR"]
+    assert list(ds.file_origin.values) == ["lamost", "lamost"] and np.isnan(ds.lasp_teff.values).all()
+    rejects = open_rejects(config.cube.path)
+    assert list(rejects["code"]) == ["class_not_selected"] * 8  # the QSO and the duplicate too: class comes first
+    reasons = dict(zip((Path(p).name for p in rejects["source"]), rejects["reason"]))
+    assert reasons[QSO].startswith("LAMOST class QSO, subclass Non is not among ingest.classes [A, M]")
+    assert "class STAR, subclass K7" in reasons["spec-55859-F5902_sp01-002.fits.gz"]
+
+    path = emulator.run(config, DaskEngine(Path(config.cube.path), client, progress=False))
+    assert path.name == "physical.npz"
+    text = cube_info(config.cube.path)
+    assert "class_not_selected" in text and "      8  e.g." in text
+    assert "  emulator: physical (chosen by the input), file physical.npz" in text
+    assert "why: all 2 of the 2 spectra are real LAMOST files" in text
+    assert "spectra by file origin: mock 0, lamost 2, unknown 0" in text
+
+
 def test_dr7_and_dr9_copies_give_identical_rows(lamost_dir: Path, tmp_path: Path, client) -> None:
     rows = {}
     for name in (DR7_101001, DR9_101001):
@@ -454,3 +484,10 @@ def test_mock_releases_through_the_ingest(tmp_path: Path, client) -> None:
     assert len(revisited) == second.n_revisited_stars > 0
     for s in summaries:
         assert s.n_files == s.n_ingested + s.n_rejected
+    # the mock's header TSOURCE marks its files: the default emulator is the synthesizer that made them
+    assert set(ds.file_origin.values) == {"mock"}
+    from survey_scale.engine.runner import DaskEngine
+    from survey_scale.stages import emulator
+
+    engine = DaskEngine(Path(small_config(tmp_path).cube.path), client, progress=False)
+    assert emulator.run(small_config(tmp_path), engine).name == "synthesizer.npz"
