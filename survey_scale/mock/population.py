@@ -12,6 +12,7 @@ deg, magnitudes mag, masses and radii solar units, parallaxes mas, proper motion
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -395,13 +396,16 @@ def _sample_distances(
     ebv_local: np.ndarray,
     n_grid: int = 320,
     chunk: int = 20000,
+    density: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distance (pc) and E(B−V) for each star along its line of sight; NaN where no distance fits.
 
     p(d) ∝ d³ ρ★(d) S(G(d)) on a log grid 0.2–15 kpc (d³ = d² dd / d ln d), G(d) = M_G + 5 log10(d/10 pc) +
     R_G E(B−V)(d); E(B−V)(d) = κ · patch · ∫₀^d ρ_dust ds + local (circumstellar) excess, growing with d.
+    ``density(R_kpc, z_kpc)`` is the stars' relative density ρ★ (default :func:`young_disc_density`).
     Returns distance (pc), E(B−V) and a boolean "placed" mask.
     """
+    density = young_disc_density if density is None else density
     n = abs_g.size
     d_kpc = np.geomspace(0.2, 15.0, n_grid)
     dlog = np.log(d_kpc[1] / d_kpc[0])
@@ -411,7 +415,7 @@ def _sample_distances(
         sl = slice(start, min(n, start + chunk))
         m = sl.stop - sl.start
         radius, z = _galactocentric_rz(d_kpc[None, :], l_deg[sl, None], b_deg[sl, None])
-        rho_star = young_disc_density(radius, z)
+        rho_star = density(radius, z)
         rho_dust = dust_density(radius, z)
         # cumulative dust column (kpc) by the trapezoid rule on the log grid, from d = 0 (dust ≈ local).
         seg = 0.5 * (rho_dust[:, 1:] + rho_dust[:, :-1]) * np.diff(d_kpc)[None, :]
@@ -462,13 +466,20 @@ def snr_from_g(g_mag: np.ndarray, g_sky: float = 15.5, snr14: float = 76.0) -> n
 
 
 def _kinematics(
-    rng: np.random.Generator, ra: np.ndarray, dec: np.ndarray, dist_pc: np.ndarray
+    rng: np.random.Generator,
+    ra: np.ndarray,
+    dec: np.ndarray,
+    dist_pc: np.ndarray,
+    *,
+    dispersion_kms: tuple[float, float, float] = (12.0, 9.0, 6.0),
+    v_rot_kms: float = 235.0,
 ) -> dict[str, np.ndarray]:
     """Galactic positions (X, Y, Z kpc) and heliocentric motions from a flat rotation curve.
 
     Young-disc stars rotate at 235 km/s with dispersions (σ_R, σ_φ, σ_z) = (12, 9, 6) km/s; astropy converts
     to ICRS (Sun at 8.1 kpc, z_sun = 0 as SPEC §9, solar motion (12.9, 245.6, 7.78) km/s) for the radial
-    velocity (the binary's systemic velocity) and the proper motions.
+    velocity (the binary's systemic velocity) and the proper motions. ``dispersion_kms`` and ``v_rot_kms``
+    change the dispersions and the mean rotation (older populations: larger dispersions, asymmetric drift).
     """
     import astropy.units as u
     from astropy.coordinates import CartesianDifferential, Galactocentric, SkyCoord
@@ -479,13 +490,14 @@ def _kinematics(
     x, y, z = g.x.to_value(u.kpc), g.y.to_value(u.kpc), g.z.to_value(u.kpc)
     phi = np.arctan2(y, x)
     n = ra.size
-    v_r = rng.normal(0.0, 12.0, n)
-    v_t = 235.0 + rng.normal(0.0, 9.0, n)
+    sig_r, sig_t, sig_z = dispersion_kms
+    v_r = rng.normal(0.0, sig_r, n)
+    v_t = v_rot_kms + rng.normal(0.0, sig_t, n)
     # In astropy's Galactocentric frame the Sun, at x = -8.1 kpc, moves toward +y: the disc turns clockwise
     # seen from +z, so the rotation direction at azimuth phi is (sin phi, -cos phi).
     vx = v_r * np.cos(phi) + v_t * np.sin(phi)
     vy = v_r * np.sin(phi) - v_t * np.cos(phi)
-    vz = rng.normal(0.0, 6.0, n)
+    vz = rng.normal(0.0, sig_z, n)
     gal = SkyCoord(
         x=x * u.kpc,
         y=y * u.kpc,
@@ -517,18 +529,28 @@ def _combine_mags(m1: np.ndarray, m2: np.ndarray) -> np.ndarray:
 Columns = dict[str, np.ndarray]
 
 
-def _draw_candidates(
-    rng: np.random.Generator, m: int, fields: pd.DataFrame, config: PopulationConfig, patchy: PatchyExtinction
-) -> Columns:
-    """Draw ``m`` candidate stars (intrinsic properties and a distance); unplaceable ones get NaN distance."""
-    # Fields richer in young stars near the plane get more targets.
+def positions_in_fields(
+    rng: np.random.Generator, m: int, fields: pd.DataFrame, radius_deg: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Field index and Galactic (l, b) in degrees of ``m`` targets placed uniformly within the plates.
+
+    Fields richer in young stars near the plane get more targets (weight exp(−|b|/5°) + 0.05).
+    """
     w = np.exp(-np.abs(fields["field_b"].to_numpy()) / 5.0) + 0.05
     field = rng.choice(len(fields), size=m, p=w / w.sum())
-    r = config.field_radius_deg * np.sqrt(rng.random(m))
+    r = radius_deg * np.sqrt(rng.random(m))
     theta = rng.uniform(0.0, 2 * np.pi, m)
     b0 = fields["field_b"].to_numpy()[field]
     b_deg = np.clip(b0 + r * np.sin(theta), -89.9, 89.9)
     l_deg = np.mod(fields["field_l"].to_numpy()[field] + r * np.cos(theta) / np.cos(np.radians(b0)), 360.0)
+    return field, l_deg, b_deg
+
+
+def _draw_candidates(
+    rng: np.random.Generator, m: int, fields: pd.DataFrame, config: PopulationConfig, patchy: PatchyExtinction
+) -> Columns:
+    """Draw ``m`` candidate stars (intrinsic properties and a distance); unplaceable ones get NaN distance."""
+    field, l_deg, b_deg = positions_in_fields(rng, m, fields, config.field_radius_deg)
 
     teff, logg, state = _draw_teff_logg(rng, m)
     # The 0.1 mag intrinsic MKs scatter is a luminosity (so mass, so radius) scatter at fixed Teff, log g.
@@ -594,6 +616,14 @@ def _draw_candidates(
     return out
 
 
+def population_fields(n_stars: int, seed: int, config: PopulationConfig | None = None) -> pd.DataFrame:
+    """The plate centres of :func:`make_population` for these arguments (field_l, field_b, field_ra, field_dec):
+    n_fields = max(min_fields, ⌈n_stars / stars_per_field⌉), drawn from the seed's stream 1."""
+    config = config or PopulationConfig()
+    n_fields = max(config.min_fields, int(np.ceil(n_stars / config.stars_per_field)))
+    return _draw_fields(_rng(seed, 1), n_fields)
+
+
 def make_population(
     n_stars: int,
     seed: int,
@@ -631,8 +661,7 @@ def make_population(
     config = config or PopulationConfig()
     galaxy_seed = seed if galaxy_seed is None else galaxy_seed
     patchy = PatchyExtinction(galaxy_seed)
-    n_fields = max(config.min_fields, int(np.ceil(n_stars / config.stars_per_field)))
-    fields = _draw_fields(_rng(seed, 1), n_fields)
+    fields = population_fields(n_stars, seed, config)
 
     rng_cand = _rng(seed, 2)
     parts: list[Columns] = []

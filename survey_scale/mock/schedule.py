@@ -141,6 +141,7 @@ def make_visits(
     obsid_start: int = 500_000_001,
     first_visit_number: np.ndarray | None = None,
     config: ScheduleConfig | None = None,
+    plan_rank_offset: int = 0,
 ) -> pd.DataFrame:
     """One row per spectrum: where, when and how each star is observed.
 
@@ -161,6 +162,10 @@ def make_visits(
         release's count + 1 for stars observed again).
     config
         :class:`ScheduleConfig`.
+    plan_rank_offset
+        Added to the night rank in the plan ids (``GAC...B<k>``): a second schedule of the same fields
+        (the release's contaminants) with an offset above the first's ranks uses plans of its own, so its
+        specids and plan-level values never collide with the first's.
 
     Returns
     -------
@@ -209,7 +214,7 @@ def make_visits(
     field = np.asarray(rows["field"], dtype=np.int64)
     st = stars.iloc[star].reset_index(drop=True)
     cls = plan_class(g_mag[star])
-    planid = plan_id(st["field_ra"].to_numpy(), st["field_dec"].to_numpy(), cls, rank)
+    planid = plan_id(st["field_ra"].to_numpy(), st["field_dec"].to_numpy(), cls, rank + int(plan_rank_offset))
 
     # Fibres: distinct (spid, fiberid) slots within each (LMJD, PLANID) plan.
     spid = np.empty(m, dtype=np.int64)

@@ -437,7 +437,13 @@ def telluric_native(inputs: VisitInputs) -> np.ndarray:
 # --- the full observation -----------------------------------------------------------------------------------
 
 
-def observe(inputs: VisitInputs, seed_base: int, *, keep_intermediate: bool = False) -> ObservedBatch:
+def observe(
+    inputs: VisitInputs,
+    seed_base: int,
+    *,
+    keep_intermediate: bool = False,
+    stellar_flux: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> ObservedBatch:
     """Simulate a batch of LAMOST visits (see the module docstring for the steps).
 
     Parameters
@@ -451,6 +457,11 @@ def observe(inputs: VisitInputs, seed_base: int, *, keep_intermediate: bool = Fa
         batch size gives byte-identical files).
     keep_intermediate
         Also return the composite stellar flux (for tests).
+    stellar_flux
+        ``(flux, continuum, light_frac2)`` — (n, 3909) surface flux and its smooth continuum on the native
+        grid at the visits' velocities, and the (n,) secondary light fraction — to observe instead of the
+        synthesizer's :func:`composite_flux` (the mock's cool contaminants and QSOs,
+        :mod:`survey_scale.mock.contaminants`); every later step is the same.
 
     Returns
     -------
@@ -458,7 +469,7 @@ def observe(inputs: VisitInputs, seed_base: int, *, keep_intermediate: bool = Fa
     """
     wave = native_wavelength()
     n = inputs.rv1.size
-    stellar, cont, light2 = composite_flux(inputs)
+    stellar, cont, light2 = composite_flux(inputs) if stellar_flux is None else stellar_flux
     f_obs = stellar + emission_spectrum(inputs, cont)
     redden = ph.reddening_transmission(wave, inputs.ebv)
     f_obs = f_obs * interstellar_native(inputs) * redden * telluric_native(inputs)
