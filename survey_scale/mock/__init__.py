@@ -4,7 +4,10 @@ Real LAMOST spectra cannot be bundled, so survey_scale writes its own release �
 demo, the tests and the benchmarks, and what users test their cluster set-up on. It goes through the same
 ingest path as real data: LAMOST-layout FITS files (DR7 primary image and DR8+ ``COADD`` table, gzipped or
 not, headers key-for-key as the real files), a release catalog and a Gaia/2MASS/photometry cross-match,
-plus a truth table that the pipeline's results can be scored against.
+plus a truth table that the pipeline's results can be scored against. Like a real hot-star candidate list
+(P2 §2, §5.1) it also holds contaminants: cool F/G/K stars (``cool_fraction`` of all stars, default 0.3; 0
+for a hot-star-only release) with LAMOST-like classes, some misclassified as A, and a few QSOs, marked in the
+truth (``population``); the hot stars are the same with or without them.
 
 Usage::
 
@@ -14,7 +17,8 @@ Usage::
 
 Modules: :mod:`.population` (the stars), :mod:`.photometry` (bands, extinction coefficients, colours),
 :mod:`.schedule` (plans, nights, fibres, S/N, velocities), :mod:`.spectra` (observed spectra),
-:mod:`.writer` (FITS bytes), :mod:`.release` (orchestration, tables); its figures are in
+:mod:`.writer` (FITS bytes), :mod:`.contaminants` (cool stars and QSOs), :mod:`.release` (orchestration,
+tables); its figures are in
 :mod:`survey_scale.products.figures.mock`.
 
 Physics of the population (what is drawn, and from what)
@@ -56,6 +60,11 @@ Physics of the population (what is drawn, and from what)
   gives a median near 40 and a log S/N peak near 1.8 (P2: 37 and 63); per-visit LSF R log-normal about
   1800 with 8 % scatter (``synth.draw_resolution``, as the model grids);
   ~1 % corrupted spectra (flux jumps, artefacts, mis-calibrated wavelength segments; P1 Fig. 15).
+- **Contaminants** (:mod:`.contaminants`): cool dwarfs, subgiants and giants (Teff 3,700–7,500 K, [Fe/H]
+  ~ N(−0.2, 0.3), slow rotators but F stars) on the same plates, in an old disc, with the same photometry,
+  reddening and astrometry machinery; spectra from the cool-star emulator's normalized flux times a Planck
+  continuum, observed as the hot stars; CLASS/SUBCLASS as LAMOST gives them (~15 % as A types); 0.3 % of the
+  spectra are QSOs (power law, broad lines, header Z = redshift).
 - **Spectra** (:mod:`.spectra`): the synthesizer's flux on LAMOST's native log-linear grid (exact
   Doppler mapping), emission, ISM lines, F99 reddening, tellurics in the observatory frame, a two-arm
   throughput and sky for the noise, residual flux calibration, bad pixels and masks.
@@ -71,21 +80,27 @@ Limits (what the mock does not do)
 - Photometric extinction applies the small-E(B−V) coefficient linearly (broad bands like G in reality
   lose ~6 % of their coefficient by E(B−V) = 0.5).
 - Star ids of a new release avoid those of its direct predecessor only (chains are checked link by link).
+- Contaminants are single stars without emission, at the emulator's mean LSF; they are not revisited by a
+  later release.
 """
 
 from __future__ import annotations
 
+from survey_scale.mock.contaminants import COOL_FRACTION, ContaminantConfig, cool_star_emulator
 from survey_scale.mock.photometry import EXTINCTION_COEFFS
 from survey_scale.mock.population import PopulationConfig, make_population
 from survey_scale.mock.release import INVALID_KINDS, ReleaseSummary, make_release
 from survey_scale.mock.schedule import ScheduleConfig, make_visits
 
 __all__ = [
+    "COOL_FRACTION",
     "EXTINCTION_COEFFS",
     "INVALID_KINDS",
+    "ContaminantConfig",
     "PopulationConfig",
     "ReleaseSummary",
     "ScheduleConfig",
+    "cool_star_emulator",
     "make_population",
     "make_release",
     "make_visits",

@@ -6,14 +6,23 @@ Layout of ``OUTDIR``::
     catalog.csv                                          release catalog, one row per spectrum (LAMOST names)
     crossmatch.parquet                                   Gaia DR2 / 2MASS / g,r,i per spectrum (by obsid)
     truth.parquet                                        per spectrum: every true value and defect
-    truth_stars.parquet                                  per star: the population table
+    truth_stars.parquet                                  per star: the population table (hot stars)
+    truth_contaminants.parquet                           per contaminant: cool stars and QSOs (if any)
     release.json                                         seed, counts, options, code version
 
 The same arguments give byte-identical files: every random draw comes from ``numpy.random.SeedSequence``
 streams of the seed, headers carry a fixed DATE, gzip is written with mtime 0, and nothing records the
-time of the run. A second release can extend the first (``previous=``): some of its stars are observed
-again (same star_index, star_id, RA/Dec and truths, new visits) next to new stars, on later nights, so
-specids and obsids never collide.
+time of the run. Like a real hot-star candidate list, a release also holds contaminants — cool F/G/K stars
+(``cool_fraction`` of all stars, default 0.3) and a few QSOs — drawn from streams of their own and observed
+on plans of their own after the hot stars, so that the hot stars' files and truth rows are the same with or
+without them (:mod:`survey_scale.mock.contaminants`). A second release can extend the first
+(``previous=``): some of its (hot) stars are observed again (same star_index, star_id, RA/Dec and truths,
+new visits) next to new stars, on later nights, so specids and obsids never collide.
+
+Truth columns that say what each spectrum is: ``population`` ("hot", "cool_contaminant", "qso"),
+``lamost_class`` (CLASS: "STAR" or "QSO"), ``lamost_subclass`` (SUBCLASS as written), ``true_subclass``
+(that of the true Teff), ``misclassified`` (a cool star given an A-type subclass) and ``redshift`` (QSOs).
+Cool contaminants carry their true teff, logg, vsini and fe_h (the other labels NaN: not modelled).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +39,7 @@ import pandas as pd
 
 from survey_scale._version import __version__
 from survey_scale.core.labels import LABEL_NAMES
+from survey_scale.mock import contaminants as con
 from survey_scale.mock import photometry as ph
 from survey_scale.mock import population as pop
 from survey_scale.mock import schedule as sch
@@ -130,6 +140,8 @@ class ReleaseSummary:
         Files that are valid, catalogued spectra.
     n_invalid
         Invalid inputs (files or catalog rows), by kind in ``invalid_kinds``.
+    n_contaminants
+        Contaminant objects (cool stars and QSOs) observed in this release; not counted in ``n_stars``.
     counts
         Other counts (layouts, gzip, binaries, emission, corrupted, multi-visit stars).
     timings
@@ -146,6 +158,7 @@ class ReleaseSummary:
     n_files: int
     n_valid_files: int
     n_invalid: int
+    n_contaminants: int = 0
     invalid_kinds: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -155,12 +168,15 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), 9000 + stream]))
 
 
-def _read_previous(previous: str | Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+def _read_previous(previous: str | Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, frozenset[str]]:
     prev = Path(previous)
     meta = json.loads((prev / "release.json").read_text())
     stars = pd.read_parquet(prev / "truth_stars.parquet")
     truth = pd.read_parquet(prev / "truth.parquet", columns=["star_index", "visit"])
-    return meta, stars, truth
+    ids = set(stars["star_id"].tolist())
+    if (prev / CONTAMINANTS_TABLE).is_file():
+        ids |= set(pd.read_parquet(prev / CONTAMINANTS_TABLE, columns=["star_id"])["star_id"].tolist())
+    return meta, stars, truth, frozenset(ids)
 
 
 def make_release(
@@ -178,6 +194,9 @@ def make_release(
     population_config: pop.PopulationConfig | None = None,
     schedule_config: sch.ScheduleConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cool_fraction: float = con.COOL_FRACTION,
+    qso_fraction: float = con.QSO_FRACTION,
+    contaminant_config: con.ContaminantConfig | None = None,
 ) -> ReleaseSummary:
     """Generate and write a mock LAMOST release (SPEC §10).
 
@@ -211,6 +230,17 @@ def make_release(
         Overrides of the population and schedule defaults.
     progress
         Optional callback ``progress(done, total)`` after each batch.
+    cool_fraction
+        Fraction of cool contaminants (F/G/K stars) among all stars of the release, as in a real hot-star
+        candidate list (:mod:`survey_scale.mock.contaminants`): n_cool = round(n_hot f / (1 − f)) next to the
+        ``n_stars`` hot stars. Default 0.3; 0 disables every contaminant (cool stars and QSOs) and gives the
+        hot-star-only release. The hot stars (population, spectra, files, truth rows) are the same for any
+        value.
+    qso_fraction
+        With contaminants on: fraction of the release's spectra that are QSOs (CLASS = "QSO"), at least one
+        (0 none). Default 0.003.
+    contaminant_config
+        Overrides of the contaminants' defaults (:class:`survey_scale.mock.contaminants.ContaminantConfig`).
 
     Returns
     -------
@@ -224,6 +254,9 @@ def make_release(
     spec_dir.mkdir(parents=True, exist_ok=True)
     if not 0.0 <= image_fraction <= 1.0 or not 0.0 <= gzip_fraction <= 1.0:
         raise ValueError("image_fraction and gzip_fraction must be within [0, 1]")
+    if not 0.0 <= qso_fraction <= 1.0:
+        raise ValueError(f"qso_fraction must be within [0, 1], got {qso_fraction}")
+    con.contaminant_counts(1, cool_fraction)  # validates cool_fraction
 
     # --- stars: new ones, plus revisits of an earlier release ---------------------------------------------
     galaxy_seed, star_index_start, lmjd_start, obsid_start = int(seed), 0, 57300, 500_000_001
@@ -232,13 +265,13 @@ def make_release(
     reserved: frozenset[str] = frozenset()
     prev_meta: dict[str, Any] | None = None
     if previous is not None:
-        prev_meta, prev_stars, prev_truth = _read_previous(previous)
+        prev_meta, prev_stars, prev_truth, prev_ids = _read_previous(previous)
         galaxy_seed = int(prev_meta["galaxy_seed"])
         star_index_start = int(prev_meta["max_star_index"]) + 1
         lmjd_start = int(prev_meta["max_lmjd"]) + 30
         obsid_start = int(prev_meta["max_obsid"]) + 1
         # New stars avoid the predecessor's star ids (a longer chain is checked against its last link only).
-        reserved = frozenset(prev_stars["star_id"].tolist())
+        reserved = prev_ids
         rng_re = _rng(seed, 1)
         n_re = max(1, round(revisit_fraction * len(prev_stars))) if len(prev_stars) else 0
         pick = np.sort(rng_re.choice(len(prev_stars), size=n_re, replace=False)) if n_re else np.zeros(0, int)
@@ -309,39 +342,45 @@ def make_release(
             visits.loc[sel, "gzip"] = gz
     visits["fitsname_written"] = visits["fitsname"] + np.where(visits["gzip"], ".gz", "")
 
+    # --- contaminants: cool stars and QSOs, on streams and plans of their own ----------------------------
+    t0 = time.perf_counter()
+    contam, cvisits = _contaminants(
+        stars, visits, seed, galaxy_seed, reserved, n_stars, lmjd_start, cool_fraction, qso_fraction,
+        population_config, schedule_config, contaminant_config, image_fraction, gzip_fraction,
+    )  # fmt: skip
+    timings["contaminants"] = time.perf_counter() - t0
+
     # --- spectra -------------------------------------------------------------------------------------------
     t0 = time.perf_counter()
     date_card = _processing_date(int(visits["lmjd"].max()))
-    plan_info = _plan_info(visits, stars)
-    per_visit_keys = ("snru", "snrg", "snrr", "snri", "snrz", "light_frac2_g", "corrupt_lo", "corrupt_hi",
-                      "corrupt_amount", "file_written")  # fmt: skip
-    per_visit: dict[str, list] = {k: [] for k in per_visit_keys}
-    star_tab = stars.set_index("star_index")
-    wave32 = spx.native_wavelength().astype(np.float32)
-    n_total = len(visits)
-    for start in range(0, n_total, batch_size):
-        batch = visits.iloc[start : start + batch_size]
-        obs = spx.observe(spx.visit_inputs(batch, stars), int(seed))
-        for j, (idx, v) in enumerate(batch.iterrows()):
-            star = star_tab.loc[int(v["star_index"])]
-            snr_b = np.round(obs.snr_bands[j], 2)
-            meta = _header_meta(v, star, plan_info.loc[idx], snr_b, release, date_card)
-            arrays = {
-                "FLUX": obs.flux[j], "IVAR": obs.ivar[j], "WAVELENGTH": wave32,
-                "ANDMASK": obs.andmask[j], "ORMASK": obs.ormask[j], "NORMALIZATION": obs.normalization[j],
-            }  # fmt: skip
-            written = _write_visit(spec_dir, v, meta, arrays)
-            for b, name in enumerate(("snru", "snrg", "snrr", "snri", "snrz")):
-                per_visit[name].append(float(snr_b[b]))
-            per_visit["light_frac2_g"].append(float(obs.light_frac2[j]))
-            info = obs.corrupt_info[j]
-            for key in ("corrupt_lo", "corrupt_hi", "corrupt_amount"):
-                per_visit[key].append(float(info.get(key, np.nan)))
-            per_visit["file_written"].append(written)
-        if progress is not None:
-            progress(min(start + batch_size, n_total), n_total)
-    for key, values in per_visit.items():
-        visits[key] = values
+    n_total = len(visits) + len(cvisits)
+    done = 0
+    # The hot stars' visits first, in their own batches (the synthesizer's batched FFTs make the last bits of a
+    # spectrum depend on its batch), then the contaminants'.
+    for group, group_stars, flux_of in (
+        (visits, stars, None),
+        (cvisits, contam, lambda b, st: con.contaminant_flux_native(st, b["rv"].to_numpy(), int(seed))),
+    ):
+        if len(group) == 0:
+            continue
+        plan_info = _plan_info(group, group_stars, stream=9200 if flux_of is None else 9201)
+        star_tab = group_stars.set_index("star_index")
+        per_visit: dict[str, list] = {k: [] for k in _PER_VISIT_KEYS}
+        for start in range(0, len(group), batch_size):
+            batch = group.iloc[start : start + batch_size]
+            inputs = spx.visit_inputs(batch, group_stars)
+            stellar = None
+            if flux_of is not None:
+                rows = star_tab.loc[batch["star_index"].to_numpy()].reset_index()
+                stellar = flux_of(batch, rows)
+                inputs = replace(inputs, distance_pc=np.nan_to_num(inputs.distance_pc, nan=15000.0))
+            obs = spx.observe(inputs, int(seed), stellar_flux=stellar)
+            _write_batch(spec_dir, batch, obs, star_tab, plan_info, release, date_card, per_visit)
+            done += len(batch)
+            if progress is not None:
+                progress(done, n_total)
+        for key, values in per_visit.items():
+            group[key] = values
     timings["spectra"] = time.perf_counter() - t0
 
     # --- duplicate: the same spectrum under a second file name ---------------------------------------------
@@ -359,10 +398,13 @@ def make_release(
             duplicates.append(_write_duplicate(spec_dir, visits.iloc[int(pick)]))
 
     # --- tables -----------------------------------------------------------------------------------------
-    truth = _truth_table(visits, stars, release, duplicates)
+    # Hot visits first (their row numbers are the duplicates' source indices), then the contaminants'.
+    visits = pd.concat([visits, cvisits], ignore_index=True) if len(cvisits) else visits
+    all_stars = _with_population(stars, contam)
+    truth = _truth_table(visits, all_stars, release, duplicates)
     catalog_visits = visits[visits["invalid_kind"] != "no_catalog_row"]
-    catalog = _catalog_table(catalog_visits, stars)
-    crossmatch = _crossmatch_table(catalog_visits, stars)
+    catalog = _catalog_table(catalog_visits, all_stars)
+    crossmatch = _crossmatch_table(catalog_visits, all_stars)
     catalog.to_csv(outdir / "catalog.csv", index=False)
     _write_parquet(crossmatch, outdir / "crossmatch.parquet")
     _write_parquet(truth, outdir / "truth.parquet")
@@ -370,9 +412,14 @@ def make_release(
     valid_counts = truth[~truth["invalid"]].groupby("star_index").size()
     stars_out["n_visits"] = valid_counts.reindex(stars_out["star_index"]).fillna(0).to_numpy(dtype=np.int64)
     _write_parquet(stars_out, outdir / "truth_stars.parquet")
+    if len(contam):
+        contam_out = contam.copy()
+        contam_out["n_visits"] = valid_counts.reindex(contam_out["star_index"]).fillna(0).to_numpy(dtype=np.int64)
+        _write_parquet(contam_out, outdir / CONTAMINANTS_TABLE)
 
     files_written = int(truth["file_written"].sum())
     valid_files = int((truth["file_written"] & ~truth["invalid"]).sum())
+    population = truth["population"]
     counts = {
         "image_files": int((truth["file_written"] & (truth["layout"] == "image")).sum()),
         "coadd_files": int((truth["file_written"] & (truth["layout"] == "coadd")).sum()),
@@ -383,6 +430,12 @@ def make_release(
         "multi_visit_stars": int((stars_out["n_visits"] > 1).sum()),
         "corrupted_spectra": int((truth["corrupted"] & ~truth["invalid"]).sum()),
         "catalog_rows": len(catalog),
+        "cool_contaminant_stars": int((contam["population"] == con.POPULATION_COOL).sum()),
+        "misclassified_a_stars": int(contam["misclassified"].sum()),
+        "qso_objects": int((contam["population"] == con.POPULATION_QSO).sum()),
+        "cool_contaminant_spectra": int((population == con.POPULATION_COOL).sum()),
+        "misclassified_a_spectra": int(truth["misclassified"].sum()),
+        "qso_spectra": int((population == con.POPULATION_QSO).sum()),
     }
     meta = {
         "release": release,
@@ -394,6 +447,7 @@ def make_release(
         "n_stars": len(stars),
         "n_new_stars": len(new_stars),
         "n_revisited_stars": len(old_stars),
+        "n_contaminants": len(contam),
         "n_visits": len(visits),
         "n_files": files_written,
         "n_valid_files": valid_files,
@@ -407,15 +461,18 @@ def make_release(
             "n_invalid": n_invalid,
             "revisit_fraction": revisit_fraction,
             "batch_size": batch_size,
+            "cool_fraction": cool_fraction,
+            "qso_fraction": qso_fraction,
             "population_config": asdict(population_config or pop.PopulationConfig()),
             "schedule_config": asdict(schedule_config or sch.ScheduleConfig()),
+            "contaminant_config": asdict(contaminant_config or con.ContaminantConfig()),
         },
         "native_grid": {"coeff0": spx.NATIVE_COEFF0, "coeff1": spx.NATIVE_COEFF1, "n_pix": spx.NATIVE_NPIX},
         "extinction_coeffs": ph.EXTINCTION_COEFFS,
         "lmjd_range": [int(visits["lmjd"].min()), int(visits["lmjd"].max())],
         "max_lmjd": max(int(visits["lmjd"].max()), int(prev_meta["max_lmjd"]) if prev_meta else 0),
         "max_obsid": max(int(visits["obsid"].max()), int(prev_meta["max_obsid"]) if prev_meta else 0),
-        "max_star_index": max(int(stars["star_index"].max()), int(prev_meta["max_star_index"]) if prev_meta else 0),
+        "max_star_index": max(int(all_stars["star_index"].max()), int(prev_meta["max_star_index"]) if prev_meta else 0),
     }
     (outdir / "release.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     timings["tables"] = time.perf_counter() - t0
@@ -431,6 +488,7 @@ def make_release(
         n_files=files_written,
         n_valid_files=valid_files,
         n_invalid=len(kinds),
+        n_contaminants=len(contam),
         invalid_kinds={k: EXPECTED_REJECT[k] for k in kinds},
         counts=counts,
         timings=timings,
@@ -440,8 +498,117 @@ def make_release(
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
+CONTAMINANTS_TABLE: str = "truth_contaminants.parquet"
+"""Per-contaminant truth table (cool stars and QSOs): STAR_COLUMNS + contaminants.CONTAMINANT_COLUMNS."""
+
+_PER_VISIT_KEYS: tuple[str, ...] = ("snru", "snrg", "snrr", "snri", "snrz", "light_frac2_g", "corrupt_lo",
+                                    "corrupt_hi", "corrupt_amount", "file_written")  # fmt: skip
+
+
+def _write_batch(
+    spec_dir: Path,
+    batch: pd.DataFrame,
+    obs: spx.ObservedBatch,
+    star_tab: pd.DataFrame,
+    plan_info: pd.DataFrame,
+    release: str,
+    date_card: str,
+    per_visit: dict[str, list],
+) -> None:
+    """Write a batch's files and collect their per-visit values into ``per_visit``."""
+    wave32 = spx.native_wavelength().astype(np.float32)
+    for j, (idx, v) in enumerate(batch.iterrows()):
+        star = star_tab.loc[int(v["star_index"])]
+        snr_b = np.round(obs.snr_bands[j], 2)
+        meta = _header_meta(v, star, plan_info.loc[idx], snr_b, release, date_card)
+        arrays = {
+            "FLUX": obs.flux[j], "IVAR": obs.ivar[j], "WAVELENGTH": wave32,
+            "ANDMASK": obs.andmask[j], "ORMASK": obs.ormask[j], "NORMALIZATION": obs.normalization[j],
+        }  # fmt: skip
+        written = _write_visit(spec_dir, v, meta, arrays)
+        for b, name in enumerate(("snru", "snrg", "snrr", "snri", "snrz")):
+            per_visit[name].append(float(snr_b[b]))
+        per_visit["light_frac2_g"].append(float(obs.light_frac2[j]))
+        info = obs.corrupt_info[j]
+        for key in ("corrupt_lo", "corrupt_hi", "corrupt_amount"):
+            per_visit[key].append(float(info.get(key, np.nan)))
+        per_visit["file_written"].append(written)
+
+
+def _contaminants(
+    stars: pd.DataFrame,
+    visits: pd.DataFrame,
+    seed: int,
+    galaxy_seed: int,
+    reserved: frozenset[str],
+    n_stars: int,
+    lmjd_start: int,
+    cool_fraction: float,
+    qso_fraction: float,
+    population_config: pop.PopulationConfig | None,
+    schedule_config: sch.ScheduleConfig | None,
+    contaminant_config: con.ContaminantConfig | None,
+    image_fraction: float,
+    gzip_fraction: float,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The release's contaminant stars and their visits (empty tables when ``cool_fraction`` is 0).
+
+    Cool stars and QSOs sit on the hot stars' plates (the same fields), star indices after the hot stars';
+    their schedule is :func:`survey_scale.mock.schedule.make_visits` on its own stream, with plan ranks above
+    the hot plans' (so no specid or plan is shared), nights within the hot stars' season (so the files'
+    DATE, set by the last hot night, is unchanged), obsids after the hot ones.
+    """
+    empty = con.make_cool_population(0, seed, pd.DataFrame(), galaxy_seed=galaxy_seed, star_index_start=0)
+    n_cool = con.contaminant_counts(len(stars), cool_fraction)
+    if n_cool == 0:
+        return empty, visits.iloc[:0].copy()
+    fields = pop.population_fields(n_stars, seed, population_config)
+    taken = set(reserved) | set(stars["star_id"].tolist())
+    first_index = int(stars["star_index"].max()) + 1
+    cool = con.make_cool_population(
+        n_cool, seed, fields, galaxy_seed=galaxy_seed, star_index_start=first_index, reserved_star_ids=taken,
+        population_config=population_config, config=contaminant_config,
+    )  # fmt: skip
+    n_spectra = len(visits) * (1.0 + n_cool / max(len(stars), 1))
+    n_qso = max(1, round(qso_fraction * n_spectra)) if qso_fraction > 0 else 0
+    qso = con.make_qso_population(
+        n_qso, seed, fields, galaxy_seed=galaxy_seed, star_index_start=first_index + n_cool,
+        reserved_star_ids=taken | set(cool["star_id"].tolist()), population_config=population_config,
+    )  # fmt: skip
+    contam = pd.concat([cool, qso], ignore_index=True) if n_qso else cool
+    cfg = schedule_config or sch.ScheduleConfig()
+    season = int(visits["lmjd"].max()) - lmjd_start + 1
+    if season >= int(contam["n_visits"].max()) + 1:
+        cfg = replace(cfg, season_days=min(season, cfg.season_days))
+    rank = visits["planid"].str.slice(10).astype(int).max()
+    cvisits = sch.make_visits(
+        contam, np.random.SeedSequence([int(seed), 9300]), lmjd_start=lmjd_start,
+        obsid_start=int(visits["obsid"].max()) + 1, config=cfg, plan_rank_offset=int(rank),
+    )  # fmt: skip
+    cvisits["visit_seed"] = con.CONTAMINANT_SEED_OFFSET + np.arange(len(cvisits), dtype=np.int64)
+    cvisits["invalid_kind"] = ""
+    rng_lay = _rng(seed, 5)
+    cvisits["layout"] = np.where(rng_lay.random(len(cvisits)) < image_fraction, "image", "coadd")
+    cvisits["gzip"] = rng_lay.random(len(cvisits)) < gzip_fraction
+    cvisits["fitsname_written"] = cvisits["fitsname"] + np.where(cvisits["gzip"], ".gz", "")
+    return contam, cvisits
+
+
+def _with_population(stars: pd.DataFrame, contam: pd.DataFrame) -> pd.DataFrame:
+    """Hot stars (with the contaminant columns filled: population "hot", class STAR, their subclass) and the
+    contaminants in one star table."""
+    hot = stars.copy()
+    hot["population"] = con.POPULATION_HOT
+    hot["lamost_class"] = "STAR"
+    hot["true_subclass"] = hot["subclass"]
+    hot["misclassified"] = False
+    hot["cool_class"] = ""
+    hot["redshift"] = np.nan
+    return pd.concat([hot, contam], ignore_index=True) if len(contam) else hot
+
+
 OUTPUT_TABLES: tuple[str, ...] = (
-    "catalog.csv", "crossmatch.parquet", "truth.parquet", "truth_stars.parquet", "release.json",
+    "catalog.csv", "crossmatch.parquet", "truth.parquet", "truth_stars.parquet", CONTAMINANTS_TABLE, "release.json",
 )  # fmt: skip
 
 
@@ -487,8 +654,11 @@ def _local_iso(mjd: float) -> str:
     return Time(mjd + 8.0 / 24.0, format="mjd", scale="utc").isot[:21]
 
 
-def _plan_info(visits: pd.DataFrame, stars: pd.DataFrame) -> pd.DataFrame:
-    """Per-visit plan-level header values: spectrograph mean position, exposure, moon, focal-plane x/y."""
+def _plan_info(visits: pd.DataFrame, stars: pd.DataFrame, stream: int = 9200) -> pd.DataFrame:
+    """Per-visit plan-level header values: spectrograph mean position, exposure, moon, focal-plane x/y.
+
+    Night temperatures and flux standards come from ``SeedSequence([first LMJD, stream])`` (the contaminants'
+    plans use a stream of their own)."""
     st = stars.set_index("star_index").loc[visits["star_index"].to_numpy()]
     ra, dec = st["ra"].to_numpy(), st["dec"].to_numpy()
     df = pd.DataFrame({"ra": ra, "dec": dec}, index=visits.index)
@@ -504,7 +674,7 @@ def _plan_info(visits: pd.DataFrame, stars: pd.DataFrame) -> pd.DataFrame:
     df["moonpha"] = np.mod(visits["obs_mjd"].to_numpy() - 51549.76, 29.530589)
     # Night temperature and the plan's flux standards: deterministic functions of the plan.
     codes = pd.factorize(visits["lmjd"].astype(str) + visits["planid"], sort=True)[0]
-    rng = np.random.default_rng(np.random.SeedSequence([int(visits["lmjd"].min()), 9200]))
+    rng = np.random.default_rng(np.random.SeedSequence([int(visits["lmjd"].min()), stream]))
     temp = rng.normal(0.0, 6.0, codes.max() + 1)
     fstar = [
         "-".join(str(x) for x in sorted(rng.choice(np.arange(1, 251), 4, replace=False)))
@@ -562,6 +732,7 @@ def _header_meta(
         "HELIO_RV": float(v["helio_rv"]),
         "COEFF0": spx.NATIVE_COEFF0,
         "COEFF1": spx.NATIVE_COEFF1,
+        "CLASS": star.get("lamost_class", "STAR"),
         "SUBCLASS": star["subclass"],
         "Z": float(v["rv_meas"]) / spx.C_KMS,
         "Z_ERR": float(v["rv_err"]) / spx.C_KMS,
@@ -687,6 +858,13 @@ def _truth_table(
     t["structural"] = np.isin(kind, list(STRUCTURAL_KINDS))
     t["in_catalog"] = kind != "no_catalog_row"
     t["duplicate_of"] = ""
+    # What kind of object (hot star, cool contaminant, QSO) and how LAMOST classes it (contaminants module).
+    defaults = {"population": con.POPULATION_HOT, "lamost_class": "STAR", "misclassified": False, "redshift": np.nan}
+    for name, default in defaults.items():
+        t[name] = st[name].to_numpy() if name in st else default
+    t["misclassified"] = t["misclassified"].astype(bool)
+    t["lamost_subclass"] = st["subclass"].to_numpy()
+    t["true_subclass"] = st["true_subclass"].to_numpy() if "true_subclass" in st else st["subclass"].to_numpy()
     rows = []
     for dup in duplicates:
         # Two names, one spectrum: the ingest keeps the name that sorts first (".fits" before ".fits.gz");
@@ -734,7 +912,7 @@ def _catalog_table(visits: pd.DataFrame, stars: pd.DataFrame) -> pd.DataFrame:
             "snri": visits["snri"].to_numpy(),
             "snrz": visits["snrz"].to_numpy(),
             "objtype": "Star",
-            "class": "STAR",
+            "class": st["lamost_class"].to_numpy() if "lamost_class" in st else "STAR",
             "subclass": st["subclass"].to_numpy(),
             "z": np.round(visits["rv_meas"].to_numpy() / spx.C_KMS, 8),
             "z_err": np.round(visits["rv_err"].to_numpy() / spx.C_KMS, 8),

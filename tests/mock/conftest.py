@@ -13,7 +13,8 @@ SHARED_LAMOST = Path(__file__).resolve().parents[3] / "shared" / "data" / "lamos
 
 @pytest.fixture(scope="session")
 def release_a(tmp_path_factory: pytest.TempPathFactory) -> ReleaseSummary:
-    """A small release: 40 stars, seed 3, every kind of invalid input."""
+    """A small release: 40 hot stars (and the default cool contaminants and a QSO), seed 3, every kind of
+    invalid input."""
     return make_release(tmp_path_factory.mktemp("rel") / "a", 40, 3, "MOCK1")
 
 
@@ -21,6 +22,12 @@ def release_a(tmp_path_factory: pytest.TempPathFactory) -> ReleaseSummary:
 def release_a_again(tmp_path_factory: pytest.TempPathFactory) -> ReleaseSummary:
     """The same arguments as ``release_a`` in another folder."""
     return make_release(tmp_path_factory.mktemp("rel") / "a_again", 40, 3, "MOCK1")
+
+
+@pytest.fixture(scope="session")
+def release_a_hot_only(tmp_path_factory: pytest.TempPathFactory) -> ReleaseSummary:
+    """``release_a``'s arguments without contaminants (``cool_fraction=0``)."""
+    return make_release(tmp_path_factory.mktemp("rel") / "a_hot", 40, 3, "MOCK1", cool_fraction=0.0)
 
 
 @pytest.fixture(scope="session")
