@@ -56,7 +56,7 @@ def main() -> None:
         default="hot",
         help="hot: the hot-dwarf model (8,000-40,000 K); cool: the cool-star model joined to it (3,500-8,500 K)",
     )
-    ap.add_argument("--cool-model", type=Path, help="cannongrid_3000_18000_coolstars_norm_cubic_model.pkl (--component cool)")
+    ap.add_argument("--cool-model", type=Path, help="cannongrid_3000_18000_coolstars_norm_cubic_model.pkl (for cool)")
     ap.add_argument("--schedule", choices=E.SCHEDULES, default="plateau")
     ap.add_argument("--grid-out", type=Path, required=True, help="where the model grid is (or is already) written")
     ap.add_argument("--grid-size", type=int, default=10000)

@@ -419,6 +419,11 @@ class FitConfig(_Section):
     threads: int = Field(
         1, ge=1, description="torch threads per Dask thread (fixed, so results are the same on every cluster kind)"
     )
+    cool_star_emulator: str | None = Field(
+        "physical",
+        description="independent cool-star Teff for the final-sample rule (P2 5.1): a shipped emulator set's name "
+        "or a file, its 'cool' component (or the file's emulator); null = no check",
+    )
 
 
 class SurveyConfig(_Section):

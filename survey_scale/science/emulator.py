@@ -89,7 +89,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -100,6 +100,9 @@ from survey_scale.core.files import atomic_write, save_npz
 from survey_scale.core.grid import N_WAVE, wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES, LABEL_RANGES
 from survey_scale.science.model_grid import ModelGrid
+
+if TYPE_CHECKING:
+    from survey_scale.science.emulator_set import EmulatorSet
 
 FORMAT = "survey_scale.emulator/1"
 ARCHITECTURES = ("perpixel", "shared")
@@ -624,18 +627,7 @@ class Emulator:
 
     def save(self, path: str | Path) -> Path:
         """Write the emulator in the own format (module docstring) and return the path."""
-        arrays: dict[str, np.ndarray] = {
-            "header": np.array(json.dumps(self.header(), sort_keys=True)),
-            "x_min": self.x_min,
-            "x_max": self.x_max,
-            "wave": self.wave,
-        }
-        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            arrays[f"w_array_{k}"] = w
-            arrays[f"b_array_{k}"] = b
-        k = len(self.weights)
-        arrays[f"w_array_{k}"] = self.out_weight
-        arrays[f"b_array_{k}"] = self.out_bias
+        arrays = emulator_arrays(self)
         return atomic_write(path, lambda tmp: save_npz(tmp, arrays))
 
     def content_hash(self) -> str:
@@ -657,6 +649,24 @@ class Emulator:
         return h.hexdigest()
 
 
+def emulator_arrays(em: Emulator) -> dict[str, np.ndarray]:
+    """The arrays of the own file format (module docstring): ``header``, ``x_min``, ``x_max``, ``wave`` and the
+    public Payne ``w_array_k`` / ``b_array_k``."""
+    arrays: dict[str, np.ndarray] = {
+        "header": np.array(json.dumps(em.header(), sort_keys=True)),
+        "x_min": em.x_min,
+        "x_max": em.x_max,
+        "wave": em.wave,
+    }
+    for k, (w, b) in enumerate(zip(em.weights, em.biases, strict=True)):
+        arrays[f"w_array_{k}"] = w
+        arrays[f"b_array_{k}"] = b
+    k = len(em.weights)
+    arrays[f"w_array_{k}"] = em.out_weight
+    arrays[f"b_array_{k}"] = em.out_bias
+    return arrays
+
+
 # --------------------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------------------
@@ -666,8 +676,14 @@ def _shape_error(path: Path, msg: str) -> EmulatorFormatError:
     return EmulatorFormatError(f"{path}: {msg}")
 
 
-def load(path: str | Path, wave: np.ndarray | None = None, label_names: Sequence[str] | None = None) -> Emulator:
-    """Read an emulator: the own format or a public Payne ``.npz`` (SPEC §5.1, §12).
+def load(
+    path: str | Path, wave: np.ndarray | None = None, label_names: Sequence[str] | None = None
+) -> Emulator | EmulatorSet:
+    """Read an emulator: the own format, an emulator set or a public Payne ``.npz`` (SPEC §5.1, §12).
+
+    An emulator set (:mod:`survey_scale.science.emulator_set`, e.g. the shipped ``physical``) is returned as
+    an :class:`~survey_scale.science.emulator_set.EmulatorSet`, which offers the same ``label_names``,
+    ``x_min``, ``x_max``, ``wave`` and ``predict``.
 
     Parameters
     ----------
@@ -699,7 +715,12 @@ def load(path: str | Path, wave: np.ndarray | None = None, label_names: Sequence
     except (OSError, EOFError) as exc:
         raise EmulatorFormatError(f"{path}: not a readable .npz file ({exc})") from exc
     if "header" in arrays:
-        return _from_own(path, arrays)
+        head = _header(path, arrays)
+        if head.get("format") == "survey_scale.emulator_set/1":
+            from survey_scale.science.emulator_set import set_from_arrays  # the set module builds on this one
+
+            return set_from_arrays(path, head, arrays)
+        return emulator_from_arrays(path, arrays)
     return _from_payne(path, arrays, wave, label_names)
 
 
@@ -710,10 +731,12 @@ DEFAULT_EMULATORS: dict[str, str] = {"synthesizer": "synthesizer.npz", "physical
 
 ``synthesizer``: trained on the model grid of the built-in synthesizer (:func:`survey_scale.synth.make_model_grid`,
 SPEC §10), the 11 labels — for the mock release.
-``physical``: trained on the model grid of ``thedoppler``'s hot-dwarf Cannon model
-(:mod:`survey_scale.synth.cannon_grid`; T_eff 8,000–40,000 K, log g 2.5–5, [Fe/H] −2.5…+0.5, v sin i
-0–400 km s⁻¹): 4 labels (teff, logg, vsini, fe_h; the fit reports the others as NaN), for real LAMOST spectra;
-``benchmarks/make_physical_emulator.py`` rebuilds it."""
+``physical``: an :class:`~survey_scale.science.emulator_set.EmulatorSet` of two networks trained on model grids
+of ``thedoppler``'s Cannon models (:mod:`survey_scale.synth.cannon_grid`): ``cool`` (T_eff 3,500–8,500 K, log g
+0–5, v sin i 0–250 km s⁻¹: the cool-star model joined to the hot dwarfs across 7,500–8,500 K) and ``hot``
+(8,000–40,000 K, log g 2.5–5, v sin i 0–400 km s⁻¹), [Fe/H] −2.5…+0.5: 4 labels (teff, logg, vsini, fe_h; the
+fit reports the others as NaN), for real LAMOST spectra, whose hot-star candidate lists hold many cool stars;
+``benchmarks/make_physical_emulator.py`` rebuilds each network and the set."""
 DEFAULT_EMULATOR_DIR = Path(__file__).parent / "data" / "emulators"
 
 
@@ -742,7 +765,7 @@ def default_emulator_path(name: str = "synthesizer") -> Path:
     return path
 
 
-def load_default(name: str = "synthesizer") -> Emulator:
+def load_default(name: str = "synthesizer") -> Emulator | EmulatorSet:
     """The emulator the package ships (SPEC §12), e.g. ``ss.emulator.load_default()``.
 
     Parameters
@@ -782,11 +805,19 @@ def _layer_arrays(path: Path, arrays: dict[str, np.ndarray]) -> tuple[list[np.nd
     return ws, bs
 
 
-def _from_own(path: Path, arrays: dict[str, np.ndarray]) -> Emulator:
+def _header(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     try:
         head = json.loads(str(arrays["header"]))
-    except json.JSONDecodeError as exc:
+    except (KeyError, json.JSONDecodeError) as exc:
         raise _shape_error(path, f"header is not JSON ({exc})") from exc
+    if not isinstance(head, dict):
+        raise _shape_error(path, "header is not a JSON object")
+    return head
+
+
+def emulator_from_arrays(path: Path, arrays: dict[str, np.ndarray]) -> Emulator:
+    """The :class:`Emulator` of an own-format file's arrays (:func:`emulator_arrays`); errors name ``path``."""
+    head = _header(path, arrays)
     if head.get("format") != FORMAT:
         raise _shape_error(path, f"unknown emulator format {head.get('format')!r} (expected {FORMAT!r})")
     ws, bs = _layer_arrays(path, arrays)

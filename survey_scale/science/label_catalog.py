@@ -12,10 +12,13 @@
 - every label's formal error ``<label>_err_formal``; ``vsini_raw`` (before P2 §5.1's clip at 0);
 - the fit flags: ``fit_flags`` (bits of :data:`survey_scale.science.label_fit.FLAG_BITS`), ``fit_converged``,
   ``fit_n_iter``, ``labels_fitted`` (bit i set: label i of :data:`survey_scale.core.labels.LABEL_NAMES` was
-  fitted; 2047 = all 11, 1035 = teff, logg, vsini, fe_h for the shipped ``physical`` emulator), and P2
-  §5.1's final-sample rules as flags — ``flag_teff_lt_7000``, ``flag_snr_lt_5``, ``flag_not_converged``,
-  ``flag_chi2ratio`` (chi2ratio > 10) — with ``final_sample`` = 1 where none is set and the fit has data.
-  Nothing is deleted: P2 removed these rows, the catalog flags them.
+  fitted; 2047 = all 11, 1035 = teff, logg, vsini, fe_h for the shipped ``physical`` emulator),
+  ``fit_component`` (the emulator set's component kept: 0 cool, 1 hot for ``physical``), the evidence of the
+  intrinsically-cool rule (``teff_cool``, ``chi2_red_cool``, ``chi2_red_hot``, ``bp_rp0``), and P2 §5.1's
+  final-sample rules as flags, one column each (:data:`survey_scale.science.final_sample.RULES`:
+  ``flag_teff_lt_7000``, ``flag_snr_lt_5``, ``flag_not_converged``, ``flag_chi2ratio``, ``flag_cool_star``,
+  ``flag_non_stellar``), with ``final_sample`` = 1 where none is set and the fit has labels (step
+  ``final_sample``). Nothing is deleted: P2 removed these rows, the catalog flags them.
 - ``release`` and ``mjd`` of the visit.
 
 ``<label>_err`` are the errors calibrated on repeat visits (SPEC §6); a label the emulator does not fit is
@@ -31,12 +34,8 @@ from typing import Any
 import numpy as np
 
 from survey_scale.core.labels import LABEL_NAMES, LABEL_UNITS, P2_TABLE5_CORRELATIONS
-from survey_scale.science.label_fit import (
-    FLAG_NO_DATA,
-    FLAG_NOT_CONVERGED,
-    FLAG_SNR_LT_5,
-    FLAG_TEFF_LT_7000,
-)
+from survey_scale.science.final_sample import DESCRIPTIONS as FINAL_SAMPLE_DESCRIPTIONS
+from survey_scale.science.final_sample import RULES
 
 CATALOG_VERSION = "1"
 TABLE5_LABELS = ("teff", "logg", "vsini", "fe_h", "si_h")
@@ -46,6 +45,8 @@ ASTROMETRY = ("gaia_id", "parallax", "parallax_error", "pmra", "pmra_error", "pm
 PHOTOMETRY = ("G", "BP", "RP", "J", "H", "Ks")
 MISSING_INT = -9999
 MISSING_FLAG = -9
+COOL_STAR_CHECK = ("teff_cool", "chi2_red_cool", "chi2_red_hot", "bp_rp0")
+"""The evidence of the intrinsically-cool rule (steps ``fit`` and ``final_sample``)."""
 
 _VO_UNITS = {"km s-1": "km / s", "dex (cm s-2)": "dex", "N_He/N_tot": ""}
 LABEL_CATALOG_UNITS: dict[str, str] = {name: _VO_UNITS.get(unit, unit) for name, unit in LABEL_UNITS.items()}
@@ -67,6 +68,8 @@ COLUMN_UNITS: dict[str, str] = {
     "lasp_teff": "K",
     "lasp_logg": "dex",
     "vsini_raw": "km / s",
+    "teff_cool": "K",
+    "bp_rp0": "mag",
     **{band: "mag" for band in PHOTOMETRY},
     **LABEL_CATALOG_UNITS,
     **{f"{n}_err": u for n, u in LABEL_CATALOG_UNITS.items()},
@@ -102,6 +105,10 @@ CUBE_INPUTS: tuple[str, ...] = (
     "fit_converged",
     "fit_n_iter",
     "labels_fitted",
+    "fit_component",
+    *COOL_STAR_CHECK,
+    *RULES,
+    "final_sample",
     "release",
     "mjd",
 )
@@ -175,14 +182,11 @@ def labels_catalog_block(data: Mapping[str, np.ndarray], params: Mapping[str, An
     out["fit_converged"] = column_or_missing(data, "fit_converged", n, np.int8).astype(np.int16)
     out["fit_n_iter"] = column_or_missing(data, "fit_n_iter", n, np.int32)
     out["labels_fitted"] = _labels_fitted(data, fitted, n)
-    out["flag_teff_lt_7000"] = ((flags & FLAG_TEFF_LT_7000) > 0).astype(np.int16)
-    out["flag_snr_lt_5"] = ((flags & FLAG_SNR_LT_5) > 0).astype(np.int16)
-    out["flag_not_converged"] = ((flags & FLAG_NOT_CONVERGED) > 0).astype(np.int16)
-    chi2_flag = column_or_missing(data, "flag_chi2ratio", n, np.int8).astype(np.int16)
-    out["flag_chi2ratio"] = chi2_flag
-    has_fit = ((flags & FLAG_NO_DATA) == 0) & np.isfinite(out["teff"]) & np.isfinite(out["chi2ratio"])
-    rules = out["flag_teff_lt_7000"] + out["flag_snr_lt_5"] + out["flag_not_converged"] + (chi2_flag == 1)
-    out["final_sample"] = (has_fit & (rules == 0)).astype(np.int16)
+    out["fit_component"] = column_or_missing(data, "fit_component", n, np.int8).astype(np.int16)
+    for name in COOL_STAR_CHECK:
+        out[name] = column_or_missing(data, name, n)
+    for name in (*RULES, "final_sample"):
+        out[name] = column_or_missing(data, name, n, np.int8).astype(np.int16)
     out["release"] = column_or_missing(data, "release", n, object)
     out["mjd"] = column_or_missing(data, "mjd", n, np.float64)
     return out
@@ -217,8 +221,11 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "64 at bound)",
     "labels_fitted": "bit i set: label i fitted (1 teff, 2 logg, 4 vmic, 8 vsini, 16 he_frac, 32 c_h, 64 n_h, "
     "128 o_h, 256 si_h, 512 s_h, 1024 fe_h); labels not fitted are NaN",
-    "final_sample": "1 = passes P2 5.1's final-sample rules and chi2ratio <= 10",
-    "flag_chi2ratio": "1 = chi2ratio > 10 (P2 5.2)",
+    **{name: FINAL_SAMPLE_DESCRIPTIONS[name] for name in (*RULES, "final_sample", "bp_rp0")},
+    "fit_component": "emulator set component kept by the lowest chi2 (physical: 0 cool, 1 hot; 0 one emulator)",
+    "teff_cool": "Teff of the cool-star model's full-spectrum fit (independent cool-star Teff, P2 5.1)",
+    "chi2_red_cool": "reduced chi2 of the cool-star model's full-spectrum fit",
+    "chi2_red_hot": "reduced chi2 of the hot-star model's full-spectrum fit",
     "vsini_raw": "vsini before the clip at 0 (P2 5.1)",
     **{f"{n}_err": f"{n} uncertainty calibrated on repeat visits (P2 5.6)" for n in LABEL_NAMES},
     **{f"{n}_err_formal": f"{n} formal uncertainty of the fit" for n in LABEL_NAMES},

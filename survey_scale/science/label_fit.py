@@ -49,6 +49,7 @@ from survey_scale.core.grid import air_to_vacuum
 from survey_scale.core.labels import LABEL_NAMES, P2_TABLE5_CORRELATIONS
 from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
 from survey_scale.science.emulator import Emulator
+from survey_scale.science.emulator_set import EmulatorSet
 from survey_scale.science.fitting import FitResult, fit_spectra, scaled_bounds
 from survey_scale.science.information_content import correlation
 
@@ -285,6 +286,57 @@ def _pairs_corr(cov: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     return out
 
 
+def _checked_inputs(
+    em: Emulator, norm_flux: np.ndarray, norm_ivar: np.ndarray, wave: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 (n, P) flux and ivar and float64 wave, checked against each other and the emulator's grid."""
+    flux = np.atleast_2d(np.asarray(norm_flux, dtype=np.float32))
+    ivar = np.atleast_2d(np.asarray(norm_ivar, dtype=np.float32))
+    wave = np.asarray(wave, dtype=np.float64)
+    n_pix = flux.shape[1]
+    if ivar.shape != flux.shape or wave.shape != (n_pix,):
+        raise ValueError(f"fit_labels: norm_flux {flux.shape}, norm_ivar {ivar.shape}, wave {wave.shape} disagree")
+    if em.n_pixels != n_pix or not np.allclose(em.wave, wave, rtol=1e-7, atol=1e-4):
+        raise ValueError(
+            f"fit_labels: the emulator's pixel grid ({em.n_pixels} pixels, "
+            f"{em.wave[0]:.2f}–{em.wave[-1]:.2f} Å) "
+            f"differs from the spectra's ({n_pix} pixels, {wave[0]:.2f}–{wave[-1]:.2f} Å)"
+        )
+    if "teff" not in em.label_names:
+        raise ValueError("fit_labels: the emulator has no 'teff' label")
+    return flux, ivar, wave
+
+
+def _start(
+    em: Emulator,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    wave: np.ndarray,
+    pixmask: np.ndarray | None,
+    bounds: tuple[Any, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Step 1 of :func:`fit_labels`: the masks and the start.
+
+    Returns the bad pixels, the full-fit mask (§5.3 windows and bad pixels), ivar with bad pixels at 0, the
+    (n, 3) line indices, the initial Teff (P2 Eq. 4, clipped into the fit box; NaN where an index is
+    missing) and the (n, L) start (NaN → the centre of the emulator's range).
+    """
+    n, n_pix = flux.shape
+    bad = np.zeros((n, n_pix), dtype=bool) if pixmask is None else np.asarray(pixmask) != 0
+    fit_mask = window_mask(wave, FIT_WINDOWS)[None, :] | bad
+    usable_ivar = np.where(bad, 0.0, ivar)  # the pixels the fits use
+    idx = line_indices(flux, wave, usable_ivar)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t0 = teff_from_indices(idx[:, 0], idx[:, 1], idx[:, 2])
+    it = em.label_names.index("teff")
+    lo_s, hi_s = scaled_bounds(bounds, em.n_labels)
+    t_lo, t_hi = em.unscale(lo_s)[it], em.unscale(hi_s)[it]
+    t0 = np.where(np.isfinite(t0), np.clip(t0, t_lo, t_hi), np.nan)
+    init = np.full((n, em.n_labels), np.nan)
+    init[:, it] = t0
+    return bad, fit_mask, usable_ivar, idx, t0, init
+
+
 def fit_labels(
     em: Emulator,
     norm_flux: np.ndarray,
@@ -367,35 +419,11 @@ def fit_labels(
         ``hmask_converged``
             The hydrogen-masked fit.
     """
-    flux = np.atleast_2d(np.asarray(norm_flux, dtype=np.float32))
-    ivar = np.atleast_2d(np.asarray(norm_ivar, dtype=np.float32))
-    wave = np.asarray(wave, dtype=np.float64)
+    flux, ivar, wave = _checked_inputs(em, norm_flux, norm_ivar, wave)
     n, n_pix = flux.shape
-    if ivar.shape != flux.shape or wave.shape != (n_pix,):
-        raise ValueError(f"fit_labels: norm_flux {flux.shape}, norm_ivar {ivar.shape}, wave {wave.shape} disagree")
-    if em.n_pixels != n_pix or not np.allclose(em.wave, wave, rtol=1e-7, atol=1e-4):
-        raise ValueError(
-            f"fit_labels: the emulator's pixel grid ({em.n_pixels} pixels, "
-            f"{em.wave[0]:.2f}–{em.wave[-1]:.2f} Å) "
-            f"differs from the spectra's ({n_pix} pixels, {wave[0]:.2f}–{wave[-1]:.2f} Å)"
-        )
-    if "teff" not in em.label_names:
-        raise ValueError("fit_labels: the emulator has no 'teff' label")
     it = em.label_names.index("teff")
-    bad = np.zeros((n, n_pix), dtype=bool) if pixmask is None else np.asarray(pixmask) != 0
-    fit_mask = window_mask(wave, FIT_WINDOWS)[None, :] | bad
+    _, fit_mask, usable_ivar, idx, t0, init = _start(em, flux, ivar, wave, pixmask, bounds)
     h_mask = fit_mask | window_mask(wave, HYDROGEN_WINDOWS)[None, :]
-
-    # 1. initial Teff from line indices, clipped into the box (log-uniform clip of Eq. 4's range)
-    usable_ivar = np.where(bad, 0.0, ivar)  # the pixels the fits use
-    idx = line_indices(flux, wave, usable_ivar)
-    with np.errstate(over="ignore", invalid="ignore"):
-        t0 = teff_from_indices(idx[:, 0], idx[:, 1], idx[:, 2])
-    lo_s, hi_s = scaled_bounds(bounds, em.n_labels)
-    t_lo, t_hi = em.unscale(lo_s)[it], em.unscale(hi_s)[it]
-    t0 = np.where(np.isfinite(t0), np.clip(t0, t_lo, t_hi), np.nan)
-    init = np.full((n, em.n_labels), np.nan)  # NaN → centre of the range
-    init[:, it] = t0
     kw = {
         "device": device,
         "max_iter": max_iter,
@@ -491,6 +519,126 @@ def fit_labels(
         "hmask_n_iter": hmask.n_iter,
         "hmask_converged": hmask.converged,
     }
+
+
+COOL_STAR_COMPONENT = "cool"
+"""Name of the cool-star component of an emulator set (the shipped ``physical``: 3,500–8,500 K)."""
+
+
+def fit_cool_star(
+    em: Emulator,
+    norm_flux: np.ndarray,
+    norm_ivar: np.ndarray,
+    wave: np.ndarray,
+    pixmask: np.ndarray | None = None,
+    device: str | torch.device | None = None,
+    *,
+    bounds: tuple[Any, Any] = (-0.55, 0.55),
+    max_iter: int = 100,
+    n_starts: int = 1,
+    batch_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """An independent cool-star T_eff: steps 1–2 of :func:`fit_labels` (start, full-spectrum fit) with a
+    cool-star emulator ``em`` (P2 §5.1 uses DD-Payne for this; issue 23).
+
+    Below 8,000 K the Hann weight of the H-masked fit is 0 (P2 Eq. 6), so the full fit *is* the procedure's
+    result there. Returns (n,) T_eff (K) and the fit's reduced χ² over the full-fit pixels (NaN without data).
+    """
+    flux, ivar, wave = _checked_inputs(em, norm_flux, norm_ivar, wave)
+    _, fit_mask, _, _, _, init = _start(em, flux, ivar, wave, pixmask, bounds)
+    res = fit_spectra(
+        em,
+        flux,
+        ivar,
+        mask=fit_mask,
+        init=init,
+        device=device,
+        max_iter=max_iter,
+        n_starts=n_starts,
+        bounds=bounds,
+        batch_size=batch_size,
+        return_model_flux=False,
+    )
+    return res.labels[:, em.label_names.index("teff")], res.chi2_red
+
+
+def fit_labels_set(
+    em: Emulator | EmulatorSet,
+    norm_flux: np.ndarray,
+    norm_ivar: np.ndarray,
+    wave: np.ndarray,
+    pixmask: np.ndarray | None = None,
+    device: str | torch.device | None = None,
+    *,
+    cool_star: Emulator | None = None,
+    **kw: Any,
+) -> dict[str, np.ndarray]:
+    """:func:`fit_labels` with every component of an emulator set, the lowest χ² kept per spectrum; and the
+    cool-star check of P2 §5.1 (issue 23).
+
+    Parameters
+    ----------
+    em
+        An :class:`~survey_scale.science.emulator_set.EmulatorSet` (each component runs the whole procedure;
+        per spectrum the result of lowest ``chi2_red`` — the same pixels for all — is kept) or one emulator.
+        A component's fit box ends at its own T_eff range on a side where a neighbour takes over (``bounds``
+        extrapolates only at the set's two ends: a network extrapolated into its neighbour's range is
+        meaningless there and could win on χ² by accident).
+    cool_star
+        The cool-star emulator for the check when ``em`` has no :data:`COOL_STAR_COMPONENT` (e.g. the shipped
+        ``physical`` set's ``cool`` component beside the synthesizer emulator); ``None``: no check.
+    kw
+        ``snr``, ``bounds``, ``max_iter``, ``n_starts``, ``batch_size`` of :func:`fit_labels`.
+
+    Returns
+    -------
+    dict
+        :func:`fit_labels`' outputs of the kept component, and (n,):
+
+        ``component`` int8
+            Index of the kept component (0 for one emulator).
+        ``teff_cool``, ``chi2_red_cool``
+            T_eff (K) and reduced χ² of the cool-star model's full-spectrum fit (the set's cool component, else
+            :func:`fit_cool_star` with ``cool_star``; NaN without either).
+        ``chi2_red_hot``
+            Reduced χ² of the full-spectrum fit of the best other model (the set's other components, or ``em``).
+    """
+    components = list(getattr(em, "components", [em]))
+    names = list(getattr(em, "names", ["main"]))
+    outs = []
+    for k, component in enumerate(components):
+        # a component does not extrapolate in Teff towards a neighbour that covers those temperatures
+        lo, hi = scaled_bounds(kw.get("bounds", (-0.55, 0.55)), component.n_labels)
+        it = component.label_names.index("teff")
+        lo[it] = max(lo[it], -0.5) if k > 0 else lo[it]
+        hi[it] = min(hi[it], 0.5) if k < len(components) - 1 else hi[it]
+        fit_kw = {**kw, "bounds": (lo, hi)}
+        outs.append(fit_labels(component, norm_flux, norm_ivar, wave, pixmask, device, **fit_kw))
+    chi2 = np.stack([np.where(np.isfinite(o["chi2_red"]), o["chi2_red"], np.inf) for o in outs], axis=1)
+    best = np.argmin(chi2, axis=1)
+    out = {key: np.array(value, copy=True) for key, value in outs[0].items()}
+    for k in range(1, len(outs)):
+        rows = best == k
+        for key in out:
+            out[key][rows] = outs[k][key][rows]
+    out["component"] = best.astype(np.int8)
+
+    n = best.size
+    hot = [o for name, o in zip(names, outs, strict=True) if name != COOL_STAR_COMPONENT]
+    full_chi2 = np.stack([np.where(np.isfinite(o["full_chi2_red"]), o["full_chi2_red"], np.inf) for o in hot], axis=1)
+    out["chi2_red_hot"] = np.where(np.isfinite(full_chi2.min(1)), full_chi2.min(1), np.nan)
+    if COOL_STAR_COMPONENT in names:
+        cool_out = outs[names.index(COOL_STAR_COMPONENT)]
+        it = components[0].label_names.index("teff")
+        out["teff_cool"], out["chi2_red_cool"] = cool_out["full_labels"][:, it], cool_out["full_chi2_red"]
+    elif cool_star is not None:
+        fit_kw = {k: v for k, v in kw.items() if k != "snr"}
+        out["teff_cool"], out["chi2_red_cool"] = fit_cool_star(
+            cool_star, norm_flux, norm_ivar, wave, pixmask, device, **fit_kw
+        )
+    else:
+        out["teff_cool"], out["chi2_red_cool"] = np.full(n, np.nan), np.full(n, np.nan)
+    return out
 
 
 def output_label_names(fitted: Sequence[str]) -> tuple[str, ...]:

@@ -25,7 +25,17 @@ vsini_raw            spec; float32            combined vsini before clipping at 
 teff_init            spec; float32            initial Teff from the line indices (P2 Eq. 4)
 w_hmask              spec; float32            Hann weight of the H-masked labels
 model_flux           spec, wave; float32      the emulator spectrum at the combined labels
+fit_component        spec; int8               the emulator set's component kept (lowest χ²; 0 for one emulator)
+teff_cool            spec; float32            T_eff of the cool-star model's full-spectrum fit (K; P2 §5.1)
+chi2_red_cool        spec; float32            its reduced χ²
+chi2_red_hot         spec; float32            reduced χ² of the best other model's full-spectrum fit
 ===================  =======================  ===========================================================
+
+An emulator set (the shipped ``physical``: ``cool`` 3,500–8,500 K and ``hot`` 8,000–40,000 K) runs the whole
+procedure with each component (:func:`survey_scale.science.label_fit.fit_labels_set`). The cool-star check
+(``fit.cool_star_emulator``, default the ``physical`` set's ``cool`` component) gives every spectrum an
+independent cool-star T_eff — the role DD-Payne plays in P2 §5.1 — for the final-sample rules of step
+``final_sample``; with the ``physical`` set it is its own cool component's fit, so nothing is fitted twice.
 """
 
 from __future__ import annotations
@@ -40,12 +50,31 @@ import numpy as np
 from survey_scale.config import Config, FitConfig
 from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_UNITS, P2_TABLE5_CORRELATIONS
-from survey_scale.engine.contracts import ChunkContext, Engine, ModelRef, Output, Stage, StageResult, StageSummary
+from survey_scale.engine.contracts import (
+    ChunkContext,
+    Engine,
+    ModelRef,
+    Output,
+    PipelineError,
+    Stage,
+    StageResult,
+    StageSummary,
+    per_spectrum,
+)
+from survey_scale.science.emulator import DEFAULT_EMULATORS, Emulator, default_emulator_path
 from survey_scale.science.emulator import load as load_emulator
+from survey_scale.science.emulator_set import EmulatorSet
 from survey_scale.science.fitting import set_threads
-from survey_scale.science.label_fit import FLAG_BITS, FLAG_NO_DATA, fit_labels, output_label_names, to_label_order
+from survey_scale.science.label_fit import (
+    COOL_STAR_COMPONENT,
+    FLAG_BITS,
+    FLAG_NO_DATA,
+    fit_labels_set,
+    output_label_names,
+    to_label_order,
+)
 
-FIT_STAGE_VERSION = "2"  # 2: outputs on the 11 labels for a label-subset emulator; labels_fitted
+FIT_STAGE_VERSION = "3"  # 3: emulator sets (fit_component), the cool-star check (teff_cool, chi2_red_cool/hot)
 CORR_NAMES = tuple(f"corr_{a}_{b}" for a, b in P2_TABLE5_CORRELATIONS)
 
 
@@ -54,16 +83,24 @@ def load_emulator_model(path: str) -> Any:
     return load_emulator(path)
 
 
+def load_cool_star_model(path: str) -> Emulator:
+    """Loader of the cool-star check's emulator: the ``cool`` component of a set, or the file's emulator."""
+    em = load_emulator(path)
+    return em.component(COOL_STAR_COMPONENT) if isinstance(em, EmulatorSet) else em
+
+
 def fit_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
-    """Stage function: the §5.3 procedure on a chunk of normalized spectra."""
+    """Stage function: the §5.3 procedure on a chunk of normalized spectra, with every component of an
+    emulator set, and the cool-star check."""
     em = ctx.models["emulator"]
-    out = fit_labels(
+    out = fit_labels_set(
         em,
         inputs["norm_flux"],
         inputs["norm_ivar"],
         wavelength_grid(),
         pixmask=inputs["pixmask"],
         device=params["device"],
+        cool_star=ctx.models.get("cool_star"),
         snr=inputs["snr_g"],
         bounds=(-params["bounds"], params["bounds"]),
         max_iter=params["max_iter"],
@@ -71,6 +108,10 @@ def fit_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: 
     )
     out = to_label_order(out, em.label_names, params["label_names"])
     outputs = {
+        "fit_component": out["component"],
+        "teff_cool": out["teff_cool"],
+        "chi2_red_cool": out["chi2_red_cool"],
+        "chi2_red_hot": out["chi2_red_hot"],
         "labels": out["labels"],
         "label_err": out["errors"],
         "label_cov": out["cov"],
@@ -94,8 +135,16 @@ def fit_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: 
     return StageResult(outputs, rejects)
 
 
-def fit_stage(emulator_path: Path, fitted: tuple[str, ...], fit: FitConfig) -> Stage:
-    """The §5.3 stage for an emulator file fitting the labels ``fitted`` and the ``fit`` configuration section."""
+def fit_stage(
+    emulator_path: Path,
+    fitted: tuple[str, ...],
+    fit: FitConfig,
+    cool_star_path: Path | None = None,
+    components: tuple[str, ...] = ("main",),
+) -> Stage:
+    """The §5.3 stage for an emulator file fitting the labels ``fitted`` (an emulator set: its ``components``)
+    and the ``fit`` configuration section; ``cool_star_path``: the cool-star check's emulator file (None: the
+    set's own cool component, or no check)."""
     f4 = "float32"
     label_names = output_label_names(fitted)
     units = ", ".join(f"{n} [{LABEL_UNITS.get(n, '?')}]" for n in label_names)
@@ -139,6 +188,17 @@ def fit_stage(emulator_path: Path, fitted: tuple[str, ...], fit: FitConfig) -> S
             Output("teff_init", f4, attrs={"long_name": "initial Teff from line indices (P2 Eq. 4)", "units": "K"}),
             Output("w_hmask", f4, attrs={"long_name": "Hann weight of the H-masked labels (P2 Eq. 6)"}),
             Output("model_flux", f4, ("spec", "wave"), {"long_name": "emulator spectrum at the labels"}),
+            Output(
+                "fit_component",
+                "int8",
+                attrs={
+                    "long_name": "component of the emulator set whose fit has the lowest chi2 (kept)",
+                    "flag_meanings": "; ".join(f"{i}: {name}" for i, name in enumerate(components)),
+                },
+            ),
+            per_spectrum("teff_cool", f4, "Teff of the cool-star model's full-spectrum fit (P2 5.1)", "K"),
+            per_spectrum("chi2_red_cool", f4, "reduced chi2 of the cool-star model's full-spectrum fit"),
+            per_spectrum("chi2_red_hot", f4, "reduced chi2 of the best other model's full-spectrum fit"),
         ),
         params={
             "device": fit.device,
@@ -147,15 +207,34 @@ def fit_stage(emulator_path: Path, fitted: tuple[str, ...], fit: FitConfig) -> S
             "n_starts": fit.n_starts,
             "label_names": label_names,
         },
-        models={"emulator": ModelRef(str(emulator_path), load_emulator_model)},
+        models={
+            "emulator": ModelRef(str(emulator_path), load_emulator_model),
+            **({"cool_star": ModelRef(str(cool_star_path), load_cool_star_model)} if cool_star_path else {}),
+        },
         dims={"label": label_names, "label2": label_names},
         block_rows=fit.block_spectra,
         worker_setup=partial(set_threads, fit.threads),
     )
 
 
+def cool_star_path(name: str | None, emulator: Emulator | EmulatorSet) -> Path | None:
+    """The cool-star check's file for ``fit.cool_star_emulator`` (a shipped name or a file), or None where the
+    fit's own emulator set has a cool component (it is fitted anyway) or the check is off."""
+    if name is None or COOL_STAR_COMPONENT in getattr(emulator, "names", ()):
+        return None
+    if name in DEFAULT_EMULATORS:
+        return default_emulator_path(name)
+    if not Path(name).is_file():
+        raise PipelineError(
+            f"fit.cool_star_emulator {name}: file not found (nor a shipped emulator: {', '.join(DEFAULT_EMULATORS)})"
+        )
+    return Path(name)
+
+
 def run(config: Config, engine: Engine) -> StageSummary:
-    """Registry step ``fit``: the stage with the emulator of step ``emulator``."""
+    """Registry step ``fit``: the stage with the emulator of step ``emulator`` and the cool-star check."""
     path = engine.models["emulator"]
-    fitted = tuple(load_emulator(path).label_names)
-    return engine.run_stage(fit_stage(path, fitted, config.fit))
+    em = load_emulator(path)
+    cool = cool_star_path(config.fit.cool_star_emulator, em)
+    components = tuple(getattr(em, "names", ("main",)))
+    return engine.run_stage(fit_stage(path, tuple(em.label_names), config.fit, cool, components))

@@ -22,6 +22,7 @@ PCA_OUTPUTS = ("pca_coeff", "pca_flux", "halpha_excess", "halpha_excess_err", "h
 PCA_OUTPUTS += ("pca_local_z", "em_flag")
 FIT_OUTPUTS = ("labels", "label_err", "label_cov", "labels_full", "labels_hmask", "chi2_red", "fit_flags")
 FIT_OUTPUTS += ("fit_n_iter", "fit_converged", "labels_fitted", "vsini_raw", "teff_init", "w_hmask", "model_flux")
+FIT_OUTPUTS += ("fit_component", "teff_cool", "chi2_red_cool", "chi2_red_hot")
 BAD_SPECTRA_INPUTS = ("flux", "norm_flux", "norm_ivar", "pixmask", "model_flux", "snr_g", "em_flag", "pca_chi2")
 BAD_SPECTRA_INPUTS += ("pca_local_z", "halpha_chi2", "chi2ratio", "chi2_red", "rv")
 BAD_SPECTRA_OUTPUTS = ("fit_local_z", "wave_shift_z", "wave_shift_pixels", "wave_shift_lo", "wave_shift_hi")
@@ -32,7 +33,12 @@ EXTINCTION_OUTPUTS = ("ebv", "ebv_err", "ebv_n_colors", "aks", "aks_err", "paral
 MKS_OUTPUTS = ("mks", "mks_err", "mks_network")
 DISTANCE_OUTPUTS = ("parallax_s", "parallax_s_err", "snr_dparallax", "binary_flag", "dis", "dis_low", "dis_high")
 DISTANCE_OUTPUTS += ("logdis", "logdis_err", "dis_parallax_only", "X", "Y", "Z")
+FINAL_SAMPLE_INPUTS = ("fit_flags", "labels", "chi2ratio", "flag_chi2ratio", "teff_cool", "chi2_red_cool")
+FINAL_SAMPLE_INPUTS += ("chi2_red_hot", "ebv")
+FINAL_SAMPLE_OUTPUTS = ("bp_rp0", "flag_teff_lt_7000", "flag_snr_lt_5", "flag_not_converged", "flag_cool_star")
+FINAL_SAMPLE_OUTPUTS += ("flag_non_stellar", "final_sample")
 EXPORT_INPUTS = ("uniqflag", "chi2ratio", "flag_chi2ratio", "bad_spectrum_flag", "bad_spectrum_reason")
+EXPORT_INPUTS += FINAL_SAMPLE_OUTPUTS
 EXPORT_INPUTS += CALIBRATED_ERRORS + DISTANCE_OUTPUTS
 
 
@@ -112,7 +118,7 @@ class Registry:
 def default_registry() -> Registry:
     """The pipeline of SPEC §2–§9 and §13: ingest, normalize, the PCA model and stage, the emulator, the label
     fit, the survey-wide reductions (uniqflag, chi2ratio, erroneous spectra, repeat precision and calibrated
-    errors), extinction, the MKs model and stage, distances, the export."""
+    errors), extinction, the final-sample rules, the MKs model and stage, distances, the export."""
     return Registry(
         [
             Step(
@@ -189,6 +195,13 @@ def default_registry() -> Registry:
                 requires=("labels",),
                 produces=EXTINCTION_OUTPUTS,
                 description="E(B-V), A_Ks and the geometric MKs (§7, §8)",
+            ),
+            Step(
+                "final_sample",
+                "survey_scale.stages.final_sample:run",
+                requires=FINAL_SAMPLE_INPUTS,
+                produces=FINAL_SAMPLE_OUTPUTS,
+                description="P2 5.1's final-sample rules, one flag each, and final_sample (§13)",
             ),
             Step(
                 "mks_model",

@@ -56,6 +56,7 @@ def test_default_order_and_until_choices() -> None:
         "bad_spectra",
         "repeats",
         "extinction",
+        "final_sample",
         "mks_model",
         "mks",
         "distances",
@@ -122,6 +123,7 @@ def test_a_new_stage_runs_with_no_edit_to_the_pipeline_or_the_cli(tmp_path: Path
 def test_registry_entries_name_what_their_stages_write() -> None:
     """``produces`` orders the steps: it must be among the stage's real outputs (no drift)."""
     from survey_scale.config import Config
+    from survey_scale.stages.final_sample import final_sample_stage
     from survey_scale.stages.fit import fit_stage
     from survey_scale.stages.ingest import METADATA_OUTPUTS, SPECTRA
     from survey_scale.stages.normalize import normalize_stage
@@ -133,8 +135,10 @@ def test_registry_entries_name_what_their_stages_write() -> None:
         "normalize": [o.name for o in normalize_stage(config.normalize).outputs],
         "pca": [o.name for o in pca_stage(Path("m.npz"), config.pca, config.emission).outputs],
         "fit": [o.name for o in fit_stage(Path("e.npz"), ("teff",), config.fit).outputs],
+        "final_sample": [o.name for o in final_sample_stage(0).outputs],
     }
     steps = {s.name: s for s in default_registry().ordered()}
     for name, names in outputs.items():
         assert set(steps[name].produces) <= set(names), name
+    assert set(final_sample_stage(0).inputs) >= set(steps["final_sample"].requires)
     assert steps["pca_model"].produces == ("model:pca",) and steps["emulator"].produces == ("model:emulator",)

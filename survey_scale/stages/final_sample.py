@@ -1,0 +1,55 @@
+"""``final_sample`` (SPEC §13, P2 §5.1; issue 23): one flag column per final-sample rule, and ``final_sample``.
+
+A per-spectrum stage over the cube: :func:`survey_scale.science.final_sample.final_sample_flags` of the fit's
+flags and cool-star check (step ``fit``), chi2ratio (step ``chi2ratio``), E(B−V) (step ``extinction``), the Gaia
+colours and LAMOST's class (ingest). Outputs: ``bp_rp0`` and, int16 0/1, the rules of
+:data:`~survey_scale.science.final_sample.RULES` except ``flag_chi2ratio`` (step ``chi2ratio`` writes it), and
+``final_sample``. The labels catalog reads them (SPEC §13).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from survey_scale.config import Config
+from survey_scale.engine.contracts import ChunkContext, Engine, Stage, StageResult, StageSummary, per_spectrum
+from survey_scale.science.final_sample import DESCRIPTIONS, final_sample_flags
+from survey_scale.stages.chi2ratio import label_index
+from survey_scale.stages.registry import FINAL_SAMPLE_INPUTS, FINAL_SAMPLE_OUTPUTS
+
+FINAL_SAMPLE_VERSION = "1"
+INPUTS = (*FINAL_SAMPLE_INPUTS, "BP", "RP", "class")  # colours and class: ingest writes them into every cube
+OUTPUTS = FINAL_SAMPLE_OUTPUTS
+
+
+def final_sample_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
+    """Stage function: the rules' flags of a chunk."""
+    columns = {name: inputs[name] for name in INPUTS if name not in ("labels", "class")}
+    columns["teff"] = np.asarray(inputs["labels"])[:, params["teff_index"]]
+    columns["lasp_class"] = inputs["class"]
+    flags = final_sample_flags(columns)
+    return StageResult({name: flags[name] for name in OUTPUTS})
+
+
+def final_sample_stage(teff_index: int) -> Stage:
+    return Stage(
+        name="final_sample",
+        version=FINAL_SAMPLE_VERSION,
+        func=final_sample_chunk,
+        inputs=INPUTS,
+        outputs=tuple(
+            per_spectrum(
+                name, "float32" if name == "bp_rp0" else "int16", DESCRIPTIONS[name], "mag" if name == "bp_rp0" else ""
+            )
+            for name in OUTPUTS
+        ),
+        params={"teff_index": teff_index},
+    )
+
+
+def run(config: Config, engine: Engine) -> StageSummary:
+    """Registry step ``final_sample``."""
+    return engine.run_stage(final_sample_stage(label_index(engine, "teff")))
