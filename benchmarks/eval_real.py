@@ -37,6 +37,7 @@ import argparse
 import os
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -45,7 +46,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+import yaml
 
 from survey_scale.config import load_config
 from survey_scale.core.grid import wavelength_grid
@@ -217,6 +220,123 @@ def plot_teff(out: Path, header: list[dict], ems: dict, fits: dict) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------------
+# part 0: a real candidate list through `survey-scale run` (issue 23)
+# ------------------------------------------------------------------------------------------------------
+
+LETTERS = "OBAFGKM"
+
+
+def class_letter(subclass: str) -> str:
+    """Spectral letter of a LAMOST subclass ("A2V" → A, "dM5"/"gM0"/"sdM2" → M; "" when there is none)."""
+    m = re.match(r"^(?:sd|d|g)?([OBAFGKM])", str(subclass or ""))
+    return m.group(1) if m else ""
+
+
+def robust_sigma(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else np.nan
+
+
+def run_candidates(folder: Path, out: Path, table: dict[str, float], emulator: str, workers: int) -> pd.DataFrame:
+    """``survey-scale run`` (every step, ``emulator.path: <emulator>``) on the LAMOST files of ``folder``; the
+    labels catalog with the class letter and class Teff (Pecaut & Mamajek) added."""
+    work = out / f"candidates_{folder.name}"
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "input").mkdir(parents=True)
+    for f in sorted(folder.iterdir()):
+        if ".fits" in f.name:
+            os.symlink(f.resolve(), work / "input" / f.name)
+    config = {
+        "cube": {"path": str(work / "cube.zarr")},
+        "ingest": {"input": str(work / "input")},
+        "emulator": {"path": emulator},
+        "cluster": {"local": {"n_workers": workers}},
+        "export": {"formats": ["parquet"]},
+        "runner": {"progress": False},
+    }
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    t = time.perf_counter()
+    subprocess.run(["survey-scale", "run", "--config", str(work / "config.yaml")], check=True)
+    cat = pd.read_parquet(work / "catalogs" / "labels.parquet")
+    print(f"survey-scale run on {len(cat)} spectra of {folder} ({emulator}): {time.perf_counter() - t:.0f} s")
+    cat["letter"] = [class_letter(s) for s in cat["lasp_subclass"]]
+    cat["class_teff"] = [class_teff(s.lstrip("dgs"), table) for s in cat["lasp_subclass"].astype(str)]
+    return cat
+
+
+def candidate_figures(cat: pd.DataFrame) -> None:
+    """The issue-23 figures of a candidate list: who enters the final sample, A stars against their class, and
+    repeat visits."""
+    rules = [c for c in cat.columns if c.startswith("flag_") and c != "flag_chi2ratio"] + ["flag_chi2ratio"]
+    print("\n| class | spectra | final_sample = 1 | cool component kept | " + " | ".join(rules) + " | median Teff |")
+    print("|---|---|---|---|" + "---|" * len(rules) + "---|")
+    for letter in [*LETTERS, ""]:
+        s = cat[cat["letter"] == letter]
+        if len(s):
+            counts = " | ".join(str(int((s[r] == 1).sum())) for r in rules)
+            print(
+                f"| {letter or 'none'} | {len(s)} | {int((s['final_sample'] == 1).sum())} | "
+                f"{int((s['fit_component'] == 0).sum())} | {counts} | {np.nanmedian(s['teff']):.0f} |"
+            )
+    cool = cat["letter"].isin(list("FGKM"))
+    print(
+        f"\nF/G/K/M spectra in the final sample: {int((cat.loc[cool, 'final_sample'] == 1).sum())} of "
+        f"{int(cool.sum())} ({100 * (cat.loc[cool, 'final_sample'] == 1).mean():.1f} %; issue 23: <= 3 %)"
+    )
+    a = cat[(cat["letter"] == "A") & (cat["snr_g"] >= 30)]
+    d = (a["teff"] - a["class_teff"]).to_numpy()
+    print(
+        f"A stars with S/N(g) >= 30: {len(a)}; within 1,000 K of the class Teff "
+        f"{100 * np.mean(np.abs(d) < 1000):.0f} % (issue 23: >= 85 %); median |dTeff| {np.nanmedian(np.abs(d)):.0f} K "
+        f"(<= 500 K); median dTeff {np.nanmedian(d):+.0f} K; in the final sample {int((a['final_sample'] == 1).sum())}"
+    )
+    dwarfs = cat[(cat["letter"] == "A") & cat["lasp_subclass"].astype(str).str.contains(r"(?:V|IV)$")]
+    lg = dwarfs["logg"].to_numpy()
+    print(
+        f"A dwarfs and subgiants (V, IV): {len(dwarfs)}; log g within 3.0-4.8: "
+        f"{100 * np.mean((lg >= 3) & (lg <= 4.8)):.0f} % (issue 23: >= 90 %); median {np.nanmedian(lg):.2f}"
+    )
+    pairs = cat[cat.duplicated("star_id", keep=False)].sort_values(["star_id", "uniqflag"])
+    pulls = []
+    for _, g in pairs.groupby("star_id"):
+        t, e = g["teff"].to_numpy(), g["teff_err"].to_numpy()
+        pulls.append((t[0] - t[1]) / np.hypot(e[0], e[1]))
+    pulls = np.array(pulls)
+    print(
+        f"repeat visits: {len(pulls)} stars with two or more spectra; Teff pulls (calibrated teff_err) robust sigma "
+        f"{robust_sigma(pulls):.2f}" + (f", values {np.round(pulls, 2).tolist()}" if 0 < len(pulls) <= 10 else "")
+    )
+
+
+def plot_candidates(out: Path, cat: pd.DataFrame) -> Path:
+    """Fitted Teff (and the cool-star model's) against the LAMOST class, in or out of the final sample."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    has = cat["letter"] != ""
+    x = np.array([LETTERS.index(c) for c in cat.loc[has, "letter"]], dtype=float)
+    sub = cat.loc[has, "lasp_subclass"].astype(str).str.extract(r"[OBAFGKM](\d(?:\.\d)?)")[0].astype(float)
+    x = x + 0.08 * np.nan_to_num(sub.to_numpy(), nan=5.0)
+    final = cat.loc[has, "final_sample"].to_numpy() == 1
+    teff = cat.loc[has, "teff"].to_numpy()
+    ax.scatter(x[final], teff[final], s=14, c="tab:blue", label="final_sample = 1")
+    ax.scatter(x[~final], teff[~final], s=14, c="tab:red", marker="x", label="final_sample = 0")
+    ax.scatter(x, cat.loc[has, "teff_cool"], s=6, c="0.6", label="cool-star model's Teff")
+    ax.axhline(7000.0, c="0.3", ls="--", lw=0.8)
+    ax.set_xticks(range(len(LETTERS)), list(LETTERS))
+    ax.set_yscale("log")
+    ax.set_ylim(3000.0, 45000.0)
+    ax.set_yticks([3500, 5000, 7000, 10000, 20000, 40000], ["3.5k", "5k", "7k", "10k", "20k", "40k"])
+    ax.set_xlabel("LAMOST class (subtype to the right)")
+    ax.set_ylabel("fitted Teff, K")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    path = out / "teff_vs_lamost_class.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------
 # part 2: cross-model systematics
 # ------------------------------------------------------------------------------------------------------
 
@@ -316,9 +436,25 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "real")
+    ap.add_argument(
+        "--candidates",
+        type=Path,
+        nargs="*",
+        help="part 0 only: folders of real LAMOST files of any class (e.g. ../shared/data/lamost_classes) run "
+        "through `survey-scale run`: final-sample rules by class, A stars against their class, repeat visits",
+    )
+    ap.add_argument("--emulator", default="physical", help="part 0: emulator.path of the run")
+    ap.add_argument("--workers", type=int, default=2, help="part 0: Dask workers")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.candidates:
+        table = pm13_teff_by_type(args.pm13)
+        for folder in args.candidates:
+            cat = run_candidates(folder, args.out, table, args.emulator, args.workers)
+            candidate_figures(cat)
+            print(f"figure: {plot_candidates(args.out, cat)}")
+        return
     ems = {
         "physical": load(args.physical_emulator or default_emulator_path("physical")),
         "synthesizer": load(args.synth_emulator or default_emulator_path("synthesizer")),

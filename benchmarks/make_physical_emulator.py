@@ -1,24 +1,37 @@
-"""Build the physics-based model grid and train the shipped ``physical`` emulator (SPEC §5.1; issue 16).
+"""Build the model grids and train the two networks of the shipped ``physical`` emulator set (SPEC §5.1; issues
+16, 23), then assemble the set.
 
-1. The model grid of :mod:`survey_scale.synth.cannon_grid` from ``thedoppler``'s hot-dwarf Cannon model
-   (T_eff, log g, [Fe/H], v sin i; R = 1800; vacuum; common grid; SPEC §3 normalization), written to
-   ``--grid-out``.
-2. An emulator trained on it with the shared architecture (:func:`survey_scale.science.emulator.train`),
-   its provenance in the file's header (model file and SHA-256, grid seed and size, label ranges, training
-   settings, validation precision, code version), written to ``--out`` (default: the package's
-   ``survey_scale/science/data/emulators/physical.npz``, which ``ss.emulator.load_default("physical")`` reads).
-3. Prints the validation precision (P2 Fig. 6: σ of emulator − model over all pixels and where flux < 0.95)
-   and the file size.
+The set (:class:`survey_scale.science.emulator_set.EmulatorSet`, the package's
+``survey_scale/science/data/emulators/physical.npz``, read by ``ss.emulator.load_default("physical")``) has two
+components, each a shared 3 × 300 sigmoid network trained with :func:`survey_scale.science.emulator.train`:
 
-Get the model file (MIT licence) with::
+``hot`` (``--component hot``)
+    thedoppler's hot-dwarf Cannon model, T_eff 8,000–40,000 K, log g 2.5–5, v sin i 0–400 km s⁻¹
+    (:func:`survey_scale.synth.cannon_grid.make_cannon_model_grid`).
+``cool`` (``--component cool``)
+    thedoppler's cool-star Cannon model joined to the hot dwarfs across 7,500–8,500 K, T_eff 3,500–8,500 K, log g
+    0–5, v sin i 0–250 km s⁻¹ (:func:`survey_scale.synth.cannon_grid.make_cool_model_grid`).
+
+Each run writes the model grid to ``--grid-out`` (re-used when it is there), the network with its provenance
+(model files and SHA-256, grid seed and size, label ranges, training settings, validation precision — P2 Fig. 6:
+σ of emulator − model over all pixels and where flux < 0.95 —, code version) to ``--out`` (default
+``benchmarks/out/physical_<component>.npz``), and prints the precision. ``--assemble COOL HOT`` writes the set.
+
+Get the model files (MIT licence) with::
 
     pip download thedoppler==1.1.32 --no-deps -d /tmp/doppler && cd /tmp/doppler && \\
-        unzip -j thedoppler-1.1.32-*.whl 'doppler/data/cannongrid_3000_18000_hotdwarfs_norm_cubic_model.pkl'
+        unzip -j thedoppler-1.1.32-*.whl 'doppler/data/*.pkl'
 
-Example (the shipped file; run it under ``nice`` on a shared machine)::
+The shipped set (run under ``nice`` on a shared machine)::
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/make_physical_emulator.py \\
-        --model /tmp/doppler/cannongrid_3000_18000_hotdwarfs_norm_cubic_model.pkl --grid-out /tmp/physical_grid.npz
+    D=/tmp/doppler/cannongrid_3000_18000
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/make_physical_emulator.py --component hot \\
+        --model ${D}_hotdwarfs_norm_cubic_model.pkl --grid-out /tmp/physical_grid.npz --max-time 5400
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/make_physical_emulator.py --component cool \\
+        --cool-model ${D}_coolstars_norm_cubic_model.pkl --model ${D}_hotdwarfs_norm_cubic_model.pkl \\
+        --grid-out /tmp/cool_grid.npz --grid-size 40000 --epochs 300 --patience 40 --batch-size 64 --schedule anneal
+    python benchmarks/make_physical_emulator.py --assemble benchmarks/out/physical_cool.npz \\
+        benchmarks/out/physical_hot.npz
 """
 
 from __future__ import annotations
@@ -33,11 +46,13 @@ import torch
 
 from survey_scale.core.files import file_sha256
 from survey_scale.science import emulator as E
+from survey_scale.science.emulator_set import EmulatorSet
 from survey_scale.science.model_grid import load_model_grid, save_model_grid
 from survey_scale.synth.cannon_grid import make_cannon_model_grid, make_cool_model_grid
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "survey_scale/science/data/emulators"
-COMPONENT_FILES = {"hot": "physical.npz", "cool": "physical_cool.npz"}
+DEFAULT_SET = Path(__file__).resolve().parents[1] / "survey_scale/science/data/emulators/physical.npz"
+DEFAULT_DIR = Path(__file__).resolve().parent / "out"
+COMPONENT_FILES = {"hot": "physical_hot.npz", "cool": "physical_cool.npz"}
 DESCRIPTIONS = {
     "hot": "shared network trained on a model grid of thedoppler's cubic Cannon model of hot dwarfs "
     "(survey_scale.synth.cannon_grid): labels teff, logg, vsini, fe_h; the hot component of 'physical'",
@@ -47,9 +62,39 @@ DESCRIPTIONS = {
 }
 
 
+def assemble(cool_path: Path, hot_path: Path, out: Path) -> None:
+    """Write the shipped ``physical`` set from its two component files and print its ranges and precision."""
+    cool, hot = E.load(cool_path), E.load(hot_path)
+    em_set = EmulatorSet(
+        [cool, hot],
+        ["cool", "hot"],
+        {
+            "name": "physical",
+            "description": "thedoppler's cool-star and hot-dwarf Cannon models as two networks (cool 3500-8500 K, "
+            "hot 8000-40000 K); the fit keeps the lower chi2 (survey_scale.science.label_fit.fit_labels_set)",
+            "components": {"cool": cool_path.name, "hot": hot_path.name},
+        },
+    )
+    em_set.save(out)
+    print(f"physical emulator set: {em_set!r} -> {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    for name, em in zip(em_set.names, em_set.components, strict=True):
+        m = em.meta
+        print(
+            f"  {name}: validation sigma {100 * m['valid_sigma']:.3f} % overall, {100 * m['valid_sigma_deep']:.3f} % "
+            f"where flux < 0.95 ({m['n_valid']} held-out spectra)"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, required=True, help="cannongrid_3000_18000_hotdwarfs_norm_cubic_model.pkl")
+    ap.add_argument(
+        "--assemble",
+        nargs=2,
+        type=Path,
+        metavar=("COOL", "HOT"),
+        help="only write the set (the package's physical.npz, or --out) from two component files",
+    )
+    ap.add_argument("--model", type=Path, help="cannongrid_3000_18000_hotdwarfs_norm_cubic_model.pkl")
     ap.add_argument(
         "--component",
         choices=sorted(COMPONENT_FILES),
@@ -58,7 +103,7 @@ def main() -> None:
     )
     ap.add_argument("--cool-model", type=Path, help="cannongrid_3000_18000_coolstars_norm_cubic_model.pkl (for cool)")
     ap.add_argument("--schedule", choices=E.SCHEDULES, default="plateau")
-    ap.add_argument("--grid-out", type=Path, required=True, help="where the model grid is (or is already) written")
+    ap.add_argument("--grid-out", type=Path, help="where the model grid is (or is already) written")
     ap.add_argument("--grid-size", type=int, default=10000)
     ap.add_argument("--grid-seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="default: the package's file of the component")
@@ -74,6 +119,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
 
+    if args.assemble:
+        assemble(*args.assemble, args.out or DEFAULT_SET)
+        return
+    if args.model is None or args.grid_out is None:
+        raise SystemExit("training a component needs --model and --grid-out")
     if args.component == "cool" and args.cool_model is None:
         raise SystemExit("--component cool needs --cool-model")
     args.out = args.out or DEFAULT_DIR / COMPONENT_FILES[args.component]

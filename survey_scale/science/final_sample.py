@@ -92,7 +92,8 @@ def final_sample_flags(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
     cooler_fits_better = np.asarray(columns["chi2_red_cool"], np.float64) < np.asarray(
         columns["chi2_red_hot"], np.float64
     )
-    lasp_class = np.char.upper(np.char.strip(np.asarray(columns["lasp_class"]).astype(str)))
+    # via object: Zarr's variable-length strings (numpy StringDType) do not cast to fixed-width str directly
+    lasp_class = np.char.upper(np.char.strip(np.asarray(columns["lasp_class"]).astype(object).astype(str)))
     with np.errstate(invalid="ignore"):
         flags = {
             "flag_teff_lt_7000": (fit_flags & FLAG_TEFF_LT_7000) > 0,
