@@ -4,7 +4,8 @@
   wavelength order) and extracts its header metadata; :func:`inspect_files` does a block of files.
 - :func:`plan_batch` builds specids from the headers, joins the release catalog (by obsid, or by specid for
   files without OBSID), keeps the LAMOST classes of ``ingest.classes`` (:func:`lamost_class_names`), takes
-  the radial velocity (catalog, else Z·c from the header), checks header ranges and grid coverage, drops
+  the radial velocity (catalog, else Z·c from the header; none for a non-stellar CLASS, QSO or GALAXY, which
+  is kept unshifted with rv NaN and flagged downstream, SPEC §13), checks header ranges and grid coverage, drops
   specids already in the cube, reports duplicates, gives each accepted file a row (sorted by specid), notes
   whether it is a survey_scale mock file (``file_origin``) and joins the Gaia / 2MASS / photometry columns of
   the cross-match table; every rejected file, catalog row or cross-match row gets a reason a person can act
@@ -73,9 +74,14 @@ METADATA: tuple[MetadataColumn, ...] = (
     _col("dec", "float64", "deg", "declination (J2000)"),
     _col("mjd", "float64", "d", "modified Julian day of the observation"),
     *(_col(f"snr_{b}", "float32", "", f"S/N per pixel, {b} band") for b in "ugriz"),
-    _col("rv", "float32", "km s-1", "heliocentric radial velocity used for the rest-frame shift"),
+    _col(
+        "rv",
+        "float32",
+        "km s-1",
+        "heliocentric radial velocity used for the rest-frame shift (NaN for LAMOST class QSO/GALAXY: not shifted)",
+    ),
     _col("rv_err", "float32", "km s-1", "radial velocity uncertainty"),
-    _col("rv_source", "str", "", "catalog or header (Z*c)"),
+    _col("rv_source", "str", "", "catalog or header (Z*c); empty for LAMOST class QSO/GALAXY (no stellar RV)"),
     _col("z", "float64", "", "redshift in the header"),
     _col("class", "str", "", "LAMOST class"),
     _col("subclass", "str", "", "LAMOST subclass"),
@@ -104,6 +110,19 @@ ORIGIN_MOCK = "mock"
 ORIGIN_LAMOST = "lamost"
 
 _FILL = {"str": "", "int64": -1, "int32": -1, "int16": -1, "float32": np.nan, "float64": np.nan}
+
+NON_STELLAR_CLASSES = ("QSO", "GALAXY")
+"""LAMOST CLASSes that are not stars (the same as :data:`survey_scale.science.final_sample.NON_STELLAR_CLASSES`).
+Their redshift is no stellar radial velocity: :func:`plan_batch` keeps such a spectrum with rv NaN, unshifted
+(observed frame) and not checked against ``ingest.max_abs_rv``; step ``final_sample`` flags it
+(``flag_non_stellar``, SPEC §13: P2's rules are flags, not deletions)."""
+
+
+def is_non_stellar(lamost_class: Any) -> np.ndarray:
+    """Whether each LAMOST CLASS (text, any case and padding; missing = no) is in :data:`NON_STELLAR_CLASSES`."""
+    values = pd.Series(np.atleast_1d(np.asarray(lamost_class, dtype=object)))
+    text = values.map(lambda v: "" if pd.isna(v) else str(v))
+    return text.str.strip().str.upper().isin(NON_STELLAR_CLASSES).to_numpy()
 
 
 # --- small pure helpers --------------------------------------------------------------------------------
@@ -506,12 +525,16 @@ def plan_batch(
         )
         ok = rec["status"] == "ok"
 
-    # radial velocity: the catalog's, else Z·c from the header
-    use_cat = rec["rv_cat"].notna() & (cfg.rv_source != "header")
+    # radial velocity: the catalog's, else Z·c from the header; none for a QSO or a galaxy (its redshift is no
+    # stellar RV: kept in the observed frame with rv NaN, neither no_rv nor rv_out_of_range, flagged downstream)
+    non_stellar = pd.Series(is_non_stellar(rec["class"].to_numpy()), index=rec.index)
+    use_cat = rec["rv_cat"].notna() & (cfg.rv_source != "header") & ~non_stellar
     header_ok = cfg.rv_source != "catalog"
     rv_values = np.where(use_cat, rec["rv_cat"], rec["z"] * C_KMS if header_ok else np.nan)
     rec["rv"] = pd.to_numeric(pd.Series(rv_values, index=rec.index), errors="coerce").astype("float64")
+    rec.loc[non_stellar, "rv"] = np.nan
     rec["rv_err"] = np.where(use_cat, rec["rv_err_cat"], rec["z_err"] * C_KMS if header_ok else np.nan)
+    rec.loc[non_stellar, "rv_err"] = np.nan
     rec["rv_source"] = np.where(use_cat, "catalog", np.where(rec["rv"].notna(), "header", ""))
 
     # header values and coverage of the grid
@@ -524,7 +547,7 @@ def plan_batch(
         [f"RA/Dec ({a}, {d}) missing or outside [0, 360) × [-90, 90] deg" for a, d in zip(ra[bad_pos], dec[bad_pos])],
     )
     ok = rec["status"] == "ok"
-    no_rv = ok & ~np.isfinite(rv)
+    no_rv = ok & ~np.isfinite(rv) & ~non_stellar
     _reject(
         rec,
         no_rv,
@@ -535,7 +558,7 @@ def plan_batch(
         ],
     )
     ok = rec["status"] == "ok"
-    bad_rv = ok & ~(rv.abs() <= cfg.max_abs_rv)
+    bad_rv = ok & ~(rv.abs() <= cfg.max_abs_rv) & ~non_stellar
     _reject(
         rec,
         bad_rv,

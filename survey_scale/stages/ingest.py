@@ -13,7 +13,8 @@ table) in four resumable steps, each recorded under ``<cube>/_survey_scale/inges
    changes.
 3. **allocate**: grow every per-spectrum array of the cube to the new length.
 4. **write** (the ``ingest`` stage on :mod:`survey_scale.engine.runner`): per shard-aligned chunk, re-read the
-   planned files, shift to the rest frame, resample flux and ivar onto the grid
+   planned files, shift to the rest frame (a QSO or galaxy, rv NaN, stays in the observed frame), resample
+   flux and ivar onto the grid
    (:func:`survey_scale.science.resample.resample_to_grid`) and write them with the metadata.
 
 Every file found ends up in the cube or in ``rejects``: ``n_files = n_ingested + n_rejected``, where
@@ -112,7 +113,8 @@ def resample_chunk(inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: Ch
     for i, (sp, rv) in enumerate(zip(inputs["spectra"], rows["rv"].to_numpy(np.float64))):
         try:
             flux[i], ivar[i], pixmask[i], coverage[i] = resample_to_grid(
-                rest_frame(sp.wavelength, rv),
+                # rv NaN: a QSO or galaxy (the plan gives every star a finite rv), kept in the observed frame
+                rest_frame(sp.wavelength, rv if np.isfinite(rv) else 0.0),
                 sp.flux,
                 sp.ivar,
                 sp.andmask,

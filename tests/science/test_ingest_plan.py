@@ -188,6 +188,59 @@ def test_no_rv_advice_follows_rv_source(tmp_path: Path) -> None:
     assert list(plan["rv_source"]) == ["header", "catalog"] and rejects.empty
 
 
+def test_non_stellar_class_is_kept_unshifted_with_rv_nan(tmp_path: Path) -> None:
+    """A QSO or a galaxy (LAMOST CLASS, header or catalog) is planned with rv NaN (no stellar rest frame): not
+    rejected as rv_out_of_range for its redshift nor as no_rv, its coverage at zero shift; a star with the same
+    redshift is still rejected, and SPEC §13's flag_non_stellar does the rest downstream (issue 23)."""
+    z_qso = 0.308
+    records = _records(
+        _record(1, 1, z=z_qso, z_err=2e-4, **{"class": "QSO", "subclass": "Non"}),
+        _record(2, 2, z=0.05, **{"class": " galaxy ", "subclass": "AGN"}),  # any case, padded
+        _record(3, 3, z=np.nan, **{"class": "QSO", "subclass": "Non"}),  # no redshift either: still kept
+        _record(4, 4, z=z_qso),  # a STAR that fast: rv_out_of_range as before
+        _record(5, 5, z=1e-4),
+        _record(6, 6, z=1e-4, wave_min=3700.0 * (1 + z_qso), wave_max=9100.0 * (1 + z_qso), **{"class": "QSO"}),
+    )
+    plan, rejects, _ = plan_batch(records, set(), _config(), BATCH)
+    assert list(rejects["code"]) == ["rv_out_of_range"]
+    assert Path(rejects["source"].iloc[0]).name == "spec-55859-F5902_sp01-004.fits.gz"
+    by_obsid = plan.set_index("obsid")
+    assert list(by_obsid.index) == [1, 2, 3, 5, 6]
+    for obsid in (1, 2, 3, 6):
+        row = by_obsid.loc[obsid]
+        assert np.isnan(row["rv"]) and np.isnan(row["rv_err"]) and row["rv_source"] == ""
+    assert by_obsid.loc[1, "z"] == pytest.approx(z_qso) and by_obsid.loc[1, "class"] == "QSO"  # Z is kept
+    assert by_obsid.loc[2, "class"] == "galaxy"
+    assert by_obsid.loc[1, "coverage"] == pytest.approx(1.0)  # not moved to a "rest frame" at z = 0.3
+    assert by_obsid.loc[6, "coverage"] == pytest.approx(ingest.grid_coverage(3700.0 * 1.308, 9100.0 * 1.308))
+    assert by_obsid.loc[5, "rv"] == pytest.approx(1e-4 * C_KMS) and by_obsid.loc[5, "rv_source"] == "header"
+
+    # with a catalog rv (the mock writes c·z for its QSOs): ignored for a QSO, taken for a star
+    cat_path = tmp_path / "catalog.csv"
+    _catalog([1, 5]).assign(rv=[z_qso * C_KMS, 12.0], rv_err=[60.0, 3.0]).to_csv(cat_path, index=False)
+    plan, rejects, _ = plan_batch(
+        _records(_record(1, 1, z=z_qso, **{"class": "QSO"}), _record(5, 5)),
+        set(),
+        _config(**{"ingest.catalog": cat_path, "ingest.rv_source": "catalog"}),
+        BATCH,
+    )
+    assert rejects.empty and list(plan["obsid"]) == [1, 5]
+    assert np.isnan(plan["rv"].iloc[0]) and np.isnan(plan["rv_err"].iloc[0]) and plan["rv_source"].iloc[0] == ""
+    assert (plan["rv"].iloc[1], plan["rv_err"].iloc[1], plan["rv_source"].iloc[1]) == (12.0, 3.0, "catalog")
+
+    # ingest.classes still decides first: a QSO left out of it is class_not_selected
+    _, rejects, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["G"]}), BATCH)
+    assert set(rejects.loc[rejects["source"].str.contains("sp01-00[1236]"), "code"]) == {"class_not_selected"}
+
+
+def test_non_stellar_classes_are_those_of_the_final_sample_rule() -> None:
+    from survey_scale.science.final_sample import NON_STELLAR_CLASSES
+
+    assert set(ingest.NON_STELLAR_CLASSES) == set(NON_STELLAR_CLASSES)
+    got = ingest.is_non_stellar(np.array(["QSO", " qso", "GALAXY", "STAR", "Unknown", "", None, np.nan], object))
+    assert got.tolist() == [True, True, True, False, False, False, False, False]
+
+
 # --- inspecting a file ---------------------------------------------------------------------------------------
 
 

@@ -313,6 +313,23 @@ def test_resample_chunk_on_real_files(lamost_dir: Path) -> None:
     assert list(out["specid"]) == ["S000", "S001", "S002"]
 
 
+def test_resample_chunk_keeps_a_qso_in_the_observed_frame(lamost_dir: Path) -> None:
+    """A QSO (rv NaN in the plan, issue 23) is resampled unshifted, not rejected and not all NaN."""
+    qso = read_lamost(lamost_dir / "spec-60591-LN042429N340750BM01_sp01-005.fits.gz")
+    assert qso.get("CLASS") == "QSO"
+    plan = _plan([qso])
+    plan["rv"] = np.float32(np.nan)
+
+    result = resample_chunk({"plan": plan, "spectra": [qso]}, {"min_good_fraction": 0.5, "mask_andmask": True}, ctx(1))
+
+    out = result.outputs
+    assert result.rejects == [] and np.isnan(out["rv"][0]) and out["coverage"][0] > 0.5
+    ok = out["ivar"][0] > 0
+    assert ok.mean() > 0.5
+    expected = np.interp(WAVE[ok], qso.wavelength, qso.flux)  # observed frame: rv taken as 0
+    assert np.median(np.abs(out["flux"][0, ok] - expected)) < 1e-3 * np.median(np.abs(expected))
+
+
 # --- imports ---------------------------------------------------------------------------------------------------
 
 

@@ -70,10 +70,10 @@ def header_catalog(folder: Path) -> pd.DataFrame:
 def test_real_files_without_catalog(lamost_dir: Path, tmp_path: Path, client) -> None:
     config = small_config(tmp_path, **{"ingest.input": str(lamost_dir)})
     (summary,) = run_ingest(config, client)
-    assert (summary.n_files, summary.n_new, summary.n_rejected) == (10, 8, 2)
+    assert (summary.n_files, summary.n_new, summary.n_rejected) == (10, 9, 1)
     assert summary.n_files == summary.n_ingested + summary.n_rejected
     ds = open_cube(config.cube.path)
-    assert ds.sizes == {"spec": 8, "wave": 3802}
+    assert ds.sizes == {"spec": 9, "wave": 3802}
     assert list(ds.specid.values) == sorted(ds.specid.values)  # rows in specid order
     row = int(np.flatnonzero(ds.specid.values == "55859-F5902-01-001")[0])
     sp = read_lamost(lamost_dir / DR9_101001)
@@ -86,9 +86,13 @@ def test_real_files_without_catalog(lamost_dir: Path, tmp_path: Path, client) ->
     flux, ivar = ds.flux.values, ds.ivar.values
     assert np.all(np.isfinite(flux)) and (ivar > 0).mean() > 0.9
     rejects = open_rejects(config.cube.path).set_index("code")
+    assert list(rejects.index) == ["duplicate_specid"]
     assert Path(rejects.loc["duplicate_specid", "source"]).name == DR7_101001
-    assert Path(rejects.loc["rv_out_of_range", "source"]).name == QSO
-    assert "92414 km/s" in rejects.loc["rv_out_of_range", "reason"]
+    # the QSO (DR13, z = 0.308) is kept, not shifted by its redshift, with no RV: flagged non-stellar later
+    qso = int(np.flatnonzero(ds.fitsname.values == QSO)[0])
+    assert ds["class"].values[qso] == "QSO" and ds.z.values[qso] == pytest.approx(0.308, abs=1e-3)
+    assert np.isnan(ds.rv.values[qso]) and np.isnan(ds.rv_err.values[qso]) and ds.rv_source.values[qso] == ""
+    assert ds.coverage.values[qso] > 0.5 and np.isfinite(ds.flux.values[qso]).all()
 
 
 def test_ingest_classes_selects_lamost_classes_and_the_default_emulator_is_physical(
@@ -178,9 +182,11 @@ def test_catalog_and_crossmatch_join(lamost_copy: Path, tmp_path: Path, client, 
         },
     )
     (summary,) = run_ingest(config, client)
-    assert (summary.n_files, summary.n_new, summary.n_rejected, summary.n_catalog_rejected) == (9, 7, 2, 1)
+    assert (summary.n_files, summary.n_new, summary.n_rejected, summary.n_catalog_rejected) == (9, 8, 1, 1)
     ds = open_cube(config.cube.path)
     by_obsid = {int(o): i for i, o in enumerate(ds.obsid.values)}
+    qso = int(np.flatnonzero(ds.fitsname.values == QSO)[0])  # the catalog's rv (c·z + 5) is no stellar RV
+    assert np.isnan(ds.rv.values[qso]) and np.isnan(ds.rv_err.values[qso]) and ds.rv_source.values[qso] == ""
     row = by_obsid[101001]
     assert ds.rv_source.values[row] == "catalog"
     assert ds.rv.values[row] == pytest.approx(read_lamost(lamost_copy / DR9_101001).get("Z") * C_KMS + 5, rel=1e-5)
@@ -261,23 +267,23 @@ def make_bad_inputs(src: Path, folder: Path) -> dict[str, str]:
     bad[name(13)] = "no_valid_pixels"
     shutil.copy(good, folder / "renamed-copy-of-101001.fits.gz")
     bad["renamed-copy-of-101001.fits.gz"] = "duplicate_specid"
-    shutil.copy(src / QSO, folder / QSO)
-    bad[QSO] = "rv_out_of_range"
+    edit_and_relabel(14, lambda a, h: h.__setitem__("Z", 0.308))  # a STAR at a QSO's redshift
+    bad[name(14)] = "rv_out_of_range"
     return bad
 
 
 def test_bad_inputs_are_rejected_with_reasons(lamost_dir: Path, tmp_path: Path, client) -> None:
     folder = tmp_path / "input"
     folder.mkdir()
-    for name in (DR9_101001, DR2_FLOAT64, "spec-55859-F5902_sp01-002.fits.gz"):
+    for name in (DR9_101001, DR2_FLOAT64, "spec-55859-F5902_sp01-002.fits.gz", QSO):  # a QSO is no bad input
         shutil.copy(lamost_dir / name, folder)
     bad = make_bad_inputs(lamost_dir, folder)
     assert len(set(bad.values())) >= 14
     config = small_config(tmp_path, **{"ingest.input": str(folder)})
     (summary,) = run_ingest(config, client)
-    assert summary.n_files == 3 + len(bad)
+    assert summary.n_files == 4 + len(bad)
     assert summary.n_files == summary.n_ingested + summary.n_rejected
-    assert (summary.n_new, summary.n_rejected) == (3, len(bad))
+    assert (summary.n_new, summary.n_rejected) == (4, len(bad))
     rejects = open_rejects(config.cube.path)
     got = {Path(s).name: c for s, c in zip(rejects["source"], rejects["code"])}
     assert got == bad
@@ -474,7 +480,14 @@ def test_mock_releases_through_the_ingest(tmp_path: Path, client) -> None:
     assert joined["star_index"].notna().all() and not joined["invalid"].any()
     assert (joined["star_id"] == joined["star_id_truth"]).all()
     assert (joined["release"] == joined["release_truth"]).all()
-    np.testing.assert_allclose(joined["rv"], joined["rv_meas"], atol=0.006)  # the catalog writes 2 decimals
+    # stars (hot and cool contaminants) take the catalog's RV; QSOs are kept too (not rv_out_of_range), with
+    # rv NaN: not shifted by their redshift, flagged non-stellar downstream (issue 23)
+    qso = (joined["population"] == "qso").to_numpy()
+    valid = truth[~truth["invalid"] & truth["file_written"]]  # what the ingest must keep: every valid file
+    assert len(joined) == len(valid) and set(joined["population"]) == {"hot", "cool_contaminant", "qso"}
+    assert qso.sum() == (valid["population"] == "qso").sum() >= 2  # at least one per release
+    np.testing.assert_allclose(joined["rv"][~qso], joined["rv_meas"][~qso], atol=0.006)  # catalog: 2 decimals
+    assert np.isnan(joined["rv"][qso]).all()
     # the second release added only its own spectra, some of them new visits of release-1 stars
     assert summaries[0].n_new == first.n_valid_files and summaries[1].n_new == second.n_valid_files
     assert summaries[1].rows[0] == summaries[0].rows[1]
