@@ -104,10 +104,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fraction(upper_open: bool):
+    """An argparse type: a float within [0, 1) (``upper_open``) or [0, 1]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0):
+            raise argparse.ArgumentTypeError(f"{text} is not within [0, {'1)' if upper_open else '1]'}")
+        return value
+
+    return parse
+
+
 def cmd_mock(args: argparse.Namespace) -> int:
     from survey_scale.mock import make_release
 
     out = Path(args.outdir)
+    # None: make_release's own defaults (survey_scale.mock.contaminants.COOL_FRACTION, QSO_FRACTION)
+    fractions = {
+        name: value
+        for name, value in (("cool_fraction", args.cool_fraction), ("qso_fraction", args.qso_fraction))
+        if value is not None
+    }
     summary = make_release(
         out,
         args.n_stars,
@@ -117,12 +138,20 @@ def cmd_mock(args: argparse.Namespace) -> int:
         image_fraction=args.image_fraction,
         gzip_fraction=args.gzip_fraction,
         n_invalid=0 if args.no_invalid else None,
+        **fractions,
+    )
+    counts = summary.counts
+    n_cool, n_qso = counts.get("cool_contaminant_stars", 0), counts.get("qso_objects", 0)
+    contaminants = (
+        f"{summary.n_contaminants} contaminants: {n_cool} cool stars ({counts.get('cool_contaminant_spectra', 0)} "
+        f"spectra, {counts.get('misclassified_a_spectra', 0)} classed A) and {n_qso} QSOs "
+        f"({counts.get('qso_spectra', 0)} spectra)"
     )
     print(
         f"mock release {summary.release} (seed {summary.seed}) in {out}: {summary.n_files} files "
-        f"({summary.n_valid_files} valid spectra of {summary.n_stars} stars, {summary.n_invalid} "
-        f"invalid inputs); ingest with: survey-scale ingest --input {out / 'spectra'} --catalog "
-        f"{out / 'catalog.csv'} --crossmatch {out / 'crossmatch.parquet'} --cube CUBE"
+        f"({summary.n_valid_files} valid spectra of {summary.n_stars} hot stars and {contaminants}; "
+        f"{summary.n_invalid} invalid inputs); ingest with: survey-scale ingest --input {out / 'spectra'} "
+        f"--catalog {out / 'catalog.csv'} --crossmatch {out / 'crossmatch.parquet'} --cube CUBE"
     )
     if args.model_grid:
         from survey_scale.science.model_grid import save_model_grid
@@ -333,6 +362,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-fraction", type=float, default=0.3, help="fraction in the DR1-DR7 image layout")
     p.add_argument("--gzip-fraction", type=float, default=0.5, help="fraction of files gzipped")
     p.add_argument("--no-invalid", action="store_true", help="write no deliberately invalid inputs")
+    p.add_argument(
+        "--cool-fraction",
+        type=_fraction(upper_open=True),
+        metavar="F",
+        help="fraction of cool F/G/K contaminants among all stars, as in a real hot-star candidate list, next to "
+        "the --n-stars hot stars (default 0.3, make_release's; 0 = hot stars only: no contaminants, no QSOs)",
+    )
+    p.add_argument(
+        "--qso-fraction",
+        type=_fraction(upper_open=False),
+        metavar="F",
+        help="with contaminants: fraction of the spectra that are QSOs, at least one (default 0.003, "
+        "make_release's; 0 = none)",
+    )
     p.add_argument(
         "--model-grid",
         type=int,

@@ -206,3 +206,49 @@ def test_emulator_train_on_a_grid_file_and_info(tmp_path: Path, capsys) -> None:
     assert "absent.npz: no emulator file there" in capsys.readouterr().err
     assert main(["emulator", "train", "--grid", str(tmp_path / "nogrid.npz"), "--out", str(out)]) == 2
     assert "nogrid.npz: model grid not found" in capsys.readouterr().err
+
+
+def test_mock_cool_and_qso_fractions(tmp_path: Path, capsys) -> None:
+    """``survey-scale mock --cool-fraction/--qso-fraction`` reach make_release, the summary line counts the
+    contaminants, and 0 gives the hot-star-only release (issue 23)."""
+    import json
+
+    import pandas as pd
+
+    from survey_scale.mock import contaminants as con
+
+    def mock(name: str, *options: str) -> tuple[str, pd.DataFrame, dict]:
+        out = tmp_path / name
+        assert main(["mock", str(out), "--n-stars", "12", "--seed", "3", "--no-invalid", *options]) == 0
+        meta = json.loads((out / "release.json").read_text())
+        return capsys.readouterr().out, pd.read_parquet(out / "truth.parquet"), meta
+
+    text, truth, meta = mock("default")  # make_release's defaults: 0.3 cool stars and QSOs
+    assert meta["options"]["cool_fraction"] == con.COOL_FRACTION
+    assert meta["options"]["qso_fraction"] == con.QSO_FRACTION
+    n_cool, n_qso = meta["counts"]["cool_contaminant_stars"], meta["counts"]["qso_objects"]
+    assert n_cool == con.contaminant_counts(12, con.COOL_FRACTION) > 0 and n_qso >= 1
+    assert f"of 12 hot stars and {n_cool + n_qso} contaminants: {n_cool} cool stars (" in text
+    assert f"and {n_qso} QSOs ({(truth['population'] == 'qso').sum()} spectra)" in text
+    assert f"{(truth['population'] == 'cool_contaminant').sum()} spectra, " in text
+
+    text, truth, meta = mock("more", "--cool-fraction", "0.5", "--qso-fraction", "0.1")
+    assert meta["options"]["cool_fraction"] == 0.5 and meta["options"]["qso_fraction"] == 0.1
+    assert meta["counts"]["cool_contaminant_stars"] == 12
+    n_qso_spectra = int((truth["population"] == "qso").sum())
+    assert n_qso_spectra == meta["counts"]["qso_spectra"] >= 0.1 * len(truth) - 1
+    assert f"({n_qso_spectra} spectra)" in text
+
+    text, truth, meta = mock("hot_only", "--cool-fraction", "0")
+    assert meta["counts"]["cool_contaminant_stars"] == meta["counts"]["qso_objects"] == 0
+    assert set(truth["population"]) == {"hot"}
+    assert "of 12 hot stars and 0 contaminants: 0 cool stars (0 spectra, 0 classed A) and 0 QSOs (0 spectra)" in text
+
+    for option, value in (("--cool-fraction", "1"), ("--cool-fraction", "-0.1"), ("--qso-fraction", "x")):
+        with pytest.raises(SystemExit) as info:
+            main(["mock", str(tmp_path / "bad"), "--n-stars", "5", "--seed", "1", option, value])
+        assert info.value.code == 2
+        assert f"argument {option}" in capsys.readouterr().err
+    # the help states make_release's defaults
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["mock"].format_help().split())
+    assert f"default {con.COOL_FRACTION}" in help_text and f"default {con.QSO_FRACTION}" in help_text
