@@ -31,7 +31,8 @@ The shipped set (run under ``nice`` on a shared machine)::
         --cool-model ${D}_coolstars_norm_cubic_model.pkl --model ${D}_hotdwarfs_norm_cubic_model.pkl \\
         --grid-out /tmp/cool_grid.npz --grid-size 40000 --epochs 300 --patience 40 --batch-size 64 --schedule anneal
     python benchmarks/make_physical_emulator.py --assemble benchmarks/out/physical_cool.npz \\
-        benchmarks/out/physical_hot.npz
+        benchmarks/out/physical_hot.npz --model ${D}_hotdwarfs_norm_cubic_model.pkl \\
+        --cool-model ${D}_coolstars_norm_cubic_model.pkl   # with the models: the set's precision per Teff range
 """
 
 from __future__ import annotations
@@ -48,7 +49,16 @@ from survey_scale.core.files import file_sha256
 from survey_scale.science import emulator as E
 from survey_scale.science.emulator_set import EmulatorSet
 from survey_scale.science.model_grid import load_model_grid, save_model_grid
-from survey_scale.synth.cannon_grid import make_cannon_model_grid, make_cool_model_grid
+from survey_scale.synth.cannon_grid import (
+    COOL_FLUX_RANGE,
+    cannon_model_spectra,
+    joined_model_spectra,
+    make_cannon_model_grid,
+    make_cool_model_grid,
+    read_cannon_model,
+    sample_cannon_labels,
+    sample_joined_labels,
+)
 
 DEFAULT_SET = Path(__file__).resolve().parents[1] / "survey_scale/science/data/emulators/physical.npz"
 DEFAULT_DIR = Path(__file__).resolve().parent / "out"
@@ -62,7 +72,30 @@ DESCRIPTIONS = {
 }
 
 
-def assemble(cool_path: Path, hot_path: Path, out: Path) -> None:
+def set_precision(em_set: EmulatorSet, cool_model: Path, hot_model: Path, n: int, seed: int) -> None:
+    """The set's precision (``predict``: each network in its range, blended across the overlap) on ``n`` fresh
+    spectra per T_eff range of the models it emulates (P2 Fig. 6's σ, all pixels and flux < 0.95)."""
+    cool, hot = read_cannon_model(cool_model), read_cannon_model(hot_model)
+    rng = np.random.default_rng(seed)
+    lab_cool = sample_joined_labels(cool, hot, n, rng)
+    lab_hot = sample_cannon_labels(hot, n, rng)
+    flux_cool = np.clip(joined_model_spectra(cool, hot, lab_cool), *COOL_FLUX_RANGE)
+    flux_hot = cannon_model_spectra(hot, lab_hot)
+    cases = {
+        "3,500-8,000 K (cool-star model)": (lab_cool, flux_cool, lab_cool[:, 0] < 8000.0),
+        "8,000-8,500 K (the seam: joined models)": (lab_cool, flux_cool, lab_cool[:, 0] >= 8000.0),
+        "8,500-40,000 K (hot-dwarf model)": (lab_hot, flux_hot, lab_hot[:, 0] >= 8500.0),
+    }
+    for title, (lab, flux, sel) in cases.items():
+        p = E.validation_precision(em_set, lab[sel], flux[sel], device="cpu")
+        print(
+            f"  fresh spectra {title}: {int(sel.sum())}; sigma {100 * p['valid_sigma']:.3f} % overall, "
+            f"{100 * p['valid_sigma_deep']:.3f} % where flux < 0.95; Gaussian core "
+            f"{100 * p['valid_sigma_gauss']:.3f} % / {100 * p['valid_sigma_deep_gauss']:.3f} %"
+        )
+
+
+def assemble(cool_path: Path, hot_path: Path, out: Path) -> EmulatorSet:
     """Write the shipped ``physical`` set from its two component files and print its ranges and precision."""
     cool, hot = E.load(cool_path), E.load(hot_path)
     em_set = EmulatorSet(
@@ -83,6 +116,7 @@ def assemble(cool_path: Path, hot_path: Path, out: Path) -> None:
             f"  {name}: validation sigma {100 * m['valid_sigma']:.3f} % overall, {100 * m['valid_sigma_deep']:.3f} % "
             f"where flux < 0.95 ({m['n_valid']} held-out spectra)"
         )
+    return em_set
 
 
 def main() -> None:
@@ -95,6 +129,7 @@ def main() -> None:
         help="only write the set (the package's physical.npz, or --out) from two component files",
     )
     ap.add_argument("--model", type=Path, help="cannongrid_3000_18000_hotdwarfs_norm_cubic_model.pkl")
+    ap.add_argument("--check-spectra", type=int, default=1000, help="--assemble with both models: fresh spectra")
     ap.add_argument(
         "--component",
         choices=sorted(COMPONENT_FILES),
@@ -120,7 +155,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if args.assemble:
-        assemble(*args.assemble, args.out or DEFAULT_SET)
+        em_set = assemble(*args.assemble, args.out or DEFAULT_SET)
+        if args.model and args.cool_model:
+            set_precision(em_set, args.cool_model, args.model, args.check_spectra, args.seed + 1)
         return
     if args.model is None or args.grid_out is None:
         raise SystemExit("training a component needs --model and --grid-out")

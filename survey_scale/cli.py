@@ -300,8 +300,15 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def _emulator_summary(path: Path, em: Any) -> str:
+    if hasattr(em, "components"):  # an emulator set: each component in turn
+        lines = [f"{path}: {em!r}", "  the fit keeps, per spectrum, the component of lowest chi2 (fit_component)"]
+        for name, component in zip(em.names, em.components, strict=True):
+            lines.append(f"component {name!r}:")
+            lines += ["  " + line for line in _emulator_summary(path, component).splitlines()[1:]]
+        return "\n".join(lines)
     m = em.meta
-    lines = [f"{path}: {em!r}"]
+    ranges = ", ".join(f"{n} {lo:g}..{hi:g}" for n, lo, hi in zip(em.label_names, em.x_min, em.x_max, strict=True))
+    lines = [f"{path}: {em!r}", f"  label ranges: {ranges}"]
     grid = m.get("grid_meta") or {}
     if grid:
         n, seed = grid.get("n_spectra", "?"), grid.get("seed", "?")
