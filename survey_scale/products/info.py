@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,9 +54,132 @@ def emulator_lines(path: Path) -> list[str]:
     return lines
 
 
+FINAL_SAMPLE_RULES = (
+    "flag_teff_lt_7000",
+    "flag_snr_lt_5",
+    "flag_not_converged",
+    "flag_chi2ratio",
+    "flag_cool_star",
+    "flag_non_stellar",
+)
+"""P2 §5.1's final-sample rules, one flag column each (``survey_scale.science.final_sample.RULES``, not imported
+here: that module loads torch); ``flag_chi2ratio`` is step chi2ratio's, the others step final_sample's."""
+
+
+def component_names(flag_meanings: str) -> dict[int, str]:
+    """The emulator set's component names by index from ``fit_component``'s ``flag_meanings`` ("0: cool; 1:
+    hot"); {} when the attribute says nothing."""
+    return {int(i): name.strip() for i, name in re.findall(r"(-?\d+)\s*:\s*([^;]+)", str(flag_meanings or ""))}
+
+
+def final_sample_counts(root: Any) -> dict[str, Any] | None:
+    """How many spectra each final-sample rule flags and how many are in the final sample (P2 §5.1), and how
+    many spectra each emulator component fitted, from a cube's root group; None when the cube has none of
+    these variables (made before step final_sample and the emulator sets, or not fitted yet).
+
+    Returns a dict: ``n`` (spectra); ``rules``: per rule of :data:`FINAL_SAMPLE_RULES` a dict with ``name``,
+    ``description`` (the variable's ``long_name``), ``present`` (the cube has it), ``flagged`` (rows = 1),
+    ``only`` (rows that this rule alone flags) and ``share`` (of the computed rows); ``n_any`` (rows flagged by
+    any rule), ``n_several`` (by two or more); ``final`` (None without ``final_sample``, else ``n_in``,
+    ``n_computed`` — rows the step wrote, the others hold the fill value −1 —, ``n_no_labels``: rows out of
+    the final sample that no rule flags, i.e. without fit labels, and ``share``: ``n_in`` / ``n``);
+    ``components``: None without ``fit_component``, else a list of (index, name, count), index −1 = not fitted.
+    """
+    names = [*FINAL_SAMPLE_RULES, "final_sample", "fit_component"]
+    if not any(name in root for name in names):
+        return None
+    n = spec_length(root)
+    flags = {name: read_column(root, name) == 1 for name in FINAL_SAMPLE_RULES if name in root}
+    n_set = np.sum([f for f in flags.values()], axis=0) if flags else np.zeros(n, dtype=np.int64)
+    final = None
+    computed = np.ones(n, dtype=bool)
+    if "final_sample" in root:
+        values = read_column(root, "final_sample")
+        computed = values >= 0
+        final = {
+            "n_in": int(np.sum(values == 1)),
+            "n_computed": int(computed.sum()),
+            "n_no_labels": int(np.sum(computed & (values != 1) & (n_set == 0))),
+            "share": int(np.sum(values == 1)) / max(n, 1),
+        }
+    n_base = max(int(computed.sum()), 1)
+    rules = []
+    for name in FINAL_SAMPLE_RULES:
+        present = name in flags
+        flagged = int(flags[name].sum()) if present else 0
+        rules.append(
+            {
+                "name": name,
+                "description": str(root[name].attrs.get("long_name", "")) if present else "",
+                "present": present,
+                "flagged": flagged,
+                "only": int(np.sum(flags[name] & (n_set == 1))) if present else 0,
+                "share": flagged / n_base,
+            }
+        )
+    components = None
+    if "fit_component" in root:
+        values = read_column(root, "fit_component").astype(np.int64)
+        labels = component_names(root["fit_component"].attrs.get("flag_meanings", ""))
+        indices = sorted(set(labels) | set(np.unique(values).tolist()), key=lambda i: (i < 0, i))
+        components = [
+            (i, "not fitted" if i < 0 else labels.get(i, f"component {i}"), int(np.sum(values == i))) for i in indices
+        ]
+    return {
+        "n": n,
+        "rules": rules,
+        "n_any": int(np.sum(n_set > 0)),
+        "n_several": int(np.sum(n_set > 1)),
+        "final": final,
+        "components": components,
+    }
+
+
+def final_sample_lines(root: Any) -> list[str]:
+    """``survey-scale info`` lines of P2 §5.1's final sample (spectra per rule, the final sample's size) and of
+    the emulator components the fit kept; "not computed yet" for what an older cube lacks."""
+    if spec_length(root) == 0:
+        return []
+    counts = final_sample_counts(root)
+    if counts is None:
+        return [
+            "  final sample: not computed yet (steps fit, chi2ratio and final_sample make it)",
+            "  fit components: not computed yet (step fit)",
+        ]
+    n, final = counts["n"], counts["final"]
+    if final is None:
+        lines = ["  final sample: not computed yet (step final_sample)"]
+    else:
+        left = n - final["n_computed"]
+        lines = [
+            f"  final sample (P2 5.1): {final['n_in']:,} of {n:,} spectra ({100 * final['share']:.1f} %)"
+            + (f"; {left:,} rows not computed yet (step final_sample)" if left else "")
+        ]
+    if any(rule["present"] for rule in counts["rules"]):
+        lines.append(f"    {'rule':<20} {'flagged':>9} {'':>9} {'by it alone':>12}")
+        for rule in counts["rules"]:
+            if rule["present"]:
+                share = f"({100 * rule['share']:.1f} %)"
+                lines.append(f"    {rule['name']:<20} {rule['flagged']:>9,} {share:>9} {rule['only']:>12,}")
+            else:
+                lines.append(f"    {rule['name']:<20} not computed yet")
+        text = f"    any rule: {counts['n_any']:,} ({counts['n_several']:,} by several rules)"
+        if final is not None:
+            text += f"; out without a rule (no fit labels): {final['n_no_labels']:,}"
+        lines.append(text)
+    if counts["components"] is None:
+        lines.append("  fit components: not computed yet (step fit)")
+    else:
+        lines.append(
+            "  fit components (fit_component): "
+            + ", ".join(f"{name} {count:,}" for _, name, count in counts["components"])
+        )
+    return lines
+
+
 def cube_info(path: str | Path) -> str:
-    """A human-readable summary: counts per release and batch, stages done, the emulator, rejects by reason,
-    size."""
+    """A human-readable summary: counts per release and batch, stages done, the emulator, the final sample and
+    the emulator components fitted, rejects by reason, size."""
     path = Path(path)
     root = open_group(path)
     n = spec_length(root)
@@ -87,6 +212,7 @@ def cube_info(path: str | Path) -> str:
             + (f", models: {model_text}" if model_text else "")
         )
     lines += emulator_lines(path)
+    lines += final_sample_lines(root)
     lines += reduction_lines(dict(root.attrs.get("reductions", {})))
     rejects = open_rejects(path)
     lines.append(f"  rejects: {len(rejects):,}")
@@ -203,4 +329,15 @@ def mks_model_lines(mks: dict) -> list[str]:
     return lines
 
 
-__all__ = ["cube_info", "emulator_lines", "mks_model_lines", "reduction_lines", "spectra_bytes", "store_bytes"]
+__all__ = [
+    "FINAL_SAMPLE_RULES",
+    "component_names",
+    "cube_info",
+    "emulator_lines",
+    "final_sample_counts",
+    "final_sample_lines",
+    "mks_model_lines",
+    "reduction_lines",
+    "spectra_bytes",
+    "store_bytes",
+]
