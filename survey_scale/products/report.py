@@ -4,12 +4,15 @@
 it: the run summary — spectra, stars and releases; every pipeline step with its status, provenance and
 timings (from the cube's bookkeeping: each step's recorded runs, each chunk's compute time); rejects by stage
 and reason; the emulator's precision (its file's header); the chi2ratio coefficients, the repeat-visit
-precision and the MKs model's MCMC posterior (``ds.attrs["reductions"]``) — and the papers' figures that
-apply (:data:`FIGURES`: P1 Figs. 2–5, 8, 10–12; P2 Figs. 3–4, 8, 10, 13, 16, 17), each with its caption.
+precision and the MKs model's MCMC posterior (``ds.attrs["reductions"]``); P2 §5.1's final sample (spectra
+removed by each rule, the final sample's size, the spectra each emulator component fitted) — and the papers'
+figures that apply (:data:`FIGURES`: P1 Figs. 2–5, 8, 10–12; P2 Figs. 3–4, 8, 10, 13, 16, 17; the final
+sample's: the fitted Teff against LAMOST's class, the spectra each rule removes), each with its caption.
 
 A cube on which some steps have not run gets a report all the same: a section lists the steps missing and
 the figures they would give. With ``truth`` (the mock release the cube was made from) the report adds the
-mock-vs-truth figures.
+mock-vs-truth figures, and a table of the contaminants that the final sample keeps and the hot stars it loses,
+per rule.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import pandas as pd
 
 from survey_scale._version import __version__
 from survey_scale.core.files import file_sha256
-from survey_scale.products.info import snr_bin, store_bytes
+from survey_scale.products.info import final_sample_counts, snr_bin, store_bytes
 from survey_scale.products.status import DONE, MISSING, PARTIAL, CubeState, StepStatus, step_statuses
 from survey_scale.store.cube import open_rejects, read_column
 
@@ -154,15 +157,16 @@ def _mock_population(inputs: ReportInputs, path: Path) -> Path:
     return plot_population(pd.read_parquet(inputs.truth / "truth_stars.parquet"), path)
 
 
-PCA, EMULATOR, LABELS, SURVEY, P1, TRUTH = (
+PCA, EMULATOR, LABELS, FINAL, SURVEY, P1, TRUTH = (
     "Spectra: PCA reconstruction and emission (P1 §3)",
     "The emulator and the information in a spectrum (P2 §3)",
     "Stellar labels (P2 §4–§6)",
+    "The final sample (P2 §5.1)",
     "Survey-wide reductions: repeat visits and χ² (P2 §4.6, §5.2)",
     "Extinction, MKs, binaries and distances (P1 §4–§7)",
     "Against the mock's truth",
 )
-SECTIONS = (PCA, EMULATOR, LABELS, SURVEY, P1, TRUTH)
+SECTIONS = (PCA, EMULATOR, LABELS, FINAL, SURVEY, P1, TRUTH)
 
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("pca_reconstructions", PCA, "P1 Fig. 2", "PCA reconstructions",
@@ -206,6 +210,20 @@ FIGURES: tuple[FigureSpec, ...] = (
                "Stars with S/N > 50: [Fe/H] against Teff (left), and [Si/H] against [Fe/H] for Teff ≥ 8,000 K "
                "(right, with the 1:1 line; P2 finds them consistent and Ap/Bp stars Si-rich).",
                ("fit",), _cube_figure("labels", "plot_abundances")),
+    FigureSpec("teff_vs_class", FINAL, "P2 §5.1", "Fitted Teff against LAMOST class",
+               "The fitted Teff (log scale) against LAMOST's subclass, O to M (subtypes in order within each letter, "
+               "jittered; a subclass without a subtype spread over its letter), blue in P2 §5.1's final sample, "
+               "orange out of it; black: the dwarf Teff of each subtype (Pecaut & Mamajek 2013); dashed: 7,000 K. "
+               "Right: the Teff of the cool-star check (teff_cool) of the same spectra. Hot stars follow the dwarf "
+               "line; cool stars that LAMOST calls A (a hot-star candidate list's contaminants) sit below it and "
+               "should be out. Spectra without an O–M subclass are left out (the title counts them).",
+               ("final_sample",), _cube_figure("final_sample", "plot_teff_against_class")),
+    FigureSpec("final_sample_rules", FINAL, "P2 §5.1", "Spectra removed by each final-sample rule",
+               "Left: the spectra each of P2 §5.1's rules flags (light) and those it alone flags (dark), with the "
+               "share of all spectra; right: the overlaps, spectra flagged by both rules of a pair (the diagonal "
+               "repeats each rule's count). A spectrum is in the final sample when no rule flags it and the fit "
+               "has labels; the flags are kept in the labels catalog, nothing is deleted.",
+               ("final_sample",), _cube_figure("final_sample", "plot_final_sample_rules")),
     FigureSpec("repeat_precision", SURVEY, "P2 Fig. 10", "Precision from repeat visits",
                "Label differences of repeat pairs (different nights, S/N within 20 %, Teff > 10,000 K) against their "
                "mean S/N, per label; red: median and ± robust σ per S/N bin; the numbers are the precision "
@@ -319,6 +337,84 @@ def _counts(state: CubeState) -> dict[str, Any]:
             )
     counts["size_mib"] = store_bytes(state.cube) / 2**20
     return counts
+
+
+POPULATION_NAMES = {"hot": "hot stars", "cool_contaminant": "cool contaminants", "qso": "QSOs"}
+"""How the report names the mock's truth ``population`` values (others as written)."""
+
+
+def _final_sample(state: CubeState, truth: Path | None) -> dict[str, Any] | None:
+    """The final sample's counts (:func:`survey_scale.products.info.final_sample_counts`) for the template and,
+    with the mock's truth, what each rule removes per true population (:func:`_final_sample_truth`); None for
+    a cube without any of the final-sample variables."""
+    counts = final_sample_counts(state.root)
+    if counts is None:
+        return None
+    out = dict(counts)
+    out["truth"] = None
+    if truth is not None and counts["final"] is not None:
+        try:
+            out["truth"] = _final_sample_truth(state, truth, [r["name"] for r in counts["rules"] if r["present"]])
+        except Exception as exc:  # a truth table that cannot be made must not cost the report
+            log.warning("report: final sample against the truth not made", exc_info=True)
+            out["truth"] = {"note": f"not made: {type(exc).__name__}: {exc}"}
+    return out
+
+
+def _final_sample_truth(state: CubeState, truth: Path, rules: list[str]) -> dict[str, Any]:
+    """Per true population of the mock (hot stars, cool contaminants, QSOs): the spectra each rule flags, those
+    in the final sample and those removed; and a sentence on the contaminants kept and the hot stars lost.
+    Spectra are matched on ``specid`` (the truth's invalid files left out); rows the step has not computed
+    are left out."""
+    table = pd.read_parquet(truth / "truth.parquet")
+    if "population" not in table:
+        return {"note": "the truth has no population column (a mock release made before contaminants)"}
+    if "invalid" in table:
+        table = table[~table["invalid"].to_numpy(dtype=bool)]
+    root = state.root
+    cube = pd.DataFrame({"specid": read_column(root, "specid").astype(str)})
+    for name in rules:
+        cube[name] = read_column(root, name) == 1
+    final = read_column(root, "final_sample")
+    cube["final_sample"] = final == 1
+    cube = cube[final >= 0]
+    d = cube.merge(table[["specid", "population"]], on="specid", how="inner", validate="one_to_one")
+    present = [str(p) for p in pd.unique(d["population"])]
+    order = [p for p in POPULATION_NAMES if p in present] + sorted(set(present) - set(POPULATION_NAMES))
+    groups = {p: (d["population"] == p).to_numpy() for p in order}
+    totals = {p: int(sel.sum()) for p, sel in groups.items()}
+
+    def row(name: str, values: np.ndarray) -> dict[str, Any]:
+        cells = []
+        for p, sel in groups.items():
+            k = int(np.sum(values & sel))
+            cells.append(f"{k:,} ({100 * k / totals[p]:.1f} %)" if totals[p] else "—")
+        return {"name": name, "cells": cells}
+
+    rows = [row(name, d[name].to_numpy()) for name in rules]
+    final_in = d["final_sample"].to_numpy()
+    rows.append(row("in the final sample", final_in))
+    rows.append(row("removed (any rule, or no labels)", ~final_in))
+    hot = groups.get("hot", np.zeros(len(d), bool))
+    n_in, n_hot, n_hot_out = int(final_in.sum()), int(hot.sum()), int(np.sum(~final_in & hot))
+    n_cont, n_cont_in = int(np.sum(~hot)), int(np.sum(final_in & ~hot))
+    per_population = ", ".join(
+        f"{POPULATION_NAMES.get(p, p)} {int(np.sum(final_in & groups[p])):,} of {totals[p]:,}"
+        for p in order
+        if p != "hot"
+    )
+    summary = (
+        f"{len(d):,} spectra matched to the truth. Contaminants in the final sample: {n_cont_in:,} of {n_cont:,}"
+        + (f" ({per_population})" if per_population else "")
+        + f", {100 * n_cont_in / max(n_in, 1):.1f} % of the final sample; hot stars removed: {n_hot_out:,} of "
+        f"{n_hot:,} ({100 * n_hot_out / max(n_hot, 1):.1f} %)."
+    )
+    return {
+        "note": None,
+        "populations": [f"{POPULATION_NAMES.get(p, p)} ({totals[p]:,})" for p in order],
+        "rows": rows,
+        "summary": summary,
+    }
 
 
 def _step_rows(state: CubeState, statuses: list[StepStatus]) -> list[dict[str, Any]]:
@@ -641,6 +737,7 @@ def write_report(cube: str | Path, out: str | Path, truth: str | Path | None = N
         rejects=_rejects(cube),
         emulator=_emulator(inputs),
         reductions=_reductions(state),
+        final_sample=_final_sample(state, truth),
         sections=[(name, [f for f in figures if f.spec.section == name]) for name in SECTIONS],
         figures=figures,
     )

@@ -65,6 +65,7 @@ def test_a_partial_cube_gets_a_report_that_names_the_missing_steps(tmp_path: Pat
     for name in _drawn(html):
         _assert_real_png(tmp_path / "partial" / name)
     assert "No emulator file yet" in html and "None yet" in html  # the sections say what is not there
+    assert "<p>Not computed yet (steps fit, chi2ratio and final_sample make it).</p>" in html
 
 
 def check_whole_report(cube: Path, truth: Path, out: Path) -> None:
@@ -95,3 +96,11 @@ def check_whole_report(cube: Path, truth: Path, out: Path) -> None:
     assert re.search(precision, html)
     assert "log10 median coefficients" in html and "S/N &lt; 50" in html
     assert re.search(r"<td>non_emission</td><td class=\"num\">\d+</td>\s*<td class=\"num\">[+-]\d", html)
+    # P2 §5.1's final sample: its size, the spectra per rule and per emulator component, and against the truth
+    final = html[html.index('id="final-sample"') : html.index('id="emulator"')]
+    n_in = int((ds.final_sample.values == 1).sum())
+    assert f'{n_in:,}</div><div class="label">in the final sample' in html
+    assert f"<b>{n_in:,}</b> of {ds.sizes['spec']:,} spectra" in final and "not computed yet" not in final
+    assert final.count("<tr><td><code>flag_") == 12  # the six rules, in the counts and in the truth's table
+    assert "Spectra per emulator component" in final
+    assert "Contaminants in the final sample:" in final and "hot stars removed:" in final

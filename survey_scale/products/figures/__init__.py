@@ -8,6 +8,8 @@
 - :mod:`.distances`: extinction, MKs, its MCMC, binaries, distance precision, X–Y map (P1 Figs. 4, 5, 8, 10–12),
   from a cube (with the mock release as the truth of Fig. 4 when given);
 - :mod:`.labels`: the fitted labels over the survey: vsini (P2 Fig. 16), [Fe/H] and [Si/H] (P2 Fig. 17);
+- :mod:`.final_sample`: P2 §5.1's final sample: the fitted Teff against LAMOST's class, the spectra each
+  rule removes;
 - :mod:`.truth`: a cube against its mock release's truth: labels (P2 Fig. 7), MKs and binaries, distances.
 
 The HTML report (:mod:`survey_scale.products.report`) draws them all.
