@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from survey_scale.science.bad_spectra import SnrLimit
+from survey_scale.science.final_sample import RULES
 from survey_scale.store.bookkeeping import Bookkeeping
 from survey_scale.store.cube import META_GROUP, open_group, open_rejects, read_column, shard_spectra, spec_length
 
@@ -54,16 +55,9 @@ def emulator_lines(path: Path) -> list[str]:
     return lines
 
 
-FINAL_SAMPLE_RULES = (
-    "flag_teff_lt_7000",
-    "flag_snr_lt_5",
-    "flag_not_converged",
-    "flag_chi2ratio",
-    "flag_cool_star",
-    "flag_non_stellar",
-)
-"""P2 §5.1's final-sample rules, one flag column each (``survey_scale.science.final_sample.RULES``, not imported
-here: that module loads torch); ``flag_chi2ratio`` is step chi2ratio's, the others step final_sample's."""
+FINAL_SAMPLE_RULES = RULES
+"""P2 §5.1's final-sample rules, one flag column each; ``flag_chi2ratio`` is step chi2ratio's, the others step
+final_sample's."""
 
 
 def component_names(flag_meanings: str) -> dict[int, str]:

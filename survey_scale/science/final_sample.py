@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from survey_scale.science.label_fit import FLAG_NO_DATA, FLAG_NOT_CONVERGED, FLAG_SNR_LT_5, FLAG_TEFF_LT_7000
+from survey_scale.core.fit_flags import FLAG_NO_DATA, FLAG_NOT_CONVERGED, FLAG_SNR_LT_5, FLAG_TEFF_LT_7000
 
 R_BP = 3.24
 """A_BP / E(B−V) (Chen et al. 2019, P2 §5.3)."""
@@ -80,7 +80,7 @@ def dereddened_bp_rp(bp: np.ndarray, rp: np.ndarray, ebv: np.ndarray) -> np.ndar
 def final_sample_flags(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The rules' flags (int16, 0/1), ``bp_rp0`` and ``final_sample`` of a block of rows (module docstring).
 
-    ``columns`` holds (n,) arrays: ``fit_flags`` (bits of :data:`survey_scale.science.label_fit.FLAG_BITS`),
+    ``columns`` holds (n,) arrays: ``fit_flags`` (bits of :data:`survey_scale.core.fit_flags.FLAG_BITS`),
     ``teff`` (K, the combined labels), ``chi2ratio``, ``flag_chi2ratio``, ``teff_cool``, ``chi2_red_cool``,
     ``chi2_red_hot``, ``BP``, ``RP``, ``ebv`` (mag; NaN where unknown) and ``lasp_class`` (LAMOST CLASS,
     text). Missing evidence never sets a flag: NaN compares false.

@@ -10,7 +10,7 @@
   ``lasp_teff``, ``lasp_logg`` (LASP's Teff and log g where the release catalog gives them, else NaN);
 - the other six labels with their (calibrated) errors: vmic, he_frac, c_h, n_h, o_h, s_h;
 - every label's formal error ``<label>_err_formal``; ``vsini_raw`` (before P2 §5.1's clip at 0);
-- the fit flags: ``fit_flags`` (bits of :data:`survey_scale.science.label_fit.FLAG_BITS`), ``fit_converged``,
+- the fit flags: ``fit_flags`` (bits of :data:`survey_scale.core.fit_flags.FLAG_BITS`), ``fit_converged``,
   ``fit_n_iter``, ``labels_fitted`` (bit i set: label i of :data:`survey_scale.core.labels.LABEL_NAMES` was
   fitted; 2047 = all 11, 1035 = teff, logg, vsini, fe_h for the shipped ``physical`` emulator),
   ``fit_component`` (the emulator set's component kept: 0 cool, 1 hot for ``physical``), the evidence of the

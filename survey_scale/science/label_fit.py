@@ -45,6 +45,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from survey_scale.core.fit_flags import (
+    FLAG_AT_BOUND,
+    FLAG_NO_DATA,
+    FLAG_NOT_CONVERGED,
+    FLAG_REFIT,
+    FLAG_SNR_LT_5,
+    FLAG_TEFF_LT_7000,
+    FLAG_VSINI_NEGATIVE,
+    SNR_MIN_FLAG,
+    TEFF_MIN_FLAG,
+)
 from survey_scale.core.grid import air_to_vacuum
 from survey_scale.core.labels import LABEL_NAMES, P2_TABLE5_CORRELATIONS
 from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
@@ -60,26 +71,6 @@ HANN_LENGTH_HOT = 5000.0
 HANN_LENGTH_COOL = 3000.0
 """Hann length L (K) when the full-spectrum Teff ≤ 9,500 K: ω1 = 0 below 8,000 K (P2 §4.5)."""
 
-TEFF_MIN_FLAG = 7000.0
-SNR_MIN_FLAG = 5.0
-
-FLAG_TEFF_LT_7000 = 1
-FLAG_SNR_LT_5 = 2
-FLAG_NOT_CONVERGED = 4
-FLAG_NO_DATA = 8
-FLAG_VSINI_NEGATIVE = 16
-FLAG_REFIT = 32
-FLAG_AT_BOUND = 64
-FLAG_BITS = {
-    FLAG_TEFF_LT_7000: "teff_lt_7000: combined Teff < 7000 K (P2 §5.1 discards these)",
-    FLAG_SNR_LT_5: "snr_lt_5: S/N < 5 (P2 §5.1 discards these)",
-    FLAG_NOT_CONVERGED: "not_converged: the full, H-masked or re-fit did not pass the convergence test",
-    FLAG_NO_DATA: "no_data: too few usable pixels to fit",
-    FLAG_VSINI_NEGATIVE: "vsini_negative: raw vsini < 0, reported as 0 (P2 §5.1)",
-    FLAG_REFIT: "refit: full fit redone from the H-masked labels (P2 footnote 4)",
-    FLAG_AT_BOUND: "at_bound: a label of the combined result sits at a bound of the fit box",
-}
-"""Bits of the ``flags`` output."""
 
 # ---------------------------------------------------------------------------------------------------------
 # line indices and the initial Teff (P2 §4.4)
@@ -397,7 +388,7 @@ def fit_labels(
         ``converged`` (n,) bool
             Every fit that entered the result converged.
         ``flags`` (n,) uint8
-            Bit mask, :data:`FLAG_BITS`.
+            Bit mask, :data:`survey_scale.core.fit_flags.FLAG_BITS`.
         ``vsini_raw`` (n,)
             Combined vsini before clipping at 0 (km/s).
         ``teff_init`` (n,)

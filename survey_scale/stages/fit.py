@@ -18,7 +18,7 @@ corr_<a>_<b>         spec; float32            the 10 correlation coefficients of
 chi2_red             spec; float32            reduced χ² of the combined model over the full-fit pixels
 fit_n_iter           spec; int32              Levenberg–Marquardt iterations (all fits)
 fit_converged        spec; int8               1 if every fit that entered the result converged
-fit_flags            spec; uint8              bits of :data:`survey_scale.science.label_fit.FLAG_BITS`
+fit_flags            spec; uint8              bits of :data:`survey_scale.core.fit_flags.FLAG_BITS`
 labels_fitted        spec; uint16             bit i set: label i of ``label`` was fitted (2047: all 11); the
                                               others are NaN (an emulator with a subset of the labels)
 vsini_raw            spec; float32            combined vsini before clipping at 0
@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from survey_scale.config import Config, FitConfig
+from survey_scale.core.fit_flags import FLAG_BITS, FLAG_NO_DATA
 from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_UNITS, P2_TABLE5_CORRELATIONS
 from survey_scale.engine.contracts import (
@@ -67,8 +68,6 @@ from survey_scale.science.emulator_set import EmulatorSet
 from survey_scale.science.fitting import set_threads
 from survey_scale.science.label_fit import (
     COOL_STAR_COMPONENT,
-    FLAG_BITS,
-    FLAG_NO_DATA,
     fit_labels_set,
     output_label_names,
     to_label_order,

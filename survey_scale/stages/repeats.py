@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from survey_scale.config import Config
+from survey_scale.core.fit_flags import FLAG_NO_DATA, FLAG_NOT_CONVERGED
 from survey_scale.core.labels import LABEL_UNITS
 from survey_scale.engine.contracts import ChunkContext, Engine, Output, Stage, StageResult, StageSummary
-from survey_scale.science.label_fit import FLAG_NO_DATA, FLAG_NOT_CONVERGED
 from survey_scale.science.poly2d import robust_sigma
 from survey_scale.science.repeats import (
     PRECISION_BINS,

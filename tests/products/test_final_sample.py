@@ -73,12 +73,6 @@ TEN = _flags(
 """Ten spectra: rows 0–4 flagged (0 and 1 by two rules each), row 5 out without a rule (no labels), 6–9 in."""
 
 
-def test_the_rules_are_the_final_sample_steps() -> None:
-    from survey_scale.science.final_sample import RULES
-
-    assert FINAL_SAMPLE_RULES == RULES
-
-
 def test_info_counts_each_rule_the_final_sample_and_the_components(tmp_path: Path) -> None:
     component = np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, -1], dtype=np.int8)
     cube = build_cube(tmp_path / "cube.zarr", {**TEN, "bp_rp0": np.zeros(10, np.float32), "fit_component": component})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from survey_scale.core.fit_flags import FLAG_NO_DATA, FLAG_NOT_CONVERGED, FLAG_SNR_LT_5, FLAG_TEFF_LT_7000
 from survey_scale.science import final_sample as F
-from survey_scale.science.label_fit import FLAG_NO_DATA, FLAG_NOT_CONVERGED, FLAG_SNR_LT_5, FLAG_TEFF_LT_7000
 
 NAN = np.nan
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from survey_scale.config import EmissionConfig, FitConfig, NormalizeConfig, PCAConfig
+from survey_scale.core.fit_flags import FLAG_NO_DATA
 from survey_scale.core.grid import N_WAVE, PIXMASK_BITS, wavelength_grid
 from survey_scale.core.masks import BALMER_LINES, clean_window_mask
 from survey_scale.engine.contracts import ChunkContext, StageResult
@@ -23,7 +24,6 @@ from survey_scale.io.lamost import read_lamost
 from survey_scale.science import emulator as E
 from survey_scale.science.emission import derive_thresholds
 from survey_scale.science.ingest import METADATA
-from survey_scale.science.label_fit import FLAG_NO_DATA
 from survey_scale.science.pca import (
     PCAModel,
     add_results,

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from survey_scale.core.fit_flags import FLAG_NO_DATA, FLAG_NOT_CONVERGED, FLAG_SNR_LT_5, FLAG_TEFF_LT_7000
 from survey_scale.products.figures.common import plt, save_png
-from survey_scale.science.label_fit import FLAG_NO_DATA, FLAG_NOT_CONVERGED, FLAG_SNR_LT_5, FLAG_TEFF_LT_7000
 from survey_scale.store.cube import open_cube
 
 DENSITY_MIN_POINTS = 3000
