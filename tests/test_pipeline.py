@@ -57,8 +57,8 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert [s.stage for s in partial.stages] == ["normalize", "pca"] and set(partial.models) == {"pca"}
     assert "labels" not in open_cube(config.cube.path)
     summary = run_pipeline_with_client(config, client, progress=False)
-    stages = ["normalize", "pca", "fit", "chi2ratio", "bad_spectra", "calibrate_errors", "extinction", "mks"]
-    stages.append("distances")
+    stages = ["normalize", "pca", "fit", "chi2ratio", "bad_spectra", "calibrate_errors", "extinction"]
+    stages += ["final_sample", "mks", "distances"]
     assert [s.stage for s in summary.stages] == stages
     assert [s.n_computed for s in summary.stages[:2]] == [0, 0]
     assert set(summary.models) == {"pca", "emulator", "telluric", "continuum_steps", "mks"}
@@ -69,11 +69,14 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
         assert name in ds
     fitted = np.all(np.isfinite(ds.labels.values), axis=1)
     assert fitted.mean() > 0.95
-    # the shipped emulator was trained on the synthesizer that made the mock: the fit recovers the truth
-    # (median deviations measured at S/N > 30: ~0.7 % in Teff, ~0.08 dex in log g)
+    # the shipped emulator was trained on the synthesizer that made the mock: the fit recovers the truth of the
+    # hot stars (median deviations measured at S/N > 30: ~0.7 % in Teff, ~0.08 dex in log g); the cool
+    # contaminants and QSOs of the mock are no hot stars to compare with
     truth = pd.read_parquet(first.outdir / "truth.parquet")
     truth = truth[~truth.invalid].set_index("specid").loc[ds.specid.values.astype(str)]
-    clean = ~(truth.binary | truth.emission | truth.corrupted).to_numpy() & (ds.snr_g.values > 30) & fitted
+    hot = (truth.population == "hot").to_numpy()
+    assert set(truth.population) == {"hot", "cool_contaminant", "qso"}  # every spectrum was ingested, QSOs too
+    clean = ~(truth.binary | truth.emission | truth.corrupted).to_numpy() & (ds.snr_g.values > 30) & fitted & hot
     teff_dev = np.median(np.abs(ds.labels.sel(label="teff").values[clean] / truth.teff.to_numpy()[clean] - 1))
     logg_dev = np.median(np.abs(ds.labels.sel(label="logg").values[clean] - truth.logg.to_numpy()[clean]))
     assert clean.sum() > 30 and teff_dev < 0.02 and logg_dev < 0.15, (clean.sum(), teff_dev, logg_dev)
@@ -110,7 +113,7 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     ds = open_cube(config.cube.path)
     assert ds.sizes["spec"] == n + second.n_valid_files
     # every stage computes only the shards that hold new rows: the models (PCA, emulator, MKs) are kept
-    norm, pca, fit, chi2ratio, bad, _, extinction, mks, distances = appended.stages
+    norm, pca, fit, chi2ratio, bad, _, extinction, _, mks, distances = appended.stages
     new_chunks = norm.n_chunks - n // 128
     assert norm.n_computed == pca.n_computed == fit.n_computed == new_chunks
     assert extinction.n_computed == mks.n_computed == distances.n_computed == new_chunks
@@ -171,8 +174,8 @@ def test_pipeline_on_a_handful_of_real_hot_stars(tmp_path: Path, client) -> None
     )
     create_cube(config.cube.path, config.cube)
     summary = run_pipeline_with_client(config, client, progress=False)
-    stages = ["normalize", "pca", "fit", "chi2ratio", "bad_spectra", "calibrate_errors", "extinction", "mks"]
-    assert [s.stage for s in summary.stages] == [*stages, "distances"]
+    stages = ["normalize", "pca", "fit", "chi2ratio", "bad_spectra", "calibrate_errors", "extinction"]
+    assert [s.stage for s in summary.stages] == [*stages, "final_sample", "mks", "distances"]
     assert "fallback" in PCAModel.load(summary.models["pca"]).meta
     ds = open_cube(config.cube.path)
     assert ds.sizes["spec"] == 3 and list(ds.label.values) == list(LABEL_NAMES)

@@ -87,9 +87,11 @@ def check_whole_report(cube: Path, truth: Path, out: Path) -> None:
     steps = html[html.index('id="steps"') : html.index('id="rejects"')]
     assert steps.count('<span class="state state-done">done</span>') == len(default_registry().names())
     assert "no run recorded" not in steps and "catalog:labels" in steps
-    # the stage steps: normalize, pca, fit, chi2ratio, bad_spectra, calibrate_errors, extinction, mks, distances
-    assert len(re.findall(r"\d+ of \d+ chunks computed, \d+ rejects", steps)) == 9
-    assert re.search(r"stage fit v\d+, config [0-9a-f]{12}, emulator [0-9a-f]{12}", steps)
+    # the stage steps: normalize, pca, fit, chi2ratio, bad_spectra, calibrate_errors, extinction, final_sample,
+    # mks, distances
+    assert len(re.findall(r"\d+ of \d+ chunks computed, \d+ rejects", steps)) == 10
+    # the fit's models: the cool-star check's emulator (fit.cool_star_emulator, on by default) and the emulator
+    assert re.search(r"stage fit v\d+, config [0-9a-f]{12}, cool_star [0-9a-f]{12}, emulator [0-9a-f]{12}", steps)
     assert re.search(r"pca model pca\.npz, sha256 [0-9a-f]{12}", steps)
     assert "<td>ingest</td><td><code>" in html  # the mock's invalid files are among the rejects
     precision = r'overall \(standard deviation\)</td><td class="num">\d+\.\d{3} %</td><td class="num">0\.165 %'
