@@ -5,7 +5,8 @@ Usage::
     python benchmarks/eval_distances.py MOCK_DIR CUBE [--time-rows 4000] [--json OUT.json]
 
 ``MOCK_DIR`` holds the mock release (``truth.parquet``, ``truth_stars.parquet``), ``CUBE`` the cube after
-``survey-scale run``. Prints:
+``survey-scale run``. Every figure is of the hot stars (truth ``population == "hot"``: the mock's cool
+contaminants and QSOs have no hot-star truth to compare with). Prints:
 
 1. E(B−V) against the truth: bias, robust scatter and pull σ (S/N > 20, non-emission).
 2. MKs against the truth for single non-emission stars per S/N bin (bias, robust scatter, pull σ), and the
@@ -56,6 +57,12 @@ def load(mock: Path, cube: Path) -> tuple[pd.DataFrame, dict]:
     data = pd.DataFrame({c: ds[c].values for c in CUBE_COLUMNS})
     data["specid"] = data["specid"].astype(str)
     truth = pd.read_parquet(mock / "truth.parquet")
+    truth = truth[~truth["invalid"]]  # a duplicate-specid file shares its specid with the valid original
+    if "population" in truth:  # a truth from before the contaminants has hot stars only
+        others = truth.loc[truth["population"] != "hot", "population"].value_counts()
+        if len(others):
+            print("left out (not hot stars): " + ", ".join(f"{n} {p} spectra" for p, n in others.items()))
+        truth = truth[truth["population"] == "hot"]
     stars = pd.read_parquet(mock / "truth_stars.parquet")
     truth = truth.merge(stars[["star_id", "X", "Y", "Z", "mks_scatter"]], on="star_id", how="left")
     keep = ["specid", "ebv", "mks", "mks_system", "binary", "q", "distance_pc", "emission", "corrupted", "teff"]
