@@ -286,6 +286,9 @@ def candidate_figures(cat: pd.DataFrame) -> None:
     )
     a = cat[(cat["letter"] == "A") & (cat["snr_g"] >= 30)]
     d = (a["teff"] - a["class_teff"]).to_numpy()
+    if len(a) == 0:
+        print("no A stars with S/N(g) >= 30")
+        return
     print(
         f"A stars with S/N(g) >= 30: {len(a)}; within 1,000 K of the class Teff "
         f"{100 * np.mean(np.abs(d) < 1000):.0f} % (issue 23: >= 85 %); median |dTeff| {np.nanmedian(np.abs(d)):.0f} K "

@@ -78,10 +78,6 @@ QSO_FRACTION: float = 0.003
 POPULATION_HOT, POPULATION_COOL, POPULATION_QSO = "hot", "cool_contaminant", "qso"
 """Values of the truth column ``population``."""
 
-COOL_EMULATOR_FALLBACK: str = "/tmp/cool_tiny_em.npz"
-"""TEMPORARY: the placeholder cool-star emulator used until the shipped ``physical`` emulator has a ``cool``
-component (see :func:`cool_star_emulator`)."""
-
 MISCLASSIFIED_SUBCLASSES: tuple[str, ...] = ("A5V", "A6IV", "A7V", "A7III", "A9V")
 MISCLASSIFIED_WEIGHTS: tuple[float, ...] = (0.10, 0.15, 0.35, 0.10, 0.30)
 """A-type subclasses (LAMOST template names) given to misclassified cool stars, and their weights."""
@@ -163,13 +159,7 @@ def cool_star_emulator() -> Any:
     """
     from survey_scale.science import emulator as emu
 
-    physical = emu.load_default("physical")
-    try:
-        return physical.component("cool")
-    except (AttributeError, KeyError):
-        # TEMPORARY fallback until the shipped "physical" emulator is a set with a "cool" component:
-        # a placeholder of the right format. Remove this branch then.
-        return emu.load(COOL_EMULATOR_FALLBACK)
+    return emu.load_default("physical").component("cool")
 
 
 # --- populations ------------------------------------------------------------------------------------------------

@@ -341,24 +341,38 @@ def test_training_is_seeded(small_grid):
 
 
 def test_shipped_physical_emulator_loads_by_name_with_its_provenance() -> None:
-    """``ss.emulator.load_default("physical")`` (issue 16): labels, grid, provenance, size, a sane A star."""
+    """``ss.emulator.load_default("physical")`` (issues 16, 23): a set of a cool and a hot network, their labels,
+    grids, provenance and size; a sane A star and a sane K dwarf."""
+    from survey_scale.science.emulator_set import EmulatorSet
+
     path = E.default_emulator_path("physical")
-    assert path.stat().st_size < 6e6  # float32 weights
+    assert path.stat().st_size < 12e6  # two networks of float32 weights
     em = E.load_default("physical")
-    assert em.label_names == ("teff", "logg", "vsini", "fe_h") and em.architecture == "shared"
+    assert isinstance(em, EmulatorSet) and em.names == ("cool", "hot")
+    assert em.label_names == ("teff", "logg", "vsini", "fe_h")
+    assert em.teff_ranges() == {"cool": (3500.0, 8500.0), "hot": (8000.0, 40000.0)}
     np.testing.assert_array_equal(em.wave, wavelength_grid())
-    meta = em.meta
-    grid = meta["grid_meta"]
-    assert len(grid["model_sha256"]) == 64 and "thedoppler" in grid["model_source"] and "MIT" in grid["model_source"]
-    assert grid["n_spectra"] == meta["n_train"] + meta["n_valid"] and isinstance(grid["seed"], int)
-    assert grid["label_ranges"]["teff"] == [8000.0, 40000.0]
-    assert {"hidden", "lr", "batch_size", "patience", "seed"} <= set(meta["settings"])
-    assert 0 < meta["valid_sigma"] < 0.005 and meta["valid_sigma_deep"] < 0.01
     assert json.loads(str(np.load(path)["header"]))["code_version"]
+    for name, component in zip(em.names, em.components, strict=True):
+        meta = component.meta
+        grid = meta["grid_meta"]
+        assert component.architecture == "shared"
+        sources = grid["model_sha256"] if isinstance(grid["model_sha256"], list) else [grid["model_sha256"]]
+        assert all(len(h) == 64 for h in sources) and "thedoppler" in grid["model_source"]
+        assert "MIT" in grid["model_source"]
+        assert grid["n_spectra"] == meta["n_train"] + meta["n_valid"] and isinstance(grid["seed"], int)
+        assert {"hidden", "lr", "batch_size", "patience", "seed"} <= set(meta["settings"])
+        assert 0 < meta["valid_sigma"] < 0.01 and meta["valid_sigma_deep"] < 0.02, name
+    assert em.component("hot").meta["grid_meta"]["label_ranges"]["teff"] == [8000.0, 40000.0]
+    assert em.component("cool").meta["grid_meta"]["label_ranges"]["teff"] == [3500.0, 8500.0]
+    wave = em.wave
     # an A0 dwarf: deep Balmer lines, weak He I 4471
     flux = em.predict(np.array([[9700.0, 4.2, 50.0, 0.0]]))[0]
-    wave = em.wave
     assert flux[np.argmin(np.abs(wave - 4862.7))] < 0.6 and flux[np.argmin(np.abs(wave - 4472.7))] > 0.95
+    # a K2 dwarf: Hbeta weak, the Mg b triplet and Na D deep
+    flux = em.predict(np.array([[5000.0, 4.5, 5.0, 0.0]]))[0]
+    assert flux[np.argmin(np.abs(wave - 4862.7))] > 0.7
+    assert flux[np.argmin(np.abs(wave - 5185.0))] < 0.85 and flux[np.argmin(np.abs(wave - 5897.6))] < 0.8
 
 
 def test_load_default_names_what_the_package_ships(monkeypatch, tmp_path) -> None:
@@ -370,26 +384,36 @@ def test_load_default_names_what_the_package_ships(monkeypatch, tmp_path) -> Non
 
 
 def test_shipped_physical_emulator_precision_on_fresh_model_spectra() -> None:
-    """Its recorded validation precision holds on newly made model spectra (needs the Cannon model file:
-    SURVEY_SCALE_CANNON_MODEL=path of cannongrid_3000_18000_hotdwarfs_norm_cubic_model.pkl)."""
+    """Each component's recorded validation precision holds on newly made model spectra (needs thedoppler's
+    model files: SURVEY_SCALE_CANNON_MODEL = the hot-dwarf .pkl, SURVEY_SCALE_COOL_CANNON_MODEL = the cool-star
+    .pkl; ``pip download thedoppler``)."""
     import os
     from pathlib import Path
 
     from survey_scale.science.emulator import validation_precision
-    from survey_scale.synth.cannon_grid import cannon_model_spectra, read_cannon_model, sample_cannon_labels
+    from survey_scale.synth import cannon_grid as C
 
-    model_path = os.environ.get("SURVEY_SCALE_CANNON_MODEL")
-    if not model_path or not Path(model_path).is_file():
+    paths = [os.environ.get(k, "") for k in ("SURVEY_SCALE_CANNON_MODEL", "SURVEY_SCALE_COOL_CANNON_MODEL")]
+    if not all(p and Path(p).is_file() for p in paths):
         pytest.skip(
-            "SURVEY_SCALE_CANNON_MODEL does not name thedoppler's hot-dwarf Cannon model (pip download thedoppler)"
+            "SURVEY_SCALE_CANNON_MODEL / SURVEY_SCALE_COOL_CANNON_MODEL do not name thedoppler's hot-dwarf and "
+            "cool-star Cannon models (pip download thedoppler)"
         )
+    hot, cool = (C.read_cannon_model(p) for p in paths)
     em = E.load_default("physical")
-    model = read_cannon_model(model_path)
-    assert model.sha256 == em.meta["grid_meta"]["model_sha256"]
-    labels = sample_cannon_labels(model, 200, np.random.default_rng(12345))
-    got = validation_precision(em, labels, cannon_model_spectra(model, labels), device="cpu")
-    assert got["valid_sigma"] < 1.3 * em.meta["valid_sigma"]
-    assert got["valid_sigma_deep"] < 1.3 * em.meta["valid_sigma_deep"]
+    rng = np.random.default_rng(12345)
+    labels = C.sample_cannon_labels(hot, 200, rng)
+    cases = {
+        "hot": (labels, C.cannon_model_spectra(hot, labels)),
+    }
+    labels = C.sample_joined_labels(cool, hot, 200, rng)
+    flux = np.clip(C.joined_model_spectra(cool, hot, labels), *C.COOL_FLUX_RANGE)
+    cases["cool"] = (labels, flux)
+    for name, (lab, spectra) in cases.items():
+        component = em.component(name)
+        got = validation_precision(component, lab, spectra, device="cpu")
+        assert got["valid_sigma"] < 1.3 * component.meta["valid_sigma"], name
+        assert got["valid_sigma_deep"] < 1.3 * component.meta["valid_sigma_deep"], name
 
 
 # ------------------------------------------------------------------------------------------------ plateau

@@ -19,7 +19,7 @@ from survey_scale.config import CubeConfig, load_config
 from survey_scale.core.labels import LABEL_NAMES, P2_TABLE5_CORRELATIONS
 from survey_scale.engine.contracts import ChunkContext, Output, Stage, StageResult
 from survey_scale.engine.runner import DaskEngine
-from survey_scale.stages import chi2ratio, export, repeats, uniqflag
+from survey_scale.stages import chi2ratio, export, final_sample, repeats, uniqflag
 from survey_scale.store.cube import create_cube, open_cube, open_group, resize_spec, write_column
 
 N_STARS = 700
@@ -44,6 +44,11 @@ def _visits(n_stars: int, seed: int, first_star: int = 0) -> pd.DataFrame:
             "teff_true": teff_star[idx],
             "ra": (star % 360).astype(float),
             "dec": ((star * 7) % 170 - 85).astype(float),
+            # what step final_sample reads besides the fit: no Gaia colour, a few QSOs among the stars
+            "BP": np.full(star.size, np.nan, np.float32),
+            "RP": np.full(star.size, np.nan, np.float32),
+            "ebv": np.full(star.size, np.nan, np.float32),
+            "class": np.where(star % 101 == 0, "QSO", "STAR").astype(object),
         }
     )
 
@@ -65,6 +70,10 @@ def fake_fit_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], 
         "label_err": err.astype(np.float32),
         "chi2_red": chi2.astype(np.float32),
         "fit_flags": flags,
+        # the cool-star check: hot stars, the cool-star model at the top of its range and a worse fit
+        "teff_cool": np.full(snr.size, 8500.0, np.float32),
+        "chi2_red_cool": (chi2 + 1.0).astype(np.float32),
+        "chi2_red_hot": chi2.astype(np.float32),
         **{f"corr_{a}_{b}": np.zeros(snr.size, np.float32) for a, b in P2_TABLE5_CORRELATIONS},
     }
     return StageResult(out)
@@ -80,6 +89,7 @@ FAKE_FIT = Stage(
         Output("label_err", "float32", ("spec", "label")),
         Output("chi2_red", "float32"),
         Output("fit_flags", "uint8"),
+        *(Output(name, "float32") for name in ("teff_cool", "chi2_red_cool", "chi2_red_hot")),
         *(Output(f"corr_{a}_{b}", "float32") for a, b in P2_TABLE5_CORRELATIONS),
     ),
     dims={"label": LABEL_NAMES},
@@ -115,6 +125,7 @@ def _run_all(config, engine) -> dict[str, Any]:
         "uniqflag": uniqflag.run(config, engine),
         "chi2ratio": chi2ratio.run(config, engine),
         "repeats": repeats.run(config, engine),
+        "final_sample": final_sample.run(config, engine),
         "export": export.run(config, engine),
     }
 
@@ -161,6 +172,13 @@ def test_survey_steps_write_columns_coefficients_and_catalogs(fitted) -> None:
     assert meta.field("teff").metadata[b"unit"] == b"K"
     assert set(parquet["final_sample"]) <= {0, 1} and parquet["final_sample"].sum() > 0.8 * n
     assert (parquet.loc[parquet["flag_chi2ratio"] == 1, "final_sample"] == 0).all()
+    qso = parquet["lasp_class"] == "QSO"
+    assert (
+        qso.any()
+        and (parquet.loc[qso, "flag_non_stellar"] == 1).all()
+        and (parquet.loc[qso, "final_sample"] == 0).all()
+    )
+    assert (parquet["flag_cool_star"] == 0).all() and (parquet.loc[~qso, "flag_non_stellar"] == 0).all()
 
 
 def test_survey_steps_do_nothing_when_up_to_date_and_refit_after_an_append(fitted) -> None:
@@ -170,6 +188,7 @@ def test_survey_steps_do_nothing_when_up_to_date_and_refit_after_an_append(fitte
     again = _run_all(config, engine)
     assert again["uniqflag"] is False
     assert again["chi2ratio"].n_computed == 0 and again["repeats"].n_computed == 0
+    assert again["final_sample"].n_computed == 0
     assert open_cube(engine.cube).attrs["reductions"] == before
     # an append: new stars and new visits; the fit runs on the new rows only, the survey fits are redone
     _append(engine.cube, _visits(300, 2, first_star=N_STARS))
