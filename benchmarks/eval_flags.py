@@ -75,7 +75,7 @@ def process(seed: int, args: argparse.Namespace) -> pd.DataFrame:
     mock, cube = out / "mock", out / "cube.zarr"
     if not (args.reuse and (mock / "truth.parquet").exists()):
         t0 = time.perf_counter()
-        summary = make_release(mock, args.n_stars, seed)
+        summary = make_release(mock, args.n_stars, seed, cool_fraction=args.cool_fraction)
         print(
             f"seed {seed}: mock of {args.n_stars} stars, {summary.n_valid_files} spectra, "
             f"{time.perf_counter() - t0:.0f} s"
@@ -95,8 +95,8 @@ def process(seed: int, args: argparse.Namespace) -> pd.DataFrame:
         },
     )
     t0 = time.perf_counter()
-    run_pipeline(config, progress=False, until="bad_spectra")
-    print(f"seed {seed}: pipeline up to bad_spectra in {time.perf_counter() - t0:.0f} s")
+    run_pipeline(config, progress=False, until=args.until)
+    print(f"seed {seed}: pipeline up to {args.until} in {time.perf_counter() - t0:.0f} s")
     ds = open_cube(cube)
     got = pd.DataFrame({c: ds[c].values for c in COLUMNS}).astype({"specid": str})
     truth = pd.read_parquet(mock / "truth.parquet")
@@ -251,6 +251,10 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=None, help="a configuration file (default: the defaults)")
     parser.add_argument("--workers", type=int, default=None, help="Dask workers (default: one per core)")
     parser.add_argument("--reuse", action="store_true", help="reuse the mock releases (and cubes) in --out")
+    parser.add_argument("--until", default="bad_spectra", help="last pipeline step (final_sample: for eval_survey.py)")
+    parser.add_argument(
+        "--cool-fraction", type=float, default=0.3, help="cool contaminants among the stars (0: hot stars only)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures per seed to this file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -247,7 +247,9 @@ class IngestConfig(_Section):
     release: str | None = Field(None, description="default: from the header DATA_V, else 'unknown'")
     files_per_task: int = Field(256, ge=1)
     rv_source: Literal["auto", "catalog", "header"] = "auto"
-    max_abs_rv: float = Field(1000.0, gt=0, description="km/s; larger |RV| is rejected")
+    max_abs_rv: float = Field(
+        1000.0, gt=0, description="km/s; a star with a larger |RV| is rejected (QSOs, galaxies: kept, rv NaN)"
+    )
     min_coverage: float = Field(0.5, ge=0, le=1, description="fraction of the grid a spectrum must cover")
     min_good_fraction: float = Field(
         0.5, ge=0, le=1, description="fraction of an output pixel covered by good input pixels to keep its ivar"

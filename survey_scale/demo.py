@@ -101,7 +101,8 @@ def run_demo(workdir: str | Path, *, n_stars: int = 1000, seed: int = 1, progres
     release = make_release(workdir / "mock", n_stars, seed, release="MOCK1")
     print(
         f"  {'mock':<11} {time.perf_counter() - t0:6.1f} s  {release.n_files} files: {release.n_valid_files} "
-        f"spectra of {release.n_stars} stars and {release.n_invalid} invalid inputs ({workdir / 'mock'})"
+        f"spectra of {release.n_stars} hot stars and {release.n_contaminants} contaminants (cool stars, QSOs) and "
+        f"{release.n_invalid} invalid inputs ({workdir / 'mock'})"
     )
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(demo_config(workdir), sort_keys=False))
