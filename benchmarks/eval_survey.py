@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from survey_scale.science.final_sample import RULES
 from survey_scale.science.poly2d import robust_sigma
 from survey_scale.store.cube import open_cube
 
@@ -59,15 +60,8 @@ P2_PRECISION = {  # P2 §4.6: S/N < 50 and S/N > 100 (the paper gives no 50–10
 }
 
 
-FLAG_RULES = (
-    "flag_teff_lt_7000",
-    "flag_snr_lt_5",
-    "flag_not_converged",
-    "flag_chi2ratio",
-    "flag_cool_star",
-    "flag_non_stellar",
-)
-"""The final-sample rules (survey_scale.science.final_sample.RULES; those missing from a cube are skipped)."""
+FLAG_RULES = RULES
+"""The final-sample rules (those missing from a cube are skipped)."""
 
 
 def hot_rows(table: pd.DataFrame) -> np.ndarray:

@@ -196,7 +196,7 @@ FIGURES: tuple[FigureSpec, ...] = (
                "lines masked in the H-masked fit where that fit has weight. The title gives the labels and χ².",
                ("fit",), _cube_figure("cube", "plot_example_fits")),
     FigureSpec("kiel", LABELS, "P2 Fig. 13", "Kiel diagram",
-               "Teff against log g of P2 §5.1's final sample (converged, Teff ≥ 7,000 K, chi2ratio ≤ 10) with "
+               "Teff against log g of P2 §5.1's final sample (final_sample = 1: every rule of the section below) with "
                "S/N > 20, coloured by [Fe/H]: the main sequence, giants and (at high Teff and log g) hot subdwarfs, "
                "as P2 shows them.",
                ("fit",), _cube_figure("cube", "plot_kiel")),

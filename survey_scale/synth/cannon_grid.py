@@ -416,30 +416,50 @@ def make_cannon_model_grid(
     model = read_cannon_model(model_path)
     labels = sample_cannon_labels(model, n, np.random.default_rng(seed))
     flux = cannon_model_spectra(model, labels, resolution=resolution, chunk_size=chunk_size)
+    return _model_grid(
+        labels,
+        flux,
+        GRID_RANGES,
+        resolution,
+        {
+            "producer": f"survey_scale.synth.cannon_grid.make_cannon_model_grid (survey_scale {__version__})",
+            "model_source": CANNON_MODEL_SOURCE,
+            "model_file": Path(model_path).name,
+            "model_sha256": model.sha256,
+            "model": "cubic Cannon model of hot-dwarf synthetic spectra (Teff 8000-40000 K, logg 2.5-5, "
+            "[Fe/H] -2.5..0.5; 3000-18000 A at 0.1 A, air, continuum-normalized, with a log10 continuum model)",
+            "seed": int(seed),
+            "sampling": "Teff log-uniform, logg, [Fe/H], vsini uniform in the label box, inside the convex hull of "
+            "the model's training labels",
+        },
+    )
+
+
+def _model_grid(
+    labels: np.ndarray,
+    flux: np.ndarray,
+    ranges: dict[str, tuple[float, float]],
+    resolution: float,
+    meta: dict[str, Any],
+    normalization_note: str = "",
+) -> ModelGrid:
+    """The :class:`ModelGrid` of spectra made here, with the provenance every such grid records."""
     meta = {
-        "producer": f"survey_scale.synth.cannon_grid.make_cannon_model_grid (survey_scale {__version__})",
-        "model_source": CANNON_MODEL_SOURCE,
-        "model_file": Path(model_path).name,
-        "model_sha256": model.sha256,
-        "model": "cubic Cannon model of hot-dwarf synthetic spectra (Teff 8000-40000 K, logg 2.5-5, "
-        "[Fe/H] -2.5..0.5; 3000-18000 A at 0.1 A, air, continuum-normalized, with a log10 continuum model)",
+        **meta,
         "read_with": "restricted unpickler admitting only numpy arrays, dtypes and scalars (no code executed)",
-        "seed": int(seed),
-        "n_spectra": int(n),
+        "n_spectra": int(labels.shape[0]),
         "resolution": float(resolution),
         "lsf": f"Gaussian, constant resolving power R = {float(resolution):g} (mean LAMOST LSF)",
         "rotation": f"Gray's profile, linear limb darkening {LIMB_DARKENING:g} (survey_scale.synth.spectrum)",
         "wavelengths": "air -> vacuum by survey_scale.core.grid.air_to_vacuum (inverse of Morton 2000)",
         "normalization": f"survey_scale.science.normalize.normalize_continuum (SPEC §3, L = {CONTINUUM_LENGTH:g} A) "
-        "of continuum x normalized flux, ivar = 1",
-        "sampling": "Teff log-uniform, logg, [Fe/H], vsini uniform in the label box, inside the convex hull of "
-        "the model's training labels",
-        "label_ranges": {k: list(v) for k, v in GRID_RANGES.items()},
+        f"of continuum x normalized flux, ivar = 1{normalization_note}",
+        "label_ranges": {k: list(v) for k, v in ranges.items()},
         "noise": "none",
         "rv_km_s": 0.0,
     }
-    lo = np.array([GRID_RANGES[k][0] for k in GRID_LABELS])
-    hi = np.array([GRID_RANGES[k][1] for k in GRID_LABELS])
+    lo = np.array([ranges[k][0] for k in GRID_LABELS])
+    hi = np.array([ranges[k][1] for k in GRID_LABELS])
     return ModelGrid(labels, GRID_LABELS, lo, hi, wavelength_grid(), flux, meta)
 
 
@@ -557,31 +577,25 @@ def make_cool_model_grid(
     labels = sample_joined_labels(cool, hot, n, np.random.default_rng(seed))
     flux = joined_model_spectra(cool, hot, labels, resolution=resolution, chunk_size=chunk_size)
     np.clip(flux, *COOL_FLUX_RANGE, out=flux)
-    meta = {
-        "producer": f"survey_scale.synth.cannon_grid.make_cool_model_grid (survey_scale {__version__})",
-        "model_source": CANNON_MODEL_SOURCE.replace(CANNON_MODEL_FILE, f"{{{COOL_MODEL_FILE}, {CANNON_MODEL_FILE}}}"),
-        "model_file": [Path(cool_path).name, Path(hot_path).name],
-        "model_sha256": [cool.sha256, hot.sha256],
-        "model": "cubic Cannon model of cool-star synthetic spectra (Teff 3500-8000 K, logg 0-5, [Fe/H] -2.5..0.5), "
-        "joined to the hot-dwarf model (Teff 8000-40000 K) linearly in Teff over "
-        f"{SEAM_TEFF[0]:.0f}-{SEAM_TEFF[1]:.0f} K (survey_scale.synth.cannon_grid.joined_model_spectra)",
-        "seam_teff": list(SEAM_TEFF),
-        "read_with": "restricted unpickler admitting only numpy arrays, dtypes and scalars (no code executed)",
-        "seed": int(seed),
-        "n_spectra": int(n),
-        "resolution": float(resolution),
-        "lsf": f"Gaussian, constant resolving power R = {float(resolution):g} (mean LAMOST LSF)",
-        "rotation": f"Gray's profile, linear limb darkening {LIMB_DARKENING:g} (survey_scale.synth.spectrum)",
-        "wavelengths": "air -> vacuum by survey_scale.core.grid.air_to_vacuum (inverse of Morton 2000)",
-        "normalization": f"survey_scale.science.normalize.normalize_continuum (SPEC §3, L = {CONTINUUM_LENGTH:g} A) "
-        "of continuum x normalized flux, ivar = 1; clipped to "
-        f"[{COOL_FLUX_RANGE[0]:g}, {COOL_FLUX_RANGE[1]:g}]",
-        "sampling": "Teff log-uniform, logg, [Fe/H], vsini uniform in the label box, inside the convex hull of "
-        "the training labels of each model that contributes",
-        "label_ranges": {k: list(v) for k, v in COOL_GRID_RANGES.items()},
-        "noise": "none",
-        "rv_km_s": 0.0,
-    }
-    lo = np.array([COOL_GRID_RANGES[k][0] for k in GRID_LABELS])
-    hi = np.array([COOL_GRID_RANGES[k][1] for k in GRID_LABELS])
-    return ModelGrid(labels, GRID_LABELS, lo, hi, wavelength_grid(), flux, meta)
+    return _model_grid(
+        labels,
+        flux,
+        COOL_GRID_RANGES,
+        resolution,
+        {
+            "producer": f"survey_scale.synth.cannon_grid.make_cool_model_grid (survey_scale {__version__})",
+            "model_source": CANNON_MODEL_SOURCE.replace(
+                CANNON_MODEL_FILE, f"{{{COOL_MODEL_FILE}, {CANNON_MODEL_FILE}}}"
+            ),
+            "model_file": [Path(cool_path).name, Path(hot_path).name],
+            "model_sha256": [cool.sha256, hot.sha256],
+            "model": "cubic Cannon model of cool-star synthetic spectra (Teff 3500-8000 K, logg 0-5, [Fe/H] "
+            "-2.5..0.5), joined to the hot-dwarf model (Teff 8000-40000 K) linearly in Teff over "
+            f"{SEAM_TEFF[0]:.0f}-{SEAM_TEFF[1]:.0f} K (survey_scale.synth.cannon_grid.joined_model_spectra)",
+            "seam_teff": list(SEAM_TEFF),
+            "seed": int(seed),
+            "sampling": "Teff log-uniform, logg, [Fe/H], vsini uniform in the label box, inside the convex hull of "
+            "the training labels of each model that contributes",
+        },
+        f"; clipped to [{COOL_FLUX_RANGE[0]:g}, {COOL_FLUX_RANGE[1]:g}]",
+    )

@@ -33,11 +33,13 @@ at the fit box's edge do not)."""
 
 
 def good_fits(ds: xr.Dataset) -> np.ndarray:
-    """P2 §5.1's final sample, per spectrum (bool): finite labels, none of :data:`GOOD_FIT_EXCLUDES` in
-    ``fit_flags``, and ``flag_chi2ratio`` not set where the chi2ratio step ran."""
-    keep = ((ds.fit_flags.values.astype(np.int64) & GOOD_FIT_EXCLUDES) == 0) & np.all(
-        np.isfinite(ds.labels.values), axis=1
-    )
+    """P2 §5.1's final sample, per spectrum (bool): ``final_sample`` = 1 where step final_sample ran (every
+    rule, the cool-star and non-stellar ones included); before it, finite labels, none of
+    :data:`GOOD_FIT_EXCLUDES` in ``fit_flags``, and ``flag_chi2ratio`` not set where the chi2ratio step ran."""
+    finite = np.all(np.isfinite(ds.labels.values), axis=1)
+    if "final_sample" in ds:
+        return (ds.final_sample.values == 1) & finite
+    keep = ((ds.fit_flags.values.astype(np.int64) & GOOD_FIT_EXCLUDES) == 0) & finite
     if "flag_chi2ratio" in ds:
         keep &= ds.flag_chi2ratio.values != 1
     return keep
