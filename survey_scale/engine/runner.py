@@ -194,6 +194,20 @@ def _failed_row(stage: Stage, exc: Exception) -> StageResult:
     return StageResult(outputs, [(0, str(code), reason)])
 
 
+def is_system_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the machine's fault, not one spectrum's: out of memory (``MemoryError``, torch's
+    ``OutOfMemoryError``) or an ``OSError`` of any kind (a full disk, a storage or network error).
+
+    Such an error must not become a permanent reject: it fails the chunk, which stays unmarked, so a rerun
+    retries it. torch is not imported here: its error is recognised by its class's name and module.
+    """
+    if isinstance(exc, (MemoryError, OSError)):
+        return True
+    return any(
+        cls.__name__ == "OutOfMemoryError" and cls.__module__.split(".")[0] == "torch" for cls in type(exc).__mro__
+    )
+
+
 def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, StageResult, float]:
     """Read the inputs of rows [start, stop) and call the stage on them (runs on a worker); returns the block's
     first row, its result and the seconds it took (reading the inputs included, loading the models not).
@@ -202,7 +216,8 @@ def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, 
     with the exception as its reason (its outputs at the fill values), and the rest of the block is kept. What
     is not one spectrum's fault raises and fails the chunk (kept unmarked, so a rerun redoes it): reading the
     inputs (a file changed since it was planned, a storage error), a block in which every spectrum fails (a
-    bug, or a broken model), and a result that breaks the stage contract (a missing output, a wrong length).
+    bug, or a broken model), a result that breaks the stage contract (a missing output, a wrong length), and a
+    system error (:func:`is_system_error`: out of memory, an ``OSError`` such as a full disk) on any row.
     """
     models = _worker_models(stage.models)
     t0 = time.perf_counter()
@@ -210,6 +225,8 @@ def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, 
     try:
         result = _call_stage(stage, inputs, start, stop, models)
     except Exception as exc:
+        if is_system_error(exc):
+            raise
         if stop - start > 1:
             log.warning("%s: rows %d:%d failed (%s: %s); one by one", stage.name, start, stop, type(exc).__name__, exc)
         parts, failures = [], 0
@@ -218,6 +235,8 @@ def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, 
             try:
                 part = _call_stage(stage, row_inputs, row, row + 1, models)
             except Exception as row_exc:
+                if is_system_error(row_exc):
+                    raise
                 part, failures = _failed_row(stage, row_exc), failures + 1
             _check_result(stage, part, row, row + 1)
             parts.append(part)

@@ -11,7 +11,7 @@ import pytest
 import zarr
 
 from survey_scale.engine.contracts import ModelRef, Output, Stage, StageError, StageResult
-from survey_scale.engine.runner import chunk_bounds, run_stage
+from survey_scale.engine.runner import chunk_bounds, is_system_error, run_stage
 from survey_scale.store.cube import open_cube, open_rejects, resize_spec
 from tests.conftest import flux_cube
 
@@ -167,6 +167,38 @@ def test_a_spectrum_that_makes_the_stage_fail_is_rejected_and_its_chunk_kept(cub
     assert (
         rejects.loc["5", "code"] == "stage_error" and "ValueError: sentinel value found" in rejects.loc["5", "reason"]
     )
+
+
+def _out_of_memory(inputs, params, ctx):
+    if np.any(inputs["flux"] == -777.0):
+        raise MemoryError("sentinel: out of memory")
+    if np.any(inputs["flux"] == -778.0):
+        raise OSError(28, "No space left on device")
+    return _toy(inputs, params, ctx)
+
+
+@pytest.mark.parametrize("sentinel, error", [(-777.0, "MemoryError"), (-778.0, "OSError")])
+def test_a_system_error_fails_its_chunk_unmarked_and_a_rerun_retries_it(
+    cube: Path, client, sentinel: float, error: str
+) -> None:
+    root = zarr.open_group(str(cube), mode="r+")
+    good = float(root["flux"][5, 0])
+    root["flux"][5, 0] = sentinel
+    stage = Stage(**{**toy_stage().__dict__, "func": _out_of_memory})
+    with pytest.raises(StageError, match=rf"(?s)1 chunk\(s\) failed.*rows 4: {error}"):
+        run_stage(cube, stage, client, progress=False)
+    root["flux"][5, 0] = good  # the machine's trouble is over
+    summary = run_stage(cube, stage, client, progress=False)
+    assert (summary.n_chunks, summary.n_computed) == (3, 1)  # the other chunks were done; 4:8 is retried
+    ds = open_cube(cube)
+    np.testing.assert_allclose(ds.flux_mean.values, 2 * ds.flux.values.mean(axis=1), rtol=1e-6)
+    assert open_rejects(cube)[["source", "code"]].values.tolist() == [["7", "negative_mean"]]  # no stage_error
+
+
+def test_system_errors_are_recognised_without_importing_torch() -> None:
+    torch_oom = type("OutOfMemoryError", (RuntimeError,), {"__module__": "torch.cuda"})
+    assert is_system_error(MemoryError()) and is_system_error(FileNotFoundError()) and is_system_error(torch_oom())
+    assert not is_system_error(ValueError()) and not is_system_error(RuntimeError("out of memory?"))
 
 
 def _broken(inputs, params, ctx):
