@@ -11,6 +11,12 @@ Steps (everything under ``--workdir``):
 
 The console shows a progress bar and one line per step; everything else goes to the cube's log
 (``cube.zarr/_survey_scale/logs/``). Re-running the demo in the same folder starts from a fresh mock and cube.
+
+The demo deletes its outputs (``cube.zarr``, ``catalogs/``, ``report/``, ``config.yaml``) before it starts, so
+it works only in a folder it made: a new or empty one, which it marks with a ``.survey_scale_demo`` file, or one
+that has that marker. Any other folder that is not empty is refused (:class:`DemoWorkdirError`) and nothing in
+it is touched — a folder of an older demo, from before the marker, too: delete it, or choose another
+``--workdir``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from survey_scale.config import load_config
+from survey_scale.core.errors import SurveyScaleError
 from survey_scale.mock import make_release
 from survey_scale.pipeline import run_pipeline
 from survey_scale.products.report import write_report
@@ -37,6 +44,38 @@ from survey_scale.store.cube import create_cube
 log = logging.getLogger(__name__)
 
 DEMO_OUTPUTS = ("cube.zarr", "catalogs", "report", "config.yaml")
+
+DEMO_MARKER = ".survey_scale_demo"
+"""The file that marks a work folder as the demo's own: only there does it delete its old outputs."""
+
+
+class DemoWorkdirError(SurveyScaleError):
+    """The demo's ``--workdir`` is a folder it did not make (not empty, no :data:`DEMO_MARKER`)."""
+
+
+def claim_workdir(workdir: str | Path) -> Path:
+    """Make ``workdir`` the demo's: create it (or take it empty) and write the marker; return it.
+
+    Raises
+    ------
+    DemoWorkdirError
+        If ``workdir`` is not a folder, or is a folder that is not empty and has no marker: the demo would
+        delete what is in it. Nothing is changed.
+    """
+    workdir = Path(workdir)
+    marker = workdir / DEMO_MARKER
+    if workdir.exists() and not workdir.is_dir():
+        raise DemoWorkdirError(f"demo work folder {workdir} is a file, not a folder; choose another --workdir")
+    if workdir.is_dir() and not marker.is_file() and (entries := sorted(p.name for p in workdir.iterdir())):
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise DemoWorkdirError(
+            f"demo work folder {workdir} is not empty ({shown}) and was not made by the demo (no {DEMO_MARKER} "
+            f"file): the demo replaces {', '.join(DEMO_OUTPUTS)} in its folder, so it leaves this one alone. "
+            "Choose a new or empty folder with --workdir, or delete this one if it is an older demo's."
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by survey-scale demo; a rerun may replace everything in this folder\n")
+    return workdir
 
 
 def demo_config(workdir: Path) -> dict:
@@ -88,15 +127,20 @@ def _console_at_warning() -> Iterator[None]:
 
 
 def run_demo(workdir: str | Path, *, n_stars: int = 1000, seed: int = 1, progress: bool = True) -> Path:
-    """Run the demo in ``workdir`` and return the report's path (``workdir/report/report.html``)."""
-    workdir = Path(workdir)
+    """Run the demo in ``workdir`` and return the report's path (``workdir/report/report.html``).
+
+    Raises
+    ------
+    DemoWorkdirError
+        If ``workdir`` is not the demo's (:func:`claim_workdir`); then nothing in it is touched.
+    """
+    workdir = claim_workdir(workdir)
     for old in DEMO_OUTPUTS:
         path = workdir / old
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     release = make_release(workdir / "mock", n_stars, seed, release="MOCK1")
     print(
