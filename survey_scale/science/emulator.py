@@ -86,6 +86,8 @@ import json
 import math
 import time
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -712,8 +714,10 @@ def load(
             arrays = {k: z[k] for k in z.files}
     except ValueError as exc:
         raise EmulatorFormatError(f"{path}: cannot read without unpickling ({exc})") from exc
-    except (OSError, EOFError) as exc:
-        raise EmulatorFormatError(f"{path}: not a readable .npz file ({exc})") from exc
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # missing, truncated, corrupt
+        raise EmulatorFormatError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
+    except TypeError as exc:  # a single .npy array, not an .npz archive
+        raise EmulatorFormatError(f"{path}: not an .npz archive ({exc})") from exc
     if "header" in arrays:
         head = _header(path, arrays)
         if head.get("format") == "survey_scale.emulator_set/1":

@@ -18,6 +18,7 @@ P1 §5 in four parts, each pure (numpy in, numpy out; torch only inside :func:`t
 from __future__ import annotations
 
 import json
+import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from survey_scale.core.errors import SurveyScaleError
 from survey_scale.core.masks import MKS_NETWORK_WINDOWS, clean_window_mask, window_mask
+
+
+class MKsModelError(SurveyScaleError, ValueError):
+    """A file is not a readable MKs model (names the file and the cause)."""
 
 
 class TooFewSpectra(ValueError):
@@ -462,12 +468,24 @@ class MKsModel:
 
     @classmethod
     def load(cls, path: str | Path) -> MKsModel:
-        with np.load(path, allow_pickle=False) as data:
-            data = dict(data)
-        names = sorted({k.split("/")[0] for k in data if "/" in k})
-        return cls(
-            networks={n: MKsNetwork.from_arrays(data, f"{n}/") for n in names},
-            error_model=json.loads(str(data["error_model"])),
-            samples={n: data[f"{n}/samples"] for n in names if f"{n}/samples" in data},
-            meta=json.loads(str(data["meta"])),
-        )
+        """Read a model written by :meth:`save`.
+
+        Raises
+        ------
+        MKsModelError
+            If the file is not a readable MKs model (corrupt, truncated, missing arrays).
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                data = dict(data)
+            names = sorted({k.split("/")[0] for k in data if "/" in k})
+            return cls(
+                networks={n: MKsNetwork.from_arrays(data, f"{n}/") for n in names},
+                error_model=json.loads(str(data["error_model"])),
+                samples={n: data[f"{n}/samples"] for n in names if f"{n}/samples" in data},
+                meta=json.loads(str(data["meta"])),
+            )
+        except (EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+            raise MKsModelError(
+                f"{path}: not a readable MKs model file ({type(exc).__name__}: {exc}); delete it to retrain it"
+            ) from exc

@@ -31,6 +31,8 @@ the denoised ``pca_flux``, and the emission and erroneous-spectrum diagnostics a
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from survey_scale._version import __version__
+from survey_scale.core.errors import SurveyScaleError
 from survey_scale.core.files import atomic_write, file_sha256, save_npz
 from survey_scale.science.emission import excess_window, residual_statistics
 
@@ -85,12 +88,29 @@ class PCAModel:
 
     @classmethod
     def load(cls, path: str | Path) -> PCAModel:
-        """Read a model written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in (*_ARRAYS, "meta") if k not in z.files]
-            if missing:
-                raise ValueError(f"{path}: not a survey_scale PCA model (missing {missing})")
-            return cls(**{k: z[k] for k in _ARRAYS}, meta=json.loads(str(z["meta"])))
+        """Read a model written by :meth:`save`.
+
+        Raises
+        ------
+        PCAModelError
+            If the file is not a readable PCA model (corrupt, truncated, missing arrays).
+        """
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in (*_ARRAYS, "meta") if k not in z.files]
+                if missing:
+                    raise PCAModelError(f"{path}: not a survey_scale PCA model (missing {missing})")
+                return cls(**{k: z[k] for k in _ARRAYS}, meta=json.loads(str(z["meta"])))
+        except (EOFError, ValueError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+            if isinstance(exc, PCAModelError):
+                raise
+            raise PCAModelError(
+                f"{path}: not a readable PCA model file ({type(exc).__name__}: {exc}); delete it to refit it"
+            ) from exc
+
+
+class PCAModelError(SurveyScaleError, ValueError):
+    """A file is not a readable PCA model (names the file and the cause)."""
 
 
 _ARRAYS = (
