@@ -117,3 +117,12 @@ def test_the_previous_default_yaml_still_loads(tmp_path: Path) -> None:
     config = load_config(old)
     assert config.cluster.local.threads_per_worker == 1 and config.cluster.address.scheduler is None
     assert config.runner.progress is False
+
+
+def test_a_configuration_that_is_not_utf8_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("cube:\n  path: spectres_été.zarr\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8 text \(byte 23: invalid continuation byte\)"):
+        load_config(path)
+    path.write_text("cube:\n  path: spectres_été.zarr\n", encoding="utf-8")  # the same in UTF-8 is read
+    assert str(load_config(path).cube.path) == "spectres_été.zarr"
