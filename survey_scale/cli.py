@@ -8,6 +8,7 @@ everything is logged to stderr and to ``<cube>/_survey_scale/logs/``.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import shlex
 import sys
@@ -508,8 +509,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         _setup_logging("INFO", None, args.command)
     try:
         return int(args.func(args) or 0)
-    except (SurveyScaleError, FileNotFoundError) as exc:
+    except SurveyScaleError as exc:
         print(f"survey-scale {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a missing or unwritable path, a full disk, a storage error: one line, no traceback
+        log.debug("survey-scale %s: %s", args.command, exc, exc_info=True)  # the traceback at log level DEBUG
+        if exc.strerror and exc.filename is not None:
+            where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+            message = f"{where}: {exc.strerror}"
+        else:
+            message = str(exc) or type(exc).__name__
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            message += " (free some space, then run the command again)"
+        print(f"survey-scale {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -252,3 +252,38 @@ def test_mock_cool_and_qso_fractions(tmp_path: Path, capsys) -> None:
     # the help states make_release's defaults
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["mock"].format_help().split())
     assert f"default {con.COOL_FRACTION}" in help_text and f"default {con.QSO_FRACTION}" in help_text
+
+
+def test_corrupt_files_a_bad_encoding_and_os_errors_are_one_line_messages(tmp_path: Path, capsys, monkeypatch) -> None:
+    import errno
+    import os
+
+    import numpy as np
+
+    import survey_scale.cli as cli
+
+    def one_error_line(code: int, *needles: str) -> None:
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert all(needle in err for needle in needles), err
+
+    np_file = tmp_path / "emulator.npz"
+    np.savez(np_file, w_array_0=np.arange(500.0))  # any .npz, then a byte flipped: a bad CRC
+    data = bytearray(np_file.read_bytes())
+    data[300] ^= 0xFF
+    np_file.write_bytes(bytes(data))
+    one_error_line(main(["emulator", "info", str(np_file)]), "emulator.npz: not a readable .npz file", "BadZipFile")
+    out = tmp_path / "figs"
+    one_error_line(main(["figures", "emulator", str(np_file), "--out", str(out)]), "emulator.npz")
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("cube:\n  path: été.zarr\n".encode("latin-1"))
+    one_error_line(main(["config", "check", str(latin1)]), "latin1.yaml: not UTF-8 text")
+    # an OSError: a path through a file, then a full disk
+    one_error_line(main(["figures", "synth", "--out", str(np_file / "figs")]), f"{np_file / 'figs'}: Not a directory")
+    full = str(tmp_path / "cube.zarr" / "flux" / "c" / "0" / "0")
+
+    def disk_full(args) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), full)
+
+    monkeypatch.setattr(cli, "cmd_info", disk_full)
+    one_error_line(main(["info", str(tmp_path / "cube.zarr")]), f"{full}: No space left on device (free some space")
