@@ -57,7 +57,7 @@ from survey_scale.core.masks import FIT_WINDOWS, window_mask
 from survey_scale.io import read_lamost
 from survey_scale.pipeline import run_pipeline
 from survey_scale.science.emulator import Emulator, default_emulator_path, load
-from survey_scale.science.label_fit import fit_labels
+from survey_scale.science.label_fit import fit_labels_set
 from survey_scale.science.normalize import normalize_continuum
 from survey_scale.store.cube import open_cube
 from survey_scale.synth import synthesize
@@ -139,7 +139,7 @@ def normalized_cube(files: list[Path], work: Path) -> dict[str, np.ndarray]:
 def fit_both(ems: dict[str, Emulator], data: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     wave = wavelength_grid()
     return {
-        name: fit_labels(
+        name: fit_labels_set(
             em, data["norm_flux"], data["norm_ivar"], wave, pixmask=data["pixmask"], device="cpu", snr=data["snr_g"]
         )
         for name, em in ems.items()
@@ -414,7 +414,7 @@ def cross_model(args: argparse.Namespace, ems: dict[str, Emulator]) -> None:
     )
     for title, spectra, name in cases:
         flux, ivar = noised(spectra, args.cross_snr, rng)
-        res = fit_labels(ems[name], flux, ivar, wave, device="cpu")
+        res = fit_labels_set(ems[name], flux, ivar, wave, device="cpu")
         print_offsets(
             f"{title}: median(fit - truth) ± robust sigma (Teff as a fraction of the truth; median chi2_red "
             f"{np.nanmedian(res['chi2_red']):.2f})",

@@ -71,6 +71,33 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+HOT_STAR_EVIDENCE = ("fit_flags", "teff_cool", "chi2_red_cool", "chi2_red_hot")
+"""The per-spectrum columns :func:`hot_star_candidates` reads (the fit's)."""
+
+
+def spectrally_cool(teff_cool: np.ndarray, chi2_red_cool: np.ndarray, chi2_red_hot: np.ndarray) -> np.ndarray:
+    """The spectra alone say cool: the cool-star model's T_eff < 7,000 K and it fits better than the hot-star
+    model (the second clause of ``flag_cool_star``; NaN: False)."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(teff_cool, np.float64) < TEFF_COOL) & (
+            np.asarray(chi2_red_cool, np.float64) < np.asarray(chi2_red_hot, np.float64)
+        )
+
+
+def hot_star_candidates(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Spectra the survey-wide models of hot stars learn from (chi2ratio's χ² model, the erroneous-spectrum
+    limits and references, the repeat-visit calibration, the MKs networks): neither fitted below 7,000 K
+    (``fit_flags``) nor :func:`spectrally_cool`. A candidate list's cool stars would otherwise set a hot star's
+    χ² scale, its error calibration and its MKs (issue 23). ``columns`` holds ``fit_flags`` and, where the fit
+    wrote them, ``teff_cool``, ``chi2_red_cool``, ``chi2_red_hot`` (without them only the first test applies).
+    Decided from the fit alone, so every reduction after step ``fit`` can use it."""
+    fit_flags = np.asarray(columns["fit_flags"]).astype(np.int64)
+    hot = (fit_flags & FLAG_TEFF_LT_7000) == 0
+    if all(name in columns for name in HOT_STAR_EVIDENCE[1:]):
+        hot &= ~spectrally_cool(columns["teff_cool"], columns["chi2_red_cool"], columns["chi2_red_hot"])
+    return hot
+
+
 def dereddened_bp_rp(bp: np.ndarray, rp: np.ndarray, ebv: np.ndarray) -> np.ndarray:
     """(BP−RP)₀ = (BP − RP) − (R_BP − R_RP) E(B−V) (mag; NaN where any input is missing)."""
     bp, rp, ebv = (np.asarray(a, dtype=np.float64) for a in (bp, rp, ebv))
@@ -89,9 +116,7 @@ def final_sample_flags(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
     teff = np.asarray(columns["teff"], dtype=np.float64)
     bp_rp0 = dereddened_bp_rp(columns["BP"], columns["RP"], columns["ebv"])
     teff_cool = np.asarray(columns["teff_cool"], dtype=np.float64)
-    cooler_fits_better = np.asarray(columns["chi2_red_cool"], np.float64) < np.asarray(
-        columns["chi2_red_hot"], np.float64
-    )
+    cool_spectrum = spectrally_cool(teff_cool, columns["chi2_red_cool"], columns["chi2_red_hot"])
     # via object: Zarr's variable-length strings (numpy StringDType) do not cast to fixed-width str directly
     lasp_class = np.char.upper(np.char.strip(np.asarray(columns["lasp_class"]).astype(object).astype(str)))
     with np.errstate(invalid="ignore"):
@@ -100,7 +125,7 @@ def final_sample_flags(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
             "flag_snr_lt_5": (fit_flags & FLAG_SNR_LT_5) > 0,
             "flag_not_converged": (fit_flags & FLAG_NOT_CONVERGED) > 0,
             "flag_chi2ratio": np.asarray(columns["flag_chi2ratio"]) == 1,
-            "flag_cool_star": (teff_cool < TEFF_COOL) & ((bp_rp0 > BP_RP0_COOL) | cooler_fits_better),
+            "flag_cool_star": ((teff_cool < TEFF_COOL) & (bp_rp0 > BP_RP0_COOL)) | cool_spectrum,
             "flag_non_stellar": np.isin(lasp_class, NON_STELLAR_CLASSES),
         }
     has_fit = (

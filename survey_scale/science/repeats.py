@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from survey_scale.science.final_sample import hot_star_candidates
 from survey_scale.science.poly2d import MAD_TO_SIGMA, Poly2D, fit_poly2d, robust_sigma
 
 PRECISION_BINS: tuple[float, ...] = (0.0, 50.0, 100.0, np.inf)
@@ -76,7 +77,8 @@ def repeat_pairs_block(
 ) -> dict[str, np.ndarray]:
     """``reduce_by_star`` block: the repeat pairs of the block's stars (see the module docstring).
 
-    ``data``: ``lmjd``, ``labels`` (n, L), ``label_err`` (n, L), ``fit_flags`` and the S/N column;
+    ``data``: ``lmjd``, ``labels`` (n, L), ``label_err`` (n, L), ``fit_flags``, the S/N column and, where the
+    fit wrote them, the cool-star check's columns (:func:`survey_scale.science.final_sample.hot_star_candidates`);
     ``params``: ``snr_column``, ``teff_index``, ``snr_tolerance``, ``bad_flags``. Returns per pair (float32,
     ~150 bytes a pair) ``delta`` = labels₁ − labels₂ (P, L), ``err1``, ``err2`` (P, L), ``snr1``, ``snr2``,
     ``teff1``, ``teff2``, the visit with the higher S/N first (ties: the lower Teff, then the lower labels).
@@ -85,7 +87,8 @@ def repeat_pairs_block(
     labels = np.asarray(data["labels"], dtype=np.float32)
     err = np.asarray(data["label_err"], dtype=np.float32)
     night = np.asarray(data["lmjd"])
-    ok = usable_fits(data, params["bad_flags"]) & np.isfinite(snr) & (snr > 0)
+    # hot stars only: a candidate list's cool stars, fitted by a hot-star model, would set a hot star's errors
+    ok = usable_fits(data, params["bad_flags"]) & hot_star_candidates(data) & np.isfinite(snr) & (snr > 0)
     i, j = _same_star_pairs(np.asarray(star))
     mean_snr = 0.5 * (snr[i].astype(np.float64) + snr[j])
     keep = ok[i] & ok[j] & (night[i] != night[j]) & (np.abs(snr[i] - snr[j]) < params["snr_tolerance"] * mean_snr)

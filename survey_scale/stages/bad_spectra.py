@@ -3,7 +3,9 @@
 Registry step ``bad_spectra`` (after ``chi2ratio``, before ``mks_model``, whose training set leaves these
 spectra out) runs, like ``chi2ratio``, reductions and two stages:
 
-1. the survey references, from the fitted S/N > ``bad_spectra.reference_min_snr`` spectra without emission,
+1. the survey references, from the fitted S/N > ``bad_spectra.reference_min_snr`` spectra without emission
+   of hot-star candidates (:func:`survey_scale.science.final_sample.hot_star_candidates`: not the cool stars of
+   a candidate list),
    model files kept across appends like the MKs model (``run --refit`` remakes them): the telluric
    transmission, the mean of flux / model in the observed frame
    (:func:`survey_scale.science.bad_spectra.telluric_template`, ``telluric.npz``), and the continuum steps,
@@ -15,7 +17,8 @@ spectra out) runs, like ``chi2ratio``, reductions and two stages:
    interstellar bands, dichroic, edges, flagged pixels; the telluric bands count for the wavelength test,
    with the transmission in each spectrum's frame), without the cores of the emission lines (±20 Å for
    hydrogen, the emission windows otherwise) for ``em_flag = 1`` spectra;
-3. the limits: every evidence column is read over the cube and its S/N-dependent limit derived
+3. the limits: every evidence column is read over the cube and its S/N-dependent limit derived from the
+   hot-star candidates
    (:func:`survey_scale.science.bad_spectra.limits_from_config`), recorded with the counts per evidence in
    ``attrs["reductions"]["bad_spectra"]`` (printed by ``survey-scale info``);
 4. stage ``bad_spectra`` (per chunk, per-spectrum columns only): the rule.
@@ -79,6 +82,7 @@ from survey_scale.science.bad_spectra import (
     telluric_sums_block,
     telluric_template,
 )
+from survey_scale.stages.chi2ratio import hot_star_rows
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +192,13 @@ def fit_residuals_stage(cfg: BadSpectraConfig, telluric_path: Path, steps_path: 
     )
 
 
-def reference_rows(config: Config, engine: Engine) -> np.ndarray:
-    """Rows of the survey references (the telluric transmission, the continuum steps): fitted spectra without
-    emission above ``bad_spectra.reference_min_snr``."""
+def reference_rows(config: Config, engine: Engine, hot: np.ndarray) -> np.ndarray:
+    """Rows of the survey references (the telluric transmission, the continuum steps): fitted hot-star spectra
+    (``hot``, a bool per row) without emission above ``bad_spectra.reference_min_snr``."""
     snr = engine.read_column(config.survey.snr_column).astype(np.float64)
     chi2 = engine.read_column("chi2_red").astype(np.float64)
     emission = engine.read_column("em_flag") == 1
-    return np.flatnonzero((snr > config.bad_spectra.reference_min_snr) & ~emission & np.isfinite(chi2))
+    return np.flatnonzero((snr > config.bad_spectra.reference_min_snr) & ~emission & np.isfinite(chi2) & hot)
 
 
 def build_telluric(config: Config, engine: Engine, rows: np.ndarray) -> Path:
@@ -269,7 +273,9 @@ def bad_spectra_stage(limits: Mapping[str, SnrLimit], snr_column: str) -> Stage:
 def run(config: Config, engine: Engine) -> StageSummary:
     """Registry step ``bad_spectra``: the fit's evidence, the limits (recorded), the rule."""
     cfg, snr_column = config.bad_spectra, config.survey.snr_column
-    rows = reference_rows(config, engine)
+    hot = np.zeros(engine.n_spectra(), dtype=bool)
+    hot[hot_star_rows(engine)[0]] = True  # the survey's hot stars set the references and the limits
+    rows = reference_rows(config, engine, hot)
     engine.models["telluric"] = build_telluric(config, engine, rows)
     engine.models["continuum_steps"] = build_step_reference(config, engine, rows)
     engine.run_stage(fit_residuals_stage(cfg, engine.models["telluric"], engine.models["continuum_steps"]))
@@ -277,7 +283,7 @@ def run(config: Config, engine: Engine) -> StageSummary:
     snr, em_flag = engine.read_column(snr_column), engine.read_column("em_flag")
     try:
         limits = limits_from_config(
-            evidence,
+            {name: np.where(hot, values, np.nan) for name, values in evidence.items()},
             snr,
             em_flag,
             cfg.n_sigma_of(),

@@ -21,6 +21,7 @@ import numpy as np
 from survey_scale.config import Config
 from survey_scale.engine.contracts import ChunkContext, Engine, Output, PipelineError, Stage, StageResult, StageSummary
 from survey_scale.science.chi2ratio import Chi2Model, chi2_histogram_block, fit_chi2_model
+from survey_scale.science.final_sample import HOT_STAR_EVIDENCE, hot_star_candidates
 
 CHI2RATIO_VERSION = "1"
 
@@ -31,6 +32,15 @@ def label_index(engine: Engine, name: str) -> int:
     if name not in names:
         raise PipelineError(f"{engine.cube}: the fitted labels ({', '.join(names)}) do not include {name!r}")
     return names.index(name)
+
+
+def hot_star_rows(engine: Engine) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Rows the survey-wide models of hot stars learn from (:func:`survey_scale.science.final_sample.
+    hot_star_candidates`) and the variables that decided it (for the reductions' keys)."""
+    names = tuple(name for name in HOT_STAR_EVIDENCE if engine.has_variable(name))
+    if "fit_flags" not in names:  # a cube without a label fit: nothing tells a hot star from a cool one
+        return np.arange(engine.n_spectra()), ()
+    return np.flatnonzero(hot_star_candidates({name: engine.read_column(name) for name in names})), names
 
 
 def add_counts(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -69,13 +79,14 @@ def run(config: Config, engine: Engine) -> StageSummary:
     teff_index = label_index(engine, "teff")
     variables = ("labels", "chi2_red", cfg.snr_column)
     params = {"teff_index": teff_index, "snr_column": cfg.snr_column}
-    key = engine.input_key(variables, "chi2ratio histogram", CHI2RATIO_VERSION, params)
+    rows, evidence = hot_star_rows(engine)  # the χ² scale of hot stars, not of a candidate list's cool ones
+    key = engine.input_key((*variables, *evidence), "chi2ratio histogram", CHI2RATIO_VERSION, params)
     counts = engine.cached(
         "chi2ratio_histogram",
         key,
         lambda: engine.reduce_rows(
             variables,
-            np.arange(engine.n_spectra()),
+            rows,
             chi2_histogram_block,
             add_counts,
             params,

@@ -2,7 +2,8 @@
 
 ``mks_model``, with ``mks.*`` settings:
 
-1. Sets (:func:`~survey_scale.science.mks.training_split`): spectra with a geometric MKs, ϖ/σ_ϖ >
+1. Sets (:func:`~survey_scale.science.mks.training_split`): hot-star candidates
+   (:func:`survey_scale.science.final_sample.hot_star_candidates`) with a geometric MKs, ϖ/σ_ϖ >
    ``min_parallax_snr`` and no ``bad_spectrum_flag``; 4/5 of the stars above S/N ``min_snr`` train (at most
    ``max_train`` spectra, a seeded subset), the rest test.
 2. Two networks on ``pca_flux``: ``non_emission`` (trained on the non-emission training spectra, full range
@@ -45,6 +46,7 @@ from survey_scale.engine.contracts import (
     StageSummary,
 )
 from survey_scale.science.distance import binary_flags, spectrophotometric_parallax
+from survey_scale.science.final_sample import HOT_STAR_EVIDENCE
 from survey_scale.science.mks import (
     PARAMETERS,
     MKsModel,
@@ -59,6 +61,7 @@ from survey_scale.science.mks import (
     train_network,
     training_split,
 )
+from survey_scale.stages.chi2ratio import hot_star_rows
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +120,9 @@ def train_mks_model(config: Config, engine: Engine, key: str) -> tuple[MKsModel,
     cols = {k: (v if k == "star_id" else np.asarray(v, np.float64)) for k, v in cols.items()}
     snr = np.asarray(engine.read_column(snr_column), np.float64)
     emission = cols["em_flag"] == 1
-    usable = np.isfinite(cols["mks_geo"]) & np.isfinite(cols["mks_geo_err"]) & (cols["bad_spectrum_flag"] != 1)
+    hot = np.zeros(snr.size, dtype=bool)
+    hot[hot_star_rows(engine)[0]] = True  # P1 trains on OB stars: a candidate list's cool stars stay out
+    usable = np.isfinite(cols["mks_geo"]) & np.isfinite(cols["mks_geo_err"]) & (cols["bad_spectrum_flag"] != 1) & hot
     with np.errstate(invalid="ignore", divide="ignore"):
         plx_snr = (cols["parallax"] + cols["parallax_offset"]) / cols["parallax_error"]
     bright = None
@@ -250,9 +255,10 @@ def model_key(config: Config, engine: Engine) -> str:
     # The PCA model is in (its hash): it is kept across appends and changes only when retrained (new settings,
     # --refit), which changes every pca_flux. Not the rows, nor when they were written.
     kept = ("provenance_stage_version", "provenance_config_hash", "provenance_params", "provenance_model_hashes")
+    evidence = tuple(name for name in HOT_STAR_EVIDENCE if engine.has_variable(name))  # the training set's hot stars
     stamps = {
         name: {k: v for k, v in engine.variable_attrs(name).items() if k in kept}
-        for name in ("pca_flux", "mks_geo", "em_flag")
+        for name in ("pca_flux", "mks_geo", "em_flag", *evidence)
     }
     settings = (config.mks.model_dump_json(), config.survey.snr_column, config.distance.binary_snr)
     return stable_hash(MKS_VERSION, settings, stamps)

@@ -23,6 +23,7 @@ from survey_scale.config import Config
 from survey_scale.core.fit_flags import FLAG_NO_DATA, FLAG_NOT_CONVERGED
 from survey_scale.core.labels import LABEL_UNITS
 from survey_scale.engine.contracts import ChunkContext, Engine, Output, Stage, StageResult, StageSummary
+from survey_scale.science.final_sample import HOT_STAR_EVIDENCE
 from survey_scale.science.poly2d import robust_sigma
 from survey_scale.science.repeats import (
     PRECISION_BINS,
@@ -112,7 +113,8 @@ def run(config: Config, engine: Engine) -> StageSummary:
     cfg = config.survey
     label_names = [str(n) for n in engine.read_column("label")]
     teff_index = label_index(engine, "teff")
-    variables = ("lmjd", "labels", "label_err", "fit_flags", cfg.snr_column)
+    evidence = tuple(name for name in HOT_STAR_EVIDENCE[1:] if engine.has_variable(name))  # the cool-star check
+    variables = ("lmjd", "labels", "label_err", "fit_flags", cfg.snr_column, *evidence)
     params = {
         "snr_column": cfg.snr_column,
         "teff_index": teff_index,

@@ -82,3 +82,41 @@ def test_cool_star_rule_from_colour_or_from_the_spectra_alone() -> None:
 def test_non_stellar_classes_whatever_their_case_and_padding() -> None:
     out = F.final_sample_flags(rows(lasp_class=["STAR", " qso", "GALAXY ", "Unknown", "", "STAR", "galaxy", "QSO"]))
     np.testing.assert_array_equal(out["flag_non_stellar"], [0, 1, 1, 0, 0, 0, 1, 1])
+
+
+def test_hot_star_candidates_leave_out_what_the_fit_calls_cool() -> None:
+    columns = {
+        "fit_flags": np.array([0, FLAG_TEFF_LT_7000, 0, 0, 0, FLAG_NOT_CONVERGED], np.uint8),
+        # row 2: the cool-star model fits better and says 5,200 K; row 3: it says 5,200 K but fits worse;
+        # row 4: no cool-star check (NaN)
+        "teff_cool": np.array([8500.0, 5000.0, 5200.0, 5200.0, NAN, 8500.0]),
+        "chi2_red_cool": np.array([3.0, 0.8, 0.9, 1.5, NAN, 3.0]),
+        "chi2_red_hot": np.ones(6),
+    }
+    np.testing.assert_array_equal(F.hot_star_candidates(columns), [True, False, False, True, True, True])
+    # without the check's columns (a cube fitted before it): the fitted Teff alone
+    only_flags = {"fit_flags": columns["fit_flags"]}
+    np.testing.assert_array_equal(F.hot_star_candidates(only_flags), [True, False, True, True, True, True])
+    np.testing.assert_array_equal(
+        F.spectrally_cool(columns["teff_cool"], columns["chi2_red_cool"], columns["chi2_red_hot"]),
+        [False, True, True, False, False, False],  # row 1 too (its fitted Teff already says cool)
+    )
+
+
+def test_repeat_pairs_leave_out_cool_stars() -> None:
+    from survey_scale.science.repeats import repeat_pairs_block
+
+    n = 4  # two stars, two nights each; star B is a cool star fitted hot
+    data = {
+        "lmjd": np.array([1, 2, 1, 2]),
+        "labels": np.full((n, 2), 9000.0),
+        "label_err": np.full((n, 2), 100.0),
+        "fit_flags": np.zeros(n, np.uint8),
+        "snr_g": np.full(n, 50.0, np.float32),
+        "teff_cool": np.array([8500.0, 8500.0, 5000.0, 5000.0]),
+        "chi2_red_cool": np.array([3.0, 3.0, 1.0, 1.0]),
+        "chi2_red_hot": np.full(n, 2.0),
+    }
+    params = {"snr_column": "snr_g", "teff_index": 0, "snr_tolerance": 0.2, "bad_flags": 8}
+    pairs = repeat_pairs_block(data, np.array(["A", "A", "B", "B"]), params)
+    assert pairs["delta"].shape[0] == 1
