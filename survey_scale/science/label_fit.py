@@ -332,10 +332,10 @@ def _start(
     wave: np.ndarray,
     pixmask: np.ndarray | None,
     bounds: tuple[Any, Any],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Step 1 of :func:`fit_labels`: the masks and the start.
 
-    Returns the bad pixels, the full-fit mask (§5.3 windows and bad pixels), ivar with bad pixels at 0, the
+    Returns the full-fit mask (§5.3 windows and bad pixels), ivar with bad pixels at 0, the
     (n, 3) line indices, the initial Teff (P2 Eq. 4, clipped into the fit box; NaN where an index is
     missing) and the (n, L) start (NaN → the centre of the emulator's range).
     """
@@ -352,7 +352,7 @@ def _start(
     t0 = np.where(np.isfinite(t0), np.clip(t0, t_lo, t_hi), np.nan)
     init = np.full((n, em.n_labels), np.nan)
     init[:, it] = t0
-    return bad, fit_mask, usable_ivar, idx, t0, init
+    return fit_mask, usable_ivar, idx, t0, init
 
 
 def fit_labels(
@@ -440,7 +440,7 @@ def fit_labels(
     flux, ivar, wave = _checked_inputs(em, norm_flux, norm_ivar, wave)
     n, n_pix = flux.shape
     it = em.label_names.index("teff")
-    _, fit_mask, usable_ivar, idx, t0, init = _start(em, flux, ivar, wave, pixmask, bounds)
+    fit_mask, usable_ivar, idx, t0, init = _start(em, flux, ivar, wave, pixmask, bounds)
     h_mask = fit_mask | window_mask(wave, HYDROGEN_WINDOWS)[None, :]
     kw = {
         "device": device,
@@ -565,7 +565,7 @@ def fit_cool_star(
     result there. Returns (n,) T_eff (K) and the fit's reduced χ² over the full-fit pixels (NaN without data).
     """
     flux, ivar, wave = _checked_inputs(em, norm_flux, norm_ivar, wave)
-    _, fit_mask, _, _, _, init = _start(em, flux, ivar, wave, pixmask, bounds)
+    fit_mask, _, _, _, init = _start(em, flux, ivar, wave, pixmask, bounds)
     res = fit_spectra(
         em,
         flux,
