@@ -18,7 +18,9 @@ column, with ``final_sample`` = 1 where none is set and the fit has a result:
     (``teff_cool``: :func:`survey_scale.science.label_fit.fit_labels_set`) — *and* either
 
     - the dereddened Gaia colour (BP−RP)₀ = (BP−RP) − (R_BP − R_RP) E(B−V) > 0.4, with R_BP = 3.24,
-      R_RP = 1.91 (Chen et al. 2019, as P2 §5.3) and E(B−V) of step ``extinction``, or
+      R_RP = 1.91 (Chen et al. 2019, as P2 §5.3) and E(B−V) of step ``extinction`` — not for spectra LAMOST
+      classes O or B, as P2 exempts its OB-star sample (a cool-star model fitted to an O star lands below
+      7,000 K too, and an O star reddened beyond its E(B−V) would be taken for a cool one), or
     - the spectra alone: the cool-star model fits better than the hot-star model (``chi2_red_cool`` <
       ``chi2_red_hot``, the full-spectrum fits' reduced χ² over the same pixels).
 
@@ -64,8 +66,8 @@ DESCRIPTIONS: dict[str, str] = {
     "flag_snr_lt_5": "1 = S/N < 5 (P2 5.1)",
     "flag_not_converged": "1 = a fit that entered the labels did not converge",
     "flag_chi2ratio": "1 = chi2ratio above survey.chi2ratio_flag (P2 5.2)",
-    "flag_cool_star": "1 = intrinsically cool: cool-star model Teff < 7000 K and ((BP-RP)0 > 0.4 or the cool-star "
-    "model fits better than the hot-star model) (P2 5.1)",
+    "flag_cool_star": "1 = intrinsically cool: cool-star model Teff < 7000 K and ((BP-RP)0 > 0.4, not for LAMOST "
+    "class O/B; or the cool-star model fits better than the hot-star model) (P2 5.1)",
     "flag_non_stellar": "1 = LAMOST class QSO or GALAXY",
     "final_sample": "1 = none of the flag_* rules is set and the fit has labels (P2 5.1)",
 }
@@ -104,28 +106,35 @@ def dereddened_bp_rp(bp: np.ndarray, rp: np.ndarray, ebv: np.ndarray) -> np.ndar
     return (bp - rp) - (R_BP - R_RP) * ebv
 
 
+def _text(values: np.ndarray) -> np.ndarray:
+    """Upper-case, stripped fixed-width strings (via object: Zarr's variable-length strings, numpy StringDType,
+    do not cast to fixed-width str directly)."""
+    return np.char.upper(np.char.strip(np.asarray(values).astype(object).astype(str)))
+
+
 def final_sample_flags(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The rules' flags (int16, 0/1), ``bp_rp0`` and ``final_sample`` of a block of rows (module docstring).
 
     ``columns`` holds (n,) arrays: ``fit_flags`` (bits of :data:`survey_scale.core.fit_flags.FLAG_BITS`),
     ``teff`` (K, the combined labels), ``chi2ratio``, ``flag_chi2ratio``, ``teff_cool``, ``chi2_red_cool``,
-    ``chi2_red_hot``, ``BP``, ``RP``, ``ebv`` (mag; NaN where unknown) and ``lasp_class`` (LAMOST CLASS,
-    text). Missing evidence never sets a flag: NaN compares false.
+    ``chi2_red_hot``, ``BP``, ``RP``, ``ebv`` (mag; NaN where unknown), ``lasp_class`` and ``lasp_subclass``
+    (LAMOST CLASS and SUBCLASS, text). Missing evidence never sets a flag: NaN compares false.
     """
     fit_flags = np.asarray(columns["fit_flags"]).astype(np.int64)
     teff = np.asarray(columns["teff"], dtype=np.float64)
     bp_rp0 = dereddened_bp_rp(columns["BP"], columns["RP"], columns["ebv"])
     teff_cool = np.asarray(columns["teff_cool"], dtype=np.float64)
     cool_spectrum = spectrally_cool(teff_cool, columns["chi2_red_cool"], columns["chi2_red_hot"])
-    # via object: Zarr's variable-length strings (numpy StringDType) do not cast to fixed-width str directly
-    lasp_class = np.char.upper(np.char.strip(np.asarray(columns["lasp_class"]).astype(object).astype(str)))
+    lasp_class = _text(columns["lasp_class"])
+    subclass = _text(columns["lasp_subclass"])
+    ob_class = np.char.startswith(subclass, "O") | np.char.startswith(subclass, "B")
     with np.errstate(invalid="ignore"):
         flags = {
             "flag_teff_lt_7000": (fit_flags & FLAG_TEFF_LT_7000) > 0,
             "flag_snr_lt_5": (fit_flags & FLAG_SNR_LT_5) > 0,
             "flag_not_converged": (fit_flags & FLAG_NOT_CONVERGED) > 0,
             "flag_chi2ratio": np.asarray(columns["flag_chi2ratio"]) == 1,
-            "flag_cool_star": ((teff_cool < TEFF_COOL) & (bp_rp0 > BP_RP0_COOL)) | cool_spectrum,
+            "flag_cool_star": ((teff_cool < TEFF_COOL) & (bp_rp0 > BP_RP0_COOL) & ~ob_class) | cool_spectrum,
             "flag_non_stellar": np.isin(lasp_class, NON_STELLAR_CLASSES),
         }
     has_fit = (

@@ -20,16 +20,16 @@ from survey_scale.science.final_sample import DESCRIPTIONS, final_sample_flags
 from survey_scale.stages.chi2ratio import label_index
 from survey_scale.stages.registry import FINAL_SAMPLE_INPUTS, FINAL_SAMPLE_OUTPUTS
 
-FINAL_SAMPLE_VERSION = "1"
-INPUTS = (*FINAL_SAMPLE_INPUTS, "BP", "RP", "class")  # colours and class: ingest writes them into every cube
+FINAL_SAMPLE_VERSION = "2"  # 2: the colour clause of flag_cool_star not for LAMOST class O/B
+INPUTS = (*FINAL_SAMPLE_INPUTS, "BP", "RP", "class", "subclass")  # colours, classes: ingest writes them
 OUTPUTS = FINAL_SAMPLE_OUTPUTS
 
 
 def final_sample_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
     """Stage function: the rules' flags of a chunk."""
-    columns = {name: inputs[name] for name in INPUTS if name not in ("labels", "class")}
+    columns = {name: inputs[name] for name in INPUTS if name not in ("labels", "class", "subclass")}
     columns["teff"] = np.asarray(inputs["labels"])[:, params["teff_index"]]
-    columns["lasp_class"] = inputs["class"]
+    columns["lasp_class"], columns["lasp_subclass"] = inputs["class"], inputs["subclass"]
     flags = final_sample_flags(columns)
     return StageResult({name: flags[name] for name in OUTPUTS})
 

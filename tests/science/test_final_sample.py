@@ -26,6 +26,7 @@ def rows(**changes: list) -> dict[str, np.ndarray]:
         "RP": np.full(n, 12.1),
         "ebv": np.full(n, 0.1),
         "lasp_class": np.array(["STAR"] * n, dtype=object),
+        "lasp_subclass": np.array(["A0V"] * n, dtype=object),
     }
     for key, value in changes.items():
         base[key] = np.asarray(value, dtype=base[key].dtype)
@@ -77,6 +78,9 @@ def test_cool_star_rule_from_colour_or_from_the_spectra_alone() -> None:
     out = F.final_sample_flags(cols)
     np.testing.assert_array_equal(out["flag_cool_star"], [1, 0, 1, 0, 1, 0, 0, 0])
     np.testing.assert_array_equal(out["final_sample"], [0, 1, 0, 1, 0, 1, 1, 1])
+    # LAMOST's O and B stars: the colour clause does not apply (P2 exempts its OB-star sample), the spectra's does
+    ob = F.final_sample_flags({**cols, "lasp_subclass": np.array(["B2V", "O9", " b5", "B", "O", "A0", "B1", "K5"])})
+    np.testing.assert_array_equal(ob["flag_cool_star"], [0, 0, 1, 0, 1, 0, 0, 0])
 
 
 def test_non_stellar_classes_whatever_their_case_and_padding() -> None:

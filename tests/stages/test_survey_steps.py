@@ -49,6 +49,7 @@ def _visits(n_stars: int, seed: int, first_star: int = 0) -> pd.DataFrame:
             "RP": np.full(star.size, np.nan, np.float32),
             "ebv": np.full(star.size, np.nan, np.float32),
             "class": np.where(star % 101 == 0, "QSO", "STAR").astype(object),
+            "subclass": np.where(star % 101 == 0, "", "B5").astype(object),
         }
     )
 
