@@ -312,6 +312,56 @@ def candidate_figures(cat: pd.DataFrame) -> None:
     )
 
 
+def cannon_teff_scale(work: Path, cat: pd.DataFrame, cool_model: Path, hot_model: Path, min_snr: float = 30.0) -> None:
+    """Where thedoppler's two Cannon models themselves put the A stars, without the emulator or the fit: per
+    spectrum, the model spectrum (:func:`cannon_model_spectra`, the physical grid's procedure) of lowest χ² over
+    a brute-force grid — T_eff in 250 K steps (cool-star model 6,500–8,250 K, hot-dwarf model 8,000–10,500 K),
+    log g 3.0–4.75, [Fe/H] −1…+0.5 in 0.25 dex, v sin i 0–250 km s⁻¹ in 50 — over the fit's pixels (§5.3
+    windows, bad pixels out). A median offset here is the models' own T_eff scale against LAMOST's classes."""
+    a = cat[(cat["letter"] == "A") & (cat["snr_g"] >= min_snr)]
+    if len(a) == 0:
+        return
+    cube = open_cube(work / "cube.zarr")
+    row = {str(name): i for i, name in enumerate(cube["fitsname"].values)}
+    idx = np.array([row[str(name)] for name in a["fitsname"]])
+    wave = cube["wave"].values
+    flux, ivar = cube["norm_flux"].values[idx].astype(np.float64), cube["norm_ivar"].values[idx].astype(np.float64)
+    bad = (cube["pixmask"].values[idx] != 0) | window_mask(wave, FIT_WINDOWS)[None, :] | ~np.isfinite(flux)
+    weight = np.where(bad | ~(ivar > 0), 0.0, ivar)
+    flux = np.where(weight > 0, flux, 0.0)
+    grid = [
+        (g, v, f)
+        for g in np.arange(3.0, 4.76, 0.25)
+        for v in np.arange(0, 251, 50.0)
+        for f in np.arange(-1, 0.51, 0.25)
+    ]
+    best = {}
+    for name, path, teffs in (
+        ("cool", cool_model, np.arange(6500, 8251, 250)),
+        ("hot", hot_model, np.arange(8000, 10501, 250)),
+    ):
+        model = read_cannon_model(path)
+        chi2 = np.full((len(idx), teffs.size), np.inf)
+        for j, t in enumerate(teffs):
+            spectra = cannon_model_spectra(model, np.array([(t, *x) for x in grid])).astype(np.float64)
+            chi2[:, j] = (((flux[:, None, :] - spectra[None]) ** 2) * weight[:, None, :]).sum(-1).min(1)
+        best[name] = (teffs[np.argmin(chi2, 1)], chi2.min(1))
+    use_hot = best["hot"][1] < best["cool"][1]
+    teff = np.where(use_hot, best["hot"][0], best["cool"][0])
+    d = teff - a["class_teff"].to_numpy()
+    print(
+        f"\nthedoppler's Cannon models by brute force (no emulator, no fit), A stars with S/N(g) >= {min_snr:g}: "
+        f"{len(a)}; hot-dwarf model the better fit for {int(use_hot.sum())}; median dTeff {np.median(d):+.0f} K, "
+        f"median |dTeff| {np.median(np.abs(d)):.0f} K (the pipeline: "
+        f"{np.median(np.abs(a['teff'] - a['class_teff'])):.0f} K)"
+    )
+    for sub, t_cool, t_hot, h, fit in zip(a["lasp_subclass"], best["cool"][0], best["hot"][0], use_hot, a["teff"]):
+        print(
+            f"  {sub}: cool-star model {t_cool:.0f} K, hot-dwarf model {t_hot:.0f} K, "
+            f"kept {'hot' if h else 'cool'}; pipeline {fit:.0f} K"
+        )
+
+
 def plot_candidates(out: Path, cat: pd.DataFrame) -> Path:
     """Fitted Teff (and the cool-star model's) against the LAMOST class, in or out of the final sample."""
     fig, ax = plt.subplots(figsize=(7.5, 5.0))
@@ -434,6 +484,12 @@ def main() -> None:
     ap.add_argument("--physical-emulator", type=Path, help="default: the shipped one")
     ap.add_argument("--synth-emulator", type=Path, help="default: the shipped one")
     ap.add_argument("--cannon-model", type=Path, help="thedoppler's hot-dwarf Cannon model .pkl (part 2)")
+    ap.add_argument(
+        "--cool-cannon-model",
+        type=Path,
+        help="thedoppler's cool-star Cannon model .pkl: with --cannon-model and --candidates, where the two models "
+        "themselves put the A stars (brute force, no emulator)",
+    )
     ap.add_argument("--n-cross", type=int, default=300)
     ap.add_argument("--cross-snr", type=float, default=100.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -456,6 +512,10 @@ def main() -> None:
         for folder in args.candidates:
             cat = run_candidates(folder, args.out, table, args.emulator, args.workers)
             candidate_figures(cat)
+            if args.cool_cannon_model and args.cannon_model:
+                cannon_teff_scale(
+                    args.out / f"candidates_{folder.name}", cat, args.cool_cannon_model, args.cannon_model
+                )
             print(f"figure: {plot_candidates(args.out, cat)}")
         return
     ems = {

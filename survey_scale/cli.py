@@ -302,7 +302,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 def _emulator_summary(path: Path, em: Any) -> str:
     if hasattr(em, "components"):  # an emulator set: each component in turn
-        lines = [f"{path}: {em!r}", "  the fit keeps, per spectrum, the component of lowest chi2 (fit_component)"]
+        lines = [f"{path}: {em!r}", "  the fit keeps, per spectrum, the component whose full-spectrum fit has the lowest chi2 (fit_component)"]
         for name, component in zip(em.names, em.components, strict=True):
             lines.append(f"component {name!r}:")
             lines += ["  " + line for line in _emulator_summary(path, component).splitlines()[1:]]

@@ -600,7 +600,8 @@ def fit_labels_set(
     ----------
     em
         An :class:`~survey_scale.science.emulator_set.EmulatorSet` (each component runs the whole procedure;
-        per spectrum the result of lowest ``chi2_red`` — the same pixels for all — is kept) or one emulator.
+        per spectrum the result whose full-spectrum fit has the lowest ``full_chi2_red`` — the same pixels for
+        all — is kept) or one emulator.
         A component's fit box ends at its own T_eff range on a side where a neighbour takes over (``bounds``
         extrapolates only at the set's two ends: a network extrapolated into its neighbour's range is
         meaningless there and could win on χ² by accident).
@@ -634,7 +635,9 @@ def fit_labels_set(
         hi[it] = min(hi[it], 0.5) if k < len(components) - 1 else hi[it]
         fit_kw = {**kw, "bounds": (lo, hi)}
         outs.append(fit_labels(component, norm_flux, norm_ivar, wave, pixmask, device, **fit_kw))
-    chi2 = np.stack([np.where(np.isfinite(o["chi2_red"]), o["chi2_red"], np.inf) for o in outs], axis=1)
+    # the model is chosen by its full-spectrum fit: the combined labels of P2 Eq. 5 move off a model's own
+    # optimum by design (towards the H-masked fit), which would bias the choice against the hot model near 9,500 K
+    chi2 = np.stack([np.where(np.isfinite(o["full_chi2_red"]), o["full_chi2_red"], np.inf) for o in outs], axis=1)
     best = np.argmin(chi2, axis=1)
     out = {key: np.array(value, copy=True) for key, value in outs[0].items()}
     for k in range(1, len(outs)):

@@ -25,7 +25,7 @@ vsini_raw            spec; float32            combined vsini before clipping at 
 teff_init            spec; float32            initial Teff from the line indices (P2 Eq. 4)
 w_hmask              spec; float32            Hann weight of the H-masked labels
 model_flux           spec, wave; float32      the emulator spectrum at the combined labels
-fit_component        spec; int8               the emulator set's component kept (lowest χ²; 0 for one emulator)
+fit_component        spec; int8               the emulator set's component kept (lowest full-spectrum χ²; 0 for one)
 teff_cool            spec; float32            T_eff of the cool-star model's full-spectrum fit (K; P2 §5.1)
 chi2_red_cool        spec; float32            its reduced χ²
 chi2_red_hot         spec; float32            reduced χ² of the best other model's full-spectrum fit
@@ -73,7 +73,7 @@ from survey_scale.science.label_fit import (
     to_label_order,
 )
 
-FIT_STAGE_VERSION = "3"  # 3: emulator sets (fit_component), the cool-star check (teff_cool, chi2_red_cool/hot)
+FIT_STAGE_VERSION = "4"  # 4: a set's component chosen by its full-spectrum fit; 3: emulator sets, the cool-star check
 CORR_NAMES = tuple(f"corr_{a}_{b}" for a, b in P2_TABLE5_CORRELATIONS)
 
 

@@ -84,7 +84,7 @@ def test_set_refuses_components_that_do_not_fit_together(em_set: EmulatorSet, tm
         E.load(tmp_path / "broken.npz")
 
 
-def test_fit_keeps_the_component_of_lowest_chi2_and_reports_the_cool_star_check(em_set: EmulatorSet) -> None:
+def test_fit_keeps_the_component_of_lowest_full_spectrum_chi2_and_reports_the_cool_star_check(em_set: EmulatorSet) -> None:
     rng = np.random.default_rng(3)
     truth = np.array(
         [[5000.0, 4.5, 20.0, 0.0], [6500.0, 4.0, 30.0, -0.5], [14000.0, 4.0, 80.0, 0.0], [20000.0, 3.8, 100.0, 0.2]]
@@ -111,6 +111,8 @@ def test_fit_keeps_the_component_of_lowest_chi2_and_reports_the_cool_star_check(
     assert np.all(out["chi2_red_cool"][:2] < out["chi2_red_hot"][:2])
     assert np.all(out["chi2_red_cool"][2:] > out["chi2_red_hot"][2:])
     assert np.all(out["teff_cool"][:2] < 7000.0)
+    # the choice is by the components' full-spectrum fits (the same pixels), not the Eq. 5 combination
+    np.testing.assert_array_equal(out["component"], (out["chi2_red_hot"] < out["chi2_red_cool"]).astype(np.int8))
 
     # one emulator and a separate cool-star emulator: the same check, by a full-spectrum fit
     single = Pr.fit_labels_set(
