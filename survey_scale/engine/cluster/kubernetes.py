@@ -2,10 +2,12 @@
 
 ``survey-scale run`` runs in a pod (the Job of ``deploy/kubernetes/manifests/job.yaml``) and is the Dask
 client. It creates a ``DaskCluster`` resource, which the operator (installed once per Kubernetes cluster with
-its Helm chart) turns into a scheduler Deployment and Service and worker Deployments. :func:`cluster_spec`
-builds that resource — pure, on the operator's ``make_cluster_spec``; ``deploy/kubernetes/examples/
-daskcluster.yaml`` is what it gives for the configuration of ``deploy/kubernetes/manifests/configmap.yaml``,
-and ``tests/deploy/test_manifests.py`` keeps the two equal — and :func:`start` creates it and connects.
+its Helm chart) turns into a scheduler Deployment and Service and worker Deployments. This module is that
+lifecycle: :func:`start` creates the resources, waits for them and connects, :class:`KubernetesCluster` deletes
+them. The resources themselves are built by :mod:`.kubernetes_manifests` — pure functions, re-exported here
+(:func:`cluster_spec`, :func:`autoscaler_spec`, :func:`tls_secret_spec`, :func:`preview`);
+``deploy/kubernetes/examples/daskcluster.yaml`` is what :func:`cluster_spec` gives for the configuration of
+``deploy/kubernetes/manifests/configmap.yaml``, and ``tests/deploy/test_manifests.py`` keeps the two equal.
 Scheduler and workers run the image of the pod ``survey-scale`` runs in (``cluster.kubernetes.image: null``)
 and mount the cube's PersistentVolumeClaim at the same path, so the client's paths are theirs.
 
@@ -43,22 +45,63 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import kr8s
-from dask_kubernetes.operator import make_cluster_spec
 from distributed import Client
-from distributed.security import Security
 from kr8s.objects import Pod, Secret, Service, new_class
 
 from survey_scale.config import ConfigError, KubernetesClusterConfig
 from survey_scale.core.errors import SurveyScaleError
+from survey_scale.engine.cluster.kubernetes_manifests import (
+    DASHBOARD_PORT,
+    FS_GROUP,
+    LABELS,
+    SCHEDULER_HTTP_ROUTES,
+    SCHEDULER_PORT,
+    TLS_DIR,
+    TLS_FILES,
+    WORKER_DASHBOARD_PORT,
+    autoscaler_spec,
+    cluster_spec,
+    preview,
+    scheduler_service_name,
+    tls_secret_name,
+    tls_secret_spec,
+)
+
+__all__ = [
+    "CONTROLLER_WAIT_S",
+    "DASHBOARD_PORT",
+    "FS_GROUP",
+    "LABELS",
+    "POD_NAMESPACE_ENV",
+    "POD_NAME_ENV",
+    "POLL_S",
+    "SCHEDULER_HTTP_ROUTES",
+    "SCHEDULER_PORT",
+    "TLS_DIR",
+    "TLS_FILES",
+    "WORKER_DASHBOARD_PORT",
+    "DaskAutoscaler",
+    "DaskCluster",
+    "KubernetesCluster",
+    "KubernetesError",
+    "KubernetesTimeoutError",
+    "autoscaler_spec",
+    "cluster_spec",
+    "kube_namespace",
+    "preview",
+    "scheduler_address",
+    "scheduler_service_name",
+    "start",
+    "tls_secret_name",
+    "tls_secret_spec",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,155 +117,12 @@ class KubernetesTimeoutError(KubernetesError, TimeoutError):
 DaskCluster = new_class("DaskCluster", "kubernetes.dask.org/v1", namespaced=True)
 DaskAutoscaler = new_class("DaskAutoscaler", "kubernetes.dask.org/v1", namespaced=True)
 
-SCHEDULER_PORT = 8786
-DASHBOARD_PORT = 8787
-WORKER_DASHBOARD_PORT = 8788
-TLS_DIR = "/etc/survey-scale/tls"
-"""Where scheduler and worker pods mount the TLS Secret (``ca.pem``, ``cert.pem``, ``key.pem``)."""
-TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
 POD_NAME_ENV = "SURVEY_SCALE_POD_NAME"
 """Environment variable with the name of the pod survey-scale runs in (the Job sets it, downward API)."""
 POD_NAMESPACE_ENV = "SURVEY_SCALE_POD_NAMESPACE"
-LABELS = {"app.kubernetes.io/name": "survey-scale", "app.kubernetes.io/part-of": "survey-scale"}
-"""Labels of every resource made here; the operator copies the DaskCluster's to its pods (NetworkPolicy)."""
-FS_GROUP = 10001
-"""Group of the pods' processes and volumes: the group of the image's user (deploy/container/)."""
-SCHEDULER_HTTP_ROUTES = (
-    "distributed.http.scheduler.prometheus",
-    "distributed.http.scheduler.info",
-    "distributed.http.scheduler.json",
-    "distributed.http.health",
-    "distributed.http.statics",
-    "distributed.http.scheduler.api",
-)
-"""The scheduler's HTTP routes: Dask's defaults without the proxy, with the API the operator needs."""
 CONTROLLER_WAIT_S = 120.0
 """The operator sets a DaskCluster's status within seconds; longer means it is not running."""
 POLL_S = 1.0
-
-
-def tls_secret_name(config: KubernetesClusterConfig) -> str:
-    """Name of the Secret with the cluster's certificates."""
-    return f"{config.name}-tls"
-
-
-def scheduler_service_name(config: KubernetesClusterConfig) -> str:
-    """Name of the scheduler's Service (made by the operator)."""
-    return f"{config.name}-scheduler"
-
-
-def cluster_spec(config: KubernetesClusterConfig, tls_secret: str | None, *, image: str | None = None) -> dict:
-    """The ``DaskCluster`` resource (``kubernetes.dask.org/v1``) of ``config``, without a namespace.
-
-    Parameters
-    ----------
-    config
-        ``cluster.kubernetes``.
-    tls_secret
-        Name of the Secret holding ``ca.pem``, ``cert.pem`` and ``key.pem``; scheduler and workers then
-        listen on ``tls://`` with those files. None: plain ``tcp://``.
-    image
-        Image of scheduler and workers when ``config.image`` is null (the image of the client's pod).
-
-    Raises
-    ------
-    ConfigError
-        If neither ``config.image`` nor ``image`` gives an image.
-    """
-    image = config.image or image
-    if image is None:
-        raise ConfigError(
-            "cluster.kubernetes.image: null means the image of survey-scale's pod, which is not known here"
-        )
-    spec = make_cluster_spec(
-        name=config.name,
-        image=image,
-        n_workers=config.n_workers,
-        resources=config.resources,
-        env=dict(config.env),
-        worker_command="dask worker",
-        scheduler_service_type=config.service_type,
-    )
-    spec = json.loads(json.dumps(spec))  # scheduler and worker share the resources dict: make them separate
-    spec["metadata"]["labels"] = dict(LABELS)
-    scheduler = spec["spec"]["scheduler"]["spec"]["containers"][0]
-    worker = spec["spec"]["worker"]["spec"]["containers"][0]
-    tls_args: list[str] = []
-    if tls_secret is not None:
-        tls_args = ["--protocol", "tls"]
-        for flag, file in zip(("--tls-ca-file", "--tls-cert", "--tls-key"), TLS_FILES):
-            tls_args += [flag, f"{TLS_DIR}/{file}"]
-    # The image's entrypoint is survey-scale: give the command, not only arguments.
-    scheduler["command"] = ["dask", "scheduler"]
-    scheduler["args"] = ["--host", "0.0.0.0", "--port", str(SCHEDULER_PORT)]
-    scheduler["args"] += ["--dashboard-address", f":{DASHBOARD_PORT}", *tls_args]
-    worker["command"] = ["dask", "worker"]
-    worker["args"] = ["--name", "$(DASK_WORKER_NAME)", "--nthreads", str(config.threads_per_worker)]
-    worker["args"] += ["--dashboard-address", str(WORKER_DASHBOARD_PORT), *tls_args]
-    scheme = "tls" if tls_secret is not None else "tcp"
-    # A short Service name: workers share the scheduler's namespace, whatever it and the cluster domain are.
-    worker["env"].append(
-        {"name": "DASK_SCHEDULER_ADDRESS", "value": f"{scheme}://{scheduler_service_name(config)}:{SCHEDULER_PORT}"}
-    )
-    routes = json.dumps(list(SCHEDULER_HTTP_ROUTES))  # Dask reads a list from the environment (literal_eval)
-    scheduler["env"].append({"name": "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES", "value": routes})
-    volumes, mounts = [], []
-    if tls_secret is not None:
-        for container in (scheduler, worker):
-            container["env"].append({"name": "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION", "value": "True"})
-        volumes.append({"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": 0o440}})
-        mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
-    if config.volume_claim is not None:
-        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": config.volume_claim}})
-        mounts.append({"name": "data", "mountPath": config.mount_path})
-    for role, container in (("scheduler", scheduler), ("worker", worker)):
-        pod = spec["spec"][role]["spec"]
-        pod["automountServiceAccountToken"] = False
-        pod["securityContext"] = {
-            "runAsNonRoot": True,
-            "fsGroup": FS_GROUP,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-        container["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-        if volumes:
-            pod["volumes"] = json.loads(json.dumps(volumes))
-            container["volumeMounts"] = json.loads(json.dumps(mounts))
-    return spec
-
-
-def preview(config: KubernetesClusterConfig) -> str:
-    """The DaskCluster resource :func:`start` would create, as YAML (``survey-scale config cluster``)."""
-    import yaml
-
-    secret = tls_secret_name(config) if config.tls.enabled else None
-    spec = cluster_spec(config, secret, image=config.image or "<the image of the pod running survey-scale>")
-    return yaml.safe_dump(spec, sort_keys=False)
-
-
-def autoscaler_spec(config: KubernetesClusterConfig) -> dict:
-    """The ``DaskAutoscaler`` resource letting the operator scale between n_workers and max_workers."""
-    return {
-        "apiVersion": "kubernetes.dask.org/v1",
-        "kind": "DaskAutoscaler",
-        "metadata": {"name": config.name, "labels": dict(LABELS)},
-        "spec": {"cluster": config.name, "minimum": config.n_workers, "maximum": config.max_workers},
-    }
-
-
-def tls_secret_spec(name: str, security: Security) -> dict:
-    """The Secret with the CA, certificate and key of ``security`` (PEM text, or the files it names)."""
-
-    def pem(value: str) -> str:
-        return value if "-----BEGIN" in value else Path(value).read_text()
-
-    files = (security.tls_ca_file, security.tls_worker_cert, security.tls_worker_key)
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "labels": dict(LABELS)},
-        "type": "Opaque",
-        "stringData": {file: pem(value) for file, value in zip(TLS_FILES, files)},
-    }
 
 
 class KubernetesCluster:
