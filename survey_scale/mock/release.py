@@ -1,5 +1,9 @@
 """Write a complete mock LAMOST release: spectra, catalog, cross-match and truth (SPEC §10).
 
+:func:`make_release` orders the steps and their random streams; :mod:`.visit_files` writes the spectrum
+files, :mod:`.tables` the truth, catalog and cross-match tables, :mod:`.invalid` defines the invalid inputs
+(the names that moved there stay importable from here).
+
 Layout of ``OUTDIR``::
 
     spectra/spec-<LMJD>-<PLANID>_sp<SS>-<FFF>.fits[.gz]   LAMOST files, DR7 image or DR8+ COADD layout
@@ -38,82 +42,34 @@ import numpy as np
 import pandas as pd
 
 from survey_scale._version import __version__
-from survey_scale.core.labels import LABEL_NAMES
 from survey_scale.mock import contaminants as con
 from survey_scale.mock import photometry as ph
 from survey_scale.mock import population as pop
 from survey_scale.mock import schedule as sch
 from survey_scale.mock import spectra as spx
-from survey_scale.mock import writer as wr
-
-INVALID_KINDS: tuple[str, ...] = (
-    "truncated_gz",
-    "truncated_fits",
-    "not_fits",
-    "wrong_shape",
-    "missing_column",
-    "all_nan_flux",
-    "negative_ivar",
-    "wavelength_not_increasing",
-    "header_out_of_range",
-    "no_catalog_row",
-    "catalog_row_without_file",
-    "duplicate_specid",
+from survey_scale.mock.invalid import EXPECTED_REJECT, INVALID_KINDS, STRUCTURAL_KINDS, _force_layouts, _mark_invalid
+from survey_scale.mock.tables import (
+    CATALOG_COLUMNS,
+    CONTAMINANTS_TABLE,
+    CROSSMATCH_COLUMNS,
+    OUTPUT_TABLES,
+    _write_tables,
 )
-"""The deliberately invalid inputs of a release, in the order ``n_invalid`` takes them."""
+from survey_scale.mock.visit_files import EXPOSURE_S, FOCAL_MM_PER_DEG, _write_duplicate, _write_spectra
 
-EXPECTED_REJECT: dict[str, str] = {
-    # structural: the code survey_scale.io.read_lamost raises (LamostReadError.code)
-    "truncated_gz": "truncated",
-    "truncated_fits": "truncated",
-    "not_fits": "not_fits",
-    "wrong_shape": "wrong_shape",
-    "missing_column": "missing_column",
-    # content and bookkeeping: the reason the ingest should record (SPEC §2)
-    "all_nan_flux": "all_nan_flux",
-    "negative_ivar": "negative_ivar",
-    "wavelength_not_increasing": "wavelength_not_increasing",
-    "header_out_of_range": "header_out_of_range",
-    "no_catalog_row": "no_catalog_row",
-    "catalog_row_without_file": "catalog_row_without_file",
-    "duplicate_specid": "duplicate_specid",
-}
-"""Reject code the ingest is expected to give for each invalid kind."""
-
-STRUCTURAL_KINDS: frozenset[str] = frozenset(
-    {"truncated_gz", "truncated_fits", "not_fits", "wrong_shape", "missing_column"}
-)
-"""Invalid kinds that :func:`survey_scale.io.read_lamost` itself refuses."""
-
-CATALOG_COLUMNS: tuple[str, ...] = (
-    "obsid", "designation", "obsdate", "lmjd", "mjd", "planid", "spid", "fiberid", "ra", "dec",
-    "snru", "snrg", "snrr", "snri", "snrz", "objtype", "class", "subclass", "z", "z_err", "rv", "rv_err",
-)  # fmt: skip
-"""Columns of ``catalog.csv`` (LAMOST release-catalog names, read by ``io.catalog.read_catalog``)."""
-
-CROSSMATCH_COLUMNS: tuple[str, ...] = (
-    "obsid", "gaia_source_id", "ra", "dec", "parallax", "parallax_error", "pmra", "pmra_error", "pmdec",
-    "pmdec_error", "ruwe", "phot_g_mean_mag", "phot_g_mean_mag_error", "phot_bp_mean_mag",
-    "phot_bp_mean_mag_error", "phot_rp_mean_mag", "phot_rp_mean_mag_error", "j_m", "j_msigcom", "h_m",
-    "h_msigcom", "ks_m", "ks_msigcom", "g_mag", "g_mag_err", "r_mag", "r_mag_err", "i_mag", "i_mag_err",
-)  # fmt: skip
-"""Columns of ``crossmatch.parquet`` (Gaia, 2MASS and survey names; ``io.catalog.read_crossmatch``)."""
-
-_XMATCH_SOURCE: dict[str, str] = {
-    "parallax": "parallax", "parallax_error": "parallax_error", "pmra": "pmra", "pmra_error": "pmra_error",
-    "pmdec": "pmdec", "pmdec_error": "pmdec_error", "ruwe": "ruwe",
-    "phot_g_mean_mag": "G", "phot_g_mean_mag_error": "G_err", "phot_bp_mean_mag": "BP",
-    "phot_bp_mean_mag_error": "BP_err", "phot_rp_mean_mag": "RP", "phot_rp_mean_mag_error": "RP_err",
-    "j_m": "J", "j_msigcom": "J_err", "h_m": "H", "h_msigcom": "H_err", "ks_m": "Ks", "ks_msigcom": "Ks_err",
-    "g_mag": "g", "g_mag_err": "g_err", "r_mag": "r", "r_mag_err": "r_err",
-    "i_mag": "i", "i_mag_err": "i_err",
-}  # fmt: skip
-
-EXPOSURE_S: dict[str, float] = {"B": 1800.0, "M": 3600.0, "F": 5400.0}
-"""Total exposure (3 sub-exposures) of bright, medium and faint plans (s)."""
-
-FOCAL_MM_PER_DEG: float = 212.9
-"""LAMOST focal-plane scale (16.9″/mm)."""
+__all__ = [  # names that moved out of this module stay importable from it
+    "CATALOG_COLUMNS",
+    "CONTAMINANTS_TABLE",
+    "CROSSMATCH_COLUMNS",
+    "EXPECTED_REJECT",
+    "EXPOSURE_S",
+    "FOCAL_MM_PER_DEG",
+    "INVALID_KINDS",
+    "OUTPUT_TABLES",
+    "STRUCTURAL_KINDS",
+    "ReleaseSummary",
+    "make_release",
+]
 
 
 @dataclass
@@ -316,30 +272,12 @@ def make_release(
     timings["schedule"] = time.perf_counter() - t0
     visits["visit_seed"] = np.arange(len(visits), dtype=np.int64)
     visits["invalid_kind"] = ""
-    # Each chosen star's latest visit becomes its invalid extra.
-    taken: set[int] = set()
-    for kind, row in zip(extra_kinds, extra_rows, strict=True):
-        sid = int(stars["star_index"].iloc[row])
-        cand = visits.index[(visits["star_index"] == sid) & (visits["invalid_kind"] == "")]
-        cand = [c for c in cand if c not in taken]
-        chosen = max(cand, key=lambda c: (visits.at[c, "obs_mjd"], c))
-        taken.add(chosen)
-        visits.at[chosen, "invalid_kind"] = kind
+    _mark_invalid(visits, stars, extra_kinds, extra_rows)
 
     rng_lay = _rng(seed, 3)
     visits["layout"] = np.where(rng_lay.random(len(visits)) < image_fraction, "image", "coadd")
     visits["gzip"] = rng_lay.random(len(visits)) < gzip_fraction
-    forced = {
-        "truncated_gz": ("coadd", True),
-        "truncated_fits": ("image", False),
-        "wrong_shape": ("image", None),
-        "missing_column": ("coadd", None),
-    }
-    for kind, (layout, gz) in forced.items():
-        sel = visits["invalid_kind"] == kind
-        visits.loc[sel, "layout"] = layout
-        if gz is not None:
-            visits.loc[sel, "gzip"] = gz
+    _force_layouts(visits)
     visits["fitsname_written"] = visits["fitsname"] + np.where(visits["gzip"], ".gz", "")
 
     # --- contaminants: cool stars and QSOs, on streams and plans of their own ----------------------------
@@ -352,35 +290,7 @@ def make_release(
 
     # --- spectra -------------------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    date_card = _processing_date(int(visits["lmjd"].max()))
-    n_total = len(visits) + len(cvisits)
-    done = 0
-    # The hot stars' visits first, in their own batches (the synthesizer's batched FFTs make the last bits of a
-    # spectrum depend on its batch), then the contaminants'.
-    for group, group_stars, flux_of in (
-        (visits, stars, None),
-        (cvisits, contam, lambda b, st: con.contaminant_flux_native(st, b["rv"].to_numpy(), int(seed))),
-    ):
-        if len(group) == 0:
-            continue
-        plan_info = _plan_info(group, group_stars, stream=9200 if flux_of is None else 9201)
-        star_tab = group_stars.set_index("star_index")
-        per_visit: dict[str, list] = {k: [] for k in _PER_VISIT_KEYS}
-        for start in range(0, len(group), batch_size):
-            batch = group.iloc[start : start + batch_size]
-            inputs = spx.visit_inputs(batch, group_stars)
-            stellar = None
-            if flux_of is not None:
-                rows = star_tab.loc[batch["star_index"].to_numpy()].reset_index()
-                stellar = flux_of(batch, rows)
-                inputs = replace(inputs, distance_pc=np.nan_to_num(inputs.distance_pc, nan=15000.0))
-            obs = spx.observe(inputs, int(seed), stellar_flux=stellar)
-            _write_batch(spec_dir, batch, obs, star_tab, plan_info, release, date_card, per_visit)
-            done += len(batch)
-            if progress is not None:
-                progress(done, n_total)
-        for key, values in per_visit.items():
-            group[key] = values
+    _write_spectra(spec_dir, visits, stars, cvisits, contam, seed, release, batch_size, progress)
     timings["spectra"] = time.perf_counter() - t0
 
     # --- duplicate: the same spectrum under a second file name ---------------------------------------------
@@ -400,43 +310,9 @@ def make_release(
     # --- tables -----------------------------------------------------------------------------------------
     # Hot visits first (their row numbers are the duplicates' source indices), then the contaminants'.
     visits = pd.concat([visits, cvisits], ignore_index=True) if len(cvisits) else visits
-    all_stars = _with_population(stars, contam)
-    truth = _truth_table(visits, all_stars, release, duplicates)
-    catalog_visits = visits[visits["invalid_kind"] != "no_catalog_row"]
-    catalog = _catalog_table(catalog_visits, all_stars)
-    crossmatch = _crossmatch_table(catalog_visits, all_stars)
-    catalog.to_csv(outdir / "catalog.csv", index=False)
-    _write_parquet(crossmatch, outdir / "crossmatch.parquet")
-    _write_parquet(truth, outdir / "truth.parquet")
-    stars_out = stars.copy()
-    valid_counts = truth[~truth["invalid"]].groupby("star_index").size()
-    stars_out["n_visits"] = valid_counts.reindex(stars_out["star_index"]).fillna(0).to_numpy(dtype=np.int64)
-    _write_parquet(stars_out, outdir / "truth_stars.parquet")
-    if len(contam):
-        contam_out = contam.copy()
-        contam_out["n_visits"] = valid_counts.reindex(contam_out["star_index"]).fillna(0).to_numpy(dtype=np.int64)
-        _write_parquet(contam_out, outdir / CONTAMINANTS_TABLE)
-
+    all_stars, truth, counts = _write_tables(outdir, visits, stars, contam, release, duplicates)
     files_written = int(truth["file_written"].sum())
     valid_files = int((truth["file_written"] & ~truth["invalid"]).sum())
-    population = truth["population"]
-    counts = {
-        "image_files": int((truth["file_written"] & (truth["layout"] == "image")).sum()),
-        "coadd_files": int((truth["file_written"] & (truth["layout"] == "coadd")).sum()),
-        "gzip_files": int((truth["file_written"] & truth["gzip"]).sum()),
-        "valid_spectra": valid_files,
-        "binary_stars": int(stars["binary"].sum()),
-        "emission_stars": int(stars["emission"].sum()),
-        "multi_visit_stars": int((stars_out["n_visits"] > 1).sum()),
-        "corrupted_spectra": int((truth["corrupted"] & ~truth["invalid"]).sum()),
-        "catalog_rows": len(catalog),
-        "cool_contaminant_stars": int((contam["population"] == con.POPULATION_COOL).sum()),
-        "misclassified_a_stars": int(contam["misclassified"].sum()),
-        "qso_objects": int((contam["population"] == con.POPULATION_QSO).sum()),
-        "cool_contaminant_spectra": int((population == con.POPULATION_COOL).sum()),
-        "misclassified_a_spectra": int(truth["misclassified"].sum()),
-        "qso_spectra": int((population == con.POPULATION_QSO).sum()),
-    }
     meta = {
         "release": release,
         "seed": int(seed),
@@ -493,46 +369,6 @@ def make_release(
         counts=counts,
         timings=timings,
     )
-
-
-# --- helpers ------------------------------------------------------------------------------------------------
-
-
-CONTAMINANTS_TABLE: str = "truth_contaminants.parquet"
-"""Per-contaminant truth table (cool stars and QSOs): STAR_COLUMNS + contaminants.CONTAMINANT_COLUMNS."""
-
-_PER_VISIT_KEYS: tuple[str, ...] = ("snru", "snrg", "snrr", "snri", "snrz", "light_frac2_g", "corrupt_lo",
-                                    "corrupt_hi", "corrupt_amount", "file_written")  # fmt: skip
-
-
-def _write_batch(
-    spec_dir: Path,
-    batch: pd.DataFrame,
-    obs: spx.ObservedBatch,
-    star_tab: pd.DataFrame,
-    plan_info: pd.DataFrame,
-    release: str,
-    date_card: str,
-    per_visit: dict[str, list],
-) -> None:
-    """Write a batch's files and collect their per-visit values into ``per_visit``."""
-    wave32 = spx.native_wavelength().astype(np.float32)
-    for j, (idx, v) in enumerate(batch.iterrows()):
-        star = star_tab.loc[int(v["star_index"])]
-        snr_b = np.round(obs.snr_bands[j], 2)
-        meta = _header_meta(v, star, plan_info.loc[idx], snr_b, release, date_card)
-        arrays = {
-            "FLUX": obs.flux[j], "IVAR": obs.ivar[j], "WAVELENGTH": wave32,
-            "ANDMASK": obs.andmask[j], "ORMASK": obs.ormask[j], "NORMALIZATION": obs.normalization[j],
-        }  # fmt: skip
-        written = _write_visit(spec_dir, v, meta, arrays)
-        for b, name in enumerate(("snru", "snrg", "snrr", "snri", "snrz")):
-            per_visit[name].append(float(snr_b[b]))
-        per_visit["light_frac2_g"].append(float(obs.light_frac2[j]))
-        info = obs.corrupt_info[j]
-        for key in ("corrupt_lo", "corrupt_hi", "corrupt_amount"):
-            per_visit[key].append(float(info.get(key, np.nan)))
-        per_visit["file_written"].append(written)
 
 
 def _contaminants(
@@ -594,24 +430,6 @@ def _contaminants(
     return contam, cvisits
 
 
-def _with_population(stars: pd.DataFrame, contam: pd.DataFrame) -> pd.DataFrame:
-    """Hot stars (with the contaminant columns filled: population "hot", class STAR, their subclass) and the
-    contaminants in one star table."""
-    hot = stars.copy()
-    hot["population"] = con.POPULATION_HOT
-    hot["lamost_class"] = "STAR"
-    hot["true_subclass"] = hot["subclass"]
-    hot["misclassified"] = False
-    hot["cool_class"] = ""
-    hot["redshift"] = np.nan
-    return pd.concat([hot, contam], ignore_index=True) if len(contam) else hot
-
-
-OUTPUT_TABLES: tuple[str, ...] = (
-    "catalog.csv", "crossmatch.parquet", "truth.parquet", "truth_stars.parquet", CONTAMINANTS_TABLE, "release.json",
-)  # fmt: skip
-
-
 def _prepare_outdir(outdir: Path, previous: str | Path | None) -> None:
     """Refuse to write into a folder holding anything but an earlier mock release; clear such a release.
 
@@ -638,306 +456,3 @@ def _prepare_outdir(outdir: Path, previous: str | Path | None) -> None:
             path.unlink()
     for name in OUTPUT_TABLES:
         (outdir / name).unlink(missing_ok=True)
-
-
-def _processing_date(max_lmjd: int) -> str:
-    """The header DATE ("file created"): 120 days after the last night at 00:00:00 UTC — fixed, so the bytes
-    do not depend on when the release is generated."""
-    from astropy.time import Time
-
-    return Time(max_lmjd + 120, format="mjd", scale="utc").isot[:19]
-
-
-def _local_iso(mjd: float) -> str:
-    from astropy.time import Time
-
-    return Time(mjd + 8.0 / 24.0, format="mjd", scale="utc").isot[:21]
-
-
-def _plan_info(visits: pd.DataFrame, stars: pd.DataFrame, stream: int = 9200) -> pd.DataFrame:
-    """Per-visit plan-level header values: spectrograph mean position, exposure, moon, focal-plane x/y.
-
-    Night temperatures and flux standards come from ``SeedSequence([first LMJD, stream])`` (the contaminants'
-    plans use a stream of their own)."""
-    st = stars.set_index("star_index").loc[visits["star_index"].to_numpy()]
-    ra, dec = st["ra"].to_numpy(), st["dec"].to_numpy()
-    df = pd.DataFrame({"ra": ra, "dec": dec}, index=visits.index)
-    group = visits["lmjd"].astype(str) + "|" + visits["planid"] + "|" + visits["spid"].astype(str)
-    df["spra"] = df.groupby(group.to_numpy())["ra"].transform("mean")
-    df["spdec"] = df.groupby(group.to_numpy())["dec"].transform("mean")
-    ra0, dec0 = st["field_ra"].to_numpy(), st["field_dec"].to_numpy()
-    dra = (ra - ra0 + 180.0) % 360.0 - 180.0
-    df["x_mm"] = dra * np.cos(np.radians(dec0)) * FOCAL_MM_PER_DEG
-    df["y_mm"] = (dec - dec0) * FOCAL_MM_PER_DEG
-    df["exptime"] = visits["plan_class"].map(EXPOSURE_S).to_numpy()
-    # Moon age (days since new moon; mean synodic month from the new moon of 2000-01-06 18:14 UT).
-    df["moonpha"] = np.mod(visits["obs_mjd"].to_numpy() - 51549.76, 29.530589)
-    # Night temperature and the plan's flux standards: deterministic functions of the plan.
-    codes = pd.factorize(visits["lmjd"].astype(str) + visits["planid"], sort=True)[0]
-    rng = np.random.default_rng(np.random.SeedSequence([int(visits["lmjd"].min()), stream]))
-    temp = rng.normal(0.0, 6.0, codes.max() + 1)
-    fstar = [
-        "-".join(str(x) for x in sorted(rng.choice(np.arange(1, 251), 4, replace=False)))
-        for _ in range(codes.max() + 1)
-    ]
-    df["temp_air"] = temp[codes]
-    df["fstar"] = np.array(fstar)[codes]
-    return df
-
-
-def _header_meta(
-    v: pd.Series, star: pd.Series, plan: pd.Series, snr_bands: np.ndarray, release: str, date_card: str
-) -> dict[str, Any]:
-    """Header values of one visit (keys as in the files)."""
-    exptime = float(plan["exptime"])
-    sub = exptime / 3.0
-    mid_local_min = (float(v["obs_mjd"]) + 8.0 / 24.0) * 1440.0
-    starts = [int(np.floor(mid_local_min - 1.5 * sub / 60.0 - 1.0 + k * (sub / 60.0 + 1.0))) for k in range(3)]
-    begin = float(v["obs_mjd"]) - (1.5 * sub + 60.0) / 86400.0
-    end = float(v["obs_mjd"]) + (1.5 * sub + 60.0) / 86400.0
-    mags = [star.get(b) for b in ("g", "r", "i")]
-    return {
-        "FILENAME": v["fitsname"],
-        "OBSID": int(v["obsid"]),
-        "DATA_V": release,
-        "DATE": date_card,
-        "DATE-OBS": v["date_obs"],
-        "DATE-BEG": _local_iso(begin),
-        "DATE-END": _local_iso(end),
-        "LMJD": int(v["lmjd"]),
-        "MJD": int(v["mjd"]),
-        "LMJMLIST": "-".join(str(s) for s in starts),
-        "PLANID": v["planid"],
-        "RA": float(star["ra"]),
-        "DEC": float(star["dec"]),
-        "DESIG": star["designation"],
-        "FIBERID": int(v["fiberid"]),
-        "CELL_ID": f"F{(int(v['spid']) - 1) * 250 + int(v['fiberid']):04d}",
-        "X_VALUE": f"{plan['x_mm']:.10f}",
-        "Y_VALUE": f"{plan['y_mm']:.10f}",
-        "OBJNAME": str(int(star["gaia_source_id"])),
-        "MAG1": float(mags[0]) if np.isfinite(mags[0]) else 99.0,
-        "MAG2": float(mags[1]) if np.isfinite(mags[1]) else 99.0,
-        "MAG3": float(mags[2]) if np.isfinite(mags[2]) else 99.0,
-        "NEXP": 3,
-        "EXPTIME": exptime,
-        "BESTEXP": starts[1],
-        "SPID": int(v["spid"]),
-        "SPRA": float(plan["spra"]),
-        "SPDEC": float(plan["spdec"]),
-        "SEEING": float(v["seeing"]),
-        "MOONPHA": float(plan["moonpha"]),
-        "TEMP_AIR": float(plan["temp_air"]),
-        "FSTAR": plan["fstar"],
-        "HELIO_RV": float(v["helio_rv"]),
-        "COEFF0": spx.NATIVE_COEFF0,
-        "COEFF1": spx.NATIVE_COEFF1,
-        "CLASS": star.get("lamost_class", "STAR"),
-        "SUBCLASS": star["subclass"],
-        "Z": float(v["rv_meas"]) / spx.C_KMS,
-        "Z_ERR": float(v["rv_err"]) / spx.C_KMS,
-        "SNRU": float(snr_bands[0]),
-        "SNRG": float(snr_bands[1]),
-        "SNRR": float(snr_bands[2]),
-        "SNRI": float(snr_bands[3]),
-        "SNRZ": float(snr_bands[4]),
-    }
-
-
-def _write_visit(spec_dir: Path, v: pd.Series, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bool:
-    """Write one visit's file (damaged if it is an invalid extra); return whether a file was written."""
-    kind = v["invalid_kind"]
-    path = spec_dir / v["fitsname"]
-    layout = v["layout"]
-    if kind == "catalog_row_without_file":
-        return False
-    if kind == "all_nan_flux":
-        arrays["FLUX"] = np.full_like(arrays["FLUX"], np.nan)
-    elif kind == "negative_ivar":
-        arrays["IVAR"] = arrays["IVAR"].copy()
-        arrays["IVAR"][1000:1040] *= -1.0
-    elif kind == "wavelength_not_increasing":
-        arrays["WAVELENGTH"] = arrays["WAVELENGTH"].copy()
-        arrays["WAVELENGTH"][2000:2100] = arrays["WAVELENGTH"][2000:2100][::-1]
-    elif kind == "header_out_of_range":
-        meta = {**meta, "RA": 400.0, "RA_OBS": 400.0}
-    entries = wr.lamost_header_entries(meta, layout)
-    if kind == "not_fits":
-        data = wr.not_fits_bytes(v["fitsname"])
-    elif kind == "wrong_shape":
-        data = wr.image_hdu_bytes(entries, [arrays["FLUX"], arrays["IVAR"], arrays["WAVELENGTH"]])
-    elif kind == "missing_column":
-        cols = {k: arrays[k] for k in wr.COADD_COLUMNS if k != "IVAR"}
-        data = wr.coadd_bytes(entries, cols, n_pix_header=arrays["FLUX"].size)
-    else:
-        data = wr.spectrum_bytes(layout, entries, arrays)
-    if kind == "truncated_fits":
-        data = wr.truncate(data, 0.6)
-    if kind == "truncated_gz":
-        import gzip
-
-        wr.write_bytes(
-            path.with_name(path.name + ".gz"),
-            wr.truncate(gzip.compress(data, 6, mtime=0), 0.5),
-            compress=False,
-        )
-        return True
-    wr.write_bytes(path, data, compress=bool(v["gzip"]))
-    return True
-
-
-def _write_duplicate(spec_dir: Path, src: pd.Series) -> dict[str, Any]:
-    """Copy a valid file under its other LAMOST name (``.fits`` → ``.fits.gz``, or the reverse when every
-    file is gzipped): one spectrum, two file names, one specid."""
-    import gzip
-
-    raw = (spec_dir / src["fitsname_written"]).read_bytes()
-    if src["gzip"]:
-        data, name, gz = gzip.decompress(raw), src["fitsname"], False
-    else:
-        data, name, gz = gzip.compress(raw, 6, mtime=0), src["fitsname"] + ".gz", True
-    wr.write_bytes(spec_dir / name, data, compress=False)
-    return {"source_index": int(src.name), "fitsname_written": name, "gzip": gz}
-
-
-def _truth_table(
-    visits: pd.DataFrame, stars: pd.DataFrame, release: str, duplicates: list[dict[str, Any]]
-) -> pd.DataFrame:
-    """One row per input: every visit (valid, invalid, or catalog-only) and every duplicate file."""
-    st = stars.set_index("star_index").loc[visits["star_index"].to_numpy()].reset_index()
-    t = pd.DataFrame(
-        {
-            "specid": visits["specid"].to_numpy(),
-            "obsid": visits["obsid"].to_numpy(),
-            "fitsname": visits["fitsname_written"].to_numpy(),
-            "release": release,
-            "star_index": visits["star_index"].to_numpy(),
-            "star_id": visits["star_id"].to_numpy(),
-            "visit": visits["visit"].to_numpy(),
-            "lmjd": visits["lmjd"].to_numpy(),
-            "mjd": visits["mjd"].to_numpy(),
-            "obs_mjd": visits["obs_mjd"].to_numpy(),
-            "planid": visits["planid"].to_numpy(),
-            "spid": visits["spid"].to_numpy(),
-            "fiberid": visits["fiberid"].to_numpy(),
-            "layout": visits["layout"].to_numpy(),
-            "gzip": visits["gzip"].to_numpy(dtype=bool),
-            "file_written": visits["file_written"].to_numpy(dtype=bool),
-        }
-    )
-    for name in LABEL_NAMES:
-        t[name] = st[name].to_numpy()
-    t["rv"] = visits["rv"].to_numpy()
-    t["rv2"] = visits["rv2"].to_numpy()
-    t["rv_meas"] = visits["rv_meas"].to_numpy()
-    t["rv_err"] = visits["rv_err"].to_numpy()
-    t["snr"] = visits["snr"].to_numpy()
-    for b in ("snru", "snrg", "snrr", "snri", "snrz"):
-        t[b] = visits[b].to_numpy()
-    t["resolution"] = visits["resolution"].to_numpy()
-    t["helio_rv"] = visits["helio_rv"].to_numpy()
-    t["airmass"] = visits["airmass"].to_numpy()
-    t["pwv_mm"] = visits["pwv_mm"].to_numpy()
-    for name in ("ra", "dec", "ebv", "distance_pc", "mks", "mks_system", "G_true", "Ks_true"):
-        t[name] = st[name].to_numpy()
-    t["binary"] = st["binary"].to_numpy(dtype=bool)
-    for name in ("q", *(f"{label}2" for label in LABEL_NAMES), "mass", "mass2", "radius", "radius2"):
-        t[name] = st[name].to_numpy()
-    t["light_frac2_g"] = visits["light_frac2_g"].to_numpy()
-    t["emission"] = st["emission"].to_numpy(dtype=bool)
-    for name in ("ha_ew", "hb_ew", "pa_ew"):
-        t[name] = visits[name].to_numpy()
-    t["corrupted"] = visits["corrupted"].to_numpy(dtype=bool)
-    t["corrupt_kind"] = visits["corrupt_kind"].to_numpy()
-    for name in ("corrupt_lo", "corrupt_hi", "corrupt_amount"):
-        t[name] = visits[name].to_numpy()
-    kind = visits["invalid_kind"].to_numpy()
-    t["invalid"] = kind != ""
-    t["invalid_kind"] = kind
-    t["expected_reject"] = np.array([EXPECTED_REJECT.get(k, "") for k in kind])
-    t["structural"] = np.isin(kind, list(STRUCTURAL_KINDS))
-    t["in_catalog"] = kind != "no_catalog_row"
-    t["duplicate_of"] = ""
-    # What kind of object (hot star, cool contaminant, QSO) and how LAMOST classes it (contaminants module).
-    defaults = {"population": con.POPULATION_HOT, "lamost_class": "STAR", "misclassified": False, "redshift": np.nan}
-    for name, default in defaults.items():
-        t[name] = st[name].to_numpy() if name in st else default
-    t["misclassified"] = t["misclassified"].astype(bool)
-    t["lamost_subclass"] = st["subclass"].to_numpy()
-    t["true_subclass"] = st["true_subclass"].to_numpy() if "true_subclass" in st else st["subclass"].to_numpy()
-    rows = []
-    for dup in duplicates:
-        # Two names, one spectrum: the ingest keeps the name that sorts first (".fits" before ".fits.gz");
-        # the other is the expected duplicate_specid reject (normally the copy).
-        src = int(dup["source_index"])
-        original = t.loc[src].copy()
-        copy = original.copy()
-        copy["fitsname"], copy["gzip"] = dup["fitsname_written"], dup["gzip"]
-        keep, reject = (original, copy) if original["fitsname"] < copy["fitsname"] else (copy, original)
-        reject = reject.copy()
-        reject["duplicate_of"] = keep["fitsname"]
-        reject["invalid"], reject["structural"] = True, False
-        reject["invalid_kind"] = reject["expected_reject"] = "duplicate_specid"
-        t.loc[src] = keep
-        rows.append(reject)
-    if rows:
-        t = pd.concat([t, pd.DataFrame(rows)], ignore_index=True)
-    return t
-
-
-def _catalog_table(visits: pd.DataFrame, stars: pd.DataFrame) -> pd.DataFrame:
-    """The release catalog (LAMOST column names), one row per catalogued spectrum.
-
-    The spectrum with an out-of-range RA in its header has it in its catalog row too (LAMOST builds the
-    catalog from the headers), so an ingest that prefers catalog values still sees it.
-    """
-    st = stars.set_index("star_index").loc[visits["star_index"].to_numpy()]
-    ra = np.round(st["ra"].to_numpy(), 6)
-    ra = np.where((visits["invalid_kind"] == "header_out_of_range").to_numpy(), 400.0, ra)
-    return pd.DataFrame(
-        {
-            "obsid": visits["obsid"].to_numpy(),
-            "designation": st["designation"].str.replace("LAMOST ", "", regex=False).to_numpy(),
-            "obsdate": visits["date_obs"].str.slice(0, 10).to_numpy(),
-            "lmjd": visits["lmjd"].to_numpy(),
-            "mjd": visits["mjd"].to_numpy(),
-            "planid": visits["planid"].to_numpy(),
-            "spid": visits["spid"].to_numpy(),
-            "fiberid": visits["fiberid"].to_numpy(),
-            "ra": ra,
-            "dec": np.round(st["dec"].to_numpy(), 6),
-            "snru": visits["snru"].to_numpy(),
-            "snrg": visits["snrg"].to_numpy(),
-            "snrr": visits["snrr"].to_numpy(),
-            "snri": visits["snri"].to_numpy(),
-            "snrz": visits["snrz"].to_numpy(),
-            "objtype": "Star",
-            "class": st["lamost_class"].to_numpy() if "lamost_class" in st else "STAR",
-            "subclass": st["subclass"].to_numpy(),
-            "z": np.round(visits["rv_meas"].to_numpy() / spx.C_KMS, 8),
-            "z_err": np.round(visits["rv_err"].to_numpy() / spx.C_KMS, 8),
-            "rv": np.round(visits["rv_meas"].to_numpy(), 2),
-            "rv_err": np.round(visits["rv_err"].to_numpy(), 2),
-        },
-        columns=list(CATALOG_COLUMNS),
-    )
-
-
-def _crossmatch_table(visits: pd.DataFrame, stars: pd.DataFrame) -> pd.DataFrame:
-    """Gaia DR2 / 2MASS / g,r,i values of each catalogued spectrum's star (NaN where missing)."""
-    st = stars.set_index("star_index").loc[visits["star_index"].to_numpy()]
-    out = pd.DataFrame({"obsid": visits["obsid"].to_numpy(), "gaia_source_id": st["gaia_source_id"].to_numpy()})
-    out["ra"] = st["ra"].to_numpy()
-    out["dec"] = st["dec"].to_numpy()
-    for name, source in _XMATCH_SOURCE.items():
-        out[name] = st[source].to_numpy(dtype=np.float64)
-    return out[list(CROSSMATCH_COLUMNS)]
-
-
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    """Parquet without the pandas index, deterministic for a given pyarrow version."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
-    pq.write_table(table, path, compression="zstd")
