@@ -37,166 +37,59 @@ Header cards the reader does not use are parsed lazily (parsing all of them woul
 read); :meth:`LamostSpectrum.get` and :attr:`LamostSpectrum.header` treat a card whose value cannot be parsed
 as absent, so a damaged OBJNAME, say, does not stop a run either.
 
+Modules: this one detects the layout and reads it (the lean readers, the wavelength of the image layout,
+the astropy fallback); :mod:`.lamost_spectrum` holds the result and error types (and the header-value rules),
+:mod:`.lamost_bytes` the decompression within limits, :mod:`.lamost_hdus` the header and declared-size checks,
+:mod:`.lamost_files` file names and relabelled copies. Their names stay importable from here.
+
 Wavelengths are vacuum and heliocentric, as LAMOST publishes them (observed frame; the ingest shifts them
 to the rest frame).
 """
 
 from __future__ import annotations
 
-import bz2
-import contextlib
-import math
-import os
 import re
-import stat
-import threading
-import time
 import warnings
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from astropy.io.fits.card import Undefined
-from astropy.utils.exceptions import AstropyUserWarning
 
-from survey_scale.core.errors import SurveyScaleError
+from survey_scale.io.lamost_bytes import DEFAULT_MAX_BYTES, DEFAULT_TIME_LIMIT_S, _Deadline, _read_bytes
+from survey_scale.io.lamost_files import lamost_filename, relabel_lamost_file
+from survey_scale.io.lamost_hdus import (
+    BLOCK,
+    CARD,
+    MAX_HDUS,
+    MAX_HEADER_BLOCKS,
+    _check_descriptors,
+    _float_card,
+    _Hdu,
+    _value,
+    _walk_hdus,
+)
+from survey_scale.io.lamost_spectrum import LamostReadError, LamostSpectrum, _short, _untrusted
 
-BLOCK = 2880
-CARD = 80
+__all__ = [  # the reader, and the names of this module before its split that other code imports
+    "BLOCK",
+    "CARD",
+    "COADD_COLUMNS",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_TIME_LIMIT_S",
+    "MAX_HDUS",
+    "MAX_HEADER_BLOCKS",
+    "LamostReadError",
+    "LamostSpectrum",
+    "_read_astropy",
+    "_read_bytes",
+    "lamost_filename",
+    "read_lamost",
+    "relabel_lamost_file",
+]
+
+
 COADD_COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK")
-_SKIP_CARDS = {"COMMENT", "HISTORY", ""}
-
-DEFAULT_MAX_BYTES = 64 * 2**20
-"""Largest decompressed file :func:`read_lamost` accepts (64 MiB). The largest real LAMOST file, a float64
-DR2 image, is 170 kB (the float32 layouts 92–110 kB), so this leaves a factor of ~400 and still keeps a bomb
-or a corrupt size from taking a worker's memory."""
-
-DEFAULT_TIME_LIMIT_S = 10.0
-"""Default cooperative per-file time limit (s); a real file reads in ~2 ms."""
-
-MAX_HEADER_BLOCKS = 100
-"""Largest header (2880-byte blocks, 36 cards each) the reader parses; LAMOST headers have 4."""
-
-MAX_HDUS = 64
-"""Most HDUs the reader walks; LAMOST files have 1 or 2."""
-
-_INFLATE_CHUNK = 16 * 2**20  # output per decompress call: the time limit is checked between calls
-
-
-class LamostReadError(SurveyScaleError, ValueError):
-    """A file is not a readable LAMOST spectrum.
-
-    Attributes
-    ----------
-    path
-        The file.
-    code
-        Short machine-readable reason, used to group rejects: ``missing_file``, ``empty_file``, ``not_fits``,
-        ``truncated``, ``bad_header`` (a card that cannot be parsed or has an impossible value; the message
-        names the card), ``too_large`` (beyond ``max_bytes`` decompressed, or a header or HDU count beyond
-        reason), ``too_slow``, ``missing_hdu``, ``wrong_layout``, ``wrong_shape``, ``missing_column``,
-        ``missing_wavelength``, ``bad_fits`` (astropy refused a non-standard file), ``unreadable`` (the file
-        cannot be opened, or an unexpected exception while reading it; the message names the exception).
-    message
-        Human-readable reason.
-    """
-
-    def __init__(self, path: str | Path, code: str, message: str) -> None:
-        self.path = str(path)
-        self.code = code
-        self.message = message
-        super().__init__(f"{path}: {message}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # picklable (Dask sends exceptions between processes): rebuild from the three fields
-        return type(self), (self.path, self.code, self.message)
-
-
-@dataclass
-class LamostSpectrum:
-    """One LAMOST spectrum on its native pixel grid (SPEC §12 ``ss.io.read_lamost``).
-
-    Attributes
-    ----------
-    path
-        The file it was read from.
-    wavelength
-        (n_pix,) float64, vacuum heliocentric wavelength in Å (observed frame).
-    flux, ivar
-        (n_pix,) float64 flux (LAMOST's relative flux units) and its inverse variance.
-    andmask, ormask
-        (n_pix,) uint32 LAMOST pixel bit masks (0 = good).
-    layout
-        ``"image"`` (DR1–DR7) or ``"coadd"`` (DR8+).
-    wavelength_source
-        ``"data"`` when the file's wavelength row/column was used, ``"coeff"`` when it was rebuilt from
-        COEFF0/COEFF1 (early v2.6.x files).
-    fits_header
-        The primary header (cards the reader did not use are parsed on access and may be unparsable: prefer
-        :meth:`get` and :attr:`header`, which treat such cards as absent).
-    """
-
-    path: str
-    wavelength: np.ndarray
-    flux: np.ndarray
-    ivar: np.ndarray
-    andmask: np.ndarray
-    ormask: np.ndarray
-    layout: str
-    wavelength_source: str
-    fits_header: fits.Header = field(repr=False)
-
-    @cached_property
-    def header(self) -> dict[str, Any]:
-        """The primary header as a dict (COMMENT/HISTORY cards and cards that cannot be parsed left out)."""
-        out: dict[str, Any] = {}
-        for card in self.fits_header.cards:
-            try:
-                key, value = card.keyword, card.value
-            except Exception:  # untrusted file: an unparsable card counts as absent
-                continue
-            if key not in _SKIP_CARDS:
-                out[key] = None if isinstance(value, Undefined) else value
-        return out
-
-    def get(self, *keys: str) -> Any:
-        """First of ``keys`` present in the primary header with a usable value, else None.
-
-        LAMOST writes missing values as −9999 or empty strings; both count as absent, and so does a card
-        whose value cannot be parsed.
-        """
-        for key in keys:
-            try:
-                with _untrusted():
-                    value = self.fits_header.get(key)
-            except Exception:  # untrusted file: an unparsable card counts as absent
-                continue
-            if value is None or (isinstance(value, str) and not value.strip()):
-                continue
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value == -9999:
-                continue
-            return value.strip() if isinstance(value, str) else value
-        return None
-
-
-_FILTERS_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def _untrusted() -> Iterator[None]:
-    """Quiet for damaged input: astropy's warnings about invalid cards (a bad card the reader needs becomes a
-    ``bad_header`` error; others are ignored) and numpy's about non-finite or out-of-range values in a cast
-    (the ingest's content checks judge the values)."""
-    # The warning filters are process-wide: readers in threads of one process take turns (reading holds the
-    # GIL anyway), so that one thread's filters are never restored under another's.
-    with _FILTERS_LOCK, warnings.catch_warnings(), np.errstate(invalid="ignore", over="ignore"):
-        warnings.simplefilter("ignore", AstropyUserWarning)
-        yield
 
 
 def read_lamost(
@@ -264,291 +157,6 @@ def _read(path: Path, max_bytes: int, deadline: _Deadline) -> LamostSpectrum:
         pass
     deadline.check("checking the HDUs")
     return _read_astropy(path, raw)
-
-
-class _Deadline:
-    """The cooperative time limit of one read."""
-
-    def __init__(self, path: Path, limit_s: float | None) -> None:
-        self.path = path
-        self.limit_s = limit_s
-        self.end = None if limit_s is None else time.monotonic() + limit_s
-
-    def check(self, phase: str) -> None:
-        if self.end is not None and time.monotonic() >= self.end:
-            raise LamostReadError(
-                self.path, "too_slow", f"reading took longer than time_limit_s = {self.limit_s:g} s ({phase})"
-            )
-
-
-def _short(text: str, limit: int = 60) -> str:
-    """``text`` cut to ``limit`` characters (a card or an exception can carry a lot of text)."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --- bytes ---------------------------------------------------------------------------------------------
-
-
-def _read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, deadline: _Deadline | None = None) -> bytes:
-    """The file's bytes, decompressed (gzip or bzip2, detected from the content), at most ``max_bytes``."""
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            # read(n) allocates n bytes up front: ask for the file's size (+1 to see whether it grew past the
-            # cap), or for the cap when the size is unknown (a pipe)
-            size = st.st_size if stat.S_ISREG(st.st_mode) else max_bytes
-            raw = f.read(min(size, max_bytes) + 1)
-    except FileNotFoundError:
-        raise LamostReadError(path, "missing_file", "file not found") from None
-    except OSError as exc:
-        raise LamostReadError(path, "unreadable", f"cannot read file: {exc.strerror or exc}") from None
-    if not raw:
-        raise LamostReadError(path, "empty_file", "file is empty (0 bytes)")
-    if len(raw) > max_bytes:
-        raise LamostReadError(path, "too_large", f"file is larger than max_bytes = {max_bytes} bytes")
-    if raw[:2] == b"\x1f\x8b":
-        return _inflate(path, raw, "gzip", max_bytes, deadline)
-    if raw[:3] == b"BZh":
-        return _inflate(path, raw, "bzip2", max_bytes, deadline)
-    return raw
-
-
-def _inflate(path: Path, raw: bytes, kind: str, max_bytes: int, deadline: _Deadline | None) -> bytes:
-    """Decompress ``raw`` incrementally, refusing more than ``max_bytes`` of output before producing it.
-
-    Concatenated members (gzip) or streams (bzip2) are joined, as ``gzip``/``bzip2 -d`` do; bytes after the
-    last one that do not start another are ignored (zero padding, say).
-    """
-    magic = b"\x1f\x8b" if kind == "gzip" else b"BZh"
-    chunks: list[bytes] = []
-    total = 0
-    data = raw
-    while data[:3].startswith(magic):
-        inflater: Any = zlib.decompressobj(47) if kind == "gzip" else bz2.BZ2Decompressor()
-        while True:
-            limit = min(max_bytes + 1 - total, _INFLATE_CHUNK)
-            try:
-                chunk = inflater.decompress(data, limit)
-            except (zlib.error, OSError, EOFError, ValueError) as exc:
-                raise LamostReadError(path, "truncated", f"{kind} stream is corrupt ({exc})") from None
-            data = inflater.unconsumed_tail if kind == "gzip" else b""
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:
-                raise LamostReadError(
-                    path, "too_large", f"{kind} content is larger than max_bytes = {max_bytes} bytes (a bomb?)"
-                )
-            if deadline is not None:
-                deadline.check("decompressing")
-            if inflater.eof:
-                break
-            starved = inflater.needs_input if kind == "bzip2" else len(chunk) < limit and not data
-            if starved:
-                raise LamostReadError(path, "truncated", f"{kind} stream is truncated (ends before its end marker)")
-        data = inflater.unused_data
-    return b"".join(chunks)
-
-
-# --- headers and declared sizes ------------------------------------------------------------------------
-
-
-def _parse_header(raw: bytes, start: int, path: Path) -> tuple[fits.Header, int]:
-    """Parse the header starting at byte ``start``; return it and the byte offset of its data."""
-    limit = min(len(raw), start + MAX_HEADER_BLOCKS * BLOCK)
-    for pos in range(start, limit - CARD + 1, CARD):
-        # the END card (END and blanks; or, leniently, END followed by 5 blanks)
-        if raw.startswith(b"END", pos) and (
-            raw[pos : pos + 8] == b"END     " or raw[pos : pos + CARD].rstrip() == b"END"
-        ):
-            end = pos + CARD
-            data_start = start + -(-(end - start) // BLOCK) * BLOCK
-            try:
-                header = fits.Header.fromstring(raw[start:end].decode("ascii"))
-            except Exception as exc:  # astropy's many ways to refuse a header: all of them bad_header
-                raise LamostReadError(
-                    path, "bad_header", f"unparsable FITS header at byte {start}: {_short(str(exc), 200)}"
-                ) from None
-            return header, data_start
-    if limit < len(raw):
-        raise LamostReadError(
-            path, "too_large", f"FITS header at byte {start} has no END card in its first {MAX_HEADER_BLOCKS} blocks"
-        )
-    raise LamostReadError(path, "truncated", f"FITS header at byte {start} has no END card (file truncated?)")
-
-
-_REQUIRED = object()
-
-
-def _bad_card(path: Path, key: str, what: str) -> LamostReadError:
-    return LamostReadError(path, "bad_header", f"card {key}: {what}")
-
-
-def _value(path: Path, header: fits.Header, key: str, default: Any = None) -> Any:
-    """A card's value (``default`` when absent); an unparsable card is ``bad_header`` naming it."""
-    try:
-        value = header.get(key, _REQUIRED)
-    except Exception as exc:  # astropy VerifyError & co. on a card that cannot be parsed
-        raise _bad_card(path, key, _short(str(exc), 200)) from None
-    if value is _REQUIRED:
-        if default is _REQUIRED:
-            raise _bad_card(path, key, "missing (required)")
-        return default
-    return value
-
-
-def _int_card(
-    path: Path, header: fits.Header, key: str, default: Any = _REQUIRED, lo: int | None = None, hi: int | None = None
-) -> int:
-    value = _value(path, header, key, default)
-    if isinstance(value, Undefined):
-        raise _bad_card(path, key, "has no value")
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise _bad_card(path, key, f"{_short(repr(value))} is not an integer")
-    value = int(value)
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        bounds = f">= {lo}" if hi is None else f"in {lo}..{hi}"
-        raise _bad_card(path, key, f"{value} is out of range (must be {bounds})")
-    return value
-
-
-def _float_card(path: Path, header: fits.Header, key: str) -> float:
-    value = _value(path, header, key, _REQUIRED)
-    if not isinstance(value, bool) and isinstance(value, (int, float, str, np.number)):
-        try:
-            return float(value)
-        except (TypeError, ValueError, OverflowError):
-            pass
-    raise _bad_card(path, key, f"{_short(repr(value))} is not a number")
-
-
-_TFORM = re.compile(r"^\s*(\d*)\s*([A-Z])(.*)$", re.IGNORECASE | re.DOTALL)
-_TFORM_BYTES = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16, "P": 8, "Q": 16}
-_BITPIX_VALUES = (8, 16, 32, 64, -32, -64)
-
-
-@dataclass(frozen=True)
-class _Hdu:
-    """One HDU whose declared sizes were checked, with the checked values of its structural cards."""
-
-    header: fits.Header
-    data_start: int  # byte offset of the data
-    data_bytes: int  # declared size of the data, without the padding to a whole block
-    bitpix: int
-    axes: tuple[int, ...]  # NAXIS1, NAXIS2, ...
-    pcount: int
-    xtension: str  # "" for the primary HDU
-    columns: tuple[tuple[int, str, str, int], ...] = ()  # binary table: (repeat, code, option, bytes) per TFORMn
-
-    @property
-    def end(self) -> int:
-        return self.data_start + -(-self.data_bytes // BLOCK) * BLOCK
-
-
-def _walk_hdus(path: Path, raw: bytes, deadline: _Deadline) -> Iterator[_Hdu]:
-    """The HDUs of ``raw`` in order, each checked by :func:`_checked_hdu` before it is yielded."""
-    pos, n = 0, 0
-    while pos < len(raw):
-        if n == MAX_HDUS:
-            raise LamostReadError(path, "too_large", f"more than {MAX_HDUS} HDUs")
-        if n:
-            deadline.check(f"parsing HDU {n}")
-        hdu = _checked_hdu(path, raw, pos, primary=n == 0)
-        yield hdu
-        pos, n = hdu.end, n + 1
-
-
-def _checked_hdu(path: Path, raw: bytes, start: int, primary: bool) -> _Hdu:
-    """Parse the header at ``start`` and check its declared data size for sanity and against the file."""
-    header, data_start = _parse_header(raw, start, path)
-    bitpix = _int_card(path, header, "BITPIX")
-    if bitpix not in _BITPIX_VALUES:
-        raise _bad_card(path, "BITPIX", f"{bitpix} is not a FITS BITPIX (one of {_BITPIX_VALUES})")
-    naxis = _int_card(path, header, "NAXIS", lo=0, hi=999)
-    axes = [_int_card(path, header, f"NAXIS{i}", lo=0) for i in range(1, naxis + 1)]
-    pcount = _int_card(path, header, "PCOUNT", 0, lo=0) if naxis or not primary else 0
-    gcount = _int_card(path, header, "GCOUNT", 1, lo=0) if naxis or not primary else 1
-    xtension = "" if primary else str(_value(path, header, "XTENSION", "")).strip()
-    columns: tuple[tuple[int, str, str, int], ...] = ()
-    if xtension == "BINTABLE":
-        columns = _checked_bintable(path, header, bitpix, axes, pcount)
-    if naxis == 0:
-        n_bytes = array_bytes = 0
-    else:
-        groups = primary and axes[0] == 0 and _value(path, header, "GROUPS", False) is True
-        n_bytes = abs(bitpix) // 8 * gcount * (pcount + math.prod(axes[1:] if groups else axes))
-        array_bytes = abs(bitpix) // 8 * math.prod(axes)  # what the lean reader views (GCOUNT = 0 aside)
-    if data_start + max(n_bytes, array_bytes) > len(raw):
-        raise LamostReadError(
-            path,
-            "truncated",
-            f"HDU at byte {start} declares {max(n_bytes, array_bytes)} data bytes from byte {data_start}, "
-            f"the file has {len(raw)} bytes (truncated, or a corrupt size card)",
-        )
-    return _Hdu(header, data_start, n_bytes, bitpix, tuple(axes), pcount, xtension, columns)
-
-
-def _checked_bintable(
-    path: Path, header: fits.Header, bitpix: int, axes: list[int], pcount: int
-) -> tuple[tuple[int, str, str, int], ...]:
-    """Check a binary table's TFIELDS, TFORMn and THEAP against its NAXIS1/NAXIS2/PCOUNT."""
-    if bitpix != 8:
-        raise _bad_card(path, "BITPIX", f"{bitpix} in a binary table (must be 8)")
-    if len(axes) != 2:
-        raise _bad_card(path, "NAXIS", f"{len(axes)} in a binary table (must be 2)")
-    row_bytes, n_rows = axes
-    tfields = _int_card(path, header, "TFIELDS", lo=0, hi=999)
-    columns = []
-    for i in range(1, tfields + 1):
-        key = f"TFORM{i}"
-        tform = _value(path, header, key, _REQUIRED)
-        match = _TFORM.match(tform) if isinstance(tform, str) else None
-        if match is None or match.group(2).upper() not in _TFORM_BYTES.keys() | {"X"}:
-            raise _bad_card(path, key, f"{_short(repr(tform))} is not a binary-table column format")
-        digits, code, option = match.group(1), match.group(2).upper(), match.group(3)
-        if len(digits) > 12:
-            raise _bad_card(path, key, f"repeat count {_short(digits)} is too large")
-        repeat = int(digits) if digits else 1
-        width = (repeat + 7) // 8 if code == "X" else repeat * _TFORM_BYTES[code]
-        columns.append((repeat, code, option, width))
-    width = sum(c[3] for c in columns)
-    if width > row_bytes:
-        raise _bad_card(path, "NAXIS1", f"{row_bytes} bytes per row, but the TFORMn columns take {width}")
-    table = row_bytes * n_rows
-    _int_card(path, header, "THEAP", table, lo=table, hi=table + pcount)
-    return tuple(columns)
-
-
-def _check_descriptors(path: Path, raw: bytes, hdu: _Hdu) -> None:
-    """Variable-length (P/Q) columns: every descriptor must point inside the heap before astropy follows it."""
-    if not any(code in "PQ" for _, code, _, _ in hdu.columns):
-        return
-    row_bytes, n_rows = hdu.axes
-    heap_offset = int(hdu.header.get("THEAP", row_bytes * n_rows))  # checked by _checked_bintable
-    heap_bytes = row_bytes * n_rows + hdu.pcount - heap_offset
-    offset = 0
-    for i, (repeat, code, option, width) in enumerate(hdu.columns, 1):
-        if code in "PQ" and repeat:
-            element = option.strip()[:1].upper()
-            if repeat != 1 or element not in _TFORM_BYTES.keys() - {"P", "Q"} | {"X"}:
-                raise _bad_card(
-                    path, f"TFORM{i}", f"{_short(repr(f'{repeat}{code}{option}'))} is not a valid array descriptor"
-                )
-            size = 4 if code == "P" else 8
-            pairs = np.ndarray(
-                (n_rows, 2), dtype=f">i{size}", buffer=raw, offset=hdu.data_start + offset, strides=(row_bytes, size)
-            )
-            count, start = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-            ok = (count >= 0) & (start >= 0) & (count <= 8 * heap_bytes) & (start <= heap_bytes)
-            if ok.all():
-                n_bytes = (count + 7) // 8 if element == "X" else count * _TFORM_BYTES[element]
-                ok &= start + n_bytes <= heap_bytes
-            if not ok.all():
-                raise LamostReadError(
-                    path,
-                    "bad_fits",
-                    f"column {i} ({code} array) of row {int(np.flatnonzero(~ok)[0]) + 1} points outside the heap",
-                )
-        offset += width
 
 
 class _NotLean(Exception):
@@ -702,45 +310,3 @@ def _read_astropy(path: Path, raw: bytes) -> LamostSpectrum:
         raise LamostReadError(
             path, code, f"astropy cannot read it: {type(exc).__name__}: {_short(text, 200)}"
         ) from None
-
-
-def lamost_filename(lmjd: int, planid: str, spid: int, fiberid: int, suffix: str = ".fits.gz") -> str:
-    """LAMOST's file name for a spectrum: ``spec-<LMJD>-<PLANID>_sp<SS>-<FFF>.fits[.gz]``."""
-    return f"spec-{int(lmjd)}-{planid}_sp{int(spid):02d}-{int(fiberid):03d}{suffix}"
-
-
-def relabel_lamost_file(
-    src: str | Path,
-    folder: str | Path,
-    *,
-    obsid: int,
-    fiberid: int,
-    planid: str | None = None,
-    spid: int | None = None,
-    lmjd: int | None = None,
-    suffix: str = ".fits.gz",
-) -> Path:
-    """Copy a LAMOST file under new identifiers (OBSID, PLANID, SPID, FIBERID, LMJD and FILENAME).
-
-    The data are unchanged. Tests and benchmarks use it to build large inputs from the real files.
-
-    Returns
-    -------
-    pathlib.Path
-        The new file, named by :func:`lamost_filename` in ``folder``.
-    """
-    with fits.open(src) as hdul:
-        header = hdul[0].header
-        planid = planid or str(header["PLANID"]).strip()
-        spid = int(header["SPID"]) if spid is None else spid
-        lmjd = int(header["LMJD"]) if lmjd is None else lmjd
-        name = lamost_filename(lmjd, planid, spid, fiberid, suffix)
-        header["OBSID"] = obsid
-        header["PLANID"] = planid
-        header["SPID"] = spid
-        header["FIBERID"] = fiberid
-        header["LMJD"] = lmjd
-        header["FILENAME"] = name.removesuffix(".gz")
-        target = Path(folder) / name
-        hdul.writeto(target, overwrite=True, output_verify="silentfix")
-    return target
