@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from survey_scale.science import emulator as E
-from survey_scale.science.model_grid import load_model_grid
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the toy grid lives in the test suite (tests/toy_grid.py)
+
+from survey_scale.science import emulator as E  # noqa: E402
+from survey_scale.science.model_grid import load_model_grid  # noqa: E402
+from tests.toy_grid import toy_model_grid  # noqa: E402
 
 
 def jacobian_timing(em: E.Emulator, n: int, device: str | None, repeat: int = 3) -> dict[str, float]:
@@ -69,7 +74,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     t = time.perf_counter()
-    grid = load_model_grid(args.grid) if args.grid else E.toy_model_grid(args.n_grid, seed=args.seed)
+    grid = load_model_grid(args.grid) if args.grid else toy_model_grid(args.n_grid, seed=args.seed)
     source = args.grid or f"toy_model_grid(n={args.n_grid}, seed={args.seed})"
     print(
         f"grid: {source}: {grid.n_spectra} spectra × {grid.wave.size} pixels, {len(grid.label_names)} labels "

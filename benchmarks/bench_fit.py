@@ -46,9 +46,13 @@ import numpy as np
 import torch
 from scipy.optimize import curve_fit
 
-from survey_scale.core.masks import FIT_WINDOWS, window_mask
-from survey_scale.science import emulator as E
-from survey_scale.science import fitting as F
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the toy grid lives in the test suite (tests/toy_grid.py)
+
+from survey_scale.core.masks import FIT_WINDOWS, window_mask  # noqa: E402
+from survey_scale.science import emulator as E  # noqa: E402
+from survey_scale.science import fitting as F  # noqa: E402
+from tests.toy_grid import toy_model_grid  # noqa: E402
 
 
 def matmul_peak(device: torch.device, size: int = 2048, repeat: int = 5) -> float:
@@ -72,7 +76,7 @@ def get_emulator(arch: str, path: str | None, train_time: float, device: str | N
     if path:
         return E.load(path)
     hidden = E.DEFAULT_HIDDEN[arch]
-    grid = E.toy_model_grid(1000 if arch == "perpixel" else 3000, seed=1)
+    grid = toy_model_grid(1000 if arch == "perpixel" else 3000, seed=1)
     return E.train(
         grid,
         arch,

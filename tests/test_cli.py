@@ -14,9 +14,9 @@ from survey_scale.cli import build_parser, main
 from survey_scale.config import CubeConfig
 from survey_scale.core.grid import wavelength_grid
 from survey_scale.science.emulator import load as load_emulator
-from survey_scale.science.emulator import toy_model_grid
 from survey_scale.science.model_grid import save_model_grid
 from survey_scale.store.cube import create_cube, open_group, spec_length
+from tests.toy_grid import toy_model_grid
 
 COMMANDS = ("ingest", "info", "run", "demo", "config", "export", "emulator")
 

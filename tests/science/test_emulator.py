@@ -14,6 +14,7 @@ from survey_scale.core.labels import LABEL_NAMES
 from survey_scale.science import emulator as E
 from survey_scale.science.model_grid import ModelGrid
 from survey_scale.synth import make_model_grid
+from tests.toy_grid import toy_model_grid, toy_spectra
 
 
 def sigmoid(z):
@@ -282,7 +283,7 @@ def test_predict_torch_is_differentiable():
 @pytest.fixture(scope="module")
 def small_grid():
     wave = wavelength_grid()[(wavelength_grid() > 4000) & (wavelength_grid() < 4500)]  # 511 pixels
-    return E.toy_model_grid(700, seed=11, wave=wave)
+    return toy_model_grid(700, seed=11, wave=wave)
 
 
 def test_toy_grid(small_grid):
@@ -290,12 +291,12 @@ def test_toy_grid(small_grid):
     assert g.labels.shape == (700, 11) and g.flux.shape == (700, g.wave.size)
     assert np.all((g.flux > 0) & (g.flux <= 1))
     assert np.all((g.labels >= g.label_min) & (g.labels <= g.label_max))
-    again = E.toy_model_grid(700, seed=11, wave=g.wave)
+    again = toy_model_grid(700, seed=11, wave=g.wave)
     assert np.array_equal(again.flux, g.flux)
     # every label changes the spectrum
     base = np.tile(0.5 * (g.label_min + g.label_max), (11, 1))
     bumped = base + np.diag(0.2 * (g.label_max - g.label_min))
-    diff = np.abs(E.toy_spectra(bumped, g.wave) - E.toy_spectra(base, g.wave)).max(1)
+    diff = np.abs(toy_spectra(bumped, g.wave) - toy_spectra(base, g.wave)).max(1)
     assert np.all(diff > 1e-3)
 
 

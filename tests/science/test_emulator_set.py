@@ -12,6 +12,7 @@ from survey_scale.core.labels import LABEL_NAMES, LABEL_RANGES
 from survey_scale.science import emulator as E
 from survey_scale.science import label_fit as Pr
 from survey_scale.science.emulator_set import EmulatorSet
+from tests.toy_grid import toy_spectra
 
 WAVE = wavelength_grid()
 SUBSET = ("teff", "logg", "vsini", "fe_h")
@@ -23,7 +24,7 @@ def truth_spectra(labels: np.ndarray) -> np.ndarray:
     centre = np.array([0.5 * sum(LABEL_RANGES[n]) for n in LABEL_NAMES])
     full = np.tile(centre, (labels.shape[0], 1))
     full[:, [LABEL_NAMES.index(n) for n in SUBSET]] = labels
-    return E.toy_spectra(full, WAVE)
+    return toy_spectra(full, WAVE)
 
 
 def component(name: str, seed: int) -> E.Emulator:

@@ -11,6 +11,7 @@ from survey_scale.science import emulator as E
 from survey_scale.science import fitting as F
 from survey_scale.science import information_content as I
 from survey_scale.science.model_grid import ModelGrid
+from tests.toy_grid import toy_model_grid
 
 N_LAB = 6
 WAVE = np.linspace(4000.0, 5400.0, 700)
@@ -45,7 +46,7 @@ def toy11_em() -> E.Emulator:
     """The 11-label toy grid (hot-star-like structure) on 3850–4700 Å, a small sigmoid network."""
     wave = wavelength_grid()
     wave = wave[(wave > 3850) & (wave < 4700)]
-    grid = E.toy_model_grid(1500, seed=2, wave=wave)
+    grid = toy_model_grid(1500, seed=2, wave=wave)
     return E.train(grid, "shared", hidden=(32, 32), epochs=30, patience=20, lr=5e-3, batch_size=32, seed=0)
 
 

@@ -11,6 +11,7 @@ from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
 from survey_scale.science import emulator as E
 from survey_scale.science import label_fit as Pr
 from survey_scale.science.fitting import FitResult
+from tests.toy_grid import toy_model_grid, toy_spectra
 
 WAVE = wavelength_grid()
 L = len(LABEL_NAMES)
@@ -149,7 +150,7 @@ def _fake_result(labels: np.ndarray) -> FitResult:
 
 @pytest.fixture(scope="module")
 def em() -> E.Emulator:
-    grid = E.toy_model_grid(1200, seed=4)
+    grid = toy_model_grid(1200, seed=4)
     return E.train(grid, "shared", hidden=(24, 24), epochs=20, patience=20, lr=5e-3, batch_size=32, seed=0)
 
 
@@ -283,13 +284,13 @@ SUBSET = ("teff", "logg", "vsini", "fe_h")
 @pytest.fixture(scope="module")
 def subset_em() -> E.Emulator:
     """A small emulator of 4 of the 11 labels (the others held at the centre of their range)."""
-    full = E.toy_model_grid(500, seed=6)
+    full = toy_model_grid(500, seed=6)
     cols = [LABEL_NAMES.index(n) for n in SUBSET]
     centre = 0.5 * (full.label_min + full.label_max)
     labels = np.tile(centre, (full.n_spectra, 1))
     labels[:, cols] = full.labels[:, cols]
     grid = E.ModelGrid(
-        labels[:, cols], SUBSET, full.label_min[cols], full.label_max[cols], WAVE, E.toy_spectra(labels, WAVE)
+        labels[:, cols], SUBSET, full.label_min[cols], full.label_max[cols], WAVE, toy_spectra(labels, WAVE)
     )
     return E.train(grid, "shared", hidden=(24, 24), epochs=12, patience=12, lr=5e-3, batch_size=32, seed=0)
 

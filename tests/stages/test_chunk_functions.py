@@ -38,6 +38,7 @@ from survey_scale.stages.fit import fit_chunk, fit_stage
 from survey_scale.stages.ingest import resample_chunk
 from survey_scale.stages.normalize import normalize_chunk, normalize_stage
 from survey_scale.stages.pca import pca_chunk, pca_stage
+from tests.toy_grid import toy_model_grid
 
 WAVE = wavelength_grid()
 # real files of ../shared/data/lamost (the ``lamost_dir`` fixture); not imported from conftest, which imports Dask
@@ -207,7 +208,7 @@ def test_pca_chunk_outputs_flags_and_rejects(pca_model: PCAModel) -> None:
 @pytest.fixture(scope="module")
 def toy_emulator() -> E.Emulator:
     """A small 11-label emulator on the whole common grid (the toy hot-star grid, as ``test_fit.py`` builds it)."""
-    grid = E.toy_model_grid(800, seed=5, wave=WAVE)
+    grid = toy_model_grid(800, seed=5, wave=WAVE)
     return E.train(grid, "shared", hidden=(24, 24), epochs=25, patience=10, lr=5e-3, batch_size=32, seed=0)
 
 

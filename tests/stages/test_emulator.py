@@ -16,6 +16,7 @@ from survey_scale.engine.contracts import PipelineError
 from survey_scale.science import emulator as E
 from survey_scale.science.model_grid import save_model_grid
 from survey_scale.stages.emulator import CHOICE_FILE, build_emulator, run
+from tests.toy_grid import toy_model_grid
 
 
 class _Engine:
@@ -133,7 +134,7 @@ def test_a_file_and_training_exclude_each_other() -> None:
 
 
 def test_training_on_a_grid_logs_epochs_at_debug_one_line_at_info_and_is_kept(tmp_path: Path, caplog) -> None:
-    grid = E.toy_model_grid(120, seed=2, wave=wavelength_grid()[:300])
+    grid = toy_model_grid(120, seed=2, wave=wavelength_grid()[:300])
     grid_path = save_model_grid(grid, tmp_path / "grid.npz")
     cfg = EmulatorConfig(model_grid=grid_path, hidden=[8, 8], epochs=4, batch_size=32)
     engine = _Engine(tmp_path)
