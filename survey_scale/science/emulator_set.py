@@ -33,7 +33,8 @@ import torch
 
 from survey_scale._version import __version__
 from survey_scale.core.files import atomic_write, save_npz
-from survey_scale.science.emulator import Emulator, EmulatorFormatError, emulator_arrays, emulator_from_arrays
+from survey_scale.science.emulator_files import EmulatorFormatError, emulator_arrays, emulator_from_arrays
+from survey_scale.science.emulator_network import Emulator
 
 SET_FORMAT = "survey_scale.emulator_set/1"
 

@@ -14,6 +14,7 @@ from survey_scale.config import ConfigError, EmulatorConfig, load_config
 from survey_scale.core.grid import wavelength_grid
 from survey_scale.engine.contracts import PipelineError
 from survey_scale.science import emulator as E
+from survey_scale.science import emulator_files
 from survey_scale.science.model_grid import save_model_grid
 from survey_scale.stages.emulator import CHOICE_FILE, build_emulator, run
 from tests.toy_grid import toy_model_grid
@@ -115,7 +116,7 @@ def test_a_given_file_or_an_error_naming_it(tmp_path: Path) -> None:
 
 
 def test_a_missing_shipped_file_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(E, "DEFAULT_EMULATOR_DIR", tmp_path / "emulators")
+    monkeypatch.setattr(emulator_files, "DEFAULT_EMULATOR_DIR", tmp_path / "emulators")
     with pytest.raises(E.ShippedEmulatorMissing, match=r"emulators/synthesizer\.npz: the shipped emulator"):
         E.load_default()
     with pytest.raises(PipelineError, match=r"emulators/synthesizer\.npz"):
