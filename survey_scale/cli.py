@@ -247,24 +247,13 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from survey_scale.science.emulator import DEFAULT_EMULATORS, default_emulator_path
-    from survey_scale.science.emulator import load as load_emulator
+    from survey_scale.stages.emulator import emulator_info, emulator_summary, train_to_file
 
     if args.action is None:  # the pipeline's emulator step, as for every other step
         return cmd_step(args)
     if args.action == "info":
-        source = args.source or "synthesizer"
-        path = default_emulator_path(source) if source in DEFAULT_EMULATORS else Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no emulator file there (nor a shipped emulator's name)")
-        print(_emulator_summary(path, load_emulator(path)))
+        print(emulator_info(args.source))
         return 0
-    import torch
-
-    from survey_scale.science.model_grid import load_model_grid
-    from survey_scale.stages.emulator import train_from_config
-    from survey_scale.synth import make_model_grid
-
     if args.source is not None:
         raise ConfigError(f"emulator train: unexpected argument {args.source!r} (give the grid with --grid)")
     if args.out is None:
@@ -282,53 +271,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     # this command trains whatever emulator.path says (it is for the pipeline, not for training)
     cfg = config.emulator.model_copy(update={"path": None, "train": True, "model_grid": args.grid})
     _setup_logging(config.log_level, None, "emulator")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.grid is not None:
-        if not args.grid.is_file():
-            raise FileNotFoundError(f"{args.grid}: model grid not found")
-        grid = load_model_grid(args.grid)
-    else:
-        log.info("emulator: synthesizing a model grid of %d spectra (seed %d)", cfg.grid_size, cfg.grid_seed)
-        grid = make_model_grid(cfg.grid_size, cfg.grid_seed)
-    em = train_from_config(cfg, grid)
-    em.meta["command"] = shlex.join(["survey-scale", *args.argv])
-    synthesized = f"make_model_grid({cfg.grid_size}, {cfg.grid_seed})"
-    em.meta["model_grid"] = str(args.grid) if args.grid is not None else synthesized
-    path = em.save(args.out)
-    print(_emulator_summary(path, em))
+    path, em = train_to_file(cfg, args.out, shlex.join(["survey-scale", *args.argv]), args.threads)
+    print(emulator_summary(path, em))
     return 0
-
-
-def _emulator_summary(path: Path, em: Any) -> str:
-    if hasattr(em, "components"):  # an emulator set: each component in turn
-        lines = [f"{path}: {em!r}", "  the fit keeps, per spectrum, the component whose full-spectrum fit has the lowest chi2 (fit_component)"]
-        for name, component in zip(em.names, em.components, strict=True):
-            lines.append(f"component {name!r}:")
-            lines += ["  " + line for line in _emulator_summary(path, component).splitlines()[1:]]
-        return "\n".join(lines)
-    m = em.meta
-    ranges = ", ".join(f"{n} {lo:g}..{hi:g}" for n, lo, hi in zip(em.label_names, em.x_min, em.x_max, strict=True))
-    lines = [f"{path}: {em!r}", f"  label ranges: {ranges}"]
-    grid = m.get("grid_meta") or {}
-    if grid:
-        n, seed = grid.get("n_spectra", "?"), grid.get("seed", "?")
-        lines.append(f"  model grid: {n} spectra, seed {seed} ({grid.get('producer', '?')})")
-    if "valid_sigma" in m:
-        lines.append(
-            f"  validation precision: {100 * m['valid_sigma']:.3f} % overall, {100 * m['valid_sigma_deep']:.3f} % "
-            f"where flux < 0.95 (P2: 0.165 %, 0.586 %), on {m.get('n_valid', '?')} held-out spectra"
-        )
-    if "train_seconds" in m:
-        lines.append(
-            f"  trained: {m['train_seconds']:.0f} s, {m.get('n_epochs', 0):.0f} epochs ({m.get('stop_reason')}), "
-            f"{m.get('torch_threads')} torch threads on {m.get('device')}; {m.get('trained_with')}"
-        )
-        lines.append(f"  settings: {m.get('settings')}")
-    for key in ("source", "command", "code_commit"):
-        if key in m:
-            lines.append(f"  {key}: {m[key]}")
-    return "\n".join(lines)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -277,3 +277,105 @@ def run(config: Config, engine: Engine) -> Path:
     atomic_write_json(engine.model_path(CHOICE_FILE), choice_record(path, choice))
     engine.models["emulator"] = path
     return path
+
+
+# --- the ``survey-scale emulator`` command: info and train ----------------------------------------------
+
+
+def emulator_summary(path: Path, em: Any) -> str:
+    """What ``survey-scale emulator info`` and ``train`` print about the emulator (or emulator set) ``em`` of
+    ``path``: its layout, label ranges, model grid, validation precision, training and provenance, from its
+    ``meta``."""
+    if hasattr(em, "components"):  # an emulator set: each component in turn
+        lines = [
+            f"{path}: {em!r}",
+            "  the fit keeps, per spectrum, the component whose full-spectrum fit has the lowest chi2 (fit_component)",
+        ]
+        for name, component in zip(em.names, em.components, strict=True):
+            lines.append(f"component {name!r}:")
+            lines += ["  " + line for line in emulator_summary(path, component).splitlines()[1:]]
+        return "\n".join(lines)
+    m = em.meta
+    ranges = ", ".join(f"{n} {lo:g}..{hi:g}" for n, lo, hi in zip(em.label_names, em.x_min, em.x_max, strict=True))
+    lines = [f"{path}: {em!r}", f"  label ranges: {ranges}"]
+    grid = m.get("grid_meta") or {}
+    if grid:
+        n, seed = grid.get("n_spectra", "?"), grid.get("seed", "?")
+        lines.append(f"  model grid: {n} spectra, seed {seed} ({grid.get('producer', '?')})")
+    if "valid_sigma" in m:
+        lines.append(
+            f"  validation precision: {100 * m['valid_sigma']:.3f} % overall, {100 * m['valid_sigma_deep']:.3f} % "
+            f"where flux < 0.95 (P2: 0.165 %, 0.586 %), on {m.get('n_valid', '?')} held-out spectra"
+        )
+    if "train_seconds" in m:
+        lines.append(
+            f"  trained: {m['train_seconds']:.0f} s, {m.get('n_epochs', 0):.0f} epochs ({m.get('stop_reason')}), "
+            f"{m.get('torch_threads')} torch threads on {m.get('device')}; {m.get('trained_with')}"
+        )
+        lines.append(f"  settings: {m.get('settings')}")
+    for key in ("source", "command", "code_commit"):
+        if key in m:
+            lines.append(f"  {key}: {m[key]}")
+    return "\n".join(lines)
+
+
+def emulator_info(source: str | None) -> str:
+    """``survey-scale emulator info [SOURCE]``: :func:`emulator_summary` of an emulator file or a shipped
+    emulator's name (default :data:`DEFAULT_EMULATOR`).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``source`` is neither a file nor a shipped emulator's name.
+    """
+    source = source or DEFAULT_EMULATOR
+    path = default_emulator_path(source) if source in DEFAULT_EMULATORS else Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no emulator file there (nor a shipped emulator's name)")
+    return emulator_summary(path, load_emulator(path))
+
+
+def train_to_file(cfg: EmulatorConfig, out: Path, command: str, threads: int | None = None) -> tuple[Path, Emulator]:
+    """``survey-scale emulator train``: an emulator trained with :func:`train_from_config`, written to ``out``.
+
+    Parameters
+    ----------
+    cfg
+        The ``emulator`` section: the model grid is ``cfg.model_grid`` (a file), or else one of ``grid_size``
+        spectra synthesized with ``grid_seed``; the training keys as for the step.
+    out
+        The emulator file to write (``.npz``).
+    command
+        The command line, kept in the emulator's ``meta["command"]`` (with the grid in ``meta["model_grid"]``).
+    threads
+        Torch CPU threads (``None`` or 0: torch's choice).
+
+    Returns
+    -------
+    tuple
+        The file written and the emulator.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``cfg.model_grid`` is not a file.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if cfg.model_grid is not None:
+        if not cfg.model_grid.is_file():
+            raise FileNotFoundError(f"{cfg.model_grid}: model grid not found")
+        grid = load_model_grid(cfg.model_grid)
+    else:
+        # under the command's logger name, as when the command line logged it
+        logging.getLogger("survey_scale").info(
+            "emulator: synthesizing a model grid of %d spectra (seed %d)", cfg.grid_size, cfg.grid_seed
+        )
+        grid = make_model_grid(cfg.grid_size, cfg.grid_seed)
+    em = train_from_config(cfg, grid)
+    em.meta["command"] = command
+    synthesized = f"make_model_grid({cfg.grid_size}, {cfg.grid_seed})"
+    em.meta["model_grid"] = str(cfg.model_grid) if cfg.model_grid is not None else synthesized
+    return em.save(out), em
