@@ -85,7 +85,9 @@ def test_set_refuses_components_that_do_not_fit_together(em_set: EmulatorSet, tm
         E.load(tmp_path / "broken.npz")
 
 
-def test_fit_keeps_the_component_of_lowest_full_spectrum_chi2_and_reports_the_cool_star_check(em_set: EmulatorSet) -> None:
+def test_fit_keeps_the_component_of_lowest_full_spectrum_chi2_and_reports_the_cool_star_check(
+    em_set: EmulatorSet,
+) -> None:
     rng = np.random.default_rng(3)
     truth = np.array(
         [[5000.0, 4.5, 20.0, 0.0], [6500.0, 4.0, 30.0, -0.5], [14000.0, 4.0, 80.0, 0.0], [20000.0, 3.8, 100.0, 0.2]]
