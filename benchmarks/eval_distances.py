@@ -189,10 +189,10 @@ def timings(cube: Path, n_rows: int, reductions: dict) -> dict:
     config = Config()
     bands = extinction_stage.usable_bands(config)
     labels = list(ds["label"].values).index("teff")
-    ext = extinction_stage.extinction_stage(config, bands, labels)
+    ext = extinction_stage.extinction_stage(config.extinction, bands, labels)
     model_path = Bookkeeping(cube).model_path(mks_stage.MKS_MODEL_FILE)
     mk = mks_stage.mks_stage(model_path, "snr_g", n)
-    dist = distances_stage.distances_stage(config)
+    dist = distances_stage.distances_stage(config.distance)
     out = {}
     models = {"mks": MKsModel.load(model_path)}
     print(f"5. time per 1,000 spectra (stage functions, one thread, {n} spectra of the cube):")

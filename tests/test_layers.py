@@ -18,13 +18,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "survey_scale"
 
 LAYERS: dict[str, tuple[str, ...]] = {
-    "core": ("survey_scale.core", "survey_scale.config", "survey_scale._version"),
+    "core": ("survey_scale.core", "survey_scale._version"),
     "science": ("survey_scale.io", "survey_scale.science", "survey_scale.synth", "survey_scale.mock"),
     "store": ("survey_scale.store",),
     "engine": ("survey_scale.engine",),
     "stages": ("survey_scale.stages",),
     "products": ("survey_scale.products",),
-    "application": ("survey_scale.pipeline", "survey_scale.cli", "survey_scale.demo"),
+    "application": ("survey_scale.config", "survey_scale.pipeline", "survey_scale.cli", "survey_scale.demo"),
 }
 """Each layer's modules, by prefix; the package's own ``__init__`` (lazy attribute access) is application."""
 
@@ -132,12 +132,13 @@ def test_what_an_import_pulls_in(modules: list[str], banned: list[str]) -> None:
 
 
 def test_modules_named_in_strings_are_in_their_layer() -> None:
-    """Imports by name (registry steps, cluster kinds) follow the layers too: steps are stage modules, cluster
-    kinds engine modules, and every one resolves."""
+    """Imports by name (the registry's step modules, cluster kinds) follow the layers too: steps come from stage
+    modules, cluster kinds from engine modules, and every one resolves."""
     from survey_scale.engine.cluster import KINDS
-    from survey_scale.stages.registry import default_registry
+    from survey_scale.stages.registry import STEP_MODULES, default_registry
 
+    assert all(layer_of(module) == "stages" for module in STEP_MODULES)
     for step in default_registry().ordered():
-        assert layer_of(step.run.partition(":")[0]) == "stages" and callable(step.resolve()), step.name
+        assert layer_of(step.resolve().__module__) == "stages" and callable(step.resolve()), step.name
     for kind, module in KINDS.items():
         assert layer_of(module) == "engine" and hasattr(importlib.import_module(module), "start"), kind

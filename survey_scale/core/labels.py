@@ -6,6 +6,10 @@ of fit outputs everywhere in survey_scale.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 LABEL_NAMES: tuple[str, ...] = (
     "teff",
     "logg",
@@ -84,3 +88,47 @@ P2_TABLE5_CORRELATIONS: tuple[tuple[str, str], ...] = (
     ("si_h", "fe_h"),
 )
 """The 10 label pairs whose correlation coefficients P2 Table 5 publishes."""
+
+
+def output_label_names(fitted: Sequence[str]) -> tuple[str, ...]:
+    """The label order of the fit's outputs for an emulator fitting ``fitted``: the 11 labels of
+    :data:`survey_scale.core.labels.LABEL_NAMES` when ``fitted`` is a subset of them (the others NaN),
+    else ``fitted`` itself (an emulator with labels of its own)."""
+    fitted = tuple(str(n) for n in fitted)
+    return LABEL_NAMES if set(fitted) <= set(LABEL_NAMES) else fitted
+
+
+def labels_fitted_mask(fitted: Sequence[str], names: Sequence[str]) -> int:
+    """Bit mask of the labels ``fitted`` among ``names``: bit i set when ``names[i]`` is fitted."""
+    return sum(1 << i for i, name in enumerate(names) if name in set(fitted))
+
+
+_LABEL_OUTPUTS = ("labels", "errors", "full_labels", "full_errors", "hmask_labels", "hmask_errors")
+_COV_OUTPUTS = ("cov", "full_cov", "hmask_cov")
+
+
+def to_label_order(out: dict[str, np.ndarray], fitted: Sequence[str], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The outputs of the label fit (labels in the emulator's order ``fitted``) on the labels ``names``.
+
+    Labels of ``names`` the emulator does not fit are NaN in the label, error and covariance outputs; the
+    result has ``labels_fitted`` (n,) uint16, :func:`labels_fitted_mask`. Every name of ``fitted`` must be
+    in ``names``.
+    """
+    fitted, names = list(fitted), list(names)
+    missing = [f for f in fitted if f not in names]
+    if missing:
+        raise ValueError(f"to_label_order: fitted labels {missing} are not among the output labels {names}")
+    n = int(np.asarray(out["labels"]).shape[0])
+    pos = np.array([names.index(f) for f in fitted], dtype=np.int64)
+    res = dict(out)
+    if fitted != names:
+        for key in _LABEL_OUTPUTS:
+            a = np.full((n, len(names)), np.nan)
+            a[:, pos] = out[key]
+            res[key] = a
+        for key in _COV_OUTPUTS:
+            a = np.full((n, len(names), len(names)), np.nan)
+            a[:, pos[:, None], pos[None, :]] = out[key]
+            res[key] = a
+    res["labels_fitted"] = np.full(n, labels_fitted_mask(fitted, names), dtype=np.uint16)
+    return res

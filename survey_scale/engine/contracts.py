@@ -47,6 +47,11 @@ class Output:
         return self.dims == ("spec",)
 
 
+def output_names(outputs: Sequence[Output]) -> tuple[str, ...]:
+    """The names of ``outputs`` (what a step that writes them produces)."""
+    return tuple(o.name for o in outputs)
+
+
 def per_spectrum(name: str, dtype: str, long_name: str, units: str = "") -> Output:
     """A per-spectrum :class:`Output` with its ``long_name`` and (when given) ``units`` attributes."""
     return Output(name, dtype, attrs={"long_name": long_name, **({"units": units} if units else {})})
@@ -319,6 +324,16 @@ class Step:
         Cube variables and ``model:<name>`` files the step makes.
     description
         One line for ``--help`` and the logs.
+    config
+        The configuration sections the step owns (YAML key → pydantic model; :mod:`survey_scale.config`
+        assembles them). Steps of one module may share a section (the same class).
+    renamed_keys
+        Deprecated dotted keys of earlier versions → their new dotted keys; old files still load, with a
+        deprecation line naming each.
+    summary
+        ``summary(record)``: the lines ``survey-scale info`` and the report print for the step, from the
+        step's record in the cube's bookkeeping (its JSON summary, and the reduction it recorded under the
+        step's name, if any). ``None``: the bookkeeping's record alone.
     """
 
     name: str
@@ -326,6 +341,9 @@ class Step:
     requires: tuple[str, ...] = ()
     produces: tuple[str, ...] = ()
     description: str = ""
+    config: Mapping[str, type] = field(default_factory=dict)
+    renamed_keys: Mapping[str, str] = field(default_factory=dict)
+    summary: Callable[[Mapping[str, Any]], list[str]] | None = None
 
     def resolve(self) -> Callable[[Any, Engine], Any]:
         """The step's function (importing its module if it is given as ``"module:function"``)."""

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survey_scale.science.bad_spectra import SnrLimit
 from survey_scale.science.final_sample import RULES
+from survey_scale.stages.registry import Registry, default_registry
 from survey_scale.store.bookkeeping import Bookkeeping
 from survey_scale.store.cube import META_GROUP, open_group, open_rejects, read_column, shard_spectra, spec_length
 
@@ -171,9 +171,10 @@ def final_sample_lines(root: Any) -> list[str]:
     return lines
 
 
-def cube_info(path: str | Path) -> str:
+def cube_info(path: str | Path, registry: Registry | None = None) -> str:
     """A human-readable summary: counts per release and batch, stages done, the emulator, the final sample and
-    the emulator components fitted, rejects by reason, size."""
+    the emulator components fitted, each step's summary (its :attr:`~survey_scale.engine.contracts.Step.summary`
+    over the reductions recorded in the cube), rejects by reason, size."""
     path = Path(path)
     root = open_group(path)
     n = spec_length(root)
@@ -207,7 +208,7 @@ def cube_info(path: str | Path) -> str:
         )
     lines += emulator_lines(path)
     lines += final_sample_lines(root)
-    lines += reduction_lines(dict(root.attrs.get("reductions", {})))
+    lines += step_summary_lines(dict(root.attrs.get("reductions", {})), registry or default_registry())
     rejects = open_rejects(path)
     lines.append(f"  rejects: {len(rejects):,}")
     if len(rejects):
@@ -219,108 +220,10 @@ def cube_info(path: str | Path) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _coeffs(poly: dict) -> str:
-    return "[" + ", ".join(f"{c:.4g}" for c in poly["coeffs"]) + "]"
-
-
-def _ranges(poly: dict) -> str:
-    (x0, x1), (y0, y1) = poly["x_range"], poly["y_range"]
-    return f"log Teff {x0:.3f}..{x1:.3f}, log S/N {y0:.2f}..{y1:.2f}"
-
-
-def snr_bin(lo: float | None, hi: float | None) -> str:
-    """An S/N bin as text: "< 50", "50-100", "> 100" (an infinite edge is stored as null)."""
-    if hi is None:
-        return f"> {lo:g}"
-    return f"< {hi:g}" if not lo else f"{lo:g}-{hi:g}"
-
-
-def reduction_lines(reductions: dict) -> list[str]:
-    """``survey-scale info`` lines of the survey-wide reductions recorded in the cube's attributes (SPEC §6,
-    §8)."""
-    if not reductions:
-        return []
-    lines = ["  survey-wide reductions:"]
-    if chi2 := reductions.get("chi2ratio"):
-        lines.append(
-            f"    chi2ratio: log10 median and log10 dispersion of chisq_red, order-{chi2['median']['order']} "
-            f"polynomials in (log10 Teff, log10 S/N) over {chi2['n_cells']} cells of {chi2['n_spectra']:,} fits "
-            f"({_ranges(chi2['median'])}; {chi2['median']['n_clipped']} + {chi2['sigma']['n_clipped']} cells "
-            f"clipped), updated {chi2.get('updated')}, code {chi2.get('code_version')}"
-        )
-        lines.append(f"      log10 median coefficients {_coeffs(chi2['median'])}")
-        lines.append(f"      log10 dispersion coefficients {_coeffs(chi2['sigma'])}")
-    if rep := reductions.get("repeat_precision"):
-        table = rep["table"]
-        lines.append(
-            f"    repeat precision: {rep['n_pairs']:,} pairs ({rep['selection']}); scatter/sqrt(2) for Teff > "
-            f"{rep['teff_min']:g} K, updated {rep.get('updated')}"
-        )
-        edges = table["snr_edges"]
-        for b, n in enumerate(table["n_pairs"]):
-            values = ", ".join(f"{label} {v[b]:.3g}" for label, v in table["precision"].items() if v[b] is not None)
-            lines.append(f"      S/N {snr_bin(edges[b], edges[b + 1])}: {n:,} pairs: {values or '-'}")
-        pulls = ", ".join(
-            f"{label} {p['formal']:.2f}->{p['calibrated']:.2f}"
-            for label, p in rep["pull_sigma"].items()
-            if p["formal"] is not None and p["calibrated"] is not None
-        )
-        lines.append(f"      robust sigma of the pairs' pulls, formal -> calibrated errors: {pulls}")
-    if cal := reductions.get("error_calibration"):
-        lines.append(
-            f"    error calibration: log10 scale of the formal errors as polynomials in (log10 Teff, log10 S/N), "
-            f"{cal['n_pairs']:,} pairs, updated {cal.get('updated')}"
-        )
-        for label, poly in zip(cal["label_names"], cal["log_scale"], strict=True):
-            text = "formal errors kept (too few pairs)" if poly is None else f"order {poly['order']} {_coeffs(poly)}"
-            lines.append(f"      {label:<8} {text}")
-    if bad := reductions.get("bad_spectra"):
-        lines += bad_spectra_lines(bad)
-    if mks := reductions.get("mks_model"):
-        lines += mks_model_lines(mks)
-    return lines
-
-
-def bad_spectra_lines(bad: dict) -> list[str]:
-    """``survey-scale info`` lines of the erroneous-spectrum counts and limits (``reductions['bad_spectra']``)."""
-    counts = ", ".join(f"{name} {n:,}" for name, n in bad["n_by_evidence"].items())
-    lines = [
-        f"    erroneous spectra: {bad['n_flagged']:,} of {bad['n_spectra']:,} flagged ({counts}), updated "
-        f"{bad.get('updated')}",
-        "      limits at " + bad["snr_column"] + " 10 / 30 / 100 / 300 (n_sigma, or fixed):",
-    ]
-    for name, d in bad["limits"].items():
-        values = SnrLimit.from_dict(d)(np.array([10.0, 30.0, 100.0, 300.0]))
-        how = f"fixed {bad['fixed'][name]:g}" if name in bad.get("fixed", {}) else f"n_sigma {bad['n_sigma'][name]:g}"
-        lines.append(f"        {name:<13} " + " / ".join(f"{v:.3g}" for v in values) + f"  ({how})")
-    for name in bad.get("not_derived", []):
-        lines.append(f"        {name:<13} no limit: too few spectra with this evidence (it flags none)")
-    return lines
-
-
-def mks_model_lines(mks: dict) -> list[str]:
-    """``survey-scale info`` lines of the MKs model (SPEC §8): the sets and the MCMC posterior per network."""
-    if "untrained" in mks:
-        return [f"    MKs model: none ({mks['untrained']}); mks is NaN, distances use the parallax alone"]
-    lines = [
-        f"    MKs model: {mks['n_train']:,} training spectra ({mks['n_train_emission']:,} with emission; "
-        f"{mks['n_train_before_binary_cuts'] - mks['n_train']:,} binaries removed in "
-        f"{len(mks['binary_iterations'])} iterations), {mks['n_test']:,} test spectra; {mks['selection']}; "
-        f"updated {mks.get('updated')}"
-    ]
-    for network, post in mks["posterior"].items():
-        if "uses" in post:
-            lines.append(f"      {network}: {post['n_stars']} single test stars: the {post['uses']} model's errors")
-            continue
-        values = ", ".join(
-            f"{name} {post[name]['mean']:+.3f} [{post[name]['p16']:+.3f}, {post[name]['p84']:+.3f}]"
-            for name in ("epsilon", "delta", "sigma_int", "sigma_s100")
-        )
-        lines.append(
-            f"      {network}: MCMC on {post['n_stars']:,} single test stars, mean [16 %, 84 %]: {values} "
-            f"(acceptance {post['acceptance_fraction']:.2f})"
-        )
-    return lines
+def step_summary_lines(reductions: dict, registry: Registry) -> list[str]:
+    """The summary lines of every step of ``registry`` that declares one, in run order (SPEC §6, §8)."""
+    lines = [line for step in registry.ordered() if step.summary for line in step.summary(reductions)]
+    return ["  survey-wide reductions:", *lines] if lines else []
 
 
 __all__ = [
@@ -330,8 +233,7 @@ __all__ = [
     "emulator_lines",
     "final_sample_counts",
     "final_sample_lines",
-    "mks_model_lines",
-    "reduction_lines",
     "spectra_bytes",
+    "step_summary_lines",
     "store_bytes",
 ]

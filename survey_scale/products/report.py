@@ -31,8 +31,9 @@ import pandas as pd
 
 from survey_scale._version import __version__
 from survey_scale.core.files import file_sha256
-from survey_scale.products.info import final_sample_counts, snr_bin, store_bytes
+from survey_scale.products.info import final_sample_counts, store_bytes
 from survey_scale.products.status import DONE, MISSING, PARTIAL, CubeState, StepStatus, step_statuses
+from survey_scale.science.repeats import snr_bin
 from survey_scale.store.cube import open_rejects, read_column
 
 log = logging.getLogger(__name__)
@@ -418,7 +419,9 @@ def _final_sample_truth(state: CubeState, truth: Path, rules: list[str]) -> dict
 
 
 def _step_rows(state: CubeState, statuses: list[StepStatus]) -> list[dict[str, Any]]:
-    """One row per step: status, what it made, its provenance and timings."""
+    """One row per step: status, what it made, its summary (its :attr:`Step.summary` lines), its provenance and
+    timings."""
+    reductions = dict(state.root.attrs.get("reductions", {}))
     rows = []
     for status in statuses:
         step = status.step
@@ -469,6 +472,7 @@ def _step_rows(state: CubeState, statuses: list[StepStatus]) -> list[dict[str, A
             {
                 "name": step.name,
                 "description": step.description,
+                "summary": [line.strip() for line in step.summary(reductions)] if step.summary else [],
                 "state": status.state,
                 "produces": ", ".join(produced[:6]) + (f", … ({len(produced)} in all)" if len(produced) > 6 else ""),
                 "missing": "; ".join(f"{i.item}: {i.detail}" for i in status.missing[:3])

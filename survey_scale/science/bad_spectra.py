@@ -670,3 +670,24 @@ def limits_from_config(
             max_bins=max_bins,
         )
     return out
+
+
+def summary_lines(reductions: Mapping[str, Any]) -> list[str]:
+    """``survey-scale info`` lines of the erroneous-spectrum counts and limits (``reductions['bad_spectra']``);
+    none before step ``bad_spectra``."""
+    bad = reductions.get("bad_spectra")
+    if not bad:
+        return []
+    counts = ", ".join(f"{name} {n:,}" for name, n in bad["n_by_evidence"].items())
+    lines = [
+        f"    erroneous spectra: {bad['n_flagged']:,} of {bad['n_spectra']:,} flagged ({counts}), updated "
+        f"{bad.get('updated')}",
+        "      limits at " + bad["snr_column"] + " 10 / 30 / 100 / 300 (n_sigma, or fixed):",
+    ]
+    for name, d in bad["limits"].items():
+        values = SnrLimit.from_dict(d)(np.array([10.0, 30.0, 100.0, 300.0]))
+        how = f"fixed {bad['fixed'][name]:g}" if name in bad.get("fixed", {}) else f"n_sigma {bad['n_sigma'][name]:g}"
+        lines.append(f"        {name:<13} " + " / ".join(f"{v:.3g}" for v in values) + f"  ({how})")
+    for name in bad.get("not_derived", []):
+        lines.append(f"        {name:<13} no limit: too few spectra with this evidence (it flags none)")
+    return lines

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from survey_scale.science.poly2d import MAD_TO_SIGMA, Poly2D, fit_poly2d
+from survey_scale.science.poly2d import MAD_TO_SIGMA, Poly2D, fit_poly2d, format_coefficients, format_ranges
 
 LOG_TEFF_EDGES = np.round(np.arange(3.80, 4.70 + 1e-9, 0.05), 4)
 """Cell edges in log10 Teff (6,300–50,000 K); values outside fall in the end cells."""
@@ -227,3 +227,19 @@ def fit_chi2_model(counts: np.ndarray, min_count: int = 20, order: int = 3, cove
     median = fit_poly2d(x[use], y[use], np.log10(med), n * (med / sig) ** 2, order=order)
     sigma = fit_poly2d(x[use], y[use], np.log10(sig), n, order=order)
     return Chi2Model(median, sigma, total, int(use.sum()), min_count, float(sig.min()), factor)
+
+
+def summary_lines(reductions: Mapping[str, Any]) -> list[str]:
+    """``survey-scale info`` lines of the recorded χ² model (``reductions['chi2ratio']``: :meth:`Chi2Model.to_dict`
+    and its bookkeeping); none before step ``chi2ratio`` ran."""
+    chi2 = reductions.get("chi2ratio")
+    if not chi2:
+        return []
+    return [
+        f"    chi2ratio: log10 median and log10 dispersion of chisq_red, order-{chi2['median']['order']} "
+        f"polynomials in (log10 Teff, log10 S/N) over {chi2['n_cells']} cells of {chi2['n_spectra']:,} fits "
+        f"({format_ranges(chi2['median'])}; {chi2['median']['n_clipped']} + {chi2['sigma']['n_clipped']} cells "
+        f"clipped), updated {chi2.get('updated')}, code {chi2.get('code_version')}",
+        f"      log10 median coefficients {format_coefficients(chi2['median'])}",
+        f"      log10 dispersion coefficients {format_coefficients(chi2['sigma'])}",
+    ]

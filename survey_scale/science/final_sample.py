@@ -11,7 +11,7 @@ column, with ``final_sample`` = 1 where none is set and the fit has a result:
 ``flag_not_converged``
     A fit that entered the result did not converge.
 ``flag_chi2ratio``
-    chi2ratio > ``survey.chi2ratio_flag`` (P2 §5.2; written by step ``chi2ratio``).
+    chi2ratio > ``chi2ratio.flag`` (P2 §5.2; written by step ``chi2ratio``).
 ``flag_cool_star``
     The intrinsically cool star, fitted hot (P2 §5.1: ~5 % of the cool stars at low S/N): an independent
     cool-star T_eff < 7,000 K — P2 takes it from DD-Payne, survey_scale from the fit of a cool-star model
@@ -65,7 +65,7 @@ DESCRIPTIONS: dict[str, str] = {
     "flag_teff_lt_7000": "1 = Teff < 7000 K (P2 5.1)",
     "flag_snr_lt_5": "1 = S/N < 5 (P2 5.1)",
     "flag_not_converged": "1 = a fit that entered the labels did not converge",
-    "flag_chi2ratio": "1 = chi2ratio above survey.chi2ratio_flag (P2 5.2)",
+    "flag_chi2ratio": "1 = chi2ratio above chi2ratio.flag (P2 5.2)",
     "flag_cool_star": "1 = intrinsically cool: cool-star model Teff < 7000 K and ((BP-RP)0 > 0.4, not for LAMOST "
     "class O/B; or the cool-star model fits better than the hot-star model) (P2 5.1)",
     "flag_non_stellar": "1 = LAMOST class QSO or GALAXY",

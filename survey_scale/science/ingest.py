@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survey_scale.config import Config
 from survey_scale.io.catalog import (
     CATALOG_COLUMNS,
     CROSSMATCH_COLUMNS,
@@ -378,7 +377,7 @@ def _reject(rec: pd.DataFrame, mask: pd.Series, code: str, reasons: Any) -> None
 def plan_batch(
     records: pd.DataFrame,
     existing_specids: set[str],
-    config: Config,
+    settings: Any,
     batch: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Decide the rows and rejects of a batch from its inspect records (pure, deterministic).
@@ -389,8 +388,9 @@ def plan_batch(
         One inspect record per file (:data:`RECORD_COLUMNS`).
     existing_specids
         Specids already in the cube.
-    config
-        Configuration (``ingest`` section: catalog, cross-match table, RV source and limits).
+    settings
+        The ``ingest`` section (:class:`survey_scale.stages.ingest.IngestConfig`, or any object with its
+        attributes ``input``, ``catalog``, ``crossmatch``, ``classes``, ``rv_source``, ``max_abs_rv``).
     batch
         Batch number.
 
@@ -407,7 +407,7 @@ def plan_batch(
     survey_scale.io.catalog.CatalogError
         Only for a problem of a whole table (unreadable, no ``obsid`` column); a bad row is a reject.
     """
-    cfg = config.ingest
+    cfg = settings
     rec = records.reindex(columns=list(RECORD_COLUMNS)).reset_index(drop=True)
     ok = rec["status"] == "ok"
 

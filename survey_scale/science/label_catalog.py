@@ -222,7 +222,7 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "labels_fitted": "bit i set: label i fitted (1 teff, 2 logg, 4 vmic, 8 vsini, 16 he_frac, 32 c_h, 64 n_h, "
     "128 o_h, 256 si_h, 512 s_h, 1024 fe_h); labels not fitted are NaN",
     **{name: FINAL_SAMPLE_DESCRIPTIONS[name] for name in (*RULES, "final_sample", "bp_rp0")},
-    "fit_component": "emulator set component kept by the lowest full-spectrum chi2 (physical: 0 cool, 1 hot; 0 one emulator)",
+    "fit_component": "emulator set component kept: lowest full-spectrum chi2 (physical: 0 cool, 1 hot; 0 one emulator)",
     "teff_cool": "Teff of the cool-star model's full-spectrum fit (independent cool-star Teff, P2 5.1)",
     "chi2_red_cool": "reduced chi2 of the cool-star model's full-spectrum fit",
     "chi2_red_hot": "reduced chi2 of the hot-star model's full-spectrum fit",

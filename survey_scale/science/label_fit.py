@@ -40,7 +40,6 @@ Cov(l) = ω1² C_H + (1 − ω1²) C_full, which is C_full at ω1 = 0 and C_H at
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -58,7 +57,13 @@ from survey_scale.core.fit_flags import (
     TEFF_MIN_FLAG,
 )
 from survey_scale.core.grid import air_to_vacuum
-from survey_scale.core.labels import LABEL_NAMES, P2_TABLE5_CORRELATIONS
+from survey_scale.core.labels import (  # noqa: F401 - the label bookkeeping of the fit, re-exported
+    LABEL_NAMES,
+    P2_TABLE5_CORRELATIONS,
+    labels_fitted_mask,
+    output_label_names,
+    to_label_order,
+)
 from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
 from survey_scale.science.emulator import Emulator
 from survey_scale.science.emulator_set import EmulatorSet
@@ -662,50 +667,6 @@ def fit_labels_set(
     else:
         out["teff_cool"], out["chi2_red_cool"] = np.full(n, np.nan), np.full(n, np.nan)
     return out
-
-
-def output_label_names(fitted: Sequence[str]) -> tuple[str, ...]:
-    """The label order of the fit's outputs for an emulator fitting ``fitted``: the 11 labels of
-    :data:`survey_scale.core.labels.LABEL_NAMES` when ``fitted`` is a subset of them (the others NaN),
-    else ``fitted`` itself (an emulator with labels of its own)."""
-    fitted = tuple(str(n) for n in fitted)
-    return LABEL_NAMES if set(fitted) <= set(LABEL_NAMES) else fitted
-
-
-def labels_fitted_mask(fitted: Sequence[str], names: Sequence[str]) -> int:
-    """Bit mask of the labels ``fitted`` among ``names``: bit i set when ``names[i]`` is fitted."""
-    return sum(1 << i for i, name in enumerate(names) if name in set(fitted))
-
-
-_LABEL_OUTPUTS = ("labels", "errors", "full_labels", "full_errors", "hmask_labels", "hmask_errors")
-_COV_OUTPUTS = ("cov", "full_cov", "hmask_cov")
-
-
-def to_label_order(out: dict[str, np.ndarray], fitted: Sequence[str], names: Sequence[str]) -> dict[str, np.ndarray]:
-    """The outputs of :func:`fit_labels` (labels in the emulator's order ``fitted``) on the labels ``names``.
-
-    Labels of ``names`` the emulator does not fit are NaN in the label, error and covariance outputs; the
-    result has ``labels_fitted`` (n,) uint16, :func:`labels_fitted_mask`. Every name of ``fitted`` must be
-    in ``names``.
-    """
-    fitted, names = list(fitted), list(names)
-    missing = [f for f in fitted if f not in names]
-    if missing:
-        raise ValueError(f"to_label_order: fitted labels {missing} are not among the output labels {names}")
-    n = int(np.asarray(out["labels"]).shape[0])
-    pos = np.array([names.index(f) for f in fitted], dtype=np.int64)
-    res = dict(out)
-    if fitted != names:
-        for key in _LABEL_OUTPUTS:
-            a = np.full((n, len(names)), np.nan)
-            a[:, pos] = out[key]
-            res[key] = a
-        for key in _COV_OUTPUTS:
-            a = np.full((n, len(names), len(names)), np.nan)
-            a[:, pos[:, None], pos[None, :]] = out[key]
-            res[key] = a
-    res["labels_fitted"] = np.full(n, labels_fitted_mask(fitted, names), dtype=np.uint16)
-    return res
 
 
 def _replace_rows(res: FitResult, rows: np.ndarray, new: FitResult) -> None:

@@ -489,3 +489,32 @@ class MKsModel:
             raise MKsModelError(
                 f"{path}: not a readable MKs model file ({type(exc).__name__}: {exc}); delete it to retrain it"
             ) from exc
+
+
+def summary_lines(reductions: Mapping[str, Any]) -> list[str]:
+    """``survey-scale info`` lines of the MKs model (SPEC §8; ``reductions['mks_model']``): the sets and the MCMC
+    posterior per network; none before step ``mks_model``."""
+    mks = reductions.get("mks_model")
+    if not mks:
+        return []
+    if "untrained" in mks:
+        return [f"    MKs model: none ({mks['untrained']}); mks is NaN, distances use the parallax alone"]
+    lines = [
+        f"    MKs model: {mks['n_train']:,} training spectra ({mks['n_train_emission']:,} with emission; "
+        f"{mks['n_train_before_binary_cuts'] - mks['n_train']:,} binaries removed in "
+        f"{len(mks['binary_iterations'])} iterations), {mks['n_test']:,} test spectra; {mks['selection']}; "
+        f"updated {mks.get('updated')}"
+    ]
+    for network, post in mks["posterior"].items():
+        if "uses" in post:
+            lines.append(f"      {network}: {post['n_stars']} single test stars: the {post['uses']} model's errors")
+            continue
+        values = ", ".join(
+            f"{name} {post[name]['mean']:+.3f} [{post[name]['p16']:+.3f}, {post[name]['p84']:+.3f}]"
+            for name in ("epsilon", "delta", "sigma_int", "sigma_s100")
+        )
+        lines.append(
+            f"      {network}: MCMC on {post['n_stars']:,} single test stars, mean [16 %, 84 %]: {values} "
+            f"(acceptance {post['acceptance_fraction']:.2f})"
+        )
+    return lines

@@ -160,3 +160,14 @@ def fit_poly2d(
         int((~keep).sum()),
         float(MAD_TO_SIGMA * np.median(np.abs(resid[keep]))),
     )
+
+
+def format_coefficients(poly: dict) -> str:
+    """A recorded polynomial's (:meth:`Poly2D.to_dict`) coefficients as text."""
+    return "[" + ", ".join(f"{c:.4g}" for c in poly["coeffs"]) + "]"
+
+
+def format_ranges(poly: dict) -> str:
+    """A recorded polynomial's (log Teff, log S/N) ranges as text."""
+    (x0, x1), (y0, y1) = poly["x_range"], poly["y_range"]
+    return f"log Teff {x0:.3f}..{x1:.3f}, log S/N {y0:.2f}..{y1:.2f}"

@@ -8,7 +8,7 @@ Repeat pairs (P2 §4.6)
     Two visits of one star on different nights (``lmjd`` differ) whose S/N differ by less than
     ``snr_tolerance`` (20 %) of their mean, both with a usable fit (finite labels and errors, converged, not
     flagged ``no_data``). A label that is NaN in a fit whose other labels are finite is one the emulator does
-    not fit (:func:`survey_scale.science.label_fit.to_label_order`): it does not make the fit unusable, and
+    not fit (:func:`survey_scale.core.labels.to_label_order`): it does not make the fit unusable, and
     its Δ, precision and calibration are NaN. For each pair: the label difference Δ and both visits' formal
     errors, S/N and Teff (so that errors scaled per visit can be applied to the pair) — float32, ~150 bytes a
     pair.
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from survey_scale.science.final_sample import hot_star_candidates
-from survey_scale.science.poly2d import MAD_TO_SIGMA, Poly2D, fit_poly2d, robust_sigma
+from survey_scale.science.poly2d import MAD_TO_SIGMA, Poly2D, fit_poly2d, format_coefficients, robust_sigma
 
 PRECISION_BINS: tuple[float, ...] = (0.0, 50.0, 100.0, np.inf)
 """P2 §4.6's S/N bins: < 50, 50–100, > 100."""
@@ -295,3 +295,45 @@ def fit_error_calibration(
         n_cells = max(n_cells, len(cs))
         polys.append(fit_poly2d(np.array(cx), np.array(cy), np.array(cs), np.array(cn, float), order=order))
     return ErrorCalibration(tuple(label_names), tuple(polys), n_pairs, n_cells)
+
+
+def snr_bin(lo: float | None, hi: float | None) -> str:
+    """An S/N bin as text: "< 50", "50-100", "> 100" (an infinite edge is stored as null)."""
+    if hi is None:
+        return f"> {lo:g}"
+    return f"< {hi:g}" if not lo else f"{lo:g}-{hi:g}"
+
+
+def summary_lines(reductions: Mapping[str, Any]) -> list[str]:
+    """``survey-scale info`` lines of the repeat-visit precision and the error calibration
+    (``reductions['repeat_precision']``, ``reductions['error_calibration']``); none before step ``repeats``."""
+    lines = []
+    if rep := reductions.get("repeat_precision"):
+        table = rep["table"]
+        lines.append(
+            f"    repeat precision: {rep['n_pairs']:,} pairs ({rep['selection']}); scatter/sqrt(2) for Teff > "
+            f"{rep['teff_min']:g} K, updated {rep.get('updated')}"
+        )
+        edges = table["snr_edges"]
+        for b, n in enumerate(table["n_pairs"]):
+            values = ", ".join(f"{label} {v[b]:.3g}" for label, v in table["precision"].items() if v[b] is not None)
+            lines.append(f"      S/N {snr_bin(edges[b], edges[b + 1])}: {n:,} pairs: {values or '-'}")
+        pulls = ", ".join(
+            f"{label} {p['formal']:.2f}->{p['calibrated']:.2f}"
+            for label, p in rep["pull_sigma"].items()
+            if p["formal"] is not None and p["calibrated"] is not None
+        )
+        lines.append(f"      robust sigma of the pairs' pulls, formal -> calibrated errors: {pulls}")
+    if cal := reductions.get("error_calibration"):
+        lines.append(
+            f"    error calibration: log10 scale of the formal errors as polynomials in (log10 Teff, log10 S/N), "
+            f"{cal['n_pairs']:,} pairs, updated {cal.get('updated')}"
+        )
+        for label, poly in zip(cal["label_names"], cal["log_scale"], strict=True):
+            text = (
+                "formal errors kept (too few pairs)"
+                if poly is None
+                else f"order {poly['order']} {format_coefficients(poly)}"
+            )
+            lines.append(f"      {label:<8} {text}")
+    return lines

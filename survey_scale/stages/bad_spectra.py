@@ -51,11 +51,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from survey_scale.config import BadSpectraConfig, Config
 from survey_scale.core.files import atomic_write, save_npz
 from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import EMISSION_WINDOWS, FIT_WINDOWS, TELLURIC_BANDS, Window, window_mask
+from survey_scale.core.settings import ConfigBase, Section
 from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,
@@ -65,6 +66,8 @@ from survey_scale.engine.contracts import (
     Stage,
     StageResult,
     StageSummary,
+    Step,
+    output_names,
 )
 from survey_scale.science.bad_spectra import (
     EVIDENCE,
@@ -82,7 +85,59 @@ from survey_scale.science.bad_spectra import (
     telluric_sums_block,
     telluric_template,
 )
+from survey_scale.science.bad_spectra import summary_lines as bad_spectra_summary_lines
 from survey_scale.stages.chi2ratio import hot_star_rows
+
+EVIDENCE_NAMES = ("pca_chi2", "pca_local_z", "fit_local_z", "chi2ratio", "wave_shift_z", "halpha_chi2", "flux_step_z")
+"""The evidence of ``bad_spectrum_flag`` (:mod:`survey_scale.science.bad_spectra`), in the order of their bits."""
+_EVIDENCE_KEYS = ("pca_chi2", "pca_local", "fit_local", "chi2ratio", "wavelength", "halpha", "flux_step")
+
+
+class BadSpectraConfig(Section):
+    """Erroneous spectra from all the evidence, after the label fit (SPEC §4, P1 App. A; step ``bad_spectra``).
+
+    Each limit is median + n_sigma × max(1.4826 MAD, (90th percentile − median) / 1.2816) of the evidence
+    (log10 of it, or the value itself for ``chi2ratio`` and ``wave_shift_z``) per equal-count S/N bin of the
+    survey.
+    """
+
+    pca_chi2_n_sigma: float = Field(8.0, gt=0, description="PCA reconstruction chi2 over the clean windows")
+    pca_local_n_sigma: float = Field(6.0, gt=0, description="worst ~50 A misfit of the PCA reconstruction")
+    fit_local_n_sigma: float = Field(6.0, gt=0, description="worst ~50 A misfit of the label fit")
+    chi2ratio_n_sigma: float = Field(30.0, gt=0, description="chi2ratio (spectra without emission)")
+    wavelength_n_sigma: float = Field(8.0, gt=0, description="wrong-wavelength evidence (wave_shift_z)")
+    halpha_n_sigma: float = Field(12.0, gt=0, description="H-alpha region chi2 (spectra without emission)")
+    flux_step_n_sigma: float = Field(3.5, gt=0, description="continuum step against the survey's (flux_step_z)")
+    pca_chi2_limit: float | None = Field(None, description="a fixed limit instead of the derived one")
+    pca_local_limit: float | None = None
+    fit_local_limit: float | None = None
+    chi2ratio_limit: float | None = Field(None, description="e.g. 10 (P2 §5.2)")
+    wavelength_limit: float | None = None
+    halpha_limit: float | None = None
+    flux_step_limit: float | None = None
+    min_per_bin: int = Field(500, ge=10, description="S/N bins of the limits: at least this many spectra each")
+    max_bins: int = Field(10, ge=1, description="S/N bins of the limits: at most this many")
+    max_shift: int = Field(20, ge=2, description="wrong wavelength: shifts scanned, pixels of 1e-4 dex")
+    min_shift: int = Field(3, ge=2, description="wrong wavelength: smallest shift against the spectrum's own")
+    reference_min_snr: float = Field(
+        50.0, ge=0, description="the survey references (telluric transmission, continuum steps): spectra above this"
+    )
+    block_spectra: int = Field(1024, ge=1, description="spectra per Dask task (the fit's evidence)")
+
+    @model_validator(mode="after")
+    def _shifts(self) -> BadSpectraConfig:
+        if self.min_shift > self.max_shift:
+            raise ValueError(f"min_shift ({self.min_shift}) must not exceed max_shift ({self.max_shift})")
+        return self
+
+    def n_sigma_of(self) -> dict[str, float]:
+        """n_sigma of each evidence, by its name (:data:`EVIDENCE_NAMES`)."""
+        return {name: getattr(self, f"{key}_n_sigma") for name, key in zip(EVIDENCE_NAMES, _EVIDENCE_KEYS, strict=True)}
+
+    def fixed_limits(self) -> dict[str, float | None]:
+        """The fixed limit of each evidence (None: derived), by its name."""
+        return {name: getattr(self, f"{key}_limit") for name, key in zip(EVIDENCE_NAMES, _EVIDENCE_KEYS, strict=True)}
+
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +247,7 @@ def fit_residuals_stage(cfg: BadSpectraConfig, telluric_path: Path, steps_path: 
     )
 
 
-def reference_rows(config: Config, engine: Engine, hot: np.ndarray) -> np.ndarray:
+def reference_rows(config: ConfigBase, engine: Engine, hot: np.ndarray) -> np.ndarray:
     """Rows of the survey references (the telluric transmission, the continuum steps): fitted hot-star spectra
     (``hot``, a bool per row) without emission above ``bad_spectra.reference_min_snr``."""
     snr = engine.read_column(config.survey.snr_column).astype(np.float64)
@@ -201,7 +256,7 @@ def reference_rows(config: Config, engine: Engine, hot: np.ndarray) -> np.ndarra
     return np.flatnonzero((snr > config.bad_spectra.reference_min_snr) & ~emission & np.isfinite(chi2) & hot)
 
 
-def build_telluric(config: Config, engine: Engine, rows: np.ndarray) -> Path:
+def build_telluric(config: ConfigBase, engine: Engine, rows: np.ndarray) -> Path:
     """The observed-frame telluric transmission (module docstring, step 1); kept unless ``runner.refit``."""
     path = engine.model_path(TELLURIC_FILE)
     if path.exists() and not config.runner.refit:
@@ -220,7 +275,7 @@ def build_telluric(config: Config, engine: Engine, rows: np.ndarray) -> Path:
     return path
 
 
-def build_step_reference(config: Config, engine: Engine, rows: np.ndarray) -> Path:
+def build_step_reference(config: ConfigBase, engine: Engine, rows: np.ndarray) -> Path:
     """The survey's continuum steps per pixel, median and scale (module docstring, step 1); kept unless
     ``runner.refit``."""
     path = engine.model_path(STEPS_FILE)
@@ -270,7 +325,7 @@ def bad_spectra_stage(limits: Mapping[str, SnrLimit], snr_column: str) -> Stage:
     )
 
 
-def run(config: Config, engine: Engine) -> StageSummary:
+def run(config: ConfigBase, engine: Engine) -> StageSummary:
     """Registry step ``bad_spectra``: the fit's evidence, the limits (recorded), the rule."""
     cfg, snr_column = config.bad_spectra, config.survey.snr_column
     hot = np.zeros(engine.n_spectra(), dtype=bool)
@@ -317,3 +372,24 @@ def run(config: Config, engine: Engine) -> StageSummary:
         },
     )
     return engine.run_stage(bad_spectra_stage(limits, snr_column))
+
+
+STEPS = (
+    Step(
+        "bad_spectra",
+        run,
+        requires=(
+            *("flux", "norm_flux", "norm_ivar", "pixmask", "model_flux", "snr_g", "em_flag", "pca_chi2"),
+            *("pca_local_z", "halpha_chi2", "chi2ratio", "chi2_red", "rv"),
+        ),
+        produces=(
+            *output_names(fit_residuals_stage(BadSpectraConfig(), Path("telluric"), Path("steps")).outputs),
+            "model:telluric",
+            "model:continuum_steps",
+            *output_names(bad_spectra_stage({}, "snr_g").outputs),
+        ),
+        description="erroneous spectra from the PCA, the fit, chi2ratio and H-alpha (§4, P1 App. A)",
+        config={"bad_spectra": BadSpectraConfig},
+        summary=bad_spectra_summary_lines,
+    ),
+)

@@ -8,7 +8,7 @@ which reads only per-spectrum columns. After an append the model is refitted and
 this cheap stage re-runs over the cube — not the fit.
 
 Outputs: ``chi2ratio`` (float32; NaN where the fit or the S/N is unusable) and ``flag_chi2ratio`` (int8:
-1 = chi2ratio > ``survey.chi2ratio_flag``).
+1 = chi2ratio > ``chi2ratio.flag``).
 """
 
 from __future__ import annotations
@@ -17,13 +17,32 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from survey_scale.config import Config
-from survey_scale.engine.contracts import ChunkContext, Engine, Output, PipelineError, Stage, StageResult, StageSummary
+from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.engine.contracts import (
+    ChunkContext,
+    Engine,
+    Output,
+    PipelineError,
+    Stage,
+    StageResult,
+    StageSummary,
+    Step,
+    output_names,
+)
 from survey_scale.science.chi2ratio import Chi2Model, chi2_histogram_block, fit_chi2_model
+from survey_scale.science.chi2ratio import summary_lines as chi2ratio_summary_lines
 from survey_scale.science.final_sample import HOT_STAR_EVIDENCE, hot_star_candidates
 
 CHI2RATIO_VERSION = "1"
+
+
+class Chi2RatioConfig(Section):
+    """The survey's χ² model and chi2ratio (SPEC §6, P2 §5.2; step ``chi2ratio``)."""
+
+    min_count: int = Field(20, ge=1, description="(Teff, S/N) cells with fewer fits are not fitted")
+    flag: float = Field(10.0, gt=0, description="flag_chi2ratio = chi2ratio > this (P2 §5.2)")
 
 
 def label_index(engine: Engine, name: str) -> int:
@@ -55,30 +74,35 @@ def chi2ratio_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any],
     return StageResult({"chi2ratio": ratio, "flag_chi2ratio": (ratio > params["flag"]).astype(np.int8)})
 
 
+def chi2ratio_outputs(flag: float) -> tuple[Output, ...]:
+    """The stage's outputs for the cut ``flag``."""
+    return (
+        Output(
+            "chi2ratio",
+            "float32",
+            attrs={"long_name": "(chisq_red - median) / dispersion at the spectrum's Teff and S/N (P2 §5.2)"},
+        ),
+        Output("flag_chi2ratio", "int8", attrs={"long_name": f"1 = chi2ratio > {flag:g}"}),
+    )
+
+
 def chi2ratio_stage(model: Chi2Model, teff_index: int, snr_column: str, flag: float) -> Stage:
     return Stage(
         name="chi2ratio",
         version=CHI2RATIO_VERSION,
         func=chi2ratio_chunk,
         inputs=("labels", "chi2_red", snr_column),
-        outputs=(
-            Output(
-                "chi2ratio",
-                "float32",
-                attrs={"long_name": "(chisq_red - median) / dispersion at the spectrum's Teff and S/N (P2 §5.2)"},
-            ),
-            Output("flag_chi2ratio", "int8", attrs={"long_name": f"1 = chi2ratio > {flag:g}"}),
-        ),
+        outputs=chi2ratio_outputs(flag),
         params={"model": model.to_dict(), "teff_index": teff_index, "snr_column": snr_column, "flag": flag},
     )
 
 
-def run(config: Config, engine: Engine) -> StageSummary:
+def run(config: ConfigBase, engine: Engine) -> StageSummary:
     """Registry step ``chi2ratio``: the χ² model over the cube, then the per-spectrum stage."""
-    cfg = config.survey
+    cfg, survey = config.chi2ratio, config.survey
     teff_index = label_index(engine, "teff")
-    variables = ("labels", "chi2_red", cfg.snr_column)
-    params = {"teff_index": teff_index, "snr_column": cfg.snr_column}
+    variables = ("labels", "chi2_red", survey.snr_column)
+    params = {"teff_index": teff_index, "snr_column": survey.snr_column}
     rows, evidence = hot_star_rows(engine)  # the χ² scale of hot stars, not of a candidate list's cool ones
     key = engine.input_key((*variables, *evidence), "chi2ratio histogram", CHI2RATIO_VERSION, params)
     counts = engine.cached(
@@ -90,12 +114,26 @@ def run(config: Config, engine: Engine) -> StageSummary:
             chi2_histogram_block,
             add_counts,
             params,
-            block_rows=cfg.block_spectra,
+            block_rows=survey.block_spectra,
         ),
     )["counts"]
     try:
-        model = fit_chi2_model(counts, cfg.chi2ratio_min_count)
+        model = fit_chi2_model(counts, cfg.min_count)
     except ValueError as exc:
         raise PipelineError(f"{engine.cube}: chi2ratio: {exc}") from None
     engine.record_reduction("chi2ratio", {**model.to_dict(), "histogram_key": key})
-    return engine.run_stage(chi2ratio_stage(model, teff_index, cfg.snr_column, cfg.chi2ratio_flag))
+    return engine.run_stage(chi2ratio_stage(model, teff_index, survey.snr_column, cfg.flag))
+
+
+STEPS = (
+    Step(
+        "chi2ratio",
+        run,
+        requires=("labels", "chi2_red", "snr_g"),
+        produces=output_names(chi2ratio_outputs(Chi2RatioConfig().flag)),
+        description="the survey's chi2 model and chi2ratio (§6, P2 §5.2)",
+        config={"chi2ratio": Chi2RatioConfig},
+        renamed_keys={"survey.chi2ratio_min_count": "chi2ratio.min_count", "survey.chi2ratio_flag": "chi2ratio.flag"},
+        summary=chi2ratio_summary_lines,
+    ),
+)

@@ -13,10 +13,32 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from survey_scale.config import Config
-from survey_scale.engine.contracts import ChunkContext, Engine, Stage, StageResult, StageSummary, per_spectrum
+from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.engine.contracts import (
+    ChunkContext,
+    Engine,
+    Stage,
+    StageResult,
+    StageSummary,
+    Step,
+    output_names,
+    per_spectrum,
+)
 from survey_scale.science.distance import binary_flags, galactocentric_xyz, posterior, spectrophotometric_parallax
+
+
+class DistanceConfig(Section):
+    """Binaries and distances (SPEC §9, P1 §6–§7)."""
+
+    binary_snr: float = Field(
+        2.0, gt=0, description="binary_flag = 1 where S/N_Δϖ ≥ this (also drops MKs training stars)"
+    )
+    d_min_pc: float = Field(1.0, gt=0, description="flat prior's lower edge, pc")
+    d_max_pc: float = Field(50_000.0, gt=0, description="flat prior's upper edge, pc")
+    block_spectra: int = Field(65536, ge=1, description="spectra per Dask task")
+
 
 DISTANCES_VERSION = "1"
 INPUTS = ("mks", "mks_err", "Ks", "Ks_err", "aks", "aks_err", "parallax", "parallax_error", "parallax_offset")
@@ -69,9 +91,8 @@ def distances_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any],
     return StageResult(out, rejects)
 
 
-def distances_stage(config: Config) -> Stage:
+def distances_stage(d: DistanceConfig) -> Stage:
     """The stage with the ``distance`` settings."""
-    d = config.distance
     f4, f8 = "float32", "float64"
 
     return Stage(
@@ -101,6 +122,18 @@ def distances_stage(config: Config) -> Stage:
     )
 
 
-def run(config: Config, engine: Engine) -> StageSummary:
+def run(config: ConfigBase, engine: Engine) -> StageSummary:
     """Registry step ``distances``."""
-    return engine.run_stage(distances_stage(config))
+    return engine.run_stage(distances_stage(config.distance))
+
+
+STEPS = (
+    Step(
+        "distances",
+        run,
+        requires=("mks", "mks_err", "aks", "aks_err", "parallax_offset"),
+        produces=output_names(distances_stage(DistanceConfig()).outputs),
+        description="binary flags, distances, X, Y, Z (§9)",
+        config={"distance": DistanceConfig},
+    ),
+)

@@ -26,25 +26,67 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from survey_scale._version import __version__
-from survey_scale.config import Config, EmulatorConfig
 from survey_scale.core.files import atomic_write_json, file_sha256, stable_hash
-from survey_scale.engine.contracts import Engine, PipelineError
-from survey_scale.science.emulator import (
-    DEFAULT_EMULATORS,
-    Emulator,
-    ShippedEmulatorMissing,
-    default_emulator_path,
-    train,
-)
-from survey_scale.science.emulator import load as load_emulator
+from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.engine.contracts import Engine, PipelineError, Step
 from survey_scale.science.ingest import ORIGIN_LAMOST, ORIGIN_MOCK
 from survey_scale.science.model_grid import ModelGrid, load_model_grid, save_model_grid
 from survey_scale.synth import make_model_grid
+
+if TYPE_CHECKING:  # the emulator imports torch: loaded when the step runs, not when it is listed
+    from survey_scale.science.emulator import Emulator
+
+
+class EmulatorConfig(Section):
+    """The spectral emulator (SPEC §5.1): the shipped one, a file, or one trained on a model grid.
+
+    Which one: ``model_grid`` given or ``train: true`` → trained (on ``model_grid``, else on a grid of
+    ``grid_size`` spectra synthesized with ``grid_seed``), with the training keys below; otherwise ``path``
+    (a file, or the name of a shipped emulator), and when ``path`` is null a shipped one chosen by the input:
+    ``synthesizer`` when every spectrum comes from survey_scale's mock release, else ``physical`` (for real
+    LAMOST spectra; :mod:`survey_scale.stages.emulator`).
+    """
+
+    path: Path | None = Field(
+        None,
+        description="emulator file (own or public Payne .npz) or a shipped emulator's name (synthesizer; physical "
+        "for real spectra); null = chosen by the input, unless training: synthesizer when every spectrum is from "
+        "survey_scale's mock release, else physical",
+    )
+    train: bool = Field(False, description="train one (on model_grid, or on a synthesized grid) instead of path")
+    model_grid: Path | None = Field(None, description="model grid (.npz) to train on (implies train)")
+    grid_size: int = Field(10000, ge=20, description="spectra of the synthesized model grid (train without grid)")
+    grid_seed: int = 0
+    architecture: Literal["shared", "perpixel"] = "shared"
+    hidden: list[int] | None = Field(None, description="hidden widths; null = the architecture's default")
+    epochs: int = Field(2000, ge=1)
+    patience: int = Field(40, ge=1, description="evaluations without improvement before stopping")
+    learning_rate: float = Field(1e-3, gt=0)
+    schedule: Literal["plateau", "cosine", "anneal"] = Field("plateau", description="learning-rate schedule")
+    batch_size: int = Field(64, ge=1, description="Adam minibatch")
+    device: str | None = Field(None, description="null = CUDA if available, else CPU")
+    seed: int = 0
+
+    @property
+    def trains(self) -> bool:
+        """Whether the emulator step trains one (``train`` or ``model_grid``)."""
+        return self.train or self.model_grid is not None
+
+    @model_validator(mode="after")
+    def _path_or_training(self) -> EmulatorConfig:
+        if self.path is not None and self.trains:
+            given = "emulator.model_grid" if self.model_grid is not None else "emulator.train: true"
+            raise ValueError(
+                f"emulator.path ({self.path}) and {given} exclude each other: give a file to use, or a grid to train on"
+            )
+        return self
+
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +120,8 @@ def train_from_config(cfg: EmulatorConfig, grid: ModelGrid) -> Emulator:
     One line per evaluation (epoch) goes to the log at DEBUG, one summary line at INFO; an emulator that
     stopped far from the precision the fit needs gets a WARNING.
     """
+    from survey_scale.science.emulator import train
+
     log.info("emulator: training the %s architecture on %d spectra", cfg.architecture, grid.n_spectra)
     em = train(
         grid,
@@ -114,6 +158,8 @@ def train_from_config(cfg: EmulatorConfig, grid: ModelGrid) -> Emulator:
 
 
 def _trained(cfg: EmulatorConfig, engine: Engine) -> Path:
+    from survey_scale.science.emulator import load as load_emulator
+
     if cfg.model_grid is not None:
         grid_path = Path(cfg.model_grid)
         if not grid_path.is_file():
@@ -219,6 +265,9 @@ def choose_emulator(cfg: EmulatorConfig, engine: Engine | None) -> EmulatorChoic
 
 
 def _shipped_or_file(name: str) -> Path:
+    from survey_scale.science.emulator import DEFAULT_EMULATORS, ShippedEmulatorMissing, default_emulator_path
+    from survey_scale.science.emulator import load as load_emulator
+
     if name in DEFAULT_EMULATORS:
         try:
             path = default_emulator_path(name)
@@ -271,12 +320,23 @@ def choice_record(path: Path, choice: EmulatorChoice) -> dict[str, Any]:
     }
 
 
-def run(config: Config, engine: Engine) -> Path:
+def run(config: ConfigBase, engine: Engine) -> Path:
     """Registry step ``emulator``: the emulator file in ``engine.models``, the choice in :data:`CHOICE_FILE`."""
     path, choice = resolve_emulator(config.emulator, engine)
     atomic_write_json(engine.model_path(CHOICE_FILE), choice_record(path, choice))
     engine.models["emulator"] = path
     return path
+
+
+STEPS = (
+    Step(
+        "emulator",
+        run,
+        produces=("model:emulator",),
+        description="the spectral emulator: given, or trained on a model grid (§5.1)",
+        config={"emulator": EmulatorConfig},
+    ),
+)
 
 
 # --- the ``survey-scale emulator`` command: info and train ----------------------------------------------
@@ -328,6 +388,9 @@ def emulator_info(source: str | None) -> str:
     FileNotFoundError
         ``source`` is neither a file nor a shipped emulator's name.
     """
+    from survey_scale.science.emulator import DEFAULT_EMULATORS, default_emulator_path
+    from survey_scale.science.emulator import load as load_emulator
+
     source = source or DEFAULT_EMULATOR
     path = default_emulator_path(source) if source in DEFAULT_EMULATORS else Path(source)
     if not path.is_file():

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from survey_scale.config import Config
-from survey_scale.engine.contracts import Engine, PipelineError, RowBlock
+from pydantic import Field
+
+from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.engine.contracts import Engine, PipelineError, RowBlock, Step
 from survey_scale.science.distance_catalog import CUBE_INPUTS as DISTANCE_INPUTS
 from survey_scale.science.distance_catalog import DISTANCE_CATALOG_VERSION, distances_catalog_block
 from survey_scale.science.distance_catalog import column_meta as distance_meta
@@ -25,17 +27,29 @@ from survey_scale.science.label_catalog import (
     CUBE_INPUTS,
     labels_catalog_block,
 )
+from survey_scale.stages import distances, final_sample, repeats
+
+
+class ExportConfig(Section):
+    """The catalogs of SPEC §13 (``survey-scale export``; the ``export`` step of ``run``)."""
+
+    out: Path | None = Field(None, description="folder of the catalogs; null = 'catalogs' beside the cube")
+    formats: list[Literal["fits", "parquet", "hats"]] = Field(["fits", "parquet", "hats"])
+    block_spectra: int = Field(131072, ge=1, description="rows read from the cube at a time")
+    hats_pixel_threshold: int = Field(250_000, ge=1, description="HATS: at most this many rows per partition")
+    hats_highest_order: int = Field(7, ge=0, le=19, description="HATS: finest HEALPix order of a partition")
+
 
 log = logging.getLogger(__name__)
 
 
-def catalog_dir(config: Config) -> Path:
+def catalog_dir(config: ConfigBase) -> Path:
     """Where the catalogs go: ``export.out``, or ``catalogs`` beside the cube."""
     return Path(config.export.out) if config.export.out is not None else Path(config.cube.path).parent / "catalogs"
 
 
 def write_catalog(
-    config: Config,
+    config: ConfigBase,
     engine: Engine,
     name: str,
     variables: list[str],
@@ -67,7 +81,7 @@ def _missing(engine: Engine, needed: tuple[str, ...]) -> list[str]:
     return [v for v in needed if not engine.has_variable(v)]
 
 
-def run(config: Config, engine: Engine) -> dict[str, Path]:
+def run(config: ConfigBase, engine: Engine) -> dict[str, Path]:
     """Registry step ``export``: the ``labels`` and ``distances`` catalogs; returns each file's path, keyed
     ``<format>`` for the labels and ``distances_<format>`` for the distances.
 
@@ -115,3 +129,20 @@ def run(config: Config, engine: Engine) -> dict[str, Path]:
         distance_meta(),
     )
     return {**paths, **{f"distances_{fmt}": path for fmt, path in distances.items()}}
+
+
+STEPS = (
+    Step(
+        "export",
+        run,
+        requires=(
+            *("uniqflag", "chi2ratio", "flag_chi2ratio", "bad_spectrum_flag", "bad_spectrum_reason"),
+            *final_sample.OUTPUTS,
+            *repeats.STEPS[0].produces,
+            *distances.STEPS[0].produces,
+        ),
+        produces=("catalog:labels", "catalog:distances"),
+        description="the catalogs of §13: FITS, Parquet, HATS",
+        config={"export": ExportConfig},
+    ),
+)

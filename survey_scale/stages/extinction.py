@@ -7,7 +7,7 @@ that module for the table's source and extensions), the coefficients R_band from
 ``extinction.bands``, with ``<band>_err``, in order of effective wavelength; Ks never.
 
 The same stage writes the parallax correction (``parallax_offset``, mas, SPEC §8: Leung & Bovy 2019 by
-default, ``mks.parallax_*``) and the geometric MKs with its error, which the MKs step trains on.
+default, ``extinction.parallax_*``) and the geometric MKs with its error, which the MKs step trains on.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from survey_scale.config import Config
+from survey_scale.core.settings import ConfigBase, Section
 from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,
@@ -25,12 +26,41 @@ from survey_scale.engine.contracts import (
     Stage,
     StageResult,
     StageSummary,
+    Step,
+    output_names,
     per_spectrum,
 )
 from survey_scale.science.extinction import BAND_ORDER, ebv_from_colors, ks_extinction
 from survey_scale.science.mks import corrected_parallax, geometric_mks
 from survey_scale.science.photometry import EXTINCTION_COEFFS, intrinsic_colors
 from survey_scale.stages.chi2ratio import label_index
+
+
+class ExtinctionConfig(Section):
+    """E(B−V) and A_Ks from adjacent-band colour excesses (SPEC §7, P1 §4)."""
+
+    bands: list[str] = Field(
+        ["g", "BP", "r", "i", "RP", "J", "H"],
+        description="bands used where the cube has them, by effective wavelength (never Ks; no B, V passbands yet)",
+    )
+    color_error_floor: float = Field(0.014, ge=0, description="smallest colour uncertainty, mag (P1 §4)")
+    intrinsic_color_error: float = Field(
+        0.02, ge=0, description="uncertainty of a tabulated intrinsic colour, mag, in quadrature (P1 §4: < 0.03)"
+    )
+    parallax_offset_mas: float = Field(
+        0.0528, description="ϖ_corr = ϖ + offset + slope (G − g_ref) (Leung & Bovy 2019)"
+    )
+    parallax_slope_mas: float = Field(-0.00421, description="mas per mag of G")
+    parallax_g_ref: float = Field(12.2, description="G of the relation's centre")
+    block_spectra: int = Field(65536, ge=1, description="spectra per Dask task")
+
+    @field_validator("bands")
+    @classmethod
+    def _no_ks(cls, bands: list[str]) -> list[str]:
+        if "Ks" in bands:
+            raise ValueError("Ks is never used for E(B-V) (P1 §4: circumstellar emission brightens it)")
+        return bands
+
 
 EXTINCTION_VERSION = "1"
 PHOTOMETRY_INPUTS = ("Ks", "Ks_err", "G", "parallax", "parallax_error")
@@ -74,14 +104,13 @@ def extinction_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any]
     return StageResult(out, rejects)
 
 
-def parallax_zero_point(config: Config) -> dict[str, float]:
-    """The parallax correction's parameters (``mks.parallax_*``) as :func:`corrected_parallax` takes them."""
-    m = config.mks
+def parallax_zero_point(m: ExtinctionConfig) -> dict[str, float]:
+    """The parallax correction's parameters (``extinction.parallax_*``) as :func:`corrected_parallax` takes them."""
     return {"offset_mas": m.parallax_offset_mas, "slope_mas": m.parallax_slope_mas, "g_ref": m.parallax_g_ref}
 
 
-def extinction_stage(config: Config, bands: list[str], teff_index: int) -> Stage:
-    """The stage for ``bands`` (in order of wavelength) with the ``extinction`` and ``mks.parallax_*`` settings."""
+def extinction_stage(cfg: ExtinctionConfig, bands: list[str], teff_index: int) -> Stage:
+    """The stage for ``bands`` (in order of wavelength) with the ``extinction`` settings."""
     f4 = "float32"
     return Stage(
         name="extinction",
@@ -101,16 +130,16 @@ def extinction_stage(config: Config, bands: list[str], teff_index: int) -> Stage
         params={
             "bands": bands,
             "teff_index": teff_index,
-            "floor": config.extinction.color_error_floor,
-            "model_error": config.extinction.intrinsic_color_error,
+            "floor": cfg.color_error_floor,
+            "model_error": cfg.intrinsic_color_error,
             "coefficients": {b: EXTINCTION_COEFFS[b] for b in (*bands, "Ks")},
-            "parallax_zero_point": parallax_zero_point(config),
+            "parallax_zero_point": parallax_zero_point(cfg),
         },
-        block_rows=config.extinction.block_spectra,
+        block_rows=cfg.block_spectra,
     )
 
 
-def usable_bands(config: Config) -> list[str]:
+def usable_bands(config: ConfigBase) -> list[str]:
     """The configured bands in order of effective wavelength (the ingest writes every cross-match band and its
     error into every cube, NaN where unknown).
 
@@ -126,6 +155,19 @@ def usable_bands(config: Config) -> list[str]:
     return sorted(config.extinction.bands, key=BAND_ORDER.index)
 
 
-def run(config: Config, engine: Engine) -> StageSummary:
+def run(config: ConfigBase, engine: Engine) -> StageSummary:
     """Registry step ``extinction``."""
-    return engine.run_stage(extinction_stage(config, usable_bands(config), label_index(engine, "teff")))
+    return engine.run_stage(extinction_stage(config.extinction, usable_bands(config), label_index(engine, "teff")))
+
+
+STEPS = (
+    Step(
+        "extinction",
+        run,
+        requires=("labels",),
+        produces=output_names(extinction_stage(ExtinctionConfig(), [], 0).outputs),
+        description="E(B-V), A_Ks and the geometric MKs (§7, §8)",
+        config={"extinction": ExtinctionConfig},
+        renamed_keys={f"mks.parallax_{k}": f"extinction.parallax_{k}" for k in ("offset_mas", "slope_mas", "g_ref")},
+    ),
+)

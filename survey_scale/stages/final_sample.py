@@ -14,15 +14,23 @@ from typing import Any
 
 import numpy as np
 
-from survey_scale.config import Config
-from survey_scale.engine.contracts import ChunkContext, Engine, Stage, StageResult, StageSummary, per_spectrum
-from survey_scale.science.final_sample import DESCRIPTIONS, final_sample_flags
+from survey_scale.core.settings import ConfigBase
+from survey_scale.engine.contracts import (
+    ChunkContext,
+    Engine,
+    Stage,
+    StageResult,
+    StageSummary,
+    Step,
+    per_spectrum,
+)
+from survey_scale.science.final_sample import DESCRIPTIONS, RULES, final_sample_flags
 from survey_scale.stages.chi2ratio import label_index
-from survey_scale.stages.registry import FINAL_SAMPLE_INPUTS, FINAL_SAMPLE_OUTPUTS
 
 FINAL_SAMPLE_VERSION = "2"  # 2: the colour clause of flag_cool_star not for LAMOST class O/B
-INPUTS = (*FINAL_SAMPLE_INPUTS, "BP", "RP", "class", "subclass")  # colours, classes: ingest writes them
-OUTPUTS = FINAL_SAMPLE_OUTPUTS
+REQUIRES = ("fit_flags", "labels", "chi2ratio", "flag_chi2ratio", "teff_cool", "chi2_red_cool", "chi2_red_hot", "ebv")
+INPUTS = (*REQUIRES, "BP", "RP", "class", "subclass")  # colours, classes: ingest writes them
+OUTPUTS = ("bp_rp0", *(rule for rule in RULES if rule != "flag_chi2ratio"), "final_sample")  # chi2ratio writes its own
 
 
 def final_sample_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
@@ -50,6 +58,17 @@ def final_sample_stage(teff_index: int) -> Stage:
     )
 
 
-def run(config: Config, engine: Engine) -> StageSummary:
+def run(config: ConfigBase, engine: Engine) -> StageSummary:
     """Registry step ``final_sample``."""
     return engine.run_stage(final_sample_stage(label_index(engine, "teff")))
+
+
+STEPS = (
+    Step(
+        "final_sample",
+        run,
+        requires=REQUIRES,
+        produces=OUTPUTS,
+        description="P2 5.1's final-sample rules, one flag each, and final_sample (§13)",
+    ),
+)

@@ -43,14 +43,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import Field
 
-from survey_scale.config import Config, FitConfig
 from survey_scale.core.fit_flags import FLAG_BITS, FLAG_NO_DATA
 from survey_scale.core.grid import wavelength_grid
-from survey_scale.core.labels import LABEL_UNITS, P2_TABLE5_CORRELATIONS
+from survey_scale.core.labels import (
+    LABEL_NAMES,
+    LABEL_UNITS,
+    P2_TABLE5_CORRELATIONS,
+    output_label_names,
+    to_label_order,
+)
+from survey_scale.core.settings import ConfigBase, Section
 from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,
@@ -60,18 +67,33 @@ from survey_scale.engine.contracts import (
     Stage,
     StageResult,
     StageSummary,
+    Step,
+    output_names,
     per_spectrum,
 )
-from survey_scale.science.emulator import DEFAULT_EMULATORS, Emulator, default_emulator_path
-from survey_scale.science.emulator import load as load_emulator
-from survey_scale.science.emulator_set import EmulatorSet
-from survey_scale.science.fitting import set_threads
-from survey_scale.science.label_fit import (
-    COOL_STAR_COMPONENT,
-    fit_labels_set,
-    output_label_names,
-    to_label_order,
-)
+
+if TYPE_CHECKING:  # the science of the fit imports torch: loaded when the step runs, not when it is listed
+    from survey_scale.science.emulator import Emulator
+    from survey_scale.science.emulator_set import EmulatorSet
+
+
+class FitConfig(Section):
+    """The label fit (SPEC §5.3)."""
+
+    device: str | None = Field(None, description="null = CUDA if available, else CPU")
+    bounds: float = Field(0.55, gt=0, description="fit box in scaled labels (±0.5 is the grid's range)")
+    max_iter: int = Field(100, ge=1)
+    n_starts: int = Field(1, ge=1)
+    block_spectra: int = Field(1024, ge=1, description="spectra per Dask task")
+    threads: int = Field(
+        1, ge=1, description="torch threads per Dask thread (fixed, so results are the same on every cluster kind)"
+    )
+    cool_star_emulator: str | None = Field(
+        "physical",
+        description="independent cool-star Teff for the final-sample rule (P2 5.1): a shipped emulator set's name "
+        "or a file, its 'cool' component (or the file's emulator); null = no check",
+    )
+
 
 FIT_STAGE_VERSION = "4"  # 4: a set's component chosen by its full-spectrum fit; 3: emulator sets, the cool-star check
 CORR_NAMES = tuple(f"corr_{a}_{b}" for a, b in P2_TABLE5_CORRELATIONS)
@@ -79,18 +101,33 @@ CORR_NAMES = tuple(f"corr_{a}_{b}" for a, b in P2_TABLE5_CORRELATIONS)
 
 def load_emulator_model(path: str) -> Any:
     """Loader of the runner's worker plugin."""
-    return load_emulator(path)
+    from survey_scale.science.emulator import load
+
+    return load(path)
 
 
 def load_cool_star_model(path: str) -> Emulator:
     """Loader of the cool-star check's emulator: the ``cool`` component of a set, or the file's emulator."""
-    em = load_emulator(path)
+    from survey_scale.science.emulator import load
+    from survey_scale.science.emulator_set import EmulatorSet
+    from survey_scale.science.label_fit import COOL_STAR_COMPONENT
+
+    em = load(path)
     return em.component(COOL_STAR_COMPONENT) if isinstance(em, EmulatorSet) else em
+
+
+def set_torch_threads(n: int) -> None:
+    """Worker setup: torch's thread count (``fit.threads``)."""
+    from survey_scale.science.fitting import set_threads
+
+    set_threads(n)
 
 
 def fit_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
     """Stage function: the §5.3 procedure on a chunk of normalized spectra, with every component of an
     emulator set, and the cool-star check."""
+    from survey_scale.science.label_fit import fit_labels_set
+
     em = ctx.models["emulator"]
     out = fit_labels_set(
         em,
@@ -212,13 +249,16 @@ def fit_stage(
         },
         dims={"label": label_names, "label2": label_names},
         block_rows=fit.block_spectra,
-        worker_setup=partial(set_threads, fit.threads),
+        worker_setup=partial(set_torch_threads, fit.threads),
     )
 
 
 def cool_star_path(name: str | None, emulator: Emulator | EmulatorSet) -> Path | None:
     """The cool-star check's file for ``fit.cool_star_emulator`` (a shipped name or a file), or None where the
     fit's own emulator set has a cool component (it is fitted anyway) or the check is off."""
+    from survey_scale.science.emulator import DEFAULT_EMULATORS, default_emulator_path
+    from survey_scale.science.label_fit import COOL_STAR_COMPONENT
+
     if name is None or COOL_STAR_COMPONENT in getattr(emulator, "names", ()):
         return None
     if name in DEFAULT_EMULATORS:
@@ -230,10 +270,22 @@ def cool_star_path(name: str | None, emulator: Emulator | EmulatorSet) -> Path |
     return Path(name)
 
 
-def run(config: Config, engine: Engine) -> StageSummary:
+def run(config: ConfigBase, engine: Engine) -> StageSummary:
     """Registry step ``fit``: the stage with the emulator of step ``emulator`` and the cool-star check."""
     path = engine.models["emulator"]
-    em = load_emulator(path)
+    em = load_emulator_model(path)
     cool = cool_star_path(config.fit.cool_star_emulator, em)
     components = tuple(getattr(em, "names", ("main",)))
     return engine.run_stage(fit_stage(path, tuple(em.label_names), config.fit, cool, components))
+
+
+STEPS = (
+    Step(
+        "fit",
+        run,
+        requires=("norm_flux", "norm_ivar", "pixmask", "snr_g", "model:emulator"),
+        produces=output_names(fit_stage(Path("emulator.npz"), LABEL_NAMES, FitConfig()).outputs),
+        description="the label fit (§5.3)",
+        config={"fit": FitConfig},
+    ),
+)

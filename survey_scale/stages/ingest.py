@@ -31,14 +31,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, field_validator
 
-from survey_scale.config import Config
 from survey_scale.core.grid import N_WAVE, PIXMASK_BITS
-from survey_scale.engine.contracts import ChunkContext, Engine, Output, Stage, StageResult, TaskFailure
+from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.engine.contracts import (
+    ChunkContext,
+    Engine,
+    Output,
+    Stage,
+    StageResult,
+    Step,
+    TaskFailure,
+    output_names,
+)
 from survey_scale.io.lamost import LamostReadError, read_lamost
 from survey_scale.science.ingest import (
     METADATA,
@@ -49,6 +59,47 @@ from survey_scale.science.ingest import (
     records_frame,
 )
 from survey_scale.science.resample import resample_to_grid, rest_frame
+
+
+class IngestConfig(Section):
+    """Ingest of LAMOST FITS files (SPEC §2)."""
+
+    input: Path | None = None
+    patterns: list[str] = Field(["*.fits", "*.fits.gz", "*.fit", "*.fit.gz", "*.fits.bz2"])
+    catalog: Path | None = None
+    crossmatch: Path | None = None
+    release: str | None = Field(None, description="default: from the header DATA_V, else 'unknown'")
+    files_per_task: int = Field(256, ge=1)
+    rv_source: Literal["auto", "catalog", "header"] = "auto"
+    max_abs_rv: float = Field(
+        1000.0, gt=0, description="km/s; a star with a larger |RV| is rejected (QSOs, galaxies: kept, rv NaN)"
+    )
+    min_coverage: float = Field(0.5, ge=0, le=1, description="fraction of the grid a spectrum must cover")
+    min_good_fraction: float = Field(
+        0.5, ge=0, le=1, description="fraction of an output pixel covered by good input pixels to keep its ivar"
+    )
+    mask_andmask: bool = True
+    max_file_bytes: int = Field(
+        64 * 2**20, ge=2880, description="a file larger than this, decompressed, is rejected (gzip bombs)"
+    )
+    file_time_limit_s: float | None = Field(10.0, gt=0, description="reading one file may take this long")
+    classes: list[str] | None = Field(
+        None,
+        description="keep only spectra of these LAMOST classes (e.g. [O, B, A]: the spectral letter of SUBCLASS, "
+        "with the d/g/sd of M types dropped; a whole SUBCLASS such as WD; or a CLASS such as STAR); the others "
+        "are rejected as class_not_selected; null = every class",
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_named(cls, classes: list[str] | None) -> list[str] | None:
+        if classes is None:
+            return None
+        names = [str(c).strip() for c in classes]
+        if not names or not all(names):
+            raise ValueError("give at least one class name, none empty (null keeps every class)")
+        return names
+
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +183,7 @@ def resample_chunk(inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: Ch
     return StageResult(outputs, rejects)
 
 
-def ingest_stage(plan_path: Path, row0: int, config: Config) -> Stage:
+def ingest_stage(plan_path: Path, row0: int, config: ConfigBase) -> Stage:
     """The ``ingest`` write stage for a planned batch (``plan_path`` relative to the cube)."""
     params = {
         "plan": str(plan_path),
@@ -183,7 +234,7 @@ class IngestSummary:
 # --- orchestration: inspect -> plan -> allocate -> write ------------------------------------------------
 
 
-def ingest_batches(config: Config, engine: Engine) -> list[IngestSummary]:
+def ingest_batches(config: ConfigBase, engine: Engine) -> list[IngestSummary]:
     """Ingest ``config.ingest.input`` into the engine's cube (registry step ``ingest``).
 
     A batch left unfinished by an earlier, interrupted ingest is completed first (with its own inputs).
@@ -195,7 +246,7 @@ def ingest_batches(config: Config, engine: Engine) -> list[IngestSummary]:
             log.info(
                 "resuming unfinished ingest batch %d (input %s)", state["batch"], state["config"]["ingest"]["input"]
             )
-            pending = Config.model_validate(state["config"])
+            pending = ConfigBase.model_validate(state["config"])
             summaries.append(_run_batch(pending, engine, batch_dir, state))
     if config.ingest.input is not None:
         batch_dir, state = engine.bookkeeping.new_batch(
@@ -205,7 +256,7 @@ def ingest_batches(config: Config, engine: Engine) -> list[IngestSummary]:
     return summaries
 
 
-def _run_batch(config: Config, engine: Engine, batch_dir: Path, state: dict[str, Any]) -> IngestSummary:
+def _run_batch(config: ConfigBase, engine: Engine, batch_dir: Path, state: dict[str, Any]) -> IngestSummary:
     cfg = config.ingest
     bookkeeping = engine.bookkeeping
     batch = state["batch"]
@@ -220,7 +271,7 @@ def _run_batch(config: Config, engine: Engine, batch_dir: Path, state: dict[str,
         records = _inspect(engine, state["todo"], batch_dir, cfg.files_per_task, read_options(config))
         existing = set(engine.read_column("specid")) if engine.n_spectra() else set()
         n_old = engine.n_spectra()
-        plan, rejects, already = plan_batch(records, existing, config, batch)
+        plan, rejects, already = plan_batch(records, existing, config.ingest, batch)
         bookkeeping.save_table(bookkeeping.plan_path(batch_dir), plan)
         _record_rejects(engine, batch, rejects)
         state = bookkeeping.set_batch_state(
@@ -259,7 +310,7 @@ def _run_batch(config: Config, engine: Engine, batch_dir: Path, state: dict[str,
     return summary
 
 
-def read_options(config: Config) -> dict[str, Any]:
+def read_options(config: ConfigBase) -> dict[str, Any]:
     """Limits of :func:`survey_scale.io.lamost.read_lamost` for untrusted files (``ingest`` section)."""
     return {"max_bytes": config.ingest.max_file_bytes, "time_limit_s": config.ingest.file_time_limit_s}
 
@@ -323,3 +374,14 @@ def _record_rejects(engine: Engine, batch: int, rejects: pd.DataFrame) -> None:
             if len(kept) != len(table):
                 engine.bookkeeping.record_rejects(name, kept)
     engine.bookkeeping.record_rejects(f"ingest-batch-{batch:04d}", rejects)
+
+
+STEPS = (
+    Step(
+        "ingest",
+        ingest_batches,
+        produces=output_names((*SPECTRA, *METADATA_OUTPUTS)),
+        description="LAMOST FITS files -> cube (§2)",
+        config={"ingest": IngestConfig},
+    ),
+)

@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from survey_scale.config import Config
 from survey_scale.core.files import stable_hash
 from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.settings import ConfigBase, Section
 from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,
@@ -44,6 +45,8 @@ from survey_scale.engine.contracts import (
     Stage,
     StageResult,
     StageSummary,
+    Step,
+    output_names,
 )
 from survey_scale.science.distance import binary_flags, spectrophotometric_parallax
 from survey_scale.science.final_sample import HOT_STAR_EVIDENCE
@@ -61,7 +64,37 @@ from survey_scale.science.mks import (
     train_network,
     training_split,
 )
+from survey_scale.science.mks import summary_lines as mks_summary_lines
 from survey_scale.stages.chi2ratio import hot_star_rows
+
+
+class MKsConfig(Section):
+    """Spectroscopic MKs: geometric MKs, the two networks, the MCMC uncertainty model (SPEC §8, P1 §5)."""
+
+    min_parallax_snr: float = Field(10.0, gt=0, description="training and test stars: ϖ/σ_ϖ above this")
+    min_snr: float = Field(50.0, ge=0, description="training stars: S/N above this (the others test)")
+    bright_mks: float | None = Field(-1.5, description="training also takes stars with geometric MKs below this…")
+    bright_min_parallax_snr: float = Field(3.0, gt=0, description="…and ϖ/σ_ϖ above this (P1's bright-end stars)")
+    balance_mks: bool = Field(True, description="loss weights evening out the training set's MKs distribution")
+    max_train: int = Field(50_000, ge=20, description="at most this many training spectra (a seeded subset)")
+    binary_iterations: int = Field(2, ge=0, description="retrainings without the binaries found (P1: 2)")
+    hidden: list[int] = Field([100, 100], description="hidden widths (P1 Eq. 6: two layers of 100 sigmoid)")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    learning_rate: float = Field(0.001, gt=0, description="Adam")
+    batch_size: int = Field(128, ge=1)
+    max_epochs: int = Field(600, ge=1)
+    patience: int = Field(40, ge=1, description="stop after this many epochs without a better validation loss")
+    seed: int = 0
+    device: str | None = Field(None, description="null = CUDA if available, else CPU (training)")
+    threads: int = Field(1, ge=1, description="torch threads of the training (the same count gives the same model)")
+    min_error_stars: int = Field(
+        30, ge=10, description="an emission network with fewer test stars uses the other's errors"
+    )
+    mcmc_walkers: int = Field(32, ge=8)
+    mcmc_steps: int = Field(4000, ge=100)
+    mcmc_burn: int = Field(1000, ge=0)
+    block_spectra: int = Field(4096, ge=1, description="spectra per Dask task (inference)")
+
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +146,7 @@ def _error_fit(
     return dict(zip(PARAMETERS, (float(t) for t in theta), strict=True))
 
 
-def train_mks_model(config: Config, engine: Engine, key: str) -> tuple[MKsModel, dict[str, Any]]:
+def train_mks_model(config: ConfigBase, engine: Engine, key: str) -> tuple[MKsModel, dict[str, Any]]:
     """Steps 1–4 of the module docstring; returns the model and its summary for the cube's attributes."""
     cfg, snr_column = config.mks, config.survey.snr_column
     cols = {name: engine.read_column(name) for name in SET_COLUMNS}
@@ -249,7 +282,7 @@ def train_mks_model(config: Config, engine: Engine, key: str) -> tuple[MKsModel,
     return model, summary
 
 
-def model_key(config: Config, engine: Engine) -> str:
+def model_key(config: ConfigBase, engine: Engine) -> str:
     """The MKs model's key: its settings and the provenance of what it trains on — not the cube's rows (an
     append re-uses the model)."""
     # The PCA model is in (its hash): it is kept across appends and changes only when retrained (new settings,
@@ -260,11 +293,11 @@ def model_key(config: Config, engine: Engine) -> str:
         name: {k: v for k, v in engine.variable_attrs(name).items() if k in kept}
         for name in ("pca_flux", "mks_geo", "em_flag", *evidence)
     }
-    settings = (config.mks.model_dump_json(), config.survey.snr_column, config.distance.binary_snr)
+    settings = (config.mks.science_json(), config.survey.snr_column, config.distance.binary_snr)
     return stable_hash(MKS_VERSION, settings, stamps)
 
 
-def run_model(config: Config, engine: Engine) -> Path:
+def run_model(config: ConfigBase, engine: Engine) -> Path:
     """Registry step ``mks_model``: the trained model in ``engine.models["mks"]`` (re-used when its key matches,
     unless ``runner.refit``)."""
     from survey_scale.science.fitting import set_threads
@@ -336,6 +369,27 @@ def mks_stage(model_path: Path, snr_column: str, block: int) -> Stage:
     )
 
 
-def run(config: Config, engine: Engine) -> StageSummary:
+def run(config: ConfigBase, engine: Engine) -> StageSummary:
     """Registry step ``mks``: inference over the whole cube with the model of step ``mks_model``."""
     return engine.run_stage(mks_stage(engine.models["mks"], config.survey.snr_column, config.mks.block_spectra))
+
+
+STEPS = (
+    Step(
+        "mks_model",
+        run_model,
+        requires=("pca_flux", "em_flag", "bad_spectrum_flag", "mks_geo", "mks_geo_err", "aks"),
+        produces=("model:mks",),
+        description="the MKs networks and their MCMC uncertainty model (§8)",
+        config={"mks": MKsConfig},
+        summary=mks_summary_lines,
+    ),
+    Step(
+        "mks",
+        run,
+        requires=("pca_flux", "em_flag", "model:mks"),
+        produces=output_names(mks_stage(Path("mks.npz"), "snr_g", 1).outputs),
+        description="spectroscopic MKs of every spectrum (§8)",
+        config={"mks": MKsConfig},
+    ),
+)

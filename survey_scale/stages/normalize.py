@@ -6,12 +6,31 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from survey_scale.config import Config, NormalizeConfig
 from survey_scale.core.grid import PIXMASK_BITS, wavelength_grid
 from survey_scale.core.masks import clean_window_mask
-from survey_scale.engine.contracts import ChunkContext, Engine, Output, Stage, StageResult, StageSummary
+from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.engine.contracts import (
+    ChunkContext,
+    Engine,
+    Output,
+    Stage,
+    StageResult,
+    StageSummary,
+    Step,
+    output_names,
+)
 from survey_scale.science.normalize import normalize_continuum
+
+
+class NormalizeConfig(Section):
+    """Pseudo-continuum normalization (SPEC §3)."""
+
+    length: float = Field(50.0, gt=0, description="L of the Gaussian kernel, Å (P2 Eq. 2)")
+    block_spectra: int = Field(2048, ge=1, description="spectra per Dask task")
+    min_pixels: int = Field(500, ge=1, description="fewer usable normalized pixels: the spectrum is rejected")
+
 
 NORMALIZE_VERSION = "1"
 
@@ -55,6 +74,18 @@ def normalize_stage(config: NormalizeConfig | None = None) -> Stage:
     )
 
 
-def run(config: Config, engine: Engine) -> StageSummary:
+def run(config: ConfigBase, engine: Engine) -> StageSummary:
     """Registry step ``normalize``."""
     return engine.run_stage(normalize_stage(config.normalize))
+
+
+STEPS = (
+    Step(
+        "normalize",
+        run,
+        requires=("flux", "ivar", "pixmask"),
+        produces=output_names(normalize_stage().outputs),
+        description="pseudo-continuum normalization (§3)",
+        config={"normalize": NormalizeConfig},
+    ),
+)

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from survey_scale.config import Config, EmissionConfig, PCAConfig
 from survey_scale.core.files import stable_hash
 from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import clean_window_mask
+from survey_scale.core.settings import ConfigBase, Section
 from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,
@@ -28,6 +29,8 @@ from survey_scale.engine.contracts import (
     Stage,
     StageResult,
     StageSummary,
+    Step,
+    output_names,
 )
 from survey_scale.science.emission import derive_thresholds, emission_flags
 from survey_scale.science.pca import (
@@ -41,6 +44,36 @@ from survey_scale.science.pca import (
     moments_to_mean_std,
     pca_from_gram,
 )
+
+
+class PCAConfig(Section):
+    """PCA reconstruction (SPEC §4)."""
+
+    n_components: int = Field(100, ge=1, description="K")
+    snr_column: str = "snr_g"
+    min_snr: float = Field(50.0, ge=0, description="training spectra: S/N above this")
+    max_train: int | None = Field(100_000, ge=100, description="random subset of the candidates (seeded)")
+    min_clean_fraction: float = Field(0.95, ge=0, le=1, description="training: usable clean-window pixels")
+    seed: int = 0
+    n_refits: int = Field(2, ge=0, description="refits without the stars the previous pass flagged (P1: 1)")
+    max_component_share: float = Field(
+        0.1, gt=0, le=1, description="refits also drop spectra carrying more of one component's variance"
+    )
+    block_spectra: int = Field(2048, ge=1, description="spectra per Dask task")
+
+
+class EmissionConfig(Section):
+    """Hα emission and erroneous-spectrum flags (SPEC §4, P1 §3 and Appendix A)."""
+
+    threshold: float | None = Field(None, description="fixed Hα excess threshold; null = per-spectrum, derived")
+    n_sigma: float = Field(2.75, gt=0, description="derived: offset + √((n_sigma err)² + (model_n_sigma σ_m)²)")
+    model_n_sigma: float = Field(4.0, gt=0, description="σ_m = √max(1, pca_chi2) × model σ (derived)")
+    train_n_sigma: float = Field(2.5, gt=0, description="pass 1: candidates above this n-sigma leave training")
+    bad_chi2_threshold: float | None = Field(None, description="reduced χ² threshold; null = derived")
+    bad_n_sigma: float = Field(20.0, gt=0, description="derived: median + bad_n_sigma × MAD of log10 χ²")
+    bad_local_z_threshold: float | None = Field(None, description="worst local misfit threshold; null = derived")
+    bad_local_n_sigma: float = Field(4.0, gt=0, description="derived: median + bad_local_n_sigma × MAD of log10 z")
+
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +121,7 @@ def pca_candidates(engine: Engine, cfg: PCAConfig) -> np.ndarray:
     return rows
 
 
-def build_pca_models(config: Config, engine: Engine) -> Path:
+def build_pca_models(config: ConfigBase, engine: Engine) -> Path:
     """The iterated PCA of SPEC §4; returns the final model's path (refitting only what changed).
 
     Pass 1 trains on every candidate (S/N above ``pca.min_snr``); each refit trains on the candidates that
@@ -107,7 +140,7 @@ def build_pca_models(config: Config, engine: Engine) -> Path:
     """
     cfg, em_cfg = config.pca, config.emission
     norm_hash = engine.variable_attrs("norm_flux").get("provenance_config_hash", "")
-    settings_key = stable_hash(PCA_STAGE_VERSION, cfg.model_dump_json(), em_cfg.model_dump_json(), norm_hash)
+    settings_key = stable_hash(PCA_STAGE_VERSION, cfg.science_json(), em_cfg.science_json(), norm_hash)
     final = engine.model_path(PCA_MODEL_FILE)
     if final.exists() and not config.runner.refit:
         kept = PCAModel.load(final)
@@ -188,7 +221,7 @@ def build_pca_models(config: Config, engine: Engine) -> Path:
     return final
 
 
-def fallback_pca_model(config: Config, engine: Engine, reason: str) -> Path:
+def fallback_pca_model(config: ConfigBase, engine: Engine, reason: str) -> Path:
     """The PCA model of a cube with too few training spectra: never fail for want of training data (SPEC §4).
 
     The model kept from an earlier run of this cube (``pca.npz`` trained on the cube's own spectra, e.g. the
@@ -214,7 +247,7 @@ def fallback_pca_model(config: Config, engine: Engine, reason: str) -> Path:
     return final
 
 
-def run_model(config: Config, engine: Engine) -> Path:
+def run_model(config: ConfigBase, engine: Engine) -> Path:
     """Registry step ``pca_model``: the final PCA model, in ``engine.models["pca"]``."""
     engine.models["pca"] = build_pca_models(config, engine)
     return engine.models["pca"]
@@ -270,6 +303,26 @@ def pca_stage(model_path: Path, pca: PCAConfig, emission: EmissionConfig) -> Sta
     )
 
 
-def run(config: Config, engine: Engine) -> StageSummary:
+def run(config: ConfigBase, engine: Engine) -> StageSummary:
     """Registry step ``pca``: the stage with the model of step ``pca_model``."""
     return engine.run_stage(pca_stage(engine.models["pca"], config.pca, config.emission))
+
+
+STEPS = (
+    Step(
+        "pca_model",
+        run_model,
+        requires=("norm_flux", "norm_ivar", "clean_fraction", "snr_g"),
+        produces=("model:pca",),
+        description="the iterated PCA fit (§4)",
+        config={"pca": PCAConfig, "emission": EmissionConfig},
+    ),
+    Step(
+        "pca",
+        run,
+        requires=("norm_flux", "norm_ivar", "model:pca"),
+        produces=output_names(pca_stage(Path("pca.npz"), PCAConfig(), EmissionConfig()).outputs),
+        description="PCA reconstruction, emission and erroneous-spectrum flags (§4)",
+        config={"pca": PCAConfig, "emission": EmissionConfig},
+    ),
+)

@@ -2,7 +2,7 @@
 
 1. The repeat pairs of every star (:func:`survey_scale.science.repeats.repeat_pairs_block`) wherever its
    visits are, cached under a key of the fits, S/N and nights.
-2. The precision table (P2 §4.6: S/N < 50, 50–100, > 100, pairs with Teff > ``survey.precision_teff_min``)
+2. The precision table (P2 §4.6: S/N < 50, 50–100, > 100, pairs with Teff > ``repeats.precision_teff_min``)
    and a finer curve (P2 Fig. 10), for those pairs and for all of them, recorded in the cube's attributes
    (``attrs['reductions']['repeat_precision']``) with the pulls of the pairs before and after calibration.
 3. The error calibration (P2 §5.6), recorded as ``attrs['reductions']['error_calibration']``, and the stage
@@ -18,11 +18,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from survey_scale.config import Config
 from survey_scale.core.fit_flags import FLAG_NO_DATA, FLAG_NOT_CONVERGED
-from survey_scale.core.labels import LABEL_UNITS
-from survey_scale.engine.contracts import ChunkContext, Engine, Output, Stage, StageResult, StageSummary
+from survey_scale.core.labels import LABEL_NAMES, LABEL_UNITS
+from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.engine.contracts import (
+    ChunkContext,
+    Engine,
+    Output,
+    Stage,
+    StageResult,
+    StageSummary,
+    Step,
+    output_names,
+)
 from survey_scale.science.final_sample import HOT_STAR_EVIDENCE
 from survey_scale.science.poly2d import robust_sigma
 from survey_scale.science.repeats import (
@@ -36,6 +46,7 @@ from survey_scale.science.repeats import (
     repeat_pairs_block,
     sort_pairs,
 )
+from survey_scale.science.repeats import summary_lines as repeats_summary_lines
 from survey_scale.stages.chi2ratio import label_index
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,16 @@ log = logging.getLogger(__name__)
 REPEATS_VERSION = "2"
 BAD_FIT_FLAGS = FLAG_NO_DATA | FLAG_NOT_CONVERGED
 """A visit with one of these fit flags enters no repeat pair."""
+
+
+class RepeatsConfig(Section):
+    """Repeat-visit precision and the calibrated errors (SPEC §6, P2 §4.6, §5.6; step ``repeats``)."""
+
+    snr_tolerance: float = Field(0.2, gt=0, le=1, description="repeat pairs: |ΔS/N| < this × mean S/N")
+    precision_teff_min: float = Field(10000.0, ge=0, description="P2 Fig. 10's precision: pairs with Teff > this")
+    calibration_min_per_cell: int = Field(25, ge=3, description="error calibration: pairs per (Teff, S/N) cell")
+    calibration_max_bins: int = Field(6, ge=1, description="error calibration: at most this many bins per axis")
+    calibration_min_pairs: int = Field(50, ge=1, description="fewer usable pairs: a label keeps formal errors")
 
 
 def calibrated_error_names(label_names: Sequence[str]) -> list[str]:
@@ -59,8 +80,9 @@ def calibrate_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any],
     return StageResult({name: err[:, k] for k, name in enumerate(names)})
 
 
-def calibrate_stage(calibration: ErrorCalibration, teff_index: int, snr_column: str) -> Stage:
-    outputs = tuple(
+def calibrated_error_outputs(label_names: Sequence[str]) -> tuple[Output, ...]:
+    """``<label>_err`` of every label in ``label_names``."""
+    return tuple(
         Output(
             name,
             "float32",
@@ -69,8 +91,12 @@ def calibrate_stage(calibration: ErrorCalibration, teff_index: int, snr_column: 
                 "units": LABEL_UNITS.get(label, ""),
             },
         )
-        for label, name in zip(calibration.label_names, calibrated_error_names(calibration.label_names), strict=True)
+        for label, name in zip(label_names, calibrated_error_names(label_names), strict=True)
     )
+
+
+def calibrate_stage(calibration: ErrorCalibration, teff_index: int, snr_column: str) -> Stage:
+    outputs = calibrated_error_outputs(calibration.label_names)
     return Stage(
         name="calibrate_errors",
         version=REPEATS_VERSION,
@@ -108,24 +134,24 @@ def pull_summary(pairs: Mapping[str, np.ndarray], calibration: ErrorCalibration)
     return out
 
 
-def run(config: Config, engine: Engine) -> StageSummary:
+def run(config: ConfigBase, engine: Engine) -> StageSummary:
     """Registry step ``repeats``: pairs, precision, calibration, then the ``calibrate_errors`` stage."""
-    cfg = config.survey
+    cfg, survey = config.repeats, config.survey
     label_names = [str(n) for n in engine.read_column("label")]
     teff_index = label_index(engine, "teff")
     evidence = tuple(name for name in HOT_STAR_EVIDENCE[1:] if engine.has_variable(name))  # the cool-star check
-    variables = ("lmjd", "labels", "label_err", "fit_flags", cfg.snr_column, *evidence)
+    variables = ("lmjd", "labels", "label_err", "fit_flags", survey.snr_column, *evidence)
     params = {
-        "snr_column": cfg.snr_column,
+        "snr_column": survey.snr_column,
         "teff_index": teff_index,
-        "snr_tolerance": cfg.repeat_snr_tolerance,
+        "snr_tolerance": cfg.snr_tolerance,
         "bad_flags": BAD_FIT_FLAGS,
     }
     key = engine.input_key(variables[1:], "repeat pairs", REPEATS_VERSION, params)
 
     def compute() -> dict[str, np.ndarray]:
         pairs = engine.reduce_by_star(
-            variables, repeat_pairs_block, params, combine=concat_pairs, block_rows=cfg.block_spectra
+            variables, repeat_pairs_block, params, combine=concat_pairs, block_rows=survey.block_spectra
         )
         return sort_pairs(pairs)
 
@@ -154,7 +180,7 @@ def run(config: Config, engine: Engine) -> StageSummary:
         "repeat_precision",
         {
             "n_pairs": n_pairs,
-            "selection": f"different nights, |dS/N| < {cfg.repeat_snr_tolerance:g} x mean S/N, converged fits",
+            "selection": f"different nights, |dS/N| < {cfg.snr_tolerance:g} x mean S/N, converged fits",
             "teff_min": cfg.precision_teff_min,
             "table": table(PRECISION_BINS, cfg.precision_teff_min),
             "table_all_teff": table(PRECISION_BINS, None),
@@ -164,4 +190,24 @@ def run(config: Config, engine: Engine) -> StageSummary:
         },
     )
     engine.record_reduction("error_calibration", {**calibration.to_dict(), "pairs_key": key})
-    return engine.run_stage(calibrate_stage(calibration, teff_index, cfg.snr_column))
+    return engine.run_stage(calibrate_stage(calibration, teff_index, survey.snr_column))
+
+
+STEPS = (
+    Step(
+        "repeats",
+        run,
+        requires=("labels", "label_err", "fit_flags", "snr_g"),
+        produces=output_names(calibrated_error_outputs(LABEL_NAMES)),
+        description="repeat-visit precision and calibrated errors (§6, P2 §4.6, §5.6)",
+        config={"repeats": RepeatsConfig},
+        renamed_keys={
+            "survey.repeat_snr_tolerance": "repeats.snr_tolerance",
+            "survey.precision_teff_min": "repeats.precision_teff_min",
+            "survey.calibration_min_per_cell": "repeats.calibration_min_per_cell",
+            "survey.calibration_max_bins": "repeats.calibration_max_bins",
+            "survey.calibration_min_pairs": "repeats.calibration_min_pairs",
+        },
+        summary=repeats_summary_lines,
+    ),
+)

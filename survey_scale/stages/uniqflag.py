@@ -8,14 +8,24 @@ cube's rows or their S/N change.
 
 from __future__ import annotations
 
-from survey_scale.config import Config
-from survey_scale.engine.contracts import Engine
+from survey_scale.core.settings import ConfigBase
+from survey_scale.engine.contracts import Engine, Step
 from survey_scale.science.repeats import uniqflag_block
 
 UNIQFLAG_VERSION = "1"
 
 
-def run(config: Config, engine: Engine) -> bool:
+def uniqflag_attrs(snr: str) -> dict[str, dict[str, str]]:
+    """The column the step writes, with its attributes, for the S/N column ``snr``."""
+    return {
+        "uniqflag": {
+            "long_name": f"1 = the star's highest-{snr} visit, 2..n its other visits by decreasing {snr}",
+            "units": "",
+        }
+    }
+
+
+def run(config: ConfigBase, engine: Engine) -> bool:
     """Registry step ``uniqflag``: returns whether the column was (re)written."""
     snr = config.survey.snr_column
     params = {"snr_column": snr}
@@ -24,10 +34,16 @@ def run(config: Config, engine: Engine) -> bool:
         "uniqflag",
         key,
         lambda: engine.reduce_by_star((snr,), uniqflag_block, params, block_rows=config.survey.block_spectra),
-        {
-            "uniqflag": {
-                "long_name": f"1 = the star's highest-{snr} visit, 2..n its other visits by decreasing {snr}",
-                "units": "",
-            }
-        },
+        uniqflag_attrs(snr),
     )
+
+
+STEPS = (
+    Step(
+        "uniqflag",
+        run,
+        requires=("snr_g", "star_id"),
+        produces=tuple(uniqflag_attrs("snr_g")),
+        description="visits of each star ranked by S/N (§13)",
+    ),
+)

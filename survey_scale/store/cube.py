@@ -46,9 +46,9 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from survey_scale._version import __version__
-from survey_scale.config import CubeConfig
 from survey_scale.core.errors import SurveyScaleError
 from survey_scale.core.grid import N_WAVE, PIXMASK_BITS, check_grid_attrs, grid_attrs, wavelength_grid
+from survey_scale.store.settings import CubeConfig
 
 META_GROUP = "_survey_scale"
 REJECTS_GROUP = "rejects"

@@ -126,3 +126,27 @@ def test_a_configuration_that_is_not_utf8_is_a_config_error_naming_the_file(tmp_
         load_config(path)
     path.write_text("cube:\n  path: spectres_été.zarr\n", encoding="utf-8")  # the same in UTF-8 is read
     assert str(load_config(path).cube.path) == "spectres_été.zarr"
+
+
+def test_keys_a_step_renamed_still_load_with_a_deprecation_line(caplog) -> None:
+    """Keys that moved to the step owning them (issue 24) load from old files, with a line naming each."""
+    with caplog.at_level("WARNING", logger="survey_scale.config"):
+        config = load_config(
+            None, {"survey.chi2ratio_flag": 5.0, "survey.repeat_snr_tolerance": 0.3, "mks.parallax_g_ref": 12.0}
+        )
+    assert config.chi2ratio.flag == 5.0 and config.repeats.snr_tolerance == 0.3
+    assert config.extinction.parallax_g_ref == 12.0 and config.survey.snr_column == "snr_g"
+    for line in ("survey.chi2ratio_flag -> chi2ratio.flag", "mks.parallax_g_ref -> extinction.parallax_g_ref"):
+        assert line in caplog.text
+    # the new place wins over the old one
+    both = load_config(None, {"survey.chi2ratio_flag": 5.0, "chi2ratio.flag": 7.0})
+    assert both.chi2ratio.flag == 7.0
+
+
+def test_kept_models_are_keyed_by_their_scientific_settings_only() -> None:
+    """A block size, a thread count or a device never retrains a kept model (the PCA, the MKs networks)."""
+    base = load_config(None)
+    run_settings = load_config(None, {"pca.block_spectra": 7, "mks.threads": 2, "mks.device": "cpu"})
+    assert run_settings.pca.science_json() == base.pca.science_json()
+    assert run_settings.mks.science_json() == base.mks.science_json()
+    assert load_config(None, {"pca.n_components": 5}).pca.science_json() != base.pca.science_json()

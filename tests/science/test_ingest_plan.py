@@ -93,7 +93,7 @@ def test_bad_catalog_value_rejects_its_row_and_plans_the_others(tmp_path: Path) 
     catalog.to_csv(cat_path, index=False)
     records = _records(_record(1, 1), _record(2, 2), _record(3, 3))
 
-    plan, rejects, already = plan_batch(records, set(), _config(**{"ingest.catalog": cat_path}), BATCH)
+    plan, rejects, already = plan_batch(records, set(), _config(**{"ingest.catalog": cat_path}).ingest, BATCH)
 
     assert list(plan["obsid"]) == [1, 3] and already.empty
     assert list(plan["rv_source"]) == ["catalog", "catalog"]
@@ -122,7 +122,7 @@ def test_duplicate_crossmatch_obsid_rejects_its_rows_not_its_spectra(tmp_path: P
     ).to_parquet(xm_path)
     records = _records(_record(1, 1), _record(2, 2), _record(3, 3), _record(np.nan, 4))
 
-    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.crossmatch": xm_path}), BATCH)
+    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.crossmatch": xm_path}).ingest, BATCH)
 
     assert len(plan) == 4  # photometry is optional: every spectrum is planned
     by_obsid = plan.set_index("specid")
@@ -140,7 +140,7 @@ def test_bad_crossmatch_value_is_a_reject(tmp_path: Path) -> None:
     xm_path = tmp_path / "xm.csv"
     pd.DataFrame({"obsid": ["1", "2"], "parallax": ["1.5", "n/a?"]}).to_csv(xm_path, index=False)
     plan, rejects, _ = plan_batch(
-        _records(_record(1, 1), _record(2, 2)), set(), _config(**{"ingest.crossmatch": xm_path}), BATCH
+        _records(_record(1, 1), _record(2, 2)), set(), _config(**{"ingest.crossmatch": xm_path}).ingest, BATCH
     )
     assert plan["parallax"].iloc[0] == pytest.approx(1.5) and np.isnan(plan["parallax"].iloc[1])
     assert list(rejects["code"]) == ["bad_crossmatch_value"]
@@ -152,7 +152,7 @@ def test_bad_crossmatch_value_is_a_reject(tmp_path: Path) -> None:
 
 def test_missing_rv_is_no_rv_with_useful_advice(tmp_path: Path) -> None:
     records = _records(_record(1, 1, z=np.nan), _record(2, 2, z=0.5), _record(3, 3))
-    plan, rejects, _ = plan_batch(records, set(), _config(), BATCH)
+    plan, rejects, _ = plan_batch(records, set(), _config().ingest, BATCH)
     assert list(plan["obsid"]) == [3]
     by_code = rejects.set_index("code")
     no_rv = by_code.loc["no_rv", "reason"]
@@ -169,7 +169,7 @@ def test_no_rv_advice_follows_rv_source(tmp_path: Path) -> None:
 
     # catalog only: obsid 1 has no catalog rv but a header Z -> suggest 'auto'
     plan, rejects, _ = plan_batch(
-        records, set(), _config(**{"ingest.catalog": cat_path, "ingest.rv_source": "catalog"}), 1
+        records, set(), _config(**{"ingest.catalog": cat_path, "ingest.rv_source": "catalog"}).ingest, 1
     )
     assert list(plan["obsid"]) == [2] and list(rejects["code"]) == ["no_rv"]
     reason = rejects["reason"].iloc[0]
@@ -177,14 +177,14 @@ def test_no_rv_advice_follows_rv_source(tmp_path: Path) -> None:
 
     # header only: obsid 2 has no Z but a catalog rv -> suggest 'auto'
     plan, rejects, _ = plan_batch(
-        records, set(), _config(**{"ingest.catalog": cat_path, "ingest.rv_source": "header"}), 1
+        records, set(), _config(**{"ingest.catalog": cat_path, "ingest.rv_source": "header"}).ingest, 1
     )
     assert list(plan["obsid"]) == [1] and list(rejects["code"]) == ["no_rv"]
     assert "header Z is missing or NaN" in rejects["reason"].iloc[0]
     assert "ingest.rv_source to 'auto'" in rejects["reason"].iloc[0]
 
     # auto: each takes what it has
-    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.catalog": cat_path}), 1)
+    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.catalog": cat_path}).ingest, 1)
     assert list(plan["rv_source"]) == ["header", "catalog"] and rejects.empty
 
 
@@ -201,7 +201,7 @@ def test_non_stellar_class_is_kept_unshifted_with_rv_nan(tmp_path: Path) -> None
         _record(5, 5, z=1e-4),
         _record(6, 6, z=1e-4, wave_min=3700.0 * (1 + z_qso), wave_max=9100.0 * (1 + z_qso), **{"class": "QSO"}),
     )
-    plan, rejects, _ = plan_batch(records, set(), _config(), BATCH)
+    plan, rejects, _ = plan_batch(records, set(), _config().ingest, BATCH)
     assert list(rejects["code"]) == ["rv_out_of_range"]
     assert Path(rejects["source"].iloc[0]).name == "spec-55859-F5902_sp01-004.fits.gz"
     by_obsid = plan.set_index("obsid")
@@ -221,7 +221,7 @@ def test_non_stellar_class_is_kept_unshifted_with_rv_nan(tmp_path: Path) -> None
     plan, rejects, _ = plan_batch(
         _records(_record(1, 1, z=z_qso, **{"class": "QSO"}), _record(5, 5)),
         set(),
-        _config(**{"ingest.catalog": cat_path, "ingest.rv_source": "catalog"}),
+        _config(**{"ingest.catalog": cat_path, "ingest.rv_source": "catalog"}).ingest,
         BATCH,
     )
     assert rejects.empty and list(plan["obsid"]) == [1, 5]
@@ -229,7 +229,7 @@ def test_non_stellar_class_is_kept_unshifted_with_rv_nan(tmp_path: Path) -> None
     assert (plan["rv"].iloc[1], plan["rv_err"].iloc[1], plan["rv_source"].iloc[1]) == (12.0, 3.0, "catalog")
 
     # ingest.classes still decides first: a QSO left out of it is class_not_selected
-    _, rejects, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["G"]}), BATCH)
+    _, rejects, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["G"]}).ingest, BATCH)
     assert set(rejects.loc[rejects["source"].str.contains("sp01-00[1236]"), "code"]) == {"class_not_selected"}
 
 
@@ -289,7 +289,7 @@ def test_real_files_with_a_bad_catalog_row(lamost_dir: Path, tmp_path: Path) -> 
     )
     cat_path = tmp_path / "catalog.csv"
     catalog.to_csv(cat_path, index=False)
-    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.catalog": cat_path}), BATCH)
+    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.catalog": cat_path}).ingest, BATCH)
     assert list(plan["specid"]) == ["55859-F5902-01-001", "55916-B5591606-01-001"]
     assert list(plan["rv"]) == [12.5, -3.0] and set(plan["rv_source"]) == {"catalog"}
     codes = _by_code(rejects)
@@ -305,7 +305,7 @@ def test_empty_records_plan_nothing(tmp_path: Path) -> None:
     xm_path = tmp_path / "xm.parquet"
     pd.DataFrame({"obsid": [1, 1]}).to_parquet(xm_path)
     plan, rejects, already = plan_batch(
-        pd.DataFrame(columns=list(RECORD_COLUMNS)), set(), _config(**{"ingest.crossmatch": xm_path}), BATCH
+        pd.DataFrame(columns=list(RECORD_COLUMNS)), set(), _config(**{"ingest.crossmatch": xm_path}).ingest, BATCH
     )
     assert plan.empty and already.empty
     assert list(rejects["code"]) == ["duplicate_crossmatch_row"] * 2  # the table's bad rows are still recorded
@@ -344,11 +344,11 @@ def test_ingest_classes_rejects_the_other_classes_with_a_reason(tmp_path: Path) 
              ("STAR", ""), ("STAR", "F0")]  # fmt: skip
     records = _records(*(_record(i, i, **{"class": c, "subclass": s}) for i, (c, s) in enumerate(kinds, start=1)))
 
-    plan, rejects, _ = plan_batch(records, set(), _config(), BATCH)
+    plan, rejects, _ = plan_batch(records, set(), _config().ingest, BATCH)
     assert len(plan) == len(kinds) and rejects.empty  # null: every class
     assert list(plan["subclass"]) == [s for _, s in kinds]
 
-    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["o", "B", "A"]}), BATCH)
+    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["o", "B", "A"]}).ingest, BATCH)
     assert list(plan["subclass"]) == ["A2V", "B9", "OB"]
     assert set(rejects["code"]) == {"class_not_selected"} and set(rejects["batch"]) == {BATCH}
     assert [Path(p).name for p in rejects["source"]] == [
@@ -362,7 +362,7 @@ def test_ingest_classes_rejects_the_other_classes_with_a_reason(tmp_path: Path) 
     assert "class QSO, subclass Non" in reason["spec-55859-F5902_sp01-006.fits.gz"]
     assert "class STAR, subclass ?" in reason["spec-55859-F5902_sp01-007.fits.gz"]
 
-    plan, _, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["M", "QSO"]}), BATCH)
+    plan, _, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["M", "QSO"]}).ingest, BATCH)
     assert list(plan["subclass"]) == ["dM5", "Non"]
 
 
@@ -385,14 +385,14 @@ def test_catalog_class_and_lasp_parameters_reach_the_plan(tmp_path: Path) -> Non
     ).to_csv(cat_path, index=False)
     records = _records(*(_record(i, i, subclass="G2") for i in (1, 2, 3)))
     plan, rejects, _ = plan_batch(
-        records, set(), _config(**{"ingest.catalog": cat_path, "ingest.classes": ["A", "G"]}), BATCH
+        records, set(), _config(**{"ingest.catalog": cat_path, "ingest.classes": ["A", "G"]}).ingest, BATCH
     )
     assert list(plan["obsid"]) == [1, 2] and list(plan["subclass"]) == ["A0", "G2"]  # "" in the catalog: header's
     np.testing.assert_allclose(plan["lasp_teff"], [9500.0, np.nan])
     np.testing.assert_allclose(plan["lasp_logg"], [4.1, np.nan], rtol=1e-6)
     assert plan["lasp_teff"].dtype == np.float32
     assert list(rejects["code"]) == ["class_not_selected"] and "subclass K1" in rejects["reason"].iloc[0]
-    plan, _, _ = plan_batch(records, set(), _config(), BATCH)  # no catalog: NaN
+    plan, _, _ = plan_batch(records, set(), _config().ingest, BATCH)  # no catalog: NaN
     assert plan["lasp_teff"].isna().all() and plan["lasp_logg"].isna().all()
 
 
@@ -400,7 +400,7 @@ def test_file_origin_tells_the_mock_from_real_files(tmp_path: Path) -> None:
     records = _records(
         _record(1, 1, tsource=ingest.MOCK_TSOURCE), _record(2, 2, tsource="JF_LEGAS_S"), _record(3, 3, tsource="")
     )
-    plan, _, _ = plan_batch(records, set(), _config(), BATCH)
+    plan, _, _ = plan_batch(records, set(), _config().ingest, BATCH)
     assert list(plan["file_origin"]) == ["mock", "lamost", "lamost"]
 
 

@@ -47,7 +47,7 @@ def test_extinction_chunk_recovers_ebv_and_geometric_mks() -> None:
     inputs["r"][4] = np.nan  # a missing band: the star pairs g with BP and BP with i
     config = load_config(None, {"extinction.intrinsic_color_error": 0.0})  # the floor alone, as P1
     assert config.extinction.color_error_floor == COLOR_ERROR_FLOOR
-    stage = extinction_stage(config, BANDS, 0)
+    stage = extinction_stage(config.extinction, BANDS, 0)
     result = extinction_chunk(inputs, stage.params, ChunkContext(0, n, {}))
     out = result.outputs
     np.testing.assert_allclose(out["ebv"][:5], ebv[:5], atol=1e-9)
@@ -93,7 +93,7 @@ def _distance_inputs() -> dict[str, np.ndarray]:
 
 def test_distances_chunk_flags_binaries_and_uses_the_parallax_alone_for_them() -> None:
     inputs = _distance_inputs()
-    stage = distances_stage(load_config(None))
+    stage = distances_stage(load_config(None).distance)
     result = distances_chunk(inputs, stage.params, ChunkContext(0, 5, {}))
     out = result.outputs
     assert out["binary_flag"].tolist() == [0, 1, -9, -9, -9]

@@ -28,7 +28,8 @@ from collections.abc import Iterator
 from distributed import Client
 from distributed.security import Security
 
-from survey_scale.config import ClusterConfig, ConfigError, TLSConfig
+from survey_scale.core.settings import ConfigError
+from survey_scale.engine.settings import ClusterConfig, TLSConfig
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from distributed import Client
 
-from survey_scale.config import AddressClusterConfig
+from survey_scale.engine.settings import AddressClusterConfig
 
 
 def start(config: AddressClusterConfig) -> tuple[Client, None]:

@@ -55,8 +55,8 @@ import kr8s
 from distributed import Client
 from kr8s.objects import Pod, Secret, Service, new_class
 
-from survey_scale.config import ConfigError, KubernetesClusterConfig
 from survey_scale.core.errors import SurveyScaleError
+from survey_scale.core.settings import ConfigError
 from survey_scale.engine.cluster.kubernetes_manifests import (
     DASHBOARD_PORT,
     FS_GROUP,
@@ -73,6 +73,7 @@ from survey_scale.engine.cluster.kubernetes_manifests import (
     tls_secret_name,
     tls_secret_spec,
 )
+from survey_scale.engine.settings import KubernetesClusterConfig
 
 __all__ = [
     "CONTROLLER_WAIT_S",

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from survey_scale.config import ConfigError, KubernetesClusterConfig
+from survey_scale.core.settings import ConfigError
+from survey_scale.engine.settings import KubernetesClusterConfig
 
 if TYPE_CHECKING:
     from distributed.security import Security

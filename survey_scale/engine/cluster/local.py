@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from distributed import Client, LocalCluster
 
-from survey_scale.config import LocalClusterConfig
+from survey_scale.engine.settings import LocalClusterConfig
 
 
 def start(config: LocalClusterConfig) -> tuple[Client, LocalCluster]:

@@ -19,7 +19,8 @@ import dask
 from dask_jobqueue import SLURMCluster
 from distributed import Client
 
-from survey_scale.config import ConfigError, SlurmClusterConfig
+from survey_scale.core.settings import ConfigError
+from survey_scale.engine.settings import SlurmClusterConfig
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ def _reduction(cube: Path, name: str) -> dict:
 def plot_repeat_precision(cube: str | Path, path: str | Path) -> Path:
     """P2 Fig. 10 analogue: label differences of repeat pairs vs their mean S/N, per label.
 
-    Pairs with Teff above the run's ``survey.precision_teff_min`` (P2: 10,000 K); red lines: median and
+    Pairs with Teff above the run's ``repeats.precision_teff_min`` (P2: 10,000 K); red lines: median and
     ±robust σ in S/N bins; the numbers are the precision (scatter / √2) for S/N < 50, 50–100 and > 100.
     """
     cube = Path(cube)
