@@ -246,7 +246,7 @@ def ingest_batches(config: ConfigBase, engine: Engine) -> list[IngestSummary]:
             log.info(
                 "resuming unfinished ingest batch %d (input %s)", state["batch"], state["config"]["ingest"]["input"]
             )
-            pending = ConfigBase.model_validate(state["config"])
+            pending = type(config).model_validate(state["config"])  # the batch's own configuration
             summaries.append(_run_batch(pending, engine, batch_dir, state))
     if config.ingest.input is not None:
         batch_dir, state = engine.bookkeeping.new_batch(
