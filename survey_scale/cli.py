@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from survey_scale._version import __version__
-from survey_scale.config import Config, ConfigError, load_config
+from survey_scale.config import Config, ConfigError, default_yaml, load_config
 from survey_scale.core.errors import SurveyScaleError
 from survey_scale.stages.registry import default_registry
 
@@ -234,6 +234,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
+    if args.action == "defaults":
+        print(default_yaml(), end="")
+        return 0
     config = load_config(args.file)
     if args.action == "check":
         print(f"{args.file or '<defaults>'}: valid")
@@ -402,10 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "config",
-        help="check a configuration file, show the effective configuration, or what its cluster kind would "
-        "submit (cluster: the SLURM job script or the Kubernetes DaskCluster)",
+        help="check a configuration file, show the effective configuration, what its cluster kind would submit "
+        "(cluster: the SLURM job script or the Kubernetes DaskCluster), or the defaults with every key's description "
+        "(defaults: configs/default.yaml)",
     )
-    p.add_argument("action", choices=["check", "show", "cluster"])
+    p.add_argument("action", choices=["check", "show", "cluster", "defaults"])
     p.add_argument("file", type=Path, nargs="?", help="YAML configuration (default: built-in defaults)")
     p.set_defaults(func=cmd_config)
 

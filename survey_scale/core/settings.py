@@ -21,8 +21,8 @@ class ConfigError(SurveyScaleError, ValueError):
 
 
 class Section(BaseModel):
-    """A configuration section: unknown keys are refused, assignments validated. A field's ``description``
-    is its line in ``configs/default.yaml`` and ``survey-scale config show``."""
+    """A configuration section: unknown keys are refused, assignments validated. The docstring's first line and
+    each field's ``description`` are the comments of ``configs/default.yaml`` (``survey-scale config defaults``)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -39,7 +39,7 @@ class SurveyConfig(Section):
     """Survey-wide settings of the steps that read every spectrum of the survey (SPEC §6)."""
 
     snr_column: str = Field(
-        "snr_g", description="the S/N of uniqflag, chi2ratio, repeat pairs, error calibration and the MKs training"
+        "snr_g", description="the S/N of uniqflag, chi2ratio, repeat pairs, error calibration, MKs training"
     )
     block_spectra: int = Field(
         8192, ge=1, description="spectra per Dask task of the survey-wide reductions (uniqflag, chi2ratio, repeats)"

@@ -18,13 +18,14 @@ log = logging.getLogger("survey_scale.config")  # deprecations are the configura
 class LocalClusterConfig(Section):
     """``cluster.kind: local``: a Dask LocalCluster on this machine."""
 
-    n_workers: int | None = Field(None, ge=1, description="default: one per core")
-    threads_per_worker: int = Field(1, ge=1)
-    memory_limit: str = "auto"
+    n_workers: int | None = Field(None, ge=1, description="worker processes (null = one per core)")
+    threads_per_worker: int = Field(1, ge=1, description="threads per worker (FITS parsing holds the GIL: keep 1)")
+    memory_limit: str = Field("auto", description='memory per worker ("auto" splits the machine\'s memory)')
     dashboard_address: str | None = Field(
-        "127.0.0.1:0", description="where the dashboard listens (loopback; ':0' listens on every interface)"
+        "127.0.0.1:0",
+        description='where the dashboard listens (loopback, any free port; ":0" = every interface; null = none)',
     )
-    processes: bool = True
+    processes: bool = Field(True, description="worker processes (true) or threads of this process (false)")
 
 
 class TLSConfig(Section):
@@ -35,9 +36,17 @@ class TLSConfig(Section):
     certificate are made when the cluster starts (``Security.temporary()``) and handed to the workers.
     """
 
-    enabled: bool = Field(True, description="encrypt and authenticate every connection (tls://)")
-    ca_file: Path | None = Field(None, description="certificate authority (PEM); null = temporary certificates")
-    cert: Path | None = Field(None, description="certificate of this client, scheduler and workers (PEM)")
+    enabled: bool = Field(
+        True,
+        description="use TLS: encrypt and authenticate every connection (tls://); a scheduler runs what it is "
+        "sent: keep it on on shared networks",
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="the cluster's certificate authority (PEM); null = temporary certificates made at start "
+        "(not for a running scheduler)",
+    )
+    cert: Path | None = Field(None, description="certificate of this client, the scheduler and the workers (PEM)")
     key: Path | None = Field(None, description="its private key (PEM)")
 
     @model_validator(mode="after")
@@ -51,9 +60,11 @@ class TLSConfig(Section):
 class AddressClusterConfig(Section):
     """``cluster.kind: address``: a running Dask scheduler."""
 
-    scheduler: str | None = Field(None, description="e.g. tls://scheduler:8786 or tcp://scheduler:8786")
+    scheduler: str | None = Field(
+        None, description="the scheduler's address, e.g. tls://scheduler:8786 or tcp://scheduler:8786"
+    )
     tls: TLSConfig = Field(
-        TLSConfig(enabled=False), description="the scheduler's certificate files (needed for a tls:// address)"
+        TLSConfig(enabled=False), description="its certificates (Dask Security), needed for a tls:// address"
     )
 
     @model_validator(mode="after")
@@ -80,18 +91,26 @@ class SlurmClusterConfig(Section):
     queue: str | None = Field(None, description="partition (#SBATCH -p)")
     account: str | None = Field(None, description="account to charge (#SBATCH -A)")
     cores: int | None = Field(None, ge=1, description="cores per job (#SBATCH --cpus-per-task)")
-    processes: int | None = Field(None, ge=1, description="worker processes per job; null everywhere = one per core")
-    memory: str | None = Field(None, description="memory per job (#SBATCH --mem), shared by its workers")
-    walltime: str | None = Field(None, description="#SBATCH -t of each job, e.g. 04:00:00")
-    job_extra_directives: list[str] | None = Field(None, description="extra #SBATCH options, e.g. [--qos=long]")
-    job_script_prologue: list[str] | None = Field(None, description="shell lines before the workers start")
-    interface: str | None = Field(None, description="network interface of scheduler and workers (ib0; lo)")
+    processes: int | None = Field(
+        None, ge=1, description="worker processes per job (null here and in jobqueue.slurm = one per core)"
+    )
+    memory: str | None = Field(None, description="memory per job (#SBATCH --mem), e.g. 32GiB, shared by its workers")
+    walltime: str | None = Field(None, description='#SBATCH -t of each job, e.g. "04:00:00"')
+    job_extra_directives: list[str] | None = Field(
+        None, description='extra #SBATCH options, e.g. ["--qos=long", "--constraint=cpu"]'
+    )
+    job_script_prologue: list[str] | None = Field(
+        None, description='shell lines before the workers start, e.g. ["source /opt/ss/venv/bin/activate"]'
+    )
+    interface: str | None = Field(
+        None, description="network interface of scheduler and workers (e.g. ib0; lo on one node)"
+    )
     local_directory: str | None = Field(None, description="workers' scratch folder on the node (e.g. $TMPDIR)")
     log_directory: str | None = Field(None, description="folder of the jobs' stdout and stderr")
     shared_temp_directory: str | None = Field(
         None, description="where the workers' TLS files are written: a folder every node sees"
     )
-    python: str | None = Field(None, description="Python on the nodes; null = this process's interpreter")
+    python: str | None = Field(None, description="Python on the nodes (null = this process's interpreter)")
     n_jobs: int = Field(1, ge=1, description="jobs submitted at start (not adaptive)")
     adaptive: bool = Field(False, description="let Dask submit and cancel jobs between min_jobs and max_jobs")
     min_jobs: int = Field(0, ge=0, description="adaptive: fewest jobs")
@@ -99,8 +118,10 @@ class SlurmClusterConfig(Section):
     dashboard_address: str | None = Field(
         "127.0.0.1:8787", description="scheduler dashboard (loopback: reach it with ssh -L); null = none"
     )
-    wait_timeout_s: float = Field(3600.0, gt=0, description="wait this long for the first worker (queue time)")
-    tls: TLSConfig = TLSConfig()
+    wait_timeout_s: float = Field(
+        3600.0, gt=0, description="wait this long for the first worker (time in the queue), s"
+    )
+    tls: TLSConfig = Field(TLSConfig(), description="TLS between scheduler and workers")
 
 
 class KubernetesClusterConfig(Section):
@@ -115,28 +136,34 @@ class KubernetesClusterConfig(Section):
     name: str = Field(
         "survey-scale",
         pattern=r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$",
-        description="name of the DaskCluster resource (a DNS label: its scheduler Service is <name>-scheduler)",
+        description="name of the DaskCluster (a DNS label; its scheduler Service is <name>-scheduler)",
     )
     namespace: str | None = Field(None, description="null = the pod's (or the kube context's) namespace")
     image: str | None = Field(
-        None, description="container image of scheduler and workers; null = the image of the pod survey-scale runs in"
+        None, description="image of scheduler and workers; null = the image of the pod survey-scale runs in"
     )
-    n_workers: int = Field(4, ge=0, description="worker pods (the minimum when adaptive)")
-    threads_per_worker: int = Field(1, ge=1)
+    n_workers: int = Field(4, ge=0, description="worker pods (the minimum when adaptive; 0 only when adaptive)")
+    threads_per_worker: int = Field(1, ge=1, description="threads per worker (dask worker --nthreads)")
     adaptive: bool = Field(False, description="let the operator scale between n_workers and max_workers")
     max_workers: int = Field(32, ge=1, description="adaptive: most worker pods")
     resources: dict[str, dict[str, str]] = Field(
         {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"cpu": "1", "memory": "4Gi"}},
-        description="requests/limits of each scheduler and worker container",
+        description="requests and limits of each scheduler and worker container",
     )
     env: dict[str, str] = Field({}, description="environment of the scheduler and worker containers")
     volume_claim: str | None = Field(
-        "survey-scale-data", description="PersistentVolumeClaim (ReadWriteMany) holding cubes and inputs"
+        "survey-scale-data", description="PersistentVolumeClaim (ReadWriteMany) with cubes and inputs (null = none)"
     )
     mount_path: str = Field("/data", description="where the claim is mounted in every pod")
-    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
-    wait_timeout_s: float = Field(900.0, gt=0, description="wait this long for the scheduler and a first worker")
-    tls: TLSConfig = TLSConfig()
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        "ClusterIP", description="the scheduler's Service: ClusterIP | NodePort | LoadBalancer"
+    )
+    wait_timeout_s: float = Field(900.0, gt=0, description="wait this long for the scheduler and a first worker, s")
+    tls: TLSConfig = Field(
+        TLSConfig(),
+        description="TLS between client, scheduler and workers: certificates in a Secret (<name>-tls) mounted in "
+        "every pod",
+    )
 
     @model_validator(mode="after")
     def _workers(self) -> KubernetesClusterConfig:
@@ -157,11 +184,19 @@ class ClusterConfig(Section):
     log a deprecation.
     """
 
-    kind: Literal["local", "address", "slurm", "kubernetes"] = "local"
-    local: LocalClusterConfig = LocalClusterConfig()
-    address: AddressClusterConfig = AddressClusterConfig()
-    slurm: SlurmClusterConfig = SlurmClusterConfig()
-    kubernetes: KubernetesClusterConfig = KubernetesClusterConfig()
+    kind: Literal["local", "address", "slurm", "kubernetes"] = Field(
+        "local", description="local | address | slurm | kubernetes: the sub-section used (deploy/README.md)"
+    )
+    local: LocalClusterConfig = Field(LocalClusterConfig(), description="a LocalCluster on this machine")
+    address: AddressClusterConfig = Field(AddressClusterConfig(), description="a running scheduler")
+    slurm: SlurmClusterConfig = Field(
+        SlurmClusterConfig(),
+        description="workers in SLURM jobs (dask-jobqueue); a null key takes dask's jobqueue.slurm value",
+    )
+    kubernetes: KubernetesClusterConfig = Field(
+        KubernetesClusterConfig(),
+        description="a DaskCluster of the dask-kubernetes operator (deploy/kubernetes/)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -190,6 +225,8 @@ class ClusterConfig(Section):
 class RunnerConfig(Section):
     """The chunk runner (shared by every stage)."""
 
-    lock_stale_after_s: float = Field(120.0, gt=0)
+    lock_stale_after_s: float = Field(
+        120.0, gt=0, description="a writer lock whose heartbeat is older than this is stale (other hosts), s"
+    )
     progress: bool = Field(True, description="progress bars on long steps (--no-progress turns them off)")
     refit: bool = Field(False, description="retrain kept models (PCA, MKs) on the whole cube (run --refit)")

@@ -99,30 +99,60 @@ class BadSpectraConfig(Section):
     Each limit is median + n_sigma × max(1.4826 MAD, (90th percentile − median) / 1.2816) of the evidence
     (log10 of it, or the value itself for ``chi2ratio`` and ``wave_shift_z``) per equal-count S/N bin of the
     survey.
+
+    ``bad_spectrum_flag`` = 1 when any evidence exceeds its limit at the spectrum's S/N;
+    ``bad_spectrum_reason`` is the sum of the bits of the evidence that fired: 1 ``pca_chi2`` (PCA reconstruction
+    chi2, clean windows), 2 ``pca_local`` (worst ~50 A PCA misfit), 4 ``fit_local`` (worst ~50 A misfit of the label
+    fit), 8 ``chi2ratio`` (fit chi2 for its Teff and S/N; no emission), 16 ``wavelength`` (a segment shifted against
+    the fit's model, times the telluric transmission), 32 ``halpha`` (H-alpha region chi2; no emission), 64
+    ``flux_step`` (a continuum step unlike the survey's).
     """
 
-    pca_chi2_n_sigma: float = Field(8.0, gt=0, description="PCA reconstruction chi2 over the clean windows")
-    pca_local_n_sigma: float = Field(6.0, gt=0, description="worst ~50 A misfit of the PCA reconstruction")
-    fit_local_n_sigma: float = Field(6.0, gt=0, description="worst ~50 A misfit of the label fit")
-    chi2ratio_n_sigma: float = Field(30.0, gt=0, description="chi2ratio (spectra without emission)")
-    wavelength_n_sigma: float = Field(8.0, gt=0, description="wrong-wavelength evidence (wave_shift_z)")
-    halpha_n_sigma: float = Field(12.0, gt=0, description="H-alpha region chi2 (spectra without emission)")
-    flux_step_n_sigma: float = Field(3.5, gt=0, description="continuum step against the survey's (flux_step_z)")
-    pca_chi2_limit: float | None = Field(None, description="a fixed limit instead of the derived one")
-    pca_local_limit: float | None = None
-    fit_local_limit: float | None = None
-    chi2ratio_limit: float | None = Field(None, description="e.g. 10 (P2 §5.2)")
-    wavelength_limit: float | None = None
-    halpha_limit: float | None = None
-    flux_step_limit: float | None = None
-    min_per_bin: int = Field(500, ge=10, description="S/N bins of the limits: at least this many spectra each")
-    max_bins: int = Field(10, ge=1, description="S/N bins of the limits: at most this many")
-    max_shift: int = Field(20, ge=2, description="wrong wavelength: shifts scanned, pixels of 1e-4 dex")
-    min_shift: int = Field(3, ge=2, description="wrong wavelength: smallest shift against the spectrum's own")
-    reference_min_snr: float = Field(
-        50.0, ge=0, description="the survey references (telluric transmission, continuum steps): spectra above this"
+    pca_chi2_n_sigma: float = Field(
+        8.0, gt=0, description="n_sigma of the PCA reconstruction chi2, clean windows (bit 1)"
     )
-    block_spectra: int = Field(1024, ge=1, description="spectra per Dask task (the fit's evidence)")
+    pca_local_n_sigma: float = Field(
+        6.0, gt=0, description="n_sigma of pca_local_z, the worst ~50 A misfit of the PCA (bit 2)"
+    )
+    fit_local_n_sigma: float = Field(
+        6.0, gt=0, description="n_sigma of fit_local_z, the worst ~50 A misfit of the label fit (bit 4)"
+    )
+    chi2ratio_n_sigma: float = Field(
+        30.0, gt=0, description="n_sigma of chi2ratio (bit 8; binaries and peculiar stars make its tail heavy)"
+    )
+    wavelength_n_sigma: float = Field(
+        8.0, gt=0, description="n_sigma of wave_shift_z, the wrong-wavelength evidence (bit 16)"
+    )
+    halpha_n_sigma: float = Field(12.0, gt=0, description="n_sigma of halpha_chi2, the H-alpha region chi2 (bit 32)")
+    flux_step_n_sigma: float = Field(
+        3.5, gt=0, description="n_sigma of flux_step_z (bit 64; a flux jump between parts of the spectrum)"
+    )
+    pca_chi2_limit: float | None = Field(
+        None, description="a fixed limit of the PCA chi2 instead of the derived one (null = derived)"
+    )
+    pca_local_limit: float | None = Field(None, description="a fixed limit of pca_local_z (null = derived)")
+    fit_local_limit: float | None = Field(None, description="a fixed limit of fit_local_z (null = derived)")
+    chi2ratio_limit: float | None = Field(
+        None, description="a fixed limit of chi2ratio (null = derived; P2 §5.2 flags chi2ratio > 10)"
+    )
+    wavelength_limit: float | None = Field(None, description="a fixed limit of wave_shift_z (null = derived)")
+    halpha_limit: float | None = Field(None, description="a fixed limit of halpha_chi2 (null = derived)")
+    flux_step_limit: float | None = Field(None, description="a fixed limit of flux_step_z (null = derived)")
+    min_per_bin: int = Field(500, ge=10, description="S/N bins of the limits: at least this many spectra each...")
+    max_bins: int = Field(10, ge=1, description="...and at most this many bins")
+    max_shift: int = Field(
+        20, ge=2, description="wrong wavelength: shifts of the model scanned, pixels (1e-4 dex = 69 km/s)"
+    )
+    min_shift: int = Field(
+        3, ge=2, description="wrong wavelength: smallest shift, against the spectrum's own, that counts"
+    )
+    reference_min_snr: float = Field(
+        50.0,
+        ge=0,
+        description="the survey references (kept models: the telluric transmission and the continuum steps) come "
+        "from fitted spectra without emission above this S/N",
+    )
+    block_spectra: int = Field(1024, ge=1, description="spectra per Dask task (the fit's residual evidence)")
 
     @model_validator(mode="after")
     def _shifts(self) -> BadSpectraConfig:

@@ -41,7 +41,9 @@ CHI2RATIO_VERSION = "1"
 class Chi2RatioConfig(Section):
     """The survey's χ² model and chi2ratio (SPEC §6, P2 §5.2; step ``chi2ratio``)."""
 
-    min_count: int = Field(20, ge=1, description="(Teff, S/N) cells with fewer fits are not fitted")
+    min_count: int = Field(
+        20, ge=1, description="(Teff, S/N) cells with fewer fitted spectra do not enter the chi2 polynomials"
+    )
     flag: float = Field(10.0, gt=0, description="flag_chi2ratio = chi2ratio > this (P2 §5.2)")
 
 

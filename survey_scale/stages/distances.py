@@ -33,10 +33,10 @@ class DistanceConfig(Section):
     """Binaries and distances (SPEC §9, P1 §6–§7)."""
 
     binary_snr: float = Field(
-        2.0, gt=0, description="binary_flag = 1 where S/N_Δϖ ≥ this (also drops MKs training stars)"
+        2.0, gt=0, description="binary_flag = 1 where S/N_dparallax >= this (also drops MKs training stars)"
     )
-    d_min_pc: float = Field(1.0, gt=0, description="flat prior's lower edge, pc")
-    d_max_pc: float = Field(50_000.0, gt=0, description="flat prior's upper edge, pc")
+    d_min_pc: float = Field(1.0, gt=0, description="the flat distance prior's lower edge, pc")
+    d_max_pc: float = Field(50_000.0, gt=0, description="the flat distance prior's upper edge, pc")
     block_spectra: int = Field(65536, ge=1, description="spectra per Dask task")
 
 

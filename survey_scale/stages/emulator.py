@@ -55,23 +55,38 @@ class EmulatorConfig(Section):
 
     path: Path | None = Field(
         None,
-        description="emulator file (own or public Payne .npz) or a shipped emulator's name (synthesizer; physical "
-        "for real spectra); null = chosen by the input, unless training: synthesizer when every spectrum is from "
-        "survey_scale's mock release, else physical",
+        description="an emulator file (own format or public Payne .npz) or a shipped emulator's name: synthesizer "
+        "(the mock's) or physical (real spectra: teff, logg, vsini, fe_h; the other labels NaN); null = chosen by "
+        "the input, unless training: synthesizer when every spectrum comes from survey_scale's mock release "
+        "(header TSOURCE = 'MOCK_HOT'), else physical (real LAMOST spectra)",
     )
-    train: bool = Field(False, description="train one (on model_grid, or on a synthesized grid) instead of path")
-    model_grid: Path | None = Field(None, description="model grid (.npz) to train on (implies train)")
-    grid_size: int = Field(10000, ge=20, description="spectra of the synthesized model grid (train without grid)")
-    grid_seed: int = 0
-    architecture: Literal["shared", "perpixel"] = "shared"
-    hidden: list[int] | None = Field(None, description="hidden widths; null = the architecture's default")
-    epochs: int = Field(2000, ge=1)
-    patience: int = Field(40, ge=1, description="evaluations without improvement before stopping")
-    learning_rate: float = Field(1e-3, gt=0)
-    schedule: Literal["plateau", "cosine", "anneal"] = Field("plateau", description="learning-rate schedule")
-    batch_size: int = Field(64, ge=1, description="Adam minibatch")
+    train: bool = Field(
+        False, description="true = train one on model_grid, or on a grid synthesized with grid_size/grid_seed"
+    )
+    model_grid: Path | None = Field(
+        None, description="model grid to train on (.npz, survey_scale.science.model_grid format); implies train"
+    )
+    grid_size: int = Field(10000, ge=20, description="training without model_grid: spectra in the synthesized grid")
+    grid_seed: int = Field(0, description="training without model_grid: seed of the synthesized grid")
+    architecture: Literal["shared", "perpixel"] = Field(
+        "shared", description="shared (labels -> hidden -> all pixels, fast) | perpixel (P2's networks)"
+    )
+    hidden: list[int] | None = Field(
+        None, description="hidden widths; null = (300, 300, 300) shared, (100, 100) perpixel"
+    )
+    epochs: int = Field(2000, ge=1, description="at most this many epochs (early stopping on the validation loss)")
+    patience: int = Field(40, ge=1, description="stop after this many evaluations without improvement")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam's learning rate")
+    schedule: Literal["plateau", "cosine", "anneal"] = Field(
+        "plateau",
+        description="plateau (halve the rate after patience/2 epochs without gain) | cosine (to 0 over epochs) | "
+        "anneal (constant, then linearly to 0 over the last 20 % of epochs)",
+    )
+    batch_size: int = Field(
+        64, ge=1, description="Adam minibatch (64 learns ~2x more per epoch than 256 on the synthesizer grids)"
+    )
     device: str | None = Field(None, description="null = CUDA if available, else CPU")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the split, the initialization and the minibatches")
 
     @property
     def trains(self) -> bool:

@@ -34,10 +34,17 @@ class ExportConfig(Section):
     """The catalogs of SPEC §13 (``survey-scale export``; the ``export`` step of ``run``)."""
 
     out: Path | None = Field(None, description="folder of the catalogs; null = 'catalogs' beside the cube")
-    formats: list[Literal["fits", "parquet", "hats"]] = Field(["fits", "parquet", "hats"])
-    block_spectra: int = Field(131072, ge=1, description="rows read from the cube at a time")
-    hats_pixel_threshold: int = Field(250_000, ge=1, description="HATS: at most this many rows per partition")
-    hats_highest_order: int = Field(7, ge=0, le=19, description="HATS: finest HEALPix order of a partition")
+    formats: list[Literal["fits", "parquet", "hats"]] = Field(
+        ["fits", "parquet", "hats"],
+        description="any of fits, parquet, hats (HATS-partitioned Parquet that lsdb opens)",
+    )
+    block_spectra: int = Field(131072, ge=1, description="rows read from the cube at a time (memory of the export)")
+    hats_pixel_threshold: int = Field(
+        250_000, ge=1, description="HATS: at most this many rows per partition (hats-import's pixel_threshold)"
+    )
+    hats_highest_order: int = Field(
+        7, ge=0, le=19, description="HATS: the finest HEALPix order of a partition (order 7: ~0.2 deg^2)"
+    )
 
 
 log = logging.getLogger(__name__)

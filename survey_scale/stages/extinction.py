@@ -45,13 +45,17 @@ class ExtinctionConfig(Section):
     )
     color_error_floor: float = Field(0.014, ge=0, description="smallest colour uncertainty, mag (P1 §4)")
     intrinsic_color_error: float = Field(
-        0.02, ge=0, description="uncertainty of a tabulated intrinsic colour, mag, in quadrature (P1 §4: < 0.03)"
+        0.02, ge=0, description="uncertainty of a tabulated intrinsic colour, mag, added in quadrature (P1 §4: < 0.03)"
     )
     parallax_offset_mas: float = Field(
-        0.0528, description="ϖ_corr = ϖ + offset + slope (G − g_ref) (Leung & Bovy 2019)"
+        0.0528,
+        description="corrected parallax = parallax + offset + slope (G - g_ref), mas: Leung & Bovy (2019) for Gaia "
+        "DR2, a zero point of -52.8 + 4.21 (G - 12.2) micro-arcsec (0 for parallaxes already corrected)",
     )
-    parallax_slope_mas: float = Field(-0.00421, description="mas per mag of G")
-    parallax_g_ref: float = Field(12.2, description="G of the relation's centre")
+    parallax_slope_mas: float = Field(
+        -0.00421, description="slope of the parallax correction, mas per mag of G (0 for parallaxes already corrected)"
+    )
+    parallax_g_ref: float = Field(12.2, description="g_ref, the G magnitude at which the correction is the offset")
     block_spectra: int = Field(65536, ge=1, description="spectra per Dask task")
 
     @field_validator("bands")

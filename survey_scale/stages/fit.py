@@ -78,20 +78,22 @@ if TYPE_CHECKING:  # the science of the fit imports torch: loaded when the step 
 
 
 class FitConfig(Section):
-    """The label fit (SPEC §5.3)."""
+    """The label fit (SPEC §5.3, P2 §4.4-4.5)."""
 
     device: str | None = Field(None, description="null = CUDA if available, else CPU")
-    bounds: float = Field(0.55, gt=0, description="fit box in scaled labels (±0.5 is the grid's range)")
-    max_iter: int = Field(100, ge=1)
-    n_starts: int = Field(1, ge=1)
+    bounds: float = Field(
+        0.55, gt=0, description="fit box in scaled labels (the grid spans -0.5..0.5; a little extrapolation)"
+    )
+    max_iter: int = Field(100, ge=1, description="Levenberg-Marquardt iterations per fit")
+    n_starts: int = Field(1, ge=1, description="starts per fit (the lowest chi2 is kept)")
     block_spectra: int = Field(1024, ge=1, description="spectra per Dask task")
     threads: int = Field(
-        1, ge=1, description="torch threads per Dask thread (fixed, so results are the same on every cluster kind)"
+        1, ge=1, description="torch threads per Dask thread (fixed: the same results on every cluster kind)"
     )
     cool_star_emulator: str | None = Field(
         "physical",
-        description="independent cool-star Teff for the final-sample rule (P2 5.1): a shipped emulator set's name "
-        "or a file, its 'cool' component (or the file's emulator); null = no check",
+        description="independent cool-star Teff (P2 5.1's intrinsically-cool rule): a shipped set's name or a file; "
+        "its 'cool' component is fitted (reused when the fit's emulator is that set); null = no check",
     )
 
 

@@ -62,32 +62,50 @@ from survey_scale.science.resample import resample_to_grid, rest_frame
 
 
 class IngestConfig(Section):
-    """Ingest of LAMOST FITS files (SPEC §2)."""
+    """Ingest of LAMOST FITS files into the cube (SPEC §2)."""
 
-    input: Path | None = None
-    patterns: list[str] = Field(["*.fits", "*.fits.gz", "*.fit", "*.fit.gz", "*.fits.bz2"])
-    catalog: Path | None = None
-    crossmatch: Path | None = None
-    release: str | None = Field(None, description="default: from the header DATA_V, else 'unknown'")
-    files_per_task: int = Field(256, ge=1)
-    rv_source: Literal["auto", "catalog", "header"] = "auto"
+    input: Path | None = Field(None, description="folder of spectra, searched recursively (or --input)")
+    patterns: list[str] = Field(
+        ["*.fits", "*.fits.gz", "*.fit", "*.fit.gz", "*.fits.bz2"], description="file names that are spectra"
+    )
+    catalog: Path | None = Field(
+        None, description="release catalog, CSV / FITS / Parquet (or --catalog); null = headers only"
+    )
+    crossmatch: Path | None = Field(
+        None, description="Gaia / 2MASS / photometry table joined by obsid (or --crossmatch)"
+    )
+    release: str | None = Field(
+        None, description='release name; null = from the header DATA_V ("LAMOST DR9" -> "DR9"), else "unknown"'
+    )
+    files_per_task: int = Field(
+        256, ge=1, description="files per Dask task (inspecting, and reading+resampling when writing)"
+    )
+    rv_source: Literal["auto", "catalog", "header"] = Field(
+        "auto", description="auto (catalog, else header Z*c) | catalog | header"
+    )
     max_abs_rv: float = Field(
-        1000.0, gt=0, description="km/s; a star with a larger |RV| is rejected (QSOs, galaxies: kept, rv NaN)"
+        1000.0, gt=0, description="km/s; a star with a larger |RV| is rejected (QSO, GALAXY: kept with rv NaN)"
     )
-    min_coverage: float = Field(0.5, ge=0, le=1, description="fraction of the grid a spectrum must cover")
+    min_coverage: float = Field(
+        0.5, ge=0, le=1, description="fraction of the 3750-9000 A grid the rest-frame spectrum must cover"
+    )
     min_good_fraction: float = Field(
-        0.5, ge=0, le=1, description="fraction of an output pixel covered by good input pixels to keep its ivar"
+        0.5, ge=0, le=1, description="good input pixels must cover this fraction of an output pixel to keep its ivar"
     )
-    mask_andmask: bool = True
+    mask_andmask: bool = Field(True, description="treat input pixels with a LAMOST and-mask bit as bad")
     max_file_bytes: int = Field(
-        64 * 2**20, ge=2880, description="a file larger than this, decompressed, is rejected (gzip bombs)"
+        64 * 2**20,
+        ge=2880,
+        description="a file larger than this once decompressed is rejected (64 MiB; gzip bombs)",
     )
-    file_time_limit_s: float | None = Field(10.0, gt=0, description="reading one file may take this long")
+    file_time_limit_s: float | None = Field(
+        10.0, gt=0, description="reading one file may take this long, s (checked between its parts); null = no limit"
+    )
     classes: list[str] | None = Field(
         None,
-        description="keep only spectra of these LAMOST classes (e.g. [O, B, A]: the spectral letter of SUBCLASS, "
-        "with the d/g/sd of M types dropped; a whole SUBCLASS such as WD; or a CLASS such as STAR); the others "
-        "are rejected as class_not_selected; null = every class",
+        description="keep only these LAMOST classes, e.g. [O, B, A]: the spectral letter of SUBCLASS (A2V -> A, "
+        "OB -> O and B, dM5/gM0/sdM -> M), a whole SUBCLASS (WD, DA, Carbon) or a CLASS (STAR, QSO, GALAXY), "
+        "case-insensitive; the others are rejected as class_not_selected; null = every class",
     )
 
     @field_validator("classes")

@@ -71,28 +71,40 @@ from survey_scale.stages.chi2ratio import hot_star_rows
 class MKsConfig(Section):
     """Spectroscopic MKs: geometric MKs, the two networks, the MCMC uncertainty model (SPEC §8, P1 §5)."""
 
-    min_parallax_snr: float = Field(10.0, gt=0, description="training and test stars: ϖ/σ_ϖ above this")
-    min_snr: float = Field(50.0, ge=0, description="training stars: S/N above this (the others test)")
-    bright_mks: float | None = Field(-1.5, description="training also takes stars with geometric MKs below this…")
-    bright_min_parallax_snr: float = Field(3.0, gt=0, description="…and ϖ/σ_ϖ above this (P1's bright-end stars)")
-    balance_mks: bool = Field(True, description="loss weights evening out the training set's MKs distribution")
+    min_parallax_snr: float = Field(10.0, gt=0, description="training and test stars: parallax / error above this")
+    min_snr: float = Field(
+        50.0, ge=0, description="training stars: S/N above this (4/5 of the stars train, the rest test)"
+    )
+    bright_mks: float | None = Field(
+        -1.5, description="training also takes stars with geometric MKs below this... (null = none)"
+    )
+    bright_min_parallax_snr: float = Field(
+        3.0, gt=0, description="...and parallax / error above this (P1's bright-end stars)"
+    )
+    balance_mks: bool = Field(
+        True, description="loss weights evening out the MKs distribution (luminous stars are rare)"
+    )
     max_train: int = Field(50_000, ge=20, description="at most this many training spectra (a seeded subset)")
     binary_iterations: int = Field(2, ge=0, description="retrainings without the binaries found (P1: 2)")
-    hidden: list[int] = Field([100, 100], description="hidden widths (P1 Eq. 6: two layers of 100 sigmoid)")
-    dropout: float = Field(0.2, ge=0, lt=1)
-    learning_rate: float = Field(0.001, gt=0, description="Adam")
-    batch_size: int = Field(128, ge=1)
-    max_epochs: int = Field(600, ge=1)
+    hidden: list[int] = Field([100, 100], description="hidden widths (P1 Eq. 6: two layers of 100 sigmoid neurons)")
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout of the hidden layers (P1)")
+    learning_rate: float = Field(0.001, gt=0, description="Adam's learning rate")
+    batch_size: int = Field(128, ge=1, description="spectra per optimizer step")
+    max_epochs: int = Field(
+        600, ge=1, description="at most this many epochs (early stopping on a validation tenth of the stars)"
+    )
     patience: int = Field(40, ge=1, description="stop after this many epochs without a better validation loss")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the networks, the subset and the MCMC")
     device: str | None = Field(None, description="null = CUDA if available, else CPU (training)")
     threads: int = Field(1, ge=1, description="torch threads of the training (the same count gives the same model)")
     min_error_stars: int = Field(
-        30, ge=10, description="an emission network with fewer test stars uses the other's errors"
+        30, ge=10, description="an emission network with fewer single test stars takes the other's errors"
     )
-    mcmc_walkers: int = Field(32, ge=8)
-    mcmc_steps: int = Field(4000, ge=100)
-    mcmc_burn: int = Field(1000, ge=0)
+    mcmc_walkers: int = Field(32, ge=8, description="emcee walkers of the uncertainty model (P1 Eq. 7-14)")
+    mcmc_steps: int = Field(
+        4000, ge=100, description="steps per walker (>= 50 autocorrelation times after the burn-in)"
+    )
+    mcmc_burn: int = Field(1000, ge=0, description="steps discarded as burn-in")
     block_spectra: int = Field(4096, ge=1, description="spectra per Dask task (inference)")
 
 

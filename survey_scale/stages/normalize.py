@@ -25,11 +25,11 @@ from survey_scale.science.normalize import normalize_continuum
 
 
 class NormalizeConfig(Section):
-    """Pseudo-continuum normalization (SPEC §3)."""
+    """Pseudo-continuum normalization (SPEC §3, P2 Eq. 1-2)."""
 
-    length: float = Field(50.0, gt=0, description="L of the Gaussian kernel, Å (P2 Eq. 2)")
+    length: float = Field(50.0, gt=0, description="L of the Gaussian kernel, Angstrom (P2 Eq. 2)")
     block_spectra: int = Field(2048, ge=1, description="spectra per Dask task")
-    min_pixels: int = Field(500, ge=1, description="fewer usable normalized pixels: the spectrum is rejected")
+    min_pixels: int = Field(500, ge=1, description="a spectrum with fewer usable normalized pixels is rejected")
 
 
 NORMALIZE_VERSION = "1"

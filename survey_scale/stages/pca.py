@@ -47,32 +47,71 @@ from survey_scale.science.pca import (
 
 
 class PCAConfig(Section):
-    """PCA reconstruction (SPEC §4)."""
+    """PCA reconstruction (SPEC §4, P1 §3)."""
 
-    n_components: int = Field(100, ge=1, description="K")
-    snr_column: str = "snr_g"
-    min_snr: float = Field(50.0, ge=0, description="training spectra: S/N above this")
-    max_train: int | None = Field(100_000, ge=100, description="random subset of the candidates (seeded)")
-    min_clean_fraction: float = Field(0.95, ge=0, le=1, description="training: usable clean-window pixels")
-    seed: int = 0
-    n_refits: int = Field(2, ge=0, description="refits without the stars the previous pass flagged (P1: 1)")
+    n_components: int = Field(100, ge=1, description="K, the number of principal components")
+    snr_column: str = Field("snr_g", description="the S/N used to choose training spectra")
+    min_snr: float = Field(
+        50.0, ge=0, description="training spectra have S/N above this (pass 1); pass 2 also drops flagged ones"
+    )
+    max_train: int | None = Field(
+        100_000, ge=100, description="at most this many training spectra (a seeded random subset); null = all"
+    )
+    min_clean_fraction: float = Field(
+        0.95, ge=0, le=1, description="training spectra need this fraction of usable clean-window pixels"
+    )
+    seed: int = Field(0, description="seed of the subset")
+    n_refits: int = Field(
+        2, ge=0, description="refits without the stars the previous pass flagged (P1 used 1; see pipeline)"
+    )
     max_component_share: float = Field(
-        0.1, gt=0, le=1, description="refits also drop spectra carrying more of one component's variance"
+        0.1,
+        gt=0,
+        le=1,
+        description="refits also drop training spectra that carry more than this share of one component's variance "
+        "(outliers such as flux jumps that would own a component)",
     )
     block_spectra: int = Field(2048, ge=1, description="spectra per Dask task")
 
 
 class EmissionConfig(Section):
-    """Hα emission and erroneous-spectrum flags (SPEC §4, P1 §3 and Appendix A)."""
+    """H-alpha emission flag, and the PCA's erroneous-spectrum evidence (SPEC §4, P1 §3 and Appendix A).
 
-    threshold: float | None = Field(None, description="fixed Hα excess threshold; null = per-spectrum, derived")
-    n_sigma: float = Field(2.75, gt=0, description="derived: offset + √((n_sigma err)² + (model_n_sigma σ_m)²)")
-    model_n_sigma: float = Field(4.0, gt=0, description="σ_m = √max(1, pca_chi2) × model σ (derived)")
-    train_n_sigma: float = Field(2.5, gt=0, description="pass 1: candidates above this n-sigma leave training")
-    bad_chi2_threshold: float | None = Field(None, description="reduced χ² threshold; null = derived")
-    bad_n_sigma: float = Field(20.0, gt=0, description="derived: median + bad_n_sigma × MAD of log10 χ²")
-    bad_local_z_threshold: float | None = Field(None, description="worst local misfit threshold; null = derived")
-    bad_local_n_sigma: float = Field(4.0, gt=0, description="derived: median + bad_local_n_sigma × MAD of log10 z")
+    The ``bad_*`` keys are the PCA's own evidence of an erroneous spectrum, which drops spectra from the refits'
+    training set; ``bad_spectrum_flag`` itself is decided after the label fit (section ``bad_spectra``).
+    """
+
+    threshold: float | None = Field(
+        None, description="fixed H-alpha excess threshold; null = derived, per spectrum (below)"
+    )
+    n_sigma: float = Field(
+        2.75,
+        gt=0,
+        description="em_flag: excess > offset + sqrt((n_sigma x err)^2 + (model_n_sigma x s x model_sigma)^2)",
+    )
+    model_n_sigma: float = Field(
+        4.0,
+        gt=0,
+        description="with s = sqrt(max(1, pca_chi2)): how much worse than typical the PCA describes the spectrum "
+        "(stars at the population's edges are not called emitters); offset and model_sigma derived; two "
+        "multipliers: the noise is Gaussian, the model term is not",
+    )
+    train_n_sigma: float = Field(
+        2.5, gt=0, description="each PCA refit trains without the candidates the previous pass put above this"
+    )
+    bad_chi2_threshold: float | None = Field(
+        None,
+        description="reduced chi2 (clean windows) above which a candidate is erroneous (it leaves the refits' "
+        "training set); null = derived",
+    )
+    bad_n_sigma: float = Field(20.0, gt=0, description="derived: 10**(median + bad_n_sigma x 1.4826 MAD of log10 chi2)")
+    bad_local_z_threshold: float | None = Field(
+        None,
+        description="worst local (~50 A) misfit significance above which a candidate is erroneous; null = derived",
+    )
+    bad_local_n_sigma: float = Field(
+        4.0, gt=0, description="derived: 10**(median + bad_local_n_sigma x 1.4826 MAD of log10 z)"
+    )
 
 
 log = logging.getLogger(__name__)

@@ -59,11 +59,19 @@ BAD_FIT_FLAGS = FLAG_NO_DATA | FLAG_NOT_CONVERGED
 class RepeatsConfig(Section):
     """Repeat-visit precision and the calibrated errors (SPEC §6, P2 §4.6, §5.6; step ``repeats``)."""
 
-    snr_tolerance: float = Field(0.2, gt=0, le=1, description="repeat pairs: |ΔS/N| < this × mean S/N")
-    precision_teff_min: float = Field(10000.0, ge=0, description="P2 Fig. 10's precision: pairs with Teff > this")
-    calibration_min_per_cell: int = Field(25, ge=3, description="error calibration: pairs per (Teff, S/N) cell")
-    calibration_max_bins: int = Field(6, ge=1, description="error calibration: at most this many bins per axis")
-    calibration_min_pairs: int = Field(50, ge=1, description="fewer usable pairs: a label keeps formal errors")
+    snr_tolerance: float = Field(
+        0.2, gt=0, le=1, description="repeat pairs: different nights and |S/N1 - S/N2| < this x mean S/N (P2 §4.6)"
+    )
+    precision_teff_min: float = Field(
+        10000.0, ge=0, description="the precision table of P2 Fig. 10 uses pairs with Teff above this (all: 0)"
+    )
+    calibration_min_per_cell: int = Field(
+        25, ge=3, description="error calibration: repeat pairs per (Teff, S/N) cell of equal counts"
+    )
+    calibration_max_bins: int = Field(6, ge=1, description="error calibration: at most this many cells per axis")
+    calibration_min_pairs: int = Field(
+        50, ge=1, description="a label with fewer usable pairs keeps its formal errors (with a warning)"
+    )
 
 
 def calibrated_error_names(label_names: Sequence[str]) -> list[str]:

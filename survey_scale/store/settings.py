@@ -13,18 +13,28 @@ from survey_scale.core.settings import Section
 class CompressionConfig(Section):
     """Codec of the spectra variables (Blosc; SPEC §1)."""
 
-    cname: Literal["zstd", "lz4", "lz4hc", "zlib", "blosclz"] = "zstd"
-    clevel: int = Field(3, ge=0, le=9)
-    shuffle: Literal["bitshuffle", "shuffle", "noshuffle"] = "bitshuffle"
+    cname: Literal["zstd", "lz4", "lz4hc", "zlib", "blosclz"] = Field(
+        "zstd", description="Blosc compressor: zstd | lz4 | lz4hc | zlib | blosclz"
+    )
+    clevel: int = Field(3, ge=0, le=9, description="compression level, 0-9")
+    shuffle: Literal["bitshuffle", "shuffle", "noshuffle"] = Field(
+        "bitshuffle", description="byte order before compression: bitshuffle | shuffle | noshuffle"
+    )
 
 
 class CubeConfig(Section):
     """Layout of the Zarr cube (SPEC §1)."""
 
-    path: Path = Path("work/cube.zarr")
-    shard_spectra: int = Field(8192, ge=1)
-    inner_chunk_spectra: int = Field(128, ge=1)
-    compression: CompressionConfig = CompressionConfig()
+    path: Path = Field(
+        Path("work/cube.zarr"), description="the Zarr (format 3) store holding every spectrum and result (SPEC §1)"
+    )
+    shard_spectra: int = Field(
+        8192, ge=1, description="spectra per shard = per Dask chunk (~125 MB of float32 flux per shard)"
+    )
+    inner_chunk_spectra: int = Field(
+        128, ge=1, description="spectra per inner chunk inside a shard (must divide shard_spectra)"
+    )
+    compression: CompressionConfig = Field(CompressionConfig(), description="Blosc codec of the spectra variables")
 
     @model_validator(mode="after")
     def _inner_divides_shard(self) -> CubeConfig:

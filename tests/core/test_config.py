@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from survey_scale.config import Config, ConfigError, load_config
+from survey_scale.cli import main
+from survey_scale.config import Config, ConfigError, Section, default_yaml, load_config
 
 DEFAULT = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
@@ -33,13 +34,83 @@ def _yaml_keys(data: dict, leaves: set[str], prefix: str = "") -> set[str]:
     return keys
 
 
+def test_default_yaml_is_generated_from_the_sections(capsys) -> None:
+    assert DEFAULT.read_text(encoding="utf-8") == default_yaml(), (
+        "configs/default.yaml is not what the sections say: run  survey-scale config defaults > configs/default.yaml"
+    )
+    assert main(["config", "defaults"]) == 0
+    assert capsys.readouterr().out == default_yaml()
+
+
+def _sections(model: type[BaseModel], prefix: str = "") -> list[tuple[str, type[BaseModel]]]:
+    """``model`` and every section nested in it, by dotted key."""
+    found = [(prefix.rstrip(".") or "(top level)", model)]
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            found += _sections(field.annotation, f"{prefix}{name}.")
+    return found
+
+
+def test_every_key_of_every_section_has_a_description() -> None:
+    """The comments of configs/default.yaml (and the configuration reference) come from the models."""
+    undescribed = [
+        f"{key}.{name}" if key != "(top level)" else name
+        for key, model in _sections(Config)
+        for name, field in model.model_fields.items()
+        if not (field.description or "").strip()
+    ]
+    assert not undescribed, f"fields without a description: {undescribed}"
+    undocumented = [key for key, model in _sections(Config)[1:] if not (model.__doc__ or "").strip()]
+    assert not undocumented, f"sections without a docstring: {undocumented}"
+
+
 def test_default_yaml_documents_every_key_with_the_builtin_defaults() -> None:
-    data = yaml.safe_load(DEFAULT.read_text())
+    data = yaml.safe_load(DEFAULT.read_text(encoding="utf-8"))
     assert _yaml_keys(data, _keys(Config)) == _keys(Config)
     assert load_config(DEFAULT) == Config()
-    for line in DEFAULT.read_text().splitlines():
+    for line in DEFAULT.read_text(encoding="utf-8").splitlines():
         if ":" in line and not line.lstrip().startswith("#") and not line.rstrip().endswith(":"):
             assert "#" in line, f"undocumented key: {line}"
+
+
+class _Inner(Section):
+    """An inner part (``toy.inner``).
+
+    Only the first paragraph is the comment."""
+
+    address: str = Field("127.0.0.1:0", description="quoted only where YAML needs it")
+    note: str = Field("a: b", description="this one needs quotes")
+    bands: list[str] = Field(["g", "BP"], description="flow style")
+
+
+class _Toy(Section):
+    """A toy section for :func:`default_yaml`."""
+
+    inner: _Inner = Field(_Inner(), description="the inner part")
+    limit: float | None = Field(None, description="abc " * 20 + "null = none")  # 'null' would end at column 120
+    on: bool = Field(True, description="")
+
+
+def test_default_yaml_renders_sections_values_and_wrapped_comments() -> None:
+    from pydantic import create_model
+
+    from survey_scale.config import ConfigBase
+
+    model = create_model("ToyConfig", __base__=ConfigBase, toy=(_Toy, Field(default_factory=_Toy)))
+    text = default_yaml(model)
+    lines = text.splitlines()
+    assert lines[2:5] == [
+        "",
+        "toy:                              # A toy section for default_yaml",
+        "  inner:                          # the inner part",
+    ]
+    assert "    address: 127.0.0.1:0          # quoted only where YAML needs it" in lines
+    assert "    note: 'a: b'                  # this one needs quotes" in lines
+    assert "    bands: [g, BP]                # flow style" in lines
+    limit = lines.index("  limit: null                     # " + " ".join(["abc"] * 20))
+    assert lines[limit + 1] == " " * 34 + "#   null = none"  # wrapped; '=' stays with its neighbours
+    assert "  'on': true" in lines  # a key YAML would read as a boolean is quoted; no description: no comment
+    assert yaml.safe_load(text) == model().model_dump(mode="json")
 
 
 @pytest.mark.parametrize(
