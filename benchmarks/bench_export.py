@@ -140,7 +140,7 @@ def measure(label: str, func, memory: str) -> tuple[Any, float, float]:
 def exporter(config: Any, engine: DaskEngine, out: Path, formats: list[str]):
     """An export of ``formats`` into a fresh folder each call (so that a second call is not skipped)."""
 
-    def run() -> dict[str, Path]:
+    def run() -> Any:
         shutil.rmtree(out, ignore_errors=True)
         return export.run(
             config.model_copy(update={"export": config.export.model_copy(update={"out": out, "formats": formats})}),

@@ -73,9 +73,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not (cube / "zarr.json").exists():
         create_cube(cube, config.cube)
     _setup_logging(config.log_level, cube, "ingest")
-    summaries = run_pipeline(config, progress=not args.no_progress, until="ingest", require_spectra=False).ingest
-    for summary in summaries:
-        print(summary.balance_line())
+    summary = run_pipeline(config, progress=not args.no_progress, until="ingest", require_spectra=False)
+    print("\n".join(summary.lines()))
     return 0
 
 
@@ -93,15 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     _setup_logging(config.log_level, Path(config.cube.path), "run")
     summary = run_pipeline(config, progress=not args.no_progress, until=args.until)
-    for ingest in summary.ingest:
-        print(ingest.balance_line())
-    for stage in summary.stages:
-        print(
-            f"{stage.stage}: {stage.n_computed} of {stage.n_chunks} chunks computed "
-            f"({stage.n_done_before} up to date), {stage.n_rejects} rejects, {stage.seconds:.1f} s"
-        )
-    for fmt, path in (summary.results.get("export") or {}).items():
-        print(f"catalog ({fmt}): {path}")
+    print("\n".join(summary.lines()))
     return 0
 
 
@@ -191,29 +182,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     _setup_logging(config.log_level, cube, "export")
     registry = Registry(s for s in default_registry().ordered() if s.name == "export")
     summary = run_pipeline(config, progress=not args.no_progress, registry=registry)
-    for fmt, path in summary.results["export"].items():
-        print(f"{fmt}: {path}")
+    print("\n".join(summary.results["export"].lines()))
     return 0
 
 
 def cmd_step(args: argparse.Namespace) -> int:
     """``survey-scale <step>``: one registry step alone (:func:`survey_scale.pipeline.run_step`)."""
-    from survey_scale.engine.contracts import StageSummary
     from survey_scale.pipeline import run_step
 
     config = _config(args, {"cube.path": args.cube, "cluster.local.n_workers": args.workers})
     cube = Path(config.cube.path)
     _setup_logging(config.log_level, cube, args.step)
     result = run_step(config, args.step, progress=not args.no_progress, registry=default_registry())
-    if isinstance(result, StageSummary):
-        print(
-            f"{result.stage}: {result.n_computed} of {result.n_chunks} chunks computed "
-            f"({result.n_done_before} up to date), {result.n_rejects} rejects, {result.seconds:.1f} s"
-        )
-    elif isinstance(result, Path):
-        print(f"{args.step}: {result}")
-    else:
-        print(f"{args.step}: done")
+    print("\n".join(result.lines()))
     return 0
 
 

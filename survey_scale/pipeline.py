@@ -19,7 +19,6 @@ holds what the step requires and taking the models of earlier steps from that re
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import time
@@ -32,9 +31,10 @@ from typing import Any
 from distributed import Client
 
 from survey_scale.config import Config
-from survey_scale.engine.contracts import PipelineError, StageSummary, Step
+from survey_scale.engine.contracts import PipelineError, StageSummary, Step, StepResult
 from survey_scale.engine.runner import DaskEngine
 from survey_scale.products.status import missing_requirements
+from survey_scale.stages.ingest import IngestResult, IngestSummary
 from survey_scale.stages.registry import Registry, default_registry
 from survey_scale.store.bookkeeping import Bookkeeping
 from survey_scale.store.cube import create_cube
@@ -46,19 +46,24 @@ log = logging.getLogger(__name__)
 class PipelineSummary:
     """What a pipeline run did: each step's result and wall time (s) by step name, and the model files in use."""
 
-    results: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, StepResult] = field(default_factory=dict)
     models: dict[str, Path] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
-    def ingest(self) -> list[Any]:
-        """The ingest's batch summaries (:class:`survey_scale.stages.ingest.IngestSummary`)."""
-        return self.results.get("ingest") or []
+    def ingest(self) -> list[IngestSummary]:
+        """The ingest's batch summaries."""
+        result = self.results.get("ingest")
+        return result.batches if isinstance(result, IngestResult) else []
 
     @property
     def stages(self) -> list[StageSummary]:
         """What each stage step computed."""
         return [r for r in self.results.values() if isinstance(r, StageSummary)]
+
+    def lines(self) -> list[str]:
+        """What each step did, in run order (:meth:`StepResult.lines`)."""
+        return [line for result in self.results.values() for line in result.lines()]
 
 
 def run_pipeline_with_client(
@@ -101,26 +106,13 @@ def run_pipeline_with_client(
     return summary
 
 
-def step_record(result: Any, seconds: float) -> dict[str, Any]:
-    """What the bookkeeping keeps of a step run: its wall ``seconds`` and a JSON summary of its ``result`` (a
-    stage's chunk counts, an ingest's file counts, a model's path, a catalog's files, ...)."""
-    if isinstance(result, StageSummary):
-        detail: Any = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("stage", "seconds")}
-        detail["stage"] = result.stage
-    elif isinstance(result, list) and all(dataclasses.is_dataclass(r) for r in result):
-        detail = {"batches": [dataclasses.asdict(r) for r in result]}
-    elif isinstance(result, bool):
-        detail = {"rewrote": result}
-    elif isinstance(result, Path):
-        detail = {"model": str(result)}
-    elif isinstance(result, dict):
-        detail = {"outputs": result}
-    else:
-        detail = {}
-    return {"seconds": round(seconds, 3), **json.loads(json.dumps(detail, default=str))}
+def step_record(result: StepResult, seconds: float) -> dict[str, Any]:
+    """What the bookkeeping keeps of a step run: its wall ``seconds`` and the result's JSON record (a stage's
+    chunk counts, an ingest's file counts, a model's path, a catalog's files, ...)."""
+    return {"seconds": round(seconds, 3), **json.loads(json.dumps(result.record(), default=str))}
 
 
-def run_recorded(step: Step, config: Config, engine: DaskEngine) -> Any:
+def run_recorded(step: Step, config: Config, engine: DaskEngine) -> StepResult:
     """Run ``step`` on ``engine`` and record the run and the models it produced in the cube's bookkeeping."""
     log.debug("step %s: %s", step.name, step.description)
     t0 = time.perf_counter()
@@ -132,7 +124,7 @@ def run_recorded(step: Step, config: Config, engine: DaskEngine) -> Any:
     return result
 
 
-def run_step(config: Config, name: str, *, progress: bool = True, registry: Registry | None = None) -> Any:
+def run_step(config: Config, name: str, *, progress: bool = True, registry: Registry | None = None) -> StepResult:
     """Run the registry step ``name`` alone on the cube of ``config`` (``survey-scale <step>``) and return its
     result; the models of earlier steps are those the cube's bookkeeping records.
 

@@ -90,7 +90,7 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     mks_model = ds.attrs["reductions"]["mks_model"]
     assert "untrained" not in mks_model and mks_model["posterior"]["non_emission"]["n_stars"] >= 10
     assert np.isfinite(ds.mks.values).mean() > 0.9 and np.isfinite(ds.dis.values).mean() > 0.9
-    assert summary.results["export"]["distances_parquet"] == tmp_path / "catalogs" / "distances.parquet"
+    assert summary.results["export"].paths["distances_parquet"] == tmp_path / "catalogs" / "distances.parquet"
     model_written = summary.models["mks"].stat().st_mtime_ns
     pca_written = summary.models["pca"].stat().st_mtime_ns
     kept_results = ("norm_flux", "pca_flux", "em_flag", "labels", "label_cov", "chi2_red")
@@ -98,14 +98,14 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     lsdb = pytest.importorskip("lsdb")
     frame = lsdb.open_catalog(tmp_path / "catalogs" / "distances_hats").compute()
     assert len(frame) == n and {"specid", "mks", "dis", "binary_flag", "X", "Y", "Z"} <= set(frame.columns)
-    catalog = summary.results["export"]["parquet"]
+    catalog = summary.results["export"].paths["parquet"]
     assert catalog == tmp_path / "catalogs" / "labels.parquet" and catalog.exists()
     written = catalog.stat().st_mtime_ns
     check_whole_report(config.cube.path, first.outdir, tmp_path / "report")
 
     again = run_pipeline_with_client(config, client, progress=False)
     assert [s.n_computed for s in again.stages] == [0] * len(stages)
-    assert again.results["uniqflag"] is False and catalog.stat().st_mtime_ns == written
+    assert again.results["uniqflag"].rewrote is False and catalog.stat().st_mtime_ns == written
 
     second = make_release(tmp_path / "mock2", 40, seed=22, release="MOCK2", previous=first.outdir, n_invalid=0)
     config2 = _config(tmp_path, second.outdir)
@@ -120,7 +120,7 @@ def test_pipeline_runs_resumes_and_appends(tmp_path: Path, client) -> None:
     assert appended.models["pca"].stat().st_mtime_ns == pca_written
     assert np.isfinite(ds.labels.values[n:]).all(axis=1).mean() > 0.9
     # the survey-wide fits are redone; only their cheap per-spectrum columns are rewritten
-    assert chi2ratio.n_computed == chi2ratio.n_chunks and appended.results["uniqflag"] is True
+    assert chi2ratio.n_computed == chi2ratio.n_chunks and appended.results["uniqflag"].rewrote is True
     assert bad.stage == "bad_spectra" and np.all(ds.bad_spectrum_flag.values >= 0)
     assert (ds.uniqflag.values >= 1).all() and catalog.stat().st_mtime_ns != written
     # the MKs model is kept (trained once; --refit retrains it) and applied to the new spectra
@@ -189,7 +189,7 @@ def test_pipeline_on_a_handful_of_real_hot_stars(tmp_path: Path, client) -> None
     teff, logg = labels[good, LABEL_NAMES.index("teff")], labels[good, LABEL_NAMES.index("logg")]
     assert np.all((teff > 7500) & (teff < 10500)) and np.all((logg > 3.0) & (logg < 4.9))
     assert np.all(ds.chi2_red.values[good] < 10) and not ds.em_flag.values[good].any()
-    catalog = pd.read_parquet(summary.results["export"]["parquet"])
+    catalog = pd.read_parquet(summary.results["export"].paths["parquet"])
     assert len(catalog) == 3 and (catalog["labels_fitted"] == 1035).all() and catalog["si_h"].isna().all()
     assert np.isfinite(catalog.loc[catalog["snr_g"] > 40, ["teff", "logg", "vsini", "fe_h"]].to_numpy()).all()
     text = cube_info(config.cube.path)

@@ -38,7 +38,7 @@ def run_real(tmp_path: Path, client, folder: Path) -> pd.DataFrame:
     )
     create_cube(config.cube.path, config.cube)
     summary = run_pipeline_with_client(config, client, progress=False)
-    return pd.read_parquet(summary.results["export"]["parquet"])
+    return pd.read_parquet(summary.results["export"].paths["parquet"])
 
 
 def pm13_teff(subclass: str) -> float:

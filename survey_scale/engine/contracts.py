@@ -147,9 +147,21 @@ class PipelineError(SurveyScaleError, RuntimeError):
     """A step cannot run (e.g. too few training spectra); the message says what to change."""
 
 
+class StepResult(Protocol):
+    """What a step's ``run`` returns: its record for the cube's bookkeeping and the lines the CLI prints."""
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-able summary (kept with the step's wall time in the bookkeeping; the report reads it)."""
+        ...
+
+    def lines(self) -> list[str]:
+        """What ``survey-scale run`` and ``survey-scale <step>`` print."""
+        ...
+
+
 @dataclass
 class StageSummary:
-    """What one run of a stage did."""
+    """What one run of a stage did (a :class:`StepResult`)."""
 
     stage: str
     n_chunks: int
@@ -157,6 +169,62 @@ class StageSummary:
     n_computed: int
     n_rejects: int
     seconds: float
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "n_chunks": self.n_chunks,
+            "n_done_before": self.n_done_before,
+            "n_computed": self.n_computed,
+            "n_rejects": self.n_rejects,
+            "stage": self.stage,
+        }
+
+    def lines(self) -> list[str]:
+        return [
+            f"{self.stage}: {self.n_computed} of {self.n_chunks} chunks computed "
+            f"({self.n_done_before} up to date), {self.n_rejects} rejects, {self.seconds:.1f} s"
+        ]
+
+
+@dataclass
+class ModelResult:
+    """A model file a step made or kept (``engine.models[name]``)."""
+
+    name: str
+    path: Path
+
+    def record(self) -> dict[str, Any]:
+        return {"model": str(self.path)}
+
+    def lines(self) -> list[str]:
+        return [f"{self.name} model: {self.path}"]
+
+
+@dataclass
+class ColumnsResult:
+    """Per-spectrum columns a reduction wrote, or found up to date."""
+
+    names: tuple[str, ...]
+    rewrote: bool
+
+    def record(self) -> dict[str, Any]:
+        return {"rewrote": self.rewrote}
+
+    def lines(self) -> list[str]:
+        return [f"{', '.join(self.names)}: {'written' if self.rewrote else 'up to date'}"]
+
+
+@dataclass
+class CatalogResult:
+    """Catalog files a step wrote, by format (``<format>``, ``distances_<format>``)."""
+
+    paths: dict[str, Path]
+
+    def record(self) -> dict[str, Any]:
+        return {"outputs": {k: str(v) for k, v in self.paths.items()}}
+
+    def lines(self) -> list[str]:
+        return [f"catalog ({fmt}): {path}" for fmt, path in self.paths.items()]
 
 
 @dataclass(frozen=True)
@@ -315,9 +383,9 @@ class Step:
     name
         The step's name (``survey-scale run --until NAME``).
     run
-        ``run(config, engine)``, or ``"module:function"`` imported when the step runs (so that listing the
-        registry stays light). A stage step calls ``engine.run_stage``; a model step stores its file in
-        ``engine.models``.
+        ``run(config, engine) -> StepResult`` (:class:`StageSummary`, :class:`ModelResult`,
+        :class:`ColumnsResult`, :class:`CatalogResult`, or a step's own), or ``"module:function"`` imported when
+        the step runs. A stage step calls ``engine.run_stage``; a model step stores its file in ``engine.models``.
     requires
         Cube variables and ``model:<name>`` files the step reads; the pipeline orders steps by them.
     produces
@@ -337,7 +405,7 @@ class Step:
     """
 
     name: str
-    run: Callable[[Any, Engine], Any] | str
+    run: Callable[[Any, Engine], StepResult] | str
     requires: tuple[str, ...] = ()
     produces: tuple[str, ...] = ()
     description: str = ""
@@ -345,7 +413,7 @@ class Step:
     renamed_keys: Mapping[str, str] = field(default_factory=dict)
     summary: Callable[[Mapping[str, Any]], list[str]] | None = None
 
-    def resolve(self) -> Callable[[Any, Engine], Any]:
+    def resolve(self) -> Callable[[Any, Engine], StepResult]:
         """The step's function (importing its module if it is given as ``"module:function"``)."""
         if callable(self.run):
             return self.run

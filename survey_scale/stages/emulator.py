@@ -34,7 +34,7 @@ from pydantic import Field, model_validator
 from survey_scale._version import __version__
 from survey_scale.core.files import atomic_write_json, file_sha256, stable_hash
 from survey_scale.core.settings import ConfigBase, Section
-from survey_scale.engine.contracts import Engine, PipelineError, Step
+from survey_scale.engine.contracts import Engine, ModelResult, PipelineError, Step
 from survey_scale.science.ingest import ORIGIN_LAMOST, ORIGIN_MOCK
 from survey_scale.science.model_grid import ModelGrid, load_model_grid, save_model_grid
 from survey_scale.synth import make_model_grid
@@ -335,12 +335,12 @@ def choice_record(path: Path, choice: EmulatorChoice) -> dict[str, Any]:
     }
 
 
-def run(config: ConfigBase, engine: Engine) -> Path:
+def run(config: ConfigBase, engine: Engine) -> ModelResult:
     """Registry step ``emulator``: the emulator file in ``engine.models``, the choice in :data:`CHOICE_FILE`."""
     path, choice = resolve_emulator(config.emulator, engine)
     atomic_write_json(engine.model_path(CHOICE_FILE), choice_record(path, choice))
     engine.models["emulator"] = path
-    return path
+    return ModelResult("emulator", path)
 
 
 STEPS = (

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from survey_scale.core.settings import ConfigBase, Section
-from survey_scale.engine.contracts import Engine, PipelineError, RowBlock, Step
+from survey_scale.engine.contracts import CatalogResult, Engine, PipelineError, RowBlock, Step
 from survey_scale.science.distance_catalog import CUBE_INPUTS as DISTANCE_INPUTS
 from survey_scale.science.distance_catalog import DISTANCE_CATALOG_VERSION, distances_catalog_block
 from survey_scale.science.distance_catalog import column_meta as distance_meta
@@ -88,7 +88,7 @@ def _missing(engine: Engine, needed: tuple[str, ...]) -> list[str]:
     return [v for v in needed if not engine.has_variable(v)]
 
 
-def run(config: ConfigBase, engine: Engine) -> dict[str, Path]:
+def run(config: ConfigBase, engine: Engine) -> CatalogResult:
     """Registry step ``export``: the ``labels`` and ``distances`` catalogs; returns each file's path, keyed
     ``<format>`` for the labels and ``distances_<format>`` for the distances.
 
@@ -124,7 +124,7 @@ def run(config: ConfigBase, engine: Engine) -> dict[str, Path]:
         log.warning(
             "%s: no distances catalog: the cube has no %s yet (survey-scale run)", engine.cube, ", ".join(missing)
         )
-        return paths
+        return CatalogResult(paths)
     distances = write_catalog(
         config,
         engine,
@@ -135,7 +135,7 @@ def run(config: ConfigBase, engine: Engine) -> dict[str, Path]:
         DISTANCE_CATALOG_VERSION,
         distance_meta(),
     )
-    return {**paths, **{f"distances_{fmt}": path for fmt, path in distances.items()}}
+    return CatalogResult({**paths, **{f"distances_{fmt}": path for fmt, path in distances.items()}})
 
 
 STEPS = (

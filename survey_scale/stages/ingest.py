@@ -24,6 +24,7 @@ no-op; a killed ingest resumes its pending batch and ends with the same store as
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -249,10 +250,23 @@ class IngestSummary:
         )
 
 
+@dataclass
+class IngestResult:
+    """What step ``ingest`` did: one :class:`IngestSummary` per batch (a resumed one first)."""
+
+    batches: list[IngestSummary]
+
+    def record(self) -> dict[str, Any]:
+        return {"batches": [dataclasses.asdict(b) for b in self.batches]}
+
+    def lines(self) -> list[str]:
+        return [b.balance_line() for b in self.batches]
+
+
 # --- orchestration: inspect -> plan -> allocate -> write ------------------------------------------------
 
 
-def ingest_batches(config: ConfigBase, engine: Engine) -> list[IngestSummary]:
+def ingest_batches(config: ConfigBase, engine: Engine) -> IngestResult:
     """Ingest ``config.ingest.input`` into the engine's cube (registry step ``ingest``).
 
     A batch left unfinished by an earlier, interrupted ingest is completed first (with its own inputs).
@@ -271,7 +285,7 @@ def ingest_batches(config: ConfigBase, engine: Engine) -> list[IngestSummary]:
             {"phase": "inspect", "config": json.loads(config.model_dump_json())}
         )
         summaries.append(_run_batch(config, engine, batch_dir, state))
-    return summaries
+    return IngestResult(summaries)
 
 
 def _run_batch(config: ConfigBase, engine: Engine, batch_dir: Path, state: dict[str, Any]) -> IngestSummary:

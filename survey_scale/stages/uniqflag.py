@@ -9,7 +9,7 @@ cube's rows or their S/N change.
 from __future__ import annotations
 
 from survey_scale.core.settings import ConfigBase
-from survey_scale.engine.contracts import Engine, Step
+from survey_scale.engine.contracts import ColumnsResult, Engine, Step
 from survey_scale.science.repeats import uniqflag_block
 
 UNIQFLAG_VERSION = "1"
@@ -25,17 +25,18 @@ def uniqflag_attrs(snr: str) -> dict[str, dict[str, str]]:
     }
 
 
-def run(config: ConfigBase, engine: Engine) -> bool:
-    """Registry step ``uniqflag``: returns whether the column was (re)written."""
+def run(config: ConfigBase, engine: Engine) -> ColumnsResult:
+    """Registry step ``uniqflag``: the column, (re)written when the cube's rows or their S/N changed."""
     snr = config.survey.snr_column
     params = {"snr_column": snr}
     key = engine.input_key((snr, "star_id"), "uniqflag", UNIQFLAG_VERSION, snr)
-    return engine.write_columns(
+    rewrote = engine.write_columns(
         "uniqflag",
         key,
         lambda: engine.reduce_by_star((snr,), uniqflag_block, params, block_rows=config.survey.block_spectra),
         uniqflag_attrs(snr),
     )
+    return ColumnsResult(("uniqflag",), rewrote)
 
 
 STEPS = (

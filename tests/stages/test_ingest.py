@@ -116,7 +116,7 @@ def test_ingest_classes_selects_lamost_classes_and_the_default_emulator_is_physi
     assert reasons[QSO].startswith("LAMOST class QSO, subclass Non is not among ingest.classes [A, M]")
     assert "class STAR, subclass K7" in reasons["spec-55859-F5902_sp01-002.fits.gz"]
 
-    path = emulator.run(config, DaskEngine(Path(config.cube.path), client, progress=False))
+    path = emulator.run(config, DaskEngine(Path(config.cube.path), client, progress=False)).path
     assert path.name == "physical.npz"
     text = cube_info(config.cube.path)
     assert "class_not_selected" in text and "      8  e.g." in text
@@ -503,4 +503,4 @@ def test_mock_releases_through_the_ingest(tmp_path: Path, client) -> None:
     from survey_scale.stages import emulator
 
     engine = DaskEngine(Path(small_config(tmp_path).cube.path), client, progress=False)
-    assert emulator.run(small_config(tmp_path), engine).name == "synthesizer.npz"
+    assert emulator.run(small_config(tmp_path), engine).path.name == "synthesizer.npz"

@@ -158,8 +158,8 @@ def test_survey_steps_write_columns_coefficients_and_catalogs(fitted) -> None:
     # catalogs: the same rows in FITS and Parquet, with units
     from astropy.table import Table
 
-    fits_table = Table.read(results["export"]["fits"])
-    parquet = pd.read_parquet(results["export"]["parquet"])
+    fits_table = Table.read(results["export"].paths["fits"])
+    parquet = pd.read_parquet(results["export"].paths["parquet"])
     assert len(fits_table) == len(parquet) == n
     assert list(fits_table.colnames) == list(parquet.columns)
     assert str(fits_table["teff"].unit) == "K" and str(fits_table["pmra"].unit) == "mas / yr"
@@ -168,7 +168,7 @@ def test_survey_steps_write_columns_coefficients_and_catalogs(fitted) -> None:
     assert fits_table.meta["CREATOR"] == "survey_scale"
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(results["export"]["parquet"])
+    meta = pq.read_schema(results["export"].paths["parquet"])
     assert json.loads(meta.metadata[b"survey_scale"])["producer"] == "survey_scale"
     assert meta.field("teff").metadata[b"unit"] == b"K"
     assert set(parquet["final_sample"]) <= {0, 1} and parquet["final_sample"].sum() > 0.8 * n
@@ -187,7 +187,7 @@ def test_survey_steps_do_nothing_when_up_to_date_and_refit_after_an_append(fitte
     _run_all(config, engine)
     before = open_cube(engine.cube).attrs["reductions"]
     again = _run_all(config, engine)
-    assert again["uniqflag"] is False
+    assert again["uniqflag"].rewrote is False
     assert again["chi2ratio"].n_computed == 0 and again["repeats"].n_computed == 0
     assert again["final_sample"].n_computed == 0
     assert open_cube(engine.cube).attrs["reductions"] == before
@@ -196,7 +196,7 @@ def test_survey_steps_do_nothing_when_up_to_date_and_refit_after_an_append(fitte
     fit = engine.run_stage(FAKE_FIT)
     assert fit.n_done_before >= 1
     after = _run_all(config, engine)
-    assert after["uniqflag"] is True
+    assert after["uniqflag"].rewrote is True
     assert after["chi2ratio"].n_computed == after["chi2ratio"].n_chunks  # the coefficients changed
     reductions = open_cube(engine.cube).attrs["reductions"]
     assert reductions["chi2ratio"]["n_spectra"] > before["chi2ratio"]["n_spectra"]
@@ -230,7 +230,7 @@ def test_export_and_info_from_the_command_line(fitted, tmp_path: Path, capsys) -
     args = ["export", str(engine.cube), "--out", str(out), "--format", "parquet,fits", "--workers", "1"]
     assert cli.main([*args, "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert f"parquet: {out / 'labels.parquet'}" in printed and (out / "labels.fits").exists()
+    assert f"catalog (parquet): {out / 'labels.parquet'}" in printed and (out / "labels.fits").exists()
     assert not (out / "labels_hats").exists() and not list(out.glob(".labels-parts"))
     empty = tmp_path / "empty.zarr"
     make_cube(empty, CubeConfig())
