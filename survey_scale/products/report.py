@@ -58,16 +58,11 @@ class ReportInputs:
 
     @cached_property
     def emulator_path(self) -> Path | None:
-        """The emulator the fit used: the one the bookkeeping records, else the file in the cube's models folder
-        whose SHA-256 the fit's provenance names; None if neither is there."""
-        record = self.state.models.get("emulator")
-        if record is not None and Path(record["path"]).is_file():
-            return Path(record["path"])
-        used = (self.state.stage_attrs.get("fit", {}).get("model_hashes") or {}).get("emulator")
-        for path in sorted(self.state.books.models_dir.glob("emulator*.npz")):
-            if used is None or file_sha256(path) == used:
-                return path
-        return None
+        """The emulator the fit used, as the bookkeeping records it; None if none is."""
+        try:
+            return self.state.books.recorded_model("emulator")
+        except FileNotFoundError:
+            return None
 
     @cached_property
     def emulator(self) -> Any:
@@ -102,11 +97,8 @@ class FigureSpec:
 
 def _emission(inputs: ReportInputs, path: Path) -> Path:
     from survey_scale.products.figures.cube import plot_emission_diagram
-    from survey_scale.stages.pca import PCA_MODEL_FILE
 
-    record = inputs.state.models.get("pca")
-    model = Path(record["path"]) if record else inputs.state.books.model_path(PCA_MODEL_FILE)
-    return plot_emission_diagram(inputs.cube, model, path)
+    return plot_emission_diagram(inputs.cube, inputs.state.books.recorded_model("pca"), path)
 
 
 def _gradients(inputs: ReportInputs, path: Path) -> Path:

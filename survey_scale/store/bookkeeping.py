@@ -224,6 +224,22 @@ class Bookkeeping:
         """The models recorded by :meth:`record_model`, by name: ``path``, ``sha256``, ``step``, ``updated``."""
         return self._models_record()
 
+    def recorded_model(self, name: str) -> Path:
+        """The file of model ``name`` that a step recorded (what products read: never a guessed file name).
+
+        Raises
+        ------
+        FileNotFoundError
+            If no step recorded it, or its file is gone; the message names the model and the cube.
+        """
+        record = self._models_record().get(name)
+        if record is None:
+            raise FileNotFoundError(f"{self.cube}: no {name} model is recorded (survey-scale run makes it)")
+        path = Path(record["path"])
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.cube}: the recorded {name} model {path} is missing")
+        return path
+
     def _models_record(self) -> dict[str, dict[str, Any]]:
         try:
             return dict(json.loads((self.root / "models.json").read_text()))

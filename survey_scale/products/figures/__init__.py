@@ -66,9 +66,7 @@ def write_figures(kind: str, source: str | Path | None, out: str | Path, truth: 
             plot_observations(pd.read_parquet(source / "truth.parquet"), out / "mock_observations.png"),
         ]
     if kind == "emission":
-        from survey_scale.stages.pca import PCA_MODEL_FILE
-
-        model = Bookkeeping(source).model_path(PCA_MODEL_FILE)
+        model = Bookkeeping(source).recorded_model("pca")
         return [
             cube_figures.plot_emission_diagram(source, model, out / "emission_diagram.png"),
             cube_figures.plot_reconstructions(source, out / "pca_reconstructions.png"),

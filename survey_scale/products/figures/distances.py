@@ -115,11 +115,7 @@ def plot_mks(cube: str | Path, path: str | Path, max_points: int = 100_000) -> P
 def plot_mcmc_corner(cube: str | Path, path: str | Path, network: str = "non_emission") -> Path:
     """P1 Fig. 8 analogue: the MCMC posterior of (ε, δ, σ_int, σ_s^100), marginals with 16/50/84 % lines."""
     cube = Path(cube)
-    from survey_scale.stages.mks import MKS_MODEL_FILE
-
-    model_path = Bookkeeping(cube).model_path(MKS_MODEL_FILE)
-    if not model_path.exists():
-        raise FileNotFoundError(f"{cube}: no MKs model yet (survey-scale run makes it)")
+    model_path = Bookkeeping(cube).recorded_model("mks")
     samples = MKsModel.load(model_path).samples.get(network)
     if samples is None:
         raise FileNotFoundError(f"{cube}: the MKs model has no MCMC samples for the {network} network")
