@@ -103,7 +103,7 @@ def test_a_new_step_module_and_one_registry_line_reach_run_info_report_and_confi
     assert parser.parse_args(["run", "--until", "line_depth"]).until == "line_depth"
     assert parser.parse_args(["line_depth", "--config", "x.yaml"]).command == "line_depth"
 
-    mock = make_release(tmp_path / "mock", 30, seed=5, n_invalid=0).outdir
+    mock = make_release(tmp_path / "mock", 12, seed=5, n_invalid=0).outdir
     cube = tmp_path / "cube.zarr"
     config = tmp_path / "config.yaml"
     config.write_text(
