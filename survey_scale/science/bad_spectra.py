@@ -85,6 +85,7 @@ from typing import Any
 import numpy as np
 
 from survey_scale.core.grid import LOG10_WAVE_STEP
+from survey_scale.core.masks import EMISSION_WINDOWS, FIT_WINDOWS, TELLURIC_BANDS, Window, window_mask
 from survey_scale.science.emission import LOCAL_WINDOW_PIXELS, MAD_TO_SIGMA
 
 C_KMS = 299792.458
@@ -373,6 +374,90 @@ def fit_residual_evidence(
     return out
 
 
+EMISSION_CORE_HALF_WIDTH = 20.0
+"""Å around each hydrogen line left out for ``em_flag = 1`` spectra: the emission fills the core, the
+absorption wings still fix the wavelength."""
+
+
+def emission_cores(wave: np.ndarray) -> np.ndarray:
+    """(P,) bool: the emission windows, hydrogen ones narrowed to ±:data:`EMISSION_CORE_HALF_WIDTH` Å."""
+    windows = [
+        Window(
+            w.name,
+            0.5 * (w.lo + w.hi) - EMISSION_CORE_HALF_WIDTH,
+            0.5 * (w.lo + w.hi) + EMISSION_CORE_HALF_WIDTH,
+            "core",
+        )
+        if w.kind == "hydrogen"
+        else w
+        for w in EMISSION_WINDOWS
+    ]
+    return window_mask(wave, windows)
+
+
+def evidence_pixels(wave: np.ndarray, pixmask: np.ndarray, em_flag: np.ndarray) -> np.ndarray:
+    """(n, P) bool: the pixels the fit's evidence uses — the label fit's (its masked windows out, the telluric
+    bands kept: they count for the wavelength test; unflagged ``pixmask``), less the cores of the emission
+    lines (:func:`emission_cores`) for ``em_flag = 1`` spectra."""
+    emission = np.asarray(em_flag) == 1
+    fit_mask = window_mask(wave, [w for w in FIT_WINDOWS if w.kind != "telluric"])
+    use = ~fit_mask[None, :] & (np.asarray(pixmask) == 0)
+    return use & ~(emission[:, None] & emission_cores(wave)[None, :])
+
+
+def fit_residual_columns(
+    flux: np.ndarray,
+    norm_flux: np.ndarray,
+    norm_ivar: np.ndarray,
+    pixmask: np.ndarray,
+    model_flux: np.ndarray,
+    em_flag: np.ndarray,
+    rv: np.ndarray,
+    *,
+    wave: np.ndarray,
+    telluric_template: np.ndarray,
+    step_median: np.ndarray,
+    step_scale: np.ndarray,
+    max_shift: int,
+    min_shift: int,
+) -> dict[str, np.ndarray]:
+    """The columns of stage ``fit_residuals`` for a batch of spectra (n, P) on the wavelengths ``wave`` (Å).
+
+    :func:`fit_residual_evidence` over :func:`evidence_pixels`, with the observed-frame ``telluric_template``
+    in each spectrum's rest frame (:func:`rest_frame_transmission`), and :func:`flux_step_z` against the survey's
+    ``step_median``, ``step_scale`` (:func:`step_reference`). Spectra without a fit (a non-finite ``model_flux``)
+    get NaN (``wave_shift_pixels`` 0); the range of the shifted segment (``wave_shift_lo``, ``_hi``, Å) is NaN
+    where there is none. Returns ``fit_local_z``, ``wave_shift_z``, ``wave_shift_pixels`` (int16),
+    ``wave_shift_lo``, ``wave_shift_hi``, ``flux_step_z`` (float32 otherwise).
+    """
+    norm_flux, norm_ivar = np.asarray(norm_flux), np.asarray(norm_ivar)
+    telluric = window_mask(wave, TELLURIC_BANDS)
+    use = evidence_pixels(wave, pixmask, em_flag)
+    fitted = np.all(np.isfinite(model_flux), axis=1)
+    model = np.where(fitted[:, None], model_flux, 1.0)
+    transmission = rest_frame_transmission(telluric_template, rv, norm_flux, norm_ivar, model, use, telluric)
+    out = fit_residual_evidence(
+        norm_flux,
+        norm_ivar,
+        model,
+        use,
+        transmission=transmission,
+        telluric=telluric,
+        max_shift=max_shift,
+        min_shift=min_shift,
+    )
+    shifted = fitted & (out["wave_shift_pixels"] != 0)
+    step_z = flux_step_z(continuum_steps(flux, norm_flux, norm_ivar), step_median, step_scale)
+    return {
+        "fit_local_z": np.where(fitted, out["fit_local_z"], np.nan).astype(np.float32),
+        "wave_shift_z": np.where(fitted, out["wave_shift_z"], np.nan).astype(np.float32),
+        "wave_shift_pixels": np.where(fitted, out["wave_shift_pixels"], 0).astype(np.int16),
+        "wave_shift_lo": np.where(shifted, wave[out["wave_shift_first"]], np.nan).astype(np.float32),
+        "wave_shift_hi": np.where(shifted, wave[out["wave_shift_last"]], np.nan).astype(np.float32),
+        "flux_step_z": step_z.astype(np.float32),
+    }
+
+
 # --- the telluric transmission (a survey-wide reduction) ---------------------------------------------------
 
 
@@ -624,6 +709,23 @@ def bad_spectrum_rule(
             fired &= ~emission
         reason |= np.where(fired, bit, 0).astype(np.int16)
     return (reason != 0).astype(np.int8), reason
+
+
+def reference_rows(
+    snr: np.ndarray, chi2_red: np.ndarray, em_flag: np.ndarray, hot: np.ndarray, min_snr: float
+) -> np.ndarray:
+    """Rows of the survey references (the telluric transmission, the continuum steps): fitted (finite
+    ``chi2_red``) hot-star spectra (``hot``, bool) without emission with S/N above ``min_snr``."""
+    snr = np.asarray(snr, dtype=np.float64)
+    chi2 = np.asarray(chi2_red, dtype=np.float64)
+    emission = np.asarray(em_flag) == 1
+    return np.flatnonzero((snr > min_snr) & ~emission & np.isfinite(chi2) & hot)
+
+
+def reason_counts(reason: np.ndarray) -> dict[str, int]:
+    """The number of spectra each evidence flagged, by its name (:data:`REASON_BITS`), from
+    ``bad_spectrum_reason`` values."""
+    return {REASON_BITS[bit].split(":")[0]: int(((reason & bit) != 0).sum()) for bit in REASON_BITS}
 
 
 def reason_names(reason: int) -> list[str]:

@@ -13,14 +13,19 @@ P1 §5 in four parts, each pure (numpy in, numpy out; torch only inside :func:`t
   result is a :class:`MKsNetwork` of numpy weights, evaluated without torch (:meth:`MKsNetwork.predict`).
 - :func:`sample_uncertainty_model`: P1 Eq. 7–14, the posterior of (ε, δ, σ_int, σ_s^100) with flat priors
   sampled by ``emcee``; :func:`mks_error` is the per-spectrum MKs_err = √(σ_int² + (σ_s^100 / (S/N/100))²).
+
+:func:`train_mks_model` puts them together (the sets, the two networks, the binaries out and the networks
+retrained, the MCMC or its fallback; :class:`TrainingSettings`), on numpy columns, with two callbacks for
+what needs the survey's spectra: reading the training spectra and predicting over the test spectra.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,9 @@ import numpy as np
 
 from survey_scale.core.errors import SurveyScaleError
 from survey_scale.core.masks import MKS_NETWORK_WINDOWS, clean_window_mask, window_mask
+from survey_scale.science.distance import binary_flags, spectrophotometric_parallax
+
+log = logging.getLogger(__name__)
 
 
 class MKsModelError(SurveyScaleError, ValueError):
@@ -37,6 +45,10 @@ class MKsModelError(SurveyScaleError, ValueError):
 
 class TooFewSpectra(ValueError):
     """Too few usable spectra to train a network or sample the uncertainty model."""
+
+
+class TooFewStars(TooFewSpectra):
+    """Too few stars with good parallaxes for the training and test sets (:func:`mks_sets`)."""
 
 
 PARAMETERS = ("epsilon", "delta", "sigma_int", "sigma_s100")
@@ -489,6 +501,234 @@ class MKsModel:
             raise MKsModelError(
                 f"{path}: not a readable MKs model file ({type(exc).__name__}: {exc}); delete it to retrain it"
             ) from exc
+
+
+# --- the training: sets, networks, binaries out, uncertainty model (P1 §5) ----------------------------------
+
+
+NETWORKS = ("non_emission", "emission")
+"""The two networks, in the order they are trained."""
+SET_COLUMNS = ("star_id", "em_flag", "bad_spectrum_flag", "mks_geo", "mks_geo_err", "parallax", "parallax_error")
+SET_COLUMNS += ("parallax_offset", "Ks", "Ks_err", "aks", "aks_err")
+"""The per-spectrum columns :func:`train_mks_model` reads (besides the S/N)."""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How :func:`train_mks_model` chooses its sets, trains, removes binaries and samples (the ``mks.*``
+    settings, and ``distance.binary_snr``; defaults as theirs)."""
+
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    min_parallax_snr: float = 10.0
+    """Training and test stars: ϖ/σ_ϖ above this."""
+    min_snr: float = 50.0
+    """Training stars: S/N above this (the others test)."""
+    bright_mks: float | None = -1.5
+    """Training also takes stars with geometric MKs below this (None: no such supplement)…"""
+    bright_min_parallax_snr: float = 3.0
+    """…and ϖ/σ_ϖ above this (P1's bright-end stars)."""
+    balance_mks: bool = True
+    """Loss weights evening out the training set's MKs distribution (:func:`balancing_weights`)."""
+    max_train: int = 50_000
+    """At most this many training spectra (a subset drawn with ``seed``)."""
+    binary_iterations: int = 2
+    """Retrainings without the binaries found (P1: 2)."""
+    binary_snr: float = 2.0
+    """Binaries: S/N_Δϖ at or above this."""
+    min_error_stars: int = 30
+    """An emission network with fewer single test stars takes the non-emission uncertainty model."""
+    mcmc_walkers: int = 32
+    mcmc_steps: int = 4000
+    mcmc_burn: int = 1000
+    seed: int = 0
+    """Seed of the training subset and of the MCMC."""
+
+
+def mks_sets(
+    cols: Mapping[str, np.ndarray], snr: np.ndarray, hot: np.ndarray, settings: TrainingSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the training and test sets (sorted), with :func:`training_split`: ``usable`` spectra have a
+    geometric MKs, no ``bad_spectrum_flag`` and are hot-star candidates (``hot``: P1 trains on OB stars);
+    ``bright`` are the ones with ϖ/σ_ϖ > ``bright_min_parallax_snr`` and geometric MKs < ``bright_mks``.
+    More than ``max_train`` training spectra: a seeded subset.
+
+    ``cols`` holds :data:`SET_COLUMNS` as float64 (``star_id`` as it is), ``snr`` the S/N (float64).
+
+    Raises
+    ------
+    TooFewStars
+        With fewer than 50 training or 10 test spectra.
+    """
+    usable = np.isfinite(cols["mks_geo"]) & np.isfinite(cols["mks_geo_err"]) & (cols["bad_spectrum_flag"] != 1) & hot
+    with np.errstate(invalid="ignore", divide="ignore"):
+        plx_snr = (cols["parallax"] + cols["parallax_offset"]) / cols["parallax_error"]
+    bright = None
+    if settings.bright_mks is not None:
+        bright = (np.nan_to_num(plx_snr) > settings.bright_min_parallax_snr) & (cols["mks_geo"] < settings.bright_mks)
+    train, test = training_split(
+        cols["star_id"], plx_snr, snr, usable, settings.min_parallax_snr, settings.min_snr, bright
+    )
+    train_rows = np.flatnonzero(train)
+    if train_rows.size > settings.max_train:
+        rng = np.random.default_rng(settings.seed)
+        train_rows = np.sort(rng.choice(train_rows, settings.max_train, replace=False))
+    test_rows = np.flatnonzero(test)
+    if train_rows.size < 50 or test_rows.size < 10:
+        raise TooFewStars(
+            f"{train_rows.size} training and {test_rows.size} test spectra (ϖ/σ > "
+            f"{settings.min_parallax_snr:g}, training S/N > {settings.min_snr:g}); at least 50 and 10 are needed "
+            "(lower mks.min_parallax_snr or mks.min_snr)"
+        )
+    return train_rows, test_rows
+
+
+def snr_dparallax(
+    cols: Mapping[str, np.ndarray], mks: np.ndarray, sigma: Mapping[str, float], snr: np.ndarray
+) -> np.ndarray:
+    """S/N_Δϖ (P1 Eq. 15–17) of spectra with a predicted MKs, under the uncertainty model ``sigma``
+    (``sigma_int``, ``sigma_s100``); ``cols`` as in :func:`mks_sets`, restricted to the spectra."""
+    sigma_s = mks_error(0.0, sigma["sigma_s100"], snr)
+    plx_s, plx_s_err = spectrophotometric_parallax(
+        cols["Ks"], mks, cols["aks"], sigma_s, sigma["sigma_int"], cols["Ks_err"], cols["aks_err"]
+    )
+    parallax = cols["parallax"] + cols["parallax_offset"]
+    return binary_flags(parallax, cols["parallax_error"], plx_s, plx_s_err)[0]
+
+
+def _error_fit(
+    predicted: np.ndarray, cols: Mapping[str, np.ndarray], snr: np.ndarray, use: np.ndarray
+) -> dict[str, float]:
+    theta = max_likelihood(predicted[use], cols["mks_geo"][use], cols["mks_geo_err"][use], snr[use])
+    return dict(zip(PARAMETERS, (float(t) for t in theta), strict=True))
+
+
+def train_mks_model(
+    cols: Mapping[str, np.ndarray],
+    snr: np.ndarray,
+    hot: np.ndarray,
+    wave: np.ndarray,
+    settings: TrainingSettings,
+    read_flux: Callable[[np.ndarray], np.ndarray],
+    predict: Callable[[Mapping[str, MKsNetwork], np.ndarray], Mapping[str, np.ndarray]],
+) -> MKsModel:
+    """The MKs model of P1 §5 from the survey's columns (one value per spectrum).
+
+    1. The sets (:func:`mks_sets`); ``read_flux(train_rows)`` gives the training spectra (n_train, P) on
+       the wavelengths ``wave`` (Å).
+    2. Two networks (:func:`train_network`): ``non_emission`` on the non-emission training spectra,
+       ``emission`` on all of them (:func:`network_pixels`), with :func:`balancing_weights` if
+       ``balance_mks``.
+    3. ``binary_iterations`` times: the uncertainty model at its maximum likelihood on the single
+       non-emission test spectra (``predict(networks, test_rows)`` gives each network's MKs of the test
+       spectra, each spectrum taking its own network's), S/N_Δϖ (:func:`snr_dparallax`) of every training and
+       test spectrum, those at or above ``binary_snr`` out of training (and of the single test stars), the
+       networks retrained.
+    4. The uncertainty model sampled (:func:`sample_uncertainty_model`) on the single test spectra of each
+       network; with fewer than ``min_error_stars`` emission ones the emission network takes the non-emission
+       posterior (``posterior["emission"]["uses"]``).
+
+    ``cols`` holds :data:`SET_COLUMNS`; ``hot`` (n,) bool marks the hot-star candidates. The model's ``meta``
+    has the counts (``n_train``, ``n_train_before_binary_cuts``, ``n_train_emission``, ``n_test``,
+    ``n_test_single``), ``binary_iterations`` (per iteration: the binaries found, the maximum-likelihood
+    model), ``posterior`` and each network's ``meta`` under ``networks``.
+
+    Raises
+    ------
+    TooFewSpectra
+        :class:`TooFewStars` for the sets, or too few spectra for a network or the MCMC.
+    """
+    cols = {k: (v if k == "star_id" else np.asarray(v, np.float64)) for k, v in cols.items()}
+    snr = np.asarray(snr, np.float64)
+    emission = cols["em_flag"] == 1
+    train_rows, test_rows = mks_sets(cols, snr, np.asarray(hot, bool), settings)
+    log.info("MKs: %d training spectra, %d test spectra", train_rows.size, test_rows.size)
+    flux = read_flux(train_rows)
+    sub = {k: v[train_rows] for k, v in cols.items()}
+    members = {"non_emission": ~emission[train_rows], "emission": np.ones(train_rows.size, bool)}
+    keep = np.ones(train_rows.size, bool)
+    test_cols = {k: v[test_rows] for k, v in cols.items()}
+    single_test = np.ones(test_rows.size, bool)
+    history: list[dict[str, Any]] = []
+    for iteration in range(settings.binary_iterations + 1):
+        networks: dict[str, MKsNetwork] = {}
+        for name in NETWORKS:
+            use = members[name] & keep
+            networks[name] = train_network(
+                flux[use],
+                sub["mks_geo"][use],
+                sub["mks_geo_err"][use],
+                network_pixels(wave, emission=name == "emission"),
+                settings.network,
+                star_id=sub["star_id"][use],
+                weights=balancing_weights(sub["mks_geo"][use]) if settings.balance_mks else None,
+            )
+        predicted_test = predict(networks, test_rows)
+        test_mks = np.where(emission[test_rows], predicted_test["emission"], predicted_test["non_emission"])
+        fit_use = single_test & ~emission[test_rows] & np.isfinite(test_mks)
+        sigma = _error_fit(test_mks, test_cols, snr[test_rows], fit_use)
+        if iteration == settings.binary_iterations:
+            break
+        own = np.where(emission[train_rows], networks["emission"].predict(flux), networks["non_emission"].predict(flux))
+        train_binary = snr_dparallax(sub, own, sigma, snr[train_rows]) >= settings.binary_snr
+        single_test = ~(snr_dparallax(test_cols, test_mks, sigma, snr[test_rows]) >= settings.binary_snr)
+        history.append(
+            {
+                "iteration": iteration + 1,
+                "training_binaries_removed": int(train_binary.sum()),
+                "test_binaries": int((~single_test).sum()),
+                "max_likelihood": sigma,
+            }
+        )
+        log.info(
+            "MKs iteration %d: sigma_int %.3f, sigma_s100 %.3f mag; %d training and %d test spectra look binary",
+            iteration + 1,
+            sigma["sigma_int"],
+            sigma["sigma_s100"],
+            int(train_binary.sum()),
+            int((~single_test).sum()),
+        )
+        keep = ~train_binary
+
+    samples: dict[str, np.ndarray] = {}
+    posteriors: dict[str, Any] = {}
+    error_model: dict[str, dict[str, float]] = {}
+    for name, use in (
+        ("non_emission", single_test & ~emission[test_rows]),
+        ("emission", single_test & emission[test_rows]),
+    ):
+        use = use & np.isfinite(test_mks)
+        if name == "emission" and use.sum() < settings.min_error_stars:
+            log.warning(
+                "MKs: %d single emission test spectra (< mks.min_error_stars = %d): the emission network takes "
+                "the non-emission uncertainty model",
+                int(use.sum()),
+                settings.min_error_stars,
+            )
+            posteriors[name] = {"n_stars": int(use.sum()), "uses": "non_emission"}
+            error_model[name] = dict(error_model["non_emission"])
+            continue
+        samples[name], posteriors[name] = sample_uncertainty_model(
+            test_mks[use],
+            test_cols["mks_geo"][use],
+            test_cols["mks_geo_err"][use],
+            snr[test_rows][use],
+            settings.mcmc_walkers,
+            settings.mcmc_steps,
+            settings.mcmc_burn,
+            settings.seed,
+        )
+        error_model[name] = {p: posteriors[name][p]["mean"] for p in ("sigma_int", "sigma_s100")}
+    meta = {
+        "n_train": int(keep.sum()),
+        "n_train_before_binary_cuts": int(train_rows.size),
+        "n_train_emission": int((keep & emission[train_rows]).sum()),
+        "n_test": int(test_rows.size),
+        "n_test_single": int(single_test.sum()),
+        "binary_iterations": history,
+        "posterior": posteriors,
+        "networks": {name: net.meta for name, net in networks.items()},
+    }
+    return MKsModel(networks=networks, error_model=error_model, samples=samples, meta=meta)
 
 
 def summary_lines(reductions: Mapping[str, Any]) -> list[str]:

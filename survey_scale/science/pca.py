@@ -21,6 +21,12 @@ G = Σ z zᵀ (P × P, P = 3,802) is accumulated block by block over the cube (a
 The model is a versioned artifact (``.npz`` without pickles, JSON metadata): its SHA-256 enters the
 provenance of every chunk projected with it.
 
+Iterated fit
+------------
+:func:`iterated_pca` refits without the candidates each pass flags (emission, erroneous, owning a component:
+:func:`component_share`), with callbacks for the survey-wide passes (fit on rows; the statistics of the
+candidates under a model); :func:`training_candidates` chooses the candidates.
+
 Stage
 -----
 ``pca`` (:mod:`survey_scale.stages.pca`) maps over the cube: coefficients ``pca_coeff`` (clean windows),
@@ -31,9 +37,10 @@ the denoised ``pca_flux``, and the emission and erroneous-spectrum diagnostics a
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +50,9 @@ import numpy as np
 from survey_scale._version import __version__
 from survey_scale.core.errors import SurveyScaleError
 from survey_scale.core.files import atomic_write, file_sha256, save_npz
-from survey_scale.science.emission import excess_window, residual_statistics
+from survey_scale.science.emission import derive_thresholds, emission_flags, excess_window, residual_statistics
+
+log = logging.getLogger(__name__)
 
 PCA_MODEL_VERSION = "1"
 PCA_STAGE_VERSION = "1"
@@ -399,3 +408,106 @@ def diagnostics_block(data: Mapping[str, np.ndarray], params: Mapping[str, Any])
     """Residual statistics and :func:`component_share` of a block of spectra (for the passes of the fit)."""
     rec, stats = diagnostics(params["model"], data["norm_flux"], data["norm_ivar"])
     return {**stats, "component_share": component_share(params["model"], rec["coeff"])}
+
+
+# --- the iterated fit (SPEC §4: refits without the flagged candidates) -----------------------------------------
+
+
+def training_candidates(
+    snr: np.ndarray,
+    clean_fraction: np.ndarray,
+    min_snr: float,
+    min_clean_fraction: float,
+    max_train: int | None,
+    seed: int,
+) -> np.ndarray:
+    """Rows eligible for training (sorted): S/N above ``min_snr`` and at least ``min_clean_fraction`` usable
+    clean-window pixels; more than ``max_train``: a subset drawn with ``seed``."""
+    rows = np.flatnonzero((np.asarray(snr, np.float64) > min_snr) & (np.asarray(clean_fraction) >= min_clean_fraction))
+    if max_train is not None and rows.size > max_train:
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(rows, max_train, replace=False))
+    return rows
+
+
+@dataclass(frozen=True)
+class RefitSettings:
+    """How :func:`iterated_pca` flags the candidates after each pass (``pca.n_refits``,
+    ``pca.max_component_share`` and the ``emission.*`` settings; defaults as theirs)."""
+
+    n_refits: int = 2
+    """Refits without the candidates the previous pass flagged (P1: 1)."""
+    max_component_share: float = 0.1
+    """Candidates carrying more of one component's training variance are flagged (:func:`component_share`)."""
+    train_n_sigma: float = 2.5
+    """Emission: candidates above this n-sigma (:func:`survey_scale.science.emission.emission_flags`)."""
+    threshold: float | None = None
+    """A fixed Hα excess threshold (None: derived per spectrum)."""
+    bad_chi2_threshold: float | None = None
+    """A fixed ``pca_chi2`` threshold of an erroneous spectrum (None: derived)."""
+    bad_local_z_threshold: float | None = None
+    """A fixed ``pca_local_z`` threshold (None: derived)."""
+    bad_n_sigma: float = 20.0
+    """Derived ``pca_chi2`` threshold: median + bad_n_sigma × MAD of log10 χ²."""
+    bad_local_n_sigma: float = 4.0
+    """Derived ``pca_local_z`` threshold: median + bad_local_n_sigma × MAD of log10 z."""
+
+
+def iterated_pca(
+    rows: np.ndarray,
+    fit: Callable[[int, np.ndarray], PCAModel],
+    statistics: Callable[[PCAModel], Mapping[str, np.ndarray]],
+    settings: RefitSettings,
+) -> PCAModel:
+    """The iterated PCA of SPEC §4 on the candidates ``rows`` (sorted row numbers).
+
+    Pass 1 trains on every candidate; each refit trains on the candidates the previous pass did not flag:
+    emission beyond ``train_n_sigma``, erroneous (``pca_chi2``, ``pca_local_z`` beyond the thresholds derived
+    from that pass, or the fixed ones), or carrying more than ``max_component_share`` of one component's
+    variance (a defect the PCA learnt to reconstruct, see :func:`component_share`). It stops after
+    ``n_refits`` refits, or earlier when the training set no longer changes.
+
+    ``fit(n, train_rows)`` gives pass ``n``'s model trained on ``train_rows``; ``statistics(model)`` the
+    residual statistics of every candidate under it, in the order of ``rows``, with ``component_share``
+    (:func:`diagnostics_block`). The final model is returned with, in its ``meta``, the flag thresholds
+    derived from the candidates its pass did not flag (``thresholds``), their rule (``threshold_rule``) and
+    ``final_pass``.
+    """
+    train = rows
+    for n in range(1, settings.n_refits + 2):
+        model = fit(n, train)
+        stats = dict(statistics(model))
+        em, bad = emission_flags(
+            stats,
+            derive_thresholds(stats, settings.bad_n_sigma, settings.bad_local_n_sigma),
+            settings.train_n_sigma,
+            settings.threshold,
+            settings.bad_chi2_threshold,
+            settings.bad_local_z_threshold,
+        )
+        outlier = stats.pop("component_share") > settings.max_component_share
+        unflagged = rows[(em == 0) & (bad == 0) & ~outlier]
+        log.info(
+            "PCA pass %d: %d candidates flagged (emission %d, erroneous %d, owning a component %d)",
+            n,
+            rows.size - unflagged.size,
+            int(em.sum()),
+            int(bad.sum()),
+            int(outlier.sum()),
+        )
+        if n == settings.n_refits + 1 or np.array_equal(unflagged, train):
+            break
+        train = unflagged
+    keep = np.isin(rows, unflagged)
+    model.meta["thresholds"] = derive_thresholds(
+        {k: v[keep] for k, v in stats.items()}, settings.bad_n_sigma, settings.bad_local_n_sigma
+    )
+    model.meta["threshold_rule"] = (
+        "em_flag: halpha_excess > excess_offset + sqrt((n_sigma x halpha_excess_err)^2 + model_n_sigma^2 x "
+        "max(1, pca_chi2) x excess_model_sigma^2); "
+        f"offset, model sigma and the limits below measured on the {int(keep.sum())} candidates the final pass "
+        f"did not flag; erroneous (PCA evidence): pca_chi2 > 10**(median + {settings.bad_n_sigma} x 1.4826 MAD of "
+        f"log10 chi2) or pca_local_z > 10**(median + {settings.bad_local_n_sigma} x 1.4826 MAD of log10 z)"
+    )
+    model.meta["final_pass"] = n
+    return model

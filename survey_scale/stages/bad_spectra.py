@@ -16,7 +16,8 @@ spectra out) runs, like ``chi2ratio``, reductions and two stages:
    :func:`survey_scale.science.bad_spectra.fit_residual_evidence` over the fitted pixels (the fit's mask:
    interstellar bands, dichroic, edges, flagged pixels; the telluric bands count for the wavelength test,
    with the transmission in each spectrum's frame), without the cores of the emission lines (±20 Å for
-   hydrogen, the emission windows otherwise) for ``em_flag = 1`` spectra;
+   hydrogen, the emission windows otherwise) for ``em_flag = 1`` spectra
+   (:func:`survey_scale.science.bad_spectra.fit_residual_columns`);
 3. the limits: every evidence column is read over the cube and its S/N-dependent limit derived from the
    hot-star candidates
    (:func:`survey_scale.science.bad_spectra.limits_from_config`), recorded with the counts per evidence in
@@ -55,7 +56,7 @@ from pydantic import Field, model_validator
 
 from survey_scale.core.files import atomic_write, save_npz
 from survey_scale.core.grid import wavelength_grid
-from survey_scale.core.masks import EMISSION_WINDOWS, FIT_WINDOWS, TELLURIC_BANDS, Window, window_mask
+from survey_scale.core.masks import TELLURIC_BANDS, window_mask
 from survey_scale.core.settings import ConfigBase, Section
 from survey_scale.engine.contracts import (
     ChunkContext,
@@ -75,16 +76,16 @@ from survey_scale.science.bad_spectra import (
     REASON_BITS,
     SnrLimit,
     bad_spectrum_rule,
-    continuum_steps,
-    fit_residual_evidence,
-    flux_step_z,
+    fit_residual_columns,
     limits_from_config,
-    rest_frame_transmission,
+    reason_counts,
     step_histogram_block,
     step_reference,
     telluric_sums_block,
     telluric_template,
 )
+from survey_scale.science.bad_spectra import emission_cores as emission_cores  # re-exported: benchmarks/eval_flags.py
+from survey_scale.science.bad_spectra import reference_rows as survey_reference_rows
 from survey_scale.science.bad_spectra import summary_lines as bad_spectra_summary_lines
 from survey_scale.stages.chi2ratio import hot_star_rows
 
@@ -183,62 +184,28 @@ RULE = (
     "evidence) over equal-count log10 S/N bins of the survey, linear in log10 S/N between bin centres; chi2ratio "
     "and halpha_chi2 count only without em_flag; bad_spectrum_reason = sum of the bits of the evidence that fired"
 )
-EMISSION_CORE_HALF_WIDTH = 20.0
-"""Å around each hydrogen line left out for ``em_flag = 1`` spectra: the emission fills the core, the
-absorption wings still fix the wavelength."""
-
-
-def emission_cores(wave: np.ndarray) -> np.ndarray:
-    """(P,) bool: the emission windows, hydrogen ones narrowed to ±:data:`EMISSION_CORE_HALF_WIDTH` Å."""
-    windows = [
-        Window(
-            w.name,
-            0.5 * (w.lo + w.hi) - EMISSION_CORE_HALF_WIDTH,
-            0.5 * (w.lo + w.hi) + EMISSION_CORE_HALF_WIDTH,
-            "core",
-        )
-        if w.kind == "hydrogen"
-        else w
-        for w in EMISSION_WINDOWS
-    ]
-    return window_mask(wave, windows)
 
 
 def fit_residuals_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
-    """Stage function: the label fit's residual evidence of a chunk."""
-    wave = wavelength_grid()
-    flux, ivar = np.asarray(inputs["norm_flux"]), np.asarray(inputs["norm_ivar"])
-    emission = np.asarray(inputs["em_flag"]) == 1
-    telluric = window_mask(wave, TELLURIC_BANDS)
-    fit_mask = window_mask(wave, [w for w in FIT_WINDOWS if w.kind != "telluric"])
-    use = ~fit_mask[None, :] & (np.asarray(inputs["pixmask"]) == 0)
-    use = use & ~(emission[:, None] & emission_cores(wave)[None, :])
-    fitted = np.all(np.isfinite(inputs["model_flux"]), axis=1)
-    model = np.where(fitted[:, None], inputs["model_flux"], 1.0)
-    transmission = rest_frame_transmission(ctx.models["telluric"], inputs["rv"], flux, ivar, model, use, telluric)
-    out = fit_residual_evidence(
-        flux,
-        ivar,
-        model,
-        use,
-        transmission=transmission,
-        telluric=telluric,
+    """Stage function: the label fit's residual evidence of a chunk
+    (:func:`survey_scale.science.bad_spectra.fit_residual_columns`)."""
+    median, scale = ctx.models["continuum_steps"]
+    columns = fit_residual_columns(
+        inputs["flux"],
+        inputs["norm_flux"],
+        inputs["norm_ivar"],
+        inputs["pixmask"],
+        inputs["model_flux"],
+        inputs["em_flag"],
+        inputs["rv"],
+        wave=wavelength_grid(),
+        telluric_template=ctx.models["telluric"],
+        step_median=median,
+        step_scale=scale,
         max_shift=params["max_shift"],
         min_shift=params["min_shift"],
     )
-    shifted = fitted & (out["wave_shift_pixels"] != 0)
-    steps = continuum_steps(inputs["flux"], flux, ivar)
-    step_z = flux_step_z(steps, *ctx.models["continuum_steps"])
-    return StageResult(
-        {
-            "fit_local_z": np.where(fitted, out["fit_local_z"], np.nan).astype(np.float32),
-            "wave_shift_z": np.where(fitted, out["wave_shift_z"], np.nan).astype(np.float32),
-            "wave_shift_pixels": np.where(fitted, out["wave_shift_pixels"], 0).astype(np.int16),
-            "wave_shift_lo": np.where(shifted, wave[out["wave_shift_first"]], np.nan).astype(np.float32),
-            "wave_shift_hi": np.where(shifted, wave[out["wave_shift_last"]], np.nan).astype(np.float32),
-            "flux_step_z": step_z.astype(np.float32),
-        }
-    )
+    return StageResult(columns)
 
 
 def load_telluric(path: str) -> np.ndarray:
@@ -280,10 +247,9 @@ def fit_residuals_stage(cfg: BadSpectraConfig, telluric_path: Path, steps_path: 
 def reference_rows(config: ConfigBase, engine: Engine, hot: np.ndarray) -> np.ndarray:
     """Rows of the survey references (the telluric transmission, the continuum steps): fitted hot-star spectra
     (``hot``, a bool per row) without emission above ``bad_spectra.reference_min_snr``."""
-    snr = engine.read_column(config.survey.snr_column).astype(np.float64)
-    chi2 = engine.read_column("chi2_red").astype(np.float64)
-    emission = engine.read_column("em_flag") == 1
-    return np.flatnonzero((snr > config.bad_spectra.reference_min_snr) & ~emission & np.isfinite(chi2) & hot)
+    snr, chi2 = engine.read_column(config.survey.snr_column), engine.read_column("chi2_red")
+    em_flag = engine.read_column("em_flag")
+    return survey_reference_rows(snr, chi2, em_flag, hot, config.bad_spectra.reference_min_snr)
 
 
 def build_telluric(config: ConfigBase, engine: Engine, rows: np.ndarray) -> Path:
@@ -398,7 +364,7 @@ def run(config: ConfigBase, engine: Engine) -> StageSummary:
             "snr_column": snr_column,
             "n_spectra": int(flag.size),
             "n_flagged": int(flag.sum()),
-            "n_by_evidence": {REASON_BITS[bit].split(":")[0]: int(((reason & bit) != 0).sum()) for bit in REASON_BITS},
+            "n_by_evidence": reason_counts(reason),
         },
     )
     return engine.run_stage(bad_spectra_stage(limits, snr_column))

@@ -17,6 +17,9 @@
    non-emission posterior, and says so). Posterior summaries go to ``attrs['reductions']['mks_model']``
    (``survey-scale info``), samples into the model file.
 
+Steps 1–4 are :func:`survey_scale.science.mks.train_mks_model` (numpy in, numpy out); this module reads its
+columns, gives it the training spectra and the test spectra's predictions by row maps, and keeps the file.
+
 The model file (``models/mks.npz``) is kept with a key of the configuration and of its inputs' provenance,
 not of the cube's rows: an append re-uses it (its new spectra only go through the ``mks`` stage);
 ``survey-scale run --refit`` (``runner.refit``) trains it again on the whole cube.
@@ -41,28 +44,22 @@ from survey_scale.engine.contracts import (
     Engine,
     ModelRef,
     Output,
-    PipelineError,
     Stage,
     StageResult,
     StageSummary,
     Step,
     output_names,
 )
-from survey_scale.science.distance import binary_flags, spectrophotometric_parallax
 from survey_scale.science.final_sample import HOT_STAR_EVIDENCE
 from survey_scale.science.mks import (
-    PARAMETERS,
+    SET_COLUMNS,
     MKsModel,
     MKsNetwork,
     NetworkSettings,
     TooFewSpectra,
-    balancing_weights,
-    max_likelihood,
-    mks_error,
-    network_pixels,
-    sample_uncertainty_model,
-    train_network,
-    training_split,
+    TooFewStars,
+    TrainingSettings,
+    train_mks_model,
 )
 from survey_scale.science.mks import summary_lines as mks_summary_lines
 from survey_scale.stages.chi2ratio import hot_star_rows
@@ -111,16 +108,8 @@ class MKsConfig(Section):
 log = logging.getLogger(__name__)
 
 
-class TooFewStars(PipelineError):
-    """The cube has too few stars with good parallaxes to train the MKs networks (the science's
-    :class:`~survey_scale.science.mks.TooFewSpectra` says the same of one network or of the MCMC)."""
-
-
 MKS_VERSION = "1"
 MKS_MODEL_FILE = "mks.npz"
-NETWORKS = ("non_emission", "emission")
-SET_COLUMNS = ("star_id", "em_flag", "bad_spectrum_flag", "mks_geo", "mks_geo_err", "parallax", "parallax_error")
-SET_COLUMNS += ("parallax_offset", "Ks", "Ks_err", "aks", "aks_err")
 
 
 def rows_block(data: dict[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -139,55 +128,10 @@ def select_device(device: str | None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _snr_dparallax(
-    cols: Mapping[str, np.ndarray], mks: np.ndarray, sigma: Mapping[str, float], snr: np.ndarray
-) -> np.ndarray:
-    # S/N_Δϖ (P1 Eq. 15-17) of spectra with a predicted MKs and the current uncertainty model.
-    sigma_s = mks_error(0.0, sigma["sigma_s100"], snr)
-    plx_s, plx_s_err = spectrophotometric_parallax(
-        cols["Ks"], mks, cols["aks"], sigma_s, sigma["sigma_int"], cols["Ks_err"], cols["aks_err"]
-    )
-    parallax = cols["parallax"] + cols["parallax_offset"]
-    return binary_flags(parallax, cols["parallax_error"], plx_s, plx_s_err)[0]
-
-
-def _error_fit(
-    predicted: np.ndarray, cols: Mapping[str, np.ndarray], snr: np.ndarray, use: np.ndarray
-) -> dict[str, float]:
-    theta = max_likelihood(predicted[use], cols["mks_geo"][use], cols["mks_geo_err"][use], snr[use])
-    return dict(zip(PARAMETERS, (float(t) for t in theta), strict=True))
-
-
-def train_mks_model(config: ConfigBase, engine: Engine, key: str) -> tuple[MKsModel, dict[str, Any]]:
-    """Steps 1–4 of the module docstring; returns the model and its summary for the cube's attributes."""
-    cfg, snr_column = config.mks, config.survey.snr_column
-    cols = {name: engine.read_column(name) for name in SET_COLUMNS}
-    cols = {k: (v if k == "star_id" else np.asarray(v, np.float64)) for k, v in cols.items()}
-    snr = np.asarray(engine.read_column(snr_column), np.float64)
-    emission = cols["em_flag"] == 1
-    hot = np.zeros(snr.size, dtype=bool)
-    hot[hot_star_rows(engine)[0]] = True  # P1 trains on OB stars: a candidate list's cool stars stay out
-    usable = np.isfinite(cols["mks_geo"]) & np.isfinite(cols["mks_geo_err"]) & (cols["bad_spectrum_flag"] != 1) & hot
-    with np.errstate(invalid="ignore", divide="ignore"):
-        plx_snr = (cols["parallax"] + cols["parallax_offset"]) / cols["parallax_error"]
-    bright = None
-    if cfg.bright_mks is not None:
-        bright = (np.nan_to_num(plx_snr) > cfg.bright_min_parallax_snr) & (cols["mks_geo"] < cfg.bright_mks)
-    train, test = training_split(cols["star_id"], plx_snr, snr, usable, cfg.min_parallax_snr, cfg.min_snr, bright)
-    train_rows = np.flatnonzero(train)
-    if train_rows.size > cfg.max_train:
-        train_rows = np.sort(np.random.default_rng(cfg.seed).choice(train_rows, cfg.max_train, replace=False))
-    test_rows = np.flatnonzero(test)
-    if train_rows.size < 50 or test_rows.size < 10:
-        raise TooFewStars(
-            f"{train_rows.size} training and {test_rows.size} test spectra (ϖ/σ > "
-            f"{cfg.min_parallax_snr:g}, training S/N > {cfg.min_snr:g}); at least 50 and 10 are needed (lower "
-            "mks.min_parallax_snr or mks.min_snr)"
-        )
-    log.info("MKs: %d training spectra, %d test spectra", train_rows.size, test_rows.size)
-    flux = engine.map_rows(("pca_flux",), train_rows, rows_block, block_rows=cfg.block_spectra)["pca_flux"]
-    wave = wavelength_grid()
-    settings = NetworkSettings(
+def training_settings(config: ConfigBase) -> TrainingSettings:
+    """The science's settings from ``mks.*`` and ``distance.binary_snr`` (the training device chosen here)."""
+    cfg = config.mks
+    network = NetworkSettings(
         hidden=tuple(cfg.hidden),
         dropout=cfg.dropout,
         learning_rate=cfg.learning_rate,
@@ -197,100 +141,52 @@ def train_mks_model(config: ConfigBase, engine: Engine, key: str) -> tuple[MKsMo
         seed=cfg.seed,
         device=select_device(cfg.device),
     )
-    sub = {k: v[train_rows] for k, v in cols.items()}
-    members = {"non_emission": ~emission[train_rows], "emission": np.ones(train_rows.size, bool)}
-    keep = np.ones(train_rows.size, bool)
-    test_cols = {k: v[test_rows] for k, v in cols.items()}
-    single_test = np.ones(test_rows.size, bool)
-    history: list[dict[str, Any]] = []
-    for iteration in range(cfg.binary_iterations + 1):
-        networks: dict[str, MKsNetwork] = {}
-        for name in NETWORKS:
-            use = members[name] & keep
-            networks[name] = train_network(
-                flux[use],
-                sub["mks_geo"][use],
-                sub["mks_geo_err"][use],
-                network_pixels(wave, emission=name == "emission"),
-                settings,
-                star_id=sub["star_id"][use],
-                weights=balancing_weights(sub["mks_geo"][use]) if cfg.balance_mks else None,
-            )
-        predicted_test = engine.map_rows(
-            ("pca_flux",), test_rows, predict_block, {"networks": networks}, block_rows=cfg.block_spectra
-        )
-        test_mks = np.where(emission[test_rows], predicted_test["emission"], predicted_test["non_emission"])
-        fit_use = single_test & ~emission[test_rows] & np.isfinite(test_mks)
-        sigma = _error_fit(test_mks, test_cols, snr[test_rows], fit_use)
-        if iteration == cfg.binary_iterations:
-            break
-        own = np.where(emission[train_rows], networks["emission"].predict(flux), networks["non_emission"].predict(flux))
-        train_binary = _snr_dparallax(sub, own, sigma, snr[train_rows]) >= config.distance.binary_snr
-        single_test = ~(_snr_dparallax(test_cols, test_mks, sigma, snr[test_rows]) >= config.distance.binary_snr)
-        history.append(
-            {
-                "iteration": iteration + 1,
-                "training_binaries_removed": int(train_binary.sum()),
-                "test_binaries": int((~single_test).sum()),
-                "max_likelihood": sigma,
-            }
-        )
-        log.info(
-            "MKs iteration %d: sigma_int %.3f, sigma_s100 %.3f mag; %d training and %d test spectra look binary",
-            iteration + 1,
-            sigma["sigma_int"],
-            sigma["sigma_s100"],
-            int(train_binary.sum()),
-            int((~single_test).sum()),
-        )
-        keep = ~train_binary
+    return TrainingSettings(
+        network=network,
+        min_parallax_snr=cfg.min_parallax_snr,
+        min_snr=cfg.min_snr,
+        bright_mks=cfg.bright_mks,
+        bright_min_parallax_snr=cfg.bright_min_parallax_snr,
+        balance_mks=cfg.balance_mks,
+        max_train=cfg.max_train,
+        binary_iterations=cfg.binary_iterations,
+        binary_snr=config.distance.binary_snr,
+        min_error_stars=cfg.min_error_stars,
+        mcmc_walkers=cfg.mcmc_walkers,
+        mcmc_steps=cfg.mcmc_steps,
+        mcmc_burn=cfg.mcmc_burn,
+        seed=cfg.seed,
+    )
 
-    samples: dict[str, np.ndarray] = {}
-    posteriors: dict[str, Any] = {}
-    error_model: dict[str, dict[str, float]] = {}
-    for name, use in (
-        ("non_emission", single_test & ~emission[test_rows]),
-        ("emission", single_test & emission[test_rows]),
-    ):
-        use = use & np.isfinite(test_mks)
-        if name == "emission" and use.sum() < cfg.min_error_stars:
-            log.warning(
-                "MKs: %d single emission test spectra (< mks.min_error_stars = %d): the emission network takes "
-                "the non-emission uncertainty model",
-                int(use.sum()),
-                cfg.min_error_stars,
-            )
-            posteriors[name] = {"n_stars": int(use.sum()), "uses": "non_emission"}
-            error_model[name] = dict(error_model["non_emission"])
-            continue
-        samples[name], posteriors[name] = sample_uncertainty_model(
-            test_mks[use],
-            test_cols["mks_geo"][use],
-            test_cols["mks_geo_err"][use],
-            snr[test_rows][use],
-            cfg.mcmc_walkers,
-            cfg.mcmc_steps,
-            cfg.mcmc_burn,
-            cfg.seed,
-        )
-        error_model[name] = {p: posteriors[name][p]["mean"] for p in ("sigma_int", "sigma_s100")}
+
+def train_model(config: ConfigBase, engine: Engine, key: str) -> tuple[MKsModel, dict[str, Any]]:
+    """Steps 1–4 of the module docstring (:func:`survey_scale.science.mks.train_mks_model` on the cube's
+    columns; the spectra read and the test spectra predicted by row maps); returns the model and its summary
+    for the cube's attributes."""
+    cfg, snr_column = config.mks, config.survey.snr_column
+    cols = {name: engine.read_column(name) for name in SET_COLUMNS}
+    snr = engine.read_column(snr_column)
+    hot = np.zeros(snr.size, dtype=bool)
+    hot[hot_star_rows(engine)[0]] = True  # P1 trains on OB stars: a candidate list's cool stars stay out
+
+    def read_flux(rows: np.ndarray) -> np.ndarray:
+        return engine.map_rows(("pca_flux",), rows, rows_block, block_rows=cfg.block_spectra)["pca_flux"]
+
+    def predict(networks: Mapping[str, MKsNetwork], rows: np.ndarray) -> dict[str, np.ndarray]:
+        params = {"networks": networks}
+        return engine.map_rows(("pca_flux",), rows, predict_block, params, block_rows=cfg.block_spectra)
+
+    model = train_mks_model(cols, snr, hot, wavelength_grid(), training_settings(config), read_flux, predict)
     summary = {
         "key": key,
-        "n_train": int(keep.sum()),
-        "n_train_before_binary_cuts": int(train_rows.size),
-        "n_train_emission": int((keep & emission[train_rows]).sum()),
-        "n_test": int(test_rows.size),
-        "n_test_single": int(single_test.sum()),
-        "binary_iterations": history,
-        "posterior": posteriors,
-        "networks": {name: net.meta for name, net in networks.items()},
+        **model.meta,
         "selection": (
             f"parallax/error > {cfg.min_parallax_snr:g} (training also: > {cfg.bright_min_parallax_snr:g} where "
             f"mks_geo < {cfg.bright_mks}), no bad_spectrum_flag; training {snr_column} > {cfg.min_snr:g} and "
             f"star_id fold 1-4 of 5; binaries: S/N_dparallax >= {config.distance.binary_snr:g}"
         ),
     }
-    model = MKsModel(networks=networks, error_model=error_model, samples=samples, meta=summary)
+    model.meta = summary
     return model, summary
 
 
@@ -324,7 +220,7 @@ def run_model(config: ConfigBase, engine: Engine) -> Path:
     set_threads(config.mks.threads)
     start = time.perf_counter()
     try:
-        model, summary = train_mks_model(config, engine, key)
+        model, summary = train_model(config, engine, key)
         summary["seconds"] = round(time.perf_counter() - start, 1)
     except (TooFewStars, TooFewSpectra) as exc:
         # The rest of the run goes on: every MKs is NaN with this reason, distances use the parallax alone.

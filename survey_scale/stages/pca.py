@@ -32,17 +32,20 @@ from survey_scale.engine.contracts import (
     Step,
     output_names,
 )
-from survey_scale.science.emission import derive_thresholds, emission_flags
+from survey_scale.science.emission import emission_flags
 from survey_scale.science.pca import (
     PCAModel,
+    RefitSettings,
     add_results,
     diagnostics,
     diagnostics_block,
     fallback_pca,
     gram_block,
+    iterated_pca,
     moments_block,
     moments_to_mean_std,
     pca_from_gram,
+    training_candidates,
 )
 
 
@@ -147,10 +150,7 @@ def pca_candidates(engine: Engine, cfg: PCAConfig) -> np.ndarray:
     except PipelineError:  # name the configuration key that points at the missing variable
         raise PipelineError(f"{engine.cube}: pca.snr_column {cfg.snr_column!r} is not a variable of the cube") from None
     clean_fraction = engine.read_column("clean_fraction")
-    rows = np.flatnonzero((snr > cfg.min_snr) & (clean_fraction >= cfg.min_clean_fraction))
-    if cfg.max_train is not None and rows.size > cfg.max_train:
-        rng = np.random.default_rng(cfg.seed)
-        rows = np.sort(rng.choice(rows, cfg.max_train, replace=False))
+    rows = training_candidates(snr, clean_fraction, cfg.min_snr, cfg.min_clean_fraction, cfg.max_train, cfg.seed)
     if rows.size < 2 * cfg.n_components:
         raise TooFewCandidates(
             f"{engine.cube}: only {rows.size} spectra have {cfg.snr_column} > {cfg.min_snr} and clean_fraction >= "
@@ -162,6 +162,10 @@ def pca_candidates(engine: Engine, cfg: PCAConfig) -> np.ndarray:
 
 def build_pca_models(config: ConfigBase, engine: Engine) -> Path:
     """The iterated PCA of SPEC §4; returns the final model's path (refitting only what changed).
+
+    The iteration is :func:`survey_scale.science.pca.iterated_pca`; this function gives it the candidates
+    (:func:`pca_candidates`), each pass's fit (:func:`fit_pca`, or the pass's file when its training set is
+    unchanged) and the candidates' statistics under a model (a row map), and keeps the files.
 
     Pass 1 trains on every candidate (S/N above ``pca.min_snr``); each refit trains on the candidates that
     the previous pass did not flag (emission beyond ``emission.train_n_sigma``, erroneous, or carrying more
@@ -196,8 +200,10 @@ def build_pca_models(config: ConfigBase, engine: Engine) -> Path:
         return fallback_pca_model(config, engine, str(exc))
     specids = engine.read_column("specid")[rows].astype(str)
     key = stable_hash(specids, settings_key)
-    train = rows
-    for n in range(1, cfg.n_refits + 2):
+
+    def fit(n: int, train: np.ndarray) -> PCAModel:
+        # pass n's model: the file kept while its training set (and every earlier one) is unchanged
+        nonlocal key
         key = stable_hash(f"pass{n}", key, specids[np.isin(rows, train)])
         path = engine.model_path(f"pca-pass{n}.npz")
         model = PCAModel.load(path) if path.exists() else None
@@ -218,42 +224,23 @@ def build_pca_models(config: ConfigBase, engine: Engine) -> Path:
                 {"pass": n, "training_key": key, "n_excluded": int(rows.size - train.size)},
             )
             model.save(path)
-        stats = engine.map_rows(
-            ("norm_flux", "norm_ivar"), rows, diagnostics_block, {"model": model}, block_rows=cfg.block_spectra
-        )
-        em, bad = emission_flags(
-            stats,
-            derive_thresholds(stats, em_cfg.bad_n_sigma, em_cfg.bad_local_n_sigma),
-            em_cfg.train_n_sigma,
-            em_cfg.threshold,
-            em_cfg.bad_chi2_threshold,
-            em_cfg.bad_local_z_threshold,
-        )
-        outlier = stats.pop("component_share") > cfg.max_component_share
-        unflagged = rows[(em == 0) & (bad == 0) & ~outlier]
-        log.info(
-            "PCA pass %d: %d candidates flagged (emission %d, erroneous %d, owning a component %d)",
-            n,
-            rows.size - unflagged.size,
-            int(em.sum()),
-            int(bad.sum()),
-            int(outlier.sum()),
-        )
-        if n == cfg.n_refits + 1 or np.array_equal(unflagged, train):
-            break
-        train = unflagged
-    keep = np.isin(rows, unflagged)
-    model.meta["thresholds"] = derive_thresholds(
-        {k: v[keep] for k, v in stats.items()}, em_cfg.bad_n_sigma, em_cfg.bad_local_n_sigma
+        return model
+
+    def statistics(model: PCAModel) -> dict[str, np.ndarray]:
+        variables = ("norm_flux", "norm_ivar")
+        return engine.map_rows(variables, rows, diagnostics_block, {"model": model}, block_rows=cfg.block_spectra)
+
+    settings = RefitSettings(
+        n_refits=cfg.n_refits,
+        max_component_share=cfg.max_component_share,
+        train_n_sigma=em_cfg.train_n_sigma,
+        threshold=em_cfg.threshold,
+        bad_chi2_threshold=em_cfg.bad_chi2_threshold,
+        bad_local_z_threshold=em_cfg.bad_local_z_threshold,
+        bad_n_sigma=em_cfg.bad_n_sigma,
+        bad_local_n_sigma=em_cfg.bad_local_n_sigma,
     )
-    model.meta["threshold_rule"] = (
-        "em_flag: halpha_excess > excess_offset + sqrt((n_sigma x halpha_excess_err)^2 + model_n_sigma^2 x "
-        "max(1, pca_chi2) x excess_model_sigma^2); "
-        f"offset, model sigma and the limits below measured on the {int(keep.sum())} candidates the final pass "
-        f"did not flag; erroneous (PCA evidence): pca_chi2 > 10**(median + {em_cfg.bad_n_sigma} x 1.4826 MAD of log10 "
-        f"chi2) or pca_local_z > 10**(median + {em_cfg.bad_local_n_sigma} x 1.4826 MAD of log10 z)"
-    )
-    model.meta["final_pass"] = n
+    model = iterated_pca(rows, fit, statistics, settings)
     model.meta["settings_key"] = settings_key
     if not final.exists() or PCAModel.load(final).meta != model.meta:
         model.save(final)
