@@ -43,6 +43,7 @@ from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,
     ModelRef,
+    ModelResult,
     Output,
     Stage,
     StageResult,
@@ -205,9 +206,14 @@ def model_key(config: ConfigBase, engine: Engine) -> str:
     return stable_hash(MKS_VERSION, settings, stamps)
 
 
-def run_model(config: ConfigBase, engine: Engine) -> Path:
+def run_model(config: ConfigBase, engine: Engine) -> ModelResult:
     """Registry step ``mks_model``: the trained model in ``engine.models["mks"]`` (re-used when its key matches,
     unless ``runner.refit``)."""
+    return ModelResult("mks", kept_or_trained_model(config, engine))
+
+
+def kept_or_trained_model(config: ConfigBase, engine: Engine) -> Path:
+    """The MKs model file: the kept one when its key matches (and not ``runner.refit``), else trained now."""
     from survey_scale.science.fitting import set_threads
 
     path = engine.model_path(MKS_MODEL_FILE)

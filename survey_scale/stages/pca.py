@@ -24,6 +24,7 @@ from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,
     ModelRef,
+    ModelResult,
     Output,
     PipelineError,
     Stage,
@@ -273,10 +274,10 @@ def fallback_pca_model(config: ConfigBase, engine: Engine, reason: str) -> Path:
     return final
 
 
-def run_model(config: ConfigBase, engine: Engine) -> Path:
+def run_model(config: ConfigBase, engine: Engine) -> ModelResult:
     """Registry step ``pca_model``: the final PCA model, in ``engine.models["pca"]``."""
     engine.models["pca"] = build_pca_models(config, engine)
-    return engine.models["pca"]
+    return ModelResult("pca", engine.models["pca"])
 
 
 # --- the stage -------------------------------------------------------------------------------------------
