@@ -50,10 +50,12 @@ from survey_scale.engine.contracts import (
     TaskFailure,
     output_names,
 )
+from survey_scale.io.catalog import read_catalog, read_crossmatch
 from survey_scale.io.lamost import LamostReadError, read_lamost
 from survey_scale.science.ingest import (
     METADATA,
     RECORD_COLUMNS,
+    InputTable,
     find_files,
     inspect_files,
     plan_batch,
@@ -303,7 +305,7 @@ def _run_batch(config: ConfigBase, engine: Engine, batch_dir: Path, state: dict[
         records = _inspect(engine, state["todo"], batch_dir, cfg.files_per_task, read_options(config))
         existing = set(engine.read_column("specid")) if engine.n_spectra() else set()
         n_old = engine.n_spectra()
-        plan, rejects, already = plan_batch(records, existing, config.ingest, batch)
+        plan, rejects, already = plan_ingest(records, existing, cfg, batch)
         bookkeeping.save_table(bookkeeping.plan_path(batch_dir), plan)
         _record_rejects(engine, batch, rejects)
         state = bookkeeping.set_batch_state(
@@ -340,6 +342,30 @@ def _run_batch(config: ConfigBase, engine: Engine, batch_dir: Path, state: dict[
     )
     log.info(summary.balance_line())
     return summary
+
+
+def plan_ingest(
+    records: pd.DataFrame, existing_specids: set[str], cfg: IngestConfig, batch: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """:func:`~survey_scale.science.ingest.plan_batch` with the ``ingest`` section: its catalog and cross-match
+    table read here (a bad row is a reject; :class:`survey_scale.io.catalog.CatalogError` for a bad table)."""
+    catalog = None if cfg.catalog is None else InputTable(*read_catalog(cfg.catalog), name=str(cfg.catalog))
+    crossmatch = (
+        None if cfg.crossmatch is None else InputTable(*read_crossmatch(cfg.crossmatch), name=str(cfg.crossmatch))
+    )
+    return plan_batch(
+        records,
+        existing_specids,
+        batch,
+        catalog=catalog,
+        crossmatch=crossmatch,
+        input_name=str(cfg.input),
+        classes=cfg.classes,
+        rv_source=cfg.rv_source,
+        max_abs_rv=cfg.max_abs_rv,
+        min_coverage=cfg.min_coverage,
+        release=cfg.release,
+    )
 
 
 def read_options(config: ConfigBase) -> dict[str, Any]:

@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 
 import survey_scale.science.ingest as ingest
+import survey_scale.science.ingest.inspect as ingest_inspect
 from survey_scale.config import Config, load_config
-from survey_scale.io.catalog import REJECT_COLUMNS
-from survey_scale.science.ingest import RECORD_COLUMNS, inspect_file, inspect_files, plan_batch
-from survey_scale.science.resample import C_KMS
+from survey_scale.io.catalog import REJECT_COLUMNS, read_catalog, read_crossmatch
+from survey_scale.science.ingest import RECORD_COLUMNS, InputTable, inspect_file, inspect_files, plan_batch
+from survey_scale.science.resample import C_KMS, grid_coverage
 from tests.conftest import DR2_FLOAT64, DR9_101001
 
 BATCH = 7
@@ -63,6 +64,34 @@ def _config(**overrides: Any) -> Config:
     return load_config(None, {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()})
 
 
+def _plan(
+    records: pd.DataFrame,
+    batch: int = BATCH,
+    *,
+    existing: set[str] | None = None,
+    catalog: Path | None = None,
+    crossmatch: Path | None = None,
+    **params: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """:func:`plan_batch` with the tables read from files (as step ``ingest`` reads them) and the ``ingest``
+    section's defaults for the parameters not given."""
+    defaults = _config().ingest
+    given = {
+        name: params.pop(name, getattr(defaults, name))
+        for name in ("classes", "rv_source", "max_abs_rv", "min_coverage", "release")
+    }
+    assert not params, f"unknown parameters {params}"
+    return plan_batch(
+        records,
+        set() if existing is None else existing,
+        batch,
+        catalog=None if catalog is None else InputTable(*read_catalog(catalog), name=str(catalog)),
+        crossmatch=None if crossmatch is None else InputTable(*read_crossmatch(crossmatch), name=str(crossmatch)),
+        input_name="/data",
+        **given,
+    )
+
+
 def _by_code(rejects: pd.DataFrame) -> dict[str, list[str]]:
     return rejects.groupby("code")["source"].apply(list).to_dict()
 
@@ -93,7 +122,7 @@ def test_bad_catalog_value_rejects_its_row_and_plans_the_others(tmp_path: Path) 
     catalog.to_csv(cat_path, index=False)
     records = _records(_record(1, 1), _record(2, 2), _record(3, 3))
 
-    plan, rejects, already = plan_batch(records, set(), _config(**{"ingest.catalog": cat_path}).ingest, BATCH)
+    plan, rejects, already = _plan(records, catalog=cat_path)
 
     assert list(plan["obsid"]) == [1, 3] and already.empty
     assert list(plan["rv_source"]) == ["catalog", "catalog"]
@@ -122,7 +151,7 @@ def test_duplicate_crossmatch_obsid_rejects_its_rows_not_its_spectra(tmp_path: P
     ).to_parquet(xm_path)
     records = _records(_record(1, 1), _record(2, 2), _record(3, 3), _record(np.nan, 4))
 
-    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.crossmatch": xm_path}).ingest, BATCH)
+    plan, rejects, _ = _plan(records, crossmatch=xm_path)
 
     assert len(plan) == 4  # photometry is optional: every spectrum is planned
     by_obsid = plan.set_index("specid")
@@ -139,12 +168,43 @@ def test_duplicate_crossmatch_obsid_rejects_its_rows_not_its_spectra(tmp_path: P
 def test_bad_crossmatch_value_is_a_reject(tmp_path: Path) -> None:
     xm_path = tmp_path / "xm.csv"
     pd.DataFrame({"obsid": ["1", "2"], "parallax": ["1.5", "n/a?"]}).to_csv(xm_path, index=False)
-    plan, rejects, _ = plan_batch(
-        _records(_record(1, 1), _record(2, 2)), set(), _config(**{"ingest.crossmatch": xm_path}).ingest, BATCH
-    )
+    plan, rejects, _ = _plan(_records(_record(1, 1), _record(2, 2)), crossmatch=xm_path)
     assert plan["parallax"].iloc[0] == pytest.approx(1.5) and np.isnan(plan["parallax"].iloc[1])
     assert list(rejects["code"]) == ["bad_crossmatch_value"]
     assert "column 'parallax' row 1: 'n/a?' is not a number" in rejects["reason"].iloc[0]
+
+
+def test_plan_batch_reads_no_file_and_leaves_its_inputs_as_they_are() -> None:
+    """The planner is pure: the tables come as data frames (here built in memory, no file), named in the reasons
+    as given, with the input folder's name and the parameters explicit; nothing it is given is modified."""
+    records = _records(_record(1, 1), _record(2, 2), _record(3, 3))
+    catalog = InputTable(_catalog([1, 2, 9]), pd.DataFrame(columns=list(REJECT_COLUMNS)), "release.csv")
+    crossmatch = InputTable(
+        pd.DataFrame({"obsid": [1], "parallax": [2.5]}), pd.DataFrame(columns=list(REJECT_COLUMNS)), "xm.fits"
+    )
+    before = [records.copy(), catalog.rows.copy(), crossmatch.rows.copy()]
+    plan, rejects, already = plan_batch(
+        records,
+        {"55859-F5902-01-002"},
+        BATCH,
+        catalog=catalog,
+        crossmatch=crossmatch,
+        input_name="/data/spectra",
+        rv_source="auto",
+        max_abs_rv=1000.0,
+        min_coverage=0.5,
+        release="DR9-test",
+    )
+    assert list(plan["obsid"]) == [1] and list(already["obsid"]) == [2]
+    assert plan["rv"].tolist() == [10.0] and plan["parallax"].tolist() == [2.5]
+    assert list(plan["release"]) == ["DR9-test"]
+    reasons = dict(zip(rejects["code"], rejects["reason"]))
+    assert list(rejects["code"]) == ["no_catalog_row", "catalog_row_without_file"]
+    assert reasons["no_catalog_row"].startswith("no row of release.csv has obsid 3 (or specid 55859-F5902-01-003)")
+    assert list(rejects["source"])[1] == "release.csv#row=2" and set(rejects["batch"]) == {BATCH}
+    assert reasons["catalog_row_without_file"] == "catalog row 2 (obsid 9) has no file in /data/spectra"
+    for given, kept in zip((records, catalog.rows, crossmatch.rows), before):
+        pd.testing.assert_frame_equal(given, kept)
 
 
 # --- radial velocity ---------------------------------------------------------------------------------------
@@ -152,7 +212,7 @@ def test_bad_crossmatch_value_is_a_reject(tmp_path: Path) -> None:
 
 def test_missing_rv_is_no_rv_with_useful_advice(tmp_path: Path) -> None:
     records = _records(_record(1, 1, z=np.nan), _record(2, 2, z=0.5), _record(3, 3))
-    plan, rejects, _ = plan_batch(records, set(), _config().ingest, BATCH)
+    plan, rejects, _ = _plan(records)
     assert list(plan["obsid"]) == [3]
     by_code = rejects.set_index("code")
     no_rv = by_code.loc["no_rv", "reason"]
@@ -168,23 +228,19 @@ def test_no_rv_advice_follows_rv_source(tmp_path: Path) -> None:
     records = _records(_record(1, 1), _record(2, 2, z=np.nan))
 
     # catalog only: obsid 1 has no catalog rv but a header Z -> suggest 'auto'
-    plan, rejects, _ = plan_batch(
-        records, set(), _config(**{"ingest.catalog": cat_path, "ingest.rv_source": "catalog"}).ingest, 1
-    )
+    plan, rejects, _ = _plan(records, 1, catalog=cat_path, rv_source="catalog")
     assert list(plan["obsid"]) == [2] and list(rejects["code"]) == ["no_rv"]
     reason = rejects["reason"].iloc[0]
     assert "the catalog" in reason and "has no rv for obsid 1" in reason and "ingest.rv_source to 'auto'" in reason
 
     # header only: obsid 2 has no Z but a catalog rv -> suggest 'auto'
-    plan, rejects, _ = plan_batch(
-        records, set(), _config(**{"ingest.catalog": cat_path, "ingest.rv_source": "header"}).ingest, 1
-    )
+    plan, rejects, _ = _plan(records, 1, catalog=cat_path, rv_source="header")
     assert list(plan["obsid"]) == [1] and list(rejects["code"]) == ["no_rv"]
     assert "header Z is missing or NaN" in rejects["reason"].iloc[0]
     assert "ingest.rv_source to 'auto'" in rejects["reason"].iloc[0]
 
     # auto: each takes what it has
-    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.catalog": cat_path}).ingest, 1)
+    plan, rejects, _ = _plan(records, 1, catalog=cat_path)
     assert list(plan["rv_source"]) == ["header", "catalog"] and rejects.empty
 
 
@@ -201,7 +257,7 @@ def test_non_stellar_class_is_kept_unshifted_with_rv_nan(tmp_path: Path) -> None
         _record(5, 5, z=1e-4),
         _record(6, 6, z=1e-4, wave_min=3700.0 * (1 + z_qso), wave_max=9100.0 * (1 + z_qso), **{"class": "QSO"}),
     )
-    plan, rejects, _ = plan_batch(records, set(), _config().ingest, BATCH)
+    plan, rejects, _ = _plan(records)
     assert list(rejects["code"]) == ["rv_out_of_range"]
     assert Path(rejects["source"].iloc[0]).name == "spec-55859-F5902_sp01-004.fits.gz"
     by_obsid = plan.set_index("obsid")
@@ -212,24 +268,21 @@ def test_non_stellar_class_is_kept_unshifted_with_rv_nan(tmp_path: Path) -> None
     assert by_obsid.loc[1, "z"] == pytest.approx(z_qso) and by_obsid.loc[1, "class"] == "QSO"  # Z is kept
     assert by_obsid.loc[2, "class"] == "galaxy"
     assert by_obsid.loc[1, "coverage"] == pytest.approx(1.0)  # not moved to a "rest frame" at z = 0.3
-    assert by_obsid.loc[6, "coverage"] == pytest.approx(ingest.grid_coverage(3700.0 * 1.308, 9100.0 * 1.308))
+    assert by_obsid.loc[6, "coverage"] == pytest.approx(grid_coverage(3700.0 * 1.308, 9100.0 * 1.308))
     assert by_obsid.loc[5, "rv"] == pytest.approx(1e-4 * C_KMS) and by_obsid.loc[5, "rv_source"] == "header"
 
     # with a catalog rv (the mock writes c·z for its QSOs): ignored for a QSO, taken for a star
     cat_path = tmp_path / "catalog.csv"
     _catalog([1, 5]).assign(rv=[z_qso * C_KMS, 12.0], rv_err=[60.0, 3.0]).to_csv(cat_path, index=False)
-    plan, rejects, _ = plan_batch(
-        _records(_record(1, 1, z=z_qso, **{"class": "QSO"}), _record(5, 5)),
-        set(),
-        _config(**{"ingest.catalog": cat_path, "ingest.rv_source": "catalog"}).ingest,
-        BATCH,
+    plan, rejects, _ = _plan(
+        _records(_record(1, 1, z=z_qso, **{"class": "QSO"}), _record(5, 5)), catalog=cat_path, rv_source="catalog"
     )
     assert rejects.empty and list(plan["obsid"]) == [1, 5]
     assert np.isnan(plan["rv"].iloc[0]) and np.isnan(plan["rv_err"].iloc[0]) and plan["rv_source"].iloc[0] == ""
     assert (plan["rv"].iloc[1], plan["rv_err"].iloc[1], plan["rv_source"].iloc[1]) == (12.0, 3.0, "catalog")
 
     # ingest.classes still decides first: a QSO left out of it is class_not_selected
-    _, rejects, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["G"]}).ingest, BATCH)
+    _, rejects, _ = _plan(records, classes=["G"])
     assert set(rejects.loc[rejects["source"].str.contains("sp01-00[1236]"), "code"]) == {"class_not_selected"}
 
 
@@ -251,7 +304,7 @@ def test_unexpected_read_exception_is_a_read_error(tmp_path: Path, monkeypatch: 
     def explode(_path: str) -> None:
         raise RuntimeError("astropy fell over")
 
-    monkeypatch.setattr(ingest, "read_lamost", explode)
+    monkeypatch.setattr(ingest_inspect, "read_lamost", explode)
     record = inspect_file(str(path))
     assert (record["status"], record["code"]) == ("rejected", "read_error")
     assert "RuntimeError: astropy fell over" in record["reason"] and record["size"] == 100
@@ -265,7 +318,7 @@ def test_unexpected_check_exception_is_a_read_error(
     def explode(_sp: Any) -> None:
         raise ValueError("bug in a check")
 
-    monkeypatch.setattr(ingest, "check_content", explode)
+    monkeypatch.setattr(ingest_inspect, "check_content", explode)
     record = inspect_file(str(lamost_dir / DR9_101001))
     assert record["code"] == "read_error" and "ValueError: bug in a check" in record["reason"]
 
@@ -289,7 +342,7 @@ def test_real_files_with_a_bad_catalog_row(lamost_dir: Path, tmp_path: Path) -> 
     )
     cat_path = tmp_path / "catalog.csv"
     catalog.to_csv(cat_path, index=False)
-    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.catalog": cat_path}).ingest, BATCH)
+    plan, rejects, _ = _plan(records, catalog=cat_path)
     assert list(plan["specid"]) == ["55859-F5902-01-001", "55916-B5591606-01-001"]
     assert list(plan["rv"]) == [12.5, -3.0] and set(plan["rv_source"]) == {"catalog"}
     codes = _by_code(rejects)
@@ -304,9 +357,7 @@ def test_real_files_with_a_bad_catalog_row(lamost_dir: Path, tmp_path: Path) -> 
 def test_empty_records_plan_nothing(tmp_path: Path) -> None:
     xm_path = tmp_path / "xm.parquet"
     pd.DataFrame({"obsid": [1, 1]}).to_parquet(xm_path)
-    plan, rejects, already = plan_batch(
-        pd.DataFrame(columns=list(RECORD_COLUMNS)), set(), _config(**{"ingest.crossmatch": xm_path}).ingest, BATCH
-    )
+    plan, rejects, already = _plan(pd.DataFrame(columns=list(RECORD_COLUMNS)), crossmatch=xm_path)
     assert plan.empty and already.empty
     assert list(rejects["code"]) == ["duplicate_crossmatch_row"] * 2  # the table's bad rows are still recorded
 
@@ -344,11 +395,11 @@ def test_ingest_classes_rejects_the_other_classes_with_a_reason(tmp_path: Path) 
              ("STAR", ""), ("STAR", "F0")]  # fmt: skip
     records = _records(*(_record(i, i, **{"class": c, "subclass": s}) for i, (c, s) in enumerate(kinds, start=1)))
 
-    plan, rejects, _ = plan_batch(records, set(), _config().ingest, BATCH)
+    plan, rejects, _ = _plan(records)
     assert len(plan) == len(kinds) and rejects.empty  # null: every class
     assert list(plan["subclass"]) == [s for _, s in kinds]
 
-    plan, rejects, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["o", "B", "A"]}).ingest, BATCH)
+    plan, rejects, _ = _plan(records, classes=["o", "B", "A"])
     assert list(plan["subclass"]) == ["A2V", "B9", "OB"]
     assert set(rejects["code"]) == {"class_not_selected"} and set(rejects["batch"]) == {BATCH}
     assert [Path(p).name for p in rejects["source"]] == [
@@ -362,7 +413,7 @@ def test_ingest_classes_rejects_the_other_classes_with_a_reason(tmp_path: Path) 
     assert "class QSO, subclass Non" in reason["spec-55859-F5902_sp01-006.fits.gz"]
     assert "class STAR, subclass ?" in reason["spec-55859-F5902_sp01-007.fits.gz"]
 
-    plan, _, _ = plan_batch(records, set(), _config(**{"ingest.classes": ["M", "QSO"]}).ingest, BATCH)
+    plan, _, _ = _plan(records, classes=["M", "QSO"])
     assert list(plan["subclass"]) == ["dM5", "Non"]
 
 
@@ -384,15 +435,13 @@ def test_catalog_class_and_lasp_parameters_reach_the_plan(tmp_path: Path) -> Non
         subclass=["A0", "", "K1"], teff=[9500.0, -9999.0, 4800.0], logg=[4.1, np.nan, 2.5]
     ).to_csv(cat_path, index=False)
     records = _records(*(_record(i, i, subclass="G2") for i in (1, 2, 3)))
-    plan, rejects, _ = plan_batch(
-        records, set(), _config(**{"ingest.catalog": cat_path, "ingest.classes": ["A", "G"]}).ingest, BATCH
-    )
+    plan, rejects, _ = _plan(records, catalog=cat_path, classes=["A", "G"])
     assert list(plan["obsid"]) == [1, 2] and list(plan["subclass"]) == ["A0", "G2"]  # "" in the catalog: header's
     np.testing.assert_allclose(plan["lasp_teff"], [9500.0, np.nan])
     np.testing.assert_allclose(plan["lasp_logg"], [4.1, np.nan], rtol=1e-6)
     assert plan["lasp_teff"].dtype == np.float32
     assert list(rejects["code"]) == ["class_not_selected"] and "subclass K1" in rejects["reason"].iloc[0]
-    plan, _, _ = plan_batch(records, set(), _config().ingest, BATCH)  # no catalog: NaN
+    plan, _, _ = _plan(records)  # no catalog: NaN
     assert plan["lasp_teff"].isna().all() and plan["lasp_logg"].isna().all()
 
 
@@ -400,7 +449,7 @@ def test_file_origin_tells_the_mock_from_real_files(tmp_path: Path) -> None:
     records = _records(
         _record(1, 1, tsource=ingest.MOCK_TSOURCE), _record(2, 2, tsource="JF_LEGAS_S"), _record(3, 3, tsource="")
     )
-    plan, _, _ = plan_batch(records, set(), _config().ingest, BATCH)
+    plan, _, _ = _plan(records)
     assert list(plan["file_origin"]) == ["mock", "lamost", "lamost"]
 
 

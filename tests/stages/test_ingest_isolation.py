@@ -50,7 +50,7 @@ def test_a_file_changed_since_inspect_fails_its_chunk_unmarked_and_a_rerun_write
     paths = [str(lamost_copy / DR9_101001), str(lamost_copy / DR2_FLOAT64)]
     records = science_ingest.inspect_files(paths)
     config = small_config(tmp_path)
-    plan, _, _ = science_ingest.plan_batch(records, set(), config, batch=1)
+    plan, _, _ = stage_ingest.plan_ingest(records, set(), config.ingest, batch=1)
     plan_path = tmp_path / "plan.parquet"
     plan.to_parquet(plan_path, index=False)
     changed = plan["path"].iloc[1]
@@ -64,7 +64,7 @@ def test_a_file_changed_since_inspect_fails_its_chunk_unmarked_and_a_rerun_write
 def test_a_spectrum_that_cannot_be_resampled_keeps_its_row_and_is_rejected(lamost_copy: Path, tmp_path: Path) -> None:
     paths = [str(lamost_copy / DR9_101001), str(lamost_copy / DR2_FLOAT64)]
     config = small_config(tmp_path)
-    plan, _, _ = science_ingest.plan_batch(science_ingest.inspect_files(paths), set(), config, batch=1)
+    plan, _, _ = stage_ingest.plan_ingest(science_ingest.inspect_files(paths), set(), config.ingest, batch=1)
     spectra = [read_lamost(p) for p in plan["path"]]
     spectra[1].flux = spectra[1].flux[:10]  # broken after the checks: resampling raises
     params = stage_ingest.ingest_stage(tmp_path / "plan.parquet", 0, config).params
