@@ -51,7 +51,7 @@ def _choice(engine: _Engine) -> dict:
 def test_default_for_a_mock_release_is_the_synthesizer_without_training(tmp_path: Path, caplog) -> None:
     engine = _Engine(tmp_path)
     with caplog.at_level(logging.INFO, logger="survey_scale.stages.emulator"):
-        path = run(load_config(None), engine)
+        path = run(load_config(None), engine).path
     assert path == E.default_emulator_path("synthesizer") and engine.models["emulator"] == path
     assert [p.name for p in tmp_path.iterdir()] == [CHOICE_FILE]  # no grid synthesized, nothing trained
     assert "the shipped 'synthesizer' emulator" in caplog.text and "validation precision" in caplog.text
@@ -75,7 +75,7 @@ def test_default_for_real_spectra_is_physical(tmp_path: Path, caplog, origin, wa
     """Any real LAMOST spectrum (or a cube that does not say) gets the physical emulator; a mix is warned about."""
     engine = _Engine(tmp_path, origin)
     with caplog.at_level(logging.INFO, logger="survey_scale.stages.emulator"):
-        path = run(load_config(None), engine)
+        path = run(load_config(None), engine).path
     assert path == E.default_emulator_path("physical") and engine.models["emulator"] == path
     assert "no emulator.path given: the shipped 'physical' emulator, because" in caplog.text
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -99,7 +99,7 @@ def test_an_explicit_emulator_path_overrides_the_choice(tmp_path: Path, caplog) 
         engine.read_column = None  # the cube is not read when the configuration names the emulator
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="survey_scale.stages.emulator"):
-            assert run(load_config(None, {"emulator.path": str(given)}), engine) == expected
+            assert run(load_config(None, {"emulator.path": str(given)}), engine).path == expected
         assert "WARNING" not in caplog.text and f"emulator.path names it ({given})" in caplog.text
         choice = _choice(engine)
         assert (choice["emulator"], choice["how"], choice["counts"]) == (str(given), "emulator.path", {})
