@@ -1,5 +1,8 @@
 """deploy/kubernetes and deploy/container, checked offline (no cluster, no image build).
 
+(Their security — Pod Security, read-only root filesystems, NetworkPolicies, RBAC, image digests, the
+dashboard — is checked by tests/deploy/test_hardening.py.)
+
 Every manifest validates as the API server would (tests/deploy/kube_schemas.py: kubernetes-validate --strict
 for core kinds, the dask-kubernetes CRDs' schemas for DaskCluster); the pieces agree with each other (the
 ConfigMap's configuration loads and names the claim, mount and Secret the other manifests use); the example
@@ -17,7 +20,8 @@ import pytest
 import yaml
 
 from survey_scale.config import Config, load_config
-from survey_scale.engine.cluster.kubernetes import LABELS, cluster_spec, tls_secret_name
+from survey_scale.engine.cluster.kubernetes import LABELS, cluster_spec, scheduler_service_name, tls_secret_name
+from survey_scale.engine.cluster.kubernetes_manifests import SCRATCH_DIR, SCRATCH_ENV
 from tests.deploy.kube_schemas import CRD_DIR, validate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +66,9 @@ def test_every_manifest_validates_offline(name: str) -> None:
 
 def test_the_kustomization_applies_every_manifest_and_no_example() -> None:
     (kustomization,) = documents(KUBE / "kustomization.yaml")
-    assert kustomization["kind"] == "Kustomization" and "namespace" not in kustomization
+    # the one namespace: the Namespace manifest's (with its Pod Security labels: tests/deploy/test_hardening.py)
+    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["namespace"] == find("Namespace")["metadata"]["name"]
     assert sorted(kustomization["resources"]) == sorted(str(p.relative_to(KUBE)) for p in MANIFEST_FILES
                                                        if p.parent.name == "manifests")  # fmt: skip
 
@@ -85,22 +91,32 @@ def test_the_configmap_configuration_loads_and_matches_the_other_manifests(tmp_p
     mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
     assert mounts[kube.mount_path]["persistentVolumeClaim"]["claimName"] == kube.volume_claim
     assert mounts["/etc/survey-scale"]["configMap"]["name"] == find("ConfigMap")["metadata"]["name"]
-    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
     assert env == {"SURVEY_SCALE_POD_NAME": "metadata.name", "SURVEY_SCALE_POD_NAMESPACE": "metadata.namespace"}
+    # the client's scratch is where survey-scale puts the scheduler's and workers' (an emptyDir, root read-only)
+    assert {e["name"]: e["value"] for e in container["env"] if "value" in e} == SCRATCH_ENV
+    assert volumes[next(m["name"] for m in container["volumeMounts"] if m["mountPath"] == SCRATCH_DIR)] == {
+        "name": "scratch",
+        "emptyDir": {},
+    }
     # the Job runs as the ServiceAccount the Role is bound to, and the Role names the run's TLS Secret
     service_account = find("ServiceAccount")["metadata"]["name"]
     binding = find("RoleBinding")
     assert job_pod["serviceAccountName"] == service_account
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": service_account}]
     assert binding["roleRef"]["name"] == find("Role")["metadata"]["name"]
-    secret_rules = [r for r in find("Role")["rules"] if "secrets" in r["resources"] and "resourceNames" in r]
-    assert [r["resourceNames"] for r in secret_rules] == [[tls_secret_name(kube)]]
-    # the NetworkPolicy admits the Job's pod and selects the labels survey-scale gives the DaskCluster
-    policy = find("NetworkPolicy")["spec"]
-    part_of = policy["podSelector"]["matchLabels"]
+    # the Role names the run's objects: the DaskCluster (and DaskAutoscaler), its TLS Secret and its Service
+    named = {(resource, tuple(r["resourceNames"])) for r in find("Role")["rules"] if "resourceNames" in r
+             for resource in r["resources"]}  # fmt: skip
+    assert named == {("daskclusters", (kube.name,)), ("daskautoscalers", (kube.name,)),
+                     ("secrets", (tls_secret_name(kube),)), ("services", (scheduler_service_name(kube),))}  # fmt: skip
+    # the NetworkPolicies select the Job's pod and the labels survey-scale gives the DaskCluster, and admit them
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in manifests().values() if doc["kind"] == "NetworkPolicy"}
+    dask, client = policies["survey-scale-dask"], policies["survey-scale-client"]
+    part_of = dask["podSelector"]["matchLabels"]
     assert part_of.items() <= LABELS.items()
-    assert part_of.items() <= find("Job")["spec"]["template"]["metadata"]["labels"].items()
-    assert {"podSelector": {"matchLabels": part_of}} in policy["ingress"][0]["from"]
+    assert client["podSelector"]["matchLabels"].items() <= find("Job")["spec"]["template"]["metadata"]["labels"].items()
+    assert {"podSelector": {"matchLabels": part_of}} in dask["ingress"][0]["from"]
 
 
 def test_the_example_daskcluster_is_what_survey_scale_creates_for_the_configmap(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from distributed import Client
 
 from survey_scale.config import ConfigError, KubernetesClusterConfig, load_config
 from survey_scale.engine.cluster import kubernetes as kube
+from survey_scale.engine.cluster.kubernetes_manifests import SCRATCH_DIR
 from tests.deploy.kube_schemas import validate
 from tests.engine.fake_kubernetes import FakeKubernetes, allowed_by
 
@@ -80,15 +82,21 @@ def test_the_cluster_spec_runs_scheduler_and_workers_over_tls_with_the_cube_volu
         assert {m["mountPath"]: m["name"] for m in container["volumeMounts"]} == {
             "/etc/survey-scale/tls": "tls",
             "/cubes": "data",
+            "/tmp": "scratch",
         }
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["tls"]["secret"]["secretName"] == "survey-scale-tls"
         assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "lamost"
+        assert volumes["scratch"] == {"name": "scratch", "emptyDir": {}}
         assert pod["automountServiceAccountToken"] is False and pod["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["HOME"] == env["TMPDIR"] == env["DASK_TEMPORARY_DIRECTORY"] == "/tmp"
     assert spec["metadata"]["labels"]["app.kubernetes.io/part-of"] == "survey-scale"
     # no TLS: plain tcp, no Secret
     plain = kube.cluster_spec(KubernetesClusterConfig(volume_claim=None), None, image="x")
-    assert "--protocol" not in containers(plain)["worker"]["args"] and "volumes" not in plain["spec"]["worker"]["spec"]
+    assert "--protocol" not in containers(plain)["worker"]["args"]
+    assert [v["name"] for v in plain["spec"]["worker"]["spec"]["volumes"]] == ["scratch"]
     assert {e["name"]: e["value"] for e in containers(plain)["worker"]["env"]}["DASK_SCHEDULER_ADDRESS"] == (
         "tcp://survey-scale-scheduler:8786"
     )
@@ -103,15 +111,25 @@ def test_the_configuration_is_checked() -> None:
         k8s_config(adaptive=True, n_workers=8, max_workers=4)
     with pytest.raises(ConfigError, match=r"cluster\.kubernetes\.name"):
         k8s_config(name="Survey_Scale")
+    with pytest.raises(ConfigError, match=r"cluster\.kubernetes\.image"):
+        kube.cluster_spec(k8s_config(image="registry/survey-scale@sha256:abc"), None)
+
+
+def test_the_environment_of_the_configuration_wins_over_the_scratch_defaults() -> None:
+    spec = kube.cluster_spec(k8s_config(env={"HOME": "/data/home", "OMP_NUM_THREADS": "1"}), None, image="x")
+    for container in containers(spec).values():
+        env = [(e["name"], e["value"]) for e in container["env"]]
+        assert ("HOME", "/data/home") in env and [name for name, _ in env].count("HOME") == 1
+        assert ("TMPDIR", "/tmp") in env and ("DASK_TEMPORARY_DIRECTORY", "/tmp") in env
 
 
 class LocalOperator:
     """Stands in for the dask-kubernetes operator: runs a DaskCluster's pods as processes on this machine.
 
     The containers' commands, arguments and environment are those of the resource; only what a pod gets from
-    Kubernetes is replaced: the Secret's files are written to a folder (the mount), ``$(DASK_WORKER_NAME)``
-    is expanded, the service DNS name becomes the scheduler's loopback address, and the ports (fixed in a
-    pod) become free ones on loopback.
+    Kubernetes is replaced: the Secret's files are written to a folder (the mount), the scratch emptyDir is
+    another folder, ``$(DASK_WORKER_NAME)`` is expanded, the service DNS name becomes the scheduler's loopback
+    address, and the ports (fixed in a pod) become free ones on loopback.
     """
 
     def __init__(self, api: FakeKubernetes, tmp: Path) -> None:
@@ -141,7 +159,8 @@ class LocalOperator:
         self.start(scheduler, tls_dir, {}, ["--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
                                             "127.0.0.1:0", "--scheduler-file", str(scheduler_file)])  # fmt: skip
         self.start(worker, tls_dir, {"DASK_SCHEDULER_ADDRESS": f"tls://127.0.0.1:{port}"},
-                   ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"])  # fmt: skip
+                   ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0", "--worker-port", "0",
+                    "--nanny-port", "0"])  # fmt: skip
         deadline = time.monotonic() + 60
         while not scheduler_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -155,7 +174,10 @@ class LocalOperator:
         args = [a.replace(kube.TLS_DIR, str(tls_dir)).replace("$(DASK_WORKER_NAME)", "w0") for a in container["args"]]
         assert container["command"][0] == "dask"
         command = [sys.executable, "-m", "dask", *container["command"][1:], *args, *local_args]
-        environment = os.environ | {e["name"]: e["value"] for e in container["env"]} | env
+        scratch = self.tmp / f"{container['name']}-scratch"  # the pod's emptyDir
+        scratch.mkdir()
+        pod_env = {e["name"]: e["value"].replace(SCRATCH_DIR, str(scratch)) for e in container["env"]}
+        environment = os.environ | pod_env | env
         log = (self.tmp / f"{container['name']}.log").open("w")
         self.processes.append(subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT))
 
@@ -171,8 +193,9 @@ class LocalOperator:
         self.processes.clear()
 
 
+@pytest.mark.parametrize("adaptive", [False, True])
 def test_start_creates_a_tls_cluster_that_plain_clients_cannot_use_and_deletes_it_on_close(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, adaptive: bool
 ) -> None:
     api = FakeKubernetes()
     api.install(monkeypatch)
@@ -186,7 +209,7 @@ def test_start_creates_a_tls_cluster_that_plain_clients_cannot_use_and_deletes_i
     monkeypatch.setenv(kube.POD_NAMESPACE_ENV, "survey")
     operator = LocalOperator(api, tmp_path)
     monkeypatch.setattr(kube, "scheduler_address", lambda name, namespace, tls: operator.address)
-    config = k8s_config(n_workers=1, wait_timeout_s=120)
+    config = k8s_config(n_workers=1, wait_timeout_s=120, adaptive=adaptive)
     try:
         client, cluster = kube.start(config)
         try:
@@ -195,14 +218,26 @@ def test_start_creates_a_tls_cluster_that_plain_clients_cannot_use_and_deletes_i
             assert operator.address.startswith("tls://")
             with pytest.raises((OSError, TimeoutError)):  # a client without the cluster's certificate
                 Client(operator.address.replace("tls://", "tcp://"), timeout="1s")
-            # the kubelet's probe reads /health; the operator's controller the HTTP API (adaptive, retiring)
-            for path, key in (("health", None), ("api/v1/adaptive_target", "workers")):
-                with urllib.request.urlopen(f"http://127.0.0.1:{operator.dashboard_port}/{path}", timeout=10) as r:
-                    assert r.status == 200 and (key is None or key in json.loads(r.read()))
+            # the worker's local directory (spilled data) is on the scratch emptyDir, not the read-only root
+            (local_directory,) = client.run(lambda dask_worker: dask_worker.local_directory).values()
+            assert Path(local_directory).is_relative_to(tmp_path / "worker-scratch")
+            # the kubelet's probe reads /health; the operator's controller the HTTP API (adaptive: scaling,
+            # retiring), which a fixed-size cluster does not serve (it retires workers on a plain HTTP request)
+            dashboard = f"http://127.0.0.1:{operator.dashboard_port}"
+            with urllib.request.urlopen(f"{dashboard}/health", timeout=10) as r:
+                assert r.status == 200
+            for path, key in (("api/v1/adaptive_target", "workers"), ("api/v1/check_idle", "idle_since")):
+                if adaptive:
+                    with urllib.request.urlopen(f"{dashboard}/{path}", timeout=10) as r:
+                        assert r.status == 200 and key in json.loads(r.read())
+                else:
+                    with pytest.raises(urllib.error.HTTPError, match="404"):
+                        urllib.request.urlopen(f"{dashboard}/{path}", timeout=10)
         finally:
             client.close()
         (daskcluster,) = api.of_kind("DaskCluster")
         (secret,) = api.of_kind("Secret")
+        assert len(api.of_kind("DaskAutoscaler")) == int(adaptive)
         assert daskcluster["spec"]["worker"]["spec"]["containers"][0]["image"] == "registry/survey-scale:1.0"
         assert daskcluster["metadata"]["ownerReferences"] == [
             {"apiVersion": "v1", "kind": "Pod", "name": "survey-scale-run-x7", "uid": job_pod["metadata"]["uid"]}

@@ -13,6 +13,7 @@ import sys
 import pytest
 from dask_kubernetes.operator import make_cluster_spec
 
+from survey_scale.core.settings import ConfigError
 from survey_scale.engine.cluster import kubernetes, kubernetes_manifests
 
 
@@ -46,3 +47,35 @@ def test_the_lifecycle_module_re_exports_the_builders() -> None:
     for name in ("cluster_spec", "autoscaler_spec", "tls_secret_spec", "tls_secret_name", "preview", "LABELS",
                  "TLS_DIR", "TLS_FILES", "SCHEDULER_PORT", "DASHBOARD_PORT"):  # fmt: skip
         assert getattr(kubernetes, name) is getattr(kubernetes_manifests, name), name
+
+
+def test_the_scheduler_http_routes_are_modules_of_distributed() -> None:
+    import importlib
+
+    for route in (*kubernetes_manifests.SCHEDULER_HTTP_ROUTES, kubernetes_manifests.SCHEDULER_API_ROUTE):
+        assert isinstance(importlib.import_module(route).routes, list), route
+    assert kubernetes_manifests.SCHEDULER_API_ROUTE not in kubernetes_manifests.SCHEDULER_HTTP_ROUTES
+
+
+SHA = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("image", "digest"),
+    [
+        ("survey-scale:cpu", None),
+        ("registry.example.org/survey/survey-scale", None),
+        (f"registry.example.org/survey/survey-scale@{SHA}", SHA),
+        (f"localhost:5000/survey-scale:1.0-cuda@{SHA}", SHA),
+        (f"ghcr.io/dask/dask-kubernetes-operator:2026.3.0@{SHA}", SHA),
+    ],
+)
+def test_an_image_reference_by_tag_or_by_digest(image: str, digest: str | None) -> None:
+    assert kubernetes_manifests.check_image(image) == image
+    assert kubernetes_manifests.image_digest(image) == digest
+
+
+@pytest.mark.parametrize("image", [f"survey-scale@{SHA[:-1]}", "survey-scale@sha256", "registry/UPPER:x", "a b", "x:"])
+def test_a_malformed_image_reference_is_a_config_error(image: str) -> None:
+    with pytest.raises(ConfigError, match=r"cluster\.kubernetes\.image: .* is not an image reference"):
+        kubernetes_manifests.check_image(image)
