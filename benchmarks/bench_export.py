@@ -31,7 +31,7 @@ import numpy as np
 
 from survey_scale.config import CubeConfig, load_config
 from survey_scale.core.labels import LABEL_NAMES, P2_TABLE5_CORRELATIONS
-from survey_scale.engine.catalog import FORMATS
+from survey_scale.engine.catalog_writer import FORMATS
 from survey_scale.engine.contracts import ChunkContext, Output, Stage, StageResult
 from survey_scale.engine.runner import DaskEngine
 from survey_scale.science.label_catalog import CUBE_INPUTS, labels_catalog_block

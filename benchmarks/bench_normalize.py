@@ -27,8 +27,8 @@ from distributed import Client, LocalCluster
 from distributed.diagnostics import MemorySampler
 
 from survey_scale.config import CubeConfig
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES, LABEL_RANGES
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.engine.cluster import available_cores
 from survey_scale.engine.runner import DaskEngine, run_stage
 from survey_scale.science.normalize import CONTINUUM_LENGTH, continuum_mask

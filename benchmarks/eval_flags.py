@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 
 from survey_scale.config import load_config
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import FIT_WINDOWS, TELLURIC_BANDS, window_mask
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.mock import make_release
 from survey_scale.pipeline import run_pipeline
 from survey_scale.science.bad_spectra import REASON_BITS, frame_offset_pixels, rest_frame_transmission

@@ -51,9 +51,9 @@ import torch
 import yaml
 
 from survey_scale.config import load_config
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES
 from survey_scale.core.masks import FIT_WINDOWS, window_mask
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.io import read_lamost
 from survey_scale.pipeline import run_pipeline
 from survey_scale.science.emulator import Emulator, default_emulator_path, load

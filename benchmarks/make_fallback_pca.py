@@ -29,8 +29,8 @@ import numpy as np
 
 from survey_scale.config import Config
 from survey_scale.core.files import file_sha256
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import clean_window_mask
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.io import read_lamost
 from survey_scale.science.emission import derive_thresholds
 from survey_scale.science.model_grid import load_model_grid

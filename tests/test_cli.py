@@ -12,7 +12,7 @@ import zarr
 
 from survey_scale.cli import build_parser, main
 from survey_scale.config import CubeConfig
-from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.science.emulator import load as load_emulator
 from survey_scale.science.model_grid import save_model_grid
 from survey_scale.store.cube import create_cube, open_group, spec_length

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES, LABEL_RANGES
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.science.model_grid import ModelGrid
 
 _TOY_METALS = {

@@ -322,8 +322,8 @@ class DaskEngine:
         block_rows: int = 131072,
         hats: Mapping[str, Any] | None = None,
     ) -> dict[str, Path]:
-        """Catalog files streamed from the cube (:func:`survey_scale.engine.catalog.write_catalog`)."""
-        from survey_scale.engine.catalog import write_catalog
+        """Catalog files streamed from the cube (:func:`survey_scale.engine.catalog_writer.write_catalog`)."""
+        from survey_scale.engine.catalog_writer import write_catalog
 
         return write_catalog(self, name, variables, block, params, out, formats, meta, key, block_rows, hats)
 

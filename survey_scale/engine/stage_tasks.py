@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from distributed import Client, WorkerPlugin, get_worker
 
-from survey_scale.core.grid import N_WAVE
+from survey_scale.core.wavelength import N_WAVE
 from survey_scale.engine.contracts import ChunkContext, ModelRef, Stage, StageError, StageResult
 from survey_scale.store.bookkeeping import Bookkeeping
 from survey_scale.store.cube import open_group

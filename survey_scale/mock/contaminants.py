@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survey_scale.core.grid import LOG10_WAVE_START, LOG10_WAVE_STEP, N_WAVE
+from survey_scale.core.wavelength import LOG10_WAVE_START, LOG10_WAVE_STEP, N_WAVE
 from survey_scale.mock import photometry as ph
 from survey_scale.mock import population as pop
 from survey_scale.mock import spectra as spx

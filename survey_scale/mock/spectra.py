@@ -29,7 +29,7 @@ For each visit (batched, vectorized over spectra) :func:`observe` builds, in ord
 Native grid and the Doppler shift
 ---------------------------------
 LAMOST's native grid is log-linear, λ_i = 10^(3.5682 + 10⁻⁴ i), i = 0…3908, in the observed (heliocentric)
-frame. The common grid (:mod:`survey_scale.core.grid`) has the same step and starts at log10(3750) =
+frame. The common grid (:mod:`survey_scale.core.wavelength`) has the same step and starts at log10(3750) =
 3.5682 + 58 × 10⁻⁴ + δ with δ = 3.1268 × 10⁻⁵ dex. A star moving at v is seen at
 F_obs(λ_i) = F_rest(λ_i / (1 + v/c)) (LAMOST's Z = v/c convention). Asking the synthesizer for the
 spectrum shifted by v′ with 1 + v′/c = (1 + v/c) 10^δ gives, at its common-grid pixel j, exactly
@@ -50,8 +50,8 @@ import numpy as np
 import pandas as pd
 
 from survey_scale.core import masks
-from survey_scale.core.grid import LOG10_WAVE_START, N_WAVE
 from survey_scale.core.labels import LABEL_NAMES
+from survey_scale.core.wavelength import LOG10_WAVE_START, N_WAVE
 from survey_scale.mock import photometry as ph
 
 C_KMS: float = 299792.458

@@ -3,7 +3,7 @@
 ``truth.parquet`` has one row per input (every visit, valid or not, and every duplicate file) with the true
 labels and defects; ``truth_stars.parquet`` and ``truth_contaminants.parquet`` the star tables;
 ``catalog.csv`` and ``crossmatch.parquet`` what LAMOST's release catalog and a Gaia/2MASS/g,r,i cross-match
-give (read by :mod:`survey_scale.io.catalog`). Parquet files are written deterministically (no index).
+give (read by :mod:`survey_scale.io.input_tables`). Parquet files are written deterministically (no index).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ CATALOG_COLUMNS: tuple[str, ...] = (
     "obsid", "designation", "obsdate", "lmjd", "mjd", "planid", "spid", "fiberid", "ra", "dec",
     "snru", "snrg", "snrr", "snri", "snrz", "objtype", "class", "subclass", "z", "z_err", "rv", "rv_err",
 )  # fmt: skip
-"""Columns of ``catalog.csv`` (LAMOST release-catalog names, read by ``io.catalog.read_catalog``)."""
+"""Columns of ``catalog.csv`` (LAMOST release-catalog names, read by ``io.input_tables.read_catalog``)."""
 
 CROSSMATCH_COLUMNS: tuple[str, ...] = (
     "obsid", "gaia_source_id", "ra", "dec", "parallax", "parallax_error", "pmra", "pmra_error", "pmdec",
@@ -31,7 +31,7 @@ CROSSMATCH_COLUMNS: tuple[str, ...] = (
     "phot_bp_mean_mag_error", "phot_rp_mean_mag", "phot_rp_mean_mag_error", "j_m", "j_msigcom", "h_m",
     "h_msigcom", "ks_m", "ks_msigcom", "g_mag", "g_mag_err", "r_mag", "r_mag_err", "i_mag", "i_mag_err",
 )  # fmt: skip
-"""Columns of ``crossmatch.parquet`` (Gaia, 2MASS and survey names; ``io.catalog.read_crossmatch``)."""
+"""Columns of ``crossmatch.parquet`` (Gaia, 2MASS and survey names; ``io.input_tables.read_crossmatch``)."""
 
 _XMATCH_SOURCE: dict[str, str] = {
     "parallax": "parallax", "parallax_error": "parallax_error", "pmra": "pmra", "pmra_error": "pmra_error",

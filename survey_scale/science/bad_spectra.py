@@ -84,8 +84,8 @@ from typing import Any
 
 import numpy as np
 
-from survey_scale.core.grid import LOG10_WAVE_STEP
 from survey_scale.core.masks import EMISSION_WINDOWS, FIT_WINDOWS, TELLURIC_BANDS, Window, window_mask
+from survey_scale.core.wavelength import LOG10_WAVE_STEP
 from survey_scale.science.emission import LOCAL_WINDOW_PIXELS, MAD_TO_SIGMA
 
 C_KMS = 299792.458

@@ -62,8 +62,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import HALPHA_CHI2_WINDOWS, HALPHA_EXCESS_WINDOW, window_mask
+from survey_scale.core.wavelength import wavelength_grid
 
 MAD_TO_SIGMA = 1.4826
 LOCAL_WINDOW_PIXELS = 41

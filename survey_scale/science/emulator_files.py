@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from survey_scale.core.errors import SurveyScaleError
-from survey_scale.core.grid import N_WAVE, wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES
+from survey_scale.core.wavelength import N_WAVE, wavelength_grid
 from survey_scale.science.emulator_network import FORMAT, Emulator
 
 if TYPE_CHECKING:

@@ -56,7 +56,6 @@ from survey_scale.core.fit_flags import (
     SNR_MIN_FLAG,
     TEFF_MIN_FLAG,
 )
-from survey_scale.core.grid import air_to_vacuum
 from survey_scale.core.labels import (  # noqa: F401 - the label bookkeeping of the fit, re-exported
     LABEL_NAMES,
     P2_TABLE5_CORRELATIONS,
@@ -65,6 +64,7 @@ from survey_scale.core.labels import (  # noqa: F401 - the label bookkeeping of 
     to_label_order,
 )
 from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
+from survey_scale.core.wavelength import air_to_vacuum
 from survey_scale.science.emulator import Emulator
 from survey_scale.science.emulator_set import EmulatorSet
 from survey_scale.science.fitting import FitResult, fit_spectra, scaled_bounds

@@ -21,8 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import CONTINUUM_WINDOWS, window_mask
+from survey_scale.core.wavelength import wavelength_grid
 
 CONTINUUM_LENGTH = 50.0
 """L of P2 Eq. 2, in Å."""

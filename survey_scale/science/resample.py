@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from survey_scale.core.grid import PIXMASK_BITS, log10_pixel_edges, wavelength_grid
+from survey_scale.core.wavelength import PIXMASK_BITS, log10_pixel_edges, wavelength_grid
 
 C_KMS = 299792.458
 

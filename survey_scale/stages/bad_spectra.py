@@ -55,9 +55,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from survey_scale.core.files import atomic_write, save_npz
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import TELLURIC_BANDS, window_mask
 from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,

@@ -49,7 +49,6 @@ import numpy as np
 from pydantic import Field
 
 from survey_scale.core.fit_flags import FLAG_BITS, FLAG_NO_DATA
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import (
     LABEL_NAMES,
     LABEL_UNITS,
@@ -58,6 +57,7 @@ from survey_scale.core.labels import (
     to_label_order,
 )
 from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,

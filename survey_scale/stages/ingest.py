@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from survey_scale.core.grid import N_WAVE, PIXMASK_BITS
 from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.core.wavelength import N_WAVE, PIXMASK_BITS
 from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,
@@ -50,7 +50,7 @@ from survey_scale.engine.contracts import (
     TaskFailure,
     output_names,
 )
-from survey_scale.io.catalog import read_catalog, read_crossmatch
+from survey_scale.io.input_tables import read_catalog, read_crossmatch
 from survey_scale.io.lamost import LamostReadError, read_lamost
 from survey_scale.science.ingest import (
     METADATA,
@@ -348,7 +348,7 @@ def plan_ingest(
     records: pd.DataFrame, existing_specids: set[str], cfg: IngestConfig, batch: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """:func:`~survey_scale.science.ingest.plan_batch` with the ``ingest`` section: its catalog and cross-match
-    table read here (a bad row is a reject; :class:`survey_scale.io.catalog.CatalogError` for a bad table)."""
+    table read here (a bad row is a reject; :class:`survey_scale.io.input_tables.CatalogError` for a bad table)."""
     catalog = None if cfg.catalog is None else InputTable(*read_catalog(cfg.catalog), name=str(cfg.catalog))
     crossmatch = (
         None if cfg.crossmatch is None else InputTable(*read_crossmatch(cfg.crossmatch), name=str(cfg.crossmatch))

@@ -37,8 +37,8 @@ import numpy as np
 from pydantic import Field
 
 from survey_scale.core.files import stable_hash
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from survey_scale.core.grid import PIXMASK_BITS, wavelength_grid
 from survey_scale.core.masks import clean_window_mask
 from survey_scale.core.settings import ConfigBase, Section
+from survey_scale.core.wavelength import PIXMASK_BITS, wavelength_grid
 from survey_scale.engine.contracts import (
     ChunkContext,
     Engine,

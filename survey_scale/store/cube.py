@@ -3,7 +3,7 @@
 Layout
 ------
 - dims ``spec`` (one entry per spectrum = per visit) and ``wave`` (the common grid of
-  :mod:`survey_scale.core.grid`, a coordinate in Å), plus small extra dims added by later stages
+  :mod:`survey_scale.core.wavelength`, a coordinate in Å), plus small extra dims added by later stages
   (``label``, ``label2``, ``pc``).
 - spectra variables (``spec``, ``wave``): ``flux`` and ``ivar`` (float32), ``pixmask`` (uint8 bit flags,
   :data:`PIXMASK_BITS`); later stages add ``norm_flux``, ``norm_ivar``, ``pca_flux``, ``model_flux``.
@@ -47,7 +47,7 @@ from zarr.codecs import BloscCodec, BloscShuffle
 
 from survey_scale._version import __version__
 from survey_scale.core.errors import SurveyScaleError
-from survey_scale.core.grid import N_WAVE, PIXMASK_BITS, check_grid_attrs, grid_attrs, wavelength_grid
+from survey_scale.core.wavelength import N_WAVE, PIXMASK_BITS, check_grid_attrs, grid_attrs, wavelength_grid
 from survey_scale.store.settings import CubeConfig
 
 META_GROUP = "_survey_scale"
@@ -181,7 +181,7 @@ def open_group(path: str | Path, mode: str = "r", storage_options: Mapping[str, 
     ------
     CubeError
         If there is no cube at ``path``, or a URL is opened for writing.
-    survey_scale.core.grid.GridMismatchError
+    survey_scale.core.wavelength.GridMismatchError
         If the store records another wavelength grid.
     """
     if is_url(path):

@@ -45,7 +45,7 @@ Physics (modules :mod:`.atmosphere`, :mod:`.lines`, :mod:`.spectrum`, :mod:`.lin
   profile, ε = 0.6), a Gaussian LSF of constant resolving power R (default 1800 at all λ; per-spectrum R for
   fibre scatter) and, for metal lines, thermal + micro-turbulent Gaussians are applied per spectrum by
   batched FFT convolution, with radial velocities as exact Fourier phase shifts, then averaged into the
-  3802 pixels of :func:`survey_scale.core.grid.wavelength_grid`.
+  3802 pixels of :func:`survey_scale.core.wavelength.wavelength_grid`.
 - *SED.* Eddington–Barbier flux with the same opacities, normalized to σT_eff⁴: Balmer/Paschen jumps that
   peak for A stars and, for A stars below ~9000 K, grow at low log g.
 - *ISM and tellurics* (:mod:`.ism`): Na I D, Ca II K/H and 17 DIBs scaled with E(B−V) by published

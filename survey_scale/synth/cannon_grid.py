@@ -35,7 +35,7 @@ Evaluation (Casey's ``thecannon``, reproduced from the published format)
 
 From the model to the grid (:func:`cannon_model_spectra`)
     1. normalized flux on the model's 0.1 Å pixels (capped at 1) and continuum F_c, for each star;
-    2. air → vacuum wavelengths with :func:`survey_scale.core.grid.air_to_vacuum` (the inverse of the IAU
+    2. air → vacuum wavelengths with :func:`survey_scale.core.wavelength.air_to_vacuum` (the inverse of the IAU
        formula of Morton 2000, ApJS 130, 403; +1.1 Å at 4000 Å);
     3. averaged (flux-conserving) into the sub-pixels of the synthesizer's 3× oversampled working grid
        (:func:`survey_scale.synth.spectrum.fine_grid`);
@@ -43,7 +43,7 @@ From the model to the grid (:func:`cannon_model_spectra`)
        constant R = 1800) by the synthesizer's own kernels (:func:`survey_scale.synth.spectrum.broaden_fine`),
        applied to the line depth F_c (1 − f) so that lines in the Balmer jump region are weighted by the
        continuum they sit on: F = F_c − K ⊗ [F_c (1 − f)];
-    5. averaged into the 3,802 pixels of the common grid (:func:`survey_scale.core.grid.wavelength_grid`,
+    5. averaged into the 3,802 pixels of the common grid (:func:`survey_scale.core.wavelength.wavelength_grid`,
        vacuum) and normalized exactly as the pipeline normalizes observed spectra,
        :func:`survey_scale.science.normalize.normalize_continuum` with ivar = 1 (SPEC §3).
 
@@ -70,7 +70,7 @@ import scipy.sparse
 
 from survey_scale._version import __version__
 from survey_scale.core.errors import SurveyScaleError
-from survey_scale.core.grid import air_to_vacuum, wavelength_grid
+from survey_scale.core.wavelength import air_to_vacuum, wavelength_grid
 from survey_scale.science.model_grid import ModelGrid
 from survey_scale.science.normalize import CONTINUUM_LENGTH, normalize_continuum
 from survey_scale.synth.core import DEFAULT_RESOLUTION
@@ -451,7 +451,7 @@ def _model_grid(
         "resolution": float(resolution),
         "lsf": f"Gaussian, constant resolving power R = {float(resolution):g} (mean LAMOST LSF)",
         "rotation": f"Gray's profile, linear limb darkening {LIMB_DARKENING:g} (survey_scale.synth.spectrum)",
-        "wavelengths": "air -> vacuum by survey_scale.core.grid.air_to_vacuum (inverse of Morton 2000)",
+        "wavelengths": "air -> vacuum by survey_scale.core.wavelength.air_to_vacuum (inverse of Morton 2000)",
         "normalization": f"survey_scale.science.normalize.normalize_continuum (SPEC §3, L = {CONTINUUM_LENGTH:g} A) "
         f"of continuum x normalized flux, ivar = 1{normalization_note}",
         "label_ranges": {k: list(v) for k, v in ranges.items()},

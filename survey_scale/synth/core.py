@@ -6,8 +6,8 @@ from typing import Literal
 
 import numpy as np
 
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES, N_LABELS
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.synth import atmosphere as atm
 from survey_scale.synth.lines import line_parameters
 from survey_scale.synth.spectrum import normalized_chunk
@@ -112,7 +112,7 @@ def synthesize(
     Returns
     -------
     numpy.ndarray
-        (n, 3802) float32 on :func:`survey_scale.core.grid.wavelength_grid` (vacuum Å). Always 2-D.
+        (n, 3802) float32 on :func:`survey_scale.core.wavelength.wavelength_grid` (vacuum Å). Always 2-D.
 
     Notes
     -----

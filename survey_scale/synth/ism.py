@@ -40,7 +40,7 @@ import numpy as np
 from scipy.special import erf
 
 from survey_scale.core import masks
-from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.wavelength import wavelength_grid
 
 DIB_STRENGTH: dict[str, float] = {
     "DIB_4430": 1.9,

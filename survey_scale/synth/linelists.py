@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from survey_scale.core import masks
-from survey_scale.core.grid import air_to_vacuum
+from survey_scale.core.wavelength import air_to_vacuum
 
 RYDBERG_H = 109677.583
 """Rydberg constant for hydrogen, cm⁻¹ (reduced mass included)."""

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
-from survey_scale.core.grid import LOG10_WAVE_START, LOG10_WAVE_STEP, N_WAVE
+from survey_scale.core.wavelength import LOG10_WAVE_START, LOG10_WAVE_STEP, N_WAVE
 from survey_scale.synth import atmosphere as atm
 from survey_scale.synth.linelists import BROAD_LINES, METAL_LINES
 from survey_scale.synth.lines import LineParameters, max_depth

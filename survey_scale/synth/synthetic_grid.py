@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from survey_scale._version import __version__
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES, LABEL_RANGES
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.science.model_grid import ModelGrid
 from survey_scale.science.normalize import CONTINUUM_LENGTH, normalize_continuum
 from survey_scale.synth.core import DEFAULT_RESOLUTION, synthesize

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.io.lamost import read_lamost
 from survey_scale.mock import contaminants as con
 from survey_scale.mock import population as pop

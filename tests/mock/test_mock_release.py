@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from survey_scale.io.catalog import read_catalog, read_crossmatch
+from survey_scale.io.input_tables import read_catalog, read_crossmatch
 from survey_scale.io.lamost import LamostReadError, read_lamost
 from survey_scale.mock import spectra as spx
 from survey_scale.mock.release import EXPECTED_REJECT, INVALID_KINDS, ReleaseSummary, make_release

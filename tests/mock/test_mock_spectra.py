@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from survey_scale.core.grid import N_WAVE
 from survey_scale.core.labels import N_LABELS
+from survey_scale.core.wavelength import N_WAVE
 from survey_scale.mock import spectra as spx
 from survey_scale.synth import synthesize
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import TELLURIC_BANDS, window_mask
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.science.bad_spectra import (
     EVIDENCE,
     MIN_SPECTRA_FOR_LIMIT,

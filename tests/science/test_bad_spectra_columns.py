@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import EMISSION_WINDOWS, FIT_WINDOWS, TELLURIC_BANDS, window_mask
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.science.bad_spectra import (
     EMISSION_CORE_HALF_WIDTH,
     REASON_BITS,

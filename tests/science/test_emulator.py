@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from survey_scale.core.grid import N_WAVE, wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES
+from survey_scale.core.wavelength import N_WAVE, wavelength_grid
 from survey_scale.science import emulator as E
 from survey_scale.science.model_grid import ModelGrid
 from survey_scale.synth import make_model_grid

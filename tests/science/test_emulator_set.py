@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES, LABEL_RANGES
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.science import emulator as E
 from survey_scale.science import label_fit as Pr
 from survey_scale.science.emulator_set import EmulatorSet

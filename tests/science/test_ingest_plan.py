@@ -17,7 +17,7 @@ import pytest
 import survey_scale.science.ingest as ingest
 import survey_scale.science.ingest.inspect as ingest_inspect
 from survey_scale.config import Config, load_config
-from survey_scale.io.catalog import REJECT_COLUMNS, read_catalog, read_crossmatch
+from survey_scale.io.input_tables import REJECT_COLUMNS, read_catalog, read_crossmatch
 from survey_scale.science.ingest import RECORD_COLUMNS, InputTable, inspect_file, inspect_files, plan_batch
 from survey_scale.science.resample import C_KMS, grid_coverage
 from tests.conftest import DR2_FLOAT64, DR9_101001

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from survey_scale.core.grid import air_to_vacuum, vacuum_to_air, wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES, P2_TABLE5_CORRELATIONS
 from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
+from survey_scale.core.wavelength import air_to_vacuum, vacuum_to_air, wavelength_grid
 from survey_scale.science import emulator as E
 from survey_scale.science import label_fit as Pr
 from survey_scale.science.fitting import FitResult

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.science import mks as m
 
 WAVE = wavelength_grid()[::20]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import BALMER_LINES, CONTINUUM_WINDOWS, window_mask
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.science.normalize import continuum_mask, normalize_continuum, pseudo_continuum
 
 WAVE = wavelength_grid()

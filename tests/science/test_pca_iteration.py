@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import clean_window_mask
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.science.emission import derive_thresholds
 from survey_scale.science.pca import (
     PCAModel,

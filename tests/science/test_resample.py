@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.science.resample import C_KMS, grid_coverage, resample_to_grid, rest_frame
 from survey_scale.store.cube import PIXMASK_BITS
 

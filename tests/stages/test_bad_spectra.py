@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from survey_scale.config import CubeConfig, load_config
-from survey_scale.core.grid import N_WAVE, wavelength_grid
+from survey_scale.core.wavelength import N_WAVE, wavelength_grid
 from survey_scale.engine.contracts import ChunkContext, Output, Stage, StageResult
 from survey_scale.engine.runner import DaskEngine
 from survey_scale.products.info import cube_info

@@ -17,8 +17,8 @@ import pytest
 
 from survey_scale.config import EmissionConfig, FitConfig, NormalizeConfig, PCAConfig
 from survey_scale.core.fit_flags import FLAG_NO_DATA
-from survey_scale.core.grid import N_WAVE, PIXMASK_BITS, wavelength_grid
 from survey_scale.core.masks import BALMER_LINES, clean_window_mask
+from survey_scale.core.wavelength import N_WAVE, PIXMASK_BITS, wavelength_grid
 from survey_scale.engine.contracts import ChunkContext, StageResult
 from survey_scale.io.lamost import read_lamost
 from survey_scale.science import emulator as E

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from survey_scale.config import ConfigError, EmulatorConfig, load_config
-from survey_scale.core.grid import wavelength_grid
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.engine.contracts import PipelineError
 from survey_scale.science import emulator as E
 from survey_scale.science import emulator_files

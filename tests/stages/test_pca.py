@@ -9,8 +9,8 @@ import pytest
 import zarr
 
 from survey_scale.config import CubeConfig, load_config
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.masks import BALMER_LINES, clean_window_mask
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.engine.runner import DaskEngine, run_stage
 from survey_scale.science.pca import PCAModel, project
 from survey_scale.stages.normalize import normalize_stage

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES
+from survey_scale.core.wavelength import wavelength_grid
 
 BASE_STAR = {
     "teff": 10000.0,

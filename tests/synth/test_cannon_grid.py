@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from survey_scale.core.grid import air_to_vacuum, wavelength_grid
+from survey_scale.core.wavelength import air_to_vacuum, wavelength_grid
 from survey_scale.science.model_grid import ModelGrid
 from survey_scale.science.normalize import normalize_continuum
 from survey_scale.synth import cannon_grid as C

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES, LABEL_RANGES
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.science.model_grid import load_model_grid, save_model_grid
 from survey_scale.science.normalize import normalize_continuum
 from survey_scale.synth import make_model_grid, sample_labels, synthesize

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from survey_scale.core import masks
-from survey_scale.core.grid import wavelength_grid
 from survey_scale.core.labels import LABEL_NAMES, LABEL_TEX, LABEL_UNITS
+from survey_scale.core.wavelength import wavelength_grid
 from survey_scale.products.figures.common import plt, save_png
 from survey_scale.synth.core import synthesize
 from survey_scale.synth.gradients import FIDUCIAL_B_STAR, GRADIENT_STEPS, gradient_spectra

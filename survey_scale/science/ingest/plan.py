@@ -9,7 +9,7 @@ already in the cube, reports duplicates, gives each accepted file a row (sorted 
 cross-match table; every rejected file, catalog row or cross-match row gets a reason a person can act on.
 
 It reads no file: the step (:mod:`survey_scale.stages.ingest`) reads the catalog and the cross-match table
-(:func:`survey_scale.io.catalog.read_catalog`, :func:`~survey_scale.io.catalog.read_crossmatch`) and passes
+(:func:`survey_scale.io.input_tables.read_catalog`, :func:`~survey_scale.io.input_tables.read_crossmatch`) and passes
 them as :class:`InputTable` s, with the ``ingest`` section's parameters.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survey_scale.io.catalog import CATALOG_COLUMNS, REJECT_COLUMNS
+from survey_scale.io.input_tables import CATALOG_COLUMNS, REJECT_COLUMNS
 from survey_scale.science.ingest.inspect import RECORD_COLUMNS, as_number, specid_from_name
 from survey_scale.science.ingest.rows import cube_rows, make_specid
 from survey_scale.science.resample import C_KMS, grid_coverage
@@ -74,10 +74,10 @@ def lamost_class_names(lamost_class: str, subclass: str) -> set[str]:
 
 @dataclass(frozen=True)
 class InputTable:
-    """A user's table, already read (:func:`survey_scale.io.catalog.read_catalog` or ``read_crossmatch``).
+    """A user's table, already read (:func:`survey_scale.io.input_tables.read_catalog` or ``read_crossmatch``).
 
     ``rows``: the rows kept, indexed by their position in the file (0-based data row); ``row_rejects``: the
-    rows left out for bad values (:data:`survey_scale.io.catalog.REJECT_COLUMNS`, batch filled by the plan);
+    rows left out for bad values (:data:`survey_scale.io.input_tables.REJECT_COLUMNS`, batch filled by the plan);
     ``name``: how messages name the table (its path, as in the row rejects' ``"{name}#row={i}"``).
     """
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from survey_scale.io.catalog import CROSSMATCH_COLUMNS
+from survey_scale.io.input_tables import CROSSMATCH_COLUMNS
 
 _XMATCH = {c.name: c for c in CROSSMATCH_COLUMNS}
 
@@ -136,7 +136,7 @@ def cube_rows(
     release
         The release's name; None: from each header's DATA_V ("LAMOST DR9" -> "DR9"), else ``"unknown"``.
     crossmatch
-        The cross-match table (unique obsids; :func:`survey_scale.io.catalog.read_crossmatch`), or None.
+        The cross-match table (unique obsids; :func:`survey_scale.io.input_tables.read_crossmatch`), or None.
     """
     accepted = accepted.copy()
     accepted["fitsname"] = [Path(p).name for p in accepted["path"]]

@@ -1,4 +1,4 @@
-"""Release catalogs and cross-match tables (SPEC §2).
+"""The input tables of an ingest (SPEC §2): the release catalog (``ingest.catalog``) and the cross-match table.
 
 Both tables are read from CSV, FITS (first table HDU) or Parquet, chosen by the file suffix. Column names
 are matched case-insensitively against the aliases below (LAMOST's and Gaia/2MASS's own names, and the

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from astropy.table import Table
 
-from survey_scale.io.catalog import REJECT_COLUMNS, CatalogError, read_catalog, read_crossmatch
+from survey_scale.io.input_tables import REJECT_COLUMNS, CatalogError, read_catalog, read_crossmatch
 
 CATALOG = pd.DataFrame(
     {
