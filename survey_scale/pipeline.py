@@ -75,10 +75,13 @@ def run_pipeline_with_client(
     registry: Registry | None = None,
     require_spectra: bool = True,
     step_context: Callable[[str], AbstractContextManager[Any]] | None = None,
+    lock_check: Callable[[], None] | None = None,
 ) -> PipelineSummary:
     """Run every step up to ``until`` (default: all) on ``client``; the caller holds the writer lock.
 
-    ``step_context(name)``, if given, wraps each step (e.g. Dask's ``MemorySampler.sample``).
+    ``step_context(name)``, if given, wraps each step (e.g. Dask's ``MemorySampler.sample``). ``lock_check``
+    (the writer lock's :meth:`~survey_scale.store.lock.WriterLock.check`) is called before each step and before
+    a step's run is recorded: a run that lost its lock stops and records nothing more.
 
     Raises
     ------
@@ -95,9 +98,11 @@ def run_pipeline_with_client(
             raise PipelineError(
                 f"step {step.name} needs the model(s) {', '.join(missing)}, which no step before it made"
             )
+        if lock_check is not None:
+            lock_check()
         start = time.perf_counter()
         with step_context(step.name) if step_context else contextlib.nullcontext():
-            summary.results[step.name] = run_recorded(step, config, engine)
+            summary.results[step.name] = run_recorded(step, config, engine, lock_check)
         summary.seconds[step.name] = time.perf_counter() - start
         if require_spectra and engine.n_spectra() == 0:
             raise PipelineError(
@@ -112,11 +117,16 @@ def step_record(result: StepResult, seconds: float) -> dict[str, Any]:
     return {"seconds": round(seconds, 3), **json.loads(json.dumps(result.record(), default=str))}
 
 
-def run_recorded(step: Step, config: Config, engine: DaskEngine) -> StepResult:
-    """Run ``step`` on ``engine`` and record the run and the models it produced in the cube's bookkeeping."""
+def run_recorded(
+    step: Step, config: Config, engine: DaskEngine, lock_check: Callable[[], None] | None = None
+) -> StepResult:
+    """Run ``step`` on ``engine`` and record the run and the models it produced in the cube's bookkeeping (after
+    ``lock_check()``, when given: a step whose run lost the writer lock is not recorded)."""
     log.debug("step %s: %s", step.name, step.description)
     t0 = time.perf_counter()
     result = step.resolve()(config, engine)
+    if lock_check is not None:
+        lock_check()
     for item in step.produces:
         if item.startswith("model:") and item[6:] in engine.models:
             engine.bookkeeping.record_model(item[6:], engine.models[item[6:]], step.name)
@@ -147,21 +157,21 @@ def run_step(config: Config, name: str, *, progress: bool = True, registry: Regi
     if problems:
         raise PipelineError(f"{cube}: step {name} cannot run yet: " + "; ".join(problems))
     models = {k: Path(v["path"]) for k, v in Bookkeeping(cube).recorded_models().items()}
-    with WriterLock(cube, config.runner.lock_stale_after_s), dask_client(config.cluster) as client:
+    with WriterLock(cube, config.runner.lock_stale_after_s) as lock, dask_client(config.cluster) as client:
         engine = DaskEngine(cube, client, progress=progress and config.runner.progress)
         engine.models.update({k[6:]: models[k[6:]] for k in step.requires if k.startswith("model:")})
-        return run_recorded(step, config, engine)
+        return run_recorded(step, config, engine, lock.check)
 
 
 def run_pipeline(config: Config, **options: Any) -> PipelineSummary:
     """Run the pipeline with the cluster of ``config.cluster``, under the cube's writer lock (the cube is
     created if missing); ``options`` (``progress``, ``until``, ``registry``, ``require_spectra``,
-    ``step_context``) as for :func:`run_pipeline_with_client`."""
+    ``step_context``) as for :func:`run_pipeline_with_client`, which checks the lock before each step."""
     from survey_scale.engine.cluster import dask_client
     from survey_scale.store.lock import WriterLock
 
     cube = Path(config.cube.path)
     if not (cube / "zarr.json").exists():
         create_cube(cube, config.cube)
-    with WriterLock(cube, config.runner.lock_stale_after_s), dask_client(config.cluster) as client:
-        return run_pipeline_with_client(config, client, **options)
+    with WriterLock(cube, config.runner.lock_stale_after_s) as lock, dask_client(config.cluster) as client:
+        return run_pipeline_with_client(config, client, lock_check=lock.check, **options)

@@ -142,3 +142,30 @@ def test_registry_entries_name_what_their_stages_write() -> None:
         assert set(steps[name].produces) <= set(names), name
     assert set(final_sample_stage(0).inputs) >= set(steps["final_sample"].requires)
     assert steps["pca_model"].produces == ("model:pca",) and steps["emulator"].produces == ("model:emulator",)
+
+
+def test_a_run_that_lost_its_writer_lock_stops_and_records_nothing_more(tmp_path: Path, client) -> None:
+    """The pipeline checks the writer lock before each step and before recording one (issue 26)."""
+    from survey_scale.store.bookkeeping import Bookkeeping
+    from survey_scale.store.lock import LockLostError
+
+    cube = tmp_path / "cube.zarr"
+    create_cube(cube, CubeConfig(shard_spectra=4, inner_chunk_spectra=2))
+    resize_spec(cube, 4)
+    root = open_group(cube, mode="r+")
+    root["flux"][:] = 1.0
+    root["ivar"][:] = 1.0
+    root["pixmask"][:] = 0
+    checks: list[str] = []
+
+    def lock_check() -> None:
+        checks.append("check")
+        if len(checks) > 1:
+            raise LockLostError(f"{cube}: the writer lock was broken by another process")
+
+    config = load_config(None, {"cube.path": str(cube)})
+    only = Registry(s for s in default_registry().ordered() if s.name in ("normalize", "line_depth"))
+    with pytest.raises(LockLostError, match="broken by another process"):
+        run_pipeline_with_client(config, client, progress=False, registry=only, lock_check=lock_check)
+    assert checks == ["check", "check"]  # before the step, and before recording it: not recorded
+    assert Bookkeeping(cube).step_history("normalize") == []
