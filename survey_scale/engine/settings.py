@@ -16,7 +16,12 @@ log = logging.getLogger("survey_scale.config")  # deprecations are the configura
 
 
 class LocalClusterConfig(Section):
-    """``cluster.kind: local``: a Dask LocalCluster on this machine."""
+    """``cluster.kind: local``: a Dask LocalCluster on this machine.
+
+    Scheduler, nannies and workers listen on loopback only, and by default talk TLS with temporary
+    certificates made at start: loopback is reachable by every user of a shared machine (a login node), and a
+    Dask scheduler runs whatever it is sent.
+    """
 
     n_workers: int | None = Field(None, ge=1, description="worker processes (null = one per core)")
     threads_per_worker: int = Field(1, ge=1, description="threads per worker (FITS parsing holds the GIL: keep 1)")
@@ -26,6 +31,11 @@ class LocalClusterConfig(Section):
         description='where the dashboard listens (loopback, any free port; ":0" = every interface; null = none)',
     )
     processes: bool = Field(True, description="worker processes (true) or threads of this process (false)")
+    tls: bool = Field(
+        True,
+        description="worker processes talk TLS (tls://, temporary certificates), refusing other users of this "
+        "machine; false = plain tcp:// on loopback (only on a machine of your own)",
+    )
 
 
 class TLSConfig(Section):
@@ -58,13 +68,23 @@ class TLSConfig(Section):
 
 
 class AddressClusterConfig(Section):
-    """``cluster.kind: address``: a running Dask scheduler."""
+    """``cluster.kind: address``: a running Dask scheduler.
+
+    A plain ``tcp://`` scheduler on another host is refused unless ``allow_plain_tcp``: whoever reaches it can
+    run code on its workers, and the connection is neither encrypted nor authenticated.
+    """
 
     scheduler: str | None = Field(
-        None, description="the scheduler's address, e.g. tls://scheduler:8786 or tcp://scheduler:8786"
+        None,
+        description="the scheduler's address, e.g. tls://scheduler:8786 (tcp:// only to loopback, see allow_plain_tcp)",
     )
     tls: TLSConfig = Field(
         TLSConfig(enabled=False), description="its certificates (Dask Security), needed for a tls:// address"
+    )
+    allow_plain_tcp: bool = Field(
+        False,
+        description="connect to a tcp:// scheduler on another host (a warning, no refusal): only on a private "
+        "network whose every machine and user you trust",
     )
 
     @model_validator(mode="after")

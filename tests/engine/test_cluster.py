@@ -137,13 +137,17 @@ def _connect_and_identify(config) -> str:
         return client.scheduler_info()["address"]
 
 
+def _listening() -> set[tuple[str, int]]:
+    return {tuple(c.laddr) for c in psutil.Process().net_connections(kind="tcp") if c.status == "LISTEN"}
+
+
 def test_local_kind_listens_on_loopback_only() -> None:
-    config = load_config(None, {"cluster.local.n_workers": 1, "cluster.local.processes": False}).cluster
+    """Worker threads: the dashboard and the workers' HTTP servers (metrics) too, not only the scheduler."""
+    config = load_config(None, {"cluster.local.n_workers": 2, "cluster.local.processes": False}).cluster
+    before = _listening()  # other tests' clusters (the shared client fixture) may be listening already
     with dask_client(config) as client:
         port = int(client.dashboard_link.split(":")[2].split("/")[0])
-        listening = [
-            c.laddr
-            for c in psutil.Process().net_connections(kind="tcp")
-            if c.status == "LISTEN" and c.laddr.port == port
-        ]
-    assert listening and all(ip in ("127.0.0.1", "::1") for ip, _ in listening), listening
+        listening = _listening() - before
+        assert client.scheduler.address.startswith("inproc://")  # threads: no Dask socket at all
+    assert port in {p for _, p in listening}
+    assert len(listening) == 3 and all(ip in ("127.0.0.1", "::1") for ip, _ in listening), listening

@@ -9,9 +9,11 @@ Each kind's module has ``start(config) -> (client, cluster or None)``; :func:`da
 :data:`KINDS`, logs the dashboard and closes both on exit (the layout of dask-jobqueue: one module per
 scheduler). The kinds that submit something (``slurm``, ``kubernetes``) also have ``preview(config) -> str``:
 the job script or the resource they would submit (:func:`preview`, ``survey-scale config cluster``).
-The kinds that start a scheduler reachable from a network (``slurm``, ``kubernetes``) use TLS by default
-(:func:`make_security`): a Dask scheduler runs whatever it is sent, so it must refuse connections without the
-cluster's certificate. Dashboards listen on loopback unless configured otherwise.
+Every kind that starts a scheduler uses TLS by default (``slurm``, ``kubernetes``: :func:`make_security`;
+``local``: temporary certificates, on loopback, which every user of a shared machine can reach): a Dask
+scheduler runs whatever it is sent, so it must refuse connections without the cluster's certificate. The
+``address`` kind refuses a plain ``tcp://`` scheduler on another host unless ``allow_plain_tcp``. Dashboards
+listen on loopback unless configured otherwise.
 
 Results do not depend on the kind: worker processes (the nannies of every kind) run BLAS single-threaded,
 and each torch stage sets its thread count from its configuration (``fit.threads``), never from the cluster.
