@@ -42,7 +42,13 @@ def lamost_copy(lamost_dir: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def client():
     """A small in-process Dask cluster shared by the tests (threads: no process start-up cost)."""
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        dashboard_address=None,
+        worker_dashboard_address="127.0.0.1:0",
+    ) as cluster:
         with Client(cluster) as c:
             yield c
 
