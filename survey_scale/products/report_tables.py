@@ -17,6 +17,7 @@ from survey_scale.core.files import file_sha256
 from survey_scale.products.info import final_sample_counts, store_bytes
 from survey_scale.products.report_figures import ReportInputs
 from survey_scale.products.status import DONE, PARTIAL, CubeState, StepStatus
+from survey_scale.science.chi2ratio import quality_rows
 from survey_scale.science.repeats import snr_bin
 from survey_scale.store.cube import open_rejects, read_column
 
@@ -329,20 +330,33 @@ def reductions_table(state: CubeState) -> dict[str, Any]:
     reductions = dict(state.root.attrs.get("reductions", {}))
     out: dict[str, Any] = dict.fromkeys(("chi2ratio", "repeats", "calibration", "mks"))
     if chi2 := reductions.get("chi2ratio"):
-        (x0, x1), (y0, y1) = chi2["median"]["x_range"], chi2["median"]["y_range"]
         flagged = None
         if "flag_chi2ratio" in state.root:
             flags = read_column(state.root, "flag_chi2ratio")
             flagged = float(np.mean(flags == 1)) if flags.size else None
-        out["chi2ratio"] = {
-            "summary": f"3rd-order polynomials of log10 median and log10 dispersion of χ² in (log10 Teff, log10 S/N) "
-            f"over {chi2['n_cells']} cells of {chi2['n_spectra']:,} fits; log Teff {x0:.3f}–{x1:.3f}, "
-            f"log S/N {y0:.2f}–{y1:.2f}; {chi2['median']['n_clipped']} + {chi2['sigma']['n_clipped']} cells "
-            f"clipped; updated {_when(chi2.get('updated'))}"
-            + (f"; flag_chi2ratio = 1 for {100 * flagged:.2f} % of the spectra" if flagged is not None else ""),
-            "median": _poly(chi2["median"]),
-            "sigma": _poly(chi2["sigma"]),
-        }
+        flag_text = f"; flag_chi2ratio = 1 for {100 * flagged:.2f} % of the spectra" if flagged is not None else ""
+        if chi2.get("method") != "cells":  # recorded by chi2ratio version 1
+            out["chi2ratio"] = {
+                "summary": f"polynomials of an older chi2ratio: re-run step chi2ratio; updated "
+                f"{_when(chi2.get('updated'))}" + flag_text,
+                "rows": [],
+            }
+        else:
+            quality = chi2["quality"]
+            snr_names, rows = quality_rows(quality)
+            dx = chi2["log_teff_edges"][1] - chi2["log_teff_edges"][0]
+            dy = chi2["log_snr_edges"][1] - chi2["log_snr_edges"][0]
+            out["chi2ratio"] = {
+                "summary": f"median and dispersion (1.4826 MAD) of χ² per (Teff, S/N) cell of {dx:.2g} dex in log Teff "
+                f"× {dy:.2g} dex in log S/N, χ² above median + {chi2['clip']:g} dispersions left out; "
+                f"{chi2['n_cells']} cells of {chi2['n_spectra']:,} fits, {chi2['n_own']} on their own, the others "
+                f"pooled with their neighbours to {chi2['min_count']} fits; updated {_when(chi2.get('updated'))}"
+                + flag_text,
+                "caption": f"chi2ratio of the fitted spectra per Teff and S/N region: median / robust σ (with the "
+                f"{chi2['clip']:g}σ clip: 0 / 1 where the model fits) / % > {quality['flag']:g} (count)",
+                "snr": snr_names,
+                "rows": [{"teff": name, "cells": cells} for name, cells in rows],
+            }
     if rep := reductions.get("repeat_precision"):
         table = rep["table"]
         labels = list(table["precision"])

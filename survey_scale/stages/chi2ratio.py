@@ -2,10 +2,12 @@
 
 The reduction sums the (log Teff, log S/N, log χ²_red) histogram of every fitted spectrum
 (:func:`survey_scale.science.chi2ratio.chi2_histogram_block`) and is cached under a key of its inputs; the
-median and dispersion polynomials fitted from it are recorded in the cube's attributes
-(``attrs['reductions']['chi2ratio']``, shown by ``survey-scale info``) and are the parameters of the stage,
-which reads only per-spectrum columns. After an append the model is refitted and, if it changed, only
-this cheap stage re-runs over the cube — not the fit.
+median and dispersion per (Teff, S/N) cell read off it (resistant, sparse cells pooled with their neighbours:
+:func:`survey_scale.science.chi2ratio.fit_chi2_model`) are recorded in the cube's attributes
+(``attrs['reductions']['chi2ratio']``, with the chi2ratio of the fitted spectra per (Teff, S/N) region, shown by
+``survey-scale info`` and the report) and are the parameters of the stage, which reads only per-spectrum
+columns. After an append the model is refitted and, if it changed, only this cheap stage re-runs over the
+cube — not the fit.
 
 Outputs: ``chi2ratio`` (float32; NaN where the fit or the S/N is unusable) and ``flag_chi2ratio`` (int8:
 1 = chi2ratio > ``chi2ratio.flag``).
@@ -31,18 +33,27 @@ from survey_scale.engine.contracts import (
     Step,
     output_names,
 )
-from survey_scale.science.chi2ratio import Chi2Model, chi2_histogram_block, fit_chi2_model
+from survey_scale.science.chi2ratio import CLIP, Chi2Model, chi2_histogram_block, fit_chi2_model
 from survey_scale.science.chi2ratio import summary_lines as chi2ratio_summary_lines
 from survey_scale.science.final_sample import HOT_STAR_EVIDENCE, hot_star_candidates
 
-CHI2RATIO_VERSION = "1"
+CHI2RATIO_VERSION = "2"  # 2: per-cell median and dispersion, clipped, sparse cells pooled (was: polynomials)
 
 
 class Chi2RatioConfig(Section):
     """The survey's χ² model and chi2ratio (SPEC §6, P2 §5.2; step ``chi2ratio``)."""
 
     min_count: int = Field(
-        20, ge=1, description="(Teff, S/N) cells with fewer fitted spectra do not enter the chi2 polynomials"
+        20,
+        ge=1,
+        description="a (Teff, S/N) cell with fewer fitted spectra takes its chi2 median and dispersion from its "
+        "neighbours too, pooled until this many",
+    )
+    clip: float = Field(
+        CLIP,
+        gt=0,
+        description="the chi2 median and dispersion of a cell leave out chi2 above median + clip * dispersion "
+        "(iterated): emission-line stars, binaries and damaged spectra only raise chi2",
     )
     flag: float = Field(10.0, gt=0, description="flag_chi2ratio = chi2ratio > this (P2 §5.2)")
 
@@ -120,7 +131,7 @@ def run(config: ConfigBase, engine: Engine) -> StageSummary:
         ),
     )["counts"]
     try:
-        model = fit_chi2_model(counts, cfg.min_count)
+        model = fit_chi2_model(counts, cfg.min_count, cfg.clip, cfg.flag)
     except ValueError as exc:
         raise PipelineError(f"{engine.cube}: chi2ratio: {exc}") from None
     engine.record_reduction("chi2ratio", {**model.to_dict(), "histogram_key": key})

@@ -96,7 +96,9 @@ def check_whole_report(cube: Path, truth: Path, out: Path) -> None:
     assert "<td>ingest</td><td><code>" in html  # the mock's invalid files are among the rejects
     precision = r'overall \(standard deviation\)</td><td class="num">\d+\.\d{3} %</td><td class="num">0\.165 %'
     assert re.search(precision, html)
-    assert "log10 median coefficients" in html and "S/N &lt; 50" in html
+    assert "chi2ratio of the fitted spectra per Teff and S/N region" in html and "S/N &lt; 50" in html
+    assert re.search(r'<td>&lt; 10,000</td>(<td class="num">[^<]+</td>){4}', html)  # chi2ratio per Teff, S/N
+    assert re.search(r'<td class="num">[+-]\d\.\d\d / \d\.\d\d / \d+\.\d% \([\d,]+\)</td>', html)
     assert re.search(r"<td>non_emission</td><td class=\"num\">\d+</td>\s*<td class=\"num\">[+-]\d", html)
     # P2 §5.1's final sample: its size, the spectra per rule and per emulator component, and against the truth
     final = html[html.index('id="final-sample"') : html.index('id="emulator"')]

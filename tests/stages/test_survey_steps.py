@@ -225,7 +225,8 @@ def test_export_and_info_from_the_command_line(fitted, tmp_path: Path, capsys) -
         step.run(config, engine)
     assert cli.main(["info", str(engine.cube)]) == 0
     text = capsys.readouterr().out
-    assert "chi2ratio: log10 median and log10 dispersion" in text and "log10 median coefficients [" in text
+    assert "chi2ratio: median and dispersion of chisq_red per (log10 Teff, log10 S/N) cell" in text
+    assert "chi2ratio of the fitted spectra: median / robust sigma (5-sigma clip) / % > 10 (n)" in text
     assert "repeat precision:" in text and "error calibration:" in text and "teff     order" in text
     args = ["export", str(engine.cube), "--out", str(out), "--format", "parquet,fits", "--workers", "1"]
     assert cli.main([*args, "--no-progress"]) == 0
