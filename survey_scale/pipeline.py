@@ -165,13 +165,16 @@ def run_step(config: Config, name: str, *, progress: bool = True, registry: Regi
 
 def run_pipeline(config: Config, **options: Any) -> PipelineSummary:
     """Run the pipeline with the cluster of ``config.cluster``, under the cube's writer lock (the cube is
-    created if missing); ``options`` (``progress``, ``until``, ``registry``, ``require_spectra``,
-    ``step_context``) as for :func:`run_pipeline_with_client`, which checks the lock before each step."""
+    created if missing, once the lock is held: the lock lives in the cube's ``_survey_scale/`` folder, which
+    :func:`~survey_scale.store.cube.create_cube` keeps); ``options`` (``progress``, ``until``, ``registry``,
+    ``require_spectra``, ``step_context``) as for :func:`run_pipeline_with_client`, which checks the lock before
+    each step."""
     from survey_scale.engine.cluster import dask_client
     from survey_scale.store.lock import WriterLock
 
     cube = Path(config.cube.path)
-    if not (cube / "zarr.json").exists():
-        create_cube(cube, config.cube)
-    with WriterLock(cube, config.runner.lock_stale_after_s) as lock, dask_client(config.cluster) as client:
-        return run_pipeline_with_client(config, client, lock_check=lock.check, **options)
+    with WriterLock(cube, config.runner.lock_stale_after_s) as lock:
+        if not (cube / "zarr.json").exists():
+            create_cube(cube, config.cube)
+        with dask_client(config.cluster) as client:
+            return run_pipeline_with_client(config, client, lock_check=lock.check, **options)

@@ -15,14 +15,20 @@ writes one Parquet part. Then, reading one part at a time (memory: one part, wha
 
 A manifest (``.<name>.json``) records the key of the inputs: a later call with the same key and formats
 finds the files in place and does nothing.
+
+Every file is written beside its final name (``<file>.tmp``, a HATS catalog in ``.<name>-hats-new/``), synced
+and then renamed over the old one, so a failure (a full disk) leaves the previous file whole and no temporary
+file behind; the manifest is removed before and written after, so a catalog is up to date only when complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from survey_scale._version import __version__
-from survey_scale.core.files import atomic_write_json
+from survey_scale.core.files import atomic_write_json, fsync_dir, fsync_file, fsync_tree
 from survey_scale.store.cube import open_group, python_strings
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,37 @@ def write_part(
         if pa.types.is_string(field.type)
     }
     return {"rows": table.num_rows, "widths": widths}
+
+
+@contextlib.contextmanager
+def _written_beside(path: Path) -> Iterator[Path]:
+    """Yield ``<path>.tmp`` to write; on a normal exit it is synced and renamed to ``path``, on an exception
+    removed (the previous ``path`` stays as it was)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        fsync_file(tmp)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _swap_folder(new: Path, path: Path) -> None:
+    """Put the complete folder ``new`` at ``path``: the old folder renamed aside first, deleted last."""
+    fsync_tree(new)
+    old = path.with_name(f".{path.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.rename(path, old)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        if old.exists() and not path.exists():
+            os.rename(old, path)
+        raise
+    fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # --- FITS ------------------------------------------------------------------------------------------------
@@ -132,8 +169,7 @@ def write_fits(
     for key, value in header.items():
         primary.header[key] = value
         table.header[key] = value
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with _written_beside(path) as tmp, open(tmp, "wb") as f:
         f.write(primary.header.tostring().encode("ascii"))
         f.write(table.header.tostring().encode("ascii"))
         written = 0
@@ -148,7 +184,6 @@ def write_fits(
             f.write(rows.tobytes())
             written += rows.nbytes
         f.write(b"\0" * (-written % 2880))
-    tmp.replace(path)
 
 
 # --- the whole catalog -----------------------------------------------------------------------------------
@@ -188,44 +223,41 @@ def write_catalog(
             log.info("export %s: up to date in %s", name, out)
             return paths
     manifest_path.unlink(missing_ok=True)
-    n = engine.n_spectra()
     parts_dir = out / f".{name}-parts"
     shutil.rmtree(parts_dir, ignore_errors=True)
     parts_dir.mkdir()
-    ranges = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)]
-    parts = [parts_dir / f"part-{k:05d}.parquet" for k in range(len(ranges))]
-    results = engine.map_tasks(
-        f"export {name}",
-        write_part,
-        [(str(engine.cube), tuple(variables), a, b, block, params, meta, str(p)) for (a, b), p in zip(ranges, parts)],
-        sizes=[b - a for a, b in ranges],
-        unit="row",
-    )
-    n_rows = sum(r["rows"] for r in results)
-    widths: dict[str, int] = {}
-    for r in results:
-        for col, w in r["widths"].items():
-            widths[col] = max(widths.get(col, 1), w)
-    file_meta = {"producer": PRODUCER, "version": __version__, "cube": str(Path(engine.cube).resolve()), "key": key}
-    if "parquet" in paths:
-        schema = pq.read_schema(parts[0]).with_metadata({PRODUCER: json.dumps(file_meta)})
-        tmp = paths["parquet"].with_name(paths["parquet"].name + ".tmp")
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for part in parts:
-                writer.write_table(pq.read_table(part).cast(schema))
-        tmp.replace(paths["parquet"])
-    if "fits" in paths:
-        header = {
-            "CREATOR": (PRODUCER, "software that wrote this file"),
-            "SS_VERS": (__version__, "survey_scale version"),
-            "SS_CUBE": (Path(engine.cube).name, "the cube the catalog was exported from"),
-            "SS_KEY": (key[:60], "key of the cube inputs of the catalog"),
-            "CATALOG": (name, "SPEC 13 catalog"),
-        }
-        write_fits(paths["fits"], parts, widths, n_rows, header, name)
-    if "hats" in paths:
-        _write_hats(engine, name, parts, paths["hats"], out, n_rows, hats or {})
-    shutil.rmtree(parts_dir, ignore_errors=True)
+    try:
+        n = engine.n_spectra()
+        ranges = [(a, min(a + block_rows, n)) for a in range(0, n, block_rows)]
+        parts = [parts_dir / f"part-{k:05d}.parquet" for k in range(len(ranges))]
+        items = [
+            (str(engine.cube), tuple(variables), a, b, block, params, meta, str(p)) for (a, b), p in zip(ranges, parts)
+        ]
+        results = engine.map_tasks(f"export {name}", write_part, items, sizes=[b - a for a, b in ranges], unit="row")
+        n_rows = sum(r["rows"] for r in results)
+        widths: dict[str, int] = {}
+        for r in results:
+            for col, w in r["widths"].items():
+                widths[col] = max(widths.get(col, 1), w)
+        file_meta = {"producer": PRODUCER, "version": __version__, "cube": str(Path(engine.cube).resolve()), "key": key}
+        if "parquet" in paths:
+            schema = pq.read_schema(parts[0]).with_metadata({PRODUCER: json.dumps(file_meta)})
+            with _written_beside(paths["parquet"]) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+                for part in parts:
+                    writer.write_table(pq.read_table(part).cast(schema))
+        if "fits" in paths:
+            header = {
+                "CREATOR": (PRODUCER, "software that wrote this file"),
+                "SS_VERS": (__version__, "survey_scale version"),
+                "SS_CUBE": (Path(engine.cube).name, "the cube the catalog was exported from"),
+                "SS_KEY": (key[:60], "key of the cube inputs of the catalog"),
+                "CATALOG": (name, "SPEC 13 catalog"),
+            }
+            write_fits(paths["fits"], parts, widths, n_rows, header, name)
+        if "hats" in paths:
+            _write_hats(engine, name, parts, paths["hats"], out, n_rows, hats or {})
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
     atomic_write_json(manifest_path, {**manifest, "rows": n_rows, "metadata": file_meta})
     log.info("export %s: %d rows, %s in %s", name, n_rows, ", ".join(sorted(paths)), out)
     return paths
@@ -237,11 +269,14 @@ def _write_hats(
     from hats_import.catalog.arguments import ImportArguments
     from hats_import.pipeline import pipeline_with_client
 
-    shutil.rmtree(path, ignore_errors=True)
+    # built in a folder of its own under its final name (hats-import records the name), then swapped in
+    new = out / f".{name}-hats-new"
     tmp = out / f".{name}-hats-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for folder in (new, tmp):
+        shutil.rmtree(folder, ignore_errors=True)
+    new.mkdir()
     args = ImportArguments(
-        output_path=out,
+        output_path=new,
         output_artifact_name=path.name,
         input_file_list=[str(p) for p in parts],
         file_reader="parquet",
@@ -254,5 +289,9 @@ def _write_hats(
         progress_bar=False,
         **options,
     )
-    pipeline_with_client(args, engine.client)
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        pipeline_with_client(args, engine.client)
+        _swap_folder(new / path.name, path)
+    finally:
+        for folder in (new, tmp):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -4,6 +4,8 @@ A reduction's result is stored under a key (:func:`input_key`: the cube's rows a
 read) and re-used while the key holds (:func:`cached`); per-spectrum variables a reduction makes are written
 with a provenance stamp carrying their key and skipped while it holds (:func:`write_columns`); a reduction's
 coefficients go to the cube's attributes (:func:`record_reduction`), where ``survey-scale info`` shows them.
+A variable is replaced by write-then-swap (:func:`~survey_scale.store.cube.write_column`); a full file system
+gives a :class:`~survey_scale.store.cube.CubeFullError` naming the cube, and what was written before is kept.
 :class:`~survey_scale.engine.runner.DaskEngine` offers them to the pipeline's steps.
 """
 
@@ -22,7 +24,14 @@ from survey_scale._version import __version__
 from survey_scale.core.files import stable_hash
 from survey_scale.engine.contracts import PipelineError
 from survey_scale.store.bookkeeping import Bookkeeping
-from survey_scale.store.cube import consolidate, open_group, read_column, spec_length, write_column
+from survey_scale.store.cube import (
+    consolidate,
+    named_when_full,
+    open_group,
+    read_column,
+    spec_length,
+    write_column,
+)
 
 log = logging.getLogger("survey_scale.engine.runner")  # the runner's messages, under the name they always had
 
@@ -85,13 +94,14 @@ def write_columns(
         "provenance_code_version": __version__,
         "provenance_updated": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    root = open_group(cube, mode="r+")
-    for var, var_attrs in attrs.items():
-        column = np.asarray(values[var])
-        if column.shape[0] != n:
-            raise PipelineError(f"{cube}: {name} gave {column.shape[0]} values of {var} for {n} spectra")
-        write_column(root, var, column, {**var_attrs, **stamp})
-    consolidate(cube)
+    for var in attrs:
+        if np.shape(values[var])[0] != n:
+            raise PipelineError(f"{cube}: {name} gave {np.shape(values[var])[0]} values of {var} for {n} spectra")
+    with named_when_full(cube, f"writing {', '.join(attrs)} ({name})"):
+        root = open_group(cube, mode="r+")
+        for var, var_attrs in attrs.items():
+            write_column(root, var, np.asarray(values[var]), {**var_attrs, **stamp})
+        consolidate(cube)
     log.info("%s: wrote %s", name, ", ".join(attrs))
     return True
 
@@ -110,8 +120,9 @@ def record_reduction(cube: Path, name: str, summary: Mapping[str, Any]) -> None:
     if old == {k: v for k, v in record.items() if k != "updated"}:
         return  # unchanged: keep the time it was computed
     reductions[name] = record
-    root.attrs["reductions"] = reductions
-    consolidate(cube)
+    with named_when_full(cube, f"recording reduction {name}"):
+        root.attrs["reductions"] = reductions
+        consolidate(cube)
 
 
 def _json_safe(value: Any) -> Any:

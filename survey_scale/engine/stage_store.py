@@ -9,9 +9,10 @@ the provenance and the rejects table. The scheduling is :mod:`.runner`'s, the ta
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,10 @@ from survey_scale.store.bookkeeping import Bookkeeping
 from survey_scale.store.cube import (
     consolidate,
     create_spectra_array,
+    named_when_full,
     open_group,
+    recover_swaps,
+    replacing,
     spec_length,
     update_stage_attrs,
     write_column,
@@ -85,26 +89,36 @@ def chunk_bounds(start: int, stop: int, shard: int) -> list[tuple[int, int]]:
 
 def ensure_outputs(cube: Path, stage: Stage) -> None:
     """Create the stage's dimension coordinates and its arrays with a spectrum dimension (sharded like ``flux``)
-    where missing or of another shape or dtype."""
+    where missing or of another shape or dtype.
+
+    What a killed replacement left is repaired first (:func:`~survey_scale.store.cube.recover_swaps`); an array
+    of another shape or dtype is replaced by write-then-swap (:func:`~survey_scale.store.cube.replacing`), so a
+    failure (a full disk: :class:`~survey_scale.store.cube.CubeFullError`) keeps the old one.
+    """
+    with named_when_full(cube, f"allocating the outputs of stage {stage.name}"):
+        _ensure_outputs(Path(cube), stage)
+
+
+def _ensure_outputs(cube: Path, stage: Stage) -> None:
+    restored = recover_swaps(cube)
     root = open_group(cube, mode="r+")
     n = spec_length(root)
-    changed = False
+    changed = bool(restored)
     for dim, spec in stage.dims.items():
         values = None if isinstance(spec, int) else np.asarray(spec)
         size = spec if isinstance(spec, int) else len(values)
         if dim in root and root[dim].shape == (size,):
             continue
-        if dim in root:
-            del root[dim]
-        array = root.create_array(
-            dim,
-            shape=(size,),
-            chunks=(size,),
-            dtype=str if values is not None and values.dtype.kind in "US" else "i8",
-            dimension_names=(dim,),
-            fill_value="" if values is not None and values.dtype.kind in "US" else -1,
-        )
-        array[:] = values.astype(object) if values is not None and values.dtype.kind in "US" else np.arange(size)
+        with replacing(cube, dim) if dim in root else _same(root) as group:
+            array = group.create_array(
+                dim,
+                shape=(size,),
+                chunks=(size,),
+                dtype=str if values is not None and values.dtype.kind in "US" else "i8",
+                dimension_names=(dim,),
+                fill_value="" if values is not None and values.dtype.kind in "US" else -1,
+            )
+            array[:] = values.astype(object) if values is not None and values.dtype.kind in "US" else np.arange(size)
         changed = True
     sizes = {d: (s if isinstance(s, int) else len(s)) for d, s in stage.dims.items()}
     sizes["wave"] = root["wave"].shape[0]
@@ -117,15 +131,22 @@ def ensure_outputs(cube: Path, stage: Stage) -> None:
         if out.per_spectrum:
             continue
         tail = tuple((d, sizes[d]) for d in out.dims[1:])
-        if out.name in root:
+        exists = out.name in root
+        if exists:
             existing = root[out.name]
             if existing.shape[1:] == tuple(s for _, s in tail) and existing.dtype == np.dtype(out.dtype):
                 continue
-            del root[out.name]
-        create_spectra_array(root, out.name, out.dtype, config, out.attrs, extra_dims=tail, n_spec=n)
+        with replacing(cube, out.name) if exists else _same(root) as group:
+            create_spectra_array(group, out.name, out.dtype, config, out.attrs, extra_dims=tail, n_spec=n)
         changed = True
     if changed:
         consolidate(cube)
+
+
+@contextlib.contextmanager
+def _same(root: Any) -> Iterator[Any]:
+    """The cube's own group: a new node is created in place (nothing is replaced)."""
+    yield root
 
 
 def consolidate_stage(bookkeeping: Bookkeeping, stage: Stage, provenance: Mapping[str, Any]) -> None:
@@ -135,7 +156,14 @@ def consolidate_stage(bookkeeping: Bookkeeping, stage: Stage, provenance: Mappin
     ------
     StageError
         If the chunk results do not cover every row of the cube (the stage is not finished).
+    survey_scale.store.cube.CubeFullError
+        If the cube's file system is full (every replaced variable keeps its old version; a rerun finishes).
     """
+    with named_when_full(bookkeeping.cube, f"consolidating stage {stage.name}"):
+        _consolidate_stage(bookkeeping, stage, provenance)
+
+
+def _consolidate_stage(bookkeeping: Bookkeeping, stage: Stage, provenance: Mapping[str, Any]) -> None:
     cube = bookkeeping.cube
     root = open_group(cube, mode="r+")
     n = spec_length(root)

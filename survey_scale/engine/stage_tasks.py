@@ -2,10 +2,12 @@
 
 :func:`compute_block` reads a block's inputs and calls the stage on them, rejecting the spectra it fails on
 one by one and failing the chunk on what is not one spectrum's fault (:func:`is_system_error`);
-:func:`write_chunk` writes a chunk from its blocks' results (region writes of whole shards), then has the
-bookkeeping save its per-spectrum outputs, rejects and done marker, in that order. Models are loaded once per
-worker by :class:`ModelPlugin` (:func:`register_model_plugin`), not pickled into every task. The functions
-are module-level, so Dask sends them by reference; :mod:`.runner` submits them.
+:func:`write_chunk` writes a chunk from its blocks' results (region writes of whole shards), syncs the shard files,
+then has the bookkeeping save its per-spectrum outputs, rejects and done marker, in that order (each synced
+before the next: after a power loss a marker never survives its results). A full file system fails the chunk
+with a :class:`~survey_scale.store.cube.CubeFullError` naming the cube; the chunk stays unmarked. Models are
+loaded once per worker by :class:`ModelPlugin` (:func:`register_model_plugin`), not pickled into every task.
+The functions are module-level, so Dask sends them by reference; :mod:`.runner` submits them.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from distributed import Client, WorkerPlugin, get_worker
 
+from survey_scale.core.files import fsync_up
+from survey_scale.core.files import is_system_error as _is_system_error
 from survey_scale.core.wavelength import N_WAVE
 from survey_scale.engine.contracts import ChunkContext, ModelRef, Stage, StageError, StageResult
 from survey_scale.store.bookkeeping import Bookkeeping
-from survey_scale.store.cube import open_group
+from survey_scale.store.cube import named_when_full, open_group
 
 log = logging.getLogger("survey_scale.engine.runner")  # the runner's messages, under the name they always had
 
@@ -103,13 +108,10 @@ def is_system_error(exc: BaseException) -> bool:
     ``OutOfMemoryError``) or an ``OSError`` of any kind (a full disk, a storage or network error).
 
     Such an error must not become a permanent reject: it fails the chunk, which stays unmarked, so a rerun
-    retries it. torch is not imported here: its error is recognised by its class's name and module.
+    retries it. torch is not imported here: its error is recognised by its class's name and module
+    (:func:`survey_scale.core.files.is_system_error`, which the ingest's per-file fallbacks use too).
     """
-    if isinstance(exc, (MemoryError, OSError)):
-        return True
-    return any(
-        cls.__name__ == "OutOfMemoryError" and cls.__module__.split(".")[0] == "torch" for cls in type(exc).__mro__
-    )
+    return _is_system_error(exc)
 
 
 def compute_block(cube: str, stage: Stage, start: int, stop: int) -> tuple[int, StageResult, float]:
@@ -176,19 +178,40 @@ def write_chunk(
     provenance: Mapping[str, Any],
     *blocks: tuple[int, StageResult, float],
 ) -> dict[str, Any]:
-    """Write one chunk from its blocks' results (:func:`compute_block`'s): region writes, then the chunk's result
-    and marker (with the blocks' compute seconds summed)."""
+    """Write one chunk from its blocks' results (:func:`compute_block`'s): region writes, synced, then the chunk's
+    result and marker (with the blocks' compute seconds summed).
+
+    Raises
+    ------
+    survey_scale.store.cube.CubeFullError
+        If the cube's file system is full (the chunk stays unmarked; a rerun after freeing space writes it).
+    """
     t0 = time.perf_counter()
-    root = open_group(cube, mode="r+")
-    blocks = tuple(sorted(blocks, key=lambda b: b[0]))
-    per_spectrum: dict[str, np.ndarray] = {}
-    for out in stage.outputs:
-        value = np.concatenate([np.asarray(r.outputs[out.name]) for _, r, _ in blocks])
-        if out.per_spectrum:
-            per_spectrum[out.name] = value.astype(str) if out.dtype == "str" else value.astype(out.dtype)
-        else:
-            root[out.name][start:stop] = value.astype(out.dtype, copy=False)
-    rejects = [(block_start + row, code, reason) for block_start, r, _ in blocks for row, code, reason in r.rejects]
-    compute_seconds = sum(seconds for _, _, seconds in blocks)
-    Bookkeeping(cube).record_chunk(stage.name, start, stop, per_spectrum, rejects, provenance, t0, compute_seconds)
+    with named_when_full(cube, f"writing rows {start}:{stop} of stage {stage.name}"):
+        root = open_group(cube, mode="r+")
+        blocks = tuple(sorted(blocks, key=lambda b: b[0]))
+        per_spectrum: dict[str, np.ndarray] = {}
+        for out in stage.outputs:
+            value = np.concatenate([np.asarray(r.outputs[out.name]) for _, r, _ in blocks])
+            if out.per_spectrum:
+                per_spectrum[out.name] = value.astype(str) if out.dtype == "str" else value.astype(out.dtype)
+            else:
+                root[out.name][start:stop] = value.astype(out.dtype, copy=False)
+                sync_rows(cube, root[out.name], start, stop)
+        rejects = [(block_start + row, code, reason) for block_start, r, _ in blocks for row, code, reason in r.rejects]
+        compute_seconds = sum(seconds for _, _, seconds in blocks)
+        Bookkeeping(cube).record_chunk(stage.name, start, stop, per_spectrum, rejects, provenance, t0, compute_seconds)
     return {"start": start, "stop": stop, "n_rejects": len(rejects)}
+
+
+def sync_rows(cube: str, array: Any, start: int, stop: int) -> None:
+    """``fsync`` the stored chunk (shard) files of ``array`` that hold rows [start, stop), and their folders up to
+    the array's: what a region write put in the cube is on the storage before the chunk's marker is written.
+
+    A chunk left at its fill value is not stored by Zarr (no file): its folder is synced all the same.
+    """
+    rows_per_file = array.metadata.chunk_grid.chunk_shape[0]  # the shard's, for a sharded array
+    folder = Path(cube) / array.path
+    tail = (0,) * (array.ndim - 1)
+    for index in range(start // rows_per_file, -(-stop // rows_per_file)):
+        fsync_up(folder / array.metadata.encode_chunk_key((index, *tail)), folder)

@@ -14,16 +14,20 @@ here and is written only through :class:`Bookkeeping`::
       ingest/batch-NNNN/                   an ingest batch: state.json, inspect/ blocks, plan.parquet
       logs/<command>-<time>.log            command logs
       writer.lock                          the writer lock (:mod:`survey_scale.store.lock`)
+      swap/                                replacements of cube variables being written (``new-<name>``) and
+                                           old versions being deleted (``old-<name>``), :func:`.cube.replacing`
 
-Every file is written atomically (:func:`survey_scale.core.files.atomic_write`); a chunk's marker is written
-after its result, so a chunk is either done (marked, fully written) or redone whole.
+Every file is written atomically and durably (:func:`survey_scale.core.files.atomic_write`: a temporary file,
+synced, renamed, its folder synced); a chunk's marker is written after its result (and after the chunk's
+shards in the cube, synced by the writer), so a chunk is either done (marked, fully written) or redone whole,
+after a kill or a power loss alike.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,8 +36,29 @@ import numpy as np
 import pandas as pd
 
 from survey_scale._version import __version__
-from survey_scale.core.files import atomic_write, atomic_write_bytes, atomic_write_json, file_sha256, save_npz
-from survey_scale.store.cube import META_GROUP, REJECT_COLUMNS, open_group, read_column, spec_length, write_rejects
+from survey_scale.core.files import atomic_write, file_sha256, fsync_dir, save_npz
+from survey_scale.store.cube import (
+    META_GROUP,
+    REJECT_COLUMNS,
+    named_when_full,
+    open_group,
+    read_column,
+    spec_length,
+    write_rejects,
+)
+
+
+def _written(path: Path, write: Callable[[Path], Any]) -> Path:
+    """:func:`atomic_write` of a bookkeeping file; a full file system is a
+    :class:`~survey_scale.store.cube.CubeFullError` naming the cube and the file."""
+    cube = next((p.parent for p in path.parents if p.name == META_GROUP), path.parent)
+    with named_when_full(cube, "writing a bookkeeping file"):  # the message adds "at <path>"
+        return atomic_write(path, write)
+
+
+def _written_json(path: Path, value: Any) -> Path:
+    data = json.dumps(value, indent=1, sort_keys=True, default=str).encode()
+    return _written(path, lambda tmp: tmp.write_bytes(data))
 
 
 class Bookkeeping:
@@ -97,11 +122,16 @@ class Bookkeeping:
         return self.done_stop(stage, start, provenance) == stop
 
     def _forget_chunks(self, stage: str, start: int, stop: int) -> None:
-        # Markers first: a chunk whose result is gone but whose marker stayed would count as done.
+        # Markers first (and synced): a chunk whose result is gone but whose marker stayed would count as done.
         for kind, suffix in (("markers", "json"), ("results", "npz")):
-            for path in (self.root / kind / stage).glob(f"rows-*.{suffix}"):
+            folder = self.root / kind / stage
+            removed = False
+            for path in folder.glob(f"rows-*.{suffix}"):
                 if start <= int(path.stem[5:]) < stop:
                     path.unlink(missing_ok=True)
+                    removed = True
+            if removed:
+                fsync_dir(folder)
 
     def record_chunk(
         self,
@@ -115,6 +145,10 @@ class Bookkeeping:
         compute_seconds: float | None = None,
     ) -> None:
         """Save a written chunk's per-spectrum outputs and rejects (rows in the cube), then its done marker.
+
+        The caller has synced the chunk's rows in the cube (:func:`survey_scale.engine.stage_tasks.write_chunk`);
+        the result file is synced with its folder before the marker is written (itself atomically and
+        synced), so no marker ever outlives its result, even after a power loss.
 
         Chunks recorded before inside rows [start, stop) (other extents, e.g. the partial last shard before
         an append) are forgotten first, so a kill at any point leaves their rows unmarked. The marker keeps
@@ -130,7 +164,7 @@ class Bookkeeping:
             "_reject_reason": np.array([reason for _, _, reason in rejects], dtype=str),
             **per_spectrum,
         }
-        atomic_write(self._result_path(stage, start), lambda tmp: save_npz(tmp, arrays))
+        _written(self._result_path(stage, start), lambda tmp: save_npz(tmp, arrays))
         marker = {
             **provenance,
             "start": start,
@@ -141,7 +175,8 @@ class Bookkeeping:
             "code_version": __version__,
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        atomic_write_bytes(self._marker_path(stage, start), json.dumps(marker, sort_keys=True).encode())
+        marker_bytes = json.dumps(marker, sort_keys=True).encode()
+        _written(self._marker_path(stage, start), lambda tmp: tmp.write_bytes(marker_bytes))
 
     def chunk_results(self, stage: str) -> list[dict[str, np.ndarray]]:
         """The saved results of the chunks of ``stage`` marked done, in row order."""
@@ -199,7 +234,7 @@ class Bookkeeping:
         path = self.root / "steps" / f"{step}.json"
         history = self.step_history(step)
         entry = {**record, "code_version": __version__, "finished": datetime.now(UTC).isoformat(timespec="seconds")}
-        atomic_write_json(path, {"step": step, "runs": [*history, entry][-self.STEP_HISTORY :]})
+        _written_json(path, {"step": step, "runs": [*history, entry][-self.STEP_HISTORY :]})
 
     def step_history(self, step: str) -> list[dict[str, Any]]:
         """The recorded runs of pipeline step ``step``, oldest first (empty if it never ran with a record)."""
@@ -218,7 +253,7 @@ class Bookkeeping:
             "step": step,
             "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        atomic_write_json(self.root / "models.json", models)
+        _written_json(self.root / "models.json", models)
 
     def recorded_models(self) -> dict[str, dict[str, Any]]:
         """The models recorded by :meth:`record_model`, by name: ``path``, ``sha256``, ``step``, ``updated``."""
@@ -324,7 +359,7 @@ class Bookkeeping:
     @staticmethod
     def save_table(path: Path, table: pd.DataFrame) -> None:
         """Write a bookkeeping table (Parquet) atomically."""
-        atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
+        _written(path, lambda tmp: table.to_parquet(tmp, index=False))
 
     @staticmethod
     def batch_state(batch_dir: Path) -> dict[str, Any]:
@@ -335,7 +370,7 @@ class Bookkeeping:
     def set_batch_state(batch_dir: Path, state: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
         """Save a batch's state with ``changes`` applied, and return it."""
         state = {**state, **changes}
-        atomic_write_json(batch_dir / "state.json", state)
+        _written_json(batch_dir / "state.json", state)
         return state
 
     # --- cached reductions -------------------------------------------------------------------------------
@@ -355,4 +390,4 @@ class Bookkeeping:
         """Store the result of reduction ``name`` with its key and provenance (code version, time)."""
         provenance = {"code_version": __version__, "updated": datetime.now(UTC).isoformat(timespec="seconds")}
         arrays = {"_key": np.array(key), "_provenance": np.array(json.dumps(provenance)), **result}
-        atomic_write(self.root / "reductions" / f"{name}.npz", lambda tmp: save_npz(tmp, arrays))
+        _written(self.root / "reductions" / f"{name}.npz", lambda tmp: save_npz(tmp, arrays))
