@@ -29,6 +29,11 @@ stays within a small multiple of the file's decompressed size:
   actually present (else ``truncated``). astropy only sees files that passed these checks;
 - any other exception raised while reading (a bug, or an astropy failure not foreseen) becomes
   ``unreadable`` with the exception's type and message — in one place, at the top of :func:`read_lamost`;
+- except a system error, which is not the file's fault (:func:`survey_scale.core.files.is_system_error` with
+  ``reading_file``): out of memory, or an ``OSError`` the operating system raised for another reason than the
+  file's own state (an I/O error, a stale network handle — not a missing or forbidden file, which stays
+  ``missing_file`` / ``unreadable``). It is raised as it is, so the ingest fails the work unmarked and a rerun
+  retries it instead of rejecting the file for good;
 - a cooperative time limit (``time_limit_s``) is checked between the phases (decompress, header parse,
   data parse) and gives ``too_slow``. It cannot interrupt a single C call (one inflate or one astropy
   parse); the size caps keep those short.
@@ -52,10 +57,12 @@ import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from astropy.io import fits
 
+from survey_scale.core.files import is_system_error
 from survey_scale.io.lamost_bytes import DEFAULT_MAX_BYTES, DEFAULT_TIME_LIMIT_S, _Deadline, _read_bytes
 from survey_scale.io.lamost_files import lamost_filename, relabel_lamost_file
 from survey_scale.io.lamost_hdus import (
@@ -121,6 +128,8 @@ def read_lamost(
         For every problem with the file, whatever its bytes, with a ``code`` and a message naming the file
         (see :class:`LamostReadError` for the codes): not FITS, truncated, too large, too slow, an
         unparsable or impossible header card, no spectrum HDU, missing column, wrong shape.
+    MemoryError, OSError
+        A system error, not the file's fault (see the module docstring): the caller retries later.
     ValueError
         Only for invalid ``max_bytes`` / ``time_limit_s`` arguments (a caller's bug, not the file's).
     """
@@ -132,12 +141,27 @@ def read_lamost(
     try:
         with _untrusted():
             return _read(path, max_bytes, _Deadline(path, time_limit_s))
-    except LamostReadError:
+    except LamostReadError as exc:
+        # a read error that the operating system raised (EIO, ESTALE, ...) and that was typed on the way: the
+        # machine's, not the file's
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and is_system_error(cause, reading_file=True):
+            _raise_system_error(cause, path)
         raise
     except Exception as exc:  # the one catch-all (SPEC §2): untrusted input never escapes untyped
+        if is_system_error(exc, reading_file=True):
+            _raise_system_error(exc, path)
         raise LamostReadError(
             path, "unreadable", f"unexpected {type(exc).__name__} while reading: {_short(str(exc), 200)}"
         ) from exc
+
+
+def _raise_system_error(exc: BaseException, path: Path) -> NoReturn:
+    """Raise a system error as it was raised, with the file's name when the operating system gave none (a failed
+    ``read``), so that its message says which read failed."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    raise exc from None
 
 
 def _read(path: Path, max_bytes: int, deadline: _Deadline) -> LamostSpectrum:
@@ -305,6 +329,8 @@ def _read_astropy(path: Path, raw: bytes) -> LamostSpectrum:
     except LamostReadError:
         raise
     except Exception as exc:  # astropy raises OSError, ValueError, VerifyWarning, ...
+        if is_system_error(exc, reading_file=True):  # out of memory; astropy's own OSErrors have no errno
+            raise
         text = str(exc)
         code = "truncated" if "truncat" in text.lower() or "smaller than" in text.lower() else "bad_fits"
         raise LamostReadError(

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
+from survey_scale.core.files import is_system_error
 from survey_scale.core.settings import ConfigBase, Section
 from survey_scale.core.wavelength import N_WAVE, PIXMASK_BITS
 from survey_scale.engine.contracts import (
@@ -173,7 +174,9 @@ def resample_chunk(inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: Ch
     """Resample a chunk of planned spectra onto the grid and assemble their metadata (pure).
 
     A spectrum that cannot be resampled keeps its row and metadata, with NaN flux, zero ivar and every pixel
-    NO_COVERAGE, and is rejected (stage ``ingest``) with the file and the cause.
+    NO_COVERAGE, and is rejected (stage ``ingest``) with the file and the cause. A system error (out of memory, an
+    ``OSError``: :func:`~survey_scale.core.files.is_system_error`) is not the spectrum's fault: it is raised, so
+    the chunk fails unmarked and a rerun retries it.
     """
     rows: pd.DataFrame = inputs["plan"]
     n = len(rows)
@@ -195,6 +198,8 @@ def resample_chunk(inputs: Mapping[str, Any], params: Mapping[str, Any], ctx: Ch
                 mask_andmask=params["mask_andmask"],
             )
         except Exception as exc:  # one spectrum must not cost its chunk
+            if is_system_error(exc):
+                raise
             flux[i], ivar[i], pixmask[i], coverage[i] = np.nan, 0.0, PIXMASK_BITS["NO_COVERAGE"], 0.0
             rejects.append((i, "resample_error", f"{sp.path}: resampling failed: {type(exc).__name__}: {exc}"))
     outputs: dict[str, np.ndarray] = {"flux": flux, "ivar": ivar, "pixmask": pixmask, "coverage": coverage}

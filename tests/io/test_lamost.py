@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +137,9 @@ def test_relabel_copies_data_with_new_ids(lamost_dir: Path, tmp_path: Path) -> N
     assert (a.get("OBSID"), a.get("FIBERID"), a.get("PLANID")) == (9000001, 77, "COPY01")
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("a bug"), MemoryError(), KeyError("NAXIS2"), OverflowError("big")])
+@pytest.mark.parametrize(
+    "exc", [RuntimeError("a bug"), KeyError("NAXIS2"), OverflowError("big"), OSError("astropy: Header missing END")]
+)
 def test_unexpected_exceptions_become_unreadable(
     lamost_dir: Path, monkeypatch: pytest.MonkeyPatch, exc: Exception
 ) -> None:
@@ -150,6 +154,61 @@ def test_unexpected_exceptions_become_unreadable(
         read_lamost(lamost_dir / DR9_101001)
     assert info.value.code == "unreadable" and type(exc).__name__ in info.value.message
     assert info.value.__cause__ is exc
+
+
+TORCH_OOM = type("OutOfMemoryError", (RuntimeError,), {"__module__": "torch.cuda"})
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [MemoryError(), OSError(errno.EIO, "Input/output error"), OSError(errno.ENOSPC, "No space"), TORCH_OOM("gpu")],
+)
+def test_system_errors_are_raised_not_made_the_files_fault(
+    lamost_dir: Path, monkeypatch: pytest.MonkeyPatch, exc: Exception
+) -> None:
+    """Out of memory or an OS error is the machine's fault: raised as it is (the ingest retries the file on a
+    rerun), not a LamostReadError that would reject the file for good (issue 26)."""
+    import survey_scale.io.lamost as lamost
+
+    def broken(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(lamost, "_assemble", broken)
+    with pytest.raises(type(exc)) as info:
+        read_lamost(lamost_dir / DR9_101001)
+    assert not isinstance(info.value, LamostReadError)
+    assert info.value is exc or (info.value.errno == exc.errno and info.value.__cause__ is exc)
+
+
+def test_an_io_error_reading_the_file_is_raised_a_forbidden_file_is_rejected(
+    lamost_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import survey_scale.io.lamost_bytes as lamost_bytes
+
+    path = lamost_dir / DR9_101001
+    code = errno.EIO
+
+    def failing_open(file, mode="r", *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(file))
+
+    monkeypatch.setattr(lamost_bytes, "open", failing_open, raising=False)
+    with pytest.raises(OSError) as info:  # a disk or network error: the machine's
+        read_lamost(path)
+    assert not isinstance(info.value, LamostReadError) and info.value.errno == errno.EIO
+    assert str(path) in str(info.value)
+    code = errno.EACCES  # not permitted: that file's own state, a reject
+    with pytest.raises(LamostReadError) as rejected:
+        read_lamost(path)
+    assert rejected.value.code == "unreadable" and "Permission denied" in rejected.value.message
+    monkeypatch.undo()
+    with pytest.raises(LamostReadError) as missing:
+        read_lamost(tmp_path / "missing.fits")
+    assert missing.value.code == "missing_file"
+    corrupt = tmp_path / "corrupt.fits.gz"
+    corrupt.write_bytes(b"\x1f\x8b" + b"\0" * 200)  # gzip's own OSError (BadGzipFile, no errno): the file's
+    with pytest.raises(LamostReadError) as bad:
+        read_lamost(corrupt)
+    assert bad.value.code == "truncated"
 
 
 def test_bzip2_and_concatenated_gzip_members(lamost_dir: Path, tmp_path: Path) -> None:

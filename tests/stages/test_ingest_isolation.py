@@ -3,6 +3,7 @@ is rejected with its cause and every other file is ingested."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from survey_scale.engine.runner import compute_block
 from survey_scale.io.lamost import LamostReadError, read_lamost
 from survey_scale.pipeline import run_pipeline_with_client
 from survey_scale.science import ingest as science_ingest
+from survey_scale.science.ingest import inspect as ingest_inspect
 from survey_scale.stages import ingest as stage_ingest
 from survey_scale.store.cube import create_cube, open_cube, open_rejects
 from tests.conftest import DR2_FLOAT64, DR9_101001, small_config
@@ -73,3 +75,60 @@ def test_a_spectrum_that_cannot_be_resampled_keeps_its_row_and_is_rejected(lamos
     flux = result.outputs["flux"]
     assert np.isfinite(flux[0]).any() and np.isnan(flux[1]).all() and (result.outputs["ivar"][1] == 0).all()
     assert list(result.outputs["specid"]) == list(plan["specid"])  # the row keeps its metadata
+
+
+TORCH_OOM = type("OutOfMemoryError", (RuntimeError,), {"__module__": "torch.cuda"})
+
+
+@pytest.mark.parametrize(
+    "exc", [MemoryError("out of memory"), OSError(errno.ENOSPC, "No space left on device"), TORCH_OOM("gpu")]
+)
+def test_a_system_error_while_resampling_fails_the_chunk_instead_of_rejecting_the_spectrum(
+    lamost_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: Exception
+) -> None:
+    """Not the spectrum's fault: raised, so the chunk stays unmarked and a rerun retries it (issue 26)."""
+    paths = [str(lamost_copy / DR9_101001), str(lamost_copy / DR2_FLOAT64)]
+    config = small_config(tmp_path)
+    plan, _, _ = stage_ingest.plan_ingest(science_ingest.inspect_files(paths), set(), config.ingest, batch=1)
+    spectra = [read_lamost(p) for p in plan["path"]]
+    real = stage_ingest.resample_to_grid
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage_ingest, "resample_to_grid", failing)
+    params = stage_ingest.ingest_stage(tmp_path / "plan.parquet", 0, config).params
+    with pytest.raises(type(exc)):
+        stage_ingest.resample_chunk({"plan": plan, "spectra": spectra}, params, ChunkContext(0, 2, {}))
+
+
+@pytest.mark.parametrize("exc", [MemoryError("out of memory"), OSError(errno.EIO, "Input/output error")])
+def test_a_system_error_while_inspecting_is_raised_not_a_reject(
+    lamost_dir: Path, monkeypatch: pytest.MonkeyPatch, exc: Exception
+) -> None:
+    def failing(_path: str, **_options) -> None:
+        raise exc
+
+    monkeypatch.setattr(ingest_inspect, "read_lamost", failing)
+    with pytest.raises(type(exc)):
+        science_ingest.inspect_file(str(lamost_dir / DR9_101001))
+
+
+def test_a_files_own_errors_stay_rejects_when_inspected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    garbage = tmp_path / "spec-55859-F5902_sp01-001.fits"
+    garbage.write_bytes(b"SIMPLE  = nonsense" + b"x" * 3000)
+    forbidden = tmp_path / "spec-55859-F5902_sp01-002.fits"
+    forbidden.write_bytes(b"x")
+    records = science_ingest.inspect_files([str(garbage), str(tmp_path / "missing.fits")])
+    assert list(records["status"]) == ["rejected", "rejected"]
+
+    def not_permitted(path: str, **_options) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(ingest_inspect, "read_lamost", not_permitted)
+    record = science_ingest.inspect_file(str(forbidden))
+    assert (record["status"], record["code"]) == ("rejected", "unreadable")

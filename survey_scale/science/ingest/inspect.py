@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from survey_scale.core.files import is_system_error
 from survey_scale.io.lamost import LamostReadError, LamostSpectrum, read_lamost
 from survey_scale.science.ingest.rows import make_specid
 
@@ -120,9 +121,12 @@ def inspect_file(path: str, **read_options: Any) -> dict[str, Any]:
 
     ``read_options`` go to :func:`survey_scale.io.lamost.read_lamost` (``max_bytes``, ``time_limit_s``).
 
-    Never raises for a bad file: a :class:`LamostReadError` gives its own code, an ``OSError`` ``unreadable``,
-    and any other exception while reading or checking the file (from astropy, or a bug) ``read_error`` with
-    the exception's type and message — so one bad file cannot stop the inspection of its block.
+    Never raises for a bad file: a :class:`LamostReadError` gives its own code, an ``OSError`` about the file
+    itself (missing, not permitted) ``unreadable``, and any other exception while reading or checking the file
+    (from astropy, or a bug) ``read_error`` with the exception's type and message — so one bad file cannot stop
+    the inspection of its block. A system error (out of memory, an I/O or storage error:
+    :func:`~survey_scale.core.files.is_system_error` with ``reading_file``) is raised: it is not the file's
+    fault, and a rerun inspects the block again.
     """
     record: dict[str, Any] = {"path": path}
     try:
@@ -134,8 +138,12 @@ def inspect_file(path: str, **read_options: Any) -> dict[str, Any]:
     except LamostReadError as exc:
         return {**record, "status": "rejected", "code": exc.code, "reason": exc.message}
     except OSError as exc:
+        if is_system_error(exc, reading_file=True):
+            raise
         return {**record, "status": "rejected", "code": "unreadable", "reason": str(exc)}
     except Exception as exc:  # untrusted input: whatever a reader raises becomes a reject of this file
+        if is_system_error(exc):
+            raise
         return {
             **record,
             "status": "rejected",
