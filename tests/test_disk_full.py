@@ -189,14 +189,8 @@ def test_a_full_disk_stops_the_run_keeps_finished_results_and_a_rerun_completes(
     assert set(record) == set(json.loads((ref_cube / META_GROUP / "models.json").read_text()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="store/lock.py: WriterLock.release writes its claim file's content (json.dump) and fails on a full disk, "
-    "leaving the lock and an empty claim: the run's own error is masked by ENOSPC and the next run is refused "
-    "('another process is breaking the stale writer lock') until the claim goes stale (issue 26 report)",
-)
 def test_the_writer_lock_is_released_on_a_full_disk(small_fs) -> None:
+    """Releasing (and breaking) take the claim by creating its file; its content is best-effort (issue 26)."""
     from survey_scale.store.lock import WriterLock
 
     cube = small_fs(1024) / "cube.zarr"

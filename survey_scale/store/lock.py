@@ -249,8 +249,11 @@ class WriterLock:
             fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return None
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token}, fh)
+        try:  # the claim is the file's creation; its content only tells a reader who made it
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token}, fh)
+        except OSError:  # e.g. a full disk: releasing or breaking must still work
+            pass
         return claim
 
     def _clear_stale_claim(self, key: str) -> None:
