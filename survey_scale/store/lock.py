@@ -179,6 +179,17 @@ def _remove_exact(path: Path, seen: _Seen) -> bool:
     return False
 
 
+def _write_new(path: Path, data: bytes) -> os.stat_result:
+    """Create ``path`` (``FileExistsError`` if it exists), write ``data``, fsync; its stat."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 class WriterLock:
     """Exclusive writer lock on a cube (a context manager; see the module docstring for the protocol).
 
@@ -271,13 +282,7 @@ class WriterLock:
     def _create(self, data: bytes) -> _Seen | None:
         """Create the lock file with ``data``; None if a lock file is there."""
         tmp = self.path.with_name(f"writer.lock.new-{self.token}")
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
+        st = _write_new(tmp, data)
         try:
             os.link(tmp, self.path)
         except FileExistsError:
@@ -293,15 +298,9 @@ class WriterLock:
 
     def _create_exclusive(self, data: bytes) -> _Seen | None:
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            st = _write_new(self.path, data)
         except FileExistsError:
             return None
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
         return _Seen(st.st_dev, st.st_ino, st.st_mtime, data)
 
     def _break(self, seen: _Seen) -> bool:
