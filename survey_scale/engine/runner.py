@@ -209,7 +209,9 @@ class DaskEngine:
 
         The progress bar counts ``sizes`` (e.g. files per task) in ``unit`` if given, else tasks. With
         ``errors="return"`` a task that raised, or whose worker died, gives a :class:`TaskFailure` and the
-        others go on; with ``"raise"`` the first failure is raised.
+        others go on, except a system error (:func:`is_system_error`: out of memory, a full disk), which is no
+        task's fault: it is raised once every task has ended, so nothing is recorded for the failed tasks and a
+        rerun retries them. With ``"raise"`` the first failure is raised.
         """
         futures = [self.client.submit(func, *item, pure=False) for item in items]
         size_of = dict(zip((f.key for f in futures), sizes or [1] * len(futures), strict=True))
@@ -223,7 +225,10 @@ class DaskEngine:
             if future.status == "finished":
                 results.append(future.result())
             elif future.status == "error":
-                results.append(TaskFailure(type(future.exception()).__name__, str(future.exception())))
+                exc = future.exception()
+                if is_system_error(exc):
+                    raise exc
+                results.append(TaskFailure(type(exc).__name__, str(exc)))
             else:
                 results.append(TaskFailure("CancelledError", f"the task was {future.status}"))
         return results

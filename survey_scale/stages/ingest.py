@@ -406,7 +406,8 @@ def _inspect_alone(
 
     The block failed because one of its files crashed or killed the worker (a worker that dies takes its
     whole task with it); alone, the others read normally and the culprit is rejected: ``worker_died`` if its
-    worker died again, ``read_error`` if it raised.
+    worker died again, ``read_error`` if it raised. A system error (out of memory, a full disk) is no file's
+    fault: ``map_tasks`` raises it, nothing is recorded for the block, and a rerun inspects it again.
     """
     log.warning("inspect: a block of %d files failed (%s); inspecting them one by one", len(paths), block_failure.kind)
     alone = partial(inspect_files, **options)

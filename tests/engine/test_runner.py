@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -230,13 +231,16 @@ def _maybe_die(i: int) -> int:
         os._exit(1)  # the worker process dies, as it would killed by the OOM killer
     if i == 4:
         raise ValueError("bad item")
+    if i == 6:
+        raise OSError(errno.ENOSPC, "No space left on device")
     return i * i
 
 
 @pytest.mark.slow
 def test_map_tasks_survives_a_worker_that_dies(tmp_path: Path) -> None:
     """A task whose worker dies (on every worker that tries it) and a task that raises become TaskFailures;
-    the other tasks finish, and the cluster (its nannies restart the workers) stays usable."""
+    the other tasks finish, and the cluster (its nannies restart the workers) stays usable. A system error is
+    raised (issue 26)."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -258,3 +262,6 @@ def test_map_tasks_survives_a_worker_that_dies(tmp_path: Path) -> None:
             assert results == [0, 4, TaskFailure("ValueError", "bad item"), 25]
             with pytest.raises(ValueError, match="bad item"):
                 engine.map_tasks("toy", _maybe_die, [(4,)])
+            # a full disk is no task's fault: raised even with errors="return", never a TaskFailure to record
+            with pytest.raises(OSError, match="No space left"):
+                engine.map_tasks("toy", _maybe_die, [(4,), (6,), (5,)], errors="return")

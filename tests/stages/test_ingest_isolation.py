@@ -29,7 +29,7 @@ def test_a_file_that_breaks_its_inspect_block_is_rejected_alone(
 
     def crashing(paths: list[str], **options):
         if poison in paths:
-            raise MemoryError("the reader blew up")  # what a crash or an OOM inside the task looks like
+            raise RecursionError("the reader blew up")  # a reader's bug that escapes the per-file guard
         return real(paths, **options)
 
     monkeypatch.setattr(stage_ingest, "inspect_files", crashing)  # both the block task and the retry
@@ -39,10 +39,37 @@ def test_a_file_that_breaks_its_inspect_block_is_rejected_alone(
     assert summary.n_files == 10 and summary.n_files == summary.n_ingested + summary.n_rejected
     rejects = open_rejects(config.cube.path)
     row = rejects[rejects["source"] == poison].iloc[0]
-    assert row["code"] == "read_error" and "MemoryError: the reader blew up" in row["reason"]
+    assert row["code"] == "read_error" and "RecursionError: the reader blew up" in row["reason"]
     # its block-mates were read again alone and ingested: 8 = the 9 spectra of a clean run (the QSO kept)
     # minus the poison
     assert open_cube(config.cube.path).sizes["spec"] == 8 and summary.n_rejected == 2
+
+
+def test_a_system_error_in_an_inspect_block_stops_the_ingest_and_a_rerun_reads_every_file(
+    lamost_copy: Path, tmp_path: Path, client, monkeypatch
+) -> None:
+    """Out of memory (or a full disk) while a block is inspected is no file's fault (issue 26): the ingest
+    stops with the error, no file is rejected for it, and a rerun inspects the block again."""
+    poison = str((lamost_copy / DR2_FLOAT64).resolve())
+    real = science_ingest.inspect_files
+
+    def out_of_memory(paths: list[str], **options):
+        if poison in paths:
+            raise MemoryError("out of memory")
+        return real(paths, **options)
+
+    monkeypatch.setattr(stage_ingest, "inspect_files", out_of_memory)  # the block task and the retry alone
+    config = small_config(tmp_path, **{"ingest.input": str(lamost_copy), "ingest.files_per_task": 4})
+    create_cube(config.cube.path, config.cube)
+    with pytest.raises(MemoryError):
+        run_pipeline_with_client(config, client, progress=False, until="ingest")
+    assert open_rejects(config.cube.path).empty
+    monkeypatch.setattr(stage_ingest, "inspect_files", real)  # memory freed
+    # the unfinished batch is resumed (then the input is seen again: nothing new)
+    resumed, *_ = run_pipeline_with_client(config, client, progress=False, until="ingest").ingest
+    assert resumed.batch == 1 and resumed.n_files == 10
+    assert resumed.n_rejected == 1  # as in a clean run: the one file that is not a star's spectrum
+    assert open_cube(config.cube.path).sizes["spec"] == 9
 
 
 def test_a_file_changed_since_inspect_fails_its_chunk_unmarked_and_a_rerun_writes_it(
