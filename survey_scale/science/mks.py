@@ -26,7 +26,7 @@ import logging
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +105,15 @@ def geometric_mks(
     return mks, np.where(np.isfinite(mks), err, np.nan)
 
 
+def star_ids(star_id: np.ndarray) -> np.ndarray:
+    """``star_id`` (n,) as fixed-width unicode, whatever it was read as (zarr's variable-width ``StringDType``
+    does not cast to it directly)."""
+    return np.asarray(star_id).astype(object).astype(str)
+
+
 def star_fold(star_id: np.ndarray, n_folds: int = 5) -> np.ndarray:
     """A stable fold 0..n_folds−1 per star: CRC-32 of the star_id (the same on every machine and release)."""
-    ids = np.asarray(star_id).astype(str)
+    ids = star_ids(star_id)
     return np.array([zlib.crc32(s.encode()) % n_folds for s in ids], dtype=np.int64)
 
 
@@ -312,6 +318,89 @@ def train_network(
     )
 
 
+TRAINING_FOLDS = (1, 2, 3, 4)
+"""The :func:`star_fold` values (of 5) whose stars may train (fold 0 only tests): one network per fold."""
+
+
+@dataclass
+class CrossFitNetworks:
+    """The networks of one kind, one per training fold (:data:`TRAINING_FOLDS`): ``networks[k]`` trained on
+    the training stars outside fold ``TRAINING_FOLDS[k]``.
+
+    A spectrum of a star that trained (``trained_stars``) is predicted by the one network that never saw that
+    star; every other spectrum by the mean of all of them. So no MKs is a network's in-sample prediction: one
+    network predicting its own training stars is about twice as precise on them as on the rest of the survey,
+    and the uncertainty model, fitted on test stars, made their errors ~2× too large (issue 27).
+    """
+
+    networks: list[MKsNetwork]
+    trained_stars: np.ndarray
+    """The star_id of every star some network trained on (sorted strings)."""
+
+    def predict(self, flux: np.ndarray, star_id: np.ndarray) -> np.ndarray:
+        """MKs (mag, float64) of (n, P) spectra of the stars ``star_id`` (n,)."""
+        ids = star_ids(star_id)
+        trained = np.isin(ids, self.trained_stars)
+        held_out = np.full(ids.size, -1)
+        held_out[trained] = np.searchsorted(TRAINING_FOLDS, star_fold(ids[trained]))
+        out = np.full(ids.size, np.nan)
+        if (~trained).any():
+            out[~trained] = np.mean([net.predict(flux[~trained]) for net in self.networks], axis=0)
+        for k, net in enumerate(self.networks):
+            rows = held_out == k
+            if rows.any():
+                out[rows] = net.predict(flux[rows])
+        return out
+
+    @property
+    def meta(self) -> list[dict[str, Any]]:
+        return [net.meta for net in self.networks]
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        out = {f"{prefix}trained_stars": self.trained_stars}
+        for k, net in enumerate(self.networks):
+            out.update(net.arrays(f"{prefix}{k}/"))
+        return out
+
+    @classmethod
+    def from_arrays(cls, data: Mapping[str, np.ndarray], prefix: str) -> CrossFitNetworks:
+        n = len({k[len(prefix) :].split("/")[0] for k in data if k.startswith(prefix) and k.count("/") == 2})
+        return cls(
+            networks=[MKsNetwork.from_arrays(data, f"{prefix}{k}/") for k in range(n)],
+            trained_stars=star_ids(data[f"{prefix}trained_stars"]),
+        )
+
+
+def train_cross_fit(
+    flux: np.ndarray,
+    mks: np.ndarray,
+    mks_err: np.ndarray,
+    pixels: np.ndarray,
+    settings: NetworkSettings,
+    star_id: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> CrossFitNetworks:
+    """One :func:`train_network` per training fold, each on the stars outside it (seeds ``seed + k``); the
+    arguments as :func:`train_network`'s, every spectrum's star in a training fold."""
+    ids = star_ids(star_id)
+    fold = star_fold(ids)
+    networks = []
+    for k, held_out in enumerate(TRAINING_FOLDS):
+        use = fold != held_out
+        networks.append(
+            train_network(
+                flux[use],
+                mks[use],
+                mks_err[use],
+                pixels,
+                replace(settings, seed=settings.seed + k),
+                star_id=ids[use],
+                weights=None if weights is None else weights[use],
+            )
+        )
+    return CrossFitNetworks(networks, np.unique(ids))
+
+
 def balancing_weights(mks: np.ndarray, bin_width: float = 0.5, limits: tuple[float, float] = (0.3, 5.0)) -> np.ndarray:
     """Loss weights that even out the MKs distribution of a training set: the median occupancy of the
     ``bin_width`` bins over each star's bin, clipped to ``limits``. Without them the few luminous stars
@@ -443,9 +532,10 @@ def mks_error(sigma_int: float, sigma_s100: float, snr: np.ndarray) -> np.ndarra
 
 @dataclass
 class MKsModel:
-    """The two networks of P1 §5 and the means of their uncertainty posteriors (what inference needs)."""
+    """The two networks of P1 §5 (each cross-fitted: :class:`CrossFitNetworks`) and the means of their
+    uncertainty posteriors (what inference needs)."""
 
-    networks: dict[str, MKsNetwork]
+    networks: dict[str, CrossFitNetworks]
     """``"non_emission"`` and ``"emission"``; none when the cube had too few training stars (``meta["untrained"]``
     says why): every MKs is then NaN."""
     error_model: dict[str, dict[str, float]]
@@ -454,14 +544,17 @@ class MKsModel:
     """Per network: (m, 4) MCMC samples (for the corner figure)."""
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def predict(self, flux: np.ndarray, em_flag: np.ndarray, snr: np.ndarray) -> dict[str, np.ndarray]:
-        """``mks``, ``mks_err`` (mag) and ``mks_network`` (0 non-emission, 1 emission) for (n, P) spectra."""
+    def predict(
+        self, flux: np.ndarray, em_flag: np.ndarray, snr: np.ndarray, star_id: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """``mks``, ``mks_err`` (mag) and ``mks_network`` (0 non-emission, 1 emission) for (n, P) spectra of the
+        stars ``star_id`` (n,)."""
         emission = np.asarray(em_flag) == 1
         mks = np.full(emission.size, np.nan)
         err = np.full(emission.size, np.nan)
         for name, use in (("non_emission", ~emission), ("emission", emission)):
             if use.any() and name in self.networks:
-                mks[use] = self.networks[name].predict(np.asarray(flux)[use])
+                mks[use] = self.networks[name].predict(np.asarray(flux)[use], np.asarray(star_id)[use])
                 e = self.error_model[name]
                 err[use] = mks_error(e["sigma_int"], e["sigma_s100"], np.asarray(snr)[use])
         return {"mks": mks, "mks_err": np.where(np.isfinite(mks), err, np.nan), "mks_network": emission.astype(np.int8)}
@@ -492,7 +585,7 @@ class MKsModel:
                 data = dict(data)
             names = sorted({k.split("/")[0] for k in data if "/" in k})
             return cls(
-                networks={n: MKsNetwork.from_arrays(data, f"{n}/") for n in names},
+                networks={n: CrossFitNetworks.from_arrays(data, f"{n}/") for n in names},
                 error_model=json.loads(str(data["error_model"])),
                 samples={n: data[f"{n}/samples"] for n in names if f"{n}/samples" in data},
                 meta=json.loads(str(data["meta"])),
@@ -609,15 +702,15 @@ def train_mks_model(
     wave: np.ndarray,
     settings: TrainingSettings,
     read_flux: Callable[[np.ndarray], np.ndarray],
-    predict: Callable[[Mapping[str, MKsNetwork], np.ndarray], Mapping[str, np.ndarray]],
+    predict: Callable[[Mapping[str, CrossFitNetworks], np.ndarray], Mapping[str, np.ndarray]],
 ) -> MKsModel:
     """The MKs model of P1 §5 from the survey's columns (one value per spectrum).
 
     1. The sets (:func:`mks_sets`); ``read_flux(train_rows)`` gives the training spectra (n_train, P) on
        the wavelengths ``wave`` (Å).
-    2. Two networks (:func:`train_network`): ``non_emission`` on the non-emission training spectra,
-       ``emission`` on all of them (:func:`network_pixels`), with :func:`balancing_weights` if
-       ``balance_mks``.
+    2. Two networks, each cross-fitted (:func:`train_cross_fit`): ``non_emission`` on the non-emission
+       training spectra, ``emission`` on all of them (:func:`network_pixels`), with :func:`balancing_weights`
+       if ``balance_mks``.
     3. ``binary_iterations`` times: the uncertainty model at its maximum likelihood on the single
        non-emission test spectra (``predict(networks, test_rows)`` gives each network's MKs of the test
        spectra, each spectrum taking its own network's), S/N_Δϖ (:func:`snr_dparallax`) of every training and
@@ -650,10 +743,10 @@ def train_mks_model(
     single_test = np.ones(test_rows.size, bool)
     history: list[dict[str, Any]] = []
     for iteration in range(settings.binary_iterations + 1):
-        networks: dict[str, MKsNetwork] = {}
+        networks: dict[str, CrossFitNetworks] = {}
         for name in NETWORKS:
             use = members[name] & keep
-            networks[name] = train_network(
+            networks[name] = train_cross_fit(
                 flux[use],
                 sub["mks_geo"][use],
                 sub["mks_geo_err"][use],
@@ -668,7 +761,12 @@ def train_mks_model(
         sigma = _error_fit(test_mks, test_cols, snr[test_rows], fit_use)
         if iteration == settings.binary_iterations:
             break
-        own = np.where(emission[train_rows], networks["emission"].predict(flux), networks["non_emission"].predict(flux))
+        # out-of-fold: each training spectrum by the network that never saw its star
+        own = np.where(
+            emission[train_rows],
+            networks["emission"].predict(flux, sub["star_id"]),
+            networks["non_emission"].predict(flux, sub["star_id"]),
+        )
         train_binary = snr_dparallax(sub, own, sigma, snr[train_rows]) >= settings.binary_snr
         single_test = ~(snr_dparallax(test_cols, test_mks, sigma, snr[test_rows]) >= settings.binary_snr)
         history.append(

@@ -9,7 +9,9 @@
 2. Two networks on ``pca_flux``: ``non_emission`` (trained on the non-emission training spectra, full range
    minus the telluric/ISM bands) and ``emission`` (trained on all training spectra, clean windows only — P1
    trained it on both kinds, and applies it to emission spectra). With ``balance_mks``, loss weights even
-   out the MKs distribution, so that the rare luminous stars are not pulled toward the mean.
+   out the MKs distribution, so that the rare luminous stars are not pulled toward the mean. Each is
+   cross-fitted (:class:`~survey_scale.science.mks.CrossFitNetworks`): one network per training fold, a
+   training star's MKs from the one that never saw it, every other spectrum's the mean of all.
 3. Binaries out, ``binary_iterations`` times: the uncertainty model at its maximum likelihood on the test
    singles, S/N_Δϖ of every training spectrum, those ≥ ``distance.binary_snr`` dropped, the networks retrained.
 4. The uncertainty model of P1 Eq. 7–14 sampled with emcee on the test single stars of each network (the
@@ -54,8 +56,9 @@ from survey_scale.engine.contracts import (
 from survey_scale.science.final_sample import HOT_STAR_EVIDENCE
 from survey_scale.science.mks import (
     SET_COLUMNS,
+    CrossFitNetworks,
     MKsModel,
-    MKsNetwork,
+    MKsModelError,
     NetworkSettings,
     TooFewSpectra,
     TooFewStars,
@@ -109,7 +112,7 @@ class MKsConfig(Section):
 log = logging.getLogger(__name__)
 
 
-MKS_VERSION = "1"
+MKS_VERSION = "2"  # 2: cross-fitted networks, no in-sample MKs (issue 27)
 MKS_MODEL_FILE = "mks.npz"
 
 
@@ -119,8 +122,8 @@ def rows_block(data: dict[str, np.ndarray], params: Mapping[str, Any]) -> dict[s
 
 
 def predict_block(data: dict[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Row block: each network's MKs for the rows."""
-    return {name: net.predict(data["pca_flux"]) for name, net in params["networks"].items()}
+    """Row block: each kind's MKs for the rows."""
+    return {name: net.predict(data["pca_flux"], data["star_id"]) for name, net in params["networks"].items()}
 
 
 def select_device(device: str | None) -> str:
@@ -173,9 +176,9 @@ def train_model(config: ConfigBase, engine: Engine, key: str) -> tuple[MKsModel,
     def read_flux(rows: np.ndarray) -> np.ndarray:
         return engine.map_rows(("pca_flux",), rows, rows_block, block_rows=cfg.block_spectra)["pca_flux"]
 
-    def predict(networks: Mapping[str, MKsNetwork], rows: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(networks: Mapping[str, CrossFitNetworks], rows: np.ndarray) -> dict[str, np.ndarray]:
         params = {"networks": networks}
-        return engine.map_rows(("pca_flux",), rows, predict_block, params, block_rows=cfg.block_spectra)
+        return engine.map_rows(("pca_flux", "star_id"), rows, predict_block, params, block_rows=cfg.block_spectra)
 
     model = train_mks_model(cols, snr, hot, wavelength_grid(), training_settings(config), read_flux, predict)
     summary = {
@@ -219,10 +222,14 @@ def kept_or_trained_model(config: ConfigBase, engine: Engine) -> Path:
     path = engine.model_path(MKS_MODEL_FILE)
     key = model_key(config, engine)
     if path.exists() and not config.runner.refit:
-        old = MKsModel.load(path)
-        if old.meta.get("key") == key and "untrained" not in old.meta:
-            engine.models["mks"] = path
-            return path
+        try:
+            old = MKsModel.load(path)
+        except MKsModelError as exc:  # a model of an older format, or a broken file: trained again
+            log.warning("%s; training a new one", exc)
+        else:
+            if old.meta.get("key") == key and "untrained" not in old.meta:
+                engine.models["mks"] = path
+                return path
     set_threads(config.mks.threads)
     start = time.perf_counter()
     try:
@@ -250,7 +257,7 @@ def load_mks_model(path: str) -> MKsModel:
 def mks_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
     """Stage function: MKs, its error and the network used for each spectrum of a chunk."""
     model: MKsModel = ctx.models["mks"]
-    out = model.predict(inputs["pca_flux"], inputs["em_flag"], inputs[params["snr_column"]])
+    out = model.predict(inputs["pca_flux"], inputs["em_flag"], inputs[params["snr_column"]], inputs["star_id"])
     reason = (
         f"no MKs model ({model.meta['untrained']})"
         if "untrained" in model.meta
@@ -265,7 +272,7 @@ def mks_stage(model_path: Path, snr_column: str, block: int) -> Stage:
         name="mks",
         version=MKS_VERSION,
         func=mks_chunk,
-        inputs=("pca_flux", "em_flag", snr_column),
+        inputs=("pca_flux", "em_flag", snr_column, "star_id"),
         outputs=(
             Output(
                 "mks", "float32", attrs={"long_name": "spectroscopic absolute Ks magnitude (P1 §5)", "units": "mag"}

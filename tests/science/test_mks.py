@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -116,14 +118,44 @@ def test_mcmc_recovers_the_injected_uncertainty_model() -> None:
     np.testing.assert_array_equal(again, samples)
 
 
+def test_cross_fit_predicts_a_training_star_with_the_network_that_never_saw_it() -> None:
+    flux, mks = _spectra(400, 5, n_pix=50)
+    ids = np.array([f"S{i:04d}" for i in range(400)])
+    fold = m.star_fold(ids)
+    train = fold != 0  # fold 0 tests, as in training_split
+    settings = m.NetworkSettings(hidden=(16,), learning_rate=0.01, max_epochs=60, patience=10)
+    cross = m.train_cross_fit(
+        flux[train], mks[train], np.full(train.sum(), 0.05), np.ones(50, bool), settings, ids[train]
+    )
+    assert len(cross.networks) == len(m.TRAINING_FOLDS)
+    for k, held_out in enumerate(m.TRAINING_FOLDS):  # network k trained on every training star but fold k's
+        meta = cross.networks[k].meta
+        assert meta["n_train"] + meta["n_validation"] == (train & (fold != held_out)).sum()
+        assert meta["settings"]["seed"] == settings.seed + k
+    np.testing.assert_array_equal(cross.trained_stars, np.sort(ids[train]))
+    out = cross.predict(flux, ids.astype(np.dtypes.StringDType()))  # as zarr reads the cube's star_id
+    for k, held_out in enumerate(m.TRAINING_FOLDS):
+        rows = fold == held_out
+        np.testing.assert_array_equal(out[rows], cross.networks[k].predict(flux[rows]))
+    ensemble = np.mean([net.predict(flux[~train]) for net in cross.networks], axis=0)
+    np.testing.assert_array_equal(out[~train], ensemble)  # the test stars: the mean of all
+    assert np.std(out - mks) < 0.3  # out-of-fold: every MKs is a prediction for a star its network never saw
+
+
 def test_mks_error_and_model_roundtrip(tmp_path) -> None:
     np.testing.assert_allclose(
         m.mks_error(0.25, 0.1, np.array([100.0, 50.0])), [np.hypot(0.25, 0.1), np.hypot(0.25, 0.2)]
     )
     flux, mks = _spectra(300, 5, n_pix=50)
-    net = m.train_network(flux, mks, np.full(mks.size, 0.05), np.ones(50, bool), m.NetworkSettings(max_epochs=5))
+    ids = np.array([f"S{i:04d}" for i in range(300)])
+    settings = m.NetworkSettings(max_epochs=5)
+    nets = [
+        m.train_network(flux, mks, np.full(mks.size, 0.05), np.ones(50, bool), replace(settings, seed=k))
+        for k in range(4)
+    ]
+    cross = m.CrossFitNetworks(nets, np.sort(ids[:150]))
     model = m.MKsModel(
-        networks={"non_emission": net, "emission": net},
+        networks={"non_emission": cross, "emission": cross},
         error_model={
             "non_emission": {"sigma_int": 0.2, "sigma_s100": 0.1},
             "emission": {"sigma_int": 0.4, "sigma_s100": 0.1},
@@ -133,8 +165,10 @@ def test_mks_error_and_model_roundtrip(tmp_path) -> None:
     )
     model.save(tmp_path / "mks.npz")
     back = m.MKsModel.load(tmp_path / "mks.npz")
-    out = back.predict(flux[:4], np.array([0, 1, 0, 1]), np.array([100.0, 100.0, 50.0, 50.0]))
-    np.testing.assert_allclose(out["mks"], net.predict(flux[:4]))
+    rows = np.array([0, 1, 200, 201])  # two trained stars, two others
+    out = back.predict(flux[rows], np.array([0, 1, 0, 1]), np.array([100.0, 100.0, 50.0, 50.0]), ids[rows])
+    np.testing.assert_allclose(out["mks"], cross.predict(flux[rows], ids[rows]))
+    np.testing.assert_array_equal(back.networks["emission"].trained_stars, cross.trained_stars)
     np.testing.assert_allclose(
         out["mks_err"], [np.hypot(0.2, 0.1), np.hypot(0.4, 0.1), np.hypot(0.2, 0.2), np.hypot(0.4, 0.2)]
     )
@@ -142,7 +176,7 @@ def test_mks_error_and_model_roundtrip(tmp_path) -> None:
     assert back.meta == {"key": "k"} and back.samples["non_emission"].shape == (10, 4)
     # an untrained model (too few stars) predicts NaN
     empty = m.MKsModel(networks={}, error_model={}, meta={"untrained": "3 training spectra"})
-    assert np.isnan(empty.predict(flux[:2], np.array([0, 1]), np.array([50.0, 50.0]))["mks"]).all()
+    assert np.isnan(empty.predict(flux[:2], np.array([0, 1]), np.array([50.0, 50.0]), ids[:2])["mks"]).all()
 
 
 def test_balancing_weights_lift_the_rare_luminous_stars() -> None:

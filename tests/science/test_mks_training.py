@@ -64,8 +64,8 @@ def survey(seed: int = 0, n_binaries: int = 30) -> tuple[dict[str, np.ndarray], 
 class Callbacks:
     """``read_flux`` and ``predict`` over in-memory spectra, recording the rows they are given."""
 
-    def __init__(self, flux: np.ndarray) -> None:
-        self.flux, self.read, self.predicted = flux, [], []
+    def __init__(self, flux: np.ndarray, star_id: np.ndarray) -> None:
+        self.flux, self.star_id, self.read, self.predicted = flux, star_id, [], []
 
     def read_flux(self, rows: np.ndarray) -> np.ndarray:
         self.read.append(rows.copy())
@@ -73,12 +73,12 @@ class Callbacks:
 
     def predict(self, networks, rows: np.ndarray) -> dict[str, np.ndarray]:
         self.predicted.append((tuple(networks), rows.copy()))
-        return {name: net.predict(self.flux[rows]) for name, net in networks.items()}
+        return {name: net.predict(self.flux[rows], self.star_id[rows]) for name, net in networks.items()}
 
 
 def train(settings: m.TrainingSettings, **survey_args) -> tuple[m.MKsModel, Callbacks, tuple]:
     cols, snr, hot, flux = survey(**survey_args)
-    calls = Callbacks(flux)
+    calls = Callbacks(flux, cols["star_id"])
     return m.train_mks_model(cols, snr, hot, WAVE, settings, calls.read_flux, calls.predict), calls, (cols, snr, hot)
 
 
@@ -137,8 +137,9 @@ def test_each_network_gets_its_own_mcmc_and_training_is_reproducible(trained) ->
     again, _, _ = train(settings)
     for name in m.NETWORKS:
         np.testing.assert_array_equal(model.samples[name], again.samples[name])
-        for w, w2 in zip(model.networks[name].weights, again.networks[name].weights, strict=True):
-            np.testing.assert_array_equal(w, w2)
+        for net, net2 in zip(model.networks[name].networks, again.networks[name].networks, strict=True):
+            for w, w2 in zip(net.weights, net2.weights, strict=True):
+                np.testing.assert_array_equal(w, w2)
 
 
 def test_sets_leave_out_bad_and_cool_stars_and_draw_a_seeded_subset() -> None:
@@ -167,7 +168,7 @@ def test_sets_leave_out_bad_and_cool_stars_and_draw_a_seeded_subset() -> None:
 
 def test_too_few_stars_raise() -> None:
     cols, snr, _, flux = survey()
-    calls = Callbacks(flux)
+    calls = Callbacks(flux, cols["star_id"])
     with pytest.raises(m.TooFewStars, match="at least 50 and 10"):
         m.train_mks_model(cols, snr, np.zeros(N, bool), WAVE, TINY, calls.read_flux, calls.predict)
     assert calls.read == []  # nothing read

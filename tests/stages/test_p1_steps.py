@@ -113,6 +113,7 @@ def test_distances_chunk_flags_binaries_and_uses_the_parallax_alone_for_them() -
 def test_mks_chunk_with_an_untrained_model_says_why() -> None:
     model = MKsModel(networks={}, error_model={}, meta={"untrained": "12 training and 3 test spectra"})
     inputs = {"pca_flux": np.ones((3, 10)), "em_flag": np.array([0, 1, 0]), "snr_g": np.full(3, 50.0)}
+    inputs["star_id"] = np.array(["S1", "S2", "S3"])
     result = mks_chunk(inputs, {"snr_column": "snr_g"}, ChunkContext(0, 3, {"mks": model}))
     assert np.isnan(result.outputs["mks"]).all()
     assert len(result.rejects) == 3 and "12 training" in result.rejects[0][2]
