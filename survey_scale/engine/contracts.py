@@ -277,10 +277,12 @@ class Engine(Protocol):
         sizes: Sequence[int] | None = None,
         unit: str = "task",
         errors: str = "raise",
+        shared: tuple[Any, ...] = (),
     ) -> list[Any]:
-        """Run ``func(*item)`` for every item on the cluster and return the results in order (the progress
-        bar counts ``sizes`` in ``unit``, or tasks). ``errors="return"``: a failed task's result is a
-        :class:`TaskFailure` instead of an exception that stops the run."""
+        """Run ``func(*shared, *item)`` for every item on the cluster and return the results in order (the
+        progress bar counts ``sizes`` in ``unit``, or tasks). ``shared``: objects every task reads (a large
+        array), sent to the workers once rather than with each task. ``errors="return"``: a failed task's
+        result is a :class:`TaskFailure` instead of an exception that stops the run."""
         ...
 
     def reduce_rows(

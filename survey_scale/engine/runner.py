@@ -204,16 +204,19 @@ class DaskEngine:
         sizes: Sequence[int] | None = None,
         unit: str = "task",
         errors: str = "raise",
+        shared: tuple[Any, ...] = (),
     ) -> list[Any]:
-        """Run ``func(*item)`` for every item on the cluster; results in order.
+        """Run ``func(*shared, *item)`` for every item on the cluster; results in order.
 
-        The progress bar counts ``sizes`` (e.g. files per task) in ``unit`` if given, else tasks. With
+        ``shared`` is scattered to the workers once (its futures passed to every task). The progress bar
+        counts ``sizes`` (e.g. files per task) in ``unit`` if given, else tasks. With
         ``errors="return"`` a task that raised, or whose worker died, gives a :class:`TaskFailure` and the
         others go on, except a system error (:func:`is_system_error`: out of memory, a full disk), which is no
         task's fault: it is raised once every task has ended, so nothing is recorded for the failed tasks and a
         rerun retries them. With ``"raise"`` the first failure is raised.
         """
-        futures = [self.client.submit(func, *item, pure=False) for item in items]
+        common = self.client.scatter(list(shared), broadcast=True) if shared else []
+        futures = [self.client.submit(func, *common, *item, pure=False) for item in items]
         size_of = dict(zip((f.key for f in futures), sizes or [1] * len(futures), strict=True))
         with tqdm(total=sum(size_of.values()), desc=name, unit=unit, disable=not self.progress) as bar:
             for future in as_completed(futures):

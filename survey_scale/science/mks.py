@@ -371,6 +371,44 @@ class CrossFitNetworks:
         )
 
 
+NetworkJob = tuple
+"""One network to train on rows of a shared (n, P) flux array: ``(rows, mks, mks_err, pixels, settings,
+star_id, weights)`` — ``rows`` (m,) indexes the flux, the rest are :func:`train_network`'s arguments for them."""
+
+
+def train_job(flux: np.ndarray, rows: np.ndarray, *args: Any) -> MKsNetwork:
+    """:func:`train_network` on the job's rows of ``flux`` (a :data:`NetworkJob` after the flux)."""
+    return train_network(flux[rows], *args)
+
+
+def train_serially(flux: np.ndarray, jobs: list[NetworkJob]) -> list[MKsNetwork]:
+    """Each job in turn, in this process (the default of :func:`train_mks_model`)."""
+    return [train_job(flux, *job) for job in jobs]
+
+
+def cross_fit_jobs(
+    rows: np.ndarray,
+    mks: np.ndarray,
+    mks_err: np.ndarray,
+    pixels: np.ndarray,
+    settings: NetworkSettings,
+    star_id: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> list[NetworkJob]:
+    """The jobs of a :class:`CrossFitNetworks`, one per training fold, each on the stars outside it (seeds
+    ``seed + k``): ``rows`` (n,) index the training flux, the other arguments as :func:`train_network`'s for
+    those rows, every star in a training fold. The jobs are independent: a caller may train them in
+    parallel."""
+    ids = star_ids(star_id)
+    fold = star_fold(ids)
+    jobs = []
+    for k, held_out in enumerate(TRAINING_FOLDS):
+        use = fold != held_out
+        w = None if weights is None else weights[use]
+        jobs.append((rows[use], mks[use], mks_err[use], pixels, replace(settings, seed=settings.seed + k), ids[use], w))
+    return jobs
+
+
 def train_cross_fit(
     flux: np.ndarray,
     mks: np.ndarray,
@@ -380,25 +418,9 @@ def train_cross_fit(
     star_id: np.ndarray,
     weights: np.ndarray | None = None,
 ) -> CrossFitNetworks:
-    """One :func:`train_network` per training fold, each on the stars outside it (seeds ``seed + k``); the
-    arguments as :func:`train_network`'s, every spectrum's star in a training fold."""
-    ids = star_ids(star_id)
-    fold = star_fold(ids)
-    networks = []
-    for k, held_out in enumerate(TRAINING_FOLDS):
-        use = fold != held_out
-        networks.append(
-            train_network(
-                flux[use],
-                mks[use],
-                mks_err[use],
-                pixels,
-                replace(settings, seed=settings.seed + k),
-                star_id=ids[use],
-                weights=None if weights is None else weights[use],
-            )
-        )
-    return CrossFitNetworks(networks, np.unique(ids))
+    """A :class:`CrossFitNetworks` trained here on (n, P) spectra; the arguments as :func:`train_network`'s."""
+    jobs = cross_fit_jobs(np.arange(len(flux)), mks, mks_err, pixels, settings, star_id, weights)
+    return CrossFitNetworks(train_serially(flux, jobs), np.unique(star_ids(star_id)))
 
 
 def balancing_weights(mks: np.ndarray, bin_width: float = 0.5, limits: tuple[float, float] = (0.3, 5.0)) -> np.ndarray:
@@ -703,14 +725,16 @@ def train_mks_model(
     settings: TrainingSettings,
     read_flux: Callable[[np.ndarray], np.ndarray],
     predict: Callable[[Mapping[str, CrossFitNetworks], np.ndarray], Mapping[str, np.ndarray]],
+    train: Callable[[np.ndarray, list[NetworkJob]], list[MKsNetwork]] = train_serially,
 ) -> MKsModel:
     """The MKs model of P1 §5 from the survey's columns (one value per spectrum).
 
     1. The sets (:func:`mks_sets`); ``read_flux(train_rows)`` gives the training spectra (n_train, P) on
        the wavelengths ``wave`` (Å).
-    2. Two networks, each cross-fitted (:func:`train_cross_fit`): ``non_emission`` on the non-emission
+    2. Two networks, each cross-fitted (:class:`CrossFitNetworks`): ``non_emission`` on the non-emission
        training spectra, ``emission`` on all of them (:func:`network_pixels`), with :func:`balancing_weights`
-       if ``balance_mks``.
+       if ``balance_mks``. ``train(flux, jobs)`` trains the :func:`cross_fit_jobs` of both on the training
+       spectra (default: one after the other here; the step trains them in parallel on the cluster).
     3. ``binary_iterations`` times: the uncertainty model at its maximum likelihood on the single
        non-emission test spectra (``predict(networks, test_rows)`` gives each network's MKs of the test
        spectra, each spectrum taking its own network's), S/N_Δϖ (:func:`snr_dparallax`) of every training and
@@ -743,11 +767,11 @@ def train_mks_model(
     single_test = np.ones(test_rows.size, bool)
     history: list[dict[str, Any]] = []
     for iteration in range(settings.binary_iterations + 1):
-        networks: dict[str, CrossFitNetworks] = {}
+        jobs = {}
         for name in NETWORKS:
             use = members[name] & keep
-            networks[name] = train_cross_fit(
-                flux[use],
+            jobs[name] = cross_fit_jobs(
+                np.flatnonzero(use),
                 sub["mks_geo"][use],
                 sub["mks_geo_err"][use],
                 network_pixels(wave, emission=name == "emission"),
@@ -755,6 +779,13 @@ def train_mks_model(
                 star_id=sub["star_id"][use],
                 weights=balancing_weights(sub["mks_geo"][use]) if settings.balance_mks else None,
             )
+        trained = iter(train(flux, [job for name in NETWORKS for job in jobs[name]]))  # both kinds' folds at once
+        networks = {
+            name: CrossFitNetworks(
+                [next(trained) for _ in jobs[name]], np.unique(star_ids(sub["star_id"][members[name] & keep]))
+            )
+            for name in NETWORKS
+        }
         predicted_test = predict(networks, test_rows)
         test_mks = np.where(emission[test_rows], predicted_test["emission"], predicted_test["non_emission"])
         fit_use = single_test & ~emission[test_rows] & np.isfinite(test_mks)

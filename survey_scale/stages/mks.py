@@ -59,10 +59,13 @@ from survey_scale.science.mks import (
     CrossFitNetworks,
     MKsModel,
     MKsModelError,
+    MKsNetwork,
+    NetworkJob,
     NetworkSettings,
     TooFewSpectra,
     TooFewStars,
     TrainingSettings,
+    train_job,
     train_mks_model,
 )
 from survey_scale.science.mks import summary_lines as mks_summary_lines
@@ -126,6 +129,15 @@ def predict_block(data: dict[str, np.ndarray], params: Mapping[str, Any]) -> dic
     return {name: net.predict(data["pca_flux"], data["star_id"]) for name, net in params["networks"].items()}
 
 
+def train_network_task(flux: np.ndarray, threads: int, *job: Any) -> MKsNetwork:
+    """Task: one :data:`~survey_scale.science.mks.NetworkJob` on ``flux`` with ``threads`` torch threads (the
+    same count gives the same network wherever it trains)."""
+    from survey_scale.science.fitting import set_threads
+
+    set_threads(threads)
+    return train_job(flux, *job)
+
+
 def select_device(device: str | None) -> str:
     import torch
 
@@ -180,7 +192,13 @@ def train_model(config: ConfigBase, engine: Engine, key: str) -> tuple[MKsModel,
         params = {"networks": networks}
         return engine.map_rows(("pca_flux", "star_id"), rows, predict_block, params, block_rows=cfg.block_spectra)
 
-    model = train_mks_model(cols, snr, hot, wavelength_grid(), training_settings(config), read_flux, predict)
+    def train(flux: np.ndarray, jobs: list[NetworkJob]) -> list[MKsNetwork]:
+        # the training spectra go to the workers once, not with each of the jobs
+        items = [(cfg.threads, *job) for job in jobs]
+        return engine.map_tasks("MKs networks", train_network_task, items, unit="network", shared=(flux,))
+
+    settings = training_settings(config)
+    model = train_mks_model(cols, snr, hot, wavelength_grid(), settings, read_flux, predict, train)
     summary = {
         "key": key,
         **model.meta,

@@ -236,6 +236,10 @@ def _maybe_die(i: int) -> int:
     return i * i
 
 
+def _sum_with(shared: np.ndarray, i: int) -> int:
+    return int(shared.sum()) + i
+
+
 @pytest.mark.slow
 def test_map_tasks_survives_a_worker_that_dies(tmp_path: Path) -> None:
     """A task whose worker dies (on every worker that tries it) and a task that raises become TaskFailures;
@@ -262,6 +266,8 @@ def test_map_tasks_survives_a_worker_that_dies(tmp_path: Path) -> None:
             assert results == [0, 4, TaskFailure("ValueError", "bad item"), 25]
             with pytest.raises(ValueError, match="bad item"):
                 engine.map_tasks("toy", _maybe_die, [(4,)])
+            # what every task reads goes to the workers once, before the items
+            assert engine.map_tasks("toy", _sum_with, [(1,), (2,)], shared=(np.arange(4),)) == [7, 8]
             # a full disk is no task's fault: raised even with errors="return", never a TaskFailure to record
             with pytest.raises(OSError, match="No space left"):
                 engine.map_tasks("toy", _maybe_die, [(4,), (6,), (5,)], errors="return")
