@@ -1,0 +1,231 @@
+"""CPU per spectrum of ``survey-scale run``, measured from outside (issue 25): the client process and the Dask
+workers apart, per step, at two release sizes, fitted as ``a + b·n`` and projected to 1.2 M spectra.
+
+For each ``--sizes`` (stars; a mock release has ~2.2 spectra per star with its contaminants) a mock release is
+written (kept in ``--workdir`` and reused), then:
+
+1. a Dask scheduler and ``--workers`` single-threaded workers are started as processes of their own
+   (``dask scheduler`` / ``dask worker --nthreads 1``, on 127.0.0.1 only);
+2. ``survey-scale run`` runs against them (``cluster.kind: address``) in a fresh cube;
+3. a sampler thread reads, every 0.2 s, the CPU seconds (user + system) of the client process and of every
+   worker process tree (psutil); after the run each step's interval (its record in the cube's bookkeeping:
+   ``finished`` − ``seconds`` .. ``finished``) gives that step's client and worker CPU.
+
+Printed: per size, the CPU seconds per step (client, workers) and in all; then per step and in all the fit
+``a + b·n`` (ms of CPU per spectrum for the workers and for the client) and the projections — 1.2 M spectra
+on this machine (all CPU on ``--workers`` cores) and on ``--project-workers`` workers (worker CPU divided
+among them, the client's serial). Issue 25's goals: workers ≤ 25 ms, client ≤ 0.3 ms per spectrum.
+
+Run on a quiet machine (set thread counts; nothing else on the cores):
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_cpu.py --sizes 1400 2800 --workdir /tmp/bench_cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import psutil
+import yaml
+
+from survey_scale.mock import make_release
+from survey_scale.store.cube import open_cube
+
+RELEASE = 1_200_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree_cpu(proc: psutil.Process) -> float:
+    """User + system CPU seconds of a process and its descendants now (0 for what has ended)."""
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+class CpuSampler:
+    """Samples (time, client CPU, workers' CPU) every ``interval`` seconds in a thread."""
+
+    def __init__(self, client: psutil.Process, workers: list[psutil.Process], interval: float = 0.2) -> None:
+        self.client, self.workers, self.interval = client, workers, interval
+        self.samples: list[tuple[float, float, float]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        client = tree_cpu(self.client) if self.client.is_running() else self.samples[-1][1]
+        self.samples.append((time.time(), client, sum(tree_cpu(w) for w in self.workers)))
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self._sample()
+            except psutil.Error:
+                pass
+            time.sleep(self.interval)
+
+    def close(self) -> np.ndarray:
+        self.stop.set()
+        self.thread.join()
+        return np.array(self.samples)
+
+
+def start_cluster(n_workers: int, log_dir: Path) -> tuple[str, list[subprocess.Popen]]:
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    log = (log_dir / "cluster.log").open("w")
+    procs = [
+        subprocess.Popen(
+            ["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", "127.0.0.1:0"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+    ]  # fmt: skip
+    time.sleep(3)
+    for _ in range(n_workers):
+        procs.append(
+            subprocess.Popen(
+                ["dask", "worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--dashboard-address",
+                 "127.0.0.1:0", "--memory-limit", "0"],
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            )
+        )  # fmt: skip
+    time.sleep(5)
+    return address, procs
+
+
+def step_intervals(cube: Path) -> dict[str, tuple[float, float]]:
+    """Each step's (start, end) epoch seconds from its last run record (finished at 1-s resolution)."""
+    out = {}
+    for path in sorted((cube / "_survey_scale" / "steps").glob("*.json")):
+        runs = json.loads(path.read_text()).get("runs") or []
+        if runs and "finished" in runs[-1]:
+            end = datetime.fromisoformat(runs[-1]["finished"]).timestamp() + 1.0
+            out[path.stem] = (end - float(runs[-1].get("seconds", 0.0)) - 1.0, end)
+    return dict(sorted(out.items(), key=lambda kv: kv[1][0]))
+
+
+def measure(stars: int, args: argparse.Namespace) -> dict:
+    root = args.workdir / f"stars{stars}"
+    mock = root / "mock"
+    if not (mock / "catalog.csv").exists():
+        make_release(mock, stars, args.seed)
+    cube = root / "cube.zarr"
+    subprocess.run(["rm", "-rf", str(cube), str(root / "catalogs")], check=True)
+    address, procs = start_cluster(args.workers, root)
+    config = {
+        "cube": {"path": str(cube)},
+        "cluster": {"kind": "address", "address": {"scheduler": address}},
+        "ingest": {"input": str(mock / "spectra"), "catalog": str(mock / "catalog.csv"),
+                   "crossmatch": str(mock / "crossmatch.parquet")},
+        "export": {"out": str(root / "catalogs")},
+        "runner": {"progress": False},
+    }  # fmt: skip
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    try:
+        workers = [psutil.Process(p.pid) for p in procs[1:]]
+        client = psutil.Popen(
+            [sys.executable, "-m", "survey_scale.cli", "run", "--config", str(root / "config.yaml")],
+            stdout=(root / "run.log").open("w"), stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        sampler = CpuSampler(client, workers)
+        start = time.time()
+        rc = client.wait()
+        wall = time.time() - start
+        samples = sampler.close()
+        if rc != 0:
+            raise SystemExit(f"survey-scale run failed (rc {rc}); see {root / 'run.log'}")
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    t, client_cpu, worker_cpu = samples.T
+    steps = {}
+    for name, (lo, hi) in step_intervals(cube).items():
+        c0, c1 = np.interp([lo, hi], t, client_cpu)
+        w0, w1 = np.interp([lo, hi], t, worker_cpu)
+        steps[name] = {"client_s": c1 - c0, "workers_s": w1 - w0}
+    return {
+        "stars": stars,
+        "n_spectra": int(open_cube(cube).sizes["spec"]),
+        "wall_s": wall,
+        "client_s": float(client_cpu[-1] - client_cpu[0]),
+        "workers_s": float(worker_cpu[-1] - worker_cpu[0]),
+        "steps": steps,
+    }
+
+
+def linear(n: list[int], y: list[float]) -> tuple[float, float]:
+    """(a, b) of y = a + b·n through two or more sizes (least squares)."""
+    b, a = np.polyfit(np.asarray(n, float), np.asarray(y, float), 1)
+    return float(a), float(b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1400, 2800], help="stars per mock release")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=Path("bench_cpu"))
+    parser.add_argument("--project-workers", type=int, default=320)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if len(args.sizes) < 2:
+        parser.error("--sizes needs two or more sizes for the a + b·n fit")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    runs = [measure(s, args) for s in args.sizes]
+    n = [r["n_spectra"] for r in runs]
+    for r in runs:
+        print(f"{r['n_spectra']:,} spectra ({r['stars']:,} stars): wall {r['wall_s']:.0f} s, CPU client "
+              f"{r['client_s']:.1f} s, workers {r['workers_s']:.1f} s")  # fmt: skip
+    print(f"\n{'step':<14}" + "".join(f"{'client/workers s @' + format(x, ','):>26}" for x in n)
+          + f"{'client ms/sp':>14}{'workers ms/sp':>15}")  # fmt: skip
+    names = [s for s in runs[-1]["steps"] if all(s in r["steps"] for r in runs)]
+    fits = {}
+    for name in [*names, "all"]:
+        cells, client, workers = [], [], []
+        for r in runs:
+            c = r["client_s"] if name == "all" else r["steps"][name]["client_s"]
+            w = r["workers_s"] if name == "all" else r["steps"][name]["workers_s"]
+            cells.append(f"{c:.1f} / {w:.1f}")
+            client.append(c)
+            workers.append(w)
+        fits[name] = {"client": linear(n, client), "workers": linear(n, workers)}
+        print(f"{name:<14}" + "".join(f"{c:>26}" for c in cells)
+              + f"{1e3 * fits[name]['client'][1]:>14.2f}{1e3 * fits[name]['workers'][1]:>15.2f}")  # fmt: skip
+    (ca, cb), (wa, wb) = fits["all"]["client"], fits["all"]["workers"]
+    here = (ca + cb * RELEASE + wa + wb * RELEASE) / args.workers
+    cluster = ca + cb * RELEASE + (wa + wb * RELEASE) / args.project_workers
+    print(f"\nall steps: client {1e3 * cb:.2f} ms/spectrum + {ca:.0f} s, workers {1e3 * wb:.2f} ms/spectrum + "
+          f"{wa:.0f} s (goals: client <= 0.3 ms, workers <= 25 ms)")  # fmt: skip
+    print(f"1.2 M spectra projected: {here / 3600:.1f} h on this machine ({args.workers} cores; goal <= 4 h), "
+          f"{cluster / 60:.0f} min on {args.project_workers} workers (goal <= 10 min)")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"runs": runs, "fits": fits, "projected_here_h": here / 3600,
+                                         "projected_cluster_min": cluster / 60}, indent=1))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
