@@ -409,20 +409,6 @@ def cross_fit_jobs(
     return jobs
 
 
-def train_cross_fit(
-    flux: np.ndarray,
-    mks: np.ndarray,
-    mks_err: np.ndarray,
-    pixels: np.ndarray,
-    settings: NetworkSettings,
-    star_id: np.ndarray,
-    weights: np.ndarray | None = None,
-) -> CrossFitNetworks:
-    """A :class:`CrossFitNetworks` trained here on (n, P) spectra; the arguments as :func:`train_network`'s."""
-    jobs = cross_fit_jobs(np.arange(len(flux)), mks, mks_err, pixels, settings, star_id, weights)
-    return CrossFitNetworks(train_serially(flux, jobs), np.unique(star_ids(star_id)))
-
-
 def balancing_weights(mks: np.ndarray, bin_width: float = 0.5, limits: tuple[float, float] = (0.3, 5.0)) -> np.ndarray:
     """Loss weights that even out the MKs distribution of a training set: the median occupancy of the
     ``bin_width`` bins over each star's bin, clipped to ``limits``. Without them the few luminous stars

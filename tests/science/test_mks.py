@@ -124,9 +124,9 @@ def test_cross_fit_predicts_a_training_star_with_the_network_that_never_saw_it()
     fold = m.star_fold(ids)
     train = fold != 0  # fold 0 tests, as in training_split
     settings = m.NetworkSettings(hidden=(16,), learning_rate=0.01, max_epochs=60, patience=10)
-    cross = m.train_cross_fit(
-        flux[train], mks[train], np.full(train.sum(), 0.05), np.ones(50, bool), settings, ids[train]
-    )
+    rows = np.flatnonzero(train)
+    jobs = m.cross_fit_jobs(rows, mks[train], np.full(rows.size, 0.05), np.ones(50, bool), settings, ids[train])
+    cross = m.CrossFitNetworks(m.train_serially(flux, jobs), np.unique(ids[train]))
     assert len(cross.networks) == len(m.TRAINING_FOLDS)
     for k, held_out in enumerate(m.TRAINING_FOLDS):  # network k trained on every training star but fold k's
         meta = cross.networks[k].meta
