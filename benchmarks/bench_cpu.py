@@ -11,6 +11,10 @@ written (kept in ``--workdir`` and reused), then:
    worker process tree (psutil); after the run each step's interval (its record in the cube's bookkeeping:
    ``finished`` − ``seconds`` .. ``finished``) gives that step's client and worker CPU.
 
+A fixed single-thread matmul workload is timed before, between and after the runs (:func:`reference_seconds`):
+its spread shows how much this shared host's speed drifted, and the per-spectrum figures are also given in
+its units.
+
 Printed: per size, the CPU seconds per step (client, workers) and in all; then per step and in all the fit
 ``a + b·n`` (ms of CPU per spectrum for the workers and for the client) and the projections — 1.2 M spectra
 on this machine (all CPU on ``--workers`` cores) and on ``--project-workers`` workers (worker CPU divided
@@ -42,6 +46,24 @@ from survey_scale.mock import make_release
 from survey_scale.store.cube import open_cube
 
 RELEASE = 1_200_000
+
+
+def reference_seconds(repeats: int = 3) -> float:
+    """CPU seconds of a fixed single-thread workload shaped like the fit's (torch matmuls of an emulator layer
+    over a batch of spectra): the best of ``repeats``. This host's speed drifts by tens of percent; the
+    per-spectrum figures are also given in these units, which drift with it."""
+    import torch
+
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(256, 3800, generator=gen), torch.randn(3800, 300, generator=gen)
+    best = np.inf
+    for _ in range(repeats):
+        t = time.process_time()
+        for _ in range(40):
+            (a @ b).sum()
+        best = min(best, time.process_time() - t)
+    return float(best)
 
 
 def free_port() -> int:
@@ -195,7 +217,11 @@ def main() -> None:
     if len(args.sizes) < 2:
         parser.error("--sizes needs two or more sizes for the a + b·n fit")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    runs = [measure(s, args) for s in args.sizes]
+    reference = [reference_seconds()]
+    runs = []
+    for stars in args.sizes:
+        runs.append(measure(stars, args))
+        reference.append(reference_seconds())
     n = [r["n_spectra"] for r in runs]
     for r in runs:
         print(f"{r['n_spectra']:,} spectra ({r['stars']:,} stars): wall {r['wall_s']:.0f} s, CPU client "
@@ -220,11 +246,16 @@ def main() -> None:
     cluster = ca + cb * RELEASE + (wa + wb * RELEASE) / args.project_workers
     print(f"\nall steps: client {1e3 * cb:.2f} ms/spectrum + {ca:.0f} s, workers {1e3 * wb:.2f} ms/spectrum + "
           f"{wa:.0f} s (goals: client <= 0.3 ms, workers <= 25 ms)")  # fmt: skip
+    unit = float(np.mean(reference))
+    print(f"reference workload: {', '.join(f'{r:.2f}' for r in reference)} s (before, between and after the runs; "
+          f"its spread is this host's speed drift); workers {wb / unit * 1e3:.1f} and client {cb / unit * 1e3:.2f} "
+          "reference workloads per 1,000 spectra")  # fmt: skip
     print(f"1.2 M spectra projected: {here / 3600:.1f} h on this machine ({args.workers} cores; goal <= 4 h), "
           f"{cluster / 60:.0f} min on {args.project_workers} workers (goal <= 10 min)")  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "fits": fits, "projected_here_h": here / 3600,
-                                         "projected_cluster_min": cluster / 60}, indent=1))  # fmt: skip
+        result = {"runs": runs, "fits": fits, "reference_s": reference, "projected_here_h": here / 3600,
+                  "projected_cluster_min": cluster / 60}  # fmt: skip
+        args.json.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
