@@ -16,9 +16,12 @@ its spread shows how much this shared host's speed drifted, and the per-spectrum
 its units.
 
 Printed: per size, the CPU seconds per step (client, workers) and in all; then per step and in all the fit
-``a + b·n`` (ms of CPU per spectrum for the workers and for the client) and the projections — 1.2 M spectra
-on this machine (all CPU on ``--workers`` cores) and on ``--project-workers`` workers (worker CPU divided
-among them, the client's serial). Issue 25's goals: workers ≤ 25 ms, client ≤ 0.3 ms per spectrum.
+``a + b·n`` (ms of CPU per spectrum for the workers and for the client); per step how busy the workers were
+(their CPU over workers × the step's wall time); the peak resident memory of the client and of each worker;
+and the projections to 1.2 M spectra — on this machine (all CPU on ``--workers`` cores) and on
+``--project-workers`` workers (the client's CPU serial; the MKs networks' training, whose CPU follows the
+training-set size capped at ``mks.max_train``, on no more workers than it has tasks, :data:`TRAINING_TASKS`;
+the rest divided among all). Issue 25's goals: workers ≤ 25 ms, client ≤ 0.3 ms per spectrum.
 
 Run on a quiet machine (set thread counts; nothing else on the cores):
 
@@ -43,9 +46,13 @@ import psutil
 import yaml
 
 from survey_scale.mock import make_release
+from survey_scale.science.mks import NETWORKS, TRAINING_FOLDS
+from survey_scale.stages.mks import MKsConfig
 from survey_scale.store.cube import open_cube
 
 RELEASE = 1_200_000
+TRAINING_TASKS = len(NETWORKS) * len(TRAINING_FOLDS)
+"""Networks the MKs step trains at once (two kinds, each cross-fitted on its folds)."""
 
 
 def reference_seconds(repeats: int = 3) -> float:
@@ -72,31 +79,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tree_cpu(proc: psutil.Process) -> float:
-    """User + system CPU seconds of a process and its descendants now (0 for what has ended)."""
-    total = 0.0
+def tree_usage(proc: psutil.Process) -> tuple[float, float]:
+    """(user + system CPU seconds, resident memory in bytes) of a process and its descendants now (0 for what
+    has ended)."""
+    cpu = rss = 0.0
     for p in [proc, *proc.children(recursive=True)]:
         try:
             t = p.cpu_times()
-            total += t.user + t.system
+            cpu += t.user + t.system
+            rss += p.memory_info().rss
         except psutil.NoSuchProcess:
             pass
-    return total
+    return cpu, rss
 
 
 class CpuSampler:
-    """Samples (time, client CPU, workers' CPU) every ``interval`` seconds in a thread."""
+    """Samples, every ``interval`` seconds in a thread, the CPU seconds of the client and of each worker
+    (``samples``: time, client, worker 1, …) and keeps each one's peak resident memory (``peak_rss``)."""
 
     def __init__(self, client: psutil.Process, workers: list[psutil.Process], interval: float = 0.2) -> None:
         self.client, self.workers, self.interval = client, workers, interval
-        self.samples: list[tuple[float, float, float]] = []
+        self.samples: list[tuple[float, ...]] = []
+        self.peak_rss = np.zeros(1 + len(workers))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _sample(self) -> None:
-        client = tree_cpu(self.client) if self.client.is_running() else self.samples[-1][1]
-        self.samples.append((time.time(), client, sum(tree_cpu(w) for w in self.workers)))
+        usage = [tree_usage(p) for p in (self.client, *self.workers)]
+        if not self.client.is_running() and self.samples:  # the client has ended: its last CPU reading stays
+            usage[0] = (self.samples[-1][1], 0.0)
+        self.peak_rss = np.maximum(self.peak_rss, [rss for _, rss in usage])
+        self.samples.append((time.time(), *(cpu for cpu, _ in usage)))
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -183,18 +197,26 @@ def measure(stars: int, args: argparse.Namespace) -> dict:
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
-    t, client_cpu, worker_cpu = samples.T
+    t, client_cpu, per_worker = samples[:, 0], samples[:, 1], samples[:, 2:]
+    worker_cpu = per_worker.sum(1)
     steps = {}
     for name, (lo, hi) in step_intervals(cube).items():
         c0, c1 = np.interp([lo, hi], t, client_cpu)
-        w0, w1 = np.interp([lo, hi], t, worker_cpu)
-        steps[name] = {"client_s": c1 - c0, "workers_s": w1 - w0}
+        each = [float(np.diff(np.interp([lo, hi], t, w))[0]) for w in per_worker.T]
+        # how busy the workers were: their CPU over (workers × the step's wall time); 1 = every core all along
+        steps[name] = {"client_s": c1 - c0, "workers_s": sum(each), "each_worker_s": each,
+                       "utilization": sum(each) / (len(each) * max(hi - lo, 1e-9))}  # fmt: skip
+    reductions = open_cube(cube).attrs.get("reductions", {})
+    reductions = json.loads(reductions) if isinstance(reductions, str) else reductions
     return {
         "stars": stars,
         "n_spectra": int(open_cube(cube).sizes["spec"]),
+        "n_mks_train": int(reductions.get("mks_model", {}).get("n_train_before_binary_cuts", 0)),
         "wall_s": wall,
         "client_s": float(client_cpu[-1] - client_cpu[0]),
         "workers_s": float(worker_cpu[-1] - worker_cpu[0]),
+        "peak_rss_client_mb": float(sampler.peak_rss[0] / 2**20),
+        "peak_rss_workers_mb": [float(x / 2**20) for x in sampler.peak_rss[1:]],
         "steps": steps,
     }
 
@@ -212,16 +234,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=Path("bench_cpu"))
     parser.add_argument("--project-workers", type=int, default=320)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="write the measurements and projections here")
+    parser.add_argument("--replay", type=Path, help="print the figures of an earlier --json instead of measuring")
     args = parser.parse_args()
-    if len(args.sizes) < 2:
+    if len(args.sizes) < 2 and not args.replay:
         parser.error("--sizes needs two or more sizes for the a + b·n fit")
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    reference = [reference_seconds()]
-    runs = []
-    for stars in args.sizes:
-        runs.append(measure(stars, args))
-        reference.append(reference_seconds())
+    if args.replay:
+        earlier = json.loads(args.replay.read_text())
+        runs, reference = earlier["runs"], earlier["reference_s"]
+    else:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        reference = [reference_seconds()]
+        runs = []
+        for stars in args.sizes:
+            runs.append(measure(stars, args))
+            reference.append(reference_seconds())
+        if args.json:  # the measurements first: the figures below can be printed again with --replay
+            args.json.write_text(json.dumps({"runs": runs, "reference_s": reference}, indent=1))
     n = [r["n_spectra"] for r in runs]
     for r in runs:
         print(f"{r['n_spectra']:,} spectra ({r['stars']:,} stars): wall {r['wall_s']:.0f} s, CPU client "
@@ -241,20 +270,49 @@ def main() -> None:
         fits[name] = {"client": linear(n, client), "workers": linear(n, workers)}
         print(f"{name:<14}" + "".join(f"{c:>26}" for c in cells)
               + f"{1e3 * fits[name]['client'][1]:>14.2f}{1e3 * fits[name]['workers'][1]:>15.2f}")  # fmt: skip
+    print(f"\n{'step':<14}" + "".join(f"{'worker use @' + format(x, ','):>20}" for x in n)
+          + "   (worker CPU / (workers x step wall): 1 = every core busy all along)")  # fmt: skip
+    for name in names:
+        print(f"{name:<14}" + "".join(f"{r['steps'][name]['utilization']:>20.2f}" for r in runs))
+    for r in runs:
+        print(f"peak memory @ {r['n_spectra']:,} spectra: client {r['peak_rss_client_mb']:.0f} MB, workers "
+              + ", ".join(f"{m:.0f}" for m in r["peak_rss_workers_mb"]) + " MB")  # fmt: skip
+
     (ca, cb), (wa, wb) = fits["all"]["client"], fits["all"]["workers"]
-    here = (ca + cb * RELEASE + wa + wb * RELEASE) / args.workers
-    cluster = ca + cb * RELEASE + (wa + wb * RELEASE) / args.project_workers
+    # The MKs networks train on at most mks.max_train spectra, in TRAINING_TASKS tasks at a time: their CPU
+    # follows the training-set size (capped), and on a cluster they use no more workers than there are tasks.
+    max_train = MKsConfig().max_train
+    mks_cpu = {"a": 0.0, "per_train": 0.0, "release_s": 0.0}
+    if "mks_model" in fits and all(r["n_mks_train"] for r in runs):
+        a_m, b_m = linear([r["n_mks_train"] for r in runs], [r["steps"]["mks_model"]["workers_s"] for r in runs])
+        n_train = min(max_train, runs[-1]["n_mks_train"] / n[-1] * RELEASE)
+        linear_s = fits["mks_model"]["workers"][0] + fits["mks_model"]["workers"][1] * RELEASE
+        mks_cpu = {"a": a_m, "per_train": b_m, "n_train": n_train, "release_s": a_m + b_m * n_train}
+        mks_cpu["linear_s"] = linear_s
+    other_s = wa + wb * RELEASE - mks_cpu.get("linear_s", 0.0)
+    client_s = ca + cb * RELEASE
+    here = (client_s + other_s + mks_cpu["release_s"]) / args.workers
+    cluster = (
+        client_s + other_s / args.project_workers + mks_cpu["release_s"] / min(args.project_workers, TRAINING_TASKS)
+    )
     print(f"\nall steps: client {1e3 * cb:.2f} ms/spectrum + {ca:.0f} s, workers {1e3 * wb:.2f} ms/spectrum + "
           f"{wa:.0f} s (goals: client <= 0.3 ms, workers <= 25 ms)")  # fmt: skip
     unit = float(np.mean(reference))
     print(f"reference workload: {', '.join(f'{r:.2f}' for r in reference)} s (before, between and after the runs; "
           f"its spread is this host's speed drift); workers {wb / unit * 1e3:.1f} and client {cb / unit * 1e3:.2f} "
           "reference workloads per 1,000 spectra")  # fmt: skip
+    if "n_train" in mks_cpu:
+        print(f"MKs networks: {1e3 * mks_cpu['per_train']:.0f} ms of worker CPU per training spectrum "
+              f"({', '.join(str(r['n_mks_train']) for r in runs)} training spectra); at 1.2 M spectra "
+              f"{mks_cpu['n_train']:,.0f} training spectra (mks.max_train {max_train:,}): "
+              f"{mks_cpu['release_s'] / 3600:.1f} h of CPU in {TRAINING_TASKS} parallel tasks, "
+              f"{mks_cpu['release_s'] / TRAINING_TASKS / 60:.0f} min of wall on any cluster")  # fmt: skip
     print(f"1.2 M spectra projected: {here / 3600:.1f} h on this machine ({args.workers} cores; goal <= 4 h), "
-          f"{cluster / 60:.0f} min on {args.project_workers} workers (goal <= 10 min)")  # fmt: skip
+          f"{cluster / 60:.0f} min on {args.project_workers} workers (goal <= 10 min; the client's CPU serial, the "
+          f"MKs training on {TRAINING_TASKS} workers, the rest spread over all)")  # fmt: skip
     if args.json:
         result = {"runs": runs, "fits": fits, "reference_s": reference, "projected_here_h": here / 3600,
-                  "projected_cluster_min": cluster / 60}  # fmt: skip
+                  "projected_cluster_min": cluster / 60, "mks_training": mks_cpu}  # fmt: skip
         args.json.write_text(json.dumps(result, indent=1))
 
 

@@ -38,7 +38,7 @@ import survey_scale as ss
 from survey_scale.config import Config
 from survey_scale.engine.contracts import ChunkContext
 from survey_scale.science.distance import posterior
-from survey_scale.science.mks import MKsModel, max_likelihood
+from survey_scale.science.mks import PARAMETERS, MKsModel, max_likelihood
 from survey_scale.science.poly2d import robust_sigma
 from survey_scale.stages import distances as distances_stage
 from survey_scale.stages import extinction as extinction_stage
@@ -49,13 +49,13 @@ SNR_BINS = ((0, 20), (20, 50), (50, 100), (100, np.inf))
 CUBE_COLUMNS = (
     "specid", "snr_g", "em_flag", "bad_spectrum_flag", "uniqflag", "ebv", "ebv_err", "mks", "mks_err", "mks_geo",
     "mks_geo_err", "parallax", "parallax_error", "parallax_offset", "binary_flag", "snr_dparallax", "dis", "dis_low",
-    "dis_high", "logdis", "logdis_err", "Ks", "Ks_err", "aks", "aks_err", "X", "Y", "Z",
+    "dis_high", "logdis", "logdis_err", "Ks", "Ks_err", "aks", "aks_err", "X", "Y", "Z", "mks_spread",
 )  # fmt: skip
 
 
 def load(mock: Path, cube: Path) -> tuple[pd.DataFrame, dict]:
     ds = ss.open_cube(cube)
-    data = pd.DataFrame({c: ds[c].values for c in CUBE_COLUMNS})
+    data = pd.DataFrame({c: ds[c].values if c in ds else np.zeros(ds.sizes["spec"]) for c in CUBE_COLUMNS})
     data["specid"] = data["specid"].astype(str)
     truth = pd.read_parquet(mock / "truth.parquet")
     truth = truth[~truth["invalid"]]  # a duplicate-specid file shares its specid with the valid original
@@ -102,21 +102,25 @@ def mks_figures(m: pd.DataFrame, reductions: dict) -> dict:
     plx_snr = (m["parallax"] + m["parallax_offset"]) / m["parallax_error"]
     use = (single & (plx_snr > 10)).to_numpy()
     truth_fit = max_likelihood(
-        m["mks"][use].to_numpy(), m["mks_true"][use].to_numpy(), np.full(use.sum(), 1e-3), m["snr_g"][use].to_numpy()
+        m["mks"][use].to_numpy(),
+        m["mks_true"][use].to_numpy(),
+        np.full(use.sum(), 1e-3),
+        m["snr_g"][use].to_numpy(),
+        m["mks_spread"][use].to_numpy(),
     )
     model = reductions.get("mks_model", {})
     post = model.get("posterior", {}).get("non_emission", {})
     print("   uncertainty model (P1 Eq. 7-14), parallax/error > 10: MCMC mean [16, 84 %] | vs the truth | injected")
-    injected = {"epsilon": 0.0, "delta": 0.0, "sigma_int": 0.10, "sigma_s100": None}
-    for k, name in enumerate(("epsilon", "delta", "sigma_int", "sigma_s100")):
+    injected = {"epsilon": 0.0, "delta": 0.0, "sigma_int": 0.10, "sigma_s100": None, "kappa": None}
+    for k, name in enumerate(PARAMETERS):
         p = post.get(name, {})
         inj = injected[name]
         mcmc = f"{p.get('mean', np.nan):+.3f} [{p.get('p16', np.nan):+.3f}, {p.get('p84', np.nan):+.3f}]"
         print(f"   {name:>10}: {mcmc} | {truth_fit[k]:+.3f} | {'-' if inj is None else f'{inj:+.3f}'}")
     print(f"   (injected: the mock's intrinsic MKs scatter at fixed labels, {injected['sigma_int']:.2f} mag; its noise "
           "enters through the spectra only)")  # fmt: skip
-    return {"bins": rows, "posterior": post, "against_truth": dict(zip(("epsilon", "delta", "sigma_int", "sigma_s100"),
-            map(float, truth_fit), strict=True))}  # fmt: skip
+    return {"bins": rows, "posterior": post, "against_truth": dict(zip(PARAMETERS, map(float, truth_fit),
+            strict=True))}  # fmt: skip
 
 
 def binary_figures(m: pd.DataFrame) -> dict:

@@ -18,6 +18,7 @@ from survey_scale.products.info import final_sample_counts, store_bytes
 from survey_scale.products.report_figures import ReportInputs
 from survey_scale.products.status import DONE, PARTIAL, CubeState, StepStatus
 from survey_scale.science.chi2ratio import quality_rows
+from survey_scale.science.mks import PARAMETERS
 from survey_scale.science.repeats import snr_bin
 from survey_scale.store.cube import open_rejects, read_column
 
@@ -408,7 +409,9 @@ def reductions_table(state: CubeState) -> dict[str, Any]:
                         "acceptance": f"{post['acceptance_fraction']:.2f}",
                         "values": [
                             f"{post[p]['mean']:+.3f} [{post[p]['p16']:+.3f}, {post[p]['p84']:+.3f}]"
-                            for p in ("epsilon", "delta", "sigma_int", "sigma_s100")
+                            if p in post  # a model trained before κ has four
+                            else "-"
+                            for p in PARAMETERS
                         ],
                     }
                 )
@@ -421,6 +424,7 @@ def reductions_table(state: CubeState) -> dict[str, Any]:
                 + f"; updated {_when(mks.get('updated'))}",
                 "networks": networks,
                 "p1": f"P1 (Fig. 8): σ_int = {P1_MKS_POSTERIOR['sigma_int']} mag, σ_s100 = "
-                f"{P1_MKS_POSTERIOR['sigma_s100']} mag",
+                f"{P1_MKS_POSTERIOR['sigma_s100']} mag (P1 has no κ: the networks' disagreement is survey_scale's "
+                "term, issue 27)",
             }
     return out

@@ -34,7 +34,7 @@ COLUMNS: tuple[tuple[str, Any, str, str], ...] = (
     ("rv", _F4, "km / s", "heliocentric radial velocity"),
     ("rv_err", _F4, "km / s", "radial velocity uncertainty"),
     ("mks", _F4, "mag", "spectroscopic absolute Ks magnitude (P1 5)"),
-    ("mks_err", _F4, "mag", "sqrt(sigma_int^2 + (sigma_s100 / (S/N / 100))^2) (P1 5.3)"),
+    ("mks_err", _F4, "mag", "sqrt(sigma_int^2 + (sigma_s100 / (S/N / 100))^2 + (kappa mks_spread)^2) (P1 5.3)"),
     ("mks_geo", _F4, "mag", "geometric MKs from the corrected parallax, Ks and A_Ks"),
     ("mks_geo_err", _F4, "mag", "uncertainty of mks_geo"),
     ("dis", _F8, "pc", "mode of the distance posterior (P1 7)"),

@@ -11,8 +11,16 @@ P1 §5 in four parts, each pure (numpy in, numpy out; torch only inside :func:`t
   trained with PyTorch on the pixels a network uses (:func:`network_pixels`: the full range minus the
   telluric/interstellar bands for non-emission spectra, the clean windows only for emission spectra). The
   result is a :class:`MKsNetwork` of numpy weights, evaluated without torch (:meth:`MKsNetwork.predict`).
-- :func:`sample_uncertainty_model`: P1 Eq. 7–14, the posterior of (ε, δ, σ_int, σ_s^100) with flat priors
-  sampled by ``emcee``; :func:`mks_error` is the per-spectrum MKs_err = √(σ_int² + (σ_s^100 / (S/N/100))²).
+- :func:`sample_uncertainty_model`: P1 Eq. 7–14, the posterior of (ε, δ, σ_int, σ_s^100, κ) with flat priors
+  sampled by ``emcee``; :func:`mks_error` is the per-spectrum MKs_err = √(σ_int² + (σ_s^100 / (S/N/100))² +
+  (κ s)²).
+
+The term κ s is not in P1. s is the standard deviation of the MKs of the cross-fitted networks
+(:class:`CrossFitNetworks`, four networks each trained without one fifth of the stars): where they disagree the
+spectrum is far from what they learned (a rare luminous star, the edge of the training set) and the MKs is
+worse. On two mock releases no one tuned on (seeds 31 and 41) the error of MKs grew with s from 0.26 mag
+(s < 0.1) to 1.6 mag (s > 0.4) at the same S/N, and a global σ_int made those stars the false binaries; κ is
+sampled with the rest, on the same test stars (issue 27).
 
 :func:`train_mks_model` puts them together (the sets, the two networks, the binaries out and the networks
 retrained, the MCMC or its fallback; :class:`TrainingSettings`), on numpy columns, with two callbacks for
@@ -51,10 +59,16 @@ class TooFewStars(TooFewSpectra):
     """Too few stars with good parallaxes for the training and test sets (:func:`mks_sets`)."""
 
 
-PARAMETERS = ("epsilon", "delta", "sigma_int", "sigma_s100")
+PARAMETERS = ("epsilon", "delta", "sigma_int", "sigma_s100", "kappa")
 """The parameters of P1's uncertainty model (Eq. 7–14), in the order of the MCMC samples."""
 
-PRIOR_BOUNDS = {"epsilon": (-1.0, 1.0), "delta": (-5.0, 5.0), "sigma_int": (0.0, 3.0), "sigma_s100": (0.0, 3.0)}
+PRIOR_BOUNDS = {
+    "epsilon": (-1.0, 1.0),
+    "delta": (-5.0, 5.0),
+    "sigma_int": (0.0, 3.0),
+    "sigma_s100": (0.0, 3.0),
+    "kappa": (0.0, 5.0),
+}
 """Support of the flat priors."""
 
 
@@ -337,20 +351,21 @@ class CrossFitNetworks:
     trained_stars: np.ndarray
     """The star_id of every star some network trained on (sorted strings)."""
 
-    def predict(self, flux: np.ndarray, star_id: np.ndarray) -> np.ndarray:
-        """MKs (mag, float64) of (n, P) spectra of the stars ``star_id`` (n,)."""
+    def predict(self, flux: np.ndarray, star_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """MKs (mag, float64) of (n, P) spectra of the stars ``star_id`` (n,), and the networks' disagreement
+        (n,): the standard deviation (ddof 1) of every network's MKs, the same for a star that trained or not
+        (0 with one network)."""
         ids = star_ids(star_id)
+        each = np.stack([net.predict(flux) for net in self.networks])
         trained = np.isin(ids, self.trained_stars)
         held_out = np.full(ids.size, -1)
         held_out[trained] = np.searchsorted(TRAINING_FOLDS, star_fold(ids[trained]))
-        out = np.full(ids.size, np.nan)
-        if (~trained).any():
-            out[~trained] = np.mean([net.predict(flux[~trained]) for net in self.networks], axis=0)
-        for k, net in enumerate(self.networks):
+        out = each.mean(axis=0)
+        for k in range(len(self.networks)):
             rows = held_out == k
-            if rows.any():
-                out[rows] = net.predict(flux[rows])
-        return out
+            out[rows] = each[k, rows]
+        spread = each.std(axis=0, ddof=1) if len(self.networks) > 1 else np.zeros(ids.size)
+        return out, spread
 
     @property
     def meta(self) -> list[dict[str, Any]]:
@@ -369,6 +384,18 @@ class CrossFitNetworks:
             networks=[MKsNetwork.from_arrays(data, f"{prefix}{k}/") for k in range(n)],
             trained_stars=star_ids(data[f"{prefix}trained_stars"]),
         )
+
+
+def predict_kinds(
+    networks: Mapping[str, CrossFitNetworks], flux: np.ndarray, star_id: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Each kind's MKs of (n, P) spectra of the stars ``star_id`` (n,) under its name, and its networks'
+    disagreement under ``<name>_spread`` (:meth:`CrossFitNetworks.predict`; what :func:`train_mks_model`'s
+    ``predict`` returns)."""
+    out = {}
+    for name, net in networks.items():
+        out[name], out[f"{name}_spread"] = net.predict(flux, star_id)
+    return out
 
 
 NetworkJob = tuple
@@ -430,13 +457,19 @@ def balancing_weights(mks: np.ndarray, bin_width: float = 0.5, limits: tuple[flo
 
 
 def log_likelihood(
-    theta: np.ndarray, mks_spec: np.ndarray, mks_geo: np.ndarray, mks_geo_err: np.ndarray, snr: np.ndarray
+    theta: np.ndarray,
+    mks_spec: np.ndarray,
+    mks_geo: np.ndarray,
+    mks_geo_err: np.ndarray,
+    snr: np.ndarray,
+    spread: np.ndarray,
 ) -> np.ndarray:
-    """ln P of P1 Eq. 14 summed over stars, for (k, 4) parameter vectors (ε, δ, σ_int, σ_s^100); −inf outside
-    the flat priors (:data:`PRIOR_BOUNDS`). ``mks_geo`` = m0 + 5 log ϖ − 10, ``mks_geo_err`` = σ_ϖ,m0."""
+    """ln P of P1 Eq. 14 summed over stars, for (k, 5) parameter vectors (ε, δ, σ_int, σ_s^100, κ); −inf outside
+    the flat priors (:data:`PRIOR_BOUNDS`). ``mks_geo`` = m0 + 5 log ϖ − 10, ``mks_geo_err`` = σ_ϖ,m0,
+    ``spread`` the networks' disagreement s (mag; the variance gains (κ s)², module docstring)."""
     theta = np.atleast_2d(theta)
-    eps, delta, s_int, s100 = (theta[:, k : k + 1] for k in range(4))
-    var = s_int**2 + (s100 / (snr / 100.0)) ** 2 + mks_geo_err**2
+    eps, delta, s_int, s100, kappa = (theta[:, k : k + 1] for k in range(len(PARAMETERS)))
+    var = s_int**2 + (s100 / (snr / 100.0)) ** 2 + (kappa * spread) ** 2 + mks_geo_err**2
     resid = mks_spec - ((1.0 + eps) * mks_geo + delta)
     ll = -0.5 * np.sum(resid**2 / var + np.log(2.0 * np.pi * var), axis=1)
     inside = np.ones(theta.shape[0], bool)
@@ -446,22 +479,24 @@ def log_likelihood(
     return np.where(inside, ll, -np.inf)
 
 
-def max_likelihood(mks_spec: np.ndarray, mks_geo: np.ndarray, mks_geo_err: np.ndarray, snr: np.ndarray) -> np.ndarray:
-    """The (ε, δ, σ_int, σ_s^100) maximizing :func:`log_likelihood` (Nelder–Mead from (0, 0, 0.2, 0.1); the
-    likelihood is even in the two σ, so they are searched as |σ|)."""
+def max_likelihood(
+    mks_spec: np.ndarray, mks_geo: np.ndarray, mks_geo_err: np.ndarray, snr: np.ndarray, spread: np.ndarray
+) -> np.ndarray:
+    """The (ε, δ, σ_int, σ_s^100, κ) maximizing :func:`log_likelihood` (Nelder–Mead from (0, 0, 0.2, 0.1, 0.5);
+    the likelihood is even in the two σ and κ, so they are searched as absolute values)."""
     from scipy.optimize import minimize
 
-    args = tuple(np.asarray(a, np.float64) for a in (mks_spec, mks_geo, mks_geo_err, snr))
-    sign = np.array([1.0, 1.0, 0.0, 0.0])
+    args = tuple(np.asarray(a, np.float64) for a in (mks_spec, mks_geo, mks_geo_err, snr, spread))
+    sign = np.array([1.0, 1.0, 0.0, 0.0, 0.0])
 
     def positive(t: np.ndarray) -> np.ndarray:
         return t * sign + np.abs(t) * (1.0 - sign)
 
     res = minimize(
         lambda t: -float(log_likelihood(positive(t), *args)[0]),
-        np.array([0.0, 0.0, 0.2, 0.1]),
+        np.array([0.0, 0.0, 0.2, 0.1, 0.5]),
         method="Nelder-Mead",
-        options={"xatol": 1e-5, "fatol": 1e-6, "maxiter": 4000},
+        options={"xatol": 1e-5, "fatol": 1e-6, "maxiter": 6000},
     )
     return positive(res.x)
 
@@ -471,17 +506,19 @@ def sample_uncertainty_model(
     mks_geo: np.ndarray,
     mks_geo_err: np.ndarray,
     snr: np.ndarray,
+    spread: np.ndarray,
     n_walkers: int = 32,
     n_steps: int = 3000,
     n_burn: int = 1000,
     seed: int = 0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Sample P1 Eq. 13 with ``emcee`` (flat priors) for the stars given, (n,) each.
+    """Sample P1 Eq. 13 with ``emcee`` (flat priors) for the stars given, (n,) each (``spread``: the networks'
+    disagreement, :func:`log_likelihood`).
 
     Returns
     -------
     samples : numpy.ndarray
-        (n_walkers · (n_steps − n_burn), 4) posterior samples of :data:`PARAMETERS`.
+        (n_walkers · (n_steps − n_burn), 5) posterior samples of :data:`PARAMETERS`.
     summary : dict
         Per parameter: ``mean``, ``median``, ``p16``, ``p84``, ``p2_5``, ``p97_5``; with ``n_stars``,
         ``acceptance_fraction``, ``autocorr_time`` (steps; NaN when the chain is too short to tell) and the
@@ -489,21 +526,22 @@ def sample_uncertainty_model(
     """
     import emcee
 
-    args = tuple(np.asarray(a, np.float64) for a in (mks_spec, mks_geo, mks_geo_err, snr))
+    args = tuple(np.asarray(a, np.float64) for a in (mks_spec, mks_geo, mks_geo_err, snr, spread))
     if args[0].size < 10:
         raise TooFewSpectra(f"sample_uncertainty_model: {args[0].size} stars; at least 10 are needed")
     start = max_likelihood(*args)
     rng = np.random.default_rng(seed)
-    p0 = start + 1e-3 * rng.standard_normal((n_walkers, 4)) * np.maximum(np.abs(start), 0.05)
+    n_dim = len(PARAMETERS)
+    p0 = start + 1e-3 * rng.standard_normal((n_walkers, n_dim)) * np.maximum(np.abs(start), 0.05)
     p0[:, 2:] = np.abs(p0[:, 2:])
-    sampler = emcee.EnsembleSampler(n_walkers, 4, lambda t: log_likelihood(t, *args), vectorize=True)
+    sampler = emcee.EnsembleSampler(n_walkers, n_dim, lambda t: log_likelihood(t, *args), vectorize=True)
     sampler.random_state = np.random.RandomState(seed).get_state()
     sampler.run_mcmc(p0, n_steps, progress=False)
     samples = sampler.get_chain(discard=n_burn, flat=True)
     try:
         tau = sampler.get_autocorr_time(discard=n_burn, quiet=True)
     except Exception:  # emcee raises when the chain is far too short to estimate it
-        tau = np.full(4, np.nan)
+        tau = np.full(n_dim, np.nan)
     summary: dict[str, Any] = {
         "n_stars": int(args[0].size),
         "n_walkers": n_walkers,
@@ -528,11 +566,15 @@ def sample_uncertainty_model(
     return samples, summary
 
 
-def mks_error(sigma_int: float, sigma_s100: float, snr: np.ndarray) -> np.ndarray:
-    """MKs_err = √(σ_int² + (σ_s^100 / (S/N/100))²) (mag) per spectrum (SPEC §8); NaN where S/N ≤ 0."""
+def mks_error(
+    sigma_int: float, sigma_s100: float, snr: np.ndarray, kappa: float = 0.0, spread: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """MKs_err = √(σ_int² + (σ_s^100 / (S/N/100))² + (κ s)²) (mag) per spectrum (SPEC §8; ``spread`` s the
+    networks' disagreement, module docstring); NaN where S/N ≤ 0."""
     snr = np.asarray(snr, np.float64)
+    var = sigma_int**2 + (kappa * np.asarray(spread, np.float64)) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(snr > 0, np.sqrt(sigma_int**2 + (sigma_s100 * 100.0 / snr) ** 2), np.nan)
+        return np.where(snr > 0, np.sqrt(var + (sigma_s100 * 100.0 / snr) ** 2), np.nan)
 
 
 # --- the whole model: two networks and their posteriors ------------------------------------------------------
@@ -547,7 +589,8 @@ class MKsModel:
     """``"non_emission"`` and ``"emission"``; none when the cube had too few training stars (``meta["untrained"]``
     says why): every MKs is then NaN."""
     error_model: dict[str, dict[str, float]]
-    """Per network: ``sigma_int``, ``sigma_s100`` (posterior means, mag)."""
+    """Per network: ``sigma_int``, ``sigma_s100`` (mag) and ``kappa`` (posterior means; a model without ``kappa``
+    has κ = 0)."""
     samples: dict[str, np.ndarray] = field(default_factory=dict)
     """Per network: (m, 4) MCMC samples (for the corner figure)."""
     meta: dict[str, Any] = field(default_factory=dict)
@@ -555,17 +598,26 @@ class MKsModel:
     def predict(
         self, flux: np.ndarray, em_flag: np.ndarray, snr: np.ndarray, star_id: np.ndarray
     ) -> dict[str, np.ndarray]:
-        """``mks``, ``mks_err`` (mag) and ``mks_network`` (0 non-emission, 1 emission) for (n, P) spectra of the
-        stars ``star_id`` (n,)."""
+        """``mks``, ``mks_err``, ``mks_spread`` (the networks' disagreement; mag) and ``mks_network`` (0
+        non-emission, 1 emission) for (n, P) spectra of the stars ``star_id`` (n,)."""
         emission = np.asarray(em_flag) == 1
         mks = np.full(emission.size, np.nan)
+        spread = np.full(emission.size, np.nan)
         err = np.full(emission.size, np.nan)
         for name, use in (("non_emission", ~emission), ("emission", emission)):
             if use.any() and name in self.networks:
-                mks[use] = self.networks[name].predict(np.asarray(flux)[use], np.asarray(star_id)[use])
+                mks[use], spread[use] = self.networks[name].predict(np.asarray(flux)[use], np.asarray(star_id)[use])
                 e = self.error_model[name]
-                err[use] = mks_error(e["sigma_int"], e["sigma_s100"], np.asarray(snr)[use])
-        return {"mks": mks, "mks_err": np.where(np.isfinite(mks), err, np.nan), "mks_network": emission.astype(np.int8)}
+                err[use] = mks_error(
+                    e["sigma_int"], e["sigma_s100"], np.asarray(snr)[use], e.get("kappa", 0.0), spread[use]
+                )
+        finite = np.isfinite(mks)
+        return {
+            "mks": mks,
+            "mks_err": np.where(finite, err, np.nan),
+            "mks_spread": np.where(finite, spread, np.nan),
+            "mks_network": emission.astype(np.int8),
+        }
 
     def save(self, path: str | Path) -> None:
         arrays: dict[str, np.ndarray] = {}
@@ -684,11 +736,12 @@ def mks_sets(
 
 
 def snr_dparallax(
-    cols: Mapping[str, np.ndarray], mks: np.ndarray, sigma: Mapping[str, float], snr: np.ndarray
+    cols: Mapping[str, np.ndarray], mks: np.ndarray, sigma: Mapping[str, float], snr: np.ndarray, spread: np.ndarray
 ) -> np.ndarray:
-    """S/N_Δϖ (P1 Eq. 15–17) of spectra with a predicted MKs, under the uncertainty model ``sigma``
-    (``sigma_int``, ``sigma_s100``); ``cols`` as in :func:`mks_sets`, restricted to the spectra."""
-    sigma_s = mks_error(0.0, sigma["sigma_s100"], snr)
+    """S/N_Δϖ (P1 Eq. 15–17) of spectra with a predicted MKs and its networks' disagreement ``spread``, under the
+    uncertainty model ``sigma`` (``sigma_int``, ``sigma_s100``, ``kappa``); ``cols`` as in :func:`mks_sets`,
+    restricted to the spectra."""
+    sigma_s = mks_error(0.0, sigma["sigma_s100"], snr, sigma["kappa"], spread)
     plx_s, plx_s_err = spectrophotometric_parallax(
         cols["Ks"], mks, cols["aks"], sigma_s, sigma["sigma_int"], cols["Ks_err"], cols["aks_err"]
     )
@@ -697,9 +750,9 @@ def snr_dparallax(
 
 
 def _error_fit(
-    predicted: np.ndarray, cols: Mapping[str, np.ndarray], snr: np.ndarray, use: np.ndarray
+    predicted: np.ndarray, spread: np.ndarray, cols: Mapping[str, np.ndarray], snr: np.ndarray, use: np.ndarray
 ) -> dict[str, float]:
-    theta = max_likelihood(predicted[use], cols["mks_geo"][use], cols["mks_geo_err"][use], snr[use])
+    theta = max_likelihood(predicted[use], cols["mks_geo"][use], cols["mks_geo_err"][use], snr[use], spread[use])
     return dict(zip(PARAMETERS, (float(t) for t in theta), strict=True))
 
 
@@ -722,8 +775,8 @@ def train_mks_model(
        if ``balance_mks``. ``train(flux, jobs)`` trains the :func:`cross_fit_jobs` of both on the training
        spectra (default: one after the other here; the step trains them in parallel on the cluster).
     3. ``binary_iterations`` times: the uncertainty model at its maximum likelihood on the single
-       non-emission test spectra (``predict(networks, test_rows)`` gives each network's MKs of the test
-       spectra, each spectrum taking its own network's), S/N_Δϖ (:func:`snr_dparallax`) of every training and
+       non-emission test spectra (``predict(networks, test_rows)`` gives :func:`predict_kinds` of the test
+       spectra, each spectrum taking its own kind's), S/N_Δϖ (:func:`snr_dparallax`) of every training and
        test spectrum, those at or above ``binary_snr`` out of training (and of the single test stars), the
        networks retrained.
     4. The uncertainty model sampled (:func:`sample_uncertainty_model`) on the single test spectra of each
@@ -773,19 +826,23 @@ def train_mks_model(
             for name in NETWORKS
         }
         predicted_test = predict(networks, test_rows)
-        test_mks = np.where(emission[test_rows], predicted_test["emission"], predicted_test["non_emission"])
+        test_mks, test_spread = (
+            np.where(emission[test_rows], predicted_test[f"emission{suffix}"], predicted_test[f"non_emission{suffix}"])
+            for suffix in ("", "_spread")
+        )
         fit_use = single_test & ~emission[test_rows] & np.isfinite(test_mks)
-        sigma = _error_fit(test_mks, test_cols, snr[test_rows], fit_use)
+        sigma = _error_fit(test_mks, test_spread, test_cols, snr[test_rows], fit_use)
         if iteration == settings.binary_iterations:
             break
         # out-of-fold: each training spectrum by the network that never saw its star
-        own = np.where(
-            emission[train_rows],
-            networks["emission"].predict(flux, sub["star_id"]),
-            networks["non_emission"].predict(flux, sub["star_id"]),
+        (own_emission, spread_emission), (own_other, spread_other) = (
+            networks[name].predict(flux, sub["star_id"]) for name in ("emission", "non_emission")
         )
-        train_binary = snr_dparallax(sub, own, sigma, snr[train_rows]) >= settings.binary_snr
-        single_test = ~(snr_dparallax(test_cols, test_mks, sigma, snr[test_rows]) >= settings.binary_snr)
+        own = np.where(emission[train_rows], own_emission, own_other)
+        own_spread = np.where(emission[train_rows], spread_emission, spread_other)
+        train_binary = snr_dparallax(sub, own, sigma, snr[train_rows], own_spread) >= settings.binary_snr
+        test_snr_d = snr_dparallax(test_cols, test_mks, sigma, snr[test_rows], test_spread)
+        single_test = ~(test_snr_d >= settings.binary_snr)
         history.append(
             {
                 "iteration": iteration + 1,
@@ -795,10 +852,12 @@ def train_mks_model(
             }
         )
         log.info(
-            "MKs iteration %d: sigma_int %.3f, sigma_s100 %.3f mag; %d training and %d test spectra look binary",
+            "MKs iteration %d: sigma_int %.3f, sigma_s100 %.3f mag, kappa %.3f; %d training and %d test spectra "
+            "look binary",
             iteration + 1,
             sigma["sigma_int"],
             sigma["sigma_s100"],
+            sigma["kappa"],
             int(train_binary.sum()),
             int((~single_test).sum()),
         )
@@ -827,12 +886,13 @@ def train_mks_model(
             test_cols["mks_geo"][use],
             test_cols["mks_geo_err"][use],
             snr[test_rows][use],
+            test_spread[use],
             settings.mcmc_walkers,
             settings.mcmc_steps,
             settings.mcmc_burn,
             settings.seed,
         )
-        error_model[name] = {p: posteriors[name][p]["mean"] for p in ("sigma_int", "sigma_s100")}
+        error_model[name] = {p: posteriors[name][p]["mean"] for p in ("sigma_int", "sigma_s100", "kappa")}
     meta = {
         "n_train": int(keep.sum()),
         "n_train_before_binary_cuts": int(train_rows.size),
@@ -866,7 +926,8 @@ def summary_lines(reductions: Mapping[str, Any]) -> list[str]:
             continue
         values = ", ".join(
             f"{name} {post[name]['mean']:+.3f} [{post[name]['p16']:+.3f}, {post[name]['p84']:+.3f}]"
-            for name in ("epsilon", "delta", "sigma_int", "sigma_s100")
+            for name in PARAMETERS
+            if name in post  # a model trained before κ has four
         )
         lines.append(
             f"      {network}: MCMC on {post['n_stars']:,} single test stars, mean [16 %, 84 %]: {values} "

@@ -65,6 +65,7 @@ from survey_scale.science.mks import (
     TooFewSpectra,
     TooFewStars,
     TrainingSettings,
+    predict_kinds,
     train_job,
     train_mks_model,
 )
@@ -104,7 +105,9 @@ class MKsConfig(Section):
     min_error_stars: int = Field(
         30, ge=10, description="an emission network with fewer single test stars takes the other's errors"
     )
-    mcmc_walkers: int = Field(32, ge=8, description="emcee walkers of the uncertainty model (P1 Eq. 7-14)")
+    mcmc_walkers: int = Field(
+        32, ge=10, description="emcee walkers of the uncertainty model (P1 Eq. 7-14; at least twice its 5 parameters)"
+    )
     mcmc_steps: int = Field(
         4000, ge=100, description="steps per walker (>= 50 autocorrelation times after the burn-in)"
     )
@@ -115,7 +118,7 @@ class MKsConfig(Section):
 log = logging.getLogger(__name__)
 
 
-MKS_VERSION = "2"  # 2: cross-fitted networks, no in-sample MKs (issue 27)
+MKS_VERSION = "3"  # 3: the networks' disagreement in the errors; 2: cross-fitted networks, no in-sample MKs (issue 27)
 MKS_MODEL_FILE = "mks.npz"
 
 
@@ -125,8 +128,8 @@ def rows_block(data: dict[str, np.ndarray], params: Mapping[str, Any]) -> dict[s
 
 
 def predict_block(data: dict[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Row block: each kind's MKs for the rows."""
-    return {name: net.predict(data["pca_flux"], data["star_id"]) for name, net in params["networks"].items()}
+    """Row block: :func:`~survey_scale.science.mks.predict_kinds` for the rows."""
+    return predict_kinds(params["networks"], data["pca_flux"], data["star_id"])
 
 
 def train_network_task(flux: np.ndarray, threads: int, *job: Any) -> MKsNetwork:
@@ -298,7 +301,16 @@ def mks_stage(model_path: Path, snr_column: str, block: int) -> Stage:
             Output(
                 "mks_err",
                 "float32",
-                attrs={"long_name": "sqrt(sigma_int^2 + (sigma_s100 / (S/N/100))^2) (P1 Eq. 10)", "units": "mag"},
+                attrs={
+                    "long_name": "sqrt(sigma_int^2 + (sigma_s100 / (S/N/100))^2 + (kappa mks_spread)^2) (P1 Eq. 10 "
+                    "and the networks' disagreement)",
+                    "units": "mag",
+                },
+            ),
+            Output(
+                "mks_spread",
+                "float32",
+                attrs={"long_name": "standard deviation of the cross-fitted networks' MKs", "units": "mag"},
             ),
             Output("mks_network", "int8", attrs={"long_name": "0 = non-emission network, 1 = emission network"}),
         ),

@@ -92,21 +92,25 @@ def test_network_pixels_leave_out_the_bands() -> None:
     assert clean.sum() < full.sum()
 
 
-def _error_model_data(n: int, seed: int, eps: float, delta: float, s_int: float, s100: float) -> tuple[np.ndarray, ...]:
+def _error_model_data(
+    n: int, seed: int, eps: float, delta: float, s_int: float, s100: float, kappa: float
+) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     mg_true = rng.uniform(-4, 1.5, n)
     snr = 10 ** rng.uniform(1.0, 2.5, n)
     geo_err = rng.uniform(0.05, 0.2, n)
+    spread = rng.gamma(2.0, 0.1, n)  # the networks' disagreement: mostly ~0.2 mag, a tail to ~1 mag
     mg = mg_true + geo_err * rng.standard_normal(n)
-    ms = (1 + eps) * mg_true + delta + s_int * rng.standard_normal(n) + s100 / (snr / 100) * rng.standard_normal(n)
-    return ms, mg, geo_err, snr
+    sigma = np.sqrt(s_int**2 + (s100 / (snr / 100)) ** 2 + (kappa * spread) ** 2)
+    ms = (1 + eps) * mg_true + delta + sigma * rng.standard_normal(n)
+    return ms, mg, geo_err, snr, spread
 
 
 def test_mcmc_recovers_the_injected_uncertainty_model() -> None:
-    truth = {"epsilon": -0.05, "delta": 0.1, "sigma_int": 0.25, "sigma_s100": 0.10}
+    truth = {"epsilon": -0.05, "delta": 0.1, "sigma_int": 0.25, "sigma_s100": 0.10, "kappa": 1.5}
     data = _error_model_data(3000, 4, *truth.values())
     samples, summary = m.sample_uncertainty_model(*data, n_walkers=16, n_steps=1500, n_burn=500, seed=1)
-    assert samples.shape == (16 * 1000, 4)
+    assert samples.shape == (16 * 1000, len(m.PARAMETERS)) and tuple(truth) == m.PARAMETERS
     for name, value in truth.items():
         s = summary[name]
         width = s["p84"] - s["p16"]
@@ -116,6 +120,19 @@ def test_mcmc_recovers_the_injected_uncertainty_model() -> None:
     # the same seed gives the same chain
     again, _ = m.sample_uncertainty_model(*data, n_walkers=16, n_steps=1500, n_burn=500, seed=1)
     np.testing.assert_array_equal(again, samples)
+
+
+def test_errors_that_ignore_the_networks_disagreement_are_too_small_where_they_disagree() -> None:
+    """Without κ the large-disagreement stars' pulls are far wider than 1 (the false binaries of issue 27);
+    with the fitted κ they are 1 everywhere."""
+    ms, mg, geo_err, snr, spread = _error_model_data(4000, 5, 0.0, 0.0, 0.2, 0.1, 1.5)
+    fitted = dict(zip(m.PARAMETERS, m.max_likelihood(ms, mg, geo_err, snr, spread), strict=True))
+    assert abs(fitted["kappa"] - 1.5) < 0.15 and abs(fitted["sigma_int"] - 0.2) < 0.03
+    disagree = spread > 0.4
+    for kappa, expect in ((0.0, (2.0, 10.0)), (fitted["kappa"], (0.9, 1.1))):
+        err = np.hypot(m.mks_error(fitted["sigma_int"], fitted["sigma_s100"], snr, kappa, spread), geo_err)
+        pull = np.std((ms - mg)[disagree] / err[disagree])
+        assert expect[0] < pull < expect[1], (kappa, pull)
 
 
 def test_cross_fit_predicts_a_training_star_with_the_network_that_never_saw_it() -> None:
@@ -133,18 +150,24 @@ def test_cross_fit_predicts_a_training_star_with_the_network_that_never_saw_it()
         assert meta["n_train"] + meta["n_validation"] == (train & (fold != held_out)).sum()
         assert meta["settings"]["seed"] == settings.seed + k
     np.testing.assert_array_equal(cross.trained_stars, np.sort(ids[train]))
-    out = cross.predict(flux, ids.astype(np.dtypes.StringDType()))  # as zarr reads the cube's star_id
+    out, spread = cross.predict(flux, ids.astype(np.dtypes.StringDType()))  # as zarr reads the cube's star_id
     for k, held_out in enumerate(m.TRAINING_FOLDS):
         rows = fold == held_out
-        np.testing.assert_array_equal(out[rows], cross.networks[k].predict(flux[rows]))
-    ensemble = np.mean([net.predict(flux[~train]) for net in cross.networks], axis=0)
-    np.testing.assert_array_equal(out[~train], ensemble)  # the test stars: the mean of all
+        np.testing.assert_allclose(out[rows], cross.networks[k].predict(flux[rows]), rtol=0, atol=1e-12)
+    each = np.stack([net.predict(flux) for net in cross.networks])
+    np.testing.assert_allclose(out[~train], each.mean(0)[~train], rtol=0, atol=1e-12)  # the test stars: the mean
+    np.testing.assert_allclose(spread, each.std(0, ddof=1), rtol=0, atol=1e-12)  # every star: the same spread
+    assert (spread > 0).all()
     assert np.std(out - mks) < 0.3  # out-of-fold: every MKs is a prediction for a star its network never saw
 
 
 def test_mks_error_and_model_roundtrip(tmp_path) -> None:
     np.testing.assert_allclose(
         m.mks_error(0.25, 0.1, np.array([100.0, 50.0])), [np.hypot(0.25, 0.1), np.hypot(0.25, 0.2)]
+    )
+    np.testing.assert_allclose(
+        m.mks_error(0.25, 0.1, np.array([100.0, 50.0]), 2.0, np.array([0.1, 0.3])),
+        [np.sqrt(0.25**2 + 0.1**2 + 0.2**2), np.sqrt(0.25**2 + 0.2**2 + 0.6**2)],
     )
     flux, mks = _spectra(300, 5, n_pix=50)
     ids = np.array([f"S{i:04d}" for i in range(300)])
@@ -157,8 +180,8 @@ def test_mks_error_and_model_roundtrip(tmp_path) -> None:
     model = m.MKsModel(
         networks={"non_emission": cross, "emission": cross},
         error_model={
-            "non_emission": {"sigma_int": 0.2, "sigma_s100": 0.1},
-            "emission": {"sigma_int": 0.4, "sigma_s100": 0.1},
+            "non_emission": {"sigma_int": 0.2, "sigma_s100": 0.1, "kappa": 0.0},
+            "emission": {"sigma_int": 0.4, "sigma_s100": 0.1},  # a model from before κ: κ = 0
         },
         samples={"non_emission": np.zeros((10, 4))},
         meta={"key": "k"},
@@ -167,7 +190,9 @@ def test_mks_error_and_model_roundtrip(tmp_path) -> None:
     back = m.MKsModel.load(tmp_path / "mks.npz")
     rows = np.array([0, 1, 200, 201])  # two trained stars, two others
     out = back.predict(flux[rows], np.array([0, 1, 0, 1]), np.array([100.0, 100.0, 50.0, 50.0]), ids[rows])
-    np.testing.assert_allclose(out["mks"], cross.predict(flux[rows], ids[rows]))
+    mks_rows, spread_rows = cross.predict(flux[rows], ids[rows])
+    np.testing.assert_allclose(out["mks"], mks_rows)
+    np.testing.assert_allclose(out["mks_spread"], spread_rows)
     np.testing.assert_array_equal(back.networks["emission"].trained_stars, cross.trained_stars)
     np.testing.assert_allclose(
         out["mks_err"], [np.hypot(0.2, 0.1), np.hypot(0.4, 0.1), np.hypot(0.2, 0.2), np.hypot(0.4, 0.2)]

@@ -20,7 +20,7 @@ TINY = m.TrainingSettings(
     network=m.NetworkSettings(hidden=(8,), dropout=0.0, learning_rate=0.01, max_epochs=40, patience=10),
     binary_iterations=1,
     min_error_stars=30,
-    mcmc_walkers=8,
+    mcmc_walkers=10,
     mcmc_steps=120,
     mcmc_burn=20,
 )
@@ -73,7 +73,7 @@ class Callbacks:
 
     def predict(self, networks, rows: np.ndarray) -> dict[str, np.ndarray]:
         self.predicted.append((tuple(networks), rows.copy()))
-        return {name: net.predict(self.flux[rows], self.star_id[rows]) for name, net in networks.items()}
+        return m.predict_kinds(networks, self.flux[rows], self.star_id[rows])
 
 
 def train(settings: m.TrainingSettings, **survey_args) -> tuple[m.MKsModel, Callbacks, tuple]:
@@ -119,10 +119,11 @@ def test_too_few_emission_test_stars_take_the_non_emission_model(trained) -> Non
     post = model.meta["posterior"]
     assert post["emission"]["uses"] == "non_emission" and post["emission"]["n_stars"] < TINY.min_error_stars
     assert set(model.samples) == {"non_emission"}
-    assert model.samples["non_emission"].shape == (TINY.mcmc_walkers * (TINY.mcmc_steps - TINY.mcmc_burn), 4)
+    n_samples = TINY.mcmc_walkers * (TINY.mcmc_steps - TINY.mcmc_burn)
+    assert model.samples["non_emission"].shape == (n_samples, len(m.PARAMETERS))
     assert model.error_model["emission"] == model.error_model["non_emission"]
     assert model.error_model["non_emission"] == {
-        p: post["non_emission"][p]["mean"] for p in ("sigma_int", "sigma_s100")
+        p: post["non_emission"][p]["mean"] for p in ("sigma_int", "sigma_s100", "kappa")
     }
     assert set(model.networks) == set(m.NETWORKS) and set(model.meta["networks"]) == set(m.NETWORKS)
 

@@ -27,7 +27,7 @@ from survey_scale.store.bookkeeping import Bookkeeping
 from survey_scale.store.cube import open_cube
 
 PARAMETER_TEX = {"epsilon": r"$\epsilon$", "delta": r"$\delta$", "sigma_int": r"$\sigma_{\rm int}$",
-                 "sigma_s100": r"$\sigma_s^{100}$"}  # fmt: skip
+                 "sigma_s100": r"$\sigma_s^{100}$", "kappa": r"$\kappa$"}  # fmt: skip
 
 
 def _columns(cube: Path, names: Sequence[str], max_points: int | None = None, seed: int = 0) -> pd.DataFrame:
@@ -113,14 +113,14 @@ def plot_mks(cube: str | Path, path: str | Path, max_points: int = 100_000) -> P
 
 
 def plot_mcmc_corner(cube: str | Path, path: str | Path, network: str = "non_emission") -> Path:
-    """P1 Fig. 8 analogue: the MCMC posterior of (ε, δ, σ_int, σ_s^100), marginals with 16/50/84 % lines."""
+    """P1 Fig. 8 analogue: the MCMC posterior of (ε, δ, σ_int, σ_s^100, κ), marginals with 16/50/84 % lines."""
     cube = Path(cube)
     model_path = Bookkeeping(cube).recorded_model("mks")
     samples = MKsModel.load(model_path).samples.get(network)
     if samples is None:
         raise FileNotFoundError(f"{cube}: the MKs model has no MCMC samples for the {network} network")
-    k = len(PARAMETERS)
-    fig, axes = plt.subplots(k, k, figsize=(8, 8))
+    k = samples.shape[1]  # a model trained before κ has four parameters
+    fig, axes = plt.subplots(k, k, figsize=(9, 9))
     for i in range(k):
         for j in range(k):
             ax = axes[i, j]
