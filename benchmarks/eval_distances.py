@@ -37,6 +37,7 @@ import pandas as pd
 import survey_scale as ss
 from survey_scale.config import Config
 from survey_scale.engine.contracts import ChunkContext
+from survey_scale.products.figures.truth import PARALLAX_SNR_BINS, binary_recall
 from survey_scale.science.distance import posterior
 from survey_scale.science.mks import PARAMETERS, MKsModel, max_likelihood
 from survey_scale.science.poly2d import robust_sigma
@@ -138,26 +139,22 @@ def binary_figures(m: pd.DataFrame) -> dict:
         out["by_parallax_snr"].append({"plx_snr": [lo, hi], "n": int(b.sum()), "recall": float(found[b].mean())})
         print(f"   recall, parallax/error {lo}-{hi}: {found[b].mean():.3f} ({int(b.sum())} binaries)")
     # recall against what the flag can see: the system's true brightening over the primary (P1 §6: up to
-    # 0.75 mag for twins), by parallax precision
-    brightening = best["mks_true"] - best["mks_system"]
-    bright_bins, plx_bins = (0.0, 0.1, 0.25, 0.5, 0.76), (5, 10, 20, np.inf)
+    # 0.75 mag for twins), by parallax precision — the report's figure's table
+    table, false = binary_recall(m)
     print("   recall by true brightening (mag) and parallax/error: recall (binaries)")
-    print("   " + " " * 12 + "".join(f"{f'plx/err {lo}-{hi}':>18}" for lo, hi in pairwise(plx_bins)))
-    out["by_brightening"] = []
-    for lo, hi in pairwise(bright_bins):
-        cells = []
-        for plo, phi in pairwise(plx_bins):
-            b = best["binary"] & (brightening >= lo) & (brightening < hi) & (plx_snr >= plo) & (plx_snr < phi)
-            recall = float(found[b].mean()) if b.any() else None
-            out["by_brightening"].append({"brightening": [lo, hi], "plx_snr": [plo, phi], "n": int(b.sum()),
-                                          "recall": recall})  # fmt: skip
-            cells.append(f"{'-' if recall is None else f'{recall:.2f}'} ({int(b.sum())})")
-        print(f"   {lo:.2f}-{hi:.2f} mag " + "".join(f"{c:>18}" for c in cells))
-    singles = ~best["binary"] & (plx_snr > 10)
-    out["false_positive_rate"] = float(found[singles].mean())
-    out["n_singles"] = int(singles.sum())
-    print(f"   false positives among singles with parallax/error > 10: {out['false_positive_rate']:.4f} "
-          f"({int(found[singles].sum())} of {out['n_singles']})")  # fmt: skip
+    plx_bins = list(pairwise(PARALLAX_SNR_BINS))
+    print("   " + " " * 12 + "".join(f"{f'plx/err {lo:g}-{hi:g}':>18}" for lo, hi in plx_bins))
+    out["by_brightening"] = [
+        {"brightening": [r.brightening_lo, r.brightening_hi], "plx_snr": [r.plx_snr_lo, r.plx_snr_hi], "n": r.n,
+         "recall": None if np.isnan(r.recall) else r.recall}
+        for r in table.itertuples()
+    ]  # fmt: skip
+    for (lo, hi), cells in table.groupby(["brightening_lo", "brightening_hi"], sort=True):
+        text = [f"{'-' if np.isnan(r.recall) else f'{r.recall:.2f}'} ({r.n})" for r in cells.itertuples()]
+        print(f"   {lo:.2f}-{hi:.2f} mag " + "".join(f"{c:>18}" for c in text))
+    out["false_positive_rate"], out["n_singles"] = false["rate"], false["n_singles"]
+    print(f"   false positives among singles with parallax/error > 10: {false['rate']:.4f} "
+          f"({false['n_flagged']} of {false['n_singles']})")  # fmt: skip
     out["false_positive_rate_by_mks"] = []
     for lo, hi in ((-np.inf, -3.0), (-3.0, -1.5), (-1.5, 0.0), (0.0, np.inf)):
         b = ~best["binary"] & (best["mks_true"] >= lo) & (best["mks_true"] < hi)

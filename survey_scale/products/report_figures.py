@@ -237,6 +237,11 @@ FIGURES: tuple[FigureSpec, ...] = (
                "Left: spectroscopic MKs against the true MKs (a binary's primary) for S/N > 20. Right: the share "
                "of true binaries and of true single stars that binary_flag marks, by the system's true MKs.",
                ("mks", "distances"), _cube_figure("truth", "plot_mks_vs_truth", truth=True), truth=True),
+    FigureSpec("binary_recall", TRUTH, "P1 §6", "Binaries found, by brightening and parallax precision",
+               "The share of the mock's binaries (each star's highest-S/N visit) with binary_flag = 1, against how "
+               "much brighter the system is than its primary, one line per parallax/error bin; the title gives "
+               "the false-positive rate among single stars with parallax/error > 10.",
+               ("distances", "uniqflag"), _cube_figure("truth", "plot_binary_recall", truth=True), truth=True),
     FigureSpec("distances_vs_truth", TRUTH, "P1 Fig. 11", "Distances against the truth",
                "d/d_true − 1 of single-star spectra against the true distance: this run's distances (blue) and "
                "those of the parallax alone (orange), with the median and ±σ per distance bin.",

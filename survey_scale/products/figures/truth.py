@@ -7,6 +7,7 @@ labels, MKs, distance, and whether the star is a binary, has emission or a corru
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -149,6 +150,72 @@ def plot_mks_vs_truth(cube: str | Path, truth: str | Path, path: str | Path, min
     bx.legend(fontsize=8)
     bx.set_title("binaries found by S/N_Δϖ ≥ 2 (bins with ≥ 5 spectra)", fontsize=10)
     fig.suptitle("MKs and binary flags against the mock's truth (P1 Figs. 5, 10 analogues)", fontsize=11)
+    fig.tight_layout()
+    return save_png(fig, path)
+
+
+BRIGHTENING_BINS = (0.0, 0.1, 0.25, 0.5, 0.76)
+"""Bins of a binary's true brightening over its primary (mag; twins reach 0.75, P1 §6)."""
+PARALLAX_SNR_BINS = (5.0, 10.0, 20.0, np.inf)
+"""Bins of ϖ/σ_ϖ (zero-point corrected parallax) for the recall."""
+
+
+def binary_recall(d: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Recall of ``binary_flag`` among the true binaries by true brightening and parallax precision, and the
+    false-positive rate among single stars with ϖ/σ_ϖ > 10 (issue 27).
+
+    ``d``: the cube's ``uniqflag``, ``binary_flag``, ``parallax``, ``parallax_offset``, ``parallax_error`` joined
+    to the truth (:func:`matched`: ``binary``, ``mks_true`` the primary's MKs, ``mks_system``). Each star counts
+    once, by its highest-S/N visit with a flag (``uniqflag`` 1, ``binary_flag`` ≥ 0). Brightening is
+    ``mks_true − mks_system`` (mag).
+
+    Returns the table (one row per :data:`BRIGHTENING_BINS` × :data:`PARALLAX_SNR_BINS` cell: the bounds,
+    ``n`` binaries, ``recall``, NaN where empty) and ``{"rate", "n_singles", "n_flagged"}`` of the singles.
+    """
+    best = d[(d["uniqflag"] == 1) & (d["binary_flag"] >= 0)]
+    plx_snr = ((best["parallax"] + best["parallax_offset"]) / best["parallax_error"]).to_numpy()
+    found = (best["binary_flag"] == 1).to_numpy()
+    binary = best["binary"].to_numpy(dtype=bool)
+    brightening = (best["mks_true"] - best["mks_system"]).to_numpy()
+    rows = []
+    for lo, hi in itertools.pairwise(BRIGHTENING_BINS):
+        for plo, phi in itertools.pairwise(PARALLAX_SNR_BINS):
+            cell = binary & (brightening >= lo) & (brightening < hi) & (plx_snr >= plo) & (plx_snr < phi)
+            recall = float(found[cell].mean()) if cell.any() else float("nan")
+            rows.append({"brightening_lo": lo, "brightening_hi": hi, "plx_snr_lo": plo, "plx_snr_hi": phi,
+                         "n": int(cell.sum()), "recall": recall})  # fmt: skip
+    singles = ~binary & (plx_snr > 10)
+    false = {
+        "rate": float(found[singles].mean()) if singles.any() else float("nan"),
+        "n_singles": int(singles.sum()),
+        "n_flagged": int(found[singles].sum()),
+    }
+    return pd.DataFrame(rows), false
+
+
+def plot_binary_recall(cube: str | Path, truth: str | Path, path: str | Path) -> Path:
+    """The share of true binaries that ``binary_flag`` finds against their true brightening, one line per
+    parallax-precision bin, and the false-positive rate among single stars with ϖ/σ_ϖ > 10
+    (:func:`binary_recall`)."""
+    variables = ("uniqflag", "binary_flag", "parallax", "parallax_offset", "parallax_error")
+    table, false = binary_recall(matched(cube, truth, variables))
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for (plo, phi), cells in table.groupby(["plx_snr_lo", "plx_snr_hi"], sort=True):
+        centre = 0.5 * (cells["brightening_lo"] + cells["brightening_hi"])
+        label = f"ϖ/σ {plo:g}–{phi:g}" if np.isfinite(phi) else f"ϖ/σ > {plo:g}"
+        line = ax.plot(centre, cells["recall"], "o-", label=f"{label} ({int(cells['n'].sum())} binaries)")[0]
+        for x, y, n in zip(centre, cells["recall"], cells["n"], strict=True):
+            if np.isfinite(y):
+                ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, c=line.get_color())
+    ax.set_xlabel("true brightening of the binary over its primary [mag]")
+    ax.set_ylabel("share with binary_flag = 1")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(
+        f"binary recall (numbers: binaries per point); false positives among singles with ϖ/σ > 10: "
+        f"{false['rate']:.1%} ({false['n_flagged']} of {false['n_singles']})",
+        fontsize=9,
+    )
     fig.tight_layout()
     return save_png(fig, path)
 
