@@ -390,7 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(cluster: the SLURM job script or the Kubernetes DaskCluster), or the defaults with every key's description "
         "(defaults: configs/default.yaml)",
     )
-    p.add_argument("action", choices=["check", "show", "cluster", "defaults"])
+    p.add_argument(
+        "action",
+        choices=["check", "show", "cluster", "defaults"],
+        help="check: validate FILE; show: the effective configuration; cluster: what its cluster kind would submit; "
+        "defaults: every key with its default and description",
+    )
     p.add_argument("file", type=Path, nargs="?", help="YAML configuration (default: built-in defaults)")
     p.set_defaults(func=cmd_config)
 

@@ -82,7 +82,8 @@ def test_lamost_classes_cool_stars_out_a_stars_in(tmp_path: Path, client) -> Non
     a = cat[(letter == "A") & (cat["snr_g"] >= 30)]
     d_teff = a["teff"] - a["lasp_subclass"].map(pm13_teff)
     # measured: 94 % within 1,000 K, median |dTeff| 711 K (the physical models put these A stars ~700 K below
-    # Pecaut & Mamajek's Teff of their LAMOST subclass; issue 23 asks for 500 K: not met, see README)
+    # Pecaut & Mamajek's Teff of their LAMOST subclass; issue 23 asks for 500 K: not met,
+    # see docs/tutorials/real-lamost.md)
     assert len(a) >= 15 and (d_teff.abs() < 1000).mean() >= 0.85 and d_teff.abs().median() <= 800
     assert (a["final_sample"] == 1).mean() >= 0.85  # measured: 14 of 16 (two A7III fitted just below 7,000 K)
     dwarfs = cat[(letter == "A") & cat["lasp_subclass"].str.contains(r"(?:V|IV)$")]
