@@ -101,7 +101,7 @@ def mks_figures(m: pd.DataFrame, reductions: dict) -> dict:
     # What the truth says: the uncertainty model fitted to (mks - truth) itself (perfect geometric MKs), on the
     # stars the MCMC sees (parallax/error > 10, single, non-emission).
     plx_snr = (m["parallax"] + m["parallax_offset"]) / m["parallax_error"]
-    use = (single & (plx_snr > 10)).to_numpy()
+    use = (single & (plx_snr > 10) & np.isfinite(m["mks_spread"])).to_numpy()  # as the MCMC: stars with a spread
     truth_fit = max_likelihood(
         m["mks"][use].to_numpy(),
         m["mks_true"][use].to_numpy(),
@@ -111,7 +111,8 @@ def mks_figures(m: pd.DataFrame, reductions: dict) -> dict:
     )
     model = reductions.get("mks_model", {})
     post = model.get("posterior", {}).get("non_emission", {})
-    print("   uncertainty model (P1 Eq. 7-14), parallax/error > 10: MCMC mean [16, 84 %] | vs the truth | injected")
+    print("   uncertainty model (P1 Eq. 7-14), parallax/error > 10, no training star: MCMC mean [16, 84 %] | vs the "
+          "truth | injected")  # fmt: skip
     injected = {"epsilon": 0.0, "delta": 0.0, "sigma_int": 0.10, "sigma_s100": None, "kappa": None}
     for k, name in enumerate(PARAMETERS):
         p = post.get(name, {})

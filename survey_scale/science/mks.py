@@ -18,9 +18,12 @@ P1 §5 in four parts, each pure (numpy in, numpy out; torch only inside :func:`t
 The term κ s is not in P1. s is the standard deviation of the MKs of the cross-fitted networks
 (:class:`CrossFitNetworks`, four networks each trained without one fifth of the stars): where they disagree the
 spectrum is far from what they learned (a rare luminous star, the edge of the training set) and the MKs is
-worse. On two mock releases no one tuned on (seeds 31 and 41) the error of MKs grew with s from 0.26 mag
-(s < 0.1) to 1.6 mag (s > 0.4) at the same S/N, and a global σ_int made those stars the false binaries; κ is
-sampled with the rest, on the same test stars (issue 27).
+worse. On a mock release no one tuned on (seed 31), among the stars no network trained on, the error of MKs
+grew with s from 0.60 mag (s < 0.1) to 1.85 mag (s > 0.4), and a global σ_int made such stars the false
+binaries; κ is sampled with the rest, on the same test stars (issue 27). A star that trained has no such s (three
+of the four networks fitted it) and its MKs comes from one network, not the mean of four: its spectra have their
+own σ_int and σ_s^100 (no κ), fitted on the training stars' out-of-fold MKs once the binaries are out
+(:func:`error_terms`).
 
 :func:`train_mks_model` puts them together (the sets, the two networks, the binaries out and the networks
 retrained, the MCMC or its fallback; :class:`TrainingSettings`), on numpy columns, with two callbacks for
@@ -353,8 +356,10 @@ class CrossFitNetworks:
 
     def predict(self, flux: np.ndarray, star_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """MKs (mag, float64) of (n, P) spectra of the stars ``star_id`` (n,), and the networks' disagreement
-        (n,): the standard deviation (ddof 1) of every network's MKs, the same for a star that trained or not
-        (0 with one network)."""
+        (n,): the standard deviation (ddof 1) of every network's MKs (0 with one network); NaN for a star that
+        trained, which all networks but one fitted: their spread would measure its out-of-fold residual itself
+        (a training binary, fitted bright by three networks and predicted faint by the fourth, looked uncertain
+        instead of binary)."""
         ids = star_ids(star_id)
         each = np.stack([net.predict(flux) for net in self.networks])
         trained = np.isin(ids, self.trained_stars)
@@ -365,7 +370,7 @@ class CrossFitNetworks:
             rows = held_out == k
             out[rows] = each[k, rows]
         spread = each.std(axis=0, ddof=1) if len(self.networks) > 1 else np.zeros(ids.size)
-        return out, spread
+        return out, np.where(trained, np.nan, spread)
 
     @property
     def meta(self) -> list[dict[str, Any]]:
@@ -567,14 +572,33 @@ def sample_uncertainty_model(
 
 
 def mks_error(
-    sigma_int: float, sigma_s100: float, snr: np.ndarray, kappa: float = 0.0, spread: np.ndarray | float = 0.0
+    sigma_int: float | np.ndarray,
+    sigma_s100: float | np.ndarray,
+    snr: np.ndarray,
+    kappa: float = 0.0,
+    spread: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """MKs_err = √(σ_int² + (σ_s^100 / (S/N/100))² + (κ s)²) (mag) per spectrum (SPEC §8; ``spread`` s the
     networks' disagreement, module docstring); NaN where S/N ≤ 0."""
     snr = np.asarray(snr, np.float64)
-    var = sigma_int**2 + (kappa * np.asarray(spread, np.float64)) ** 2
+    var = np.asarray(sigma_int, np.float64) ** 2 + (kappa * np.asarray(spread, np.float64)) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(snr > 0, np.sqrt(var + (sigma_s100 * 100.0 / snr) ** 2), np.nan)
+        return np.where(snr > 0, np.sqrt(var + (np.asarray(sigma_s100) * 100.0 / snr) ** 2), np.nan)
+
+
+def error_terms(model: Mapping[str, float], snr: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per spectrum (σ_int, σ_s) of an error ``model`` (:attr:`MKsModel.error_model`); MKs_err = √(σ_int² + σ_s²).
+
+    A spectrum with a networks' disagreement s: the test stars' model, σ_s = √((σ_s^100 / (S/N/100))² + (κ s)²).
+    A training star's spectrum (s NaN: the one network that never saw the star predicts it): the training stars'
+    own model, ``sigma_int_trained`` and ``sigma_s100_trained`` (the test stars' where a model has none).
+    """
+    spread = np.asarray(spread, np.float64)
+    trained = np.isnan(spread)
+    sigma_int = np.where(trained, model.get("sigma_int_trained", model["sigma_int"]), model["sigma_int"])
+    sigma_s100 = np.where(trained, model.get("sigma_s100_trained", model["sigma_s100"]), model["sigma_s100"])
+    sigma_s = mks_error(0.0, sigma_s100, snr, model.get("kappa", 0.0), np.where(trained, 0.0, spread))
+    return sigma_int, sigma_s
 
 
 # --- the whole model: two networks and their posteriors ------------------------------------------------------
@@ -590,9 +614,10 @@ class MKsModel:
     says why): every MKs is then NaN."""
     error_model: dict[str, dict[str, float]]
     """Per network: ``sigma_int``, ``sigma_s100`` (mag) and ``kappa`` (posterior means; a model without ``kappa``
-    has κ = 0)."""
+    has κ = 0), and ``sigma_int_trained``, ``sigma_s100_trained`` (mag, maximum likelihood) for the training stars'
+    spectra (:func:`error_terms`)."""
     samples: dict[str, np.ndarray] = field(default_factory=dict)
-    """Per network: (m, 4) MCMC samples (for the corner figure)."""
+    """Per network: (m, 5) MCMC samples of :data:`PARAMETERS` (for the corner figure)."""
     meta: dict[str, Any] = field(default_factory=dict)
 
     def predict(
@@ -607,15 +632,13 @@ class MKsModel:
         for name, use in (("non_emission", ~emission), ("emission", emission)):
             if use.any() and name in self.networks:
                 mks[use], spread[use] = self.networks[name].predict(np.asarray(flux)[use], np.asarray(star_id)[use])
-                e = self.error_model[name]
-                err[use] = mks_error(
-                    e["sigma_int"], e["sigma_s100"], np.asarray(snr)[use], e.get("kappa", 0.0), spread[use]
-                )
+                sigma_int, sigma_s = error_terms(self.error_model[name], np.asarray(snr)[use], spread[use])
+                err[use] = np.hypot(sigma_int, sigma_s)
         finite = np.isfinite(mks)
         return {
             "mks": mks,
             "mks_err": np.where(finite, err, np.nan),
-            "mks_spread": np.where(finite, spread, np.nan),
+            "mks_spread": spread,
             "mks_network": emission.astype(np.int8),
         }
 
@@ -739,11 +762,10 @@ def snr_dparallax(
     cols: Mapping[str, np.ndarray], mks: np.ndarray, sigma: Mapping[str, float], snr: np.ndarray, spread: np.ndarray
 ) -> np.ndarray:
     """S/N_Δϖ (P1 Eq. 15–17) of spectra with a predicted MKs and its networks' disagreement ``spread``, under the
-    uncertainty model ``sigma`` (``sigma_int``, ``sigma_s100``, ``kappa``); ``cols`` as in :func:`mks_sets`,
-    restricted to the spectra."""
-    sigma_s = mks_error(0.0, sigma["sigma_s100"], snr, sigma["kappa"], spread)
+    uncertainty model ``sigma`` (:func:`error_terms`); ``cols`` as in :func:`mks_sets`, restricted to the spectra."""
+    sigma_int, sigma_s = error_terms(sigma, snr, spread)
     plx_s, plx_s_err = spectrophotometric_parallax(
-        cols["Ks"], mks, cols["aks"], sigma_s, sigma["sigma_int"], cols["Ks_err"], cols["aks_err"]
+        cols["Ks"], mks, cols["aks"], sigma_s, sigma_int, cols["Ks_err"], cols["aks_err"]
     )
     parallax = cols["parallax"] + cols["parallax_offset"]
     return binary_flags(parallax, cols["parallax_error"], plx_s, plx_s_err)[0]
@@ -752,8 +774,39 @@ def snr_dparallax(
 def _error_fit(
     predicted: np.ndarray, spread: np.ndarray, cols: Mapping[str, np.ndarray], snr: np.ndarray, use: np.ndarray
 ) -> dict[str, float]:
+    """The test stars' model at its maximum likelihood, on the ``use`` spectra with a networks' disagreement."""
+    use = use & np.isfinite(predicted) & np.isfinite(spread)
     theta = max_likelihood(predicted[use], cols["mks_geo"][use], cols["mks_geo_err"][use], snr[use], spread[use])
     return dict(zip(PARAMETERS, (float(t) for t in theta), strict=True))
+
+
+TRAINED_ERRORS = ("sigma_int_trained", "sigma_s100_trained")
+"""The error model's terms for the training stars' spectra (:func:`error_terms`)."""
+
+
+def _trained_error_fit(
+    *parts: tuple[np.ndarray, Mapping[str, np.ndarray], np.ndarray, np.ndarray],
+) -> tuple[dict[str, float], int]:
+    """``sigma_int_trained``, ``sigma_s100_trained``: P1's model (no κ) at its maximum likelihood on the spectra of
+    training stars, each predicted by the one network that never saw its star.
+    ``parts``: (predicted MKs, columns, S/N, rows to use), joined (the training spectra, and the test spectra of
+    stars that trained: their visits below the training S/N). Returns the two and the number of spectra."""
+    rows = [(p, c, s, u & np.isfinite(p)) for p, c, s, u in parts]
+    mks = np.concatenate([p[u] for p, _, _, u in rows])
+    geo = np.concatenate([c["mks_geo"][u] for _, c, _, u in rows])
+    geo_err = np.concatenate([c["mks_geo_err"][u] for _, c, _, u in rows])
+    snr = np.concatenate([s[u] for _, _, s, u in rows])
+    if mks.size < 10:
+        raise TooFewSpectra(f"MKs error model of the training stars: {mks.size} spectra; at least 10 are needed")
+    theta = max_likelihood(mks, geo, geo_err, snr, np.zeros(mks.size))
+    # once more without the > 3σ outliers (the binaries the cut missed: a Gaussian likelihood lets a few 1-mag
+    # outliers inflate σ_int)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma = np.sqrt(theta[2] ** 2 + (theta[3] * 100.0 / snr) ** 2 + geo_err**2)
+    inlier = np.abs(mks - ((1.0 + theta[0]) * geo + theta[1])) <= 3.0 * sigma
+    if 10 <= inlier.sum() < mks.size:
+        theta = max_likelihood(mks[inlier], geo[inlier], geo_err[inlier], snr[inlier], np.zeros(int(inlier.sum())))
+    return {"sigma_int_trained": float(theta[2]), "sigma_s100_trained": float(theta[3])}, int(mks.size)
 
 
 def train_mks_model(
@@ -830,16 +883,16 @@ def train_mks_model(
             np.where(emission[test_rows], predicted_test[f"emission{suffix}"], predicted_test[f"non_emission{suffix}"])
             for suffix in ("", "_spread")
         )
-        fit_use = single_test & ~emission[test_rows] & np.isfinite(test_mks)
-        sigma = _error_fit(test_mks, test_spread, test_cols, snr[test_rows], fit_use)
-        if iteration == settings.binary_iterations:
-            break
-        # out-of-fold: each training spectrum by the network that never saw its star
-        (own_emission, spread_emission), (own_other, spread_other) = (
+        # out-of-fold: each training spectrum by the network that never saw its star (no spread: NaN)
+        (own_emission, own_spread), (own_other, _) = (
             networks[name].predict(flux, sub["star_id"]) for name in ("emission", "non_emission")
         )
         own = np.where(emission[train_rows], own_emission, own_other)
-        own_spread = np.where(emission[train_rows], spread_emission, spread_other)
+        # the test stars' model; a training star's spectrum takes it without κ here (P1's binary cut): its own
+        # model is fitted once the binaries are out of the training set (below)
+        sigma = _error_fit(test_mks, test_spread, test_cols, snr[test_rows], single_test & ~emission[test_rows])
+        if iteration == settings.binary_iterations:
+            break
         train_binary = snr_dparallax(sub, own, sigma, snr[train_rows], own_spread) >= settings.binary_snr
         test_snr_d = snr_dparallax(test_cols, test_mks, sigma, snr[test_rows], test_spread)
         single_test = ~(test_snr_d >= settings.binary_snr)
@@ -871,28 +924,39 @@ def train_mks_model(
         ("emission", single_test & emission[test_rows]),
     ):
         use = use & np.isfinite(test_mks)
-        if name == "emission" and use.sum() < settings.min_error_stars:
+        with_spread = use & np.isfinite(test_spread)
+        if name == "emission" and with_spread.sum() < settings.min_error_stars:
             log.warning(
                 "MKs: %d single emission test spectra (< mks.min_error_stars = %d): the emission network takes "
                 "the non-emission uncertainty model",
                 int(use.sum()),
                 settings.min_error_stars,
             )
-            posteriors[name] = {"n_stars": int(use.sum()), "uses": "non_emission"}
+            posteriors[name] = {"n_stars": int(with_spread.sum()), "uses": "non_emission"}
             error_model[name] = dict(error_model["non_emission"])
             continue
         samples[name], posteriors[name] = sample_uncertainty_model(
-            test_mks[use],
-            test_cols["mks_geo"][use],
-            test_cols["mks_geo_err"][use],
-            snr[test_rows][use],
-            test_spread[use],
+            test_mks[with_spread],
+            test_cols["mks_geo"][with_spread],
+            test_cols["mks_geo_err"][with_spread],
+            snr[test_rows][with_spread],
+            test_spread[with_spread],
             settings.mcmc_walkers,
             settings.mcmc_steps,
             settings.mcmc_burn,
             settings.seed,
         )
         error_model[name] = {p: posteriors[name][p]["mean"] for p in ("sigma_int", "sigma_s100", "kappa")}
+        # the training stars' spectra, each predicted by one network, have their own (larger) errors
+        kind = emission[train_rows] == (name == "emission")
+        try:
+            trained_fit, n_trained = _trained_error_fit(
+                (own, sub, snr[train_rows], keep & kind), (test_mks, test_cols, snr[test_rows], use & ~with_spread)
+            )
+        except TooFewSpectra:
+            trained_fit, n_trained = {k: error_model["non_emission"][k] for k in TRAINED_ERRORS}, 0
+        error_model[name].update(trained_fit)
+        posteriors[name]["trained"] = {**trained_fit, "n_spectra": n_trained}
     meta = {
         "n_train": int(keep.sum()),
         "n_train_before_binary_cuts": int(train_rows.size),
@@ -933,4 +997,10 @@ def summary_lines(reductions: Mapping[str, Any]) -> list[str]:
             f"      {network}: MCMC on {post['n_stars']:,} single test stars, mean [16 %, 84 %]: {values} "
             f"(acceptance {post['acceptance_fraction']:.2f})"
         )
+        if "trained" in post:
+            t = post["trained"]
+            lines.append(
+                f"        the training stars' spectra (one network each): sigma_int {t['sigma_int_trained']:.3f}, "
+                f"sigma_s100 {t['sigma_s100_trained']:.3f} (maximum likelihood on {t['n_spectra']:,} spectra)"
+            )
     return lines

@@ -310,7 +310,11 @@ def mks_stage(model_path: Path, snr_column: str, block: int) -> Stage:
             Output(
                 "mks_spread",
                 "float32",
-                attrs={"long_name": "standard deviation of the cross-fitted networks' MKs", "units": "mag"},
+                attrs={
+                    "long_name": "standard deviation of the cross-fitted networks' MKs (NaN for a training star: "
+                    "three of them fitted it)",
+                    "units": "mag",
+                },
             ),
             Output("mks_network", "int8", attrs={"long_name": "0 = non-emission network, 1 = emission network"}),
         ),

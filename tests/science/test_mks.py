@@ -156,8 +156,8 @@ def test_cross_fit_predicts_a_training_star_with_the_network_that_never_saw_it()
         np.testing.assert_allclose(out[rows], cross.networks[k].predict(flux[rows]), rtol=0, atol=1e-12)
     each = np.stack([net.predict(flux) for net in cross.networks])
     np.testing.assert_allclose(out[~train], each.mean(0)[~train], rtol=0, atol=1e-12)  # the test stars: the mean
-    np.testing.assert_allclose(spread, each.std(0, ddof=1), rtol=0, atol=1e-12)  # every star: the same spread
-    assert (spread > 0).all()
+    np.testing.assert_allclose(spread[~train], each.std(0, ddof=1)[~train], rtol=0, atol=1e-12)
+    assert (spread[~train] > 0).all() and np.isnan(spread[train]).all()  # three networks fitted a training star
     assert np.std(out - mks) < 0.3  # out-of-fold: every MKs is a prediction for a star its network never saw
 
 
@@ -180,8 +180,14 @@ def test_mks_error_and_model_roundtrip(tmp_path) -> None:
     model = m.MKsModel(
         networks={"non_emission": cross, "emission": cross},
         error_model={
-            "non_emission": {"sigma_int": 0.2, "sigma_s100": 0.1, "kappa": 0.0},
-            "emission": {"sigma_int": 0.4, "sigma_s100": 0.1},  # a model from before κ: κ = 0
+            "non_emission": {
+                "sigma_int": 0.2,
+                "sigma_s100": 0.1,
+                "kappa": 1.0,
+                "sigma_int_trained": 0.3,
+                "sigma_s100_trained": 0.2,
+            },
+            "emission": {"sigma_int": 0.4, "sigma_s100": 0.1},  # a model from before κ: P1's model for all
         },
         samples={"non_emission": np.zeros((10, 4))},
         meta={"key": "k"},
@@ -194,9 +200,11 @@ def test_mks_error_and_model_roundtrip(tmp_path) -> None:
     np.testing.assert_allclose(out["mks"], mks_rows)
     np.testing.assert_allclose(out["mks_spread"], spread_rows)
     np.testing.assert_array_equal(back.networks["emission"].trained_stars, cross.trained_stars)
+    assert np.isnan(spread_rows[:2]).all() and (spread_rows[2:] > 0).all()
     np.testing.assert_allclose(
-        out["mks_err"], [np.hypot(0.2, 0.1), np.hypot(0.4, 0.1), np.hypot(0.2, 0.2), np.hypot(0.4, 0.2)]
-    )
+        out["mks_err"],
+        [np.hypot(0.3, 0.2), np.hypot(0.4, 0.1), np.sqrt(0.2**2 + 0.2**2 + spread_rows[2] ** 2), np.hypot(0.4, 0.2)],
+    )  # the trained star of the non-emission kind: the training stars' model; the other: P1's model with κ s
     assert out["mks_network"].tolist() == [0, 1, 0, 1]
     assert back.meta == {"key": "k"} and back.samples["non_emission"].shape == (10, 4)
     # an untrained model (too few stars) predicts NaN
@@ -211,3 +219,17 @@ def test_balancing_weights_lift_the_rare_luminous_stars() -> None:
     assert w[-1] == 1.0  # no MKs, no reweighting
     assert np.median(w[1000:1030]) > 3 * np.median(w[:1000])
     assert w[:-1].min() >= 0.3 and w[:-1].max() <= 5.0
+
+
+def test_training_stars_spectra_take_their_own_error_model() -> None:
+    """A training star's spectrum has no networks' disagreement (NaN: three networks fitted the star) and is
+    predicted by one network: its errors come from the training stars' own model, without κ."""
+    model = {"sigma_int": 0.2, "sigma_s100": 0.1, "kappa": 2.0, "sigma_int_trained": 0.4, "sigma_s100_trained": 0.3}
+    snr = np.array([100.0, 50.0, 100.0])
+    sigma_int, sigma_s = m.error_terms(model, snr, np.array([0.1, 0.3, np.nan]))
+    np.testing.assert_allclose(sigma_int, [0.2, 0.2, 0.4])
+    np.testing.assert_allclose(sigma_s, [np.hypot(0.1, 0.2), np.hypot(0.2, 0.6), 0.3])
+    # a model from before κ and the training stars' terms: the test stars' P1 model for every spectrum
+    sigma_int, sigma_s = m.error_terms({"sigma_int": 0.2, "sigma_s100": 0.1}, snr, np.array([0.1, 0.3, np.nan]))
+    np.testing.assert_allclose(sigma_int, 0.2)
+    np.testing.assert_allclose(sigma_s, [0.1, 0.2, 0.1])

@@ -122,8 +122,11 @@ def test_too_few_emission_test_stars_take_the_non_emission_model(trained) -> Non
     n_samples = TINY.mcmc_walkers * (TINY.mcmc_steps - TINY.mcmc_burn)
     assert model.samples["non_emission"].shape == (n_samples, len(m.PARAMETERS))
     assert model.error_model["emission"] == model.error_model["non_emission"]
+    trained = post["non_emission"]["trained"]  # the training stars' spectra: their own model (maximum likelihood)
+    assert trained["n_spectra"] > 50 and trained["sigma_int_trained"] > 0
     assert model.error_model["non_emission"] == {
-        p: post["non_emission"][p]["mean"] for p in ("sigma_int", "sigma_s100", "kappa")
+        **{p: post["non_emission"][p]["mean"] for p in ("sigma_int", "sigma_s100", "kappa")},
+        **{k: trained[k] for k in m.TRAINED_ERRORS},
     }
     assert set(model.networks) == set(m.NETWORKS) and set(model.meta["networks"]) == set(m.NETWORKS)
 
