@@ -713,6 +713,8 @@ class TrainingSettings:
     """Binaries: S/N_Δϖ at or above this."""
     min_error_stars: int = 30
     """An emission network with fewer single test stars takes the non-emission uncertainty model."""
+    max_error_stars: int = 20_000
+    """The error model's fits (maximum likelihood, MCMC) use at most this many spectra (:func:`at_most`)."""
     mcmc_walkers: int = 32
     mcmc_steps: int = 4000
     mcmc_burn: int = 1000
@@ -771,11 +773,29 @@ def snr_dparallax(
     return binary_flags(parallax, cols["parallax_error"], plx_s, plx_s_err)[0]
 
 
+def at_most(use: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    """The (n,) bool mask ``use`` with at most ``cap`` rows: a seeded subset where it has more. The error model's
+    fits run in the client at O(rows) per likelihood evaluation; a posterior from 20,000 stars is already ~0.5 %
+    wide in σ (``mks.max_error_stars``), so more rows cost time and change nothing."""
+    rows = np.flatnonzero(use)
+    if rows.size <= cap:
+        return use
+    out = np.zeros_like(use, dtype=bool)
+    out[np.random.default_rng(seed).choice(rows, cap, replace=False)] = True
+    return out
+
+
 def _error_fit(
-    predicted: np.ndarray, spread: np.ndarray, cols: Mapping[str, np.ndarray], snr: np.ndarray, use: np.ndarray
+    predicted: np.ndarray,
+    spread: np.ndarray,
+    cols: Mapping[str, np.ndarray],
+    snr: np.ndarray,
+    use: np.ndarray,
+    settings: TrainingSettings,
 ) -> dict[str, float]:
-    """The test stars' model at its maximum likelihood, on the ``use`` spectra with a networks' disagreement."""
-    use = use & np.isfinite(predicted) & np.isfinite(spread)
+    """The test stars' model at its maximum likelihood, on the ``use`` spectra with a networks' disagreement (at
+    most ``settings.max_error_stars``: :func:`at_most`)."""
+    use = at_most(use & np.isfinite(predicted) & np.isfinite(spread), settings.max_error_stars, settings.seed)
     theta = max_likelihood(predicted[use], cols["mks_geo"][use], cols["mks_geo_err"][use], snr[use], spread[use])
     return dict(zip(PARAMETERS, (float(t) for t in theta), strict=True))
 
@@ -785,17 +805,21 @@ TRAINED_ERRORS = ("sigma_int_trained", "sigma_s100_trained")
 
 
 def _trained_error_fit(
+    settings: TrainingSettings,
     *parts: tuple[np.ndarray, Mapping[str, np.ndarray], np.ndarray, np.ndarray],
 ) -> tuple[dict[str, float], int]:
     """``sigma_int_trained``, ``sigma_s100_trained``: P1's model (no κ) at its maximum likelihood on the spectra of
     training stars, each predicted by the one network that never saw its star.
     ``parts``: (predicted MKs, columns, S/N, rows to use), joined (the training spectra, and the test spectra of
-    stars that trained: their visits below the training S/N). Returns the two and the number of spectra."""
+    stars that trained: their visits below the training S/N), at most ``settings.max_error_stars`` of them
+    (:func:`at_most`). Returns the two and the number of spectra."""
     rows = [(p, c, s, u & np.isfinite(p)) for p, c, s, u in parts]
     mks = np.concatenate([p[u] for p, _, _, u in rows])
     geo = np.concatenate([c["mks_geo"][u] for _, c, _, u in rows])
     geo_err = np.concatenate([c["mks_geo_err"][u] for _, c, _, u in rows])
     snr = np.concatenate([s[u] for _, _, s, u in rows])
+    subset = at_most(np.ones(mks.size, bool), settings.max_error_stars, settings.seed)
+    mks, geo, geo_err, snr = mks[subset], geo[subset], geo_err[subset], snr[subset]
     if mks.size < 10:
         raise TooFewSpectra(f"MKs error model of the training stars: {mks.size} spectra; at least 10 are needed")
     theta = max_likelihood(mks, geo, geo_err, snr, np.zeros(mks.size))
@@ -890,7 +914,9 @@ def train_mks_model(
         own = np.where(emission[train_rows], own_emission, own_other)
         # the test stars' model; a training star's spectrum takes it without κ here (P1's binary cut): its own
         # model is fitted once the binaries are out of the training set (below)
-        sigma = _error_fit(test_mks, test_spread, test_cols, snr[test_rows], single_test & ~emission[test_rows])
+        sigma = _error_fit(
+            test_mks, test_spread, test_cols, snr[test_rows], single_test & ~emission[test_rows], settings
+        )
         if iteration == settings.binary_iterations:
             break
         train_binary = snr_dparallax(sub, own, sigma, snr[train_rows], own_spread) >= settings.binary_snr
@@ -935,12 +961,13 @@ def train_mks_model(
             posteriors[name] = {"n_stars": int(with_spread.sum()), "uses": "non_emission"}
             error_model[name] = dict(error_model["non_emission"])
             continue
+        sampled = at_most(with_spread, settings.max_error_stars, settings.seed)
         samples[name], posteriors[name] = sample_uncertainty_model(
-            test_mks[with_spread],
-            test_cols["mks_geo"][with_spread],
-            test_cols["mks_geo_err"][with_spread],
-            snr[test_rows][with_spread],
-            test_spread[with_spread],
+            test_mks[sampled],
+            test_cols["mks_geo"][sampled],
+            test_cols["mks_geo_err"][sampled],
+            snr[test_rows][sampled],
+            test_spread[sampled],
             settings.mcmc_walkers,
             settings.mcmc_steps,
             settings.mcmc_burn,
@@ -951,7 +978,9 @@ def train_mks_model(
         kind = emission[train_rows] == (name == "emission")
         try:
             trained_fit, n_trained = _trained_error_fit(
-                (own, sub, snr[train_rows], keep & kind), (test_mks, test_cols, snr[test_rows], use & ~with_spread)
+                settings,
+                (own, sub, snr[train_rows], keep & kind),
+                (test_mks, test_cols, snr[test_rows], use & ~with_spread),
             )
         except TooFewSpectra:
             trained_fit, n_trained = {k: error_model["non_emission"][k] for k in TRAINED_ERRORS}, 0

@@ -105,6 +105,12 @@ class MKsConfig(Section):
     min_error_stars: int = Field(
         30, ge=10, description="an emission network with fewer single test stars takes the other's errors"
     )
+    max_error_stars: int = Field(
+        20_000,
+        ge=10,
+        description="the uncertainty model's fits use at most this many test spectra (a seeded subset: its cost in "
+        "the client stays bounded; 20,000 stars pin each sigma to ~0.5 %)",
+    )
     mcmc_walkers: int = Field(
         32, ge=10, description="emcee walkers of the uncertainty model (P1 Eq. 7-14; at least twice its 5 parameters)"
     )
@@ -171,6 +177,7 @@ def training_settings(config: ConfigBase) -> TrainingSettings:
         binary_iterations=cfg.binary_iterations,
         binary_snr=config.distance.binary_snr,
         min_error_stars=cfg.min_error_stars,
+        max_error_stars=cfg.max_error_stars,
         mcmc_walkers=cfg.mcmc_walkers,
         mcmc_steps=cfg.mcmc_steps,
         mcmc_burn=cfg.mcmc_burn,
