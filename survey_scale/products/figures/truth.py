@@ -166,12 +166,14 @@ def binary_recall(d: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
 
     ``d``: the cube's ``uniqflag``, ``binary_flag``, ``parallax``, ``parallax_offset``, ``parallax_error`` joined
     to the truth (:func:`matched`: ``binary``, ``mks_true`` the primary's MKs, ``mks_system``). Each star counts
-    once, by its highest-S/N visit with a flag (``uniqflag`` 1, ``binary_flag`` ≥ 0). Brightening is
-    ``mks_true − mks_system`` (mag).
+    once, by its highest-S/N visit with a flag (``uniqflag`` 1, ``binary_flag`` ≥ 0); with a ``population``
+    column, the hot stars only. Brightening is ``mks_true − mks_system`` (mag).
 
     Returns the table (one row per :data:`BRIGHTENING_BINS` × :data:`PARALLAX_SNR_BINS` cell: the bounds,
     ``n`` binaries, ``recall``, NaN where empty) and ``{"rate", "n_singles", "n_flagged"}`` of the singles.
     """
+    if "population" in d:  # the hot stars (P1's MKs model is theirs), not a candidate list's contaminants
+        d = d[d["population"] == "hot"]
     best = d[(d["uniqflag"] == 1) & (d["binary_flag"] >= 0)]
     plx_snr = ((best["parallax"] + best["parallax_offset"]) / best["parallax_error"]).to_numpy()
     found = (best["binary_flag"] == 1).to_numpy()
@@ -197,7 +199,8 @@ def plot_binary_recall(cube: str | Path, truth: str | Path, path: str | Path) ->
     """The share of true binaries that ``binary_flag`` finds against their true brightening, one line per
     parallax-precision bin, and the false-positive rate among single stars with ϖ/σ_ϖ > 10
     (:func:`binary_recall`)."""
-    variables = ("uniqflag", "binary_flag", "parallax", "parallax_offset", "parallax_error")
+    # the cube's mks too: the truth's then comes as mks_true (the primary's), as binary_recall reads it
+    variables = ("uniqflag", "binary_flag", "parallax", "parallax_offset", "parallax_error", "mks")
     table, false = binary_recall(matched(cube, truth, variables))
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for (plo, phi), cells in table.groupby(["plx_snr_lo", "plx_snr_hi"], sort=True):
@@ -212,7 +215,7 @@ def plot_binary_recall(cube: str | Path, truth: str | Path, path: str | Path) ->
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(
-        f"binary recall (numbers: binaries per point); false positives among singles with ϖ/σ > 10: "
+        f"hot stars' binary recall (numbers: binaries per point); false positives among singles with ϖ/σ > 10: "
         f"{false['rate']:.1%} ({false['n_flagged']} of {false['n_singles']})",
         fontsize=9,
     )
