@@ -312,6 +312,74 @@ def candidate_figures(cat: pd.DataFrame) -> None:
     )
 
 
+def pm13_colour_sequence(path: Path, colour: str = "g-r") -> tuple[np.ndarray, np.ndarray]:
+    """The dwarf sequence's ``colour`` and Teff (K) from E. Mamajek's table, A0V–K9V, sorted by colour."""
+    lines = path.read_text().splitlines()
+    header = next(line for line in lines if line.startswith("#SpT")).lstrip("#").split()
+    col = header.index(colour)
+    pairs = []
+    for line in lines:
+        parts = line.split()
+        if re.match(r"^[AFGK]\d(?:\.\d)?V$", parts[0] if parts else "") and len(parts) > col:
+            try:
+                pairs.append((float(parts[col]), float(parts[1])))
+            except ValueError:  # '...' = missing
+                continue
+    c, t = np.array(sorted(pairs)).T
+    return c, t
+
+
+def header_colour(path: Path, first: str = "g", second: str = "r") -> float:
+    """``first − second`` from a LAMOST header's input-catalog magnitudes (MAGTYPE names MAG1…MAG7); NaN when
+    either is absent or 99 (LAMOST's missing value)."""
+    h = read_lamost(path).header
+    kinds = str(h.get("MAGTYPE", "")).strip()
+    mags = {k: float(h.get(f"MAG{i + 1}", 99.0)) for i, k in enumerate(kinds)}
+    a, b = mags.get(first, 99.0), mags.get(second, 99.0)
+    return a - b if max(a, b) < 90.0 else np.nan
+
+
+def photometric_teff_check(folder: Path, cat: pd.DataFrame, pm13: Path, min_snr: float = 30.0) -> None:
+    """An independent Teff scale for the A stars: the input catalog's g − r (LAMOST headers) against Pecaut &
+    Mamajek's dwarf sequence, dereddened by one E(g − r) for the plate.
+
+    E(g − r) is the median over the F stars of observed g − r minus the sequence's g − r at their LAMOST class
+    (their class is the only input; the fit is not used). At b ≈ 9° the dust lies within ~1 kpc, and the F and A
+    stars of these sets (g ≈ 15–16.5) are both beyond it, so one reddening for the plate is a fair first step;
+    ±0.05 in E(g − r) moves an A4 star's photometric Teff by about ∓200 K (printed)."""
+    colours, teffs = pm13_colour_sequence(pm13)
+    gr = np.array([header_colour(folder / str(name)) for name in cat["fitsname"]])
+    pm_gr = np.interp(cat["class_teff"], teffs[::-1], colours[::-1], left=np.nan, right=np.nan)
+    f = (cat["letter"] == "F").to_numpy() & np.isfinite(gr) & np.isfinite(pm_gr)
+    if f.sum() < 5:
+        print("photometric Teff: fewer than 5 F stars with g and r in their headers; not measured")
+        return
+    ebv = float(np.median(gr[f] - pm_gr[f]))
+    a = (cat["letter"] == "A").to_numpy() & (cat["snr_g"] >= min_snr).to_numpy() & np.isfinite(gr)
+    print(
+        f"\nphotometric Teff (header g - r, Pecaut & Mamajek dwarf sequence), E(g - r) = {ebv:.3f} from {int(f.sum())} "
+        f"F stars' classes; A stars with S/N(g) >= {min_snr:g} and g, r: {int(a.sum())}"
+    )
+    for shift in (0.0, -0.05, 0.05):
+        phot = np.interp(gr[a] - (ebv + shift), colours, teffs, left=np.nan, right=np.nan)
+        fit_d = cat["teff"].to_numpy()[a] - phot
+        cls_d = cat["class_teff"].to_numpy()[a] - phot
+        print(
+            f"  E(g - r) {ebv + shift:.3f}: fit - photometric median {np.nanmedian(fit_d):+.0f} K, median |.| "
+            f"{np.nanmedian(np.abs(fit_d)):.0f} K; class - photometric median {np.nanmedian(cls_d):+.0f} K, "
+            f"median |.| {np.nanmedian(np.abs(cls_d)):.0f} K"
+        )
+    for letter in "FGK":
+        s = (cat["letter"] == letter).to_numpy() & np.isfinite(gr)
+        if s.sum():
+            phot = np.interp(gr[s] - ebv, colours, teffs, left=np.nan, right=np.nan)
+            print(
+                f"  {letter} stars ({int(s.sum())}): fit - photometric median "
+                f"{np.nanmedian(cat['teff'].to_numpy()[s] - phot):+.0f} K; class - photometric median "
+                f"{np.nanmedian(cat['class_teff'].to_numpy()[s] - phot):+.0f} K"
+            )
+
+
 def cannon_teff_scale(work: Path, cat: pd.DataFrame, cool_model: Path, hot_model: Path, min_snr: float = 30.0) -> None:
     """Where thedoppler's two Cannon models themselves put the A stars, without the emulator or the fit: per
     spectrum, the model spectrum (:func:`cannon_model_spectra`, the physical grid's procedure) of lowest χ² over
@@ -512,6 +580,7 @@ def main() -> None:
         for folder in args.candidates:
             cat = run_candidates(folder, args.out, table, args.emulator, args.workers)
             candidate_figures(cat)
+            photometric_teff_check(folder, cat, args.pm13)
             if args.cool_cannon_model and args.cannon_model:
                 cannon_teff_scale(
                     args.out / f"candidates_{folder.name}", cat, args.cool_cannon_model, args.cannon_model
