@@ -103,7 +103,9 @@ class FitResult:
     label_names
         Names of the L labels.
     info
-        Run figures: ``rows_evaluated`` (model+Jacobian evaluations of one spectrum), ``n_problems``
+        Run figures: ``rows_evaluated`` (model evaluations of one spectrum), ``jacobian_rows`` (of those,
+        the ones with a Jacobian: every start and accepted step; a shared network skips it on rejected
+        steps), ``n_problems``
         (spectra × starts), ``n_pixels_used``, ``seconds`` (whole call), ``seconds_lm`` (the
         Levenberg–Marquardt loop), ``flops`` (matmul FLOPs of the loop, see :func:`flops_per_evaluation`),
         ``steps_accepted`` (of the ``sum(n_iter)`` trial steps), ``device``, ``batch_size``, ``pixel_block``.
@@ -172,9 +174,41 @@ def flops_per_evaluation(em: Emulator, n_pixels: int | None = None) -> dict[str,
 # --------------------------------------------------------------------------------------------------------
 
 
+_LAZY_JACOBIAN = True
+"""Evaluate a trial step's χ² first and its Jacobian only if the step is accepted (shared networks, whose
+Jacobian costs ~L model evaluations; a per-pixel network's costs about one). Off only in tests comparing
+the two."""
+
+
+@torch.no_grad()
+def _evaluate_chi2(
+    kern: EmulatorKernel, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, block: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """χ² (m,) float64 and the model flux (m, P) float32 at x, without the Jacobian: a trial step's verdict
+    needs only χ², and the Jacobian (~90 % of an evaluation's FLOPs) is then computed for the accepted steps
+    alone, from this flux (:func:`_evaluate` with ``flux``)."""
+    m = x.shape[0]
+    xf = x.to(torch.float32)
+    chi2 = torch.zeros(m, dtype=torch.float64, device=x.device)
+    flux = torch.empty((m, kern.n_pixels), dtype=torch.float32, device=x.device)
+    state = kern.hidden_state(xf, jac=False) if kern.architecture == "shared" else None
+    for p0 in range(0, kern.n_pixels, block):
+        p1 = min(p0 + block, kern.n_pixels)
+        f = kern.block(xf, p0, p1, jac=False, state=state)[0]
+        r = y[:, p0:p1] - f
+        chi2 += (r * w[:, p0:p1] * r).sum(1, dtype=torch.float64)
+        flux[:, p0:p1] = f
+    return chi2, flux
+
+
 @torch.no_grad()
 def _evaluate(
-    kern: EmulatorKernel, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, block: int
+    kern: EmulatorKernel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    block: int,
+    flux: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """χ² (m,), A = JᵀWJ (m, L, L), g = JᵀW(y − f) (m, L) and the χ² noise scale S (m,), float64.
 
@@ -184,6 +218,9 @@ def _evaluate(
     S = √Σ (w r f)² is the sensitivity of χ² to relative errors of the model flux: the float32 model
     makes χ² uncertain by ~1e-7 S (measured on trained networks), which limits how small a χ²
     difference between two evaluations can be trusted.
+
+    ``flux``: the model flux (m, P) at x where already known (shared network only, from
+    :func:`_evaluate_chi2`): only the label tangents are propagated to the pixels.
     """
     m, n_lab = x.shape
     dev = x.device
@@ -194,9 +231,14 @@ def _evaluate(
     s2 = torch.zeros(m, dtype=torch.float64, device=dev)
     state = kern.hidden_state(xf, jac=True) if kern.architecture == "shared" else None
     n_pix = kern.n_pixels
+    tangent = state[m:] if flux is not None else None
     for p0 in range(0, n_pix, block):
         p1 = min(p0 + block, n_pix)
-        f, jlp = kern.block(xf, p0, p1, jac=True, state=state)  # (m, Pb), (m, L, Pb)
+        if tangent is None:
+            f, jlp = kern.block(xf, p0, p1, jac=True, state=state)  # (m, Pb), (m, L, Pb)
+        else:
+            f = flux[:, p0:p1]
+            jlp = torch.mm(tangent, kern.ow[p0:p1].T).view(m, n_lab, p1 - p0)
         wb = w[:, p0:p1]
         r = y[:, p0:p1] - f
         wr = r * wb
@@ -447,7 +489,9 @@ def fit_spectra(
         info["rows_evaluated"] = res["rows"]
         info["iterations_loop"] = res["loops"]
         info["steps_accepted"] = res["accepted"]
-        info["flops"] = res["rows"] * flops_per_evaluation(em, int(pix_used.size))["total"]
+        info["jacobian_rows"] = res["jacobian_rows"]
+        cost = flops_per_evaluation(em, int(pix_used.size))
+        info["flops"] = res["rows"] * cost["forward"] + res["jacobian_rows"] * (cost["jacobian"] + cost["normal"])
         c2 = res["chi2"].view(k, n_use)
         win = torch.argmin(torch.nan_to_num(c2, nan=torch.inf), dim=0)
         sel = win * n_use + torch.arange(n_use, device=dev)
@@ -540,8 +584,10 @@ def _levenberg_marquardt(
     trial = torch.zeros((0, n_lab), dtype=f64, device=dev)
     next_new = 0
     rows = 0
+    jac_rows = 0
     loops = 0
     accepted = 0
+    lazy = _LAZY_JACOBIAN and kern.architecture == "shared"
     while True:
         n_new = min(batch - running.numel(), n_prob - next_new)
         new = torch.arange(next_new, next_new + n_new, device=dev)
@@ -549,18 +595,19 @@ def _levenberg_marquardt(
         probs = torch.cat([running, new])
         if probs.numel() == 0:
             break
-        pts = torch.cat([trial, x0[new]])
-        cols = spec_of[probs]
-        chi2_t, a_t, g_t, s_t = _evaluate(kern, pts, y[cols], w[cols], block)
+        nr = running.numel()
         rows += probs.numel()
         loops += 1
-        nr = running.numel()
-        if n_new:
-            x[new], chi2[new], a_mat[new], g[new] = pts[nr:], chi2_t[nr:], a_t[nr:], g_t[nr:]
-            noise[new] = _NOISE * s_t[nr:]
+        if lazy and nr:
+            # the trial steps' χ² first; the Jacobian below only where a step is accepted
+            new_c, flux_r = _evaluate_chi2(kern, trial, y[spec_of[running]], w[spec_of[running]], block)
+        else:
+            pts = torch.cat([trial, x0[new]])
+            cols = spec_of[probs]
+            chi2_t, a_t, g_t, s_t = _evaluate(kern, pts, y[cols], w[cols], block)
+            new_c = chi2_t[:nr]
         if nr:
             old = chi2[running]
-            new_c = chi2_t[:nr]
             eta = noise[running]
             pr = pred[running]
             # a step whose predicted gain is below the χ² noise of the float32 model cannot be judged by
@@ -576,9 +623,30 @@ def _levenberg_marquardt(
             nu[running] = torch.where(acc, torch.full_like(nu_r, 2.0), nu_r * 2.0)
             ia = running[acc]
             accepted += int(ia.numel())
-            x[ia], chi2[ia], a_mat[ia], g[ia] = trial[acc], new_c[acc], a_t[:nr][acc], g_t[:nr][acc]
-            noise[ia] = _NOISE * s_t[:nr][acc]
             n_iter[running] += 1
+        else:
+            ia = running
+        if lazy:
+            # Jacobians of the accepted steps (from the flux just computed) and of the new problems
+            parts = []
+            if ia.numel():
+                parts.append((ia, trial[acc], flux_r[acc]))
+            if n_new:
+                parts.append((new, x0[new], None))
+            for upd, pts, known in parts:
+                cols = spec_of[upd]
+                c_u, a_u, g_u, s_u = _evaluate(kern, pts, y[cols], w[cols], block, flux=known)
+                x[upd], chi2[upd], a_mat[upd], g[upd] = pts, c_u, a_u, g_u
+                noise[upd] = _NOISE * s_u
+                jac_rows += upd.numel()
+        else:
+            if n_new:
+                x[new], chi2[new], a_mat[new], g[new] = pts[nr:], chi2_t[nr:], a_t[nr:], g_t[nr:]
+                noise[new] = _NOISE * s_t[nr:]
+            if nr:
+                x[ia], chi2[ia], a_mat[ia], g[ia] = trial[acc], new_c[acc], a_t[:nr][acc], g_t[:nr][acc]
+                noise[ia] = _NOISE * s_t[:nr][acc]
+            jac_rows += probs.numel()
 
         # convergence test and next step for every problem in flight
         finite = torch.isfinite(chi2[probs]) & torch.isfinite(a_mat[probs]).flatten(1).all(1)
@@ -623,6 +691,7 @@ def _levenberg_marquardt(
         "n_iter": n_iter,
         "status": status,
         "rows": rows,
+        "jacobian_rows": jac_rows,
         "loops": loops,
         "accepted": accepted,
     }
