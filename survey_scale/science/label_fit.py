@@ -669,6 +669,50 @@ def fit_labels_set(
     return out
 
 
+def model_spectra(
+    em: Emulator | EmulatorSet,
+    labels: np.ndarray,
+    label_names: tuple[str, ...] | list[str],
+    vsini_raw: np.ndarray | None = None,
+    component: np.ndarray | None = None,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """The fit's model spectra rebuilt from its stored labels (SPEC §5.3): ``model_flux`` without keeping it.
+
+    Parameters
+    ----------
+    em
+        The emulator (or emulator set) of the fit.
+    labels
+        (n, L) labels in the order ``label_names`` (the cube's ``labels``; labels the emulator does not fit
+        are ignored).
+    vsini_raw
+        (n,) v sin i before clipping at 0 (km s⁻¹; the cube's ``vsini_raw``): the fit's model is at the raw
+        value. ``None``: the labels' own v sin i.
+    component
+        (n,) index of the set's component that fitted each spectrum (``fit_component``); ``None``: 0.
+
+    Returns
+    -------
+    (n, P) float32 normalized model flux on the emulator's pixels; NaN where a needed label is NaN. It equals
+    the fit's ``model_flux`` to float32 rounding of the labels (~1e-6 of the flux).
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    n = labels.shape[0]
+    components = list(getattr(em, "components", [em]))
+    which = np.zeros(n, dtype=np.int64) if component is None else np.asarray(component, dtype=np.int64)
+    out = np.full((n, components[0].n_pixels), np.nan, dtype=np.float32)
+    names = list(label_names)
+    for k, comp in enumerate(components):
+        lab = labels[:, [names.index(name) for name in comp.label_names]]
+        if vsini_raw is not None and "vsini" in comp.label_names:
+            lab[:, comp.label_names.index("vsini")] = vsini_raw
+        rows = (which == k) & np.isfinite(lab).all(1)
+        if rows.any():
+            out[rows] = comp.predict(lab[rows], device=device)
+    return out
+
+
 def _replace_rows(res: FitResult, rows: np.ndarray, new: FitResult) -> None:
     for name in (
         "labels",

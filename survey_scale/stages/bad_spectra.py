@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from survey_scale.core.files import atomic_write, save_npz
+from survey_scale.core.labels import output_label_names
 from survey_scale.core.masks import TELLURIC_BANDS, window_mask
 from survey_scale.core.settings import ConfigBase, Section
 from survey_scale.core.wavelength import wavelength_grid
@@ -88,6 +90,7 @@ from survey_scale.science.bad_spectra import emission_cores as emission_cores  #
 from survey_scale.science.bad_spectra import reference_rows as survey_reference_rows
 from survey_scale.science.bad_spectra import summary_lines as bad_spectra_summary_lines
 from survey_scale.stages.chi2ratio import hot_star_rows
+from survey_scale.stages.fit import load_emulator_model
 
 EVIDENCE_NAMES = ("pca_chi2", "pca_local_z", "fit_local_z", "chi2ratio", "wave_shift_z", "halpha_chi2", "flux_step_z")
 """The evidence of ``bad_spectrum_flag`` (:mod:`survey_scale.science.bad_spectra`), in the order of their bits."""
@@ -186,16 +189,50 @@ RULE = (
 )
 
 
+MODEL_INPUTS = ("labels", "vsini_raw", "fit_component")
+"""What the fit's model spectra are rebuilt from where the cube does not keep ``model_flux``."""
+
+
+def model_source(config: ConfigBase, engine: Engine) -> tuple[tuple[str, ...], Path | None, tuple[str, ...]]:
+    """Where this step takes the fit's model spectra from: the cube's ``model_flux`` where kept, else rebuilt
+    from :data:`MODEL_INPUTS` with the fit's emulator (``cube.keep_model_flux``). Returns the variables to
+    read, the emulator file (None where kept) and the cube's label names."""
+    if config.cube.keep_model_flux:
+        return ("model_flux",), None, ()
+    path = Path(engine.models["emulator"])
+    return MODEL_INPUTS, path, output_label_names(tuple(load_emulator_model(str(path)).label_names))
+
+
+@dataclass(frozen=True)
+class FitModel:
+    """The fit's emulator and the cube's label names: what rebuilds a block's model spectra (one object, so
+    that a reduction sends it to every worker once)."""
+
+    emulator: Any
+    label_names: tuple[str, ...]
+
+
+def block_model_flux(data: Mapping[str, np.ndarray], fit_model: FitModel | None) -> np.ndarray:
+    """The fit's model spectra (n, P) of a block: its ``model_flux``, or rebuilt from :data:`MODEL_INPUTS`."""
+    if "model_flux" in data:
+        return np.asarray(data["model_flux"])
+    from survey_scale.science.label_fit import model_spectra
+
+    em, names = fit_model.emulator, fit_model.label_names
+    return model_spectra(em, data["labels"], names, data["vsini_raw"], data["fit_component"])
+
+
 def fit_residuals_chunk(inputs: Mapping[str, np.ndarray], params: Mapping[str, Any], ctx: ChunkContext) -> StageResult:
     """Stage function: the label fit's residual evidence of a chunk
     (:func:`survey_scale.science.bad_spectra.fit_residual_columns`)."""
     median, scale = ctx.models["continuum_steps"]
+    rebuilt = "label_names" in params  # cube.keep_model_flux: false
     columns = fit_residual_columns(
         inputs["flux"],
         inputs["norm_flux"],
         inputs["norm_ivar"],
         inputs["pixmask"],
-        inputs["model_flux"],
+        block_model_flux(inputs, FitModel(ctx.models["emulator"], params["label_names"]) if rebuilt else None),
         inputs["em_flag"],
         inputs["rv"],
         wave=wavelength_grid(),
@@ -220,13 +257,20 @@ def load_step_reference(path: str) -> tuple[np.ndarray, np.ndarray]:
         return z["median"], z["scale"]
 
 
-def fit_residuals_stage(cfg: BadSpectraConfig, telluric_path: Path, steps_path: Path) -> Stage:
+def fit_residuals_stage(
+    cfg: BadSpectraConfig,
+    telluric_path: Path,
+    steps_path: Path,
+    source: tuple[tuple[str, ...], Path | None, tuple[str, ...]] = (("model_flux",), None, ()),
+) -> Stage:
+    """The fit's residual evidence; ``source``: where the model spectra come from (:func:`model_source`)."""
+    variables, emulator_path, label_names = source
     f4 = "float32"
     return Stage(
         name="fit_residuals",
         version=FIT_RESIDUALS_VERSION,
         func=fit_residuals_chunk,
-        inputs=("flux", "norm_flux", "norm_ivar", "pixmask", "model_flux", "em_flag", "rv"),
+        inputs=("flux", "norm_flux", "norm_ivar", "pixmask", *variables, "em_flag", "rv"),
         outputs=(
             Output("fit_local_z", f4, attrs={"long_name": "worst ~50 A misfit of the label fit / its own misfit"}),
             Output("wave_shift_z", f4, attrs={"long_name": "wrong-wavelength evidence of the worst segment"}),
@@ -235,10 +279,15 @@ def fit_residuals_stage(cfg: BadSpectraConfig, telluric_path: Path, steps_path: 
             Output("wave_shift_hi", f4, attrs={"long_name": "its last wavelength (rest frame)", "units": "Angstrom"}),
             Output("flux_step_z", f4, attrs={"long_name": "largest continuum step against the survey's / its scale"}),
         ),
-        params={"max_shift": cfg.max_shift, "min_shift": cfg.min_shift},
+        params={
+            "max_shift": cfg.max_shift,
+            "min_shift": cfg.min_shift,
+            **({"label_names": label_names} if emulator_path else {}),
+        },
         models={
             "telluric": ModelRef(str(telluric_path), load_telluric),
             "continuum_steps": ModelRef(str(steps_path), load_step_reference),
+            **({"emulator": ModelRef(str(emulator_path), load_emulator_model)} if emulator_path else {}),
         },
         block_rows=cfg.block_spectra,
     )
@@ -252,16 +301,30 @@ def reference_rows(config: ConfigBase, engine: Engine, hot: np.ndarray) -> np.nd
     return survey_reference_rows(snr, chi2, em_flag, hot, config.bad_spectra.reference_min_snr)
 
 
-def build_telluric(config: ConfigBase, engine: Engine, rows: np.ndarray) -> Path:
+def telluric_sums_rows(data: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Reduction block: :func:`survey_scale.science.bad_spectra.telluric_sums_block` with the block's model
+    spectra (:func:`block_model_flux`; ``params``: the :class:`FitModel` ``fit_model`` where rebuilt)."""
+    model = block_model_flux(data, params.get("fit_model"))
+    return telluric_sums_block({**data, "model_flux": model}, params)
+
+
+def build_telluric(
+    config: ConfigBase,
+    engine: Engine,
+    rows: np.ndarray,
+    source: tuple[tuple[str, ...], Path | None, tuple[str, ...]],
+) -> Path:
     """The observed-frame telluric transmission (module docstring, step 1); kept unless ``runner.refit``."""
     path = engine.model_path(TELLURIC_FILE)
     if path.exists() and not config.runner.refit:
         return path
     telluric = window_mask(wavelength_grid(), TELLURIC_BANDS)
     if rows.size:
-        variables = ("norm_flux", "norm_ivar", "model_flux", "rv")
+        model_variables, emulator_path, label_names = source
+        variables = ("norm_flux", "norm_ivar", *model_variables, "rv")
         block_rows = config.bad_spectra.block_spectra
-        sums = engine.reduce_rows(variables, rows, telluric_sums_block, add_sums, block_rows=block_rows)
+        params = {"fit_model": FitModel(load_emulator_model(str(emulator_path)), label_names)} if emulator_path else {}
+        sums = engine.reduce_rows(variables, rows, telluric_sums_rows, add_sums, params, block_rows=block_rows)
         transmission = telluric_template(sums, telluric)
     else:
         transmission = np.ones(telluric.size)
@@ -327,9 +390,11 @@ def run(config: ConfigBase, engine: Engine) -> StageSummary:
     hot = np.zeros(engine.n_spectra(), dtype=bool)
     hot[hot_star_rows(engine)[0]] = True  # the survey's hot stars set the references and the limits
     rows = reference_rows(config, engine, hot)
-    engine.models["telluric"] = build_telluric(config, engine, rows)
+    source = model_source(config, engine)
+    engine.models["telluric"] = build_telluric(config, engine, rows, source)
     engine.models["continuum_steps"] = build_step_reference(config, engine, rows)
-    engine.run_stage(fit_residuals_stage(cfg, engine.models["telluric"], engine.models["continuum_steps"]))
+    telluric, steps = engine.models["telluric"], engine.models["continuum_steps"]
+    engine.run_stage(fit_residuals_stage(cfg, telluric, steps, source))
     evidence = {name: engine.read_column(name) for name in EVIDENCE if engine.has_variable(name)}
     snr, em_flag = engine.read_column(snr_column), engine.read_column("em_flag")
     try:
@@ -375,8 +440,8 @@ STEPS = (
         "bad_spectra",
         run,
         requires=(
-            *("flux", "norm_flux", "norm_ivar", "pixmask", "model_flux", "snr_g", "em_flag", "pca_chi2"),
-            *("pca_local_z", "halpha_chi2", "chi2ratio", "chi2_red", "rv"),
+            *("flux", "norm_flux", "norm_ivar", "pixmask", *MODEL_INPUTS, "snr_g", "em_flag", "pca_chi2"),
+            *("pca_local_z", "halpha_chi2", "chi2ratio", "chi2_red", "rv", "model:emulator"),
         ),
         produces=(
             *output_names(fit_residuals_stage(BadSpectraConfig(), Path("telluric"), Path("steps")).outputs),

@@ -179,10 +179,12 @@ def fit_stage(
     fit: FitConfig,
     cool_star_path: Path | None = None,
     components: tuple[str, ...] = ("main",),
+    keep_model_flux: bool = True,
 ) -> Stage:
     """The §5.3 stage for an emulator file fitting the labels ``fitted`` (an emulator set: its ``components``)
     and the ``fit`` configuration section; ``cool_star_path``: the cool-star check's emulator file (None: the
-    set's own cool component, or no check)."""
+    set's own cool component, or no check); ``keep_model_flux``: store ``model_flux`` (else
+    :func:`survey_scale.products.spectra.rebuild_model_flux` gives it from the labels)."""
     f4 = "float32"
     label_names = output_label_names(fitted)
     units = ", ".join(f"{n} [{LABEL_UNITS.get(n, '?')}]" for n in label_names)
@@ -225,7 +227,11 @@ def fit_stage(
             Output("vsini_raw", f4, attrs={"long_name": "vsini before clipping at 0", "units": "km s-1"}),
             Output("teff_init", f4, attrs={"long_name": "initial Teff from line indices (P2 Eq. 4)", "units": "K"}),
             Output("w_hmask", f4, attrs={"long_name": "Hann weight of the H-masked labels (P2 Eq. 6)"}),
-            Output("model_flux", f4, ("spec", "wave"), {"long_name": "emulator spectrum at the labels"}),
+            *(
+                [Output("model_flux", f4, ("spec", "wave"), {"long_name": "emulator spectrum at the labels"})]
+                if keep_model_flux
+                else []
+            ),
             Output(
                 "fit_component",
                 "int8",
@@ -278,7 +284,8 @@ def run(config: ConfigBase, engine: Engine) -> StageSummary:
     em = load_emulator_model(path)
     cool = cool_star_path(config.fit.cool_star_emulator, em)
     components = tuple(getattr(em, "names", ("main",)))
-    return engine.run_stage(fit_stage(path, tuple(em.label_names), config.fit, cool, components))
+    stage = fit_stage(path, tuple(em.label_names), config.fit, cool, components, config.cube.keep_model_flux)
+    return engine.run_stage(stage)
 
 
 STEPS = (

@@ -35,6 +35,11 @@ class CubeConfig(Section):
         128, ge=1, description="spectra per inner chunk inside a shard (must divide shard_spectra)"
     )
     compression: CompressionConfig = Field(CompressionConfig(), description="Blosc codec of the spectra variables")
+    keep_model_flux: bool = Field(
+        True,
+        description="store the fit's model_flux (~9 kB per spectrum, ~12 % of the cube); false: not stored, and "
+        "survey_scale.products.spectra.rebuild_model_flux gives it from the labels on demand (bad_spectra always does)",
+    )
 
     @model_validator(mode="after")
     def _inner_divides_shard(self) -> CubeConfig:

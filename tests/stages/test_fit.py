@@ -100,3 +100,66 @@ def test_emulator_path_names_a_shipped_emulator(tmp_path) -> None:
     assert build_emulator(EmulatorConfig(path="physical"), engine=None) == E.default_emulator_path("physical")
     with pytest.raises(PipelineError, match="nor the name of a shipped emulator: physical, synthesizer"):
         build_emulator(EmulatorConfig(path=tmp_path / "none.npz"), engine=None)
+
+
+def test_model_flux_dropped_is_rebuilt_from_the_labels(fit_cube, emulator_file, tmp_path, client) -> None:
+    """``cube.keep_model_flux: false``: the fit stores no model_flux; :func:`rebuild_model_flux` gives it back
+    from the labels (to float32 rounding of the labels), and the fit's residual evidence is the same."""
+    import json
+    import shutil
+
+    from survey_scale.config import BadSpectraConfig
+    from survey_scale.core.errors import SurveyScaleError
+    from survey_scale.engine.contracts import ChunkContext
+    from survey_scale.products.spectra import rebuild_model_flux
+    from survey_scale.stages.bad_spectra import MODEL_INPUTS, fit_residuals_chunk
+    from survey_scale.stages.emulator import CHOICE_FILE
+    from survey_scale.store.bookkeeping import Bookkeeping
+
+    path, _ = fit_cube
+    names = tuple(E.load(emulator_file).label_names)
+    dropped = tmp_path / "dropped.zarr"
+    shutil.copytree(path, dropped)
+    run_stage(path, fit_stage(emulator_file, names, FIT), client, progress=False)
+    stage = fit_stage(emulator_file, names, FIT, keep_model_flux=False)
+    assert "model_flux" not in [o.name for o in stage.outputs]
+    run_stage(dropped, stage, client, progress=False)
+    kept, lean = open_cube(path), open_cube(dropped)
+    assert "model_flux" not in lean and "model_flux" in kept
+    np.testing.assert_array_equal(lean.labels.values, kept.labels.values)  # nothing else changed
+
+    rebuilt = rebuild_model_flux(dropped, emulator=emulator_file)
+    stored = kept.model_flux.values
+    assert np.array_equal(np.isfinite(rebuilt), np.isfinite(stored))  # the spectrum without a fit: NaN in both
+    np.testing.assert_allclose(rebuilt, stored, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(rebuild_model_flux(dropped, [3, 7], emulator=emulator_file), stored[[3, 7]], atol=1e-5)
+    with pytest.raises(SurveyScaleError, match="is not there; pass emulator="):
+        rebuild_model_flux(dropped)  # this test cube has no record of the emulator step's choice
+    record = Bookkeeping(dropped).model_path(CHOICE_FILE)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"emulator": "synthesizer", "path": str(emulator_file), "sha256": "0" * 64}))
+    with pytest.raises(SurveyScaleError, match="not the emulator of this cube's fit"):
+        rebuild_model_flux(dropped)
+
+    # the residual evidence from the stored and from the rebuilt model spectra
+    n = stored.shape[0]
+    rng = np.random.default_rng(3)
+    common = {
+        "flux": kept.norm_flux.values * 100.0,
+        "norm_flux": kept.norm_flux.values,
+        "norm_ivar": kept.norm_ivar.values,
+        "pixmask": np.zeros_like(stored, dtype=np.uint8),
+        "em_flag": np.zeros(n, np.int8),
+        "rv": rng.uniform(-50.0, 50.0, n).astype(np.float32),
+    }
+    cfg = BadSpectraConfig()
+    steps = (np.zeros(stored.shape[1]), np.ones(stored.shape[1]))
+    models = {"telluric": np.ones(stored.shape[1]), "continuum_steps": steps}
+    params = {"max_shift": cfg.max_shift, "min_shift": cfg.min_shift}
+    ctx = ChunkContext(0, n, models)
+    from_stored = fit_residuals_chunk({**common, "model_flux": stored}, params, ctx).outputs
+    ctx_rebuilt = ChunkContext(0, n, {**models, "emulator": E.load(emulator_file)})
+    lean_inputs = {**common, **{k: lean[k].values for k in MODEL_INPUTS}}
+    from_labels = fit_residuals_chunk(lean_inputs, {**params, "label_names": names}, ctx_rebuilt).outputs
+    for key, value in from_stored.items():
+        np.testing.assert_allclose(from_labels[key], value, rtol=1e-3, atol=1e-3, equal_nan=True, err_msg=key)

@@ -112,6 +112,7 @@ def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] 
     (and, for a star with an H-masked weight, the hydrogen windows). Default: the highest-S/N B star and
     the highest-S/N early A star (Teff 8,000–11,000 K), else the two highest-S/N fitted spectra."""
     from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
+    from survey_scale.products.spectra import rebuild_model_flux
 
     ds = open_cube(cube)
     wave = ds.wave.values
@@ -141,7 +142,9 @@ def plot_example_fits(cube: str | Path, path: str | Path, rows: tuple[int, ...] 
         if float(sp.w_hmask) > 0:
             _shade_runs(ax, wave, h_mask & ~fit_mask, color="tab:orange", alpha=0.15, lw=0)
         ax.plot(wave, flux, c="k", lw=0.6, label="spectrum (normalized)")
-        ax.plot(wave, sp.model_flux.values, c="tab:red", lw=0.8, label="best-fit model")
+        # a cube written with cube.keep_model_flux: false has no model_flux: rebuilt from the labels
+        model = sp.model_flux.values if "model_flux" in ds else rebuild_model_flux(cube, [row])[0]
+        ax.plot(wave, model, c="tab:red", lw=0.8, label="best-fit model")
         lab = dict(zip(names, sp.labels.values))
         ax.set_title(
             f"{sp.specid.item()}: Teff {lab['teff']:.0f} K, log g {lab['logg']:.2f}, vsini {lab['vsini']:.0f} km/s, "
