@@ -128,3 +128,13 @@ def test_fit_keeps_the_component_of_lowest_full_spectrum_chi2_and_reports_the_co
     np.testing.assert_array_equal(single["chi2_red_hot"], single["full_chi2_red"])
     none = Pr.fit_labels_set(em_set.component("hot"), flux[:1], ivar[:1], WAVE)
     assert np.isnan(none["teff_cool"]).all() and np.isnan(none["chi2_red_cool"]).all()
+
+    # the model spectra rebuilt from the catalog's labels (11, the unfitted NaN; v sin i clipped at 0) with the
+    # raw v sin i and the kept component: the fit's model_flux (cube.keep_model_flux: false)
+    names = list(LABEL_NAMES)
+    cube_labels = Pr.to_label_order(out, SUBSET, names)["labels"]
+    rebuilt = Pr.model_spectra(em_set, cube_labels, names, out["vsini_raw"], out["component"])
+    np.testing.assert_allclose(rebuilt, out["model_flux"], atol=1e-6)
+    nan_row = cube_labels.copy()
+    nan_row[1, 0] = np.nan  # no fit: no model
+    assert np.isnan(Pr.model_spectra(em_set, nan_row, names, out["vsini_raw"], out["component"])[1]).all()
