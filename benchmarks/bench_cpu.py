@@ -19,9 +19,10 @@ Printed: per size, the CPU seconds per step (client, workers) and in all; then p
 ``a + b·n`` (ms of CPU per spectrum for the workers and for the client); per step how busy the workers were
 (their CPU over workers × the step's wall time); the peak resident memory of the client and of each worker;
 and the projections to 1.2 M spectra — on this machine (all CPU on ``--workers`` cores) and on
-``--project-workers`` workers (the client's CPU serial; the MKs networks' training, whose CPU follows the
-training-set size capped at ``mks.max_train``, on no more workers than it has tasks, :data:`TRAINING_TASKS`;
-the rest divided among all). Issue 25's goals: workers ≤ 25 ms, client ≤ 0.3 ms per spectrum.
+``--project-workers`` workers (the client's CPU serial, its MKs error model following the training and test
+stars, each capped at ``mks.max_error_stars``; the MKs networks' training, whose CPU follows the training-set
+size capped at ``mks.max_train``, on no more workers than it has tasks, :data:`TRAINING_TASKS`; the rest
+divided among all). Issue 25's goals: workers ≤ 25 ms, client ≤ 0.3 ms per spectrum.
 
 Run on a quiet machine (set thread counts; nothing else on the cores):
 
@@ -212,6 +213,7 @@ def measure(stars: int, args: argparse.Namespace) -> dict:
         "stars": stars,
         "n_spectra": int(open_cube(cube).sizes["spec"]),
         "n_mks_train": int(reductions.get("mks_model", {}).get("n_train_before_binary_cuts", 0)),
+        "n_mks_test": int(reductions.get("mks_model", {}).get("n_test", 0)),
         "wall_s": wall,
         "client_s": float(client_cpu[-1] - client_cpu[0]),
         "workers_s": float(worker_cpu[-1] - worker_cpu[0]),
@@ -290,7 +292,18 @@ def main() -> None:
         mks_cpu = {"a": a_m, "per_train": b_m, "n_train": n_train, "release_s": a_m + b_m * n_train}
         mks_cpu["linear_s"] = linear_s
     other_s = wa + wb * RELEASE - mks_cpu.get("linear_s", 0.0)
-    client_s = ca + cb * RELEASE
+    # The client's MKs work (the error model's maximum-likelihood fits and MCMC) follows the training and test
+    # stars, each capped at mks.max_error_stars (the training set itself at mks.max_train)
+    client_mks = {"release_s": 0.0, "linear_s": 0.0}
+    if "mks_model" in fits and all(r.get("n_mks_test") for r in runs):
+        cap = MKsConfig().max_error_stars
+        stars = [r["n_mks_train"] + r["n_mks_test"] for r in runs]
+        a_c, b_c = linear(stars, [r["steps"]["mks_model"]["client_s"] for r in runs])
+        n_test = runs[-1]["n_mks_test"] / n[-1] * RELEASE
+        n_error = min(cap, mks_cpu.get("n_train", 0.0)) + min(cap, n_test)
+        client_mks = {"a": a_c, "per_star": b_c, "n_error_stars": n_error, "release_s": a_c + b_c * n_error}
+        client_mks["linear_s"] = fits["mks_model"]["client"][0] + fits["mks_model"]["client"][1] * RELEASE
+    client_s = ca + cb * RELEASE - client_mks["linear_s"] + client_mks["release_s"]
     here = (client_s + other_s + mks_cpu["release_s"]) / args.workers
     cluster = (
         client_s + other_s / args.project_workers + mks_cpu["release_s"] / min(args.project_workers, TRAINING_TASKS)
@@ -307,12 +320,18 @@ def main() -> None:
               f"{mks_cpu['n_train']:,.0f} training spectra (mks.max_train {max_train:,}): "
               f"{mks_cpu['release_s'] / 3600:.1f} h of CPU in {TRAINING_TASKS} parallel tasks, "
               f"{mks_cpu['release_s'] / TRAINING_TASKS / 60:.0f} min of wall on any cluster")  # fmt: skip
+    if "n_error_stars" in client_mks:
+        print(f"MKs error model on the client: {1e3 * client_mks['per_star']:.2f} ms per training + test star; at "
+              f"1.2 M spectra {client_mks['n_error_stars']:,.0f} of them (each kind capped at mks.max_error_stars "
+              f"{MKsConfig().max_error_stars:,}): {client_mks['release_s'] / 60:.1f} min (a straight line in the "
+              f"spectra would say {client_mks['linear_s'] / 60:.1f} min); the client in all {client_s / 60:.1f} min, "
+              f"{1e3 * client_s / RELEASE:.2f} ms per spectrum")  # fmt: skip
     print(f"1.2 M spectra projected: {here / 3600:.1f} h on this machine ({args.workers} cores; goal <= 4 h), "
           f"{cluster / 60:.0f} min on {args.project_workers} workers (goal <= 10 min; the client's CPU serial, the "
           f"MKs training on {TRAINING_TASKS} workers, the rest spread over all)")  # fmt: skip
     if args.json:
         result = {"runs": runs, "fits": fits, "reference_s": reference, "projected_here_h": here / 3600,
-                  "projected_cluster_min": cluster / 60, "mks_training": mks_cpu}  # fmt: skip
+                  "projected_cluster_min": cluster / 60, "mks_training": mks_cpu, "mks_client": client_mks}  # fmt: skip
         args.json.write_text(json.dumps(result, indent=1))
 
 
