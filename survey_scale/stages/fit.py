@@ -250,6 +250,8 @@ def fit_stage(
             "max_iter": fit.max_iter,
             "n_starts": fit.n_starts,
             "label_names": label_names,
+            # a cube fitted without model_flux has none to give when it is asked for later: the fit re-runs
+            **({} if keep_model_flux else {"keep_model_flux": False}),
         },
         models={
             "emulator": ModelRef(str(emulator_path), load_emulator_model),

@@ -37,8 +37,10 @@ class CubeConfig(Section):
     compression: CompressionConfig = Field(CompressionConfig(), description="Blosc codec of the spectra variables")
     keep_model_flux: bool = Field(
         True,
-        description="store the fit's model_flux (~9 kB per spectrum, ~12 % of the cube); false: not stored, and "
-        "survey_scale.products.spectra.rebuild_model_flux gives it from the labels on demand (bad_spectra always does)",
+        description="store the fit's model_flux (~9 kB per spectrum, ~14 % of the spectra variables); false: not "
+        "stored, the erroneous-spectrum step and the report rebuild it from the labels, and "
+        "survey_scale.products.spectra.rebuild_model_flux gives it on demand; set it before the first run "
+        "(changing it on a fitted cube re-runs the fit)",
     )
 
     @model_validator(mode="after")
