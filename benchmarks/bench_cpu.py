@@ -96,11 +96,13 @@ def tree_usage(proc: psutil.Process) -> tuple[float, float]:
 
 class CpuSampler:
     """Samples, every ``interval`` seconds in a thread, the CPU seconds of the client and of each worker
-    (``samples``: time, client, worker 1, …) and keeps each one's peak resident memory (``peak_rss``)."""
+    (``samples``: time, client, worker 1, …) and their resident memory (``rss``, bytes, the same columns but
+    time), and keeps each one's peak (``peak_rss``)."""
 
     def __init__(self, client: psutil.Process, workers: list[psutil.Process], interval: float = 0.2) -> None:
         self.client, self.workers, self.interval = client, workers, interval
         self.samples: list[tuple[float, ...]] = []
+        self.rss: list[tuple[float, ...]] = []
         self.peak_rss = np.zeros(1 + len(workers))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -112,6 +114,7 @@ class CpuSampler:
             usage[0] = (self.samples[-1][1], 0.0)
         self.peak_rss = np.maximum(self.peak_rss, [rss for _, rss in usage])
         self.samples.append((time.time(), *(cpu for cpu, _ in usage)))
+        self.rss.append(tuple(rss for _, rss in usage))
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -199,6 +202,7 @@ def measure(stars: int, args: argparse.Namespace) -> dict:
         for p in procs:
             p.wait(timeout=30)
     t, client_cpu, per_worker = samples[:, 0], samples[:, 1], samples[:, 2:]
+    rss = np.array(sampler.rss)
     worker_cpu = per_worker.sum(1)
     steps = {}
     for name, (lo, hi) in step_intervals(cube).items():
@@ -207,6 +211,10 @@ def measure(stars: int, args: argparse.Namespace) -> dict:
         # how busy the workers were: their CPU over (workers × the step's wall time); 1 = every core all along
         steps[name] = {"client_s": c1 - c0, "workers_s": sum(each), "each_worker_s": each,
                        "utilization": sum(each) / (len(each) * max(hi - lo, 1e-9))}  # fmt: skip
+        inside = (t >= lo) & (t <= hi)
+        if inside.any():  # the step's peak resident memory: the client's, and the largest worker's
+            steps[name]["peak_rss_client_mb"] = float(rss[inside, 0].max() / 2**20)
+            steps[name]["peak_rss_worker_mb"] = float(rss[inside, 1:].max() / 2**20)
     reductions = open_cube(cube).attrs.get("reductions", {})
     reductions = json.loads(reductions) if isinstance(reductions, str) else reductions
     return {
@@ -276,6 +284,15 @@ def main() -> None:
           + "   (worker CPU / (workers x step wall): 1 = every core busy all along)")  # fmt: skip
     for name in names:
         print(f"{name:<14}" + "".join(f"{r['steps'][name]['utilization']:>20.2f}" for r in runs))
+    print(f"\n{'step':<14}" + "".join(f"{'peak MB client/worker @' + format(x, ','):>32}" for x in n))
+    for name in names:
+        cells = [
+            f"{r['steps'][name]['peak_rss_client_mb']:.0f} / {r['steps'][name]['peak_rss_worker_mb']:.0f}"
+            if "peak_rss_worker_mb" in r["steps"][name]
+            else "-"
+            for r in runs
+        ]
+        print(f"{name:<14}" + "".join(f"{c:>32}" for c in cells))
     for r in runs:
         print(f"peak memory @ {r['n_spectra']:,} spectra: client {r['peak_rss_client_mb']:.0f} MB, workers "
               + ", ".join(f"{m:.0f}" for m in r["peak_rss_workers_mb"]) + " MB")  # fmt: skip
