@@ -105,7 +105,6 @@ def test_emulator_path_names_a_shipped_emulator(tmp_path) -> None:
 def test_model_flux_dropped_is_rebuilt_from_the_labels(fit_cube, emulator_file, tmp_path, client) -> None:
     """``cube.keep_model_flux: false``: the fit stores no model_flux; :func:`rebuild_model_flux` gives it back
     from the labels (to float32 rounding of the labels), and the fit's residual evidence is the same."""
-    import json
     import shutil
 
     from survey_scale.config import BadSpectraConfig
@@ -113,7 +112,6 @@ def test_model_flux_dropped_is_rebuilt_from_the_labels(fit_cube, emulator_file, 
     from survey_scale.engine.contracts import ChunkContext
     from survey_scale.products.spectra import rebuild_model_flux
     from survey_scale.stages.bad_spectra import MODEL_INPUTS, fit_residuals_chunk
-    from survey_scale.stages.emulator import CHOICE_FILE
     from survey_scale.store.bookkeeping import Bookkeeping
 
     path, _ = fit_cube
@@ -133,13 +131,14 @@ def test_model_flux_dropped_is_rebuilt_from_the_labels(fit_cube, emulator_file, 
     assert np.array_equal(np.isfinite(rebuilt), np.isfinite(stored))  # the spectrum without a fit: NaN in both
     np.testing.assert_allclose(rebuilt, stored, atol=1e-5, equal_nan=True)
     np.testing.assert_allclose(rebuild_model_flux(dropped, [3, 7], emulator=emulator_file), stored[[3, 7]], atol=1e-5)
-    with pytest.raises(SurveyScaleError, match="is not there; pass emulator="):
+    with pytest.raises(SurveyScaleError, match="no record of the fit's emulator is not there; pass emulator="):
         rebuild_model_flux(dropped)  # this test cube has no record of the emulator step's choice
-    record = Bookkeeping(dropped).model_path(CHOICE_FILE)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"emulator": "synthesizer", "path": str(emulator_file), "sha256": "0" * 64}))
+    Bookkeeping(dropped).record_model("emulator", emulator_file, "emulator")
+    np.testing.assert_array_equal(rebuild_model_flux(dropped), rebuilt)  # the recorded emulator
+    other = E.load(emulator_file)
+    other.meta["note"] = "retrained"
     with pytest.raises(SurveyScaleError, match="not the emulator of this cube's fit"):
-        rebuild_model_flux(dropped)
+        rebuild_model_flux(dropped, emulator=other.save(tmp_path / "other.npz"))
 
     # the residual evidence from the stored and from the rebuilt model spectra
     n = stored.shape[0]
