@@ -193,14 +193,22 @@ MODEL_INPUTS = ("labels", "vsini_raw", "fit_component")
 """What the fit's model spectra are rebuilt from where the cube does not keep ``model_flux``."""
 
 
-def model_source(config: ConfigBase, engine: Engine) -> tuple[tuple[str, ...], Path | None, tuple[str, ...]]:
-    """Where this step takes the fit's model spectra from: the cube's ``model_flux`` where kept, else rebuilt
-    from :data:`MODEL_INPUTS` with the fit's emulator (``cube.keep_model_flux``). Returns the variables to
-    read, the emulator file (None where kept) and the cube's label names."""
+Rebuild = tuple[Path, tuple[str, ...]]
+"""The fit's emulator file and the cube's label names, where the model spectra are rebuilt."""
+
+
+def model_source(config: ConfigBase, engine: Engine) -> Rebuild | None:
+    """Where this step takes the fit's model spectra from: None, the cube's ``model_flux`` (kept), else what
+    rebuilds them from :data:`MODEL_INPUTS` (``cube.keep_model_flux: false``)."""
     if config.cube.keep_model_flux:
-        return ("model_flux",), None, ()
+        return None
     path = Path(engine.models["emulator"])
-    return MODEL_INPUTS, path, output_label_names(tuple(load_emulator_model(str(path)).label_names))
+    return path, output_label_names(tuple(load_emulator_model(str(path)).label_names))
+
+
+def model_variables(source: Rebuild | None) -> tuple[str, ...]:
+    """The variables a block reads for its model spectra."""
+    return ("model_flux",) if source is None else MODEL_INPUTS
 
 
 @dataclass(frozen=True)
@@ -261,16 +269,15 @@ def fit_residuals_stage(
     cfg: BadSpectraConfig,
     telluric_path: Path,
     steps_path: Path,
-    source: tuple[tuple[str, ...], Path | None, tuple[str, ...]] = (("model_flux",), None, ()),
+    source: Rebuild | None = None,
 ) -> Stage:
     """The fit's residual evidence; ``source``: where the model spectra come from (:func:`model_source`)."""
-    variables, emulator_path, label_names = source
     f4 = "float32"
     return Stage(
         name="fit_residuals",
         version=FIT_RESIDUALS_VERSION,
         func=fit_residuals_chunk,
-        inputs=("flux", "norm_flux", "norm_ivar", "pixmask", *variables, "em_flag", "rv"),
+        inputs=("flux", "norm_flux", "norm_ivar", "pixmask", *model_variables(source), "em_flag", "rv"),
         outputs=(
             Output("fit_local_z", f4, attrs={"long_name": "worst ~50 A misfit of the label fit / its own misfit"}),
             Output("wave_shift_z", f4, attrs={"long_name": "wrong-wavelength evidence of the worst segment"}),
@@ -282,12 +289,12 @@ def fit_residuals_stage(
         params={
             "max_shift": cfg.max_shift,
             "min_shift": cfg.min_shift,
-            **({"label_names": label_names} if emulator_path else {}),
+            **({"label_names": source[1]} if source else {}),
         },
         models={
             "telluric": ModelRef(str(telluric_path), load_telluric),
             "continuum_steps": ModelRef(str(steps_path), load_step_reference),
-            **({"emulator": ModelRef(str(emulator_path), load_emulator_model)} if emulator_path else {}),
+            **({"emulator": ModelRef(str(source[0]), load_emulator_model)} if source else {}),
         },
         block_rows=cfg.block_spectra,
     )
@@ -312,7 +319,7 @@ def build_telluric(
     config: ConfigBase,
     engine: Engine,
     rows: np.ndarray,
-    source: tuple[tuple[str, ...], Path | None, tuple[str, ...]],
+    source: Rebuild | None,
 ) -> Path:
     """The observed-frame telluric transmission (module docstring, step 1); kept unless ``runner.refit``."""
     path = engine.model_path(TELLURIC_FILE)
@@ -320,10 +327,9 @@ def build_telluric(
         return path
     telluric = window_mask(wavelength_grid(), TELLURIC_BANDS)
     if rows.size:
-        model_variables, emulator_path, label_names = source
-        variables = ("norm_flux", "norm_ivar", *model_variables, "rv")
+        variables = ("norm_flux", "norm_ivar", *model_variables(source), "rv")
         block_rows = config.bad_spectra.block_spectra
-        params = {"fit_model": FitModel(load_emulator_model(str(emulator_path)), label_names)} if emulator_path else {}
+        params = {"fit_model": FitModel(load_emulator_model(str(source[0])), source[1])} if source else {}
         sums = engine.reduce_rows(variables, rows, telluric_sums_rows, add_sums, params, block_rows=block_rows)
         transmission = telluric_template(sums, telluric)
     else:
