@@ -5,7 +5,9 @@ For each ``--sizes`` (stars; a mock release has ~2.2 spectra per star with its c
 written (kept in ``--workdir`` and reused), then:
 
 1. a Dask scheduler and ``--workers`` single-threaded workers are started as processes of their own
-   (``dask scheduler`` / ``dask worker --nthreads 1``, on 127.0.0.1 only);
+   (``dask scheduler`` / ``dask worker --nthreads 1``, on 127.0.0.1 only), with the environment every
+   cluster kind of survey_scale gives its workers (:data:`survey_scale.engine.cluster.WORKER_ENV`; with
+   ``--dask-malloc-trim``, Dask's own ``MALLOC_TRIM_THRESHOLD_=65536`` instead, to measure what that costs);
 2. ``survey-scale run`` runs against them (``cluster.kind: address``) in a fresh cube;
 3. a sampler thread reads, every 0.2 s, the CPU seconds (user + system) of the client process and of every
    worker process tree (psutil); after the run each step's interval (its record in the cube's bookkeeping:
@@ -46,6 +48,7 @@ import numpy as np
 import psutil
 import yaml
 
+from survey_scale.engine.cluster import WORKER_ENV
 from survey_scale.mock import make_release
 from survey_scale.science.mks import NETWORKS, TRAINING_FOLDS
 from survey_scale.stages.mks import MKsConfig
@@ -130,10 +133,12 @@ class CpuSampler:
         return np.array(self.samples)
 
 
-def start_cluster(n_workers: int, log_dir: Path) -> tuple[str, list[subprocess.Popen]]:
+def start_cluster(n_workers: int, log_dir: Path, dask_malloc_trim: bool = False) -> tuple[str, list[subprocess.Popen]]:
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    if not dask_malloc_trim:
+        env.update(WORKER_ENV)
     log = (log_dir / "cluster.log").open("w")
     procs = [
         subprocess.Popen(
@@ -172,7 +177,7 @@ def measure(stars: int, args: argparse.Namespace) -> dict:
         make_release(mock, stars, args.seed)
     cube = root / "cube.zarr"
     subprocess.run(["rm", "-rf", str(cube), str(root / "catalogs")], check=True)
-    address, procs = start_cluster(args.workers, root)
+    address, procs = start_cluster(args.workers, root, args.dask_malloc_trim)
     config = {
         "cube": {"path": str(cube)},
         "cluster": {"kind": "address", "address": {"scheduler": address}},
@@ -241,6 +246,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1400, 2800], help="stars per mock release")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--dask-malloc-trim",
+        action="store_true",
+        help="workers with Dask's MALLOC_TRIM_THRESHOLD_=65536 (as before issue 25) instead of WORKER_ENV",
+    )
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=Path("bench_cpu"))
     parser.add_argument("--project-workers", type=int, default=320)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from survey_scale.core.settings import ConfigError
+from survey_scale.engine.cluster import WORKER_ENV
 from survey_scale.engine.settings import KubernetesClusterConfig
 
 if TYPE_CHECKING:
@@ -259,6 +260,7 @@ def cluster_spec(config: KubernetesClusterConfig, tls_secret: str | None, *, ima
     worker["env"].append(
         {"name": "DASK_SCHEDULER_ADDRESS", "value": f"{scheme}://{scheduler_service_name(config)}:{SCHEDULER_PORT}"}
     )
+    worker["env"] += [{"name": k, "value": v} for k, v in WORKER_ENV.items() if k not in config.env]
     routes = [*SCHEDULER_HTTP_ROUTES, *([SCHEDULER_API_ROUTE] if config.adaptive else [])]
     # Dask reads a list from the environment (literal_eval)
     scheduler["env"].append({"name": "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES", "value": json.dumps(routes)})

@@ -15,6 +15,7 @@ the HTTP servers (dashboard, the workers' metrics), on loopback too.
 
 from __future__ import annotations
 
+import dask
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
@@ -23,7 +24,7 @@ from survey_scale.engine.settings import LocalClusterConfig
 
 def start(config: LocalClusterConfig) -> tuple[Client, LocalCluster]:
     """Start the local cluster of ``config`` and a client on it."""
-    from survey_scale.engine.cluster import available_cores
+    from survey_scale.engine.cluster import WORKER_DASK_CONFIG, available_cores
 
     n_workers = config.n_workers or max(1, available_cores() // config.threads_per_worker)
     security = Security.temporary() if config.processes and config.tls else None
@@ -31,14 +32,15 @@ def start(config: LocalClusterConfig) -> tuple[Client, LocalCluster]:
         network = {"host": "127.0.0.1", "protocol": "tls://" if security else "tcp://", "security": security}
     else:  # in-process (inproc://): nothing to encrypt, but the workers' HTTP servers need an address
         network = {"worker_dashboard_address": "127.0.0.1:0"}  # (without one they listen on every interface)
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=config.threads_per_worker,
-        processes=config.processes,
-        memory_limit=config.memory_limit,
-        dashboard_address=config.dashboard_address,
-        **network,
-    )
+    with dask.config.set(WORKER_DASK_CONFIG):  # read by each nanny when it is made, here
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=config.threads_per_worker,
+            processes=config.processes,
+            memory_limit=config.memory_limit,
+            dashboard_address=config.dashboard_address,
+            **network,
+        )
     try:
         return Client(cluster, security=security), cluster
     except BaseException:

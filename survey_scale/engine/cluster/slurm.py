@@ -45,9 +45,14 @@ def cluster_kwargs(config: SlurmClusterConfig) -> dict[str, Any]:
     """``SLURMCluster`` keywords for ``config`` (without ``security``).
 
     ``processes`` defaults to one single-threaded worker per core, as the local kind, so that GIL-bound work
-    (FITS parsing) uses every core.
+    (FITS parsing) uses every core. The job script's prologue (configured here or in dask-jobqueue's
+    configuration) ends by exporting :data:`~survey_scale.engine.cluster.WORKER_ENV` for the job's nannies.
     """
+    from survey_scale.engine.cluster import WORKER_ENV
+
     kwargs: dict[str, Any] = {k: getattr(config, k) for k in JOBQUEUE_KEYS if getattr(config, k) is not None}
+    prologue = kwargs.get("job_script_prologue") or dask.config.get("jobqueue.slurm.job-script-prologue", None)
+    kwargs["job_script_prologue"] = [*(prologue or []), *(f"export {k}={v}" for k, v in WORKER_ENV.items())]
     cores = kwargs.get("cores") or dask.config.get("jobqueue.slurm.cores", None)
     kwargs["processes"] = config.processes or dask.config.get("jobqueue.slurm.processes", None) or cores
     kwargs["job_name"] = "survey-scale"
