@@ -61,7 +61,12 @@ from survey_scale.science.label_fit import fit_labels_set
 from survey_scale.science.normalize import normalize_continuum
 from survey_scale.store.cube import open_cube
 from survey_scale.synth import synthesize
-from survey_scale.synth.cannon_grid import cannon_model_spectra, read_cannon_model, sample_cannon_labels
+from survey_scale.synth.cannon_grid import (
+    cannon_model_spectra,
+    joined_model_spectra,
+    read_cannon_model,
+    sample_cannon_labels,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -383,9 +388,12 @@ def photometric_teff_check(folder: Path, cat: pd.DataFrame, pm13: Path, min_snr:
 def cannon_teff_scale(work: Path, cat: pd.DataFrame, cool_model: Path, hot_model: Path, min_snr: float = 30.0) -> None:
     """Where thedoppler's two Cannon models themselves put the A stars, without the emulator or the fit: per
     spectrum, the model spectrum (:func:`cannon_model_spectra`, the physical grid's procedure) of lowest χ² over
-    a brute-force grid — T_eff in 250 K steps (cool-star model 6,500–8,250 K, hot-dwarf model 8,000–10,500 K),
-    log g 3.0–4.75, [Fe/H] −1…+0.5 in 0.25 dex, v sin i 0–250 km s⁻¹ in 50 — over the fit's pixels (§5.3
-    windows, bad pixels out). A median offset here is the models' own T_eff scale against LAMOST's classes."""
+    a brute-force grid — T_eff in 250 K steps, log g 3.0–4.75, [Fe/H] −1…+0.5 in 0.25 dex, v sin i 0–250 km s⁻¹
+    in 50 — over the fit's pixels (§5.3 windows, bad pixels out). Two pairings, each keeping the lower χ²: the
+    raw models joined at their shared 8,000 K edge (cool-star model 6,500–8,250 K, hot-dwarf model
+    8,000–10,500 K), and what the ``physical`` set emulates (its cool grid, :func:`joined_model_spectra`: the
+    bridge between the models' 7,500 and 9,000 K nodes, 6,500–9,000 K; the hot-dwarf model). A median offset
+    here is the models' own T_eff scale against LAMOST's classes."""
     a = cat[(cat["letter"] == "A") & (cat["snr_g"] >= min_snr)]
     if len(a) == 0:
         return
@@ -403,31 +411,31 @@ def cannon_teff_scale(work: Path, cat: pd.DataFrame, cool_model: Path, hot_model
         for v in np.arange(0, 251, 50.0)
         for f in np.arange(-1, 0.51, 0.25)
     ]
+    cool, hot = read_cannon_model(cool_model), read_cannon_model(hot_model)
     best = {}
-    for name, path, teffs in (
-        ("cool", cool_model, np.arange(6500, 8251, 250)),
-        ("hot", hot_model, np.arange(8000, 10501, 250)),
+    for name, spectra_at, teffs in (
+        ("cool", lambda lab: cannon_model_spectra(cool, lab), np.arange(6500, 8251, 250)),
+        ("hot", lambda lab: cannon_model_spectra(hot, lab), np.arange(8000, 10501, 250)),
+        ("bridge", lambda lab: joined_model_spectra(cool, hot, lab), np.arange(6500, 9001, 250)),
     ):
-        model = read_cannon_model(path)
         chi2 = np.full((len(idx), teffs.size), np.inf)
         for j, t in enumerate(teffs):
-            spectra = cannon_model_spectra(model, np.array([(t, *x) for x in grid])).astype(np.float64)
+            spectra = spectra_at(np.array([(t, *x) for x in grid])).astype(np.float64)
             chi2[:, j] = (((flux[:, None, :] - spectra[None]) ** 2) * weight[:, None, :]).sum(-1).min(1)
         best[name] = (teffs[np.argmin(chi2, 1)], chi2.min(1))
-    use_hot = best["hot"][1] < best["cool"][1]
-    teff = np.where(use_hot, best["hot"][0], best["cool"][0])
-    d = teff - a["class_teff"].to_numpy()
-    print(
-        f"\nthedoppler's Cannon models by brute force (no emulator, no fit), A stars with S/N(g) >= {min_snr:g}: "
-        f"{len(a)}; hot-dwarf model the better fit for {int(use_hot.sum())}; median dTeff {np.median(d):+.0f} K, "
-        f"median |dTeff| {np.median(np.abs(d)):.0f} K (the pipeline: "
-        f"{np.median(np.abs(a['teff'] - a['class_teff'])):.0f} K)"
-    )
-    for sub, t_cool, t_hot, h, fit in zip(a["lasp_subclass"], best["cool"][0], best["hot"][0], use_hot, a["teff"]):
+    print(f"\nthedoppler's Cannon models by brute force (no emulator or fit), A stars, S/N(g) >= {min_snr:g}: {len(a)}")
+    chosen = {}
+    for pairing, first in (("joined at 8,000 K", "cool"), ("bridged 7,500-9,000 K (as emulated)", "bridge")):
+        use_hot = best["hot"][1] < best[first][1]
+        chosen[first] = np.where(use_hot, best["hot"][0], best[first][0])
+        d = chosen[first] - a["class_teff"].to_numpy()
         print(
-            f"  {sub}: cool-star model {t_cool:.0f} K, hot-dwarf model {t_hot:.0f} K, "
-            f"kept {'hot' if h else 'cool'}; pipeline {fit:.0f} K"
+            f"  {pairing}: hot-dwarf model the better fit for {int(use_hot.sum())}; median dTeff {np.median(d):+.0f} "
+            f"K, median |dTeff| {np.median(np.abs(d)):.0f} K"
         )
+    print(f"  (the pipeline: median |dTeff| {np.median(np.abs(a['teff'] - a['class_teff'])):.0f} K)")
+    for sub, t_joined, t_bridge, fit in zip(a["lasp_subclass"], chosen["cool"], chosen["bridge"], a["teff"]):
+        print(f"  {sub}: joined at 8,000 K {t_joined:.0f} K, bridged {t_bridge:.0f} K; pipeline {fit:.0f} K")
 
 
 def plot_candidates(out: Path, cat: pd.DataFrame) -> Path:

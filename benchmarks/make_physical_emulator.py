@@ -9,7 +9,7 @@ components, each a shared 3 × 300 sigmoid network trained with :func:`survey_sc
     thedoppler's hot-dwarf Cannon model, T_eff 8,000–40,000 K, log g 2.5–5, v sin i 0–400 km s⁻¹
     (:func:`survey_scale.synth.cannon_grid.make_cannon_model_grid`).
 ``cool`` (``--component cool``)
-    thedoppler's cool-star Cannon model joined to the hot dwarfs across 7,500–8,500 K, T_eff 3,500–8,500 K, log g
+    thedoppler's cool-star Cannon model bridged to the hot dwarfs across 7,500–9,000 K, T_eff 3,500–9,000 K, log g
     0–5, v sin i 0–250 km s⁻¹ (:func:`survey_scale.synth.cannon_grid.make_cool_model_grid`).
 
 Each run writes the model grid to ``--grid-out`` (re-used when it is there), the network with its provenance
@@ -51,6 +51,7 @@ from survey_scale.science.emulator_set import EmulatorSet
 from survey_scale.science.model_grid import load_model_grid, save_model_grid
 from survey_scale.synth.cannon_grid import (
     COOL_FLUX_RANGE,
+    SEAM_TEFF,
     cannon_model_spectra,
     joined_model_spectra,
     make_cannon_model_grid,
@@ -67,14 +68,16 @@ DESCRIPTIONS = {
     "hot": "shared network trained on a model grid of thedoppler's cubic Cannon model of hot dwarfs "
     "(survey_scale.synth.cannon_grid): labels teff, logg, vsini, fe_h; the hot component of 'physical'",
     "cool": "shared network trained on a model grid of thedoppler's cubic Cannon model of cool stars joined to "
-    "the hot-dwarf model across 7500-8500 K (survey_scale.synth.cannon_grid.make_cool_model_grid): labels teff, "
+    "the hot-dwarf model across 7500-9000 K (survey_scale.synth.cannon_grid.make_cool_model_grid): labels teff, "
     "logg, vsini, fe_h; the cool component of 'physical'",
 }
 
 
 def set_precision(em_set: EmulatorSet, cool_model: Path, hot_model: Path, n: int, seed: int) -> None:
-    """The set's precision (``predict``: each network in its range, blended across the overlap) on ``n`` fresh
-    spectra per T_eff range of the models it emulates (P2 Fig. 6's σ, all pixels and flux < 0.95)."""
+    """Each network's precision on ``n`` fresh spectra of the models it emulates, below and above 8,000 K (P2
+    Fig. 6's σ, all pixels and flux < 0.95): the cool network against its grid's spectra (the cool-star model
+    below 7,500 K, the bridge to the hot-dwarf model up to 9,000 K), the hot network against the hot-dwarf model.
+    The fit uses each network alone (:func:`survey_scale.science.label_fit.fit_labels_set`)."""
     cool, hot = read_cannon_model(cool_model), read_cannon_model(hot_model)
     rng = np.random.default_rng(seed)
     lab_cool = sample_joined_labels(cool, hot, n, rng)
@@ -82,14 +85,14 @@ def set_precision(em_set: EmulatorSet, cool_model: Path, hot_model: Path, n: int
     flux_cool = np.clip(joined_model_spectra(cool, hot, lab_cool), *COOL_FLUX_RANGE)
     flux_hot = cannon_model_spectra(hot, lab_hot)
     cases = {
-        "3,500-8,000 K (cool-star model)": (lab_cool, flux_cool, lab_cool[:, 0] < 8000.0),
-        "8,000-8,500 K (the seam: joined models)": (lab_cool, flux_cool, lab_cool[:, 0] >= 8000.0),
-        "8,500-40,000 K (hot-dwarf model)": (lab_hot, flux_hot, lab_hot[:, 0] >= 8500.0),
+        "cool network, 3,500-8,000 K": ("cool", lab_cool, flux_cool, lab_cool[:, 0] < 8000.0),
+        f"cool network, 8,000-{SEAM_TEFF[1]:,.0f} K (bridge)": ("cool", lab_cool, flux_cool, lab_cool[:, 0] >= 8000.0),
+        "hot network, 8,000-40,000 K": ("hot", lab_hot, flux_hot, np.ones(len(lab_hot), bool)),
     }
-    for title, (lab, flux, sel) in cases.items():
-        p = E.validation_precision(em_set, lab[sel], flux[sel], device="cpu")
+    for title, (name, lab, flux, sel) in cases.items():
+        p = E.validation_precision(em_set.component(name), lab[sel], flux[sel], device="cpu")
         print(
-            f"  fresh spectra {title}: {int(sel.sum())}; sigma {100 * p['valid_sigma']:.3f} % overall, "
+            f"  fresh spectra, {title}: {int(sel.sum())}; sigma {100 * p['valid_sigma']:.3f} % overall, "
             f"{100 * p['valid_sigma_deep']:.3f} % where flux < 0.95; Gaussian core "
             f"{100 * p['valid_sigma_gauss']:.3f} % / {100 * p['valid_sigma_deep_gauss']:.3f} %"
         )
@@ -103,7 +106,7 @@ def assemble(cool_path: Path, hot_path: Path, out: Path) -> EmulatorSet:
         ["cool", "hot"],
         {
             "name": "physical",
-            "description": "thedoppler's cool-star and hot-dwarf Cannon models as two networks (cool 3500-8500 K, "
+            "description": "thedoppler's cool-star and hot-dwarf Cannon models as two networks (cool 3500-9000 K, "
             "hot 8000-40000 K); the fit keeps the lower chi2 (survey_scale.science.label_fit.fit_labels_set)",
             "components": {"cool": cool_path.name, "hot": hot_path.name},
         },
@@ -134,7 +137,7 @@ def main() -> None:
         "--component",
         choices=sorted(COMPONENT_FILES),
         default="hot",
-        help="hot: the hot-dwarf model (8,000-40,000 K); cool: the cool-star model joined to it (3,500-8,500 K)",
+        help="hot: the hot-dwarf model (8,000-40,000 K); cool: the cool-star model bridged to it (3,500-9,000 K)",
     )
     ap.add_argument("--cool-model", type=Path, help="cannongrid_3000_18000_coolstars_norm_cubic_model.pkl (for cool)")
     ap.add_argument("--schedule", choices=E.SCHEDULES, default="plateau")

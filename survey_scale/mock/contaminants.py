@@ -154,7 +154,7 @@ def cool_star_emulator() -> Any:
     """The cool-star emulator that the mock's cool contaminants are synthesized from.
 
     Continuum-normalized flux (SPEC §3) on the common grid for labels (teff, logg, vsini, fe_h) over
-    3,500–8,500 K: the ``cool`` component of the shipped ``physical`` emulator set,
+    3,500–9,000 K: the ``cool`` component of the shipped ``physical`` emulator set,
     ``survey_scale.science.emulator.load_default("physical").component("cool")``.
     """
     from survey_scale.science import emulator as emu

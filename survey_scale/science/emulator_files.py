@@ -134,8 +134,8 @@ DEFAULT_EMULATORS: dict[str, str] = {"synthesizer": "synthesizer.npz", "physical
 ``synthesizer``: trained on the model grid of the built-in synthesizer (:func:`survey_scale.synth.make_model_grid`,
 SPEC §10), the 11 labels — for the mock release.
 ``physical``: an :class:`~survey_scale.science.emulator_set.EmulatorSet` of two networks trained on model grids
-of ``thedoppler``'s Cannon models (:mod:`survey_scale.synth.cannon_grid`): ``cool`` (T_eff 3,500–8,500 K, log g
-0–5, v sin i 0–250 km s⁻¹: the cool-star model joined to the hot dwarfs across 7,500–8,500 K) and ``hot``
+of ``thedoppler``'s Cannon models (:mod:`survey_scale.synth.cannon_grid`): ``cool`` (T_eff 3,500–9,000 K, log g
+0–5, v sin i 0–250 km s⁻¹: the cool-star model bridged to the hot dwarfs across 7,500–9,000 K) and ``hot``
 (8,000–40,000 K, log g 2.5–5, v sin i 0–400 km s⁻¹), [Fe/H] −2.5…+0.5: 4 labels (teff, logg, vsini, fe_h; the
 fit reports the others as NaN), for real LAMOST spectra, whose hot-star candidate lists hold many cool stars;
 ``benchmarks/make_physical_emulator.py`` rebuilds each network and the set."""

@@ -1,8 +1,8 @@
 """Emulators over adjoining T_eff ranges, fitted side by side (SPEC §5.1, §5.3; issue 23).
 
 One network does not cover every star of a hot-star *candidate* list: the shipped ``physical`` model is a
-cool-star network (3,500–8,500 K, thedoppler's cool-star Cannon model joined to its hot dwarfs across
-7,500–8,500 K; :func:`survey_scale.synth.cannon_grid.make_cool_model_grid`) and a hot-star network
+cool-star network (3,500–9,000 K, thedoppler's cool-star Cannon model bridged to its hot dwarfs across
+7,500–9,000 K; :func:`survey_scale.synth.cannon_grid.make_cool_model_grid`) and a hot-star network
 (8,000–40,000 K, the hot dwarfs). An :class:`EmulatorSet` holds such components, with the same labels and
 pixels, named (``"cool"``, ``"hot"``) and ordered by T_eff.
 

@@ -310,8 +310,9 @@ which the fit of a cool-star model stalls at the top of its range."""
 COOL_TEFF_STARTS = (4500.0, 6500.0)
 """Extra T_eff starts (K; the other labels at the centre of the range) of an emulator reaching below
 :data:`EQ4_TEFF_MIN`. Measured on the 136 F/G/K/M stars of ``lamost_classes`` with the ``physical`` set's cool
-network: from Eq. 4's start alone 80 of 136 stalled at 8,500 K (χ²_red median 3.4 for F stars); with one extra
-start at 5,000 K, or these two, every fit reached the same minimum (F: 6,280 K, χ²_red 1.72)."""
+network (then 3,500–8,500 K): from Eq. 4's start alone 80 of 136 stalled at its 8,500 K edge (χ²_red median
+3.4 for F stars); with one extra start at 5,000 K, or these two, every fit reached the same minimum (F: 6,280 K,
+χ²_red 1.72)."""
 
 
 def cool_starts(em: Emulator, init: np.ndarray) -> np.ndarray:
@@ -547,7 +548,7 @@ def fit_labels(
 
 
 COOL_STAR_COMPONENT = "cool"
-"""Name of the cool-star component of an emulator set (the shipped ``physical``: 3,500–8,500 K)."""
+"""Name of the cool-star component of an emulator set (the shipped ``physical``: 3,500–9,000 K)."""
 
 
 def fit_cool_star(

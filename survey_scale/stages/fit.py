@@ -31,7 +31,7 @@ chi2_red_cool        spec; float32            its reduced χ²
 chi2_red_hot         spec; float32            reduced χ² of the best other model's full-spectrum fit
 ===================  =======================  ===========================================================
 
-An emulator set (the shipped ``physical``: ``cool`` 3,500–8,500 K and ``hot`` 8,000–40,000 K) runs the whole
+An emulator set (the shipped ``physical``: ``cool`` 3,500–9,000 K and ``hot`` 8,000–40,000 K) runs the whole
 procedure with each component (:func:`survey_scale.science.label_fit.fit_labels_set`). The cool-star check
 (``fit.cool_star_emulator``, default the ``physical`` set's ``cool`` component) gives every spectrum an
 independent cool-star T_eff — the role DD-Payne plays in P2 §5.1 — for the final-sample rules of step

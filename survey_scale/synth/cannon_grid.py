@@ -464,13 +464,22 @@ def _model_grid(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# the cool-star component, joined to the hot dwarfs across the seam (issue 23)
+# the cool-star component, bridged to the hot dwarfs across the seam (issue 23)
 # ---------------------------------------------------------------------------------------------------------
 
 COOL_MODEL_FILE = "cannongrid_3000_18000_coolstars_norm_cubic_model.pkl"
 """thedoppler's cubic Cannon model of cool stars (T_eff 3,500–8,000 K, log g 0–5, [Fe/H] −2.5…+0.5), same format."""
-SEAM_TEFF = (7500.0, 8500.0)
-"""T_eff (K) over which the cool-star model hands over to the hot-dwarf model (:func:`seam_weight`)."""
+SEAM_TEFF = (7500.0, 9000.0)
+"""T_eff (K) of the bridge from the cool-star model to the hot-dwarf model (:func:`joined_model_spectra`): a
+training node of each model one node in from the 8,000 K edge they share (the cool model's nodes near it are
+7,000, 7,500 and 8,000 K; the hot model's 8,000 and 9,000 K).
+
+Why not at 8,000 K: there both cubic models put the Balmer lines at their strongest (Hβ equivalent width 17–18 Å
+at log g 4, against 12.8 Å at the cool model's 7,500 K and 16.1 Å at the hot model's 9,000 K), where physics puts
+the Balmer maximum of dwarfs near 9,000–9,500 K (as the package's own synthesizer has it). Joined at 8,000 K,
+real A4–A6 stars were fitted ~500 K cooler than a photometric T_eff scale (header g − r against Pecaut & Mamajek,
+``benchmarks/eval_real.py``); bridged between the inner nodes, +65 K (brute force over the Cannon models, 16
+real A stars; F stars unchanged)."""
 COOL_GRID_RANGES: dict[str, tuple[float, float]] = {
     "teff": (3500.0, SEAM_TEFF[1]),
     "logg": (0.0, 5.0),
@@ -490,7 +499,7 @@ no weight in a fit, but unclipped they would dominate the emulator's training lo
 
 
 def seam_weight(teff: np.ndarray) -> np.ndarray:
-    """Weight of the hot-dwarf model at ``teff`` (K): 0 below 7,500 K, 1 above 8,500 K, linear between."""
+    """Weight of the hot-dwarf model at ``teff`` (K): 0 below 7,500 K, 1 above 9,000 K, linear between."""
     lo, hi = SEAM_TEFF
     return np.clip((np.asarray(teff, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
 
@@ -512,20 +521,20 @@ def joined_model_spectra(
 ) -> np.ndarray:
     """§3-normalized spectra of the cool-star and hot-dwarf models joined across :data:`SEAM_TEFF`.
 
-    F = (1 − w) F_cool(min(T_eff, 8,000 K)) + w F_hot(max(T_eff, 8,000 K)) with w = :func:`seam_weight`:
-    each model only at temperatures it was trained on, the pure cool model below 7,500 K and the pure hot
-    model above 8,500 K, continuous in T_eff in between. The blend is of the normalized spectra, so it is
-    what a spectrum of two stars of equal continuum would show — close to either model where they agree.
+    F = (1 − w) F_cool(min(T_eff, 7,500 K)) + w F_hot(max(T_eff, 9,000 K)) with w = :func:`seam_weight`: the
+    pure cool model below 7,500 K, the pure hot model above 9,000 K, and in between a bridge linear in T_eff
+    between the two models' spectra at those training nodes (log g, [Fe/H], v sin i as given), continuous in
+    T_eff. Neither model is used within 1,000 K of the 8,000 K edge where both are least constrained
+    (:data:`SEAM_TEFF` says why).
 
     Parameters and returns as :func:`cannon_model_spectra` (labels (n, 4) in :data:`GRID_LABELS` order).
     """
     lab = np.atleast_2d(np.asarray(labels, dtype=np.float64))
     w = seam_weight(lab[:, 0]).astype(np.float32)
     out = np.zeros((lab.shape[0], wavelength_grid().size), dtype=np.float32)
-    split = cool.label_max[0]
     for model, rows, weight, lo, hi in (
-        (cool, w < 1, 1.0 - w, -np.inf, split),
-        (hot, w > 0, w, split, np.inf),
+        (cool, w < 1, 1.0 - w, -np.inf, SEAM_TEFF[0]),
+        (hot, w > 0, w, SEAM_TEFF[1], np.inf),
     ):
         if rows.any():
             spectra = cannon_model_spectra(
@@ -537,13 +546,12 @@ def joined_model_spectra(
 
 def sample_joined_labels(cool: CannonModel, hot: CannonModel, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` labels (n, 4) in :data:`COOL_GRID_RANGES`, inside the training hull of each model that contributes."""
-    split = cool.label_max[0]
 
     def in_hull(tgf: np.ndarray) -> np.ndarray:
         w = seam_weight(tgf[:, 0])
         keep = np.ones(tgf.shape[0], dtype=bool)
-        keep[w < 1] &= cool.in_hull(_model_labels(tgf[w < 1], -np.inf, split))
-        keep[w > 0] &= hot.in_hull(_model_labels(tgf[w > 0], split, np.inf))
+        keep[w < 1] &= cool.in_hull(_model_labels(tgf[w < 1], -np.inf, SEAM_TEFF[0]))
+        keep[w > 0] &= hot.in_hull(_model_labels(tgf[w > 0], SEAM_TEFF[1], np.inf))
         return keep
 
     return _sample_labels(in_hull, COOL_GRID_RANGES, n, rng)
@@ -558,7 +566,7 @@ def make_cool_model_grid(
     resolution: float = DEFAULT_RESOLUTION,
     chunk_size: int = 256,
 ) -> ModelGrid:
-    """A model grid of ``n`` spectra of the cool-star component (3,500–8,500 K; issue 23).
+    """A model grid of ``n`` spectra of the cool-star component (3,500–9,000 K; issue 23).
 
     Spectra of :func:`joined_model_spectra` (thedoppler's cool-star model, handing over to the hot-dwarf model
     across :data:`SEAM_TEFF`) at labels of :func:`sample_joined_labels`; otherwise as
@@ -590,7 +598,7 @@ def make_cool_model_grid(
             "model_file": [Path(cool_path).name, Path(hot_path).name],
             "model_sha256": [cool.sha256, hot.sha256],
             "model": "cubic Cannon model of cool-star synthetic spectra (Teff 3500-8000 K, logg 0-5, [Fe/H] "
-            "-2.5..0.5), joined to the hot-dwarf model (Teff 8000-40000 K) linearly in Teff over "
+            "-2.5..0.5), bridged to the hot-dwarf model (Teff 8000-40000 K) linearly in Teff between their nodes at "
             f"{SEAM_TEFF[0]:.0f}-{SEAM_TEFF[1]:.0f} K (survey_scale.synth.cannon_grid.joined_model_spectra)",
             "seam_teff": list(SEAM_TEFF),
             "seed": int(seed),

@@ -351,7 +351,7 @@ def test_shipped_physical_emulator_loads_by_name_with_its_provenance() -> None:
     em = E.load_default("physical")
     assert isinstance(em, EmulatorSet) and em.names == ("cool", "hot")
     assert em.label_names == ("teff", "logg", "vsini", "fe_h")
-    assert em.teff_ranges() == {"cool": (3500.0, 8500.0), "hot": (8000.0, 40000.0)}
+    assert em.teff_ranges() == {"cool": (3500.0, 9000.0), "hot": (8000.0, 40000.0)}
     np.testing.assert_array_equal(em.wave, wavelength_grid())
     assert json.loads(str(np.load(path)["header"]))["code_version"]
     for name, component in zip(em.names, em.components, strict=True):
@@ -365,7 +365,7 @@ def test_shipped_physical_emulator_loads_by_name_with_its_provenance() -> None:
         assert {"hidden", "lr", "batch_size", "patience", "seed"} <= set(meta["settings"])
         assert 0 < meta["valid_sigma"] < 0.01 and meta["valid_sigma_deep"] < 0.02, name
     assert em.component("hot").meta["grid_meta"]["label_ranges"]["teff"] == [8000.0, 40000.0]
-    assert em.component("cool").meta["grid_meta"]["label_ranges"]["teff"] == [3500.0, 8500.0]
+    assert em.component("cool").meta["grid_meta"]["label_ranges"]["teff"] == [3500.0, 9000.0]
     wave = em.wave
     # an A0 dwarf: deep Balmer lines, weak He I 4471
     flux = em.predict(np.array([[9700.0, 4.2, 50.0, 0.0]]))[0]

@@ -178,3 +178,30 @@ def test_grid_in_the_model_grid_format_and_deterministic(model_file: Path) -> No
     np.testing.assert_array_equal(grid.wave, WAVE)
     assert grid.meta["model_sha256"] == model.sha256 and grid.meta["seed"] == 3
     assert np.all((grid.labels >= grid.label_min) & (grid.labels <= grid.label_max))
+
+
+def test_joined_spectra_bridge_the_models_between_their_inner_nodes(model_file: Path, tmp_path: Path) -> None:
+    """Issue 23: below 7,500 K the cool model, above 9,000 K the hot one; in between a blend linear in T_eff of the
+    two models at those nodes — neither model at the 8,000 K edge they share (SEAM_TEFF says why)."""
+    cool_labels = _training_labels().copy()
+    cool_labels[:, 0] = np.repeat([3500.0, 5000.0, 7000.0, 7500.0, 8000.0], cool_labels.shape[0] // 5)
+    cool_path = tmp_path / C.COOL_MODEL_FILE
+    cool_path.write_bytes(pickle.dumps(_state(cool_labels)))
+    cool, hot = C.read_cannon_model(cool_path), C.read_cannon_model(model_file)
+    lo, hi = C.SEAM_TEFF
+    assert (lo, hi) == (7500.0, 9000.0)
+
+    def spectra(model, teff: float) -> np.ndarray:
+        return C.cannon_model_spectra(model, np.array([[teff, 4.0, 50.0, 0.0]]))[0]
+
+    teffs = [7000.0, lo, 8000.0, 8250.0, hi, 9500.0]
+    joined = C.joined_model_spectra(cool, hot, np.array([[t, 4.0, 50.0, 0.0] for t in teffs]))
+    np.testing.assert_allclose(C.seam_weight(np.array(teffs)), [0, 0, 1 / 3, 0.5, 1, 1])
+    np.testing.assert_allclose(joined[0], spectra(cool, 7000.0), atol=1e-6)
+    np.testing.assert_allclose(joined[1], spectra(cool, lo), atol=1e-6)
+    np.testing.assert_allclose(joined[2], (2 * spectra(cool, lo) + spectra(hot, hi)) / 3, atol=1e-6)
+    np.testing.assert_allclose(joined[3], 0.5 * (spectra(cool, lo) + spectra(hot, hi)), atol=1e-6)
+    np.testing.assert_allclose(joined[4], spectra(hot, hi), atol=1e-6)
+    np.testing.assert_allclose(joined[5], spectra(hot, 9500.0), atol=1e-6)
+    # the two models differ at the bridge's ends, so the bridge is not a copy of either
+    assert np.abs(spectra(cool, lo) - spectra(hot, hi)).max() > 1e-3
