@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shlex
 from pathlib import Path
 
 import dask
@@ -52,7 +53,11 @@ def test_slurm_job_script_carries_every_setting_and_tls(tmp_path: Path) -> None:
     assert f"#SBATCH -e {tmp_path / 'logs'}/survey-scale-%J.err" in lines
     assert "source /opt/survey-scale/venv/bin/activate" in lines
     # the workers without Dask's MALLOC_TRIM_THRESHOLD_ (WORKER_DASK_CONFIG), exported before they start
-    export = lines.index("export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None")
+    export = next(i for i, line in enumerate(lines) if line.startswith("export DASK_DISTRIBUTED__NANNY__"))
+    assert shlex.split(lines[export]) == [
+        "export",
+        "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON={'MALLOC_TRIM_THRESHOLD_': None}",
+    ]
     start = next(i for i, line in enumerate(lines) if "distributed.cli.dask_worker" in line)
     assert lines.index("source /opt/survey-scale/venv/bin/activate") < export < start
     worker = next(line for line in lines if "distributed.cli.dask_worker" in line).split()
@@ -178,3 +183,36 @@ def test_local_workers_run_without_dasks_malloc_trim_threshold() -> None:
         omp = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
         assert list(omp.values()) == [os.environ.get("OMP_NUM_THREADS", "1")]
     assert dask.config.get("distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_") == 65536
+
+
+def test_dask_worker_started_with_worker_env_runs_without_dasks_malloc_trim_threshold(tmp_path: Path) -> None:
+    """WORKER_ENV, as the SLURM job script, the worker pods and an ``address`` cluster's own ``dask worker`` get
+    it: the nanny spawns the worker process without MALLOC_TRIM_THRESHOLD_ (and with Dask's other settings)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from survey_scale.engine.cluster import WORKER_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
+    env.update(WORKER_ENV)
+    file = tmp_path / "scheduler.json"
+    common = ["--scheduler-file", str(file), "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"]
+    scheduler = [sys.executable, "-m", "distributed.cli.dask_scheduler", *common]
+    procs = [subprocess.Popen(scheduler, env=env)]
+    try:
+        for _ in range(300):
+            if file.exists():
+                break
+            time.sleep(0.1)
+        worker = [sys.executable, "-m", "distributed.cli.dask_worker", "--nthreads", "1", *common]
+        procs.append(subprocess.Popen(worker, env=env))
+        with Client(scheduler_file=str(file), timeout=30) as client:
+            client.wait_for_workers(1, timeout=30)
+            got = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
+        assert list(got.values()) == [(None, "1")]
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)

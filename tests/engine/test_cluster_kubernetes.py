@@ -76,7 +76,7 @@ def test_the_cluster_spec_runs_scheduler_and_workers_over_tls_with_the_cube_volu
     assert worker_env["DASK_SCHEDULER_ADDRESS"] == "tls://survey-scale-scheduler:8786"
     assert worker_env["OMP_NUM_THREADS"] == "1" and worker_env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "True"
     # the nanny spawns the worker without Dask's MALLOC_TRIM_THRESHOLD_ (WORKER_DASK_CONFIG)
-    assert worker_env["DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_"] == "None"
+    assert worker_env["DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON"] == "{'MALLOC_TRIM_THRESHOLD_': None}"
     for role, container in containers(spec).items():
         pod = spec["spec"][role]["spec"]
         assert container["image"] == "registry/survey-scale:cuda"

@@ -17,7 +17,7 @@ listen on loopback unless configured otherwise.
 
 Results do not depend on the kind: worker processes (the nannies of every kind) run BLAS single-threaded,
 and each torch stage sets its thread count from its configuration (``fit.threads``), never from the cluster.
-Every kind that starts workers starts them with glibc's own memory-return policy (:data:`WORKER_DASK_CONFIG`).
+Every kind that starts workers starts them with glibc's own memory-return policy (:data:`WORKER_PRE_SPAWN_ENVIRON`).
 """
 
 from __future__ import annotations
@@ -45,24 +45,28 @@ KINDS: dict[str, str] = {
 """Cluster kind → the module that starts it."""
 
 
-WORKER_DASK_CONFIG: dict[str, None] = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-"""Dask configuration of the process that runs a worker's nanny: the worker process without Dask's
-``MALLOC_TRIM_THRESHOLD_=65536`` (``None`` unsets it), so with glibc's default, adaptive thresholds.
+WORKER_PRE_SPAWN_ENVIRON: dict[str, None] = {"MALLOC_TRIM_THRESHOLD_": None}
+"""Dask's ``distributed.nanny.pre-spawn-environ`` as every kind's worker nannies get it: the worker process
+without Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` (``None`` unsets it), so with glibc's default, adaptive
+thresholds; Dask's other entries stay.
 
 Why: setting any glibc threshold freezes the others, so every allocation above 128 kB is served by a fresh
 ``mmap`` and unmapped when freed. The fit allocates tensors of 10–500 MB in every Levenberg–Marquardt iteration
 (the Jacobian of a 1,024-spectrum block is 170 MB), and each is page-faulted in anew: the same 1,024 spectra
 took 45.1 ms of CPU per spectrum with the variable (16 of 49 s in the kernel) and 26.6 ms without (0.7 s),
-with the same peak memory (0.69 GB); in the pipeline the fit ran at 52 ms per spectrum against 29 ms in one
-process. Dask sets the variable to return fragmented memory of long-lived workers to the system; glibc's
-default still returns the top of the heap and every block above 32 MB (``benchmarks/bench_cpu.py`` measures
-both the time and the workers' peak memory)."""
-WORKER_ENV: dict[str, str] = {
-    "DASK_" + "__".join(part.upper().replace("-", "_") for part in key.split(".")): str(value)
-    for key, value in WORKER_DASK_CONFIG.items()
+with the same peak memory (0.69 GB); in a worker the fit of 3,052 spectra took 158 s with it and 95 s without.
+Dask sets the variable to return fragmented memory of long-lived workers to the system; glibc's default still
+returns the top of the heap and every block above 32 MB (``benchmarks/bench_cpu.py`` measures both the time
+and the workers' peak memory)."""
+WORKER_DASK_CONFIG: dict[str, None] = {
+    f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in WORKER_PRE_SPAWN_ENVIRON.items()
 }
-""":data:`WORKER_DASK_CONFIG` as environment variables (dask reads ``None`` from ``"None"``): for the processes
-that start nannies elsewhere (a SLURM job's, a worker pod's, ``dask worker`` against ``cluster.kind: address``)."""
+""":data:`WORKER_PRE_SPAWN_ENVIRON` for ``dask.config.set`` in a process that makes nannies (the local kind)."""
+WORKER_ENV: dict[str, str] = {"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": repr(WORKER_PRE_SPAWN_ENVIRON)}
+""":data:`WORKER_PRE_SPAWN_ENVIRON` as the environment of a process that starts nannies elsewhere (a SLURM
+job, a worker pod, ``dask worker`` against ``cluster.kind: address``). Dask lower-cases the rest of a
+``DASK_*`` variable's name, so ``..._PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_`` would name another key: the
+variable gives the mapping (Python literal; its keys keep their case), which Dask merges with its defaults."""
 
 
 def available_cores() -> int:

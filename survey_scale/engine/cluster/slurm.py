@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import tempfile
 from typing import Any
 
@@ -52,7 +53,8 @@ def cluster_kwargs(config: SlurmClusterConfig) -> dict[str, Any]:
 
     kwargs: dict[str, Any] = {k: getattr(config, k) for k in JOBQUEUE_KEYS if getattr(config, k) is not None}
     prologue = kwargs.get("job_script_prologue") or dask.config.get("jobqueue.slurm.job-script-prologue", None)
-    kwargs["job_script_prologue"] = [*(prologue or []), *(f"export {k}={v}" for k, v in WORKER_ENV.items())]
+    exports = [f"export {name}={shlex.quote(value)}" for name, value in WORKER_ENV.items()]
+    kwargs["job_script_prologue"] = [*(prologue or []), *exports]
     cores = kwargs.get("cores") or dask.config.get("jobqueue.slurm.cores", None)
     kwargs["processes"] = config.processes or dask.config.get("jobqueue.slurm.processes", None) or cores
     kwargs["job_name"] = "survey-scale"
