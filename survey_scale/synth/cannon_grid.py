@@ -479,7 +479,7 @@ at log g 4, against 12.8 Å at the cool model's 7,500 K and 16.1 Å at the hot m
 the Balmer maximum of dwarfs near 9,000–9,500 K (as the package's own synthesizer has it). Joined at 8,000 K,
 real A4–A6 stars were fitted ~500 K cooler than a photometric T_eff scale (header g − r against Pecaut & Mamajek,
 ``benchmarks/eval_real.py``); bridged between the inner nodes, +65 K by brute force over the Cannon models and
-−73 K from the pipeline with the network trained on this grid (16 real A stars; F stars unchanged)."""
+−70 K from the pipeline with the network trained on this grid (16 real A stars; F stars unchanged)."""
 COOL_GRID_RANGES: dict[str, tuple[float, float]] = {
     "teff": (3500.0, SEAM_TEFF[1]),
     "logg": (0.0, 5.0),
