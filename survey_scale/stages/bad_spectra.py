@@ -193,8 +193,17 @@ MODEL_INPUTS = ("labels", "vsini_raw", "fit_component")
 """What the fit's model spectra are rebuilt from where the cube does not keep ``model_flux``."""
 
 
-Rebuild = tuple[Path, tuple[str, ...]]
-"""The fit's emulator file and the cube's label names, where the model spectra are rebuilt."""
+@dataclass(frozen=True)
+class FitModel:
+    """The fit's emulator and the cube's label names: what rebuilds a block's model spectra (one object, so
+    that a reduction sends it to every worker once)."""
+
+    emulator: Any
+    label_names: tuple[str, ...]
+
+
+Rebuild = tuple[Path, FitModel]
+"""The fit's emulator file and what rebuilds the model spectra from it, where the cube keeps no ``model_flux``."""
 
 
 def model_source(config: ConfigBase, engine: Engine) -> Rebuild | None:
@@ -203,21 +212,13 @@ def model_source(config: ConfigBase, engine: Engine) -> Rebuild | None:
     if config.cube.keep_model_flux:
         return None
     path = Path(engine.models["emulator"])
-    return path, output_label_names(tuple(load_emulator_model(str(path)).label_names))
+    emulator = load_emulator_model(str(path))
+    return path, FitModel(emulator, output_label_names(tuple(emulator.label_names)))
 
 
 def model_variables(source: Rebuild | None) -> tuple[str, ...]:
     """The variables a block reads for its model spectra."""
     return ("model_flux",) if source is None else MODEL_INPUTS
-
-
-@dataclass(frozen=True)
-class FitModel:
-    """The fit's emulator and the cube's label names: what rebuilds a block's model spectra (one object, so
-    that a reduction sends it to every worker once)."""
-
-    emulator: Any
-    label_names: tuple[str, ...]
 
 
 def block_model_flux(data: Mapping[str, np.ndarray], fit_model: FitModel | None) -> np.ndarray:
@@ -289,7 +290,7 @@ def fit_residuals_stage(
         params={
             "max_shift": cfg.max_shift,
             "min_shift": cfg.min_shift,
-            **({"label_names": source[1]} if source else {}),
+            **({"label_names": source[1].label_names} if source else {}),
         },
         models={
             "telluric": ModelRef(str(telluric_path), load_telluric),
@@ -329,7 +330,7 @@ def build_telluric(
     if rows.size:
         variables = ("norm_flux", "norm_ivar", *model_variables(source), "rv")
         block_rows = config.bad_spectra.block_spectra
-        params = {"fit_model": FitModel(load_emulator_model(str(source[0])), source[1])} if source else {}
+        params = {"fit_model": source[1]} if source else {}
         sums = engine.reduce_rows(variables, rows, telluric_sums_rows, add_sums, params, block_rows=block_rows)
         transmission = telluric_template(sums, telluric)
     else:
