@@ -91,6 +91,11 @@ class MKsConfig(Section):
     )
     max_train: int = Field(50_000, ge=20, description="at most this many training spectra (a seeded subset)")
     binary_iterations: int = Field(2, ge=0, description="retrainings without the binaries found (P1: 2)")
+    warm_start: bool = Field(
+        True,
+        description="each retraining continues the networks of the iteration before (false: from new random "
+        "weights; the same precision in more epochs)",
+    )
     hidden: list[int] = Field([100, 100], description="hidden widths (P1 Eq. 6: two layers of 100 sigmoid neurons)")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout of the hidden layers (P1)")
     learning_rate: float = Field(0.001, gt=0, description="Adam's learning rate")
@@ -124,7 +129,9 @@ class MKsConfig(Section):
 log = logging.getLogger(__name__)
 
 
-MKS_VERSION = "3"  # 3: the networks' disagreement in the errors; 2: cross-fitted networks, no in-sample MKs (issue 27)
+# 4: fused Adam, retrainings warm-started; 3: the networks' disagreement in the errors; 2: cross-fitted networks,
+# no in-sample MKs (issue 27)
+MKS_VERSION = "4"
 MKS_MODEL_FILE = "mks.npz"
 
 
@@ -175,6 +182,7 @@ def training_settings(config: ConfigBase) -> TrainingSettings:
         balance_mks=cfg.balance_mks,
         max_train=cfg.max_train,
         binary_iterations=cfg.binary_iterations,
+        warm_start=cfg.warm_start,
         binary_snr=config.distance.binary_snr,
         min_error_stars=cfg.min_error_stars,
         max_error_stars=cfg.max_error_stars,

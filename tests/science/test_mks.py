@@ -83,6 +83,30 @@ def test_network_learns_mks_and_predicts_in_numpy() -> None:
     np.testing.assert_array_equal(again.weights[0], net.weights[0])
 
 
+def test_warm_started_network_continues_its_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    flux, mks = _spectra(600, 6, n_pix=50)
+    pixels, err = np.ones(50, bool), np.full(mks.size, 0.05)
+    settings = m.NetworkSettings(hidden=(16, 16), learning_rate=0.01, max_epochs=300, patience=20)
+    cold = m.train_network(flux, mks, err, pixels, settings)
+    # a few stars fewer, as after a binary iteration: the same standardization, far fewer epochs
+    keep = np.arange(mks.size) % 10 != 3
+    warm = m.train_network(flux[keep], mks[keep], err[keep], pixels, settings, init=cold)
+    again = m.train_network(flux[keep], mks[keep], err[keep], pixels, settings)
+    assert warm.meta["warm_start"] and not again.meta["warm_start"]
+    np.testing.assert_array_equal(warm.x_mean, cold.x_mean)
+    assert (warm.y_mean, warm.y_scale) == (cold.y_mean, cold.y_scale)
+    assert warm.meta["epochs"] < 0.7 * again.meta["epochs"], (warm.meta["epochs"], again.meta["epochs"])
+    test_flux, test_mks = _spectra(400, 7, n_pix=50)
+    assert np.std(warm.predict(test_flux) - test_mks) <= 1.1 * np.std(again.predict(test_flux) - test_mks)
+    with pytest.raises(ValueError, match="init has layers"):
+        m.train_network(flux, mks, err, pixels, replace(settings, hidden=(8,)), init=cold)
+    with pytest.raises(ValueError, match="init uses 50 pixels"):
+        m.train_network(flux, mks, err, np.arange(50) > 0, settings, init=cold)
+
+
 def test_network_pixels_leave_out_the_bands() -> None:
     wave = np.arange(3750.0, 9000.0, 1.0)
     full = m.network_pixels(wave, emission=False)
