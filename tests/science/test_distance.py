@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -21,6 +23,24 @@ def test_posterior_matches_a_01_pc_grid_to_01_percent() -> None:
         assert got["logdis"][i] == pytest.approx(ref["logdis"], abs=4e-4), i
         assert got["logdis_err"][i] == pytest.approx(ref["logdis_err"], rel=1e-3, abs=1e-4), i
     assert got.dis[-1] == pytest.approx(D_MAX_PC)
+
+
+def test_posterior_in_blocks_is_the_same_with_a_fraction_of_the_memory() -> None:
+    stars = example_stars(3000, 4)
+
+    def run(block: int) -> tuple[object, int]:
+        tracemalloc.start()
+        try:
+            return posterior(**stars, block=block), tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    whole, peak_whole = run(10**9)
+    blocked, peak_blocked = run(500)
+    for key in ("dis", "dis_low", "dis_high", "logdis", "logdis_err"):
+        np.testing.assert_array_equal(getattr(blocked, key), getattr(whole, key), err_msg=key)
+    # the grids (~100 kB per star) are held for 500 stars at a time, not 3,000
+    assert peak_blocked < peak_whole / 3, (peak_blocked, peak_whole)
 
 
 def test_binaries_use_the_parallax_alone_and_bad_inputs_give_nan() -> None:
