@@ -245,6 +245,24 @@ class NetworkSettings:
     device: str = "cpu"
 
 
+_BLOCK = 4096
+"""Spectra per block where :func:`train_network` works through the training spectra (bounds its temporaries)."""
+
+
+def _gathered(flux: np.ndarray, rows: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """``flux[rows][:, pixels]`` as one new float32 array, gathered block by block (no wider temporary)."""
+    out = np.empty((rows.size, int(np.count_nonzero(pixels))), dtype=np.float32)
+    columns = np.flatnonzero(pixels)
+    for start in range(0, rows.size, _BLOCK):
+        out[start : start + _BLOCK] = flux[rows[start : start + _BLOCK]][:, columns]
+    return out
+
+
+def _block_sum(x: np.ndarray, term: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Σ over blocks of rows of ``term(block)``, each block in float64."""
+    return sum(term(x[start : start + _BLOCK].astype(np.float64)) for start in range(0, len(x), _BLOCK))
+
+
 def train_network(
     flux: np.ndarray,
     mks: np.ndarray,
@@ -254,6 +272,7 @@ def train_network(
     star_id: np.ndarray | None = None,
     weights: np.ndarray | None = None,
     init: MKsNetwork | None = None,
+    flux_rows: np.ndarray | None = None,
 ) -> MKsNetwork:
     """Train a P1 Eq. 6 network on (n, P) spectra and their geometric MKs (mag) with errors.
 
@@ -267,19 +286,26 @@ def train_network(
     of the spectra and of MKs), e.g. the same fold's network before a few training stars were removed
     (:func:`train_mks_model`'s binary iterations): it starts near its optimum, so early stopping ends it in
     far fewer epochs.
+
+    ``flux_rows``: the rows of ``flux`` that ``mks`` (and the other per-spectrum arguments) describe, when
+    ``flux`` holds more (the shared training spectra of :func:`train_job`); default all of them. The network's
+    pixels of those rows are the only copy of the spectra made (float32, standardized in place), so a
+    training takes ~4 bytes per used pixel and spectrum besides ``flux``.
     """
     import torch
 
-    rows = np.flatnonzero(np.isfinite(mks) & np.isfinite(mks_err) & np.isfinite(flux[:, pixels]).all(axis=1))
+    x = _gathered(flux, np.arange(len(mks)) if flux_rows is None else np.asarray(flux_rows), pixels)
+    rows = np.flatnonzero(np.isfinite(mks) & np.isfinite(mks_err) & np.isfinite(x).all(axis=1))
     if rows.size < 20:
         raise TooFewSpectra(f"train_network: {rows.size} usable training spectra; at least 20 are needed")
-    x = flux[rows][:, pixels].astype(np.float64)
+    x = x[rows] if rows.size < len(x) else x
     y = np.asarray(mks, np.float64)[rows]
     w = 1.0 / (np.asarray(mks_err, np.float64)[rows] ** 2 + settings.error_floor**2)
     if weights is not None:
         w = w * np.asarray(weights, np.float64)[rows]
     if init is None:
-        x_mean, x_scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-3)
+        x_mean = x.mean(axis=0, dtype=np.float64)
+        x_scale = np.maximum(np.sqrt(_block_sum(x, lambda b: ((b - x_mean) ** 2).sum(axis=0)) / len(x)), 1e-3)
         y_mean, y_scale = float(np.average(y, weights=w)), float(max(np.std(y), 1e-3))
     elif init.pixels.shape != np.shape(pixels) or not (init.pixels == pixels).all():
         raise ValueError(f"train_network: init uses {int(init.pixels.sum())} pixels, not these {int(pixels.sum())}")
@@ -314,7 +340,9 @@ def train_network(
     def tensor(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
 
-    xt, yt = tensor((x - x_mean) / x_scale), tensor((y - y_mean) / y_scale)
+    for start in range(0, len(x), _BLOCK):  # standardized in place (in float64, stored as float32)
+        x[start : start + _BLOCK] = (x[start : start + _BLOCK] - x_mean) / x_scale
+    xt, yt = torch.from_numpy(x).to(device), tensor((y - y_mean) / y_scale)
     wt = tensor(w / w.mean())
     train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
     # fused: one kernel per step instead of a Python loop over the parameters (~15 % of the training's CPU)
@@ -439,7 +467,7 @@ them."""
 
 def train_job(flux: np.ndarray, rows: np.ndarray, *args: Any) -> MKsNetwork:
     """:func:`train_network` on the job's rows of ``flux`` (a :data:`NetworkJob` after the flux)."""
-    return train_network(flux[rows], *args)
+    return train_network(flux, *args, flux_rows=rows)
 
 
 def train_serially(flux: np.ndarray, jobs: list[NetworkJob]) -> list[MKsNetwork]:
