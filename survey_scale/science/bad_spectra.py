@@ -201,6 +201,19 @@ def _moved(model: np.ndarray, shift: np.ndarray | int) -> np.ndarray:
     return np.take_along_axis(model, np.broadcast_to(src, (n, p)), axis=1)
 
 
+def _move_into(out: np.ndarray, model: np.ndarray, shift: int) -> None:
+    """:func:`_moved` by one shift for every row, written into ``out`` (n, P) by slicing."""
+    p = model.shape[1]
+    if shift >= p or shift <= -p:
+        out[:] = model[:, :1] if shift > 0 else model[:, -1:]
+    elif shift >= 0:
+        out[:, shift:] = model[:, : p - shift]
+        out[:, :shift] = model[:, :1]
+    else:
+        out[:, :shift] = model[:, -shift:]
+        out[:, shift:] = model[:, -1:]
+
+
 def _block_chi2(
     flux: np.ndarray, weight: np.ndarray, model: np.ndarray, shifts: np.ndarray, block: int, smooth: int
 ) -> np.ndarray:
@@ -219,12 +232,29 @@ def _block_chi2(
     on_sum = np.cumsum(np.pad(on, ((0, 0), (half + 1, half))), axis=1)
     on_run = np.maximum(on_sum[:, smooth:] - on_sum[:, :-smooth], 1.0)
     out = np.empty((shifts.size, n, n_blocks))
+    # buffers reused by every shift (41 by default): the moved model, edge-padded to whole blocks, and the
+    # residual inside the zero margins of its running sum
+    moved = np.empty((n, width), dtype=np.float32)
+    padded = np.zeros((n, width + smooth), dtype=np.float32)
+    r = padded[:, half + 1 : half + 1 + width]
+    r_sum = np.empty_like(padded)
+    hp, chi2 = np.empty_like(f), np.empty_like(f)
     for k, s in enumerate(shifts):
-        r = (f - np.pad(_moved(model, int(s)), pad, mode="edge")) * on
-        if smooth > 1:
-            r_sum = np.cumsum(np.pad(r, ((0, 0), (half + 1, half))), axis=1)
-            r = (r - (r_sum[:, smooth:] - r_sum[:, :-smooth]) / on_run) * on
-        out[k] = (w * r * r).reshape(n, n_blocks, block).sum(axis=2, dtype=np.float64)
+        _move_into(moved[:, :p], model, int(s))
+        moved[:, p:] = moved[:, p - 1 : p]
+        np.subtract(f, moved, out=r)
+        r *= on
+        if smooth > 1:  # hp = (r − running sum / on_run) · on, in place
+            np.cumsum(padded, axis=1, out=r_sum)
+            np.subtract(r_sum[:, smooth:], r_sum[:, :-smooth], out=hp)
+            hp /= on_run
+            np.subtract(r, hp, out=hp)
+            hp *= on
+        else:
+            hp[:] = r
+        np.multiply(w, hp, out=chi2)
+        chi2 *= hp
+        out[k] = chi2.reshape(n, n_blocks, block).sum(axis=2, dtype=np.float64)
     return out
 
 
