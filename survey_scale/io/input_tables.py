@@ -210,8 +210,11 @@ def _coerce(series: pd.Series, col: Column, path: Path) -> tuple[pd.Series, list
     if col.dtype == "str":
         return series.astype("string").str.strip().fillna(""), []
     values = pd.to_numeric(series, errors="coerce")
-    text = series.astype("string").str.strip()
-    bad = (values.isna() & series.notna() & (text != "")).to_numpy()
+    if pd.api.types.is_numeric_dtype(series.dtype):  # parsed as numbers already: nothing failed to convert
+        bad = np.zeros(len(series), dtype=bool)
+    else:
+        text = series.astype("string").str.strip()
+        bad = (values.isna() & series.notna() & (text != "")).to_numpy()
     problems = [
         (int(i), f"{path}: column {series.name!r} row {i}: {_show(series.iloc[i])} is not a number")
         for i in np.flatnonzero(bad)
