@@ -104,7 +104,6 @@ def posterior(
         Apparent Ks magnitude, extinction A_Ks and their errors, mag.
     binary
         True: the parallax term alone (P1 §7); default all False.
-
     block
         Stars evaluated at once: the grids take ~100 kB per star (~200 MB for 2,048), so memory stays flat
         however many stars are passed. The results do not depend on it (each star's sums are its own).

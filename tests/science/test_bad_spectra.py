@@ -267,3 +267,13 @@ def test_a_continuum_step_stands_out_against_the_survey_histogram() -> None:
     assert z[0] > 2 * np.nanmax(z[2:]) and z[0] > 10, (z[0], np.nanmax(z[2:]))
     median_few, _ = step_reference(histogram["step_histogram"] * 0)
     assert np.isnan(median_few).all()
+
+
+def test_shift_scan_moves_the_model_as_the_per_row_move_does() -> None:
+    from survey_scale.science import bad_spectra as bs
+
+    model = np.random.default_rng(3).random((3, 50)).astype(np.float32)
+    for shift in (-70, -50, -49, -3, 0, 2, 49, 50, 70):
+        out = np.empty_like(model)
+        bs._move_into(out, model, shift)
+        np.testing.assert_array_equal(out, bs._moved(model, shift), err_msg=str(shift))
