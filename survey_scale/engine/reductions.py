@@ -9,6 +9,7 @@ every task. :class:`~survey_scale.engine.runner.DaskEngine` offers them to the p
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,30 @@ from survey_scale.store.cube import open_group, python_strings
 
 
 def _read_rows(cube: str, variables: tuple[str, ...], rows: np.ndarray) -> dict[str, np.ndarray]:
-    # Strings as object arrays of str, as read_column gives them.
+    """``variables`` at ``rows`` (any order), read :data:`READ_CHUNKS` inner chunks' rows at a time; strings as
+    object arrays of str, as read_column gives them."""
     root = open_group(cube)
-    return {name: python_strings(root[name].get_orthogonal_selection((rows,))) for name in variables}
+    order = np.argsort(rows, kind="stable")
+    ascending = np.asarray(rows)[order]
+    out = {}
+    for name in variables:
+        array = root[name]
+        group = array.chunks[0] * READ_CHUNKS
+        bounds = [0, *(np.flatnonzero(np.diff(ascending // group)) + 1), ascending.size]
+        values = None
+        for a, b in itertools.pairwise(bounds):
+            part = array.get_orthogonal_selection((ascending[a:b],))
+            if values is None:
+                values = np.empty((ascending.size, *part.shape[1:]), dtype=part.dtype)
+            values[order[a:b]] = part
+        out[name] = python_strings(values)
+    return out
+
+
+READ_CHUNKS = 16
+"""Inner chunks whose rows :func:`_read_rows` selects at once. Zarr decodes every chunk a selection touches
+before it assembles the result: rows scattered over a cube (a random training subset) touched every chunk of
+it at once, ~15x the result's memory; 16 chunks of 128 spectra × 3,802 pixels are 31 MB decoded."""
 
 
 def _block_task(cube: str, variables: tuple[str, ...], rows: np.ndarray, block: Callable[..., Any], *args: Any) -> Any:

@@ -181,3 +181,13 @@ def test_write_catalog_streams_parts_into_fits_and_parquet(cube: Path, client, t
     assert paths["fits"].stat().st_mtime_ns == stamp  # same key: nothing rewritten
     with pytest.raises(ValueError, match="unknown catalog format"):
         engine.write_catalog("toy", ["specid"], block, {}, out, ["votable"], meta, key="k2")
+
+
+def test_rows_read_in_groups_of_chunks_come_back_in_the_order_asked(cube: Path, monkeypatch) -> None:
+    from survey_scale.engine import reductions
+
+    monkeypatch.setattr(reductions, "READ_CHUNKS", 1)  # 2 rows per read: every inner chunk read on its own
+    rows = np.array([13, 0, 7, 6, 2, 11, 3])
+    data = reductions._read_rows(str(cube), ("snr_g", "star_id"), rows)
+    np.testing.assert_array_equal(data["snr_g"], SNR[rows])
+    assert data["star_id"].dtype == object and list(data["star_id"]) == list(STARS[rows])
