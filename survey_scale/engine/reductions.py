@@ -20,6 +20,11 @@ from distributed import Client, as_completed
 from survey_scale.engine.contracts import RowBlock, StarBlock
 from survey_scale.store.cube import open_group, python_strings
 
+READ_CHUNKS = 16
+"""Inner chunks whose rows :func:`_read_rows` selects at once. Zarr decodes every chunk a selection touches
+before it assembles the result: rows scattered over a cube (a random training subset) touched every chunk of
+it at once, ~15x the result's memory; 16 chunks of 128 spectra × 3,802 pixels are 31 MB decoded."""
+
 
 def _read_rows(cube: str, variables: tuple[str, ...], rows: np.ndarray) -> dict[str, np.ndarray]:
     """``variables`` at ``rows`` (any order), read :data:`READ_CHUNKS` inner chunks' rows at a time; strings as
@@ -40,12 +45,6 @@ def _read_rows(cube: str, variables: tuple[str, ...], rows: np.ndarray) -> dict[
             values[order[a:b]] = part
         out[name] = python_strings(values)
     return out
-
-
-READ_CHUNKS = 16
-"""Inner chunks whose rows :func:`_read_rows` selects at once. Zarr decodes every chunk a selection touches
-before it assembles the result: rows scattered over a cube (a random training subset) touched every chunk of
-it at once, ~15x the result's memory; 16 chunks of 128 spectra × 3,802 pixels are 31 MB decoded."""
 
 
 def _block_task(cube: str, variables: tuple[str, ...], rows: np.ndarray, block: Callable[..., Any], *args: Any) -> Any:

@@ -258,11 +258,6 @@ def _gathered(flux: np.ndarray, rows: np.ndarray, pixels: np.ndarray) -> np.ndar
     return out
 
 
-def _block_sum(x: np.ndarray, term: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Σ over blocks of rows of ``term(block)``, each block in float64."""
-    return sum(term(x[start : start + _BLOCK].astype(np.float64)) for start in range(0, len(x), _BLOCK))
-
-
 def train_network(
     flux: np.ndarray,
     mks: np.ndarray,
@@ -305,7 +300,8 @@ def train_network(
         w = w * np.asarray(weights, np.float64)[rows]
     if init is None:
         x_mean = x.mean(axis=0, dtype=np.float64)
-        x_scale = np.maximum(np.sqrt(_block_sum(x, lambda b: ((b - x_mean) ** 2).sum(axis=0)) / len(x)), 1e-3)
+        squares = sum(((x[i : i + _BLOCK] - x_mean) ** 2).sum(axis=0) for i in range(0, len(x), _BLOCK))
+        x_scale = np.maximum(np.sqrt(squares / len(x)), 1e-3)
         y_mean, y_scale = float(np.average(y, weights=w)), float(max(np.std(y), 1e-3))
     elif init.pixels.shape != np.shape(pixels) or not (init.pixels == pixels).all():
         raise ValueError(f"train_network: init uses {int(init.pixels.sum())} pixels, not these {int(pixels.sum())}")
