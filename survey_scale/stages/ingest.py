@@ -36,6 +36,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from survey_scale.core.files import is_system_error
@@ -59,6 +61,7 @@ from survey_scale.science.ingest import (
     InputTable,
     find_files,
     inspect_files,
+    isin_strings,
     plan_batch,
     records_frame,
 )
@@ -303,7 +306,7 @@ def _run_batch(config: ConfigBase, engine: Engine, batch_dir: Path, state: dict[
         if "todo" not in state:  # the file list is fixed at the first attempt, so a resume sees the same blocks
             files = find_files(Path(cfg.input), cfg.patterns)
             known = set(engine.read_column("source_path")) if engine.n_spectra() else set()
-            todo = [str(p) for p in files if str(p) not in known]
+            todo = [p for p in files if p not in known]
             state = bookkeeping.set_batch_state(
                 batch_dir, state, n_files=len(files), n_skipped_by_path=len(files) - len(todo), todo=todo
             )
@@ -313,6 +316,7 @@ def _run_batch(config: ConfigBase, engine: Engine, batch_dir: Path, state: dict[
         plan, rejects, already = plan_ingest(records, existing, cfg, batch)
         bookkeeping.save_table(bookkeeping.plan_path(batch_dir), plan)
         _record_rejects(engine, batch, rejects)
+        of_files = isin_strings(rejects["source"], records["path"])
         state = bookkeeping.set_batch_state(
             batch_dir,
             state,
@@ -320,8 +324,8 @@ def _run_batch(config: ConfigBase, engine: Engine, batch_dir: Path, state: dict[
             n_old=n_old,
             n_new=len(plan),
             n_already=len(already) + state["n_skipped_by_path"],
-            n_rejected=int((rejects["source"].isin(records["path"])).sum()),
-            n_catalog_rejected=int((~rejects["source"].isin(records["path"])).sum()),
+            n_rejected=int(of_files.sum()),
+            n_catalog_rejected=int((~of_files).sum()),
         )
     n_old, n_new = state["n_old"], state["n_new"]
     if state["phase"] == "planned":
@@ -396,7 +400,8 @@ def _inspect(
             bookkeeping.save_table(target, _inspect_alone(engine, block, result, options))
     if not targets:
         return pd.DataFrame(columns=list(RECORD_COLUMNS))
-    return pd.concat([pd.read_parquet(t) for t in targets], ignore_index=True)
+    # one pyarrow table converted once: a release's thousands of blocks read by pandas one by one cost 2× more
+    return pa.concat_tables([pq.read_table(t) for t in targets]).to_pandas()
 
 
 def _inspect_alone(
@@ -434,7 +439,7 @@ def _record_rejects(engine: Engine, batch: int, rejects: pd.DataFrame) -> None:
     # A file rejected by an earlier batch and seen again now is judged by this batch alone.
     for name, table in engine.bookkeeping.recorded_rejects().items():
         if name.startswith("ingest-batch-"):
-            kept = table[~table["source"].isin(seen)]
+            kept = table[~isin_strings(table["source"], seen)]
             if len(kept) != len(table):
                 engine.bookkeeping.record_rejects(name, kept)
     engine.bookkeeping.record_rejects(f"ingest-batch-{batch:04d}", rejects)

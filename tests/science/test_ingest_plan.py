@@ -473,3 +473,26 @@ def test_the_mock_writer_writes_the_tsource_the_ingest_recognizes(lamost_dir: Pa
     records = inspect_files([str(path), str(lamost_dir / DR9_101001), str(lamost_dir / DR2_FLOAT64)])
     assert list(records["status"]) == ["ok"] * 3
     assert list(records["tsource"]) == [ingest.MOCK_TSOURCE, "JF_LEGAS_S", ""]  # the DR2 file has no TSOURCE
+
+
+def test_find_files_lists_matching_files_as_pathlib_would(tmp_path: Path) -> None:
+    """The file list equals ``Path.rglob`` + ``Path.resolve`` (the walk it replaced, 10× slower on a release):
+    component-wise order, hidden files included, case-sensitive patterns, links to files as their target (once),
+    links to folders not followed, broken links and folders named like spectra left out."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a-c").mkdir()
+    for name in ("a/x.fits", "a-c/y.fits.gz", ".h.fits", "z.FITS", "notes.txt"):
+        (tmp_path / name).write_text("1")
+    (tmp_path / "link.fits").symlink_to(tmp_path / "a" / "x.fits")
+    (tmp_path / "broken.fits").symlink_to(tmp_path / "missing.fits")
+    (tmp_path / "folder-link").symlink_to(tmp_path / "a-c")
+    (tmp_path / "d.fits").mkdir()
+    (tmp_path / "root-link").symlink_to(tmp_path)
+    patterns = ["*.fits", "*.fits.gz"]
+    for root in (tmp_path, tmp_path / "root-link"):
+        found = ingest.find_files(root, patterns)
+        by_pathlib = sorted({p.resolve() for pat in patterns for p in root.rglob(pat) if p.is_file()})
+        assert found == [str(p) for p in by_pathlib]
+        assert found == [str(tmp_path.resolve() / n) for n in (".h.fits", "a/x.fits", "a-c/y.fits.gz")]
+    with pytest.raises(FileNotFoundError, match="missing: input folder not found"):
+        ingest.find_files(tmp_path / "missing", patterns)

@@ -27,6 +27,7 @@ from survey_scale.science.ingest.plan import (
     NON_STELLAR_CLASSES,
     InputTable,
     is_non_stellar,
+    isin_strings,
     lamost_class_names,
     plan_batch,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "inspect_file",
     "inspect_files",
     "is_non_stellar",
+    "isin_strings",
     "lamost_class_names",
     "make_specid",
     "make_star_id",

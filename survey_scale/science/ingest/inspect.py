@@ -10,6 +10,7 @@ The records are what :func:`survey_scale.science.ingest.plan.plan_batch` plans a
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from pathlib import Path
@@ -195,9 +196,25 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
-def find_files(folder: Path, patterns: list[str]) -> list[Path]:
-    """All files under ``folder`` (recursively) matching any of ``patterns``, sorted, absolute."""
+def find_files(folder: Path, patterns: list[str]) -> list[str]:
+    """All files under ``folder`` (recursively) whose name matches any of ``patterns``: absolute paths, in the
+    order of :class:`pathlib.Path` (component by component).
+
+    Matches what ``Path.rglob`` + ``Path.resolve`` would give (symbolic links to directories are not followed; a
+    link to a file is listed as its target, so a file linked twice is found once), but only links are resolved:
+    walking with :func:`os.scandir` costs ~5 µs per file on the client, resolving every path cost 50 µs (a
+    minute per million files).
+    """
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: input folder not found")
-    found = {p.resolve() for pattern in patterns for p in folder.rglob(pattern) if p.is_file()}
-    return sorted(found)
+    matches = re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
+    found: set[str] = set()
+    for top, _, names in os.walk(os.path.realpath(folder)):
+        for name in names:
+            if matches(name):
+                path = os.path.join(top, name)
+                if os.path.islink(path):
+                    path = os.path.realpath(path)
+                if os.path.isfile(path):
+                    found.add(path)
+    return sorted(found, key=lambda p: p.split(os.sep))
