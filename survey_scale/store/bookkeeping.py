@@ -56,8 +56,8 @@ def _written(path: Path, write: Callable[[Path], Any]) -> Path:
         return atomic_write(path, write)
 
 
-def _written_json(path: Path, value: Any) -> Path:
-    data = json.dumps(value, indent=1, sort_keys=True, default=str).encode()
+def _written_json(path: Path, value: Any, indent: int | None = 1) -> Path:
+    data = json.dumps(value, indent=indent, sort_keys=True, default=str).encode()
     return _written(path, lambda tmp: tmp.write_bytes(data))
 
 
@@ -370,7 +370,8 @@ class Bookkeeping:
     def set_batch_state(batch_dir: Path, state: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
         """Save a batch's state with ``changes`` applied, and return it."""
         state = {**state, **changes}
-        _written_json(batch_dir / "state.json", state)
+        # on one line: json's C encoder does not indent, and the file list of a release is a million paths
+        _written_json(batch_dir / "state.json", state, indent=None)
         return state
 
     # --- cached reductions -------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def as_number(value: Any) -> float:
 
 def specid_from_name(path: str) -> str:
     """The specid in a LAMOST file name (``spec-55859-F5902_sp01-001.fits.gz``), or "" if it has none."""
-    match = _FILENAME.search(Path(path).name)
+    match = _FILENAME.search(os.path.basename(path))
     return make_specid(*match.groups()) if match else ""
 
 

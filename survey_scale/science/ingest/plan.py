@@ -15,10 +15,10 @@ them as :class:`InputTable` s, with the ``ingest`` section's parameters.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -238,7 +238,7 @@ def plan_batch(
             rec["rv_err_cat"] = pd.to_numeric(joined["rv_err"], errors="coerce").where(found)
         # A catalog row has a file if any input — accepted or rejected — carries its obsid or its specid
         # (from the header, or from the file name when the file could not be read).
-        file_specids = set(rec["specid"]) | {specid_from_name(p) for p in rec["path"]}
+        file_specids = set(rec["specid"]) | {specid_from_name(p) for p in rec["path"].tolist()}
         has_file = cat["obsid"].isin(rec.loc[rec["obsid"] > 0, "obsid"]) | isin_strings(cat["specid"], file_specids)
         orphans = cat[~has_file & ~isin_strings(cat["specid"], existing_specids)]
         catalog_rejects.append(
@@ -344,7 +344,7 @@ def plan_batch(
         f"spec-{int(lmjd)}-{planid}_sp{int(spid):02d}-{int(fib):03d}" if status == "ok" else ""
         for lmjd, planid, spid, fib, status in rec[[*parts, "status"]].itertuples(index=False)
     ]
-    canonical = [Path(p).name.split(".")[0] == stem for p, stem in zip(rec["path"], stems)]
+    canonical = [os.path.basename(p).split(".")[0] == stem for p, stem in zip(rec["path"].tolist(), stems)]
     rec["_alias"] = ~np.array(canonical, dtype=bool)
     rec = rec.sort_values(["specid", "_alias", "path"], kind="stable").reset_index(drop=True)
     ok = rec["status"] == "ok"

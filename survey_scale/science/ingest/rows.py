@@ -9,9 +9,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,10 +139,10 @@ def cube_rows(
         The cross-match table (unique obsids; :func:`survey_scale.io.input_tables.read_crossmatch`), or None.
     """
     accepted = accepted.copy()
-    accepted["fitsname"] = [Path(p).name for p in accepted["path"]]
+    accepted["fitsname"] = [os.path.basename(p) for p in accepted["path"].tolist()]
     accepted["source_path"] = accepted["path"]
     accepted["star_id"] = make_star_id(accepted["ra"], accepted["dec"])
-    accepted["release"] = [_release_name(v, release) for v in accepted["data_v"]]
+    accepted["release"] = [_release_name(v, release) for v in accepted["data_v"].tolist()]
     accepted["batch"] = batch
     accepted["file_origin"] = np.where(
         accepted["tsource"].astype(object).fillna("").astype(str).str.strip() == MOCK_TSOURCE,
