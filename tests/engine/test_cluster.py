@@ -17,7 +17,7 @@ from distributed.comm import connect
 from distributed.security import Security
 
 from survey_scale.config import ConfigError, load_config
-from survey_scale.engine.cluster import dask_client, make_security
+from survey_scale.engine.cluster import TrimAfterTask, dask_client, make_security
 from survey_scale.engine.cluster.slurm import make_cluster
 
 
@@ -183,6 +183,16 @@ def test_local_workers_run_without_dasks_malloc_trim_threshold() -> None:
         omp = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
         assert list(omp.values()) == [os.environ.get("OMP_NUM_THREADS", "1")]
     assert dask.config.get("distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_") == 65536
+
+
+def test_workers_trim_the_heap_after_every_task() -> None:
+    """dask_client gives every kind's workers TrimAfterTask: glibc's malloc_trim when a task ends (its freed memory
+    back to the system, so a worker's memory does not grow with the number of tasks it ran)."""
+    config = load_config(None, {"cluster.local.n_workers": 1}).cluster
+    with dask_client(config) as client:
+        client.gather([client.submit(sum, [i, 1], pure=False) for i in range(3)])
+        trims = client.run(lambda dask_worker: dask_worker.plugins[TrimAfterTask.name].trims)
+    assert list(trims.values()) == [3]
 
 
 def test_dask_worker_started_with_worker_env_runs_without_dasks_malloc_trim_threshold(tmp_path: Path) -> None:

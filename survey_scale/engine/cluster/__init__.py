@@ -17,18 +17,21 @@ listen on loopback unless configured otherwise.
 
 Results do not depend on the kind: worker processes (the nannies of every kind) run BLAS single-threaded,
 and each torch stage sets its thread count from its configuration (``fit.threads``), never from the cluster.
-Every kind that starts workers starts them with glibc's own memory-return policy (:data:`WORKER_PRE_SPAWN_ENVIRON`).
+Every kind that starts workers starts them with glibc's own memory-return policy (:data:`WORKER_PRE_SPAWN_ENVIRON`),
+and every client gives the workers :class:`TrimAfterTask`, which returns a finished task's freed memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from distributed import Client
+from distributed import Client, WorkerPlugin
 from distributed.security import Security
 
 from survey_scale.core.settings import ConfigError
@@ -67,6 +70,35 @@ WORKER_ENV: dict[str, str] = {"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": repr
 job, a worker pod, ``dask worker`` against ``cluster.kind: address``). Dask lower-cases the rest of a
 ``DASK_*`` variable's name, so ``..._PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_`` would name another key: the
 variable gives the mapping (Python literal; its keys keep their case), which Dask merges with its defaults."""
+
+
+class TrimAfterTask(WorkerPlugin):
+    """Return the heap memory a worker's task freed to the system when the task ends (glibc's ``malloc_trim``).
+
+    Without it a worker's resident memory is the high-water mark of every task it ran, plus the fragmentation of
+    all of them: it grew with the number of tasks, so with the release (in one process, 40 blocks of the
+    normalize step: 466 → 549 MB and still rising; trimmed after each block: ~430 MB from the third on). A trim
+    costs ~3 ms per task and no measurable CPU (a trimmed page is faulted in again once per task, not per
+    iteration, unlike ``MALLOC_TRIM_THRESHOLD_``, see :data:`WORKER_PRE_SPAWN_ENVIRON`). A no-op where the C
+    library has no ``malloc_trim`` (not glibc).
+    """
+
+    name = "survey-scale-trim-after-task"
+
+    def __init__(self) -> None:
+        self._trim: Callable[[int], Any] | None = None
+        self.trims = 0
+
+    def setup(self, worker: Any) -> None:
+        try:
+            self._trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            self._trim = None
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if start == "executing" and self._trim is not None:
+            self._trim(0)
+            self.trims += 1
 
 
 def available_cores() -> int:
@@ -129,6 +161,7 @@ def dask_client(config: ClusterConfig) -> Iterator[Client]:
     module = importlib.import_module(KINDS[config.kind])
     client, cluster = module.start(getattr(config, config.kind))
     try:
+        client.register_plugin(TrimAfterTask(), name=TrimAfterTask.name)
         workers = client.scheduler_info().get("workers", {})
         log.info(
             "Dask (%s): scheduler %s, %d workers; dashboard: %s",

@@ -202,8 +202,7 @@ def find_files(folder: Path, patterns: list[str]) -> list[str]:
 
     Matches what ``Path.rglob`` + ``Path.resolve`` would give (symbolic links to directories are not followed; a
     link to a file is listed as its target, so a file linked twice is found once), but only links are resolved:
-    walking with :func:`os.scandir` costs ~5 µs per file on the client, resolving every path cost 50 µs (a
-    minute per million files).
+    40,101 files took 0.5 s with :func:`os.walk`, 2.0 s with pathlib resolving every path.
     """
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: input folder not found")
