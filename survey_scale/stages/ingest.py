@@ -401,7 +401,8 @@ def _inspect(
     if not targets:
         return pd.DataFrame(columns=list(RECORD_COLUMNS))
     # one pyarrow table converted once: a release's thousands of blocks read by pandas one by one cost 2× more
-    return pa.concat_tables([pq.read_table(t) for t in targets]).to_pandas()
+    # ("permissive": a block written by another version, or all of whose values are missing, still joins)
+    return pa.concat_tables([pq.read_table(t) for t in targets], promote_options="permissive").to_pandas()
 
 
 def _inspect_alone(
