@@ -87,7 +87,7 @@ class TrimAfterTask(WorkerPlugin):
 
     def __init__(self) -> None:
         self._trim: Callable[[int], Any] | None = None
-        self.trims = 0
+        self.trims = 0  # trims done on this worker (read by the tests through client.run)
 
     def setup(self, worker: Any) -> None:
         try:
