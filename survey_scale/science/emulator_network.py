@@ -228,6 +228,20 @@ class EmulatorKernel:
         return torch.cat([a, tangent.reshape(n * n_lab, -1)])
 
     @torch.no_grad()
+    def label_pullback(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Shared network: (∂a/∂x)ᵀ u per row, (n, L) float64 — a vector u (n, H) on the last hidden layer pulled
+        back to the labels in one reverse pass (the gradient of uᵀa, without the L label tangents)."""
+        acts = []
+        a = x.to(torch.float32)
+        for w, b in zip(self.hw, self.hb, strict=True):
+            a = _activate_(torch.addmm(b, a, w.T), self.activation)
+            acts.append(a)
+        d = u.to(torch.float64)
+        for w, a in zip(reversed(self.hw), reversed(acts), strict=True):
+            d = (d * _activation_grad_(a, self.activation)) @ w.to(torch.float64)
+        return d
+
+    @torch.no_grad()
     def block(
         self, x: torch.Tensor, p0: int, p1: int, jac: bool, state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:

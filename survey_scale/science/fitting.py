@@ -13,8 +13,11 @@
 - Labels are bounded in scaled units (default the emulator's range, [−0.5, 0.5]); trial points are
   projected onto the box and labels held at a bound by the gradient are removed from the step (active
   set), so the solver does not push against a wall.
-- A step is tried at the damped Gauss–Newton point; the model and Jacobian are evaluated there in one
-  pass, so an accepted step (the usual case) already has the next iteration's Jacobian.
+- A step is tried at the damped Gauss–Newton point. With a shared network χ² is evaluated there first and
+  the Jacobian only if the step is accepted; after a short accepted step (less than 1 σ under JᵀWJ) JᵀWJ is
+  kept and only χ² and the gradient are updated, ~1/8 of the cost. A rejected step taken with a kept JᵀWJ,
+  and the end of every fit, get the true one, so the convergence test and the covariance never use a
+  kept matrix. (The same iterations and 37 % less CPU for the full fit of 1,024 mock spectra.)
 - Convergence: the Gauss–Newton decrement gᵀA⁻¹g (the χ² reduction a full undamped step would still give,
   over the free labels) falls below ``tol`` · max(1, χ²_red). With ``tol`` = 1e-3 the labels are within
   ~0.03 σ (Mahalanobis) of the optimum.
@@ -107,7 +110,8 @@ class FitResult:
         the ones with a Jacobian: every start and accepted step; a shared network skips it on rejected
         steps), ``n_problems``
         (spectra × starts), ``n_pixels_used``, ``seconds`` (whole call), ``seconds_lm`` (the
-        Levenberg–Marquardt loop), ``flops`` (matmul FLOPs of the loop, see :func:`flops_per_evaluation`),
+        Levenberg–Marquardt loop), ``gradient_rows`` (evaluations of χ² and the gradient alone, after a
+        short accepted step), ``flops`` (matmul FLOPs of the loop, see :func:`flops_per_evaluation`),
         ``steps_accepted`` (of the ``sum(n_iter)`` trial steps), ``device``, ``batch_size``, ``pixel_block``.
     """
 
@@ -140,7 +144,8 @@ def flops_per_evaluation(em: Emulator, n_pixels: int | None = None) -> dict[str,
 
     Counts 2 FLOPs per multiply–add of the matrix products only (activations and other element-wise
     work are not counted): forward layers, the Jacobian (per-pixel reverse mode, or the shared network's
-    forward-mode tangent and J = W_out T), and JᵀWJ, JᵀWr.
+    forward-mode tangent and J = W_out T), and JᵀWJ, JᵀWr; ``gradient`` is JᵀWr alone, as
+    :func:`fit_spectra` computes it after a short step with a shared network.
 
     Parameters
     ----------
@@ -161,10 +166,15 @@ def flops_per_evaluation(em: Emulator, n_pixels: int | None = None) -> dict[str,
         forward = sum(2 * a * b for a, b in hidden_pairs) + 2 * sizes[-1] * p
         jac = sum(2 * a * b * n_lab for a, b in hidden_pairs[1:]) + 2 * sizes[-1] * n_lab * p
     normal = p * (2 * n_lab * n_lab + 2 * n_lab + 3)
+    # the gradient alone (shared network): W_outᵀ W r over the pixels, then a forward and a reverse pass through
+    # the hidden layers (the first layer's reverse product with the L labels)
+    hidden = sum(2 * a * b for a, b in hidden_pairs)
+    gradient = 2 * sizes[-1] * p + 2 * hidden if arch == "shared" else jac + p * (2 * n_lab + 3)
     return {
         "forward": float(forward),
         "jacobian": float(jac),
         "normal": float(normal),
+        "gradient": float(gradient),
         "total": float(forward + jac + normal),
     }
 
@@ -174,6 +184,15 @@ def flops_per_evaluation(em: Emulator, n_pixels: int | None = None) -> dict[str,
 # --------------------------------------------------------------------------------------------------------
 
 
+_KEEP_NORMAL_MATRIX = True
+"""After an accepted step shorter than :data:`_SHORT_STEP`, keep JᵀWJ and update only χ² and the gradient
+(:func:`_evaluate_gradient`, ~1/8 of an evaluation with the Jacobian; shared networks). Off only in tests
+comparing the two."""
+_SHORT_STEP = 1.0
+"""Step length stepᵀ JᵀWJ step (χ² units: 1 = a move of 1 σ) below which JᵀWJ is kept. Longer steps, a
+rejected step taken with a kept JᵀWJ and the end of a fit get the true one, so the convergence test and the
+covariance never use a kept matrix. On 1,024 mock spectra (full fit, synthesizer emulator): the same
+iterations, 37 % less CPU; longer thresholds change which minimum more fits reach."""
 _LAZY_JACOBIAN = True
 """Evaluate a trial step's χ² first and its Jacobian only if the step is accepted (shared networks, whose
 Jacobian costs ~L model evaluations; a per-pixel network's costs about one). Off only in tests comparing
@@ -248,6 +267,29 @@ def _evaluate(
         g += torch.bmm(wr.unsqueeze(1), jlp.transpose(1, 2)).squeeze(1)
         a_mat += torch.bmm(jlp * wb.unsqueeze(1), jlp.transpose(1, 2))
     return chi2, a_mat, g, s2.sqrt_()
+
+
+@torch.no_grad()
+def _evaluate_gradient(
+    kern: EmulatorKernel, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, block: int, flux: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """χ² (m,), g = JᵀW(y − f) (m, L) and S (m,) at x, float64, for a shared network whose flux at x is known,
+    without the Jacobian: u = W_outᵀ W (y − f) is one GEMM over the pixels (the Jacobian is L of them) and g is
+    u pulled back through the hidden layers (:meth:`EmulatorKernel.label_pullback`)."""
+    m = x.shape[0]
+    dev = x.device
+    chi2 = torch.zeros(m, dtype=torch.float64, device=dev)
+    s2 = torch.zeros(m, dtype=torch.float64, device=dev)
+    u = torch.zeros((m, kern.ow.shape[1]), dtype=torch.float64, device=dev)
+    for p0 in range(0, kern.n_pixels, block):
+        p1 = min(p0 + block, kern.n_pixels)
+        f = flux[:, p0:p1]
+        r = y[:, p0:p1] - f
+        wr = r * w[:, p0:p1]
+        chi2 += (wr * r).sum(1, dtype=torch.float64)
+        s2 += (wr * f).square_().sum(1, dtype=torch.float64)
+        u += torch.mm(wr, kern.ow[p0:p1])
+    return chi2, kern.label_pullback(x, u), s2.sqrt_()
 
 
 @torch.no_grad()
@@ -491,8 +533,13 @@ def fit_spectra(
         info["iterations_loop"] = res["loops"]
         info["steps_accepted"] = res["accepted"]
         info["jacobian_rows"] = res["jacobian_rows"]
+        info["gradient_rows"] = res["gradient_rows"]
         cost = flops_per_evaluation(em, int(pix_used.size))
-        info["flops"] = res["rows"] * cost["forward"] + res["jacobian_rows"] * (cost["jacobian"] + cost["normal"])
+        info["flops"] = (
+            res["rows"] * cost["forward"]
+            + res["jacobian_rows"] * (cost["jacobian"] + cost["normal"])
+            + res["gradient_rows"] * cost["gradient"]
+        )
         c2 = res["chi2"].view(k, n_use)
         win = torch.argmin(torch.nan_to_num(c2, nan=torch.inf), dim=0)
         sel = win * n_use + torch.arange(n_use, device=dev)
@@ -579,7 +626,24 @@ def _levenberg_marquardt(
     n_iter = torch.zeros(n_prob, dtype=torch.int32, device=dev)
     status = torch.full((n_prob,), -1, dtype=torch.int8, device=dev)
     dof = (n_good - n_lab).clamp_min(1).to(f64)
+    kept = torch.zeros(n_prob, dtype=torch.bool, device=dev)  # JᵀWJ is from an earlier point
+    step_len = torch.zeros(n_prob, dtype=f64, device=dev)  # stepᵀ JᵀWJ step of the trial step (χ² units)
+    grad_rows = 0
     eps_b = 1e-12
+
+    def _update(upd: torch.Tensor, pts: torch.Tensor, known: torch.Tensor | None) -> int:
+        """χ², JᵀWJ and g of problems ``upd`` at ``pts`` (flux ``known`` or evaluated); returns the rows."""
+        cols = spec_of[upd]
+        c_u, a_u, g_u, s_u = _evaluate(kern, pts, y[cols], w[cols], block, flux=known)
+        x[upd], chi2[upd], a_mat[upd], g[upd], noise[upd], kept[upd] = pts, c_u, a_u, g_u, _NOISE * s_u, False
+        return int(upd.numel())
+
+    def _decrement(xc: torch.Tensor, ac: torch.Tensor, gc: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The free labels' reduced system and the Gauss–Newton decrement gᵀA⁻¹g over them."""
+        fixed = ((xc <= lo + eps_b) & (gc < 0)) | ((xc >= hi - eps_b) & (gc > 0))
+        a_red, g_red = _reduced_system(ac, gc, ~fixed)
+        delta0 = _solve_scaled(a_red, g_red, torch.zeros_like(gc[:, 0]))
+        return a_red, g_red, (g_red * delta0).sum(1)
 
     running = torch.zeros(0, dtype=torch.long, device=dev)
     trial = torch.zeros((0, n_lab), dtype=f64, device=dev)
@@ -589,6 +653,7 @@ def _levenberg_marquardt(
     loops = 0
     accepted = 0
     lazy = _LAZY_JACOBIAN and kern.architecture == "shared"
+    reuse = lazy and _KEEP_NORMAL_MATRIX
     while True:
         n_new = min(batch - running.numel(), n_prob - next_new)
         new = torch.arange(next_new, next_new + n_new, device=dev)
@@ -628,18 +693,29 @@ def _levenberg_marquardt(
         else:
             ia = running
         if lazy:
-            # Jacobians of the accepted steps (from the flux just computed) and of the new problems
+            # Jacobians of the accepted steps (from the flux just computed) and of the new problems; a short
+            # accepted step keeps its JᵀWJ and updates only χ² and the gradient
             parts = []
             if ia.numel():
-                parts.append((ia, trial[acc], flux_r[acc]))
+                short = (step_len[ia] < _SHORT_STEP) if reuse else torch.zeros_like(ia, dtype=torch.bool)
+                pts, known = trial[acc], flux_r[acc]
+                if bool(short.any()):
+                    iu, cols = ia[short], spec_of[ia[short]]
+                    c_u, g_u, s_u = _evaluate_gradient(kern, pts[short], y[cols], w[cols], block, known[short])
+                    x[iu], chi2[iu], g[iu], noise[iu], kept[iu] = pts[short], c_u, g_u, _NOISE * s_u, True
+                    grad_rows += iu.numel()
+                if not bool(short.all()):
+                    parts.append((ia[~short], pts[~short], known[~short]))
+            if reuse and nr:
+                # a rejected step taken with a kept JᵀWJ: the true one at x before damping further (without
+                # it, 9 % instead of 6 % of fits ran out of iterations in a test)
+                again = running[~acc & kept[running]]
+                if again.numel():
+                    parts.append((again, x[again], None))
             if n_new:
                 parts.append((new, x0[new], None))
             for upd, pts, known in parts:
-                cols = spec_of[upd]
-                c_u, a_u, g_u, s_u = _evaluate(kern, pts, y[cols], w[cols], block, flux=known)
-                x[upd], chi2[upd], a_mat[upd], g[upd] = pts, c_u, a_u, g_u
-                noise[upd] = _NOISE * s_u
-                jac_rows += upd.numel()
+                jac_rows += _update(upd, pts, known)
         else:
             if n_new:
                 x[new], chi2[new], a_mat[new], g[new] = pts[nr:], chi2_t[nr:], a_t[nr:], g_t[nr:]
@@ -658,16 +734,20 @@ def _levenberg_marquardt(
             broken = probs[~finite]
             a_mat[broken], g[broken], chi2[broken] = 0.0, 0.0, torch.inf
         xc, ac, gc = x[probs], a_mat[probs], g[probs]
-        fixed = ((xc <= lo + eps_b) & (gc < 0)) | ((xc >= hi - eps_b) & (gc > 0))
-        a_red, g_red = _reduced_system(ac, gc, ~fixed)
-        delta0 = _solve_scaled(a_red, g_red, torch.zeros_like(lam[probs]))
-        dec = (g_red * delta0).sum(1)
+        a_red, g_red, dec = _decrement(xc, ac, gc)
         scale = torch.clamp(chi2[probs] / dof[spec_of[probs]], min=1.0)
         # converged when a full Gauss–Newton step would gain less than tol (or less than the χ² noise of
         # the float32 model, below which gains cannot be verified)
         conv = (dec <= torch.maximum(tol * scale, noise[probs])) & finite
         over = n_iter[probs] >= max_iter
         stall = (lam[probs] > _LAM_MAX) | ~finite
+        ends = finite & kept[probs] & (conv | over | stall)
+        if bool(ends.any()):
+            # a fit ends with the true JᵀWJ at its labels: the convergence test and the covariance use it
+            jac_rows += _update(probs[ends], x[probs[ends]], None)
+            xc, ac, gc = x[probs], a_mat[probs], g[probs]
+            a_red, g_red, dec = _decrement(xc, ac, gc)
+            conv = (dec <= torch.maximum(tol * scale, noise[probs])) & finite
         done = conv | over | stall
         status[probs] = (
             torch.where(conv, STATUS_CONVERGED, torch.where(over, STATUS_MAX_ITER, STATUS_STALLED))
@@ -682,7 +762,8 @@ def _levenberg_marquardt(
             trial = torch.minimum(torch.maximum(xc[keep] + delta, lo), hi)
             step = trial - xc[keep]
             # predicted χ² reduction of the projected step under the quadratic model
-            pred[running] = 2.0 * (g_k * step).sum(1) - (step.unsqueeze(1) @ a_k @ step.unsqueeze(2)).view(-1)
+            step_len[running] = (step.unsqueeze(1) @ a_k @ step.unsqueeze(2)).view(-1)
+            pred[running] = 2.0 * (g_k * step).sum(1) - step_len[running]
         else:
             trial = torch.zeros((0, n_lab), dtype=f64, device=dev)
     return {
@@ -693,6 +774,7 @@ def _levenberg_marquardt(
         "status": status,
         "rows": rows,
         "jacobian_rows": jac_rows,
+        "gradient_rows": grad_rows,
         "loops": loops,
         "accepted": accepted,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy.optimize import curve_fit
 
 from survey_scale.core.wavelength import wavelength_grid
@@ -190,12 +191,23 @@ def test_converged_spectra_stop_iterating(inf_em):
     assert res.info["rows_evaluated"] == 400 + res.n_iter.sum()
     assert res.info["rows_evaluated"] < 400 * (res.n_iter.max() + 1)
     # a shared network's Jacobian only at every start and after every accepted step
-    assert res.info["jacobian_rows"] == 400 + res.info["steps_accepted"]
+    # (or only the gradient, after a short step: every accepted step gets one of the two, and a kept JᵀWJ is
+    # replaced by the true one before a fit ends)
+    assert res.info["jacobian_rows"] + res.info["gradient_rows"] >= 400 + res.info["steps_accepted"]
+
+
+def test_accepted_steps_without_kept_normal_matrix_have_a_jacobian_each(inf_em, monkeypatch):
+    monkeypatch.setattr(F, "_KEEP_NORMAL_MATRIX", False)
+    x = np.random.default_rng(11).uniform(-0.4, 0.4, (100, N_LAB))
+    res = F.fit_spectra(inf_em, inf_em.predict(inf_em.unscale(x)), np.full((100, WAVE.size), 1e4, np.float32))
+    assert res.info["gradient_rows"] == 0
+    assert res.info["jacobian_rows"] == 100 + res.info["steps_accepted"]
 
 
 def test_jacobian_only_on_accepted_steps_changes_nothing(toy11_em, monkeypatch):
     """Skipping the Jacobian of rejected steps is an exact reordering of the same arithmetic: the same fits
     as evaluating it at every step, to float32 rounding of the model flux."""
+    monkeypatch.setattr(F, "_KEEP_NORMAL_MATRIX", False)
     x = np.random.default_rng(21).uniform(-0.4, 0.4, (120, toy11_em.n_labels))
     flux, ivar = noisy(toy11_em, x, 80, seed=22)
     lazy = F.fit_spectra(toy11_em, flux, ivar, batch_size=48)
@@ -209,6 +221,48 @@ def test_jacobian_only_on_accepted_steps_changes_nothing(toy11_em, monkeypatch):
     # the exact optimum: 119 of these 120 agree within 0.03 %, one within 1.4 %)
     assert np.all(np.abs(lazy.labels[ok] - eager.labels[ok]) <= 0.03 * lazy.errors[ok])
     np.testing.assert_allclose(lazy.chi2[ok], eager.chi2[ok], rtol=1e-4)
+
+
+def test_gradient_without_the_jacobian_matches_it(toy11_em):
+    """g = JᵀW(y − f) pulled back from the last hidden layer (one GEMM over the pixels) is the Jacobian's."""
+    x = np.random.default_rng(23).uniform(-0.5, 0.5, (40, toy11_em.n_labels))
+    flux, ivar = noisy(toy11_em, x[::-1].copy(), 30, seed=24)  # residuals far from zero
+    kern = toy11_em.torch_net("cpu").kernel()
+    xt, y, w = torch.from_numpy(x), torch.from_numpy(flux), torch.from_numpy(ivar)
+    chi2, _, g, s = F._evaluate(kern, xt, y, w, 64)
+    _, model = F._evaluate_chi2(kern, xt, y, w, 64)
+    chi2_g, g_g, s_g = F._evaluate_gradient(kern, xt, y, w, 64, model)
+    np.testing.assert_allclose(chi2_g.numpy(), chi2.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(s_g.numpy(), s.numpy(), rtol=1e-5)
+    scale = g.abs().amax(1, keepdim=True).numpy()
+    np.testing.assert_allclose(g_g.numpy() / scale, g.numpy() / scale, atol=1e-5)
+
+
+def test_kept_normal_matrix_reaches_the_same_optimum(toy11_em, monkeypatch):
+    """Keeping JᵀWJ over short steps changes the path, not the optimum: the same fits within twice the
+    convergence tolerance (each stops within ~0.03 σ of it), and the covariance is the true one at the result."""
+    x = np.random.default_rng(21).uniform(-0.4, 0.4, (120, toy11_em.n_labels))
+    flux, ivar = noisy(toy11_em, x, 80, seed=22)
+    kept = F.fit_spectra(toy11_em, flux, ivar, batch_size=48)
+    monkeypatch.setattr(F, "_KEEP_NORMAL_MATRIX", False)
+    fresh = F.fit_spectra(toy11_em, flux, ivar, batch_size=48)
+    assert kept.info["gradient_rows"] > 0
+    assert kept.info["jacobian_rows"] < fresh.info["jacobian_rows"]
+    assert kept.converged.all() and fresh.converged.all()
+    assert np.all(np.abs(kept.labels - fresh.labels) <= 0.06 * kept.errors)
+    np.testing.assert_allclose(kept.chi2, fresh.chi2, rtol=1e-5)
+    kern = toy11_em.torch_net("cpu").kernel()
+    a_mat = F._evaluate(kern, torch.from_numpy(kept.labels_scaled), torch.from_numpy(flux), torch.from_numpy(ivar), 64)[
+        1
+    ]
+    span = toy11_em.x_max - toy11_em.x_min
+    cov = F.covariance_from_normal_matrix(a_mat).numpy() * span[:, None] * span[None, :]
+    # the same matrix to float32 rounding of the Jacobian (errors, and covariances in units of both errors)
+    err = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    np.testing.assert_allclose(kept.errors, err, rtol=1e-3)
+    np.testing.assert_allclose(
+        kept.cov / err[:, :, None] / err[:, None, :], cov / err[:, :, None] / err[:, None, :], atol=1e-3
+    )
 
 
 def test_multiple_starts_keep_lowest_chi2(inf_em):
