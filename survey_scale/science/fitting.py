@@ -106,12 +106,12 @@ class FitResult:
     label_names
         Names of the L labels.
     info
-        Run figures: ``rows_evaluated`` (model evaluations of one spectrum), ``jacobian_rows`` (of those,
-        the ones with a Jacobian: every start and accepted step; a shared network skips it on rejected
-        steps), ``n_problems``
-        (spectra × starts), ``n_pixels_used``, ``seconds`` (whole call), ``seconds_lm`` (the
-        Levenberg–Marquardt loop), ``gradient_rows`` (evaluations of χ² and the gradient alone, after a
-        short accepted step), ``flops`` (matmul FLOPs of the loop, see :func:`flops_per_evaluation`),
+        Run figures: ``rows_evaluated`` (model evaluations of one spectrum), ``jacobian_rows`` (evaluations
+        with a Jacobian: every start and accepted step of a per-pixel network; with a shared network every
+        start, long accepted step, retry of a rejected step taken with a kept JᵀWJ, and end of a fit),
+        ``gradient_rows`` (χ² and the gradient alone, after a shared network's short accepted step),
+        ``n_problems`` (spectra × starts), ``n_pixels_used``, ``seconds`` (whole call), ``seconds_lm`` (the
+        Levenberg–Marquardt loop), ``flops`` (matmul FLOPs of the loop, see :func:`flops_per_evaluation`),
         ``steps_accepted`` (of the ``sum(n_iter)`` trial steps), ``device``, ``batch_size``, ``pixel_block``.
     """
 
@@ -743,7 +743,8 @@ def _levenberg_marquardt(
         stall = (lam[probs] > _LAM_MAX) | ~finite
         ends = finite & kept[probs] & (conv | over | stall)
         if bool(ends.any()):
-            # a fit ends with the true JᵀWJ at its labels: the convergence test and the covariance use it
+            # a fit ends with the true JᵀWJ at its labels: the convergence test and the covariance use it (a
+            # fit it shows unconverged goes on)
             jac_rows += _update(probs[ends], x[probs[ends]], None)
             xc, ac, gc = x[probs], a_mat[probs], g[probs]
             a_red, g_red, dec = _decrement(xc, ac, gc)
