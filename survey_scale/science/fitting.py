@@ -17,7 +17,7 @@
   the Jacobian only if the step is accepted; after a short accepted step (less than 1 σ under JᵀWJ) JᵀWJ is
   kept and only χ² and the gradient are updated, ~1/8 of the cost. A rejected step taken with a kept JᵀWJ,
   and the end of every fit, get the true one, so the convergence test and the covariance never use a
-  kept matrix. (The same iterations and 37 % less CPU for the full fit of 1,024 mock spectra.)
+  kept matrix. (The same iterations and 24–36 % less CPU for the full fit of 1,024 mock spectra.)
 - Convergence: the Gauss–Newton decrement gᵀA⁻¹g (the χ² reduction a full undamped step would still give,
   over the free labels) falls below ``tol`` · max(1, χ²_red). With ``tol`` = 1e-3 the labels are within
   ~0.03 σ (Mahalanobis) of the optimum.
@@ -192,7 +192,7 @@ _SHORT_STEP = 1.0
 """Step length stepᵀ JᵀWJ step (χ² units: 1 = a move of 1 σ) below which JᵀWJ is kept. Longer steps, a
 rejected step taken with a kept JᵀWJ and the end of a fit get the true one, so the convergence test and the
 covariance never use a kept matrix. On 1,024 mock spectra (full fit, synthesizer emulator): the same
-iterations, 37 % less CPU; longer thresholds change which minimum more fits reach."""
+iterations, 24–36 % less CPU in two measurements; longer thresholds change which minimum more fits reach."""
 _LAZY_JACOBIAN = True
 """Evaluate a trial step's χ² first and its Jacobian only if the step is accepted (shared networks, whose
 Jacobian costs ~L model evaluations; a per-pixel network's costs about one). Off only in tests comparing
