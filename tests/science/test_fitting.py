@@ -252,9 +252,8 @@ def test_kept_normal_matrix_reaches_the_same_optimum(toy11_em, monkeypatch):
     assert np.all(np.abs(kept.labels - fresh.labels) <= 0.06 * kept.errors)
     np.testing.assert_allclose(kept.chi2, fresh.chi2, rtol=1e-5)
     kern = toy11_em.torch_net("cpu").kernel()
-    a_mat = F._evaluate(kern, torch.from_numpy(kept.labels_scaled), torch.from_numpy(flux), torch.from_numpy(ivar), 64)[
-        1
-    ]
+    labels, y, w = torch.from_numpy(kept.labels_scaled), torch.from_numpy(flux), torch.from_numpy(ivar)
+    _, a_mat, _, _ = F._evaluate(kern, labels, y, w, 64)
     span = toy11_em.x_max - toy11_em.x_min
     cov = F.covariance_from_normal_matrix(a_mat).numpy() * span[:, None] * span[None, :]
     # the same matrix to float32 rounding of the Jacobian (errors, and covariances in units of both errors)
