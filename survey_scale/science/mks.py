@@ -181,12 +181,14 @@ class MKsNetwork:
     y_scale: float
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def predict(self, flux: np.ndarray, block: int = 4096) -> np.ndarray:
-        """MKs (mag, float64) for (n, P) spectra on the cube's grid; NaN where a used pixel is not finite."""
+    def predict(self, flux: np.ndarray, rows: np.ndarray | None = None, block: int = 4096) -> np.ndarray:
+        """MKs (mag, float64) of the (n, P) spectra ``flux`` on the cube's grid, or of those at the indices
+        ``rows`` (m,) only (no copy of the rest); NaN where a used pixel is not finite."""
         flux = np.asarray(flux)
-        out = np.full(flux.shape[0], np.nan)
-        for start in range(0, flux.shape[0], block):
-            x = (flux[start : start + block][:, self.pixels].astype(np.float64) - self.x_mean) / self.x_scale
+        rows = np.arange(flux.shape[0]) if rows is None else np.asarray(rows)
+        out = np.full(rows.size, np.nan)
+        for start in range(0, rows.size, block):
+            x = (flux[rows[start : start + block]][:, self.pixels].astype(np.float64) - self.x_mean) / self.x_scale
             ok = np.isfinite(x).all(axis=1)
             h = np.where(ok[:, None], x, 0.0)
             for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
@@ -406,23 +408,31 @@ class CrossFitNetworks:
     trained_stars: np.ndarray
     """The star_id of every star some network trained on (sorted strings)."""
 
-    def predict(self, flux: np.ndarray, star_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """MKs (mag, float64) of (n, P) spectra of the stars ``star_id`` (n,), and the networks' disagreement
-        (n,): the standard deviation (ddof 1) of every network's MKs (0 with one network); NaN for a star that
-        trained, which all networks but one fitted: their spread would measure its out-of-fold residual itself
-        (a training binary, fitted bright by three networks and predicted faint by the fourth, looked uncertain
-        instead of binary)."""
-        ids = star_ids(star_id)
-        each = np.stack([net.predict(flux) for net in self.networks])
+    def predict(
+        self, flux: np.ndarray, star_id: np.ndarray, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """MKs (mag, float64) of (n, P) spectra of the stars ``star_id`` (n,), or of those at the indices
+        ``rows`` (m,) only, and the networks' disagreement: the standard deviation (ddof 1) of every network's
+        MKs (0 with one network); NaN for a star that trained, which all networks but one fitted: their spread
+        would measure its out-of-fold residual itself (a training binary, fitted bright by three networks and
+        predicted faint by the fourth, looked uncertain instead of binary).
+
+        Each network runs only on the spectra it predicts: a trained star's on its held-out network alone."""
+        rows = np.arange(np.shape(flux)[0]) if rows is None else np.asarray(rows)
+        ids = star_ids(np.asarray(star_id)[rows])
         trained = np.isin(ids, self.trained_stars)
         held_out = np.full(ids.size, -1)
         held_out[trained] = np.searchsorted(TRAINING_FOLDS, star_fold(ids[trained]))
-        out = each.mean(axis=0)
-        for k in range(len(self.networks)):
-            rows = held_out == k
-            out[rows] = each[k, rows]
-        spread = each.std(axis=0, ddof=1) if len(self.networks) > 1 else np.zeros(ids.size)
-        return out, np.where(trained, np.nan, spread)
+        out = np.full(ids.size, np.nan)
+        spread = np.full(ids.size, np.nan)
+        for k, net in enumerate(self.networks):
+            use = held_out == k
+            out[use] = net.predict(flux, rows[use])
+        if not trained.all():
+            each = np.stack([net.predict(flux, rows[~trained]) for net in self.networks])
+            out[~trained] = each.mean(axis=0)
+            spread[~trained] = each.std(axis=0, ddof=1) if len(self.networks) > 1 else 0.0
+        return out, spread
 
     @property
     def meta(self) -> list[dict[str, Any]]:
@@ -443,16 +453,19 @@ class CrossFitNetworks:
         )
 
 
-def predict_kinds(
-    networks: Mapping[str, CrossFitNetworks], flux: np.ndarray, star_id: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Each kind's MKs of (n, P) spectra of the stars ``star_id`` (n,) under its name, and its networks'
-    disagreement under ``<name>_spread`` (:meth:`CrossFitNetworks.predict`; what :func:`train_mks_model`'s
-    ``predict`` returns)."""
-    out = {}
-    for name, net in networks.items():
-        out[name], out[f"{name}_spread"] = net.predict(flux, star_id)
-    return out
+def predict_own_kind(
+    networks: Mapping[str, CrossFitNetworks], flux: np.ndarray, star_id: np.ndarray, emission: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """MKs (mag) and the networks' disagreement (:meth:`CrossFitNetworks.predict`) of (n, P) spectra of the stars
+    ``star_id`` (n,), each by the networks of its own kind: ``emission`` (n,) bool takes ``networks["emission"]``,
+    the rest ``networks["non_emission"]``; NaN where its kind has no networks."""
+    emission = np.asarray(emission, bool)
+    mks = np.full(emission.size, np.nan)
+    spread = np.full(emission.size, np.nan)
+    for name, use in (("non_emission", ~emission), ("emission", emission)):
+        if use.any() and name in networks:
+            mks[use], spread[use] = networks[name].predict(flux, star_id, np.flatnonzero(use))
+    return mks, spread
 
 
 NetworkJob = tuple
@@ -683,12 +696,10 @@ class MKsModel:
         """``mks``, ``mks_err``, ``mks_spread`` (the networks' disagreement; mag) and ``mks_network`` (0
         non-emission, 1 emission) for (n, P) spectra of the stars ``star_id`` (n,)."""
         emission = np.asarray(em_flag) == 1
-        mks = np.full(emission.size, np.nan)
-        spread = np.full(emission.size, np.nan)
+        mks, spread = predict_own_kind(self.networks, flux, star_id, emission)
         err = np.full(emission.size, np.nan)
         for name, use in (("non_emission", ~emission), ("emission", emission)):
             if use.any() and name in self.networks:
-                mks[use], spread[use] = self.networks[name].predict(np.asarray(flux)[use], np.asarray(star_id)[use])
                 sigma_int, sigma_s = error_terms(self.error_model[name], np.asarray(snr)[use], spread[use])
                 err[use] = np.hypot(sigma_int, sigma_s)
         finite = np.isfinite(mks)
@@ -911,8 +922,8 @@ def train_mks_model(
        if ``balance_mks``. ``train(flux, jobs)`` trains the :func:`cross_fit_jobs` of both on the training
        spectra (default: one after the other here; the step trains them in parallel on the cluster).
     3. ``binary_iterations`` times: the uncertainty model at its maximum likelihood on the single
-       non-emission test spectra (``predict(networks, test_rows)`` gives :func:`predict_kinds` of the test
-       spectra, each spectrum taking its own kind's), S/N_Δϖ (:func:`snr_dparallax`) of every training and
+       non-emission test spectra (``predict(networks, test_rows)`` gives the test spectra's ``mks`` and
+       ``mks_spread``: :func:`predict_own_kind`), S/N_Δϖ (:func:`snr_dparallax`) of every training and
        test spectrum, those at or above ``binary_snr`` out of training (and of the single test stars), the
        networks retrained (with ``warm_start``, each from its fold's network of the iteration before).
     4. The uncertainty model sampled (:func:`sample_uncertainty_model`) on the single test spectra of each
@@ -964,15 +975,10 @@ def train_mks_model(
             for name in NETWORKS
         }
         predicted_test = predict(networks, test_rows)
-        test_mks, test_spread = (
-            np.where(emission[test_rows], predicted_test[f"emission{suffix}"], predicted_test[f"non_emission{suffix}"])
-            for suffix in ("", "_spread")
-        )
-        # out-of-fold: each training spectrum by the network that never saw its star (no spread: NaN)
-        (own_emission, own_spread), (own_other, _) = (
-            networks[name].predict(flux, sub["star_id"]) for name in ("emission", "non_emission")
-        )
-        own = np.where(emission[train_rows], own_emission, own_other)
+        test_mks, test_spread = predicted_test["mks"], predicted_test["mks_spread"]
+        # out-of-fold: each training spectrum by the network of its kind that never saw its star (no spread:
+        # NaN); a binary out of training by all of them
+        own, own_spread = predict_own_kind(networks, flux, sub["star_id"], emission[train_rows])
         # the test stars' model; a training star's spectrum takes it without κ here (P1's binary cut): its own
         # model is fitted once the binaries are out of the training set (below)
         sigma = _error_fit(

@@ -65,7 +65,7 @@ from survey_scale.science.mks import (
     TooFewSpectra,
     TooFewStars,
     TrainingSettings,
-    predict_kinds,
+    predict_own_kind,
     train_job,
     train_mks_model,
 )
@@ -129,9 +129,10 @@ class MKsConfig(Section):
 log = logging.getLogger(__name__)
 
 
-# 4: fused Adam, retrainings warm-started; 3: the networks' disagreement in the errors; 2: cross-fitted networks,
-# no in-sample MKs (issue 27)
-MKS_VERSION = "4"
+# 5: a binary out of training takes its own kind's networks' disagreement (was the emission networks'); 4: fused
+# Adam, retrainings warm-started; 3: the networks' disagreement in the errors; 2: cross-fitted networks, no
+# in-sample MKs (issue 27)
+MKS_VERSION = "5"
 MKS_MODEL_FILE = "mks.npz"
 
 
@@ -141,8 +142,10 @@ def rows_block(data: dict[str, np.ndarray], params: Mapping[str, Any]) -> dict[s
 
 
 def predict_block(data: dict[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Row block: :func:`~survey_scale.science.mks.predict_kinds` for the rows."""
-    return predict_kinds(params["networks"], data["pca_flux"], data["star_id"])
+    """Row block: ``mks`` and ``mks_spread`` of the rows, each by its own kind's networks
+    (:func:`~survey_scale.science.mks.predict_own_kind`)."""
+    mks, spread = predict_own_kind(params["networks"], data["pca_flux"], data["star_id"], data["em_flag"] == 1)
+    return {"mks": mks, "mks_spread": spread}
 
 
 def train_network_task(flux: np.ndarray, threads: int, *job: Any) -> MKsNetwork:
@@ -208,7 +211,9 @@ def train_model(config: ConfigBase, engine: Engine, key: str) -> tuple[MKsModel,
 
     def predict(networks: Mapping[str, CrossFitNetworks], rows: np.ndarray) -> dict[str, np.ndarray]:
         params = {"networks": networks}
-        return engine.map_rows(("pca_flux", "star_id"), rows, predict_block, params, block_rows=cfg.block_spectra)
+        return engine.map_rows(
+            ("pca_flux", "star_id", "em_flag"), rows, predict_block, params, block_rows=cfg.block_spectra
+        )
 
     def train(flux: np.ndarray, jobs: list[NetworkJob]) -> list[MKsNetwork]:
         # the training spectra go to the workers once, not with each of the jobs

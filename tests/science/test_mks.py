@@ -208,6 +208,37 @@ def test_cross_fit_predicts_a_training_star_with_the_network_that_never_saw_it()
     np.testing.assert_allclose(spread[~train], each.std(0, ddof=1)[~train], rtol=0, atol=1e-12)
     assert (spread[~train] > 0).all() and np.isnan(spread[train]).all()  # three networks fitted a training star
     assert np.std(out - mks) < 0.3  # out-of-fold: every MKs is a prediction for a star its network never saw
+    some = np.array([5, 0, 299, 17, 42])
+    np.testing.assert_allclose(np.stack(cross.predict(flux, ids, some)), np.stack((out, spread))[:, some], atol=1e-12)
+
+
+def test_cross_fit_networks_run_only_where_needed() -> None:
+    """A trained star's spectrum costs one network (its held-out one), any other spectrum all of them; each kind
+    predicts only its own spectra."""
+    flux, mks = _spectra(200, 5, n_pix=50)
+    ids = np.array([f"S{i:04d}" for i in range(200)])
+    seen: list[int] = []
+
+    class Counted(m.MKsNetwork):
+        def predict(self, flux, rows=None, block=4096):
+            seen.append(len(flux) if rows is None else len(rows))
+            return super().predict(flux, rows, block)
+
+    settings = m.NetworkSettings(max_epochs=2)
+    nets = [
+        Counted(**vars(m.train_network(flux, mks, np.full(200, 0.05), np.ones(50, bool), replace(settings, seed=k))))
+        for k in range(4)
+    ]
+    cross = m.CrossFitNetworks(nets, np.sort(ids[:150]))
+    cross.predict(flux, ids)
+    assert sum(seen) == 150 + 4 * 50  # not 4 * 200
+    seen.clear()
+    emission = np.arange(200) % 3 == 0
+    other = m.CrossFitNetworks([m.MKsNetwork(**vars(n)) for n in nets], cross.trained_stars)
+    both, _ = m.predict_own_kind({"emission": cross, "non_emission": other}, flux, ids, emission)
+    assert sum(seen) == emission[:150].sum() + 4 * emission[150:].sum()  # the emission spectra alone
+    np.testing.assert_allclose(both[~emission], other.predict(flux, ids)[0][~emission], rtol=0, atol=1e-12)
+    assert np.isnan(m.predict_own_kind({"emission": cross}, flux, ids, emission)[0][~emission]).all()
 
 
 def test_mks_error_and_model_roundtrip(tmp_path) -> None:

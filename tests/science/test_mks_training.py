@@ -64,8 +64,8 @@ def survey(seed: int = 0, n_binaries: int = 30) -> tuple[dict[str, np.ndarray], 
 class Callbacks:
     """``read_flux`` and ``predict`` over in-memory spectra, recording the rows they are given."""
 
-    def __init__(self, flux: np.ndarray, star_id: np.ndarray) -> None:
-        self.flux, self.star_id, self.read, self.predicted = flux, star_id, [], []
+    def __init__(self, flux: np.ndarray, star_id: np.ndarray, em_flag: np.ndarray) -> None:
+        self.flux, self.star_id, self.em_flag, self.read, self.predicted = flux, star_id, em_flag, [], []
 
     def read_flux(self, rows: np.ndarray) -> np.ndarray:
         self.read.append(rows.copy())
@@ -73,12 +73,13 @@ class Callbacks:
 
     def predict(self, networks, rows: np.ndarray) -> dict[str, np.ndarray]:
         self.predicted.append((tuple(networks), rows.copy()))
-        return m.predict_kinds(networks, self.flux[rows], self.star_id[rows])
+        mks, spread = m.predict_own_kind(networks, self.flux[rows], self.star_id[rows], self.em_flag[rows] == 1)
+        return {"mks": mks, "mks_spread": spread}
 
 
 def train(settings: m.TrainingSettings, **survey_args) -> tuple[m.MKsModel, Callbacks, tuple]:
     cols, snr, hot, flux = survey(**survey_args)
-    calls = Callbacks(flux, cols["star_id"])
+    calls = Callbacks(flux, cols["star_id"], cols["em_flag"])
     return m.train_mks_model(cols, snr, hot, WAVE, settings, calls.read_flux, calls.predict), calls, (cols, snr, hot)
 
 
@@ -172,7 +173,7 @@ def test_sets_leave_out_bad_and_cool_stars_and_draw_a_seeded_subset() -> None:
 
 def test_too_few_stars_raise() -> None:
     cols, snr, _, flux = survey()
-    calls = Callbacks(flux, cols["star_id"])
+    calls = Callbacks(flux, cols["star_id"], cols["em_flag"])
     with pytest.raises(m.TooFewStars, match="at least 50 and 10"):
         m.train_mks_model(cols, snr, np.zeros(N, bool), WAVE, TINY, calls.read_flux, calls.predict)
     assert calls.read == []  # nothing read
