@@ -67,7 +67,7 @@ from survey_scale.core.masks import FIT_WINDOWS, HYDROGEN_WINDOWS, window_mask
 from survey_scale.core.wavelength import air_to_vacuum
 from survey_scale.science.emulator import Emulator
 from survey_scale.science.emulator_set import EmulatorSet
-from survey_scale.science.fitting import FitResult, fit_spectra, scaled_bounds
+from survey_scale.science.fitting import STATUS_MAX_ITER, FitResult, fit_spectra, scaled_bounds
 from survey_scale.science.information_content import correlation
 
 HANN_CENTRE = 9500.0
@@ -331,6 +331,51 @@ def cool_starts(em: Emulator, init: np.ndarray) -> np.ndarray:
     return np.stack(starts)
 
 
+SCOUT_ITERATIONS = 5
+"""Levenberg–Marquardt iterations every start of a several-start fit (:func:`cool_starts`) gets before only the
+best one per spectrum, the one of lowest χ² then, goes on (:func:`fit_best_start`)."""
+
+
+def fit_best_start(
+    em: Emulator,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    *,
+    mask: np.ndarray,
+    init: np.ndarray,
+    max_iter: int,
+    scout_iterations: int = SCOUT_ITERATIONS,
+    **kw: Any,
+) -> FitResult:
+    """:func:`~survey_scale.science.fitting.fit_spectra` from the starts ``init`` ((n, L), or (k, n, L) for k
+    starts), where k > 1 run to convergence from the best start only.
+
+    Every start first gets ``scout_iterations`` iterations; a spectrum whose best start then has not converged
+    goes on from that start's labels for the rest of ``max_iter`` (``n_iter`` counts both; ``start`` is the
+    start that went on). The starts far from a spectrum's minimum are the costly ones, and their χ² is then
+    already far above the best start's: running each to convergence tripled the cool-star check's CPU.
+    """
+    if init.ndim == 2 or init.shape[0] == 1 or not 0 < scout_iterations < max_iter:
+        return fit_spectra(em, flux, ivar, mask=mask, init=init, max_iter=max_iter, **kw)
+    scout = fit_spectra(em, flux, ivar, mask=mask, init=init, max_iter=scout_iterations, **kw)
+    rows = np.flatnonzero(scout.status == STATUS_MAX_ITER)
+    if rows.size:
+        start = scout.start[rows]
+        go_on = fit_spectra(
+            em,
+            flux[rows],
+            ivar[rows],
+            mask=mask[rows],
+            init=scout.labels[rows],
+            max_iter=max_iter - scout_iterations,
+            **kw,
+        )
+        go_on.n_iter += scout.n_iter[rows]
+        _replace_rows(scout, rows, go_on)
+        scout.start[rows] = start
+    return scout
+
+
 def _start(
     em: Emulator,
     flux: np.ndarray,
@@ -458,7 +503,7 @@ def fit_labels(
 
     # 2.–3. full and hydrogen-masked fits (the latter from the full fit's labels where cool starts were added)
     starts = cool_starts(em, init)
-    full = fit_spectra(em, flux, ivar, mask=fit_mask, init=starts, return_model_flux=False, **kw)
+    full = fit_best_start(em, flux, ivar, mask=fit_mask, init=starts, return_model_flux=False, **kw)
     h_init = init if starts.ndim == 2 else np.where(np.isfinite(full.labels), full.labels, init)
     hmask = fit_spectra(em, flux, ivar, mask=h_mask, init=h_init, return_model_flux=False, **kw)
     n_iter = full.n_iter.astype(np.int64) + hmask.n_iter
@@ -572,7 +617,7 @@ def fit_cool_star(
     """
     flux, ivar, wave = _checked_inputs(em, norm_flux, norm_ivar, wave)
     fit_mask, _, _, _, init = _start(em, flux, ivar, wave, pixmask, bounds)
-    res = fit_spectra(
+    res = fit_best_start(
         em,
         flux,
         ivar,

@@ -193,6 +193,43 @@ def test_refit_is_triggered_for_straddling_stars(em, monkeypatch):
     np.testing.assert_allclose(out["cov"][:, 0, 0], 1.0)
 
 
+def test_several_starts_go_on_from_the_best_scout_only(em, monkeypatch):
+    """Every start gets SCOUT_ITERATIONS; only spectra whose best start ran out of them go on, from its labels."""
+    n = 3
+    calls = []
+    scouted = np.tile(em.unscale(np.zeros(L)), (n, 1))
+    scouted[:, IT] = [6000.0, 8000.0, 5000.0]
+
+    def fake_fit(em_, flux, ivar, mask=None, init=None, max_iter=100, **kw):
+        calls.append({"n": flux.shape[0], "init": init.copy(), "max_iter": max_iter})
+        res = _fake_result(scouted[: flux.shape[0]] if len(calls) == 1 else scouted[[1]] + 100.0)
+        if len(calls) == 1:  # the scout: spectrum 1 not converged yet, 2 stalled
+            res.status[:] = [0, Pr.STATUS_MAX_ITER, 2]
+            res.converged[:] = [True, False, False]
+            res.start[:] = [2, 1, 0]
+            res.n_iter[:] = [4, 5, 5]
+        else:
+            res.n_iter[:] = 7
+        return res
+
+    monkeypatch.setattr(Pr, "fit_spectra", fake_fit)
+    flux = np.ones((n, WAVE.size), np.float32)
+    starts = np.stack([scouted - 1.0, scouted, scouted + 1.0])
+    mask = np.zeros(flux.shape, bool)
+    out = Pr.fit_best_start(em, flux, np.ones_like(flux), mask=mask, init=starts, max_iter=100, scout_iterations=5)
+    scout, go_on = calls
+    assert scout["n"] == n and scout["init"].shape == (3, n, L) and scout["max_iter"] == 5
+    assert go_on["n"] == 1 and go_on["max_iter"] == 95
+    np.testing.assert_array_equal(go_on["init"], scouted[[1]])  # from the best start's labels after the scout
+    assert out.labels[1, IT] == scouted[1, IT] + 100.0 and out.labels[0, IT] == scouted[0, IT]
+    assert out.n_iter.tolist() == [4, 12, 5] and out.start.tolist() == [2, 1, 0]
+    assert out.converged.tolist() == [True, True, False]
+    # one start: one fit to convergence, as fit_spectra
+    calls.clear()
+    Pr.fit_best_start(em, flux, np.ones_like(flux), mask=mask, init=starts[0], max_iter=100)
+    assert len(calls) == 1 and calls[0]["max_iter"] == 100
+
+
 # --------------------------------------------------------------------------------- procedure: real fits
 
 
