@@ -352,8 +352,9 @@ def fit_best_start(
 
     Every start first gets ``scout_iterations`` iterations; a spectrum whose best start then has not converged
     goes on from that start's labels for the rest of ``max_iter`` (``n_iter`` counts both; ``start`` is the
-    start that went on). The starts far from a spectrum's minimum are the costly ones, and their χ² is then
-    already far above the best start's: running each to convergence tripled the cool-star check's CPU.
+    start that went on). Each of the cool-star check's three starts took 9–10 iterations on average (1,024
+    spectra of mock 31); after 5, the start then of lowest χ² is nearly always the one that ends lowest: the
+    check's CPU fell by a quarter, and 3 of the 1,024 ``teff_cool`` moved by more than 100 K.
     """
     if init.ndim == 2 or init.shape[0] == 1 or not 0 < scout_iterations < max_iter:
         return fit_spectra(em, flux, ivar, mask=mask, init=init, max_iter=max_iter, **kw)
