@@ -361,18 +361,11 @@ def fit_best_start(
     scout = fit_spectra(em, flux, ivar, mask=mask, init=init, max_iter=scout_iterations, **kw)
     rows = np.flatnonzero(scout.status == STATUS_MAX_ITER)
     if rows.size:
-        start = scout.start[rows]
-        go_on = fit_spectra(
-            em,
-            flux[rows],
-            ivar[rows],
-            mask=mask[rows],
-            init=scout.labels[rows],
-            max_iter=max_iter - scout_iterations,
-            **kw,
+        start, n_iter = scout.start[rows], scout.n_iter[rows]
+        _fit_rows_again(
+            em, flux, ivar, mask, rows, scout.labels[rows], scout, max_iter=max_iter - scout_iterations, **kw
         )
-        go_on.n_iter += scout.n_iter[rows]
-        _replace_rows(scout, rows, go_on)
+        scout.n_iter[rows] += n_iter
         scout.start[rows] = start
     return scout
 
@@ -513,16 +506,7 @@ def fit_labels(
     refit = straddles(full.labels[:, it], hmask.labels[:, it])
     if refit.any():
         sel = np.flatnonzero(refit)
-        again = fit_spectra(
-            em,
-            flux[sel],
-            ivar[sel],
-            mask=fit_mask[sel],
-            init=hmask.labels[sel],
-            return_model_flux=False,
-            **kw,
-        )
-        _replace_rows(full, sel, again)
+        again = _fit_rows_again(em, flux, ivar, fit_mask, sel, hmask.labels[sel], full, return_model_flux=False, **kw)
         n_iter[sel] += again.n_iter
 
     # 5. Hann combination
@@ -758,6 +742,23 @@ def model_spectra(
         if rows.any():
             out[rows] = comp.predict(lab[rows], device=device)
     return out
+
+
+def _fit_rows_again(
+    em: Emulator,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    mask: np.ndarray,
+    rows: np.ndarray,
+    init: np.ndarray,
+    into: FitResult,
+    **kw: Any,
+) -> FitResult:
+    """:func:`fit_spectra` of the spectra ``rows`` (m,) of the (n, P) arrays from ``init`` (m, L), its results
+    put into ``into`` (n spectra) at those rows; returns the new fits."""
+    again = fit_spectra(em, flux[rows], ivar[rows], mask=mask[rows], init=init, **kw)
+    _replace_rows(into, rows, again)
+    return again
 
 
 def _replace_rows(res: FitResult, rows: np.ndarray, new: FitResult) -> None:
