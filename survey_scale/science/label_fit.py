@@ -362,9 +362,9 @@ def fit_best_start(
     rows = np.flatnonzero(scout.status == STATUS_MAX_ITER)
     if rows.size:
         start, n_iter = scout.start[rows], scout.n_iter[rows]
-        _fit_rows_again(
-            em, flux, ivar, mask, rows, scout.labels[rows], scout, max_iter=max_iter - scout_iterations, **kw
-        )
+        # one start goes on: no extra random starts (``n_starts`` applies to an (n, L) init only)
+        go_on = {**kw, "max_iter": max_iter - scout_iterations, "n_starts": 1}
+        _fit_rows_again(em, flux, ivar, mask, rows, scout.labels[rows], scout, **go_on)
         scout.n_iter[rows] += n_iter
         scout.start[rows] = start
     return scout

@@ -201,7 +201,7 @@ def test_several_starts_go_on_from_the_best_scout_only(em, monkeypatch):
     scouted[:, IT] = [6000.0, 8000.0, 5000.0]
 
     def fake_fit(em_, flux, ivar, mask=None, init=None, max_iter=100, **kw):
-        calls.append({"n": flux.shape[0], "init": init.copy(), "max_iter": max_iter})
+        calls.append({"n": flux.shape[0], "init": init.copy(), "max_iter": max_iter, "n_starts": kw.get("n_starts")})
         res = _fake_result(scouted[: flux.shape[0]] if len(calls) == 1 else scouted[[1]] + 100.0)
         if len(calls) == 1:  # the scout: spectrum 1 not converged yet, 2 stalled
             res.status[:] = [0, Pr.STATUS_MAX_ITER, 2]
@@ -216,10 +216,12 @@ def test_several_starts_go_on_from_the_best_scout_only(em, monkeypatch):
     flux = np.ones((n, WAVE.size), np.float32)
     starts = np.stack([scouted - 1.0, scouted, scouted + 1.0])
     mask = np.zeros(flux.shape, bool)
-    out = Pr.fit_best_start(em, flux, np.ones_like(flux), mask=mask, init=starts, max_iter=100, scout_iterations=5)
+    out = Pr.fit_best_start(
+        em, flux, np.ones_like(flux), mask=mask, init=starts, max_iter=100, scout_iterations=5, n_starts=4
+    )
     scout, go_on = calls
     assert scout["n"] == n and scout["init"].shape == (3, n, L) and scout["max_iter"] == 5
-    assert go_on["n"] == 1 and go_on["max_iter"] == 95
+    assert go_on["n"] == 1 and go_on["max_iter"] == 95 and go_on["n_starts"] == 1  # no random starts added
     np.testing.assert_array_equal(go_on["init"], scouted[[1]])  # from the best start's labels after the scout
     assert out.labels[1, IT] == scouted[1, IT] + 100.0 and out.labels[0, IT] == scouted[0, IT]
     assert out.n_iter.tolist() == [4, 12, 5] and out.start.tolist() == [2, 1, 0]
