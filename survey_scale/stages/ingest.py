@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from survey_scale.core.files import is_system_error
+from survey_scale.core.row_parts import read_row_parts
 from survey_scale.core.settings import ConfigBase, Section
 from survey_scale.core.wavelength import N_WAVE, PIXMASK_BITS
 from survey_scale.engine.contracts import (
@@ -160,8 +161,10 @@ def load_chunk_files(cube: str, start: int, stop: int, params: Mapping[str, Any]
         If a file changed since it was inspected, or cannot be read again (a slow or failing disk). The chunk
         then fails unmarked — not its file's fault, or not for good — and a rerun of the ingest writes it.
     """
-    plan = pd.read_parquet(Path(cube) / params["plan"])
-    rows = plan.iloc[start - params["row0"] : stop - params["row0"]]
+    plan, start, stop = Path(cube) / params["plan"], start - params["row0"], stop - params["row0"]
+    # only the parts holding the chunk's rows: the whole plan grows with the release (a batch planned before
+    # plans had parts has one file)
+    rows = pd.read_parquet(plan).iloc[start:stop] if plan.is_file() else read_row_parts(plan, start, stop)
     spectra = []
     for path, size, mtime in zip(rows["path"], rows["size"], rows["mtime_ns"]):
         stat = os.stat(path)
@@ -314,7 +317,7 @@ def _run_batch(config: ConfigBase, engine: Engine, batch_dir: Path, state: dict[
         existing = set(engine.read_column("specid")) if engine.n_spectra() else set()
         n_old = engine.n_spectra()
         plan, rejects, already = plan_ingest(records, existing, cfg, batch)
-        bookkeeping.save_table(bookkeeping.plan_path(batch_dir), plan)
+        bookkeeping.save_plan(batch_dir, plan)
         _record_rejects(engine, batch, rejects)
         of_files = isin_strings(rejects["source"], records["path"])
         state = bookkeeping.set_batch_state(

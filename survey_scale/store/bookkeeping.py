@@ -11,7 +11,7 @@ here and is written only through :class:`Bookkeeping`::
       steps/<step>.json                    the latest runs of each pipeline step: wall time, what it did
       reductions/<name>.npz                cached survey-wide reductions with the key of their inputs
       rejects/<source>.parquet             rejects recorded outside stage chunks (ingest: files, catalog rows)
-      ingest/batch-NNNN/                   an ingest batch: state.json, inspect/ blocks, plan.parquet
+      ingest/batch-NNNN/                   an ingest batch: state.json, inspect/ blocks, plan/ parts
       logs/<command>-<time>.log            command logs
       writer.lock                          the writer lock (:mod:`survey_scale.store.lock`)
       swap/                                replacements of cube variables being written (``new-<name>``) and
@@ -26,6 +26,8 @@ after a kill or a power loss alike.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -37,6 +39,7 @@ import pandas as pd
 
 from survey_scale._version import __version__
 from survey_scale.core.files import atomic_write, file_sha256, fsync_dir, save_npz
+from survey_scale.core.row_parts import write_row_parts
 from survey_scale.store.cube import (
     META_GROUP,
     REJECT_COLUMNS,
@@ -59,6 +62,12 @@ def _written(path: Path, write: Callable[[Path], Any]) -> Path:
 def _written_json(path: Path, value: Any, indent: int | None = 1) -> Path:
     data = json.dumps(value, indent=indent, sort_keys=True, default=str).encode()
     return _written(path, lambda tmp: tmp.write_bytes(data))
+
+
+PLAN_PART_ROWS = 1024
+"""Rows per part of an ingest plan (:meth:`Bookkeeping.save_plan`). A write task reads the one or two parts that
+hold its rows, ~5 ms whatever the release; reading the whole plan took 0.74 s of CPU and 0.1 GB per task at
+40,000 spectra, and grows with the release."""
 
 
 class Bookkeeping:
@@ -353,8 +362,23 @@ class Bookkeeping:
 
     @staticmethod
     def plan_path(batch_dir: Path) -> Path:
-        """A batch's plan: its accepted files and the rows they get."""
-        return batch_dir / "plan.parquet"
+        """A batch's plan: its accepted files and the rows they get (a folder of parts, :meth:`save_plan`; a
+        batch planned before plans had parts has one file, ``plan.parquet``)."""
+        legacy = batch_dir / "plan.parquet"
+        return legacy if legacy.is_file() else batch_dir / "plan"
+
+    @staticmethod
+    def save_plan(batch_dir: Path, plan: pd.DataFrame) -> None:
+        """Write a batch's plan as parts of :data:`PLAN_PART_ROWS` rows (:func:`~survey_scale.core.row_parts.
+        write_row_parts`) in ``plan/``, atomically: into a folder beside, then renamed into place."""
+        path = batch_dir / "plan"
+        staging = batch_dir / "plan.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        write_row_parts(staging, plan, PLAN_PART_ROWS, _written)
+        shutil.rmtree(path, ignore_errors=True)  # from an attempt killed before its batch was marked planned
+        (batch_dir / "plan.parquet").unlink(missing_ok=True)  # the same, by a version without parts
+        os.replace(staging, path)
+        fsync_dir(batch_dir)
 
     @staticmethod
     def save_table(path: Path, table: pd.DataFrame) -> None:

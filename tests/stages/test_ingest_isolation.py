@@ -17,6 +17,7 @@ from survey_scale.pipeline import run_pipeline_with_client
 from survey_scale.science import ingest as science_ingest
 from survey_scale.science.ingest import inspect as ingest_inspect
 from survey_scale.stages import ingest as stage_ingest
+from survey_scale.store.bookkeeping import Bookkeeping
 from survey_scale.store.cube import create_cube, open_cube, open_rejects
 from tests.conftest import DR2_FLOAT64, DR9_101001, small_config
 
@@ -80,14 +81,29 @@ def test_a_file_changed_since_inspect_fails_its_chunk_unmarked_and_a_rerun_write
     records = science_ingest.inspect_files(paths)
     config = small_config(tmp_path)
     plan, _, _ = stage_ingest.plan_ingest(records, set(), config.ingest, batch=1)
-    plan_path = tmp_path / "plan.parquet"
-    plan.to_parquet(plan_path, index=False)
+    Bookkeeping.save_plan(tmp_path, plan)
     changed = plan["path"].iloc[1]
     os.utime(changed, ns=(0, 0))  # touched after the inspect
-    stage = stage_ingest.ingest_stage(Path("plan.parquet"), 0, config)  # relative to the cube's folder
+    stage = stage_ingest.ingest_stage(Path("plan"), 0, config)  # relative to the cube's folder
     with pytest.raises(LamostReadError, match="changed after it was inspected") as info:
         compute_block(str(tmp_path), stage, 0, 2)
     assert info.value.code == "changed_since_inspect" and info.value.path == changed
+
+
+def test_a_write_chunk_reads_its_rows_of_the_plan_in_parts_or_of_a_plan_in_one_file(
+    lamost_copy: Path, tmp_path: Path
+) -> None:
+    """A batch planned by a version without plan parts (one ``plan.parquet``) is still written on a resume."""
+    paths = [str(lamost_copy / DR9_101001), str(lamost_copy / DR2_FLOAT64)]
+    config = small_config(tmp_path)
+    plan, _, _ = stage_ingest.plan_ingest(science_ingest.inspect_files(paths), set(), config.ingest, batch=1)
+    Bookkeeping.save_plan(tmp_path / "parts", plan)
+    (tmp_path / "one").mkdir()
+    plan.to_parquet(tmp_path / "one" / "plan.parquet", index=False)
+    for cube, name in [(tmp_path / "parts", "plan"), (tmp_path / "one", "plan.parquet")]:
+        params = stage_ingest.ingest_stage(Path(name), 10, config).params  # the batch's rows start at 10
+        inputs = stage_ingest.load_chunk_files(str(cube), 11, 12, params)
+        assert list(inputs["plan"]["path"]) == [plan["path"].iloc[1]] and len(inputs["spectra"]) == 1
 
 
 def test_a_spectrum_that_cannot_be_resampled_keeps_its_row_and_is_rejected(lamost_copy: Path, tmp_path: Path) -> None:

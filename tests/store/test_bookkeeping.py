@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from survey_scale.config import CubeConfig
-from survey_scale.store.bookkeeping import Bookkeeping
+from survey_scale.core.row_parts import read_row_parts
+from survey_scale.store.bookkeeping import PLAN_PART_ROWS, Bookkeeping
 from survey_scale.store.cube import create_cube, open_group, open_rejects, resize_spec, write_column
 
 
@@ -68,6 +69,22 @@ def test_batches_are_numbered_and_their_state_survives(books: Bookkeeping) -> No
     second, _ = books.new_batch({"phase": "inspect"})
     assert second.name == "batch-0002" and books.batch_dirs() == [first, second]
     assert books.plan_path(first).parent == books.inspect_path(first, 0).parent.parent == first
+
+
+def test_a_plan_is_saved_in_parts_replacing_an_earlier_attempt(books: Bookkeeping) -> None:
+    batch, _ = books.new_batch({"phase": "inspect"})
+    (batch / "plan.parquet").write_bytes(b"an attempt by a version without parts")
+    (batch / "plan").mkdir()
+    (batch / "plan" / "part-000009.parquet").write_bytes(b"an earlier attempt's part")
+    plan = pd.DataFrame({"path": [f"f{i}" for i in range(PLAN_PART_ROWS + 1)]})
+    books.save_plan(batch, plan)
+    assert books.plan_path(batch) == batch / "plan"
+    assert sorted(p.name for p in (batch / "plan").iterdir()) == ["part-000000.parquet", "part-000001.parquet"]
+    assert not (batch / "plan.new").exists() and not (batch / "plan.parquet").exists()
+    assert list(read_row_parts(batch / "plan", PLAN_PART_ROWS - 1, PLAN_PART_ROWS + 1)["path"]) == [
+        f"f{PLAN_PART_ROWS - 1}",
+        f"f{PLAN_PART_ROWS}",
+    ]
 
 
 def test_reductions_are_returned_only_for_their_key(books: Bookkeeping) -> None:
