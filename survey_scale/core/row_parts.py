@@ -38,7 +38,10 @@ def write_row_parts(
 
 def read_row_parts(folder: Path, start: int, stop: int) -> pd.DataFrame:
     """Rows ``start:stop`` of a table written by :func:`write_row_parts`, read from the parts that hold them;
-    the index is ``start … stop − 1``."""
+    the index is ``start … stop − 1``. ``folder`` may also be one Parquet file, read whole (a table written
+    before it had parts)."""
+    if folder.is_file():
+        return pd.read_parquet(folder).iloc[start:stop]
     rows_per_part = max(pq.read_metadata(part_path(folder, 0)).num_rows, 1)
     first, last = start // rows_per_part, max(start, stop - 1) // rows_per_part
     parts = [pd.read_parquet(part_path(folder, k)) for k in range(first, last + 1)]

@@ -161,10 +161,8 @@ def load_chunk_files(cube: str, start: int, stop: int, params: Mapping[str, Any]
         If a file changed since it was inspected, or cannot be read again (a slow or failing disk). The chunk
         then fails unmarked — not its file's fault, or not for good — and a rerun of the ingest writes it.
     """
-    plan, start, stop = Path(cube) / params["plan"], start - params["row0"], stop - params["row0"]
-    # only the parts holding the chunk's rows: the whole plan grows with the release (a batch planned before
-    # plans had parts has one file)
-    rows = pd.read_parquet(plan).iloc[start:stop] if plan.is_file() else read_row_parts(plan, start, stop)
+    # only the parts holding the chunk's rows: the whole plan grows with the release
+    rows = read_row_parts(Path(cube) / params["plan"], start - params["row0"], stop - params["row0"])
     spectra = []
     for path, size, mtime in zip(rows["path"], rows["size"], rows["mtime_ns"]):
         stat = os.stat(path)

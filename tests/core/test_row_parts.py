@@ -40,3 +40,8 @@ def test_a_table_shorter_than_a_part_and_an_empty_table(tmp_path: Path) -> None:
     write_row_parts(tmp_path / "empty", _table(0), 1024)
     empty = read_row_parts(tmp_path / "empty", 0, 0)
     assert empty.empty and list(empty.columns) == ["path", "rv"]
+
+
+def test_a_table_in_one_file_is_read_whole_and_sliced(tmp_path: Path) -> None:
+    _table(30).to_parquet(tmp_path / "plan.parquet", index=False)
+    pdt.assert_frame_equal(read_row_parts(tmp_path / "plan.parquet", 10, 20), _table(30).iloc[10:20])
